@@ -1,0 +1,95 @@
+"""The MLP itself: parameters, forward pass and mean cross-entropy loss, as pure functions."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmlp.activations import ACTIVATIONS
+from jaxmlp.arch import Arch, parse_arch
+from jaxmlp.cross_entropy import cross_entropy
+
+Params = list[dict[str, jax.Array]]
+
+
+def init_params(key: jax.Array, arch, in_dim: int, *, dtype=jnp.float32) -> Params:
+    """Random parameters for ``arch`` on inputs of width ``in_dim``.
+
+    Weights are normal with He variance ``2/fan_in`` before a ReLU (keeps the
+    activations' scale through depth) and Glorot variance ``2/(fan_in + fan_out)``
+    otherwise; biases are zero.
+
+    Args:
+      key: a PRNG key.
+      arch: anything ``parse_arch`` accepts.
+      in_dim: input width (784 for MNIST).
+      dtype: parameter dtype.
+
+    Returns:
+      A list with one ``{"w": (fan_in, fan_out), "b": (fan_out,)}`` dict per layer.
+    """
+    arch = parse_arch(arch)
+    if isinstance(in_dim, bool) or not isinstance(in_dim, (int, np.integer)) or in_dim <= 0:
+        raise ValueError(f"in_dim must be a positive int, got {in_dim!r}")
+    params = []
+    fan_in = int(in_dim)
+    for layer_key, (units, activation) in zip(jax.random.split(key, len(arch)), arch):
+        var = 2.0 / fan_in if activation == "relu" else 2.0 / (fan_in + units)
+        w = math.sqrt(var) * jax.random.normal(layer_key, (fan_in, units), dtype)
+        params.append({"w": w, "b": jnp.zeros((units,), dtype)})
+        fan_in = units
+    return params
+
+
+def check_inputs(params: Params, x, arch: Arch) -> None:
+    """Raises a clear error unless ``params`` and ``x`` fit ``arch`` (shapes and dtypes)."""
+    if len(params) != len(arch):
+        raise ValueError(f"params have {len(params)} layers but the architecture has {len(arch)}")
+    for i, (layer, (units, _)) in enumerate(zip(params, arch)):
+        w_shape, b_shape = np.shape(layer["w"]), np.shape(layer["b"])
+        if len(w_shape) != 2 or w_shape[1] != units or b_shape != (units,):
+            raise ValueError(f"layer {i}: expected w (fan_in, {units}) and b ({units},), got "
+                             f"w {w_shape} and b {b_shape}")
+        if i and w_shape[0] != arch[i - 1].units:
+            raise ValueError(f"layer {i}: w has {w_shape[0]} inputs but layer {i - 1} has "
+                             f"{arch[i - 1].units} units")
+    x_shape = np.shape(x)
+    if len(x_shape) != 2:
+        raise ValueError(f"x must have shape (batch, in_dim), got {x_shape}")
+    if x_shape[1] != np.shape(params[0]["w"])[0]:
+        raise ValueError(f"x has width {x_shape[1]} but the first layer expects "
+                         f"{np.shape(params[0]['w'])[0]} inputs")
+    if x_shape[0] == 0:
+        raise ValueError("x is an empty batch")
+    if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+        raise TypeError(f"x must be floating point, got dtype {jnp.result_type(x)} "
+                        "(scale uint8 images to [0, 1] first)")
+
+
+def forward_layers(params: Params, x: jax.Array, arch) -> list[tuple[jax.Array, jax.Array]]:
+    """Every layer's ``(z, a)``: ``z = a_prev W + b``, ``a = f(z)``, with ``a_0 = x``.
+
+    The backward pass needs all of them; ``forward`` keeps only the last ``a``.
+    """
+    arch = parse_arch(arch)
+    check_inputs(params, x, arch)
+    cache, a = [], x
+    for layer, (_, activation) in zip(params, arch):
+        z = a @ layer["w"] + layer["b"]
+        a = ACTIVATIONS[activation].fn(z)
+        cache.append((z, a))
+    return cache
+
+
+def forward(params: Params, x: jax.Array, arch) -> jax.Array:
+    """Logits ``(B, n)`` for inputs ``x`` of shape ``(B, in_dim)``.
+
+    Every layer applies its own activation, the last one included, before the
+    softmax that ``loss`` applies (preset c puts a ReLU on its outputs, as the seed did).
+    """
+    return forward_layers(params, x, arch)[-1][1]
+
+
+def loss(params: Params, x: jax.Array, y: jax.Array, arch) -> jax.Array:
+    """Mean cross-entropy over the batch: ``(1/B) Σ_b cross_entropy(forward(x)_b, y_b)``."""
+    return jnp.mean(cross_entropy(forward(params, x, arch), y))

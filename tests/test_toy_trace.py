@@ -1,0 +1,100 @@
+"""Seed Problem 3: the 2×2 example, pinned to closed forms, and the seed's own table explained."""
+import ast
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from jaxmlp.toy import format_trace, toy_trace
+
+SIGMA = lambda t: 1 / (1 + np.exp(-t))
+PATTERN = np.array([[1.0, -1.0], [-1.0, 1.0]])
+
+
+def closed_form(iterations, lr=2.0):
+    """By symmetry z_t = s_t·PATTERN; the diagonal p is σ(2 s_t), dz = (p − I)/2 = −σ(−2 s_t)/2
+    on the diagonal, db = Σ_batch dz = 0, and SGD gives s_{t+1} = s_t + lr·σ(−2 s_t)/2."""
+    s, rows = 0.0, []
+    for _ in range(iterations):
+        d = SIGMA(2 * s)
+        p = np.array([[d, 1 - d], [1 - d, d]])
+        dz = -SIGMA(-2 * s) / 2 * PATTERN
+        rows.append({"z": s * PATTERN, "p": p, "dz": dz, "dW": dz, "db": np.zeros(2)})
+        s += lr * SIGMA(-2 * s) / 2
+    return rows
+
+
+@pytest.mark.parametrize("lr", [2.0, 0.5])
+def test_trace_matches_closed_form(x64, lr):
+    eye = np.eye(2)
+    rows = toy_trace(eye, eye, np.zeros((2, 2)), np.zeros(2), lr=lr, iterations=5)
+    for got, want in zip(rows, closed_form(5, lr), strict=True):
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], atol=1e-15, err_msg=name)
+
+
+def test_script_prints_seed_layout():
+    out = subprocess.run([sys.executable, "scripts/toy_trace.py"], capture_output=True,
+                         text=True, check=True).stdout
+    lines = out.strip().splitlines()
+    assert lines[0] == "iteration = 0" and lines[6] == "iteration = 1" and len(lines) == 12
+    want = closed_form(2)
+    for k, line in enumerate(lines):
+        if k % 6:
+            name, value = line.split(" = ")
+            assert name == ["z", "dz", "p", "dW", "db"][k % 6 - 1]
+            np.testing.assert_allclose(ast.literal_eval(value), want[k // 6][name], atol=1e-15)
+    # Iteration 1, as printed: z = ±0.5 and p = σ(±1) to the last digit.
+    assert lines[7] == "z = [[0.5, -0.5], [-0.5, 0.5]]"
+    hi, lo = float(SIGMA(1.0)), float(SIGMA(-1.0))
+    assert lines[9] == f"p = [[{hi!r}, {lo!r}], [{lo!r}, {hi!r}]]"
+
+
+# The seed's table (HW2 Problem 3), copied as printed there.
+SEED = [
+    {"z": [[0.0, 0.0], [0.0, 0.0]], "dz": [[0.25, -0.25], [-0.25, 0.25]],
+     "p": [[0.5, 0.5], [0.5, 0.5]], "dW": [[0.25, -0.25], [-0.25, 0.25]],
+     "db": [[0.25, -0.25], [-0.25, 0.25]]},
+    {"z": [[-0.5, 0.5], [0.5, -0.5]],
+     "dz": [[0.36552928931500245, -0.36552928931500245], [-0.36552928931500245, 0.36552928931500245]],
+     "p": [[0.2689414213699951, 0.7310585786300049], [0.7310585786300049, 0.2689414213699951]],
+     "dW": [[0.36552928931500245, -0.36552928931500245], [-0.36552928931500245, 0.36552928931500245]],
+     "db": [[0.36552928931500245, -0.36552928931500245], [-0.36552928931500245, 0.36552928931500245]]},
+]
+
+
+def seed_computation(iterations, lr=2.0):
+    """What produces the seed's numbers: dz = (y − p)/B, the sign of the gradient flipped,
+    db printed per example (not summed over the batch), then W ← W − lr·dW, so each step
+    climbs the loss. (The summed db is 0 here, so b stays 0 whatever its update.)"""
+    x = y = np.eye(2)
+    w, b, rows = np.zeros((2, 2)), np.zeros(2), []
+    for _ in range(iterations):
+        z = x @ w + b
+        e = np.exp(z - z.max(1, keepdims=True))
+        p = e / e.sum(1, keepdims=True)
+        dz = (y - p) / 2
+        rows.append({"z": z, "dz": dz, "p": p, "dW": x.T @ dz, "db": dz})
+        w, b = w - lr * x.T @ dz, b - lr * dz.sum(0)
+    return rows
+
+
+def test_seed_table_is_gradient_ascent():
+    for got, seed in zip(seed_computation(2), SEED, strict=True):
+        for name, value in seed.items():
+            np.testing.assert_array_equal(got[name], value, err_msg=name)
+
+
+def test_seed_table_versus_correct_computation():
+    ours, seed = closed_form(2), SEED
+    # Agree: iteration 0's z and p, and iteration 1's p up to the swap of its columns.
+    np.testing.assert_array_equal(ours[0]["z"], seed[0]["z"])
+    np.testing.assert_array_equal(ours[0]["p"], seed[0]["p"])
+    np.testing.assert_allclose(ours[1]["p"][:, ::-1], seed[1]["p"], atol=1e-16)
+    # Disagree: every dz and dW has the opposite sign; db should be the zero vector;
+    # iteration 1's z is the negative of the correct one, and its |dz| differs.
+    np.testing.assert_array_equal(ours[0]["dz"], -np.array(seed[0]["dz"]))
+    np.testing.assert_array_equal(ours[1]["z"], -np.array(seed[1]["z"]))
+    assert not np.allclose(np.abs(ours[1]["dz"]), np.abs(seed[1]["dz"]))
+    assert np.array(seed[0]["db"]).shape == (2, 2) and ours[0]["db"].shape == (2,)
