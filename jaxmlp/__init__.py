@@ -2,7 +2,7 @@
 proven equal to ``jax.grad``."""
 from jaxmlp.activations import ACTIVATIONS, Activation
 from jaxmlp.arch import PRESETS, Arch, Layer, parse_arch
-from jaxmlp.backprop import hand_grad, hand_loss
+from jaxmlp.backprop import hand_grad, hand_loss, hand_value_and_grad
 from jaxmlp.cross_entropy import cross_entropy, cross_entropy_grad
 from jaxmlp.mlp import forward, forward_layers, init_params, loss
 from jaxmlp.softmax import log_softmax, softmax, softmax_jacobian
@@ -11,5 +11,5 @@ __all__ = [
     "ACTIVATIONS", "Activation", "Arch", "Layer", "PRESETS", "parse_arch",
     "init_params", "forward", "forward_layers", "loss",
     "softmax", "log_softmax", "softmax_jacobian", "cross_entropy", "cross_entropy_grad",
-    "hand_grad", "hand_loss",
+    "hand_grad", "hand_loss", "hand_value_and_grad",
 ]

@@ -1,0 +1,191 @@
+"""MNIST through tensorflow-datasets, loaded once into uint8 numpy arrays.
+
+TensorFlow only reads the data: it is kept off accelerators and out of the training
+loop. After the first load the decoded arrays are cached as ``.npz`` (keyed by the
+TFDS dataset version and its metadata), so later runs skip TensorFlow entirely.
+"""
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+NUM_CLASSES = 10
+IMAGE_PIXELS = 28 * 28
+SPLIT_SIZES = {"train": 60_000, "test": 10_000}
+
+
+class Mnist(NamedTuple):
+    """MNIST as numpy arrays: images ``(N, 784)`` uint8 in [0, 255], labels ``(N,)`` int32."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+
+class MnistNotFoundError(FileNotFoundError):
+    """MNIST is neither prepared where we looked nor obtainable (offline, no manual files)."""
+
+
+class MnistDataError(ValueError):
+    """MNIST was found but is corrupt or not what it should be."""
+
+
+def default_data_dir() -> Path:
+    """``$TFDS_DATA_DIR`` if set, else TFDS's own default ``~/tensorflow_datasets``."""
+    return Path(os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets").expanduser()
+
+
+def default_cache_dir() -> Path:
+    """``$JAXMLP_CACHE_DIR``, else ``$XDG_CACHE_HOME/jaxmlp``, else ``~/.cache/jaxmlp``."""
+    if os.environ.get("JAXMLP_CACHE_DIR"):
+        return Path(os.environ["JAXMLP_CACHE_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "jaxmlp"
+
+
+def _prepared_info(data_dir: Path) -> Optional[Path]:
+    """The newest prepared ``mnist/<version>/dataset_info.json`` under ``data_dir``."""
+    infos = [p for p in data_dir.glob("mnist/*/dataset_info.json")
+             if p.parent.name.replace(".", "").isdigit()]
+    key = lambda p: tuple(int(v) for v in p.parent.name.split("."))
+    return max(infos, key=key) if infos else None
+
+
+def _cache_path(cache_dir: Path, info: Path) -> Path:
+    # Keyed by version and by the metadata TFDS wrote when it prepared the data (split
+    # sizes, file checksums): re-preparing or upgrading the data invalidates the cache.
+    digest = hashlib.sha256(info.read_bytes()).hexdigest()[:16]
+    return cache_dir / f"mnist-{info.parent.name}-{digest}.npz"
+
+
+def validate(data: Mnist) -> Mnist:
+    """Raises ``MnistDataError`` unless every array has MNIST's shape, dtype and label range."""
+    for split, size in SPLIT_SIZES.items():
+        images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+        if images.shape != (size, IMAGE_PIXELS) or images.dtype != np.uint8:
+            raise MnistDataError(f"MNIST {split} images: expected ({size}, {IMAGE_PIXELS}) uint8, "
+                                 f"got {images.shape} {images.dtype}")
+        if labels.shape != (size,) or not np.issubdtype(labels.dtype, np.integer):
+            raise MnistDataError(f"MNIST {split} labels: expected ({size},) integers, "
+                                 f"got {labels.shape} {labels.dtype}")
+        if labels.min() < 0 or labels.max() >= NUM_CLASSES:
+            raise MnistDataError(f"MNIST {split} labels outside [0, {NUM_CLASSES}): "
+                                 f"[{labels.min()}, {labels.max()}]")
+        if np.bincount(labels, minlength=NUM_CLASSES).min() == 0:
+            raise MnistDataError(f"MNIST {split} labels miss a class: not MNIST")
+    return data
+
+
+def _import_tfds():
+    try:
+        import tensorflow as tf
+    except ImportError as e:  # pragma: no cover - a broken install
+        raise ImportError("tensorflow-datasets needs TensorFlow to read MNIST: "
+                          "pip install tensorflow-cpu") from e
+    # TensorFlow only decodes the data: keep it off every GPU so JAX owns them.
+    tf.config.set_visible_devices([], "GPU")
+    import tensorflow_datasets as tfds
+    return tfds
+
+
+def _load_tfds(data_dir: Path, manual_dir: Optional[Path], download: bool) -> Mnist:
+    tfds = _import_tfds()
+    builder = tfds.builder("mnist", data_dir=str(data_dir))
+    if not builder.is_prepared():
+        if manual_dir is None and not download:
+            raise MnistNotFoundError(
+                f"MNIST is not prepared in {data_dir} (looked for {data_dir}/mnist/"
+                f"{builder.version}/) and downloading is off. Point --data-dir or TFDS_DATA_DIR "
+                "at a folder holding a prepared TFDS copy, or pass --manual-dir with the four "
+                "original MNIST .gz files.")
+        config = tfds.download.DownloadConfig(manual_dir=str(manual_dir) if manual_dir else None)
+        try:
+            builder.download_and_prepare(download_config=config)
+        except tfds.download.NonMatchingChecksumError as e:
+            raise MnistDataError(
+                f"the MNIST files in {manual_dir} do not match the originals' checksums that "
+                f"tensorflow-datasets expects (corrupt, or re-compressed):\n{e}") from None
+        except Exception as e:  # network down, DNS, HTTP errors: all mean "not obtainable"
+            where = f"{manual_dir} (manual files) and " if manual_dir else ""
+            raise MnistNotFoundError(
+                f"MNIST could not be prepared: looked in {where}{data_dir}, then tried to "
+                f"download it and failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+                "Offline? Point --data-dir or TFDS_DATA_DIR at a prepared TFDS copy, or pass "
+                "--manual-dir with the four original MNIST .gz files.") from None
+    arrays = []
+    for split in SPLIT_SIZES:
+        try:
+            images, labels = tfds.as_numpy(builder.as_dataset(
+                split=split, batch_size=-1, as_supervised=True))
+        except Exception as e:
+            raise MnistDataError(f"could not read the MNIST {split} split in {data_dir}: "
+                                 f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+        arrays += [np.asarray(images).reshape(len(images), -1), np.asarray(labels, np.int32)]
+    return Mnist(*arrays)
+
+
+def _save_atomic_npz(path: Path, data: Mnist) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **data._asdict())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load_mnist(*, data_dir=None, manual_dir=None, download: bool = True,
+               cache_dir=None, use_cache: bool = True) -> Mnist:
+    """Loads MNIST as uint8 numpy arrays, preparing it with TFDS on first use.
+
+    Args:
+      data_dir: TFDS data folder; defaults to ``default_data_dir()``. When given, it must exist.
+      manual_dir: a folder with the four original ``*-ubyte.gz`` files; TFDS prepares
+        from them (``DownloadConfig(manual_dir=...)``) instead of downloading.
+      download: let TFDS download MNIST when it is not prepared (connected machines).
+      cache_dir: where decoded arrays are cached; defaults to ``default_cache_dir()``.
+      use_cache: read and write that cache.
+
+    Returns:
+      A validated ``Mnist``.
+
+    Raises:
+      MnistNotFoundError: nothing found where it looked and nothing could be obtained.
+      MnistDataError: the data is corrupt or not MNIST.
+    """
+    if data_dir is not None:
+        data_dir = Path(data_dir).expanduser()
+        if not data_dir.is_dir():
+            raise MnistNotFoundError(f"data dir {data_dir} does not exist (pass a TFDS data "
+                                     "folder that holds mnist/, or omit --data-dir)")
+    else:
+        data_dir = default_data_dir()
+    if manual_dir is not None:
+        manual_dir = Path(manual_dir).expanduser()
+        if not manual_dir.is_dir():
+            raise MnistNotFoundError(f"manual dir {manual_dir} does not exist")
+    cache = None
+    info = _prepared_info(data_dir)
+    if use_cache and info is not None:
+        cache = _cache_path(Path(cache_dir) if cache_dir else default_cache_dir(), info)
+        if cache.exists():
+            try:
+                with np.load(cache) as f:
+                    return validate(Mnist(**{k: f[k] for k in Mnist._fields}))
+            except Exception:
+                pass  # a damaged cache is rebuilt from the TFDS copy below
+    data = validate(_load_tfds(data_dir, manual_dir, download))
+    if use_cache and cache is None and (info := _prepared_info(data_dir)) is not None:
+        cache = _cache_path(Path(cache_dir) if cache_dir else default_cache_dir(), info)
+    if cache is not None:
+        try:
+            _save_atomic_npz(cache, data)
+        except OSError:
+            pass  # a read-only cache folder only costs speed
+    return data
