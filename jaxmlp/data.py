@@ -91,6 +91,7 @@ def _import_tfds():
     return tfds
 
 
+
 def _load_tfds(data_dir: Path, manual_dir: Optional[Path], download: bool) -> Mnist:
     tfds = _import_tfds()
     builder = tfds.builder("mnist", data_dir=str(data_dir))
@@ -101,13 +102,17 @@ def _load_tfds(data_dir: Path, manual_dir: Optional[Path], download: bool) -> Mn
                 f"{builder.version}/) and downloading is off. Point --data-dir or TFDS_DATA_DIR "
                 "at a folder holding a prepared TFDS copy, or pass --manual-dir with the four "
                 "original MNIST .gz files.")
+        from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
+
         config = tfds.download.DownloadConfig(manual_dir=str(manual_dir) if manual_dir else None)
         try:
             builder.download_and_prepare(download_config=config)
-        except tfds.download.NonMatchingChecksumError as e:
+        except NonMatchingChecksumError:
             raise MnistDataError(
                 f"the MNIST files in {manual_dir} do not match the originals' checksums that "
-                f"tensorflow-datasets expects (corrupt, or re-compressed):\n{e}") from None
+                "tensorflow-datasets expects: corrupt, or re-compressed (the IDX bytes inside "
+                "may still be right, but TFDS checks the .gz files themselves). Use the files "
+                "exactly as downloaded, or a prepared TFDS copy via --data-dir.") from None
         except Exception as e:  # network down, DNS, HTTP errors: all mean "not obtainable"
             where = f"{manual_dir} (manual files) and " if manual_dir else ""
             raise MnistNotFoundError(

@@ -241,13 +241,13 @@ def train_and_evaluate(config: TrainConfig, out: Optional[str] = None, *, resume
                       "test_acc": float(test_acc), "epoch_seconds": seconds,
                       "batch_loss_mean": float(losses.mean())}
             history.append(record)
-            log(f"epoch {epoch}, step {step}: train J={record['train_loss']:.4f} "
-                f"accu={record['train_acc']:.4f} | test J={record['test_loss']:.4f} "
-                f"accu={record['test_acc']:.4f} ({seconds:.2f}s)")
-            if out_dir is not None:
+            if out_dir is not None:  # saved before it is announced: a kill loses no epoch
                 save_checkpoint(out_dir / "checkpoint.npz", _state(params, opt_state, step, key))
                 with open(out_dir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
+            log(f"epoch {epoch}, step {step}: train J={record['train_loss']:.4f} "
+                f"accu={record['train_acc']:.4f} | test J={record['test_loss']:.4f} "
+                f"accu={record['test_acc']:.4f} ({seconds:.2f}s)")
             if bar is not None:
                 bar.update(n)
                 bar.set_postfix(test_acc=f"{record['test_acc']:.4f}")

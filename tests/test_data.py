@@ -1,0 +1,161 @@
+"""MNIST loading: the real data, the cache, manual files, and clear errors."""
+import gzip
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from jaxmlp.data import (Mnist, MnistDataError, MnistNotFoundError, _cache_path, _prepared_info,
+                         load_mnist, validate)
+
+pytestmark = pytest.mark.mnist
+
+
+def _idx_md5(path):
+    with gzip.open(path, "rb") as f:
+        return hashlib.md5(f.read()).hexdigest()
+
+
+def _sorted_rows(images, labels):
+    """(label, image) rows as raw bytes, sorted: compares two orderings of one set."""
+    rows = np.concatenate([labels.astype(np.uint8)[:, None], images], axis=1)
+    return np.sort(np.ascontiguousarray(rows).view(f"V{rows.shape[1]}").ravel())
+
+
+def test_real_mnist_matches_the_original_idx_files(mnist, idx_dir):
+    # The TFDS copy holds the same (image, label) pairs as the original IDX files, in
+    # TFDS's own order.
+    def read_idx(name, offset):
+        with gzip.open(idx_dir / name, "rb") as f:
+            return np.frombuffer(f.read(), np.uint8, offset=offset)
+    # The shared files are the originals (md5 of the unzipped bytes, as published).
+    assert _idx_md5(idx_dir / "t10k-labels-idx1-ubyte.gz") == "27ae3e4e09519cfbb04c329615203637"
+    for split, prefix in (("test", "t10k"), ("train", "train")):
+        labels = read_idx(f"{prefix}-labels-idx1-ubyte.gz", 8)
+        images = read_idx(f"{prefix}-images-idx3-ubyte.gz", 16).reshape(len(labels), 784)
+        ours = getattr(mnist, f"{split}_images"), getattr(mnist, f"{split}_labels")
+        assert ours[0].dtype == np.uint8 and ours[0].shape == images.shape
+        assert (_sorted_rows(*ours) == _sorted_rows(images, labels)).all()
+    assert np.bincount(mnist.test_labels).tolist()[:3] == [980, 1135, 1032]
+
+
+def test_cache_is_used_and_keyed_by_dataset_info(mnist, tfds_dir, cache_dir, tmp_path):
+    info = _prepared_info(tfds_dir)
+    assert info.parent.name == "3.0.1"
+    cached = _cache_path(cache_dir, info)
+    assert cached.exists()  # written by the session's first load
+    again = load_mnist(data_dir=tfds_dir, cache_dir=cache_dir, download=False)
+    np.testing.assert_array_equal(again.test_images, mnist.test_images)
+    # Another dataset_info (re-prepared or upgraded data) means another cache file.
+    other = tmp_path / "mnist" / "3.0.1"
+    other.mkdir(parents=True)
+    meta = json.loads(info.read_text())
+    meta["description"] = "changed"
+    (other / "dataset_info.json").write_text(json.dumps(meta))
+    assert _cache_path(cache_dir, other / "dataset_info.json") != cached
+
+
+def test_damaged_cache_is_rebuilt(tfds_dir, tmp_path, mnist):
+    cached = _cache_path(tmp_path, _prepared_info(tfds_dir))
+    cached.write_bytes(b"not an npz")
+    data = load_mnist(data_dir=tfds_dir, cache_dir=tmp_path, download=False)
+    np.testing.assert_array_equal(data.train_labels, mnist.train_labels)
+    with np.load(cached) as f:  # rewritten whole
+        np.testing.assert_array_equal(f["test_labels"], mnist.test_labels)
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(MnistNotFoundError, match=f"data dir {tmp_path / 'nope'} does not exist"):
+        load_mnist(data_dir=tmp_path / "nope")
+
+
+def test_unprepared_and_offline_says_where_it_looked(tmp_path):
+    with pytest.raises(MnistNotFoundError) as e:
+        load_mnist(data_dir=tmp_path, download=False, use_cache=False)
+    message = str(e.value)
+    assert f"not prepared in {tmp_path}" in message and "mnist/3.0.1" in message
+    assert "--data-dir" in message and "TFDS_DATA_DIR" in message and "--manual-dir" in message
+
+
+def test_validate_rejects_wrong_data(mnist):
+    def broken(**changes):
+        return Mnist(**{**mnist._asdict(), **changes})
+    with pytest.raises(MnistDataError, match=r"train images: expected \(60000, 784\) uint8"):
+        validate(broken(train_images=mnist.train_images[:100]))
+    with pytest.raises(MnistDataError, match="uint8, got .* float32"):
+        validate(broken(test_images=mnist.test_images.astype(np.float32)))
+    with pytest.raises(MnistDataError, match=r"test labels outside \[0, 10\): \[0, 11\]"):
+        labels = mnist.test_labels.copy()
+        labels[5] = 11
+        validate(broken(test_labels=labels))
+    with pytest.raises(MnistDataError, match="miss a class"):
+        validate(broken(train_labels=np.zeros(60000, np.int32)))
+
+
+def test_corrupt_tfrecords_are_a_clear_error(tfds_dir, tmp_path):
+    copy = tmp_path / "tfds"
+    shutil.copytree(tfds_dir, copy)
+    record = next((copy / "mnist" / "3.0.1").glob("mnist-test.tfrecord*"))
+    record.chmod(0o644)
+    data = bytearray(record.read_bytes())
+    data[1000:1100] = b"\xff" * 100
+    record.write_bytes(bytes(data))
+    with pytest.raises(MnistDataError, match="could not read the MNIST test split"):
+        load_mnist(data_dir=copy, download=False, use_cache=False)
+
+
+def test_recompressed_manual_files_are_rejected_clearly(idx_dir, tmp_path):
+    # The shared .gz files hold the original bytes but not the original gzip wrapper,
+    # so TFDS's checksum check refuses them: a clear error, no download, no silent result.
+    with pytest.raises(MnistDataError, match="do not match the originals' checksums"):
+        load_mnist(data_dir=tmp_path, manual_dir=idx_dir, download=False, use_cache=False)
+
+
+def _write_idx_gz(path, array, magic):
+    header = np.array([magic, *array.shape], ">u4").tobytes()
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_manual_dir_prepares_with_tfds_offline(idx_dir, tmp_path, monkeypatch):
+    """--manual-dir end to end on a 100 + 100 example fixture cut from the real files.
+
+    TFDS checks manual files against the originals' registered checksums and sizes, so
+    the test registers the fixture's own, and shrinks the split sizes to match.
+    """
+    from tensorflow_datasets.core.download.checksums import UrlInfo
+    from tensorflow_datasets.image_classification import mnist as tfds_mnist
+
+    import jaxmlp.data
+
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    infos, want = {}, {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        with gzip.open(idx_dir / f"{prefix}-labels-idx1-ubyte.gz") as f:
+            labels = np.frombuffer(f.read(), np.uint8, offset=8)[:100]
+        with gzip.open(idx_dir / f"{prefix}-images-idx3-ubyte.gz") as f:
+            images = np.frombuffer(f.read(), np.uint8, offset=16)[:100 * 784].reshape(100, 28, 28)
+        assert np.bincount(labels, minlength=10).min() > 0
+        _write_idx_gz(manual / f"{prefix}-labels-idx1-ubyte.gz", labels, 2049)
+        _write_idx_gz(manual / f"{prefix}-images-idx3-ubyte.gz", images, 2051)
+        want[split] = (images.reshape(100, 784), labels)
+    for path in manual.iterdir():
+        data = path.read_bytes()
+        infos[tfds_mnist.MNIST.URL + path.name] = UrlInfo(
+            size=len(data), checksum=hashlib.sha256(data).hexdigest(), filename=path.name)
+    monkeypatch.setattr(tfds_mnist.MNIST, "url_infos", infos)
+    monkeypatch.setattr(tfds_mnist, "_TRAIN_EXAMPLES", 100)
+    monkeypatch.setattr(tfds_mnist, "_TEST_EXAMPLES", 100)
+    monkeypatch.setattr(jaxmlp.data, "SPLIT_SIZES", {"train": 100, "test": 100})
+
+    data_dir = tmp_path / "tfds"
+    data_dir.mkdir()
+    data = load_mnist(data_dir=data_dir, manual_dir=manual, download=False, cache_dir=tmp_path)
+    for split in ("train", "test"):
+        got = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+        assert (_sorted_rows(*got) == _sorted_rows(*want[split])).all()
+    assert (data_dir / "mnist" / "3.0.1" / "dataset_info.json").exists()
+    assert list(tmp_path.glob("mnist-3.0.1-*.npz"))  # and the decoded arrays were cached
