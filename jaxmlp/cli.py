@@ -8,7 +8,8 @@ from pathlib import Path
 from jaxmlp.arch import PRESETS
 
 # Settings a resumed run may change; any other would make it a different run.
-RESUMABLE = {"epochs", "steps", "log_every", "data_dir", "manual_dir", "download"}
+RESUMABLE = {"epochs", "steps", "log_every", "target_accuracy", "data_dir", "manual_dir",
+             "download"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "jax.grad (default hand)")
     p.add_argument("--log-every", type=int, help="log a seed-style 'iter N' line every N steps "
                    "(default 1000)")
+    p.add_argument("--target-accuracy", type=float, help="stop once test accuracy reaches this")
     p.add_argument("--out", help="output folder (default runs/<arch>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
     p.add_argument("--data-dir", help="TFDS data folder (default $TFDS_DATA_DIR or "
