@@ -40,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-download", dest="download", action="store_false", default=None,
                    help="never download MNIST")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--devices", type=int, help="devices of the data-parallel mesh (default: all)")
+    multi = p.add_argument_group("multi-host (all three, on every process)")
+    multi.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+    multi.add_argument("--num-processes", type=int, help="how many processes take part")
+    multi.add_argument("--process-id", type=int, help="this process's rank, 0 to K-1")
+    multi.add_argument("--init-timeout", type=int, default=60,
+                       help="seconds to wait for every process to join")
     return p
 
 
@@ -83,6 +90,15 @@ def main(argv=None) -> int:
     from jaxmlp.train import TrainingDiverged, train_and_evaluate
 
     try:
+        distributed = (args.coordinator, args.num_processes, args.process_id)
+        if any(v is not None for v in distributed):
+            if any(v is None for v in distributed):
+                raise ValueError("multi-host runs need --coordinator, --num-processes and "
+                                 "--process-id together")
+            from jaxmlp.parallel import initialize_distributed
+
+            # Before any computation: JAX must know the whole cluster first.
+            initialize_distributed(*distributed, timeout_s=args.init_timeout)
         config, out = config_from_args(args)
         config.validate()
         enable_compilation_cache()
@@ -91,11 +107,15 @@ def main(argv=None) -> int:
     except TrainingDiverged as e:
         print(f"jaxmlp-train: training diverged: {e}", file=sys.stderr)
         return 1
-    except (ValueError, TypeError, FileNotFoundError, MnistNotFoundError, MnistDataError) as e:
+    except (ValueError, TypeError, RuntimeError, FileNotFoundError, MnistNotFoundError,
+            MnistDataError) as e:
         print(f"jaxmlp-train: error: {e}", file=sys.stderr)
         return 2
-    print(f"final test accuracy {result['test_accuracy']:.4f} after {result['steps']} steps; "
-          f"outputs in {out}")
+    import jax
+
+    if jax.process_index() == 0:
+        print(f"final test accuracy {result['test_accuracy']:.4f} after {result['steps']} steps; "
+              f"outputs in {out}")
     return 0
 
 

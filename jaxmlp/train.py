@@ -23,6 +23,8 @@ from jaxmlp.checkpoint import load_checkpoint, save_checkpoint
 from jaxmlp.cross_entropy import cross_entropy
 from jaxmlp.data import IMAGE_PIXELS, Mnist, load_mnist
 from jaxmlp.mlp import forward, init_params
+from jaxmlp.parallel import (DATA, check_batch, make_mesh, put_batches, put_replicated,
+                             to_host)
 
 GRADS = ("hand", "autodiff")
 SCHEDULES = ("constant", "cosine")
@@ -44,6 +46,7 @@ class TrainConfig:
     grad: str = "hand"  # "hand": hand-written backward pass; "autodiff": jax.grad
     log_every: int = 1000
     target_accuracy: Optional[float] = None  # stop after the epoch whose test accuracy reaches it
+    devices: Optional[int] = None  # devices of the data-parallel mesh (default: all)
     data_dir: Optional[str] = None
     manual_dir: Optional[str] = None
     download: bool = True
@@ -59,6 +62,8 @@ class TrainConfig:
             (self.grad in GRADS, f"grad must be one of {GRADS}, got {self.grad!r}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
             (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
+            (self.devices is None or self.devices >= 1,
+             f"devices must be >= 1, got {self.devices}"),
             (self.target_accuracy is None or 0 < self.target_accuracy <= 1,
              f"target accuracy must be in (0, 1], got {self.target_accuracy}"),
         ]
@@ -122,24 +127,47 @@ def shuffle(key: jax.Array, n: int) -> jax.Array:
                                 jnp.arange(n, dtype=jnp.int32))[1]
 
 
-def make_epoch(step, batch_size: int):
+def make_epoch(step, batch_size: int, mesh=None):
     """A jitted epoch: shuffle with ``key``, run ``num_steps`` steps in one ``lax.scan``.
 
     Returns ``run(params, opt_state, images, labels, key, num_steps)`` →
     ``(params, opt_state, metrics)`` with per-step ``loss`` and ``accuracy`` arrays.
     The remainder that does not fill a batch is dropped so every step has one shape.
     Params and optimizer state are donated: their buffers are reused, not copied.
+    With a ``mesh``, each batch is split along its ``data`` axis (the dataset and params
+    being replicated), so every device gathers and trains on its share.
     """
+    shard = ((lambda x: x) if mesh is None else lambda x: jax.lax.with_sharding_constraint(
+        x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(DATA))))
+
     @functools.partial(jax.jit, static_argnums=5, donate_argnums=(0, 1))
     def run(params, opt_state, images, labels, key, num_steps):
         order = shuffle(key, images.shape[0])[:num_steps * batch_size]
 
         def body(carry, idx):
-            params, opt_state, metrics = step(*carry, images[idx], labels[idx])
+            params, opt_state, metrics = step(*carry, shard(images[idx]), shard(labels[idx]))
             return (params, opt_state), metrics
 
         (params, opt_state), metrics = jax.lax.scan(
             body, (params, opt_state), order.reshape(num_steps, batch_size))
+        return params, opt_state, metrics
+
+    return run
+
+
+def make_fed_epoch(step):
+    """A jitted epoch over batches cut beforehand: ``run(params, opt_state, xs, ys)``.
+
+    For multi-process runs, where each process feeds its own columns of ``xs``
+    ``(steps, B, 784)`` and ``ys`` ``(steps, B)`` (see ``parallel.put_batches``).
+    """
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def run(params, opt_state, xs, ys):
+        def body(carry, batch):
+            params, opt_state, metrics = step(*carry, *batch)
+            return (params, opt_state), metrics
+
+        (params, opt_state), metrics = jax.lax.scan(body, (params, opt_state), (xs, ys))
         return params, opt_state, metrics
 
     return run
@@ -201,19 +229,30 @@ def train_and_evaluate(config: TrainConfig, out: Optional[str] = None, *, resume
     if config.batch_size > num_train:
         raise ValueError(f"batch size {config.batch_size} is larger than the {num_train} "
                          "training examples")
+    mesh = make_mesh(config.devices)
+    check_batch(config.batch_size, mesh)
+    processes, process = jax.process_count(), jax.process_index()
     steps_per_epoch = num_train // config.batch_size
     num_steps = total_steps(config, num_train)
     optimizer = make_optimizer(config, num_steps)
-    run_epoch = make_epoch(make_step(arch, optimizer, config.grad), config.batch_size)
+    step_fn = make_step(arch, optimizer, config.grad)
+    # One process: the dataset sits on the devices and batches are gathered there. Several:
+    # each process cuts its own share of every batch on the host and feeds only that.
+    run_epoch = (make_epoch(step_fn, config.batch_size, mesh) if processes == 1
+                 else make_fed_epoch(step_fn))
+    if process:
+        log = lambda line: None  # only process 0 speaks and writes
 
     key, init_key = jax.random.split(jax.random.key(config.seed))
     params = init_params(init_key, arch, IMAGE_PIXELS)
     opt_state = optimizer.init(params)
     step = 0
     out_dir = Path(out) if out is not None else None
+    writes = out_dir is not None and process == 0
     history = []
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        if writes:
+            out_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             state = load_checkpoint(out_dir / "checkpoint.npz", _state(params, opt_state, 0, key))
             params, opt_state = state["params"], state["opt_state"]
@@ -223,12 +262,13 @@ def train_and_evaluate(config: TrainConfig, out: Optional[str] = None, *, resume
                 history = [json.loads(line) for line in metrics_path.read_text().splitlines()
                            if line.strip() and json.loads(line)["step"] <= step]
             log(f"resumed from {out_dir / 'checkpoint.npz'} at step {step}")
+    if writes:
         _write_json(out_dir / "config.json", dataclasses.asdict(config))
         # Rewritten from the kept history: a resumed run drops lines of a lost epoch.
         (out_dir / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
-    # Host arrays move to the device once; every epoch reuses them.
-    train_x, train_y = jnp.asarray(data.train_images), jnp.asarray(data.train_labels)
-    test_x, test_y = jnp.asarray(data.test_images), jnp.asarray(data.test_labels)
+    params, opt_state = put_replicated((params, opt_state), mesh)
+    # Host arrays move to the devices once; every epoch reuses them.
+    train_x, train_y, test_x, test_y = put_replicated(tuple(data), mesh)
 
     compiled = {}  # one executable per epoch length (a --steps run may end mid-epoch)
     startup = None
@@ -242,21 +282,28 @@ def train_and_evaluate(config: TrainConfig, out: Optional[str] = None, *, resume
             epoch = step // steps_per_epoch + 1
             n = min(steps_per_epoch, num_steps - step)
             key, epoch_key = jax.random.split(key)
+            if processes == 1:
+                inputs = (train_x, train_y, epoch_key)
+            else:  # the same order as one process would use; this process's columns of it
+                order = np.asarray(shuffle(epoch_key, num_train))[:n * config.batch_size]
+                order = order.reshape(n, processes, -1)[:, process]
+                inputs = (put_batches(data.train_images[order], (n, config.batch_size,
+                                                                 IMAGE_PIXELS), mesh),
+                          put_batches(data.train_labels[order], (n, config.batch_size), mesh))
             compile_seconds = 0.0
             if n not in compiled:  # compiled ahead of time so its cost is reported apart
                 start = time.perf_counter()
-                compiled[n] = run_epoch.lower(params, opt_state, train_x, train_y, epoch_key,
-                                              n).compile()
+                static = (n,) if processes == 1 else ()
+                compiled[n] = run_epoch.lower(params, opt_state, *inputs, *static).compile()
                 compile_seconds = time.perf_counter() - start
             if startup is None:  # this process's first step starts now
                 startup = seconds_since_process_start()
                 first_record = {"startup_seconds": startup} if startup is not None else {}
             start = time.perf_counter()
-            params, opt_state, metrics = compiled[n](params, opt_state, train_x, train_y,
-                                                     epoch_key)
-            losses = np.asarray(metrics["loss"])  # the one host sync of the epoch
+            params, opt_state, metrics = compiled[n](params, opt_state, *inputs)
+            losses = to_host(metrics["loss"])  # the one host sync of the epoch
             seconds = time.perf_counter() - start
-            accuracies = np.asarray(metrics["accuracy"])
+            accuracies = to_host(metrics["accuracy"])
             bad = np.flatnonzero(~np.isfinite(losses))
             if bad.size:
                 where = (f"; the last good checkpoint (step {step}) is kept in {out_dir}"
@@ -270,15 +317,17 @@ def train_and_evaluate(config: TrainConfig, out: Optional[str] = None, *, resume
             step += n
             train_loss, train_acc = evaluate(params, train_x, train_y, arch)
             test_loss, test_acc = evaluate(params, test_x, test_y, arch)
-            record = {"epoch": epoch, "step": step, "train_loss": float(train_loss),
-                      "train_acc": float(train_acc), "test_loss": float(test_loss),
-                      "test_acc": float(test_acc), "epoch_seconds": seconds,
+            record = {"epoch": epoch, "step": step, "train_loss": float(to_host(train_loss)),
+                      "train_acc": float(to_host(train_acc)),
+                      "test_loss": float(to_host(test_loss)),
+                      "test_acc": float(to_host(test_acc)), "epoch_seconds": seconds,
                       "batch_loss_mean": float(losses.mean()),
                       "compile_seconds": compile_seconds, **first_record}
             first_record = {}
             history.append(record)
-            if out_dir is not None:  # saved before it is announced: a kill loses no epoch
-                save_checkpoint(out_dir / "checkpoint.npz", _state(params, opt_state, step, key))
+            if writes:  # saved before it is announced: a kill loses no epoch
+                save_checkpoint(out_dir / "checkpoint.npz",
+                                jax.tree.map(to_host, _state(params, opt_state, step, key)))
                 with open(out_dir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
             log(f"epoch {epoch}, step {step}: train J={record['train_loss']:.4f} "
@@ -294,7 +343,7 @@ def train_and_evaluate(config: TrainConfig, out: Optional[str] = None, *, resume
     finally:
         if bar is not None:
             bar.close()
-    if out_dir is not None and history:
+    if writes and history:
         from jaxmlp.plot import plot_history
         plot_history(history, out_dir / "curves.png", title=f"arch {config.arch}")
     return {"params": params, "history": history, "steps": step,

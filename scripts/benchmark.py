@@ -48,53 +48,61 @@ def _fresh_state(arch, optimizer, seed=0):
     return params, optimizer.init(params)
 
 
-def time_scan(arch, grad, data, batch_size, epochs, lr):
+# Each driver: make_X(...) compiles what it needs and returns (compile_seconds, run_epoch),
+# where run_epoch() trains one epoch and waits for it. main() runs the drivers' epochs
+# round-robin, so a slow spell of the machine hits them all alike.
+
+
+def make_scan(arch, grad, data, batch_size, lr, total_epochs):
     """jaxmlp's own driver: ``make_epoch`` compiled once, then one call per epoch."""
     config = TrainConfig(arch=arch, batch_size=batch_size, lr=lr, grad=grad)
     steps = len(data[1]) // batch_size
-    optimizer = make_optimizer(config, steps * (epochs + 1))
+    optimizer = make_optimizer(config, steps * total_epochs)
     run = make_epoch(make_step(arch, optimizer, grad), batch_size)
-    params, opt_state = _fresh_state(arch, optimizer)
+    state = list(_fresh_state(arch, optimizer))
     x, y = jax.device_put(data[0]), jax.device_put(data[1])
-    key = jax.random.key(1)
+    keys = iter(jax.random.split(jax.random.key(1), total_epochs + 1))
     start = time.perf_counter()
-    compiled = run.lower(params, opt_state, x, y, key, steps).compile()
+    compiled = run.lower(*state, x, y, next(keys), steps).compile()
     compile_seconds = time.perf_counter() - start
-    times = []
-    for epoch in range(epochs + 1):
-        start = time.perf_counter()
-        params, opt_state, metrics = compiled(params, opt_state, x, y, jax.random.fold_in(key, epoch))
+
+    def run_epoch():
+        state[0], state[1], metrics = compiled(*state, x, y, next(keys))
         jax.block_until_ready(metrics)
-        times.append(time.perf_counter() - start)
-    return compile_seconds, times, float(np.asarray(metrics["loss"])[-1])
+
+    return compile_seconds, run_epoch
 
 
-def time_step_loop(arch, data, batch_size, epochs, lr):
+def make_step_loop(arch, data, batch_size, lr, total_epochs, *, step_fn=None):
     """The JAX-examples driver: a jitted step per batch, fed from host numpy in Python."""
     config = TrainConfig(arch=arch, batch_size=batch_size, lr=lr, grad="autodiff")
     steps = len(data[1]) // batch_size
-    optimizer = make_optimizer(config, steps * (epochs + 1))
-    step = jax.jit(make_step(arch, optimizer, "autodiff"), donate_argnums=(0, 1))
-    params, opt_state = _fresh_state(arch, optimizer)
-    rng = np.random.default_rng(1)
+    optimizer = make_optimizer(config, steps * total_epochs)
+    step = jax.jit(step_fn or make_step(arch, optimizer, "autodiff"), donate_argnums=(0, 1))
+    state = list(_fresh_state(arch, optimizer))
     images, labels = data
-    times, compile_seconds = [], 0.0
-    for epoch in range(epochs + 1):
+    rng = np.random.default_rng(1)
+    start = time.perf_counter()
+    step = step.lower(*state, images[:batch_size], labels[:batch_size]).compile()
+    compile_seconds = time.perf_counter() - start
+
+    def run_epoch():
         order = rng.permutation(len(labels))
-        start = time.perf_counter()
         for i in range(steps):
             idx = order[i * batch_size:(i + 1) * batch_size]
-            params, opt_state, metrics = step(params, opt_state, images[idx], labels[idx])
-            if epoch == 0 and i == 0:
-                jax.block_until_ready(metrics)
-                compile_seconds = time.perf_counter() - start
+            state[0], state[1], metrics = step(*state, images[idx], labels[idx])
         jax.block_until_ready(metrics)
-        times.append(time.perf_counter() - start)
-    times[0] -= compile_seconds
-    return compile_seconds, times, float(metrics["loss"])
+
+    return compile_seconds, run_epoch
 
 
-def time_torch(arch, data, batch_size, epochs, lr):
+def make_dispatch_only(arch, data, batch_size, lr, total_epochs):
+    """The step loop with an empty step: what driving from Python costs by itself."""
+    return make_step_loop(arch, data, batch_size, lr, total_epochs,
+                          step_fn=lambda p, o, x, y: (p, o, {"loss": jax.numpy.sum(y)}))
+
+
+def make_torch(arch, data, batch_size, lr, total_epochs):
     """PyTorch eager with the whole dataset preloaded as float tensors."""
     import torch
 
@@ -108,13 +116,12 @@ def time_torch(arch, data, batch_size, epochs, lr):
     model = torch.nn.Sequential(*layers)
     steps = len(data[1]) // batch_size
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps * (epochs + 1))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps * total_epochs)
     x = torch.from_numpy(data[0]).float().div_(255.0)
     y = torch.from_numpy(data[1]).long()
-    times = []
-    for _ in range(epochs + 1):
+
+    def run_epoch():
         order = torch.randperm(len(y))
-        start = time.perf_counter()
         for i in range(steps):
             idx = order[i * batch_size:(i + 1) * batch_size]
             optimizer.zero_grad(set_to_none=True)
@@ -122,8 +129,8 @@ def time_torch(arch, data, batch_size, epochs, lr):
             loss.backward()
             optimizer.step()
             schedule.step()
-        times.append(time.perf_counter() - start)
-    return 0.0, times, float(loss)
+
+    return 0.0, run_epoch
 
 
 def time_to_accuracy(arch, target, epochs, data_dir, cache_dir, out):
@@ -183,31 +190,40 @@ def main(argv=None) -> dict:
               "examples": len(data[1]), "timed_epochs": args.epochs,
               "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
               "presets": {}}
+    total = args.epochs + 1
     for preset in args.presets.split(","):
-        runners = {
-            "scan-hand": lambda: time_scan(preset, "hand", data, args.batch_size, args.epochs, args.lr),
-            "scan-autodiff": lambda: time_scan(preset, "autodiff", data, args.batch_size,
-                                               args.epochs, args.lr),
-            "step-loop": lambda: time_step_loop(preset, data, args.batch_size, args.epochs, args.lr),
+        makers = {
+            "scan-hand": lambda: make_scan(preset, "hand", data, args.batch_size, args.lr, total),
+            "scan-autodiff": lambda: make_scan(preset, "autodiff", data, args.batch_size, args.lr,
+                                               total),
+            "step-loop": lambda: make_step_loop(preset, data, args.batch_size, args.lr, total),
+            "dispatch-only": lambda: make_dispatch_only(preset, data, args.batch_size, args.lr,
+                                                        total),
         }
         if has_torch:
-            runners["torch-eager"] = lambda: time_torch(preset, data, args.batch_size,
-                                                        args.epochs, args.lr)
+            makers["torch-eager"] = lambda: make_torch(preset, data, args.batch_size, args.lr, total)
+        drivers = {name: make() for name, make in makers.items()}
+        times = {name: [] for name in drivers}
+        for _ in range(total):  # round-robin: one epoch of each driver per round
+            for name, (_, run_epoch) in drivers.items():
+                start = time.perf_counter()
+                run_epoch()
+                times[name].append(time.perf_counter() - start)
+        steps = len(data[1]) // args.batch_size
         rows = {}
-        for name, runner in runners.items():
-            compile_seconds, times, last_loss = runner()
-            epoch = statistics.median(times[1:])
-            rows[name] = {"compile_seconds": compile_seconds, "first_epoch_seconds": times[0],
-                          "epoch_seconds": epoch,
-                          "examples_per_second": (len(data[1]) // args.batch_size)
-                          * args.batch_size / epoch,
-                          "final_batch_loss": last_loss}
-            print(f"  {preset:>5} {name:<14} {epoch * 1e3:9.1f} ms/epoch", file=sys.stderr)
+        for name, (compile_seconds, _) in drivers.items():
+            epoch = statistics.median(times[name][1:])
+            rows[name] = {"compile_seconds": compile_seconds, "first_epoch_seconds": times[name][0],
+                          "epoch_seconds": epoch, "epoch_seconds_all": times[name][1:],
+                          "examples_per_second": steps * args.batch_size / epoch}
         hand = rows["scan-hand"]["epoch_seconds"]
         report["presets"][preset] = {
             "runs": rows,
-            "speedup_of_scan_hand": {name: row["epoch_seconds"] / hand
-                                     for name, row in rows.items() if name != "scan-hand"}}
+            "speedup_of_scan_hand": {name: row["epoch_seconds"] / hand for name, row in rows.items()
+                                     if name not in ("scan-hand", "dispatch-only")},
+            "dispatch_us_per_step": rows["dispatch-only"]["epoch_seconds"] / steps * 1e6,
+            "scan_hand_us_per_step": hand / steps * 1e6}
+        print(f"  {preset}: done", file=sys.stderr)
     if not args.no_tta:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
@@ -228,7 +244,7 @@ def main(argv=None) -> dict:
 
 
 def print_report(report: dict) -> None:
-    names = ["scan-hand", "scan-autodiff", "step-loop", "torch-eager"]
+    names = ["scan-hand", "scan-autodiff", "step-loop", "torch-eager", "dispatch-only"]
     print(f"jaxmlp benchmark, {report['date']}: {report['backend']} ({', '.join(report['devices'])}),"
           f" {report['machine']}; jax {report['jax']}, torch {report['torch']}; batch "
           f"{report['batch_size']}, {report['examples']} examples, median of "
@@ -245,6 +261,11 @@ def print_report(report: dict) -> None:
             print(f"| {preset} | {name} | {row['epoch_seconds'] * 1e3:.1f} | "
                   f"{row['examples_per_second']:,.0f} | {row['compile_seconds']:.2f} | "
                   f"{'-' if ratio is None else f'{ratio:.2f}x'} |")
+    print()
+    for preset, entry in report["presets"].items():
+        print(f"{preset}: a scan-hand step takes {entry['scan_hand_us_per_step']:.0f} us; driving "
+              f"an empty step from Python costs {entry['dispatch_us_per_step']:.0f} us, the most "
+              "a per-step loop can lose to the scan")
     tta = report.get("time_to_accuracy")
     if tta:
         print()

@@ -1,0 +1,132 @@
+"""Data-parallel training: many devices and many processes give one device's result."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from jaxmlp.cli import main
+from jaxmlp.parallel import check_batch, make_mesh
+
+# Few steps of a real run; float32 all-reduces sum in another order than one device does.
+TOL = 1e-5
+
+FOUR_DEVICES = r"""
+import json, jax, numpy as np
+from jaxmlp.data import load_mnist
+from jaxmlp.train import TrainConfig, train_and_evaluate
+assert jax.device_count() == 4, jax.devices()
+data = load_mnist(download=False)
+out = {}
+for grad in ("hand", "autodiff"):
+    runs = {n: train_and_evaluate(TrainConfig(arch="b", steps=40, batch_size=128, grad=grad,
+                                              devices=n), data=data, log=lambda _: None)
+            for n in (1, 4)}
+    leaves = [jax.tree.leaves(runs[n]["params"]) for n in (1, 4)]
+    out[grad] = {"max_diff": max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                                 for a, b in zip(*leaves)),
+                 "max_abs": max(float(np.max(np.abs(np.asarray(a)))) for a in leaves[0]),
+                 "acc": [runs[n]["test_accuracy"] for n in (1, 4)]}
+try:
+    train_and_evaluate(TrainConfig(arch="b", steps=1, batch_size=130, devices=4), data=data)
+except ValueError as e:
+    out["indivisible"] = str(e)
+print("RESULT", json.dumps(out))
+"""
+
+
+@pytest.fixture
+def env(tfds_dir, cache_dir, mnist):
+    return {**os.environ, "TFDS_DATA_DIR": str(tfds_dir), "JAXMLP_CACHE_DIR": str(cache_dir)}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.mnist
+def test_four_devices_match_one(env):
+    proc = subprocess.run([sys.executable, "-c", FOUR_DEVICES], capture_output=True, text=True,
+                          timeout=300, env={**env, "XLA_FLAGS":
+                                            "--xla_force_host_platform_device_count=4"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split("RESULT ")[1])
+    for grad in ("hand", "autodiff"):
+        assert out[grad]["max_diff"] < TOL, out
+        assert out[grad]["max_abs"] > 0.1  # real, trained parameters
+        assert out[grad]["acc"][0] > 0.8
+    assert out["indivisible"] == ("batch size 130 does not divide evenly over 4 devices; "
+                                  "use a multiple of 4")
+
+
+@pytest.mark.mnist
+def test_two_processes_match_one(env, tmp_path):
+    args = ["--arch", "b", "--steps", "30", "--batch-size", "128", "--no-progress",
+            "--no-download"]
+    port = _free_port()
+    multi_env = {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "jaxmlp.cli", *args, "--out", str(tmp_path / "multi"),
+         "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i),
+         "--init-timeout", "60"], env=multi_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True) for i in (0, 1)]
+    try:
+        outputs = [p.communicate(timeout=240) for p in procs]
+    finally:
+        for p in procs:  # bounded: nothing outlives the test
+            p.kill()
+    for p, (_, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-3000:]
+    single = subprocess.run([sys.executable, "-m", "jaxmlp.cli", *args, "--devices", "1",
+                             "--out", str(tmp_path / "single")], env=env, capture_output=True,
+                            text=True, timeout=240)
+    assert single.returncode == 0, single.stderr[-3000:]
+    # Only process 0 writes and reports.
+    assert "final test accuracy" in outputs[0][0] and "final test accuracy" not in outputs[1][0]
+    with np.load(tmp_path / "multi" / "checkpoint.npz") as a, \
+            np.load(tmp_path / "single" / "checkpoint.npz") as b:
+        assert a.files == b.files
+        for k in a.files:
+            np.testing.assert_allclose(a[k], b[k], atol=TOL, rtol=0, err_msg=k)
+    lines = [json.loads(l) for l in (tmp_path / "multi" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["step"] == 30 and lines[-1]["test_acc"] > 0.7
+
+
+def test_process_id_out_of_range(capsys):
+    assert main(["--coordinator", "127.0.0.1:1234", "--num-processes", "2",
+                 "--process-id", "2"]) == 2
+    assert ("process id 2 is out of range for 2 processes (expected 0 to 1)"
+            in capsys.readouterr().err)
+
+
+def test_incomplete_multi_host_flags(capsys):
+    assert main(["--coordinator", "127.0.0.1:1234"]) == 2
+    assert "need --coordinator, --num-processes and --process-id together" in capsys.readouterr().err
+
+
+def test_unreachable_coordinator_fails_in_bounded_time():
+    port = _free_port()  # nothing listens there
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "jaxmlp.cli", "--coordinator",
+                           f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", "1",
+                           "--init-timeout", "2"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert (f"process 1 could not reach the coordinator at 127.0.0.1:{port} within 2s"
+            in proc.stderr)
+    assert time.monotonic() - start < 30
+
+
+def test_mesh_and_batch_checks():
+    mesh = make_mesh()
+    assert mesh.axis_names == ("data",) and mesh.size == 1
+    with pytest.raises(ValueError, match="asked for 3 devices but 1 are available"):
+        make_mesh(3)
+    check_batch(7, mesh)
+    with pytest.raises(ValueError, match="batch size 5 does not divide evenly over 2 devices"):
+        check_batch(5, type("M", (), {"size": 2})())
