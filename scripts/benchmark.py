@@ -48,8 +48,8 @@ def _fresh_state(arch, optimizer, seed=0):
     return params, optimizer.init(params)
 
 
-# Each driver: make_X(...) compiles what it needs and returns (compile_seconds, run_epoch),
-# where run_epoch() trains one epoch and waits for it. main() runs the drivers' epochs
+# Each driver: make_X(...) compiles what it needs and returns (compile_seconds, run_epoch,
+# info), where run_epoch() trains one epoch and waits for it. main() runs the drivers' epochs
 # round-robin, so a slow spell of the machine hits them all alike.
 
 
@@ -65,12 +65,15 @@ def make_scan(arch, grad, data, batch_size, lr, total_epochs):
     start = time.perf_counter()
     compiled = run.lower(*state, x, y, next(keys), steps).compile()
     compile_seconds = time.perf_counter() - start
+    # How much work XLA kept: instructions in the optimised program (the epoch loop's body
+    # dominates), to compare the hand and autodiff programs beyond timing noise.
+    instructions = sum(" = " in line for line in compiled.as_text().splitlines())
 
     def run_epoch():
         state[0], state[1], metrics = compiled(*state, x, y, next(keys))
         jax.block_until_ready(metrics)
 
-    return compile_seconds, run_epoch
+    return compile_seconds, run_epoch, {"hlo_instructions": instructions}
 
 
 def make_step_loop(arch, data, batch_size, lr, total_epochs, *, step_fn=None):
@@ -93,7 +96,7 @@ def make_step_loop(arch, data, batch_size, lr, total_epochs, *, step_fn=None):
             state[0], state[1], metrics = step(*state, images[idx], labels[idx])
         jax.block_until_ready(metrics)
 
-    return compile_seconds, run_epoch
+    return compile_seconds, run_epoch, {}
 
 
 def make_dispatch_only(arch, data, batch_size, lr, total_epochs):
@@ -130,7 +133,7 @@ def make_torch(arch, data, batch_size, lr, total_epochs):
             optimizer.step()
             schedule.step()
 
-    return 0.0, run_epoch
+    return 0.0, run_epoch, {}
 
 
 def time_to_accuracy(arch, target, epochs, data_dir, cache_dir, out):
@@ -204,18 +207,21 @@ def main(argv=None) -> dict:
             makers["torch-eager"] = lambda: make_torch(preset, data, args.batch_size, args.lr, total)
         drivers = {name: make() for name, make in makers.items()}
         times = {name: [] for name in drivers}
-        for _ in range(total):  # round-robin: one epoch of each driver per round
-            for name, (_, run_epoch) in drivers.items():
+        order = list(drivers)
+        for r in range(total):  # round-robin, one epoch of each driver per round,
+            # each round starting one driver later, so none always follows the same one
+            for name in order[r % len(order):] + order[:r % len(order)]:
                 start = time.perf_counter()
-                run_epoch()
+                drivers[name][1]()
                 times[name].append(time.perf_counter() - start)
         steps = len(data[1]) // args.batch_size
         rows = {}
-        for name, (compile_seconds, _) in drivers.items():
+        for name, (compile_seconds, _, info) in drivers.items():
             epoch = statistics.median(times[name][1:])
             rows[name] = {"compile_seconds": compile_seconds, "first_epoch_seconds": times[name][0],
-                          "epoch_seconds": epoch, "epoch_seconds_all": times[name][1:],
-                          "examples_per_second": steps * args.batch_size / epoch}
+                          "epoch_seconds": epoch, "epoch_seconds_min": min(times[name][1:]),
+                          "epoch_seconds_all": times[name][1:],
+                          "examples_per_second": steps * args.batch_size / epoch, **info}
         hand = rows["scan-hand"]["epoch_seconds"]
         report["presets"][preset] = {
             "runs": rows,
@@ -250,8 +256,9 @@ def print_report(report: dict) -> None:
           f"{report['batch_size']}, {report['examples']} examples, median of "
           f"{report['timed_epochs']} epochs after the first")
     print()
-    print("| preset | driver | ms / epoch | examples / s | compile (s) | scan-hand speed-up |")
-    print("|---|---|---|---|---|---|")
+    print("| preset | driver | ms / epoch (median) | min | examples / s | compile (s) | "
+          "scan-hand speed-up |")
+    print("|---|---|---|---|---|---|---|")
     for preset, entry in report["presets"].items():
         for name in names:
             if name not in entry["runs"]:
@@ -259,13 +266,17 @@ def print_report(report: dict) -> None:
             row = entry["runs"][name]
             ratio = entry["speedup_of_scan_hand"].get(name)
             print(f"| {preset} | {name} | {row['epoch_seconds'] * 1e3:.1f} | "
+                  f"{row['epoch_seconds_min'] * 1e3:.1f} | "
                   f"{row['examples_per_second']:,.0f} | {row['compile_seconds']:.2f} | "
                   f"{'-' if ratio is None else f'{ratio:.2f}x'} |")
     print()
     for preset, entry in report["presets"].items():
+        runs = entry["runs"]
         print(f"{preset}: a scan-hand step takes {entry['scan_hand_us_per_step']:.0f} us; driving "
               f"an empty step from Python costs {entry['dispatch_us_per_step']:.0f} us, the most "
-              "a per-step loop can lose to the scan")
+              "a per-step loop can lose to the scan; compiled epoch: "
+              f"{runs['scan-hand']['hlo_instructions']} HLO instructions (hand), "
+              f"{runs['scan-autodiff']['hlo_instructions']} (autodiff)")
     tta = report.get("time_to_accuracy")
     if tta:
         print()
