@@ -8,7 +8,7 @@ SHARED_TFDS := $(wildcard ../shared/data/tensorflow_datasets)
 TFDS_DATA_DIR ?= $(SHARED_TFDS)
 export TFDS_DATA_DIR
 
-.PHONY: setup train test test-all reproduce benchmark clean
+.PHONY: setup train test reproduce benchmark clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,6 @@ train: setup
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
-
-test-all: setup
-	$(BIN)/python -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
 
 reproduce: setup
 	$(BIN)/python scripts/reproduce_seed.py $(ARGS)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from jaxmlp.arch import PRESETS
 
-# Settings a resumed run may change; any other would make it a different run.
+# Settings a resumed run may change (its length, logging, data location and devices);
+# any other would make it a different run.
 RESUMABLE = {"epochs", "steps", "log_every", "target_accuracy", "data_dir", "manual_dir",
-             "download"}
+             "download", "devices"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -229,6 +229,8 @@ def train_and_evaluate(config: TrainConfig, out: Optional[str] = None, *, resume
       TrainingDiverged: the loss became NaN or infinite.
     """
     config.validate()
+    if resume and out is None:
+        raise ValueError("resume needs the run's folder (out)")
     arch = parse_arch(config.arch)
     if data is None:
         data = load_mnist(data_dir=config.data_dir, manual_dir=config.manual_dir,
