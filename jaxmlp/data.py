@@ -6,7 +6,9 @@ TFDS dataset version and its metadata), so later runs skip TensorFlow entirely.
 """
 import hashlib
 import os
+import socket
 import tempfile
+import urllib.parse
 from pathlib import Path
 from typing import NamedTuple, Optional
 
@@ -92,6 +94,21 @@ def _import_tfds():
 
 
 
+def _check_reachable(url: str, data_dir: Path, timeout_s: float = 5.0) -> None:
+    """Fails fast offline: TFDS would otherwise retry each download for minutes."""
+    parsed = urllib.parse.urlparse(url)
+    if not parsed.hostname:
+        return  # nothing to check; let TFDS try
+    try:
+        socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout_s).close()
+    except OSError as e:
+        raise MnistNotFoundError(
+            f"MNIST is not prepared in {data_dir} (looked for {data_dir}/mnist/) and its "
+            f"download site {parsed.hostname} cannot be reached ({e}). Offline? Point "
+            "--data-dir or TFDS_DATA_DIR at a prepared TFDS copy, or pass --manual-dir with "
+            "the four original MNIST .gz files.") from None
+
+
 def _load_tfds(data_dir: Path, manual_dir: Optional[Path], download: bool) -> Mnist:
     tfds = _import_tfds()
     builder = tfds.builder("mnist", data_dir=str(data_dir))
@@ -104,6 +121,8 @@ def _load_tfds(data_dir: Path, manual_dir: Optional[Path], download: bool) -> Mn
                 "original MNIST .gz files.")
         from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
 
+        if manual_dir is None:
+            _check_reachable(getattr(type(builder), "URL", ""), data_dir)
         config = tfds.download.DownloadConfig(manual_dir=str(manual_dir) if manual_dir else None)
         try:
             builder.download_and_prepare(download_config=config)

@@ -159,3 +159,18 @@ def test_manual_dir_prepares_with_tfds_offline(idx_dir, tmp_path, monkeypatch):
         assert (_sorted_rows(*got) == _sorted_rows(*want[split])).all()
     assert (data_dir / "mnist" / "3.0.1" / "dataset_info.json").exists()
     assert list(tmp_path.glob("mnist-3.0.1-*.npz"))  # and the decoded arrays were cached
+
+
+def test_offline_download_fails_fast_and_clearly(tmp_path, monkeypatch):
+    # Simulate no network (and so never download): the reachability probe fails at once,
+    # instead of TFDS retrying every file for minutes.
+    import jaxmlp.data
+
+    def unreachable(*args, **kwargs):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(jaxmlp.data.socket, "create_connection", unreachable)
+    with pytest.raises(MnistNotFoundError, match=r"download site \S+ cannot be reached "
+                                                 r"\(Network is unreachable\)\. Offline\?"):
+        load_mnist(data_dir=tmp_path, download=True, use_cache=False)
+    assert not (tmp_path / "mnist").exists()  # nothing half-prepared left behind
