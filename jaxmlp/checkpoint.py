@@ -11,20 +11,19 @@ import jax
 import numpy as np
 
 
-def save_checkpoint(path, state) -> None:
-    """Writes the pytree ``state`` to ``path`` atomically.
+def save_npz_atomic(path, *arrays, **named) -> None:
+    """``np.savez(path, *arrays, **named)``, all or nothing.
 
     The bytes go to a temporary file in the same folder, are flushed to disk, then
-    renamed over ``path``: a crash leaves either the old checkpoint or the new one,
-    never a torn file.
+    renamed over ``path``: a crash leaves either the old file or the new one, never a
+    torn one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(state)]
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, *leaves)
+            np.savez(f, *arrays, **named)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
@@ -32,6 +31,11 @@ def save_checkpoint(path, state) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def save_checkpoint(path, state) -> None:
+    """Writes the pytree ``state`` to ``path`` atomically (``save_npz_atomic``)."""
+    save_npz_atomic(path, *[np.asarray(leaf) for leaf in jax.tree.leaves(state)])
 
 
 def load_checkpoint(path, template):

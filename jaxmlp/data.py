@@ -7,12 +7,13 @@ TFDS dataset version and its metadata), so later runs skip TensorFlow entirely.
 import hashlib
 import os
 import socket
-import tempfile
 import urllib.parse
 from pathlib import Path
 from typing import NamedTuple, Optional
 
 import numpy as np
+
+from jaxmlp.checkpoint import save_npz_atomic
 
 NUM_CLASSES = 10
 IMAGE_PIXELS = 28 * 28
@@ -151,19 +152,6 @@ def _load_tfds(data_dir: Path, manual_dir: Optional[Path], download: bool) -> Mn
     return Mnist(*arrays)
 
 
-def _save_atomic_npz(path: Path, data: Mnist) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **data._asdict())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def load_mnist(*, data_dir=None, manual_dir=None, download: bool = True,
                cache_dir=None, use_cache: bool = True) -> Mnist:
     """Loads MNIST as uint8 numpy arrays, preparing it with TFDS on first use.
@@ -209,7 +197,7 @@ def load_mnist(*, data_dir=None, manual_dir=None, download: bool = True,
         cache = _cache_path(Path(cache_dir) if cache_dir else default_cache_dir(), info)
     if cache is not None:
         try:
-            _save_atomic_npz(cache, data)
+            save_npz_atomic(cache, **data._asdict())
         except OSError:
             pass  # a read-only cache folder only costs speed
     return data
