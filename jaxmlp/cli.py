@@ -2,6 +2,7 @@
 import argparse
 import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -71,7 +72,8 @@ def config_from_args(args):
             raise ValueError("--resume DIR writes to DIR; drop --out or make it the same")
         return TrainConfig(**{**saved, **given}), out
     config = TrainConfig(**given)
-    return config, Path(args.out or f"runs/{config.arch}")
+    # A spec such as "50:relu,10:linear" becomes the folder name "50_relu_10_linear".
+    return config, Path(args.out or f"runs/{re.sub(r'[^\w.-]+', '_', config.arch)}")
 
 
 def enable_compilation_cache() -> None:
