@@ -73,7 +73,7 @@ def config_from_args(args):
         return TrainConfig(**{**saved, **given}), out
     config = TrainConfig(**given)
     # A spec such as "50:relu,10:linear" becomes the folder name "50_relu_10_linear".
-    return config, Path(args.out or f"runs/{re.sub(r'[^\w.-]+', '_', config.arch)}")
+    return config, Path(args.out or Path("runs") / re.sub(r"[^\w.-]+", "_", config.arch))
 
 
 def enable_compilation_cache() -> None:
