@@ -74,3 +74,12 @@ def test_resume_refuses_to_change_the_run(env, mnist, tmp_path, capsys):
     assert main(["--arch", "a", "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
     assert main(["--resume", str(out), "--lr", "0.5", "--no-progress"]) == 2
     assert "--resume cannot change lr" in capsys.readouterr().err
+
+
+def test_default_output_folder_is_named_after_the_arch():
+    from jaxmlp.cli import build_parser, config_from_args
+
+    for argv, folder in [([], "runs/b"), (["--arch", "wide"], "runs/wide"),
+                         (["--arch", "50:relu,10:linear"], "runs/50_relu_10_linear"),
+                         (["--out", "elsewhere"], "elsewhere")]:
+        assert str(config_from_args(build_parser().parse_args(argv))[1]) == folder
