@@ -102,8 +102,7 @@ def main(argv=None) -> int:
 
             # Before any computation: JAX must know the whole cluster first.
             initialize_distributed(*distributed, timeout_s=args.init_timeout)
-        config, out = config_from_args(args)
-        config.validate()
+        config, out = config_from_args(args)  # train_and_evaluate validates it
         enable_compilation_cache()
         result = train_and_evaluate(config, out, resume=bool(args.resume),
                                     progress=not args.no_progress)

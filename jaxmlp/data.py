@@ -182,10 +182,11 @@ def load_mnist(*, data_dir=None, manual_dir=None, download: bool = True,
         manual_dir = Path(manual_dir).expanduser()
         if not manual_dir.is_dir():
             raise MnistNotFoundError(f"manual dir {manual_dir} does not exist")
+    cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
     cache = None
     info = _prepared_info(data_dir)
     if use_cache and info is not None:
-        cache = _cache_path(Path(cache_dir) if cache_dir else default_cache_dir(), info)
+        cache = _cache_path(cache_root, info)
         if cache.exists():
             try:
                 with np.load(cache) as f:
@@ -194,7 +195,7 @@ def load_mnist(*, data_dir=None, manual_dir=None, download: bool = True,
                 pass  # a damaged cache is rebuilt from the TFDS copy below
     data = validate(_load_tfds(data_dir, manual_dir, download))
     if use_cache and cache is None and (info := _prepared_info(data_dir)) is not None:
-        cache = _cache_path(Path(cache_dir) if cache_dir else default_cache_dir(), info)
+        cache = _cache_path(cache_root, info)  # TFDS has just prepared it
     if cache is not None:
         try:
             save_npz_atomic(cache, **data._asdict())

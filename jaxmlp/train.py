@@ -282,7 +282,7 @@ def train_and_evaluate(config: TrainConfig, out: Optional[str] = None, *, resume
     train_x, train_y, test_x, test_y = put_replicated(tuple(data), mesh)
 
     compiled = {}  # one executable per epoch length (a --steps run may end mid-epoch)
-    startup = None
+    first_here = True  # this process's first epoch records its start-up time
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -307,9 +307,7 @@ def train_and_evaluate(config: TrainConfig, out: Optional[str] = None, *, resume
                 static = (n,) if processes == 1 else ()
                 compiled[n] = run_epoch.lower(params, opt_state, *inputs, *static).compile()
                 compile_seconds = time.perf_counter() - start
-            if startup is None:  # this process's first step starts now
-                startup = seconds_since_process_start()
-                first_record = {"startup_seconds": startup} if startup is not None else {}
+            startup = seconds_since_process_start() if first_here else None
             start = time.perf_counter()
             params, opt_state, metrics = compiled[n](params, opt_state, *inputs)
             losses = to_host(metrics["loss"])  # the one host sync of the epoch
@@ -333,8 +331,10 @@ def train_and_evaluate(config: TrainConfig, out: Optional[str] = None, *, resume
                       "test_loss": float(to_host(test_loss)),
                       "test_acc": float(to_host(test_acc)), "epoch_seconds": seconds,
                       "batch_loss_mean": float(losses.mean()),
-                      "compile_seconds": compile_seconds, **first_record}
-            first_record = {}
+                      "compile_seconds": compile_seconds}
+            if startup is not None:
+                record["startup_seconds"] = startup  # process start → this first step
+            first_here = False
             history.append(record)
             if writes:  # saved before it is announced: a kill loses no epoch
                 save_checkpoint(out_dir / "checkpoint.npz",
