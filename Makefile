@@ -18,8 +18,10 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
+OUT ?= runs/default
+
 train: setup
-	$(BIN)/jaxmlp-train --out runs/default $(ARGS)
+	$(BIN)/jaxmlp train --out $(OUT) $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

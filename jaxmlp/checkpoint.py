@@ -1,7 +1,8 @@
-"""Checkpoints: params, optimizer state, step and PRNG key in one ``.npz``, written atomically.
+"""Pytrees of arrays in ``.npz`` files: written atomically, arrays under readable names.
 
-The file holds only arrays (no pickle). Restoring needs a template state of the
-same structure, which ``train.py`` rebuilds from the run's config.
+The files hold only arrays (never pickles): ``params/0/w``, ``opt_state/0/trace/0/b``,
+``step``. Restoring needs a template pytree of the same structure, which ``run.py``
+rebuilds from the run's config.
 """
 import os
 import tempfile
@@ -33,29 +34,65 @@ def save_npz_atomic(path, *arrays, **named) -> None:
         raise
 
 
+def _name(path) -> str:
+    """``(DictKey('params'), SequenceKey(0), DictKey('w'))`` → ``"params/0/w"``."""
+    parts = []
+    for k in path:
+        for attr in ("key", "idx", "name"):  # DictKey, SequenceKey/FlattenedIndexKey, GetAttrKey
+            if hasattr(k, attr):
+                parts.append(str(getattr(k, attr)))
+                break
+    return "/".join(parts)
+
+
+def named_leaves(tree) -> dict[str, np.ndarray]:
+    """The pytree's leaves as numpy arrays under readable names (``params/0/w``, ``step``)."""
+    return {_name(path): np.asarray(leaf)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
 def save_checkpoint(path, state) -> None:
-    """Writes the pytree ``state`` to ``path`` atomically (``save_npz_atomic``)."""
-    save_npz_atomic(path, *[np.asarray(leaf) for leaf in jax.tree.leaves(state)])
+    """Writes the pytree ``state`` to ``path`` atomically, each leaf under its name."""
+    save_npz_atomic(path, **named_leaves(state))
 
 
-def load_checkpoint(path, template):
-    """Reads ``path`` into a pytree shaped like ``template``.
+def read_npz(path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (never unpickling), or one clear error naming the file.
 
     Raises:
-      FileNotFoundError: no checkpoint at ``path``.
-      ValueError: the checkpoint does not match the template's structure.
+      FileNotFoundError: no file at ``path``.
+      ValueError: the file is truncated, corrupt, or not an ``.npz`` of plain arrays.
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    leaves, treedef = jax.tree.flatten(template)
-    with np.load(path) as f:
-        saved = [f[f"arr_{i}"] for i in range(len(f.files))]
-    if len(saved) != len(leaves):
-        raise ValueError(f"checkpoint {path} holds {len(saved)} arrays, expected {len(leaves)}: "
-                         "was it written for another architecture or optimizer?")
-    for i, (got, want) in enumerate(zip(saved, leaves)):
-        if got.shape != np.shape(want) or got.dtype != np.asarray(want).dtype:
-            raise ValueError(f"checkpoint {path}: array {i} is {got.shape} {got.dtype}, expected "
-                             f"{np.shape(want)} {np.asarray(want).dtype}")
-    return jax.tree.unflatten(treedef, saved)
+        raise FileNotFoundError(f"no file at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except Exception as e:  # BadZipFile, EOFError, zlib.error, pickled data refused, ...
+        # numpy reads stray bytes as a pickle and suggests allow_pickle: never the cure here.
+        reason = ("its contents are not plain arrays" if "pickle" in str(e)
+                  else str(e).splitlines()[0][:120] if str(e) else type(e).__name__)
+        raise ValueError(f"{path} is not a readable .npz of arrays ({reason}): truncated, "
+                         "corrupt, or not written by jaxmlp") from None
+
+
+def load_checkpoint(path, template):
+    """Reads ``path`` into a pytree shaped like ``template``, matching arrays by name.
+
+    Raises:
+      FileNotFoundError: no checkpoint at ``path``.
+      ValueError: the file is unreadable, or does not fit the template (names, shapes, dtypes).
+    """
+    saved = read_npz(path)
+    want = named_leaves(template)
+    if set(saved) != set(want):
+        missing, extra = sorted(set(want) - set(saved)), sorted(set(saved) - set(want))
+        raise ValueError(f"checkpoint {path} does not fit this run (missing {missing[:3]}, "
+                         f"unexpected {extra[:3]}): written for another architecture or optimizer?")
+    for name, leaf in want.items():
+        if saved[name].shape != leaf.shape or saved[name].dtype != leaf.dtype:
+            raise ValueError(f"checkpoint {path}: {name} is {saved[name].shape} "
+                             f"{saved[name].dtype}, expected {leaf.shape} {leaf.dtype}")
+    leaves = [saved[name] for name in want]  # dicts keep the template's leaf order
+    return jax.tree.unflatten(jax.tree.structure(template), leaves)

@@ -1,79 +1,135 @@
-"""``jaxmlp-train``: train an MLP on MNIST from the command line."""
+"""``jaxmlp``: one command with subcommands (``jaxmlp-train`` is ``jaxmlp train``).
+
+    jaxmlp train [flags]              train an MLP on MNIST into a run folder
+    jaxmlp eval RUN                   re-evaluate a run's model on the test split
+    jaxmlp predict RUN FILE...        classify PNG/JPEG images or .npy arrays
+    jaxmlp gradcheck ARCH             hand backward pass vs jax.grad, float64
+    jaxmlp toy                        the seed's 2×2 example, traced
+
+Every failure ends in one line on stderr and an exit status: 2 for bad input, 1 for a
+run that diverged or could not be written, 130 for Ctrl-C.
+"""
 import argparse
 import dataclasses
+import hashlib
 import json
+import os
 import re
 import sys
+import typing
 from pathlib import Path
 
-from jaxmlp.arch import PRESETS
+from jaxmlp.config import TrainConfig
 
-# Settings a resumed run may change (its length, logging, data location and devices);
-# any other would make it a different run.
-RESUMABLE = {"epochs", "steps", "log_every", "target_accuracy", "data_dir", "manual_dir",
-             "download", "devices"}
+PROG = "jaxmlp"
+
+
+class _Failure(Exception):
+    """A failure that ends the command with ``code`` after printing ``message``."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per ``TrainConfig`` field, its help and choices taken from the field.
+
+    Every default is None here, so a resume can tell which flags were given; the help
+    shows the field's real default, once.
+    """
+    for field in dataclasses.fields(TrainConfig):
+        meta = field.metadata
+        flag = meta.get("flag", "--" + field.name.replace("_", "-"))
+        kind = [t for t in typing.get_args(typing.get_type_hints(TrainConfig)[field.name])
+                if t is not type(None)] or [typing.get_type_hints(TrainConfig)[field.name]]
+        if kind[0] is bool:
+            parser.add_argument(flag, dest=field.name, default=None, help=meta["help"],
+                                action="store_false" if field.default else "store_true")
+            continue
+        default = "" if field.default is None else f" (default: {field.default})"
+        parser.add_argument(flag, dest=field.name, type=kind[0], default=None,
+                            choices=meta.get("choices"), help=meta["help"] + default)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="jaxmlp-train", description="Train a multilayer perceptron on MNIST with JAX.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    # Defaults are None here and come from TrainConfig, so --resume can tell what was set.
-    p.add_argument("--arch", help=f"preset ({', '.join(PRESETS)}) or 'units:act,...' (default b)")
-    p.add_argument("--epochs", type=int, help="epochs to train (default 10)")
-    p.add_argument("--steps", type=int, help="total SGD steps; overrides --epochs")
-    p.add_argument("--batch-size", type=int, help="examples per step (default 128)")
-    p.add_argument("--lr", type=float, help="peak learning rate (default 0.1)")
-    p.add_argument("--momentum", type=float, help="SGD momentum, 0 for none (default 0.9)")
-    p.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum")
-    p.add_argument("--schedule", choices=["constant", "cosine"], help="learning-rate schedule "
-                   "(default cosine)")
-    p.add_argument("--seed", type=int, help="PRNG seed (default 0)")
-    p.add_argument("--grad", choices=["hand", "autodiff"], help="hand-written backward pass or "
-                   "jax.grad (default hand)")
-    p.add_argument("--log-every", type=int, help="log a seed-style 'iter N' line every N steps "
-                   "(default 1000)")
-    p.add_argument("--target-accuracy", type=float, help="stop once test accuracy reaches this")
-    p.add_argument("--out", help="output folder (default runs/<arch>)")
-    p.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
-    p.add_argument("--data-dir", help="TFDS data folder (default $TFDS_DATA_DIR or "
-                   "~/tensorflow_datasets)")
-    p.add_argument("--manual-dir", help="folder with the four original MNIST .gz files")
-    p.add_argument("--no-download", dest="download", action="store_false", default=None,
-                   help="never download MNIST")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--devices", type=int, help="devices of the data-parallel mesh (default: all)")
-    multi = p.add_argument_group("multi-host (all three, on every process)")
+    parser = argparse.ArgumentParser(prog=PROG, description="Multilayer perceptrons on MNIST "
+                                     "with JAX: train, evaluate, predict, prove the gradients.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train an MLP on MNIST into a run folder")
+    add_config_flags(train)
+    train.add_argument("--out", help="the run folder (default: runs/<arch>)")
+    train.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the run in --out (its files go when the first epoch is saved)")
+    train.add_argument("--quiet", action="store_true", help="no per-step or per-epoch lines")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    multi = train.add_argument_group("multi-host (all three, on every process)")
     multi.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
     multi.add_argument("--num-processes", type=int, help="how many processes take part")
     multi.add_argument("--process-id", type=int, help="this process's rank, 0 to K-1")
     multi.add_argument("--init-timeout", type=int, default=60,
-                       help="seconds to wait for every process to join")
-    return p
+                       help="seconds to wait for every process to join (default: 60)")
+
+    ev = commands.add_parser("eval", help="re-evaluate a run's model on the MNIST test split")
+    ev.add_argument("run", metavar="RUN", help="a run folder")
+    ev.add_argument("--data-dir", help="TFDS data folder (default: the run's, else "
+                    "$TFDS_DATA_DIR)")
+    ev.add_argument("--no-download", dest="download", action="store_false",
+                    help="never download MNIST")
+
+    pr = commands.add_parser("predict", help="classify digit images (PNG/JPEG) or .npy arrays")
+    pr.add_argument("run", metavar="RUN", help="a run folder")
+    pr.add_argument("files", metavar="FILE", nargs="+", help=".png, .jpg or .npy files")
+    ink = pr.add_mutually_exclusive_group()
+    ink.add_argument("--invert", dest="invert", action="store_true", default=None,
+                     help="the images are dark digits on a light background: invert them "
+                     "(default: decided from each image's border)")
+    ink.add_argument("--no-invert", dest="invert", action="store_false",
+                     help="never invert")
+    pr.add_argument("--json", action="store_true", help="one JSON object per input")
+
+    gc = commands.add_parser("gradcheck", help="hand backward pass vs jax.grad in float64")
+    gc.add_argument("arch", metavar="ARCH", help="a preset or 'units:act,...'")
+    gc.add_argument("--batch-size", type=int, default=8, help="random examples (default: 8)")
+    gc.add_argument("--in-dim", type=int, default=784, help="input width (default: 784)")
+    gc.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
+
+    toy = commands.add_parser("toy", help="the seed's 2x2 worked example, traced")
+    toy.add_argument("--lr", type=float, default=2.0, help="SGD learning rate (default: 2.0)")
+    toy.add_argument("--iterations", type=int, default=2, help="iterations (default: 2)")
+    return parser
 
 
-def config_from_args(args):
-    """The ``TrainConfig`` and output folder that ``args`` ask for (resume included)."""
-    from jaxmlp.train import TrainConfig
+def default_out(arch: str) -> Path:
+    """``runs/<arch>``: ``"50:relu,10:linear"`` → ``runs/50_relu_10_linear``.
 
+    A long spec is cut and given a digest of the whole, so the name stays within the
+    file system's limits and distinct specs stay distinct folders.
+    """
+    name = re.sub(r"[^\w.-]+", "_", arch)
+    if len(name) > 64:
+        name = f"{name[:48]}-{hashlib.sha256(arch.encode()).hexdigest()[:12]}"
+    return Path("runs") / name
+
+
+def config_from_args(args) -> tuple[TrainConfig, Path]:
+    """The ``TrainConfig`` and run folder that ``args`` ask for (resume included)."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
              if getattr(args, f.name, None) is not None}
-    if args.resume:
-        out = Path(args.resume)
-        saved_path = out / "config.json"
-        if not saved_path.exists():
-            raise FileNotFoundError(f"--resume {out}: no config.json there (is it a run folder?)")
-        saved = json.loads(saved_path.read_text())
-        changed = sorted(k for k, v in given.items() if k not in RESUMABLE and saved.get(k) != v)
-        if changed:
-            raise ValueError(f"--resume cannot change {', '.join(changed)}: the run would no "
-                             "longer be the same run")
-        if args.out and Path(args.out) != out:
-            raise ValueError("--resume DIR writes to DIR; drop --out or make it the same")
-        return TrainConfig(**{**saved, **given}), out
-    config = TrainConfig(**given)
-    # A spec such as "50:relu,10:linear" becomes the folder name "50_relu_10_linear".
-    return config, Path(args.out or Path("runs") / re.sub(r"[^\w.-]+", "_", config.arch))
+    if args.resume is None:
+        return TrainConfig(**given), Path(args.out) if args.out else default_out(
+            given.get("arch", TrainConfig.arch))
+    if not args.resume.strip():
+        raise ValueError("--resume needs a run folder, got an empty string")
+    out = Path(args.resume)
+    if args.out and Path(args.out).resolve() != out.resolve():
+        raise ValueError("--resume DIR writes to DIR; drop --out or make it the same")
+    from jaxmlp.run import read_config
+
+    saved = read_config(out)  # train_and_evaluate checks what may change
+    return TrainConfig(**{**dataclasses.asdict(saved), **given}), out
 
 
 def enable_compilation_cache() -> None:
@@ -87,38 +143,120 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    from jaxmlp.data import MnistDataError, MnistNotFoundError
-    from jaxmlp.train import TrainingDiverged, train_and_evaluate
+def _train(args) -> int:
+    from jaxmlp.train import TrainingDiverged, TrainingInterrupted, train_and_evaluate
 
+    config, out = config_from_args(args)
+    config.validate()
+    distributed = (args.coordinator, args.num_processes, args.process_id)
+    if any(v is not None for v in distributed):
+        if any(v is None for v in distributed):
+            raise ValueError("multi-host runs need --coordinator, --num-processes and "
+                             "--process-id together")
+        from jaxmlp.parallel import initialize_distributed
+
+        # Before any computation: JAX must know the whole cluster first.
+        initialize_distributed(*distributed, timeout_s=args.init_timeout,
+                               config_hash=config.config_hash())
+    enable_compilation_cache()
     try:
-        distributed = (args.coordinator, args.num_processes, args.process_id)
-        if any(v is not None for v in distributed):
-            if any(v is None for v in distributed):
-                raise ValueError("multi-host runs need --coordinator, --num-processes and "
-                                 "--process-id together")
-            from jaxmlp.parallel import initialize_distributed
-
-            # Before any computation: JAX must know the whole cluster first.
-            initialize_distributed(*distributed, timeout_s=args.init_timeout)
-        config, out = config_from_args(args)  # train_and_evaluate validates it
-        enable_compilation_cache()
-        result = train_and_evaluate(config, out, resume=bool(args.resume),
-                                    progress=not args.no_progress)
+        result = train_and_evaluate(config, out, resume=args.resume is not None,
+                                    overwrite=args.overwrite, progress=not args.no_progress,
+                                    log=(lambda line: None) if args.quiet else print)
     except TrainingDiverged as e:
-        print(f"jaxmlp-train: training diverged: {e}", file=sys.stderr)
-        return 1
-    except (ValueError, TypeError, RuntimeError, FileNotFoundError, MnistNotFoundError,
-            MnistDataError) as e:
-        print(f"jaxmlp-train: error: {e}", file=sys.stderr)
-        return 2
+        raise _Failure(f"training diverged: {e}", 1) from None
+    except TrainingInterrupted as e:
+        raise _Failure(f"interrupted at step {e.step}; resume with `jaxmlp train --resume {out}`"
+                       if e.step is not None else "interrupted before the first epoch "
+                       "finished; nothing was saved", 130) from None
     import jax
 
     if jax.process_index() == 0:
         print(f"final test accuracy {result['test_accuracy']:.4f} after {result['steps']} steps; "
               f"outputs in {out}")
     return 0
+
+
+def _eval(args) -> int:
+    from jaxmlp.data import load_mnist
+    from jaxmlp.run import evaluate_run, load_run
+
+    run = load_run(args.run)
+    data = load_mnist(data_dir=args.data_dir or run.config.data_dir,
+                      manual_dir=run.config.manual_dir, download=args.download)
+    report = evaluate_run(run, data)
+    print(f"{run.path}: test loss {report['test_loss']:.4f}, test accuracy "
+          f"{report['test_acc']:.4f}")
+    print("per class: " + "  ".join(f"{c}: {a:.3f}" for c, a in
+                                    enumerate(report["per_class_acc"]) if a is not None))
+    print(f"wrote {run.path}/eval.json, confusion.png, mistakes.png, weights.png")
+    return 0
+
+
+def _predict(args) -> int:
+    from jaxmlp.predict import load_inputs, predict, top_k
+    from jaxmlp.run import load_run
+
+    run = load_run(args.run)
+    images, names = load_inputs(args.files, invert=args.invert)
+    probs = predict(run.params, images, run.arch)
+    for name, top in zip(names, top_k(probs, 3)):
+        if args.json:
+            print(json.dumps({"input": name, "digit": top[0][0],
+                              "top3": [{"digit": d, "prob": p} for d, p in top]}))
+        else:
+            print(f"{name}: {top[0][0]}  (" + ", ".join(f"{d}: {p:.3f}" for d, p in top) + ")")
+    return 0
+
+
+def _gradcheck(args) -> int:
+    from jaxmlp.gradcheck import format_gradcheck, gradcheck
+
+    if args.batch_size < 1 or args.in_dim < 1:
+        raise ValueError("--batch-size and --in-dim must be >= 1")
+    result = gradcheck(args.arch, in_dim=args.in_dim, batch_size=args.batch_size, seed=args.seed)
+    print(format_gradcheck(result))
+    return 0 if result["passed"] else 1
+
+
+def _toy(args) -> int:
+    from jaxmlp.toy import trace_text
+
+    if args.iterations < 1:
+        raise ValueError(f"--iterations must be >= 1, got {args.iterations}")
+    print(trace_text(lr=args.lr, iterations=args.iterations))
+    return 0
+
+
+COMMANDS = {"train": _train, "eval": _eval, "predict": _predict, "gradcheck": _gradcheck,
+            "toy": _toy}
+
+
+def main(argv=None) -> int:
+    """The ``jaxmlp`` command; returns its exit status."""
+    args = build_parser().parse_args(argv)
+    from jaxmlp.run import RunWriteError
+
+    try:
+        return COMMANDS[args.command](args)
+    except _Failure as e:
+        message, code = str(e), e.code
+    except KeyboardInterrupt:
+        message, code = "interrupted", 130
+    except BrokenPipeError:  # `jaxmlp toy | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except RunWriteError as e:
+        message, code = f"error: {e.strerror}", 1
+    except (ValueError, TypeError, RuntimeError, OSError) as e:  # bad input, named
+        message, code = f"error: {e}", 2
+    print(f"{PROG} {args.command}: {message}", file=sys.stderr)
+    return code
+
+
+def train_main(argv=None) -> int:
+    """``jaxmlp-train``: the same as ``jaxmlp train``."""
+    return main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

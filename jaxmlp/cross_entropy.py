@@ -39,15 +39,32 @@ def check_targets(z, y) -> None:
         raise TypeError(f"targets must be integer labels or floating rows, got dtype {dtype}")
 
 
-def _as_rows(z, y):
-    """Integer labels become one-hot rows; floating rows pass through."""
-    if jnp.issubdtype(jnp.result_type(y), jnp.integer):
-        return jax.nn.one_hot(y, z.shape[-1], dtype=z.dtype)
-    return y
+def _label_mask(z, y):
+    """For integer labels: the labels clipped into ``[0, n)``, and a per-example factor.
+
+    The factor is 1 where ``0 <= y < n`` and NaN elsewhere. Multiplying by it (instead of
+    selecting with ``where``) makes an out-of-range example's loss NaN *and* its gradient
+    NaN, in ``jax.grad`` as in ``cross_entropy_grad``; clipping keeps the gather from
+    reading another class. ``O(B)`` work, against the ``O(B·n)`` of the softmax.
+    """
+    n = z.shape[-1]
+    valid = (y >= 0) & (y < n)
+    factor = jnp.where(valid, jnp.ones((), z.dtype), jnp.full((), jnp.nan, z.dtype))
+    return jnp.clip(y, 0, n - 1), factor
 
 
 def cross_entropy(z: jax.Array, y: jax.Array) -> jax.Array:
     """Per-example cross-entropy ``J = −Σ_i y_i log p_i`` with ``p = softmax(z)``.
+
+    Terms with ``y_i = 0`` contribute exactly 0 (``0·log 0 = 0``), so a one-hot row gives
+    the finite loss of the integer label even when another class's logit is ``−inf``.
+
+    Labels outside ``[0, n)`` raise ``ValueError`` when concrete. Under ``jit`` they cannot
+    be checked without a host round trip, so such an example's loss is NaN (never another
+    class's loss), and so is the gradient of any loss that includes it. NaN rather than
+    ``checkify``: the data loader validates labels before training, and the training loop's
+    divergence guard already stops on a NaN loss, so a bad label stops the run with a
+    clear message at no cost to the step.
 
     Args:
       z: logits, shape ``(..., n)``.
@@ -60,8 +77,13 @@ def cross_entropy(z: jax.Array, y: jax.Array) -> jax.Array:
     check_targets(z, y)
     logp = log_softmax(z)
     if jnp.issubdtype(jnp.result_type(y), jnp.integer):
+        label, factor = _label_mask(z, y)
         # A gather, not a one-hot product: cheaper, and exact.
-        return -jnp.take_along_axis(logp, y[..., None], axis=-1)[..., 0]
+        return -jnp.take_along_axis(logp, label[..., None], axis=-1)[..., 0] * factor
+    # 0·log 0 = 0: where y_i = 0 and p_i = 0, use log p_i = 0 instead of −inf, so neither
+    # the value (0·−inf = NaN) nor the gradient (whose chain multiplies by log p_i and by
+    # y_i) sees the −inf. Elsewhere log p_i is kept, so ∂J/∂y_i = −log p_i stays right.
+    logp = jnp.where((y == 0) & jnp.isneginf(logp), jnp.zeros((), logp.dtype), logp)
     return -jnp.sum(y * logp, axis=-1)
 
 
@@ -69,7 +91,7 @@ def cross_entropy_grad(z: jax.Array, y: jax.Array) -> jax.Array:
     """Hand-derived ``∂J/∂z = p·Σ_i y_i − y`` (``= p − y`` when rows of ``y`` sum to 1).
 
     No autodiff: this is the seed's Problem 2 derivation, checked against ``jax.grad``
-    in the tests.
+    in the tests. Rows for out-of-range labels under ``jit`` are NaN (see ``cross_entropy``).
 
     Args:
       z: logits, shape ``(..., n)``.
@@ -80,7 +102,8 @@ def cross_entropy_grad(z: jax.Array, y: jax.Array) -> jax.Array:
     """
     check_targets(z, y)
     p = softmax(z)
-    rows = _as_rows(z, y)
     if jnp.issubdtype(jnp.result_type(y), jnp.integer):
-        return p - rows  # one-hot rows sum to 1
-    return p * jnp.sum(rows, axis=-1, keepdims=True) - rows
+        label, factor = _label_mask(z, y)
+        # one-hot rows sum to 1
+        return (p - jax.nn.one_hot(label, z.shape[-1], dtype=p.dtype)) * factor[..., None]
+    return p * jnp.sum(y, axis=-1, keepdims=True) - y

@@ -64,25 +64,46 @@ def _cache_path(cache_dir: Path, info: Path) -> Path:
     return cache_dir / f"mnist-{info.parent.name}-{digest}.npz"
 
 
-def validate(data: Mnist) -> Mnist:
-    """Raises ``MnistDataError`` unless every array has MNIST's shape, dtype and label range."""
-    for split, size in SPLIT_SIZES.items():
+def check_dataset(data: Mnist) -> Mnist:
+    """Raises ``MnistDataError`` unless ``data`` is usable for training: images ``(N, 784)``
+    uint8 beside ``(N,)`` integer labels in ``[0, NUM_CLASSES)``, for both splits (any N).
+
+    Out-of-range labels would otherwise surface only as a NaN loss inside compiled code.
+    """
+    for split in ("train", "test"):
         images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
-        if images.shape != (size, IMAGE_PIXELS) or images.dtype != np.uint8:
-            raise MnistDataError(f"MNIST {split} images: expected ({size}, {IMAGE_PIXELS}) uint8, "
-                                 f"got {images.shape} {images.dtype}")
-        if labels.shape != (size,) or not np.issubdtype(labels.dtype, np.integer):
-            raise MnistDataError(f"MNIST {split} labels: expected ({size},) integers, "
-                                 f"got {labels.shape} {labels.dtype}")
-        if labels.min() < 0 or labels.max() >= NUM_CLASSES:
-            raise MnistDataError(f"MNIST {split} labels outside [0, {NUM_CLASSES}): "
-                                 f"[{labels.min()}, {labels.max()}]")
+        if (np.ndim(images) != 2 or np.shape(images)[1] != IMAGE_PIXELS
+                or np.asarray(images).dtype != np.uint8 or len(images) == 0):
+            raise MnistDataError(f"MNIST {split} images must be (N, {IMAGE_PIXELS}) uint8 with N >= 1, "
+                                 f"got {np.shape(images)} {np.asarray(images).dtype}")
+        if np.shape(labels) != (len(images),) or not np.issubdtype(np.asarray(labels).dtype,
+                                                                   np.integer):
+            raise MnistDataError(f"MNIST {split} labels must be ({len(images)},) integers, got "
+                                 f"{np.shape(labels)} {np.asarray(labels).dtype}")
+        lo, hi = int(np.min(labels)), int(np.max(labels))
+        if lo < 0 or hi >= NUM_CLASSES:
+            raise MnistDataError(f"MNIST {split} labels outside [0, {NUM_CLASSES}): values in "
+                                 f"[{lo}, {hi}]")
+    return data
+
+
+def validate(data: Mnist) -> Mnist:
+    """Raises ``MnistDataError`` unless ``data`` is MNIST: ``check_dataset``'s rules, the
+    split sizes, and every class present."""
+    check_dataset(data)
+    for split, size in SPLIT_SIZES.items():
+        labels = getattr(data, f"{split}_labels")
+        if len(labels) != size:
+            raise MnistDataError(f"MNIST {split} split: expected {size} examples, got "
+                                 f"{len(labels)}")
         if np.bincount(labels, minlength=NUM_CLASSES).min() == 0:
             raise MnistDataError(f"MNIST {split} labels miss a class: not MNIST")
     return data
 
 
 def _import_tfds():
+    # TensorFlow's C++ start-up notes (oneDNN, CPU features, absl) are noise here.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         import tensorflow as tf
     except ImportError as e:  # pragma: no cover - a broken install

@@ -5,7 +5,10 @@ Nothing here changes the math: under ``jit`` every array keeps its global shape,
 hand backward pass's ``/ B`` and ``Σ_batch`` are over the global batch, and XLA inserts
 the cross-device all-reduce where a contraction runs over the sharded batch axis.
 """
+import json
+import math
 import re
+import select
 import socket
 import time
 from typing import Optional
@@ -18,15 +21,21 @@ DATA = "data"
 
 
 def initialize_distributed(coordinator: str, num_processes: int, process_id: int, *,
-                           timeout_s: int = 60) -> None:
+                           timeout_s: float = 60, config_hash: str = "") -> None:
     """Joins a multi-process run; call before any other JAX computation.
 
     On CPU the processes talk through gloo. Process 0 serves as coordinator at
-    ``coordinator`` (``HOST:PORT``); every process must reach it within ``timeout_s``.
+    ``coordinator`` (``HOST:PORT``); every process must arrive within ``timeout_s``.
+    Before JAX starts, the processes meet on that port (``_host``/``_join``) and check that
+    they agree on ``num_processes``, hold distinct ids and the same ``config_hash`` (a digest
+    of the settings that must match, such as the training flags).
 
     Raises:
-      ValueError: a malformed address, or a process id outside ``[0, num_processes)``.
-      RuntimeError: the coordinator could not be reached in time.
+      ValueError: a malformed address, a process id outside ``[0, num_processes)``, or
+        processes that disagree (settings, process count, the same id twice); in the last
+        case every process that met raises the same message.
+      RuntimeError: the coordinator could not be reached, or not all processes came, in
+        time; or process 0 could not listen on the port.
     """
     if not re.fullmatch(r"[^\s:]+:\d{1,5}", coordinator or ""):
         raise ValueError(f"coordinator must be HOST:PORT, got {coordinator!r}")
@@ -35,29 +44,155 @@ def initialize_distributed(coordinator: str, num_processes: int, process_id: int
     if not 0 <= process_id < num_processes:
         raise ValueError(f"process id {process_id} is out of range for {num_processes} "
                          f"processes (expected 0 to {num_processes - 1})")
-    if process_id:
-        # JAX aborts the whole process (no exception) when it cannot register with the
-        # coordinator, so first wait here, where a failure can still be a clear error.
-        _wait_for(coordinator, process_id, timeout_s)
+    if num_processes > 1:
+        # JAX aborts the whole process (SIGABRT, no exception) when peers never register,
+        # and happily joins processes started with different settings. So the processes
+        # first meet over plain TCP on the same port, where any failure is still a clear
+        # exception and nothing of JAX has started yet.
+        me = {"id": process_id, "n": num_processes, "hash": str(config_hash)}
+        deadline = time.monotonic() + timeout_s
+        (_join if process_id else _host)(coordinator, me, timeout_s, deadline)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # Peers get here while process 0 may still be closing its listener: JAX's client keeps
+    # retrying to reach the coordination service within initialization_timeout.
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                               process_id=process_id, initialization_timeout=timeout_s)
+                               process_id=process_id,
+                               initialization_timeout=max(1, math.ceil(timeout_s)))
 
 
-def _wait_for(coordinator: str, process_id: int, timeout_s: float) -> None:
+_GRACE_S = 2.0  # a peer waits this long past its own deadline, so process 0's reason wins
+
+
+def _host(coordinator: str, me: dict, timeout_s: float, deadline: float) -> None:
+    """Process 0: accept the other processes, check them, answer each "ok" or the reason."""
+    port, others = int(coordinator.rsplit(":", 1)[1]), me["n"] - 1
+    try:  # on every interface, as JAX's coordination service binds next ([::]:PORT)
+        listener = (socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True)
+                    if socket.has_dualstack_ipv6() else socket.create_server(("", port)))
+    except OSError as e:  # create_server sets SO_REUSEADDR, so this is a live socket
+        raise RuntimeError(f"process 0 could not listen on port {port} ({e.strerror or e}): "
+                           "is another run, or another program, using it?") from None
+    peers = {}  # process id -> its connection, held open until every process is checked
+    try:
+        while len(peers) < others:
+            for i, s in list(peers.items()):  # readable means closed: that peer gave up
+                if select.select([s], [], [], 0)[0]:
+                    peers.pop(i).close()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                names = ", ".join(f"process {i}" for i in sorted(peers))
+                came = f"only {len(peers)} came ({names})" if peers else "none came"
+                raise RuntimeError(
+                    f"process 0 waited {timeout_s:g}s at {coordinator} for {others} other "
+                    f"process{'es' if others > 1 else ''} to join; {came} (are the others "
+                    "started, with the same --coordinator?)")
+            listener.settimeout(min(left, 0.5))  # short, to notice peers that give up
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # mostly the timeout
+                continue
+            try:
+                conn.settimeout(max(0.5, min(left, 5)))  # a peer sends its line at once
+                hello = json.loads(_recv_line(conn))
+                i, n, h = int(hello["id"]), int(hello["n"]), str(hello["hash"])
+            except (OSError, ValueError, KeyError, TypeError):
+                conn.close()  # not one of ours (a port scanner, a stale client): ignore it
+                continue
+            problem = _disagreement(i, n, h, me, peers)
+            if problem:
+                _send(conn, {"error": problem, "type": "ValueError"})
+                conn.close()
+                raise ValueError(problem)
+            peers[i] = conn
+        for s in peers.values():
+            _send(s, {"ok": True})
+        # Each peer closes first, so TIME_WAIT stays on its side (an ephemeral port), not on
+        # this port, which JAX's coordination service must bind next.
+        end = time.monotonic() + 5
+        for s in peers.values():
+            try:
+                s.settimeout(max(end - time.monotonic(), 0.01))
+                s.recv(1)
+            except OSError:
+                pass
+    except Exception as e:  # tell the peers already waiting why the run stops
+        for s in peers.values():
+            _send(s, {"error": str(e), "type": type(e).__name__})
+        raise
+    finally:
+        for s in peers.values():
+            s.close()
+        listener.close()
+
+
+def _disagreement(i: int, n: int, h: str, me: dict, peers: dict) -> Optional[str]:
+    if n != me["n"]:
+        return (f"process {i} was started with {n} processes but process 0 with {me['n']}: "
+                "start every process with the same --num-processes")
+    if i in peers:
+        return (f"two processes were started as process {i}: give each its own --process-id "
+                f"(0 to {n - 1})")
+    if not 0 < i < n:
+        return f"process id {i} is out of range for {n} processes (expected 0 to {n - 1})"
+    if h != me["hash"]:
+        short = lambda x: x[:8] + ("…" if len(x) > 8 else "")  # noqa: E731
+        return (f"process {i} was started with different settings than process 0 (config "
+                f"hash {short(h)} vs {short(me['hash'])}): start every process with the "
+                "same flags")
+    return None
+
+
+def _join(coordinator: str, me: dict, timeout_s: float, deadline: float) -> None:
+    """Process 1 to K-1: reach process 0 (it may start later), say who it is, await the answer."""
     host, port = coordinator.rsplit(":", 1)
-    deadline = time.monotonic() + timeout_s
     while True:
         try:
-            socket.create_connection((host, int(port)), timeout=1).close()
-            return
+            conn = socket.create_connection(
+                (host, int(port)), timeout=max(0.1, min(1.0, deadline - time.monotonic())))
+            break
         except OSError as e:
             if time.monotonic() >= deadline:
                 raise RuntimeError(
-                    f"process {process_id} could not reach the coordinator at {coordinator} "
-                    f"within {timeout_s}s ({e.strerror or e}): is process 0 running there, "
+                    f"process {me['id']} could not reach the coordinator at {coordinator} "
+                    f"within {timeout_s:g}s ({e.strerror or e}): is process 0 running there, "
                     "and the port open?") from None
             time.sleep(0.2)
+    with conn:
+        try:
+            conn.sendall(json.dumps(me).encode() + b"\n")
+            # Process 0 answers once all have come, or it gives up (then with its reason).
+            conn.settimeout(max(deadline - time.monotonic(), 0) + _GRACE_S)
+            reply = json.loads(_recv_line(conn))
+        except TimeoutError:
+            raise RuntimeError(
+                f"process {me['id']} reached the coordinator at {coordinator}, but not all "
+                f"{me['n']} processes joined within {timeout_s:g}s: are the others started, "
+                "with the same --coordinator?") from None
+        except (OSError, ValueError):
+            reply = None
+    if not isinstance(reply, dict) or not ("ok" in reply or "error" in reply):
+        raise RuntimeError(
+            f"process {me['id']} got no answer from process 0 at {coordinator}: did it stop, "
+            "or is another program (another run) using that port?")
+    if "error" in reply:
+        raise (ValueError if reply.get("type") == "ValueError" else RuntimeError)(reply["error"])
+
+
+def _recv_line(conn: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n") and len(data) < 4096:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _send(conn: socket.socket, message: dict) -> None:
+    try:
+        conn.sendall(json.dumps(message).encode() + b"\n")
+    except OSError:
+        pass  # that peer is gone; it has nothing left to be told
 
 
 def make_mesh(num_devices: Optional[int] = None) -> Mesh:
@@ -111,3 +246,15 @@ def to_host(x) -> np.ndarray:
     if getattr(x, "is_fully_addressable", True):
         return np.asarray(x)
     return np.asarray(x.addressable_data(0))
+
+
+def feed_batches(images, labels, order, batch_size: int, mesh):
+    """This process's columns of the batches ``order`` cuts, as global sharded arrays.
+
+    ``order`` holds the global order of ``n`` whole batches; process ``p`` of ``P`` feeds
+    columns ``p`` of each batch split ``P`` ways (``put_batches``).
+    """
+    processes, n = jax.process_count(), len(order) // batch_size
+    mine = order.reshape(n, processes, -1)[:, jax.process_index()]
+    return (put_batches(images[mine], (n, batch_size, images.shape[-1]), mesh),
+            put_batches(labels[mine], (n, batch_size), mesh))

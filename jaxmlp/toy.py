@@ -54,18 +54,12 @@ def format_trace(rows: list[dict[str, np.ndarray]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
-    import argparse
+def trace_text(*, lr: float = 2.0, iterations: int = 2) -> str:
+    """The seed's example (X = I₂, Y = I₂, W = 0, b = 0) traced in float64, as printed text.
 
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--lr", type=float, default=2.0)
-    parser.add_argument("--iterations", type=int, default=2)
-    args = parser.parse_args(argv)
-    if args.iterations < 1:
-        parser.error(f"--iterations must be >= 1, got {args.iterations}")
-    # Float64, so the printout carries the seed's 17 significant digits.
+    Float64, so the printout carries the seed's 17 significant digits.
+    """
     with jax.enable_x64(True):
         eye = np.eye(2)
-        rows = toy_trace(eye, eye, np.zeros((2, 2)), np.zeros(2), lr=args.lr,
-                         iterations=args.iterations)
-    print(format_trace(rows))
+        rows = toy_trace(eye, eye, np.zeros((2, 2)), np.zeros(2), lr=lr, iterations=iterations)
+    return format_trace(rows)

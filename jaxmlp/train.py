@@ -1,12 +1,12 @@
 """Training on MNIST: a jitted Optax SGD step, whole epochs as one ``lax.scan`` on device.
 
 The dataset lives on the device as uint8 and is scaled inside the compiled code; each
-epoch is one call, so the host syncs once per epoch, not once per step.
+epoch is one call, so the host syncs once per epoch, not once per step. Epoch ``e``'s data
+order is ``shuffle(fold_in(data_key, e))``: a function of the seed and the epoch alone, so a
+run resumed mid-epoch takes exactly the batches the uninterrupted run would have taken.
 """
-import dataclasses
+import contextlib
 import functools
-import json
-import math
 import os
 import sys
 import time
@@ -20,67 +20,30 @@ import optax
 
 from jaxmlp.arch import parse_arch
 from jaxmlp.backprop import hand_value_and_grad
-from jaxmlp.checkpoint import load_checkpoint, save_checkpoint
+from jaxmlp.config import TrainConfig, resume_length
 from jaxmlp.cross_entropy import cross_entropy
-from jaxmlp.data import IMAGE_PIXELS, Mnist, load_mnist
+from jaxmlp.data import IMAGE_PIXELS, Mnist, check_dataset, load_mnist
+from jaxmlp.images import prepare_images
+from jaxmlp.metrics import evaluate, metrics
 from jaxmlp.mlp import forward, init_params
-from jaxmlp.parallel import (DATA, check_batch, make_mesh, put_batches, put_replicated,
+from jaxmlp.parallel import (DATA, check_batch, feed_batches, make_mesh, put_replicated,
                              to_host)
+from jaxmlp.run import RunFolder, RunWriteError, read_checkpoint, read_config, read_history
 
-GRADS = ("hand", "autodiff")
-SCHEDULES = ("constant", "cosine")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a run (saved as ``config.json`` beside its outputs)."""
-
-    arch: str = "b"
-    epochs: int = 10
-    steps: Optional[int] = None  # total SGD steps; overrides ``epochs`` when set
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    schedule: str = "cosine"  # learning rate: constant, or cosine decay to 0 over the run
-    seed: int = 0
-    grad: str = "hand"  # "hand": hand-written backward pass; "autodiff": jax.grad
-    log_every: int = 1000
-    target_accuracy: Optional[float] = None  # stop after the epoch whose test accuracy reaches it
-    devices: Optional[int] = None  # devices of the data-parallel mesh (default: all)
-    data_dir: Optional[str] = None
-    manual_dir: Optional[str] = None
-    download: bool = True
-
-    def validate(self) -> "TrainConfig":
-        parse_arch(self.arch)
-        checks = [
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.steps is None or self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
-            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
-            (math.isfinite(self.lr) and self.lr > 0, f"learning rate must be positive, got {self.lr}"),
-            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
-            (self.grad in GRADS, f"grad must be one of {GRADS}, got {self.grad!r}"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
-            (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
-            (self.devices is None or self.devices >= 1,
-             f"devices must be >= 1, got {self.devices}"),
-            (self.target_accuracy is None or 0 < self.target_accuracy <= 1,
-             f"target accuracy must be in (0, 1], got {self.target_accuracy}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-        return self
+__all__ = ["TrainConfig", "TrainingDiverged", "TrainingInterrupted", "train_and_evaluate",
+           "make_optimizer", "make_step", "make_epoch", "make_fed_epoch", "shuffle"]
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def total_steps(config: TrainConfig, num_train: int) -> int:
-    steps_per_epoch = num_train // config.batch_size
-    return config.steps if config.steps is not None else config.epochs * steps_per_epoch
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; ``step`` is the last saved step (None: nothing was saved)."""
+
+    def __init__(self, step: Optional[int]):
+        super().__init__(step)
+        self.step = step
 
 
 def make_optimizer(config: TrainConfig, num_steps: int) -> optax.GradientTransformation:
@@ -100,19 +63,17 @@ def _autodiff_value_and_grad(params, x, y, arch):
 def make_step(arch, optimizer: optax.GradientTransformation, grad: str):
     """One SGD step ``(params, opt_state, images_u8, labels) → (params, opt_state, metrics)``.
 
-    ``metrics`` holds the batch's ``loss`` and ``accuracy``. Not jitted by itself: the
-    epoch scan and the per-step baseline each jit it in their own way.
+    ``metrics`` is ``jaxmlp.metrics.metrics`` of the batch (``loss``, ``accuracy``). Not
+    jitted by itself: the epoch scan and the per-step baseline each jit it in their own way.
     """
     arch = parse_arch(arch)
     value_and_grad = hand_value_and_grad if grad == "hand" else _autodiff_value_and_grad
 
     def step(params, opt_state, images, labels):
-        x = images.astype(jnp.float32) / 255.0  # uint8 on device, scaled here
-        (value, logits), grads = value_and_grad(params, x, labels, arch)
+        x = prepare_images(images, in_dim=images.shape[-1])  # uint8 on device, scaled here
+        (_, logits), grads = value_and_grad(params, x, labels, arch)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
-        return params, opt_state, {"loss": value, "accuracy": accuracy}
+        return optax.apply_updates(params, updates), opt_state, metrics(logits, labels)
 
     return step
 
@@ -129,11 +90,12 @@ def shuffle(key: jax.Array, n: int) -> jax.Array:
 
 
 def make_epoch(step, batch_size: int, mesh=None):
-    """A jitted epoch: shuffle with ``key``, run ``num_steps`` steps in one ``lax.scan``.
+    """A jitted epoch: ``num_steps`` steps of one shuffled order in one ``lax.scan``.
 
-    Returns ``run(params, opt_state, images, labels, key, num_steps)`` →
-    ``(params, opt_state, metrics)`` with per-step ``loss`` and ``accuracy`` arrays.
-    The remainder that does not fill a batch is dropped so every step has one shape.
+    Returns ``run(params, opt_state, images, labels, key, start, num_steps)`` →
+    ``(params, opt_state, metrics)`` with per-step ``loss`` and ``accuracy`` arrays:
+    the batches are ``start`` to ``start + num_steps`` of ``shuffle(key)`` (the
+    remainder that does not fill a batch is never used, so every step has one shape).
     Params and optimizer state are donated: their buffers are reused, not copied.
     With a ``mesh``, each batch is split along its ``data`` axis (the dataset and params
     being replicated), so every device gathers and trains on its share.
@@ -141,9 +103,10 @@ def make_epoch(step, batch_size: int, mesh=None):
     shard = ((lambda x: x) if mesh is None else lambda x: jax.lax.with_sharding_constraint(
         x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(DATA))))
 
-    @functools.partial(jax.jit, static_argnums=5, donate_argnums=(0, 1))
-    def run(params, opt_state, images, labels, key, num_steps):
-        order = shuffle(key, images.shape[0])[:num_steps * batch_size]
+    @functools.partial(jax.jit, static_argnums=6, donate_argnums=(0, 1))
+    def run(params, opt_state, images, labels, key, start, num_steps):
+        order = jax.lax.dynamic_slice_in_dim(shuffle(key, images.shape[0]),
+                                             start * batch_size, num_steps * batch_size)
 
         def body(carry, idx):
             params, opt_state, metrics = step(*carry, shard(images[idx]), shard(labels[idx]))
@@ -160,7 +123,7 @@ def make_fed_epoch(step):
     """A jitted epoch over batches cut beforehand: ``run(params, opt_state, xs, ys)``.
 
     For multi-process runs, where each process feeds its own columns of ``xs``
-    ``(steps, B, 784)`` and ``ys`` ``(steps, B)`` (see ``parallel.put_batches``).
+    ``(steps, B, 784)`` and ``ys`` ``(steps, B)`` (see ``parallel.feed_batches``).
     """
     @functools.partial(jax.jit, donate_argnums=(0, 1))
     def run(params, opt_state, xs, ys):
@@ -174,11 +137,36 @@ def make_fed_epoch(step):
     return run
 
 
-@functools.partial(jax.jit, static_argnums=3)
-def evaluate(params, images, labels, arch):
-    """Mean loss and accuracy of ``params`` on a whole uint8 image set, in one call."""
-    logits = forward(params, images.astype(jnp.float32) / 255.0, arch)
-    return jnp.mean(cross_entropy(logits, labels)), jnp.mean(jnp.argmax(logits, -1) == labels)
+def make_epoch_runner(step, data: Mnist, batch_size: int, mesh):
+    """``run(params, opt_state, key, start, n) → (params, opt_state, metrics, compile_s)``.
+
+    The same call for one process and for many: one process has the dataset on its
+    devices (``data`` holds device arrays) and gathers batches there; several each cut
+    their own columns of the same order from host arrays and feed only those. One executable per epoch length ``n``
+    (a ``--steps`` run may end mid-epoch), compiled ahead so its cost is reported apart.
+    """
+    compiled = {}
+    if jax.process_count() == 1:
+        epoch = make_epoch(step, batch_size, mesh)
+        inputs = lambda key, start, n: (data.train_images, data.train_labels, key, start)
+    else:
+        epoch = make_fed_epoch(step)
+        inputs = lambda key, start, n: feed_batches(
+            data.train_images, data.train_labels, np.asarray(shuffle(key, len(data.train_labels))
+                                                             )[start * batch_size:][:n * batch_size],
+            batch_size, mesh)
+
+    def run(params, opt_state, key, start, n):
+        args = (params, opt_state, *inputs(key, start, n))
+        seconds = 0.0
+        if n not in compiled:
+            begin = time.perf_counter()
+            static = (n,) if jax.process_count() == 1 else ()
+            compiled[n] = epoch.lower(*args, *static).compile()
+            seconds = time.perf_counter() - begin
+        return (*compiled[n](*args), seconds)
+
+    return run
 
 
 def seconds_since_process_start() -> Optional[float]:
@@ -197,27 +185,43 @@ def seconds_since_process_start() -> Optional[float]:
         return None
 
 
-def _state(params, opt_state, step, key):
+def _state(params, opt_state, step, key) -> dict:
+    """The checkpoint: params, optimizer state, step and the run's data key."""
     return {"params": params, "opt_state": opt_state, "step": jnp.asarray(step, jnp.int32),
             "key": jax.random.key_data(key)}
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)
+def _start(config: TrainConfig, optimizer, folder, resume: bool, steps_per_epoch: int):
+    """``(state, history, num_steps)``: fresh from the seed, or as saved in ``folder``."""
+    data_key, init_key = jax.random.split(jax.random.key(config.seed))
+    # Jitted: one executable (cached across runs) instead of an eager op per layer.
+    params = jax.jit(init_params, static_argnums=(1, 2))(init_key, parse_arch(config.arch),
+                                                         IMAGE_PIXELS)
+    state = _state(params, optimizer.init(params), 0, data_key)
+    if not resume:
+        return state, [], config.num_steps(steps_per_epoch)
+    state = read_checkpoint(folder, state)
+    done = int(state["step"])
+    num_steps = resume_length(read_config(folder), config, done, steps_per_epoch)
+    history = [h for h in read_history(folder) if h["step"] <= done]  # drop a lost epoch's line
+    return {**state, "key": jax.random.wrap_key_data(state["key"])}, history, num_steps
 
 
-def train_and_evaluate(config: TrainConfig, out: Optional[str] = None, *, resume: bool = False,
-                       data: Optional[Mnist] = None, log=print, progress: bool = False) -> dict:
-    """Trains ``config.arch`` on MNIST and evaluates it every epoch.
+def _host_state(params, opt_state, step, key) -> dict:
+    return jax.tree.map(to_host, _state(params, opt_state, step, key))
+
+
+def train_and_evaluate(config: TrainConfig, out=None, *, resume: bool = False,
+                       overwrite: bool = False, data: Optional[Mnist] = None, log=print,
+                       progress: bool = False) -> dict:
+    """Trains ``config.arch`` on MNIST and evaluates it after every epoch.
 
     Args:
       config: the run.
-      out: folder for ``config.json``, ``metrics.jsonl``, ``checkpoint.npz`` and
-        ``curves.png``; nothing is written when ``None``.
-      resume: continue from ``out/checkpoint.npz`` (exactly: same data order, same
-        arithmetic) up to ``config``'s epochs/steps.
+      out: its run folder (``jaxmlp.run``); nothing is written when ``None``.
+      resume: continue the run saved in ``out`` (exactly: same data order, same
+        arithmetic) up to ``config``'s length, under ``config.resume_length``'s rules.
+      overwrite: replace the run in ``out`` (its files go when this run saves an epoch).
       data: MNIST arrays; loaded with ``load_mnist`` from the config when ``None``.
       log: where log lines go.
       progress: show a tqdm bar that advances once per epoch.
@@ -226,136 +230,146 @@ def train_and_evaluate(config: TrainConfig, out: Optional[str] = None, *, resume
       ``{"params", "history", "test_accuracy", "steps"}``.
 
     Raises:
+      ValueError: a config, folder (``RunError``) or resume that cannot work, before any work.
       TrainingDiverged: the loss became NaN or infinite.
+      TrainingInterrupted: Ctrl-C; the finished epochs are saved and plotted.
+      RunWriteError: a file of the run could not be written (disk full, file too large).
     """
     config.validate()
-    if resume and out is None:
-        raise ValueError("resume needs the run's folder (out)")
-    arch = parse_arch(config.arch)
-    if data is None:
-        data = load_mnist(data_dir=config.data_dir, manual_dir=config.manual_dir,
-                          download=config.download)
-    num_train = len(data.train_labels)
-    if config.batch_size > num_train:
-        raise ValueError(f"batch size {config.batch_size} is larger than the {num_train} "
-                         "training examples")
-    mesh = make_mesh(config.devices)
-    check_batch(config.batch_size, mesh)
-    processes, process = jax.process_count(), jax.process_index()
-    steps_per_epoch = num_train // config.batch_size
-    num_steps = total_steps(config, num_train)
-    optimizer = make_optimizer(config, num_steps)
-    step_fn = make_step(arch, optimizer, config.grad)
-    # One process: the dataset sits on the devices and batches are gathered there. Several:
-    # each process cuts its own share of every batch on the host and feeds only that.
-    run_epoch = (make_epoch(step_fn, config.batch_size, mesh) if processes == 1
-                 else make_fed_epoch(step_fn))
-    if process:
-        log = lambda line: None  # only process 0 speaks and writes
-
-    key, init_key = jax.random.split(jax.random.key(config.seed))
-    # Jitted: one executable (cached across runs) instead of an eager op per layer.
-    params = jax.jit(init_params, static_argnums=(1, 2))(init_key, arch, IMAGE_PIXELS)
-    opt_state = optimizer.init(params)
-    step = 0
-    out_dir = Path(out) if out is not None else None
-    writes = out_dir is not None and process == 0
-    history = []
-    if out_dir is not None:
-        if writes:
-            out_dir.mkdir(parents=True, exist_ok=True)
+    if (resume or overwrite) and out is None:
+        raise ValueError("resume and overwrite need the run's folder (out)")
+    writer = jax.process_index() == 0  # only process 0 speaks and writes
+    folder = RunFolder.open(out, resume=resume, overwrite=overwrite) if out and writer else None
+    if not writer:
+        log = lambda line: None
+    with folder or contextlib.nullcontext():
+        data = check_dataset(data) if data is not None else load_mnist(
+            data_dir=config.data_dir, manual_dir=config.manual_dir, download=config.download)
+        num_train = len(data.train_labels)
+        if config.batch_size > num_train:
+            raise ValueError(f"batch size {config.batch_size} is larger than the {num_train} "
+                             "training examples")
+        mesh = make_mesh(config.devices)
+        check_batch(config.batch_size, mesh)
+        spe = num_train // config.batch_size  # steps per epoch
+        # The optimizer state's structure does not depend on the schedule's length, which
+        # a resume learns only from its checkpoint.
+        state, history, num_steps = _start(config, make_optimizer(config, 1),
+                                           out and Path(out), resume, spe)
         if resume:
-            state = load_checkpoint(out_dir / "checkpoint.npz", _state(params, opt_state, 0, key))
-            params, opt_state = state["params"], state["opt_state"]
-            step, key = int(state["step"]), jax.random.wrap_key_data(state["key"])
-            metrics_path = out_dir / "metrics.jsonl"
-            if metrics_path.exists():
-                history = [json.loads(line) for line in metrics_path.read_text().splitlines()
-                           if line.strip() and json.loads(line)["step"] <= step]
-            log(f"resumed from {out_dir / 'checkpoint.npz'} at step {step}")
-    if writes:
-        _write_json(out_dir / "config.json", dataclasses.asdict(config))
-        # Rewritten from the kept history: a resumed run drops lines of a lost epoch.
-        (out_dir / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
-    params, opt_state = put_replicated((params, opt_state), mesh)
-    # Host arrays move to the devices once; every epoch reuses them.
-    train_x, train_y, test_x, test_y = put_replicated(tuple(data), mesh)
+            log(f"resumed from {out} at step {int(state['step'])}")
+        # One process: the arrays go to the devices once; every epoch reuses them.
+        if jax.process_count() == 1:
+            data = Mnist(*put_replicated(tuple(data), mesh))
+        step_fn = make_step(config.arch, make_optimizer(config, num_steps), config.grad)
+        run_epoch = make_epoch_runner(step_fn, data, config.batch_size, mesh)
+        loop = _Loop(config, data, folder, log, progress, mesh)
+        return loop.run(state, history, num_steps, run_epoch, spe)
 
-    compiled = {}  # one executable per epoch length (a --steps run may end mid-epoch)
-    first_here = True  # this process's first epoch records its start-up time
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=num_steps, initial=step, unit="step", file=sys.stderr,
-                   desc=f"arch {config.arch}")
-    try:
-        while step < num_steps:
-            epoch = step // steps_per_epoch + 1
-            n = min(steps_per_epoch, num_steps - step)
-            key, epoch_key = jax.random.split(key)
-            if processes == 1:
-                inputs = (train_x, train_y, epoch_key)
-            else:  # the same order as one process would use; this process's columns of it
-                order = np.asarray(shuffle(epoch_key, num_train))[:n * config.batch_size]
-                order = order.reshape(n, processes, -1)[:, process]
-                inputs = (put_batches(data.train_images[order], (n, config.batch_size,
-                                                                 IMAGE_PIXELS), mesh),
-                          put_batches(data.train_labels[order], (n, config.batch_size), mesh))
-            compile_seconds = 0.0
-            if n not in compiled:  # compiled ahead of time so its cost is reported apart
-                start = time.perf_counter()
-                static = (n,) if processes == 1 else ()
-                compiled[n] = run_epoch.lower(params, opt_state, *inputs, *static).compile()
-                compile_seconds = time.perf_counter() - start
-            startup = seconds_since_process_start() if first_here else None
-            start = time.perf_counter()
-            params, opt_state, metrics = compiled[n](params, opt_state, *inputs)
-            losses = to_host(metrics["loss"])  # the one host sync of the epoch
-            seconds = time.perf_counter() - start
-            accuracies = to_host(metrics["accuracy"])
-            bad = np.flatnonzero(~np.isfinite(losses))
-            if bad.size:
-                where = (f"; the last good checkpoint (step {step}) is kept in {out_dir}"
-                         if out_dir is not None else "")
-                raise TrainingDiverged(
-                    f"loss became {losses[bad[0]]} at step {step + bad[0]} (epoch {epoch}); "
-                    f"stopping{where}. Try a smaller --lr.")
-            for i in range(n):
-                if (step + i) % config.log_every == 0:
-                    log(f"iter {step + i}, J={losses[i]:.6f}, accu={accuracies[i]:.2f}")
-            step += n
-            train_loss, train_acc = evaluate(params, train_x, train_y, arch)
-            test_loss, test_acc = evaluate(params, test_x, test_y, arch)
-            record = {"epoch": epoch, "step": step, "train_loss": float(to_host(train_loss)),
-                      "train_acc": float(to_host(train_acc)),
-                      "test_loss": float(to_host(test_loss)),
-                      "test_acc": float(to_host(test_acc)), "epoch_seconds": seconds,
-                      "batch_loss_mean": float(losses.mean()),
-                      "compile_seconds": compile_seconds}
-            if startup is not None:
-                record["startup_seconds"] = startup  # process start → this first step
-            first_here = False
-            history.append(record)
-            if writes:  # saved before it is announced: a kill loses no epoch
-                save_checkpoint(out_dir / "checkpoint.npz",
-                                jax.tree.map(to_host, _state(params, opt_state, step, key)))
-                with open(out_dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(record) + "\n")
-            log(f"epoch {epoch}, step {step}: train J={record['train_loss']:.4f} "
-                f"accu={record['train_acc']:.4f} | test J={record['test_loss']:.4f} "
-                f"accu={record['test_acc']:.4f} ({seconds:.2f}s)")
+
+class _Loop:
+    """The epoch loop of ``train_and_evaluate``: train, check, evaluate, save, log."""
+
+    def __init__(self, config, data, folder, log, progress, mesh):
+        self.config, self.data, self.folder, self.log, self.mesh = config, data, folder, log, mesh
+        self.progress = progress
+        self.saved_step = None  # the step of the newest checkpoint on disk
+        self.sets = {split: ((data.train_images, data.train_labels) if split == "train"
+                             else (data.test_images, data.test_labels))
+                     for split in ("train", "test")}
+
+    def run(self, state, history, num_steps, run_epoch, spe) -> dict:
+        config, folder, log = self.config, self.folder, self.log
+        params, opt_state = put_replicated((state["params"], state["opt_state"]), self.mesh)
+        step, data_key = int(state["step"]), state["key"]
+        if folder is not None and step:
+            self.saved_step = step  # resumed from it
+        bar = self._bar(num_steps, step) if step < num_steps else None
+        first = True
+        try:
+            while step < num_steps:
+                epoch, start = step // spe + 1, step % spe
+                n = min(spe - start, num_steps - step)
+                startup = seconds_since_process_start() if first else None
+                begin = time.perf_counter()
+                params, opt_state, batch, compile_s = run_epoch(
+                    params, opt_state, jax.random.fold_in(data_key, epoch), start, n)
+                losses = to_host(batch["loss"])  # the one host sync of the epoch
+                seconds = time.perf_counter() - begin - compile_s
+                self._check_finite(losses, step, epoch)
+                accuracies = to_host(batch["accuracy"])
+                for i in range(n):
+                    if (step + i) % config.log_every == 0:
+                        log(f"iter {step + i}, J={losses[i]:.6f}, accu={accuracies[i]:.2f}")
+                step += n
+                host = _host_state(params, opt_state, step, data_key)
+                record = {"epoch": epoch, "step": step, **self._evaluate(host["params"]),
+                          "epoch_seconds": seconds, "batch_loss_mean": float(losses.mean()),
+                          "compile_seconds": compile_s}
+                if startup is not None:
+                    record["startup_seconds"] = startup  # process start → this first step
+                first = False
+                # One line per epoch: a partial epoch's line is replaced when a resume ends it.
+                history = [h for h in history if h["epoch"] != epoch] + [record]
+                if folder is not None:  # saved before it is announced: a kill loses no epoch
+                    self._save(host, history)
+                log(f"epoch {epoch}, step {step}: train J={record['train_loss']:.4f} "
+                    f"accu={record['train_acc']:.4f} | test J={record['test_loss']:.4f} "
+                    f"accu={record['test_acc']:.4f} ({seconds:.2f}s)")
+                if bar is not None:
+                    bar.update(n)
+                    bar.set_postfix(test_acc=f"{record['test_acc']:.4f}")
+                if (config.target_accuracy is not None
+                        and record["test_acc"] >= config.target_accuracy):
+                    log(f"reached test accuracy {record['test_acc']:.4f} >= "
+                        f"{config.target_accuracy} at step {step}: stopping")
+                    break
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(self.saved_step) from None
+        finally:
             if bar is not None:
-                bar.update(n)
-                bar.set_postfix(test_acc=f"{record['test_acc']:.4f}")
-            if config.target_accuracy is not None and record["test_acc"] >= config.target_accuracy:
-                log(f"reached test accuracy {record['test_acc']:.4f} >= "
-                    f"{config.target_accuracy} at step {step}: stopping")
-                break
-    finally:
-        if bar is not None:
-            bar.close()
-    if writes and history:
-        from jaxmlp.plot import plot_history
-        plot_history(history, out_dir / "curves.png", title=f"arch {config.arch}")
-    return {"params": params, "history": history, "steps": step,
-            "test_accuracy": history[-1]["test_acc"] if history else None}
+                bar.close()
+            if folder is not None and folder.saved:
+                folder.plot(history, title=f"arch {config.arch}")  # also after Ctrl-C
+        if step == int(state["step"]) and history:
+            log(f"the run is already complete at step {step}: nothing to do (ask for more "
+                "--epochs or --steps to extend it)")
+        return {"params": params, "history": history, "steps": step,
+                "test_accuracy": history[-1]["test_acc"] if history else None}
+
+    def _kept(self) -> str:
+        """What a failed run leaves: its last checkpoint, or nothing."""
+        if self.saved_step is None:
+            return "no epoch had finished, so nothing was saved"
+        return f"the last good checkpoint (step {self.saved_step}) is kept in {self.folder.path}"
+
+    def _save(self, host_state, history) -> None:
+        try:
+            self.folder.save_epoch(self.config, host_state, history)
+        except RunWriteError as e:
+            raise RunWriteError(e.errno, f"{e.strerror}; {self._kept()}") from None
+        self.saved_step = int(host_state["step"])
+
+    def _check_finite(self, losses, step, epoch) -> None:
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if bad.size:
+            kept = "" if self.folder is None else "; " + self._kept()
+            raise TrainingDiverged(
+                f"loss became {losses[bad[0]]} at step {step + bad[0]} (epoch {epoch}); "
+                f"stopping{kept}. Try a smaller --lr.")
+
+    def _evaluate(self, params) -> dict:
+        arch = parse_arch(self.config.arch)
+        record = {}
+        for split, (images, labels) in self.sets.items():
+            result = evaluate(params, images, labels, arch)
+            record[f"{split}_loss"], record[f"{split}_acc"] = result["loss"], result["accuracy"]
+        return record
+
+    def _bar(self, total, initial):
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, initial=initial, unit="step", file=sys.stderr,
+                    desc=f"arch {self.config.arch}")

@@ -11,7 +11,7 @@ epochs, the first apart (compilation) and then the median of the rest, for:
                  (when torch is importable)
 
 and prints the ratios of scan-hand against each, measured in the same run. Then it runs
-``jaxmlp-train --arch wide --target-accuracy 0.98`` twice in fresh processes, first with
+``jaxmlp train --arch wide --target-accuracy 0.98`` twice in fresh processes, first with
 empty caches and then with warm ones, and reports the wall time to 98% test accuracy and
 the time from process start to the first step. Peak memory (max RSS) of this process and
 of those training processes closes the report. A table goes to stdout, everything to JSON.
@@ -63,14 +63,14 @@ def make_scan(arch, grad, data, batch_size, lr, total_epochs):
     x, y = jax.device_put(data[0]), jax.device_put(data[1])
     keys = iter(jax.random.split(jax.random.key(1), total_epochs + 1))
     start = time.perf_counter()
-    compiled = run.lower(*state, x, y, next(keys), steps).compile()
+    compiled = run.lower(*state, x, y, next(keys), 0, steps).compile()
     compile_seconds = time.perf_counter() - start
     # How much work XLA kept: instructions in the optimised program (the epoch loop's body
     # dominates), to compare the hand and autodiff programs beyond timing noise.
     instructions = sum(" = " in line for line in compiled.as_text().splitlines())
 
     def run_epoch():
-        state[0], state[1], metrics = compiled(*state, x, y, next(keys))
+        state[0], state[1], metrics = compiled(*state, x, y, next(keys), 0)
         jax.block_until_ready(metrics)
 
     return compile_seconds, run_epoch, {"hlo_instructions": instructions}
@@ -137,9 +137,9 @@ def make_torch(arch, data, batch_size, lr, total_epochs):
 
 
 def time_to_accuracy(arch, target, epochs, data_dir, cache_dir, out):
-    """Runs jaxmlp-train in a fresh process; wall time until it stops at ``target``."""
+    """Runs ``jaxmlp train`` in a fresh process; wall time until it stops at ``target``."""
     env = {**os.environ, "JAXMLP_CACHE_DIR": str(cache_dir)}
-    command = [sys.executable, "-m", "jaxmlp.cli", "--arch", arch, "--epochs", str(epochs),
+    command = [sys.executable, "-m", "jaxmlp.cli", "train", "--overwrite", "--arch", arch, "--epochs", str(epochs),
                "--target-accuracy", str(target), "--out", str(out), "--no-progress",
                "--log-every", "1000000"]
     if data_dir:

@@ -165,3 +165,22 @@ def test_bad_inputs():
         loss(params, jnp.zeros((0, 784)), jnp.zeros((0,), int), arch)
     with pytest.raises(ValueError, match="in_dim must be a positive int"):
         init_params(jax.random.key(0), arch, 0)
+
+
+@pytest.mark.parametrize("spec", ["a", "b", "c", "7:tanh,5:sigmoid,3:linear"])
+def test_out_of_range_label_under_jit_gives_nan_in_both(x64, spec):
+    # Under jit a label cannot be checked, so it must not be scored as another class:
+    # the loss is NaN and both gradient paths give NaN, in the same places.
+    arch = parse_arch(spec)
+    params, x, _ = _problem(arch, 6, 4, seed=3)
+    n = arch[-1].units
+    for bad in (-1, n):
+        y = jnp.array([0, bad, 1, 0])
+        assert np.isnan(jax.jit(loss, static_argnums=3)(params, x, y, arch))
+        hand, auto = _hand(params, x, y, arch), _auto(params, x, y, arch)
+        for h, a in zip(jax.tree.leaves(hand), jax.tree.leaves(auto)):
+            assert np.any(np.isnan(h))
+            np.testing.assert_allclose(h, a, atol=1e-12, equal_nan=True)
+        # The same batch with a valid label is finite: the NaN comes from the label alone.
+        good = _hand(params, x, y.at[1].set(n - 1), arch)
+        assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(good))

@@ -1,9 +1,10 @@
-"""jaxmlp-train end to end, and each bad input's message."""
+"""The jaxmlp command end to end (train, and each bad input's message)."""
 import json
 import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -58,21 +59,22 @@ def test_cli_writes_every_output(env, mnist, tmp_path):
     (["--lr", "-0.1"], "learning rate must be positive, got -0.1"),
     (["--batch-size", "60001"], "batch size 60001 is larger than the 60000 training examples"),
     (["--data-dir", "/nonexistent/tfds"], "data dir /nonexistent/tfds does not exist"),
-    (["--resume", "/nonexistent/run"], "no config.json there"),
+    (["--resume", "/nonexistent/run"], "/nonexistent/run is not a run folder: it has no config.json"),
 ])
 def test_bad_input_fails_with_a_clear_message(env, mnist, tmp_path, capsys, args, message):
-    code = main([*args, "--out", str(tmp_path / "run"), "--epochs", "1", "--no-progress",
-                 "--no-download"] if "--resume" not in args else [*args, "--no-progress"])
+    code = main(["train", *args, "--out", str(tmp_path / "run"), "--epochs", "1",
+                 "--no-progress", "--no-download"] if "--resume" not in args
+                else ["train", *args, "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("jaxmlp-train: error: ") and message in err
+    assert err.startswith("jaxmlp train: error: ") and message in err and err.count("\n") == 1
     assert "Traceback" not in err
 
 
 def test_resume_refuses_to_change_the_run(env, mnist, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["--arch", "a", "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
-    assert main(["--resume", str(out), "--lr", "0.5", "--no-progress"]) == 2
+    assert main(["train", "--arch", "a", "--steps", "50", "--out", str(out), "--no-progress"]) == 0
+    assert main(["train", "--resume", str(out), "--lr", "0.5", "--no-progress"]) == 2
     assert "--resume cannot change lr" in capsys.readouterr().err
 
 
@@ -82,4 +84,119 @@ def test_default_output_folder_is_named_after_the_arch():
     for argv, folder in [([], "runs/b"), (["--arch", "wide"], "runs/wide"),
                          (["--arch", "50:relu,10:linear"], "runs/50_relu_10_linear"),
                          (["--out", "elsewhere"], "elsewhere")]:
-        assert str(config_from_args(build_parser().parse_args(argv))[1]) == folder
+        assert str(config_from_args(build_parser().parse_args(["train", *argv]))[1]) == folder
+    # A 40-layer spec: cut, with a digest of the whole, so the name stays a valid file name.
+    deep = ",".join(["20:relu"] * 40 + ["10:linear"])
+    name = config_from_args(build_parser().parse_args(["train", "--arch", deep]))[1].name
+    assert len(name) <= 64 and name.startswith("20_relu_20_relu")
+    other = config_from_args(build_parser().parse_args(
+        ["train", "--arch", deep.replace("10:linear", "10:relu")]))[1].name
+    assert other != name
+
+
+def test_help_states_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "(default: None)" not in text and text.count("(default: 10)") == 1
+    assert "epochs to train (default: 10)" in text and "peak learning rate (default: 0.1)" in text
+
+
+@pytest.fixture(scope="module")
+def trained(tfds_dir, cache_dir, mnist, tmp_path_factory):
+    """A 2-epoch preset-a run, through `jaxmlp train --quiet`."""
+    out = tmp_path_factory.mktemp("cli") / "a"
+    env = {**os.environ, "TFDS_DATA_DIR": str(tfds_dir), "JAXMLP_CACHE_DIR": str(cache_dir)}
+    proc = subprocess.run([sys.executable, "-m", "jaxmlp.cli", "train", "--arch", "a",
+                           "--epochs", "2", "--out", str(out), "--quiet", "--no-progress"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    # --quiet: no iter or epoch lines, only the result.
+    assert proc.stdout.splitlines() == [f"final test accuracy {json.loads((out / 'metrics.jsonl').read_text().splitlines()[-1])['test_acc']:.4f} after 936 steps; outputs in {out}"]
+    return out
+
+
+def test_eval_writes_the_report_and_pictures(env, mnist, trained, capsys):
+    assert main(["eval", str(trained), "--no-download"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads((trained / "eval.json").read_text())
+    assert {"test_loss", "test_acc", "per_class_acc", "confusion"} <= set(report)
+    last = json.loads((trained / "metrics.jsonl").read_text().splitlines()[-1])
+    # The same model on the same split as the last epoch's evaluation.
+    assert report["test_acc"] == pytest.approx(last["test_acc"], abs=1e-6)
+    assert report["test_loss"] == pytest.approx(last["test_loss"], rel=1e-5)
+    confusion = np.array(report["confusion"])
+    assert confusion.shape == (10, 10) and confusion.sum() == 10_000
+    np.testing.assert_array_equal(confusion.sum(1), np.bincount(mnist.test_labels, minlength=10))
+    assert np.trace(confusion) == round(report["test_acc"] * 10_000)
+    np.testing.assert_allclose(report["per_class_acc"], np.diag(confusion) / confusion.sum(1))
+    for m in report["mistakes"]:
+        assert m["predicted"] != m["label"] == mnist.test_labels[m["index"]]
+    for name in ("confusion.png", "mistakes.png", "weights.png"):
+        assert (trained / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"test accuracy {report['test_acc']:.4f}" in out
+
+
+def test_predict_images_and_arrays(env, mnist, trained, tmp_path, capsys):
+    from PIL import Image
+
+    digits = mnist.test_images[:8]
+    np.save(tmp_path / "eight.npy", digits.reshape(8, 28, 28))
+    # A photo-like input: dark ink on white, 200×200.
+    Image.fromarray(255 - digits[0].reshape(28, 28)).resize((200, 200)).save(tmp_path / "d.png")
+    assert main(["predict", str(trained), str(tmp_path / "eight.npy"), str(tmp_path / "d.png"),
+                 "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["input"] for r in rows] == [f"{tmp_path}/eight.npy[{i}]" for i in range(8)] + [
+        f"{tmp_path}/d.png"]
+    predicted = [r["digit"] for r in rows[:8]]
+    assert sum(p == y for p, y in zip(predicted, mnist.test_labels[:8])) >= 7
+    assert rows[8]["digit"] == mnist.test_labels[0]  # inverted automatically, then recognised
+    for r in rows:
+        probs = [t["prob"] for t in r["top3"]]
+        assert probs == sorted(probs, reverse=True) and r["top3"][0]["digit"] == r["digit"]
+        assert 0 < sum(probs) <= 1 + 1e-6
+    assert main(["predict", str(trained), str(tmp_path / "eight.npy")]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"{tmp_path}/eight.npy[0]: {predicted[0]}  ({predicted[0]}: ")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    assert main(["predict", str(trained), str(tmp_path / "bad.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jaxmlp predict: error: ") and "bad.png" in err
+    assert main(["predict", str(tmp_path), str(tmp_path / "d.png")]) == 2
+    assert "is not a run folder: it has no config.json" in capsys.readouterr().err
+
+
+def test_gradcheck_command(capsys, monkeypatch):
+    assert main(["gradcheck", "c", "--batch-size", "4"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("PASS: hand backward pass equals jax.grad")
+    assert sum(" w " in l or " b " in l for l in out) == 6  # a w and a b row per layer
+    # A wrong backward pass is caught: drop the ReLU derivative of every hidden layer.
+    import jaxmlp.activations as activations
+
+    relu = activations.ACTIVATIONS["relu"]
+    monkeypatch.setitem(activations.ACTIVATIONS, "relu",
+                        relu._replace(grad=lambda z, a: jax.numpy.ones_like(z)))
+    # (another batch size: a new program, traced with the broken rule, not a cached one)
+    assert main(["gradcheck", "c", "--batch-size", "5"]) == 1
+    assert capsys.readouterr().out.splitlines()[-1].startswith("FAIL")
+    assert main(["gradcheck", "7:gelu"]) == 2
+    assert "unknown activation 'gelu'" in capsys.readouterr().err
+
+
+def test_toy_command_prints_the_trace(capsys):
+    assert main(["toy", "--iterations", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[:3] == [
+        "iteration = 0", "z = [[0.0, 0.0], [0.0, 0.0]]", "dz = [[-0.25, 0.25], [0.25, -0.25]]"]
+
+
+def test_first_run_prints_nothing_but_its_lines(tfds_dir, tmp_path):
+    # Empty caches: TensorFlow reads the data, and must not say so.
+    env = {**os.environ, "TFDS_DATA_DIR": str(tfds_dir), "JAXMLP_CACHE_DIR": str(tmp_path / "c")}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    proc = subprocess.run([sys.executable, "-m", "jaxmlp.cli", "train", "--arch", "a", "--steps",
+                           "3", "--out", str(tmp_path / "run"), "--no-progress"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert [l.split(" ")[0] for l in proc.stdout.splitlines()] == ["iter", "epoch", "final"]

@@ -89,3 +89,80 @@ def test_bad_targets():
         cross_entropy(z, jnp.zeros((3, 5)))
     with pytest.raises(TypeError, match="dtype bool"):
         cross_entropy(z, jnp.zeros((3, 4), bool))
+
+
+# Out-of-range labels under jit: values are not concrete, so nothing can raise; the
+# example must be NaN (never scored as another class) and so must its gradient.
+_jit_loss = jax.jit(cross_entropy)
+_jit_hand = jax.jit(cross_entropy_grad)
+_jit_auto = jax.jit(jax.grad(lambda z, y: jnp.mean(cross_entropy(z, y))))
+
+
+@pytest.mark.parametrize("bad", [-1, 4, -5, 1000])
+def test_out_of_range_label_is_nan_under_jit(bad):
+    z = jnp.array([[0.0, 1.0, 2.0, 3.0], [1.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.0, -1.0]])
+    y = jnp.array([2, bad, 0])
+    ok = np.array([0, 2])
+    good = cross_entropy(z[ok], jnp.array([2, 0]))
+    loss = _jit_loss(z, y)
+    assert np.isnan(loss[1])
+    np.testing.assert_allclose(loss[ok], good, rtol=1e-6)  # the others are untouched
+    hand = _jit_hand(z, y)
+    assert np.all(np.isnan(hand[1]))
+    np.testing.assert_allclose(hand[ok], cross_entropy_grad(z[ok], jnp.array([2, 0])),
+                               atol=1e-7)
+    # jax.grad of the mean loss is NaN too, so the two gradients still agree.
+    auto = _jit_auto(z, y)
+    assert np.all(np.isnan(auto[1]))
+    np.testing.assert_allclose(hand / 3, auto, atol=1e-7, equal_nan=True)
+
+
+def test_out_of_range_label_never_scores_another_class_under_jit():
+    # Before the fix, label −1 was scored as class n − 1 under jit (a wrapped gather).
+    z = jnp.array([[0.0, 0.0, 5.0]])
+    assert np.isnan(_jit_loss(z, jnp.array([-1]))[0])
+    np.testing.assert_allclose(_jit_loss(z, jnp.array([2])), cross_entropy(z, jnp.array([2])))
+
+
+def test_out_of_range_label_raises_when_concrete():
+    z = jnp.zeros((2, 3))
+    for f in (cross_entropy, cross_entropy_grad):
+        with pytest.raises(ValueError, match=r"label out of range: labels must lie in \[0, 3\)"):
+            f(z, jnp.array([0, 3]))
+        with pytest.raises(ValueError, match=r"got values in \[-1, 0\]"):
+            f(z, np.array([0, -1]))
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_zero_target_times_log_zero_is_zero(jit):
+    # p_1 = 0 exactly (a −inf logit); y_1 = 0, so 0·log 0 = 0: J = −log p_0 = log(1 + e^{−1}).
+    z = jnp.array([[1.0, -jnp.inf, 0.0], [0.0, -jnp.inf, 0.0]])
+    rows = jnp.array([[1.0, 0.0, 0.0], [0.5, 0.0, 0.5]])
+    labels = jnp.array([0, 2])
+    f = _jit_loss if jit else cross_entropy
+    g_hand = _jit_hand if jit else cross_entropy_grad
+    g_auto = _jit_auto if jit else jax.grad(lambda v, y: jnp.mean(cross_entropy(v, y)))
+    expected = [np.log1p(np.exp(-1.0)), np.log(2.0)]
+    np.testing.assert_allclose(f(z, rows), expected, rtol=1e-6)
+    np.testing.assert_allclose(f(z[:1], rows[:1]), f(z[:1], labels[:1]), rtol=1e-7)
+    hand, auto = g_hand(z, rows), g_auto(z, rows)
+    assert np.all(np.isfinite(hand)) and np.all(np.isfinite(auto))
+    p0 = 1 / (1 + np.exp(-1.0))
+    np.testing.assert_allclose(hand, [[p0 - 1, 0, 1 - p0], [0, 0, 0]], atol=1e-7)
+    np.testing.assert_allclose(hand / 2, auto, atol=1e-7)
+
+
+def test_zero_target_keeps_target_gradient():
+    # ∂J/∂y_i = −log p_i, also where y_i = 0 (the rule changes only 0·(−inf)).
+    z = jnp.array([[0.0, np.log(3.0), -jnp.inf]])
+    y = jnp.array([[1.0, 0.0, 0.0]])
+    dy = jax.grad(lambda t: jnp.sum(cross_entropy(z, t)))(y)
+    np.testing.assert_allclose(dy[0, :2], [np.log(4.0), np.log(4.0 / 3.0)], rtol=1e-6)
+    assert np.isfinite(dy[0, 2])
+
+
+def test_positive_target_on_zero_probability_is_infinite():
+    # The rule does not hide a real infinity: y_i > 0 where p_i = 0 costs +inf.
+    z = jnp.array([[0.0, -jnp.inf]])
+    assert cross_entropy(z, jnp.array([[0.5, 0.5]]))[0] == np.inf
+    assert cross_entropy(z, jnp.array([1]))[0] == np.inf

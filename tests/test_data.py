@@ -82,11 +82,15 @@ def test_unprepared_and_offline_says_where_it_looked(tmp_path):
 def test_validate_rejects_wrong_data(mnist):
     def broken(**changes):
         return Mnist(**{**mnist._asdict(), **changes})
-    with pytest.raises(MnistDataError, match=r"train images: expected \(60000, 784\) uint8"):
+    with pytest.raises(MnistDataError, match=r"train split: expected 60000 examples, got 100"):
+        validate(broken(train_images=mnist.train_images[:100], train_labels=mnist.train_labels[:100]))
+    with pytest.raises(MnistDataError, match=r"train labels must be \(100,\) integers, got \(60000,\)"):
         validate(broken(train_images=mnist.train_images[:100]))
-    with pytest.raises(MnistDataError, match="uint8, got .* float32"):
+    with pytest.raises(MnistDataError, match=r"test images must be \(N, 784\) uint8"):
+        validate(broken(test_images=mnist.test_images.reshape(-1, 28, 28)))
+    with pytest.raises(MnistDataError, match=r"uint8 with N >= 1, got \(10000, 784\) float32"):
         validate(broken(test_images=mnist.test_images.astype(np.float32)))
-    with pytest.raises(MnistDataError, match=r"test labels outside \[0, 10\): \[0, 11\]"):
+    with pytest.raises(MnistDataError, match=r"test labels outside \[0, 10\): values in \[0, 11\]"):
         labels = mnist.test_labels.copy()
         labels[5] = 11
         validate(broken(test_labels=labels))

@@ -72,7 +72,7 @@ def test_two_processes_match_one(env, tmp_path):
     port = _free_port()
     multi_env = {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     procs = [subprocess.Popen(
-        [sys.executable, "-m", "jaxmlp.cli", *args, "--out", str(tmp_path / "multi"),
+        [sys.executable, "-m", "jaxmlp.cli", "train", *args, "--out", str(tmp_path / "multi"),
          "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i),
          "--init-timeout", "60"], env=multi_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True) for i in (0, 1)]
@@ -83,7 +83,7 @@ def test_two_processes_match_one(env, tmp_path):
             p.kill()
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
-    single = subprocess.run([sys.executable, "-m", "jaxmlp.cli", *args, "--devices", "1",
+    single = subprocess.run([sys.executable, "-m", "jaxmlp.cli", "train", *args, "--devices", "1",
                              "--out", str(tmp_path / "single")], env=env, capture_output=True,
                             text=True, timeout=240)
     assert single.returncode == 0, single.stderr[-3000:]
@@ -99,21 +99,21 @@ def test_two_processes_match_one(env, tmp_path):
 
 
 def test_process_id_out_of_range(capsys):
-    assert main(["--coordinator", "127.0.0.1:1234", "--num-processes", "2",
+    assert main(["train", "--coordinator", "127.0.0.1:1234", "--num-processes", "2",
                  "--process-id", "2"]) == 2
     assert ("process id 2 is out of range for 2 processes (expected 0 to 1)"
             in capsys.readouterr().err)
 
 
 def test_incomplete_multi_host_flags(capsys):
-    assert main(["--coordinator", "127.0.0.1:1234"]) == 2
+    assert main(["train", "--coordinator", "127.0.0.1:1234"]) == 2
     assert "need --coordinator, --num-processes and --process-id together" in capsys.readouterr().err
 
 
 def test_unreachable_coordinator_fails_in_bounded_time():
     port = _free_port()  # nothing listens there
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "jaxmlp.cli", "--coordinator",
+    proc = subprocess.run([sys.executable, "-m", "jaxmlp.cli", "train", "--coordinator",
                            f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", "1",
                            "--init-timeout", "2"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
@@ -130,3 +130,33 @@ def test_mesh_and_batch_checks():
     check_batch(7, mesh)
     with pytest.raises(ValueError, match="batch size 5 does not divide evenly over 2 devices"):
         check_batch(5, type("M", (), {"size": 2})())
+
+
+def test_processes_with_different_settings_refuse_to_train(tmp_path):
+    # Different --lr on the two processes would train to chance accuracy; the config hash
+    # exchanged at start stops both, with a message, before any data is read.
+    port = _free_port()
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "jaxmlp.cli", "train", "--arch", "b", "--lr", lr,
+         "--out", str(tmp_path / "run"), "--coordinator", f"127.0.0.1:{port}",
+         "--num-processes", "2", "--process-id", str(i), "--init-timeout", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i, lr in ((0, "0.1"), (1, "0.2"))]
+    try:
+        outputs = [p.communicate(timeout=90) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (_, err) in zip(procs, outputs):
+        assert p.returncode == 2, err
+        assert "was started with different settings than process 0" in err, err
+        assert err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_process_zero_alone_fails_with_a_message():
+    proc = subprocess.run([sys.executable, "-m", "jaxmlp.cli", "train", "--coordinator",
+                           f"127.0.0.1:{_free_port()}", "--num-processes", "2", "--process-id",
+                           "0", "--init-timeout", "2"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2  # not JAX's SIGABRT (-6)
+    assert "process 0 waited 2s" in proc.stderr and "for 1 other process to join" in proc.stderr

@@ -1,0 +1,142 @@
+"""``TrainConfig``: every setting of a run, its default, its help, and the rules a resume obeys.
+
+The command line is generated from these fields (``cli.add_config_flags``), so a new
+setting is one edit here.
+"""
+import dataclasses
+import hashlib
+import json
+import math
+import typing
+from typing import Optional
+
+from jaxmlp.arch import PRESETS, parse_arch
+from jaxmlp.data import NUM_CLASSES
+
+GRADS = ("hand", "autodiff")
+SCHEDULES = ("constant", "cosine")
+SEED_LIMIT = 2 ** 32  # jax.random.key takes 32 bits; larger seeds would silently wrap
+
+
+def _setting(default, help: str, **cli):
+    """A config field whose ``help`` (and ``choices``, ``flag``) the command line uses."""
+    return dataclasses.field(default=default, metadata={"help": help, **cli})
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run (saved as ``config.json`` in its folder)."""
+
+    arch: str = _setting("b", f"preset ({', '.join(PRESETS)}) or 'units:act,...'")
+    epochs: int = _setting(10, "epochs to train")
+    steps: Optional[int] = _setting(None, "total SGD steps, instead of --epochs")
+    batch_size: int = _setting(128, "examples per step")
+    lr: float = _setting(0.1, "peak learning rate")
+    momentum: float = _setting(0.9, "SGD momentum, 0 for none")
+    nesterov: bool = _setting(False, "Nesterov momentum (needs --momentum > 0)")
+    schedule: str = _setting("cosine", "learning rate: constant, or cosine decay to 0 over the "
+                             "run", choices=SCHEDULES)
+    seed: int = _setting(0, "PRNG seed, 0 to 2**32-1: init and data order")
+    grad: str = _setting("hand", "hand-written backward pass, or jax.grad", choices=GRADS)
+    log_every: int = _setting(1000, "log a seed-style 'iter N' line every N steps")
+    target_accuracy: Optional[float] = _setting(None, "stop after the epoch whose test accuracy "
+                                                "reaches this")
+    devices: Optional[int] = _setting(None, "devices of the data-parallel mesh (default: all)")
+    data_dir: Optional[str] = _setting(None, "TFDS data folder (default: $TFDS_DATA_DIR, else "
+                                       "~/tensorflow_datasets)")
+    manual_dir: Optional[str] = _setting(None, "folder with the four original MNIST .gz files")
+    download: bool = _setting(True, "let TFDS download MNIST when it is not prepared",
+                              flag="--no-download")
+
+    def validate(self) -> "TrainConfig":
+        """Raises ``ValueError`` naming the first setting that cannot work; returns self."""
+        arch = parse_arch(self.arch)
+        checks = [
+            (arch[-1].units == NUM_CLASSES,
+             f"the output layer has {arch[-1].units} units but MNIST has {NUM_CLASSES} classes: "
+             f"end --arch with a layer of {NUM_CLASSES} units (e.g. '...,{NUM_CLASSES}:linear')"),
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.steps is None or self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
+            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
+            (math.isfinite(self.lr) and self.lr > 0, f"learning rate must be positive, got {self.lr}"),
+            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
+            (not self.nesterov or self.momentum > 0, "--nesterov needs a momentum above 0"),
+            (0 <= self.seed < SEED_LIMIT, f"seed must be in [0, 2**32), got {self.seed}"),
+            (self.grad in GRADS, f"grad must be one of {GRADS}, got {self.grad!r}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
+            (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
+            (self.devices is None or self.devices >= 1, f"devices must be >= 1, got {self.devices}"),
+            (self.target_accuracy is None or 0 < self.target_accuracy <= 1,
+             f"target accuracy must be in (0, 1], got {self.target_accuracy}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        return self
+
+    def num_steps(self, steps_per_epoch: int) -> int:
+        """The run's length in SGD steps: ``steps``, else ``epochs`` whole epochs."""
+        return self.steps if self.steps is not None else self.epochs * steps_per_epoch
+
+    def config_hash(self) -> str:
+        """A digest of the settings that every process of one run must share."""
+        shared = {k: v for k, v in dataclasses.asdict(self).items() if k not in LOCAL}
+        return hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """A config from ``config.json``'s contents; ``ValueError`` names a bad key or type."""
+        if not isinstance(values, dict):
+            raise ValueError(f"expected an object of settings, got {type(values).__name__}")
+        types = typing.get_type_hints(cls)
+        for key, value in values.items():
+            if key not in types:
+                raise ValueError(f"unknown setting {key!r}")
+            if not _fits(value, types[key]):
+                raise ValueError(f"setting {key!r} has the wrong type: {value!r}")
+        return cls(**values)
+
+
+def _fits(value, annotation) -> bool:
+    allowed = typing.get_args(annotation) or (annotation,)  # Optional[int] → (int, NoneType)
+    if isinstance(value, bool):  # a bool is an int to isinstance, but not a count
+        return bool in allowed
+    if isinstance(value, int) and float in allowed:
+        return True  # a hand-edited config may write 1 for 1.0
+    return isinstance(value, allowed)
+
+
+# Settings that may differ between processes of one run (each host's own data location).
+LOCAL = {"data_dir", "manual_dir", "download"}
+# Settings a resumed run may change: its length, logging, data location and devices.
+# Any other would make it a different run.
+RESUMABLE = {"epochs", "steps", "log_every", "target_accuracy", "devices"} | LOCAL
+
+
+def resume_length(saved: TrainConfig, new: TrainConfig, done: int, steps_per_epoch: int) -> int:
+    """The total steps a resume of ``saved`` (now at step ``done``) as ``new`` trains to.
+
+    The rules: only ``RESUMABLE`` settings may change; a run counted in epochs is
+    extended with ``epochs`` and one counted in steps with ``steps`` (never a mix); a
+    length shorter than what is done is refused. Equal means the run is complete.
+
+    Raises:
+      ValueError: the resume breaks a rule; the message says which and what to do.
+    """
+    changed = [f.name for f in dataclasses.fields(TrainConfig)
+               if f.name not in RESUMABLE and getattr(saved, f.name) != getattr(new, f.name)]
+    if changed:
+        raise ValueError(f"--resume cannot change {', '.join(changed)}: the run would no longer "
+                         "be the same run (start a new one with --out)")
+    if saved.steps is None and new.steps is not None:
+        raise ValueError(f"this run is counted in epochs (--epochs {saved.epochs}); extend it "
+                         "with --epochs, not --steps")
+    if saved.steps is not None and new.epochs != saved.epochs:
+        raise ValueError(f"this run is counted in steps (--steps {saved.steps}); extend it with "
+                         "--steps, not --epochs")
+    total = new.num_steps(steps_per_epoch)
+    if total < done:
+        asked = f"--steps {new.steps}" if new.steps is not None else f"--epochs {new.epochs}"
+        raise ValueError(f"the run is already at step {done}; {asked} ({total} steps) would end "
+                         "before that: ask for more, or omit the length to finish a stopped run")
+    return total

@@ -1,0 +1,208 @@
+"""Loss and accuracy: one definition per batch, and the same over a whole set in bounded memory.
+
+``metrics`` is what a training step and an evaluation both report for a batch. ``evaluate``
+and ``evaluation_report`` run a whole image set (60,000 MNIST images, say) through the
+network in chunks whose activations fit ``max_bytes``, so a very wide layer
+(``100000:relu,10:linear``) costs time, not memory. Each chunk is one jitted call that adds
+its sums to accumulators kept on the device; the host reads them once, at the end.
+"""
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmlp.arch import Arch, parse_arch
+from jaxmlp.cross_entropy import cross_entropy
+from jaxmlp.images import prepare_images
+from jaxmlp.mlp import Params, forward
+from jaxmlp.softmax import softmax
+
+DEFAULT_MAX_BYTES = 64 * 2**20
+
+
+def metrics(logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
+    """Mean cross-entropy and accuracy of one batch.
+
+    ``loss = (1/B) Σ_b J(z_b, y_b)`` with ``J`` the cross-entropy of ``softmax(z_b)``, and
+    ``accuracy = (1/B) Σ_b [argmax z_b = y_b]``. Jittable.
+
+    Args:
+      logits: ``(B, n)``.
+      labels: integer ``(B,)`` in ``[0, n)``.
+
+    Returns:
+      ``{"loss": (), "accuracy": ()}``, float scalars.
+
+    Raises:
+      TypeError: labels that are not integers (accuracy needs a class per example).
+    """
+    if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
+        raise TypeError(f"labels must be integer classes, got dtype {jnp.result_type(labels)}")
+    return {"loss": jnp.mean(cross_entropy(logits, labels)),
+            "accuracy": jnp.mean(jnp.argmax(logits, axis=-1) == labels)}
+
+
+def chunk_rows(arch: Arch, in_dim: int, num_examples: int, max_bytes: int) -> int:
+    """Rows per chunk: ``clamp(max_bytes // (4 · widest), 1, num_examples)``.
+
+    ``widest`` is the widest layer, the input included: a chunk of ``r`` rows holds at most
+    about ``r · widest`` float32 activations at a time.
+    """
+    widest = max(in_dim, *(layer.units for layer in arch))
+    return int(min(max(max_bytes // (4 * widest), 1), num_examples))
+
+
+def _chunk_logits(params: Params, images, labels, start, rows: int, arch: Arch):
+    """Logits ``(rows, n)`` and labels ``(rows,)`` of the rows ``[start, start + rows)``."""
+    x = jax.lax.dynamic_slice_in_dim(images, start, rows)
+    y = jax.lax.dynamic_slice_in_dim(labels, start, rows)
+    in_dim = params[0]["w"].shape[0]
+    return forward(params, prepare_images(x, in_dim=in_dim), arch), y
+
+
+# ``start`` is traced, so every full-size chunk reuses one executable; ``rows`` is static,
+# so the last, shorter chunk compiles once more.
+@partial(jax.jit, static_argnames=("rows", "arch"))
+def _add_sums(acc, params, images, labels, start, rows, arch):
+    """``acc`` plus this chunk's summed loss and count of correct predictions."""
+    z, y = _chunk_logits(params, images, labels, start, rows, arch)
+    return {"loss": acc["loss"] + jnp.sum(cross_entropy(z, y)),
+            "correct": acc["correct"] + jnp.sum(jnp.argmax(z, axis=-1) == y)}
+
+
+@partial(jax.jit, static_argnames=("rows", "arch"))
+def _add_report(acc, params, images, labels, start, rows, arch):
+    """``acc`` plus this chunk's summed loss and confusion counts, and its predictions.
+
+    Each example's prediction is ``argmax z`` and its confidence ``max softmax(z)``,
+    written at its own index of the ``(N,)`` accumulators.
+    """
+    z, y = _chunk_logits(params, images, labels, start, rows, arch)
+    predicted = jnp.argmax(z, axis=-1).astype(jnp.int32)
+    confidence = jnp.max(softmax(z), axis=-1)
+    return {"loss": acc["loss"] + jnp.sum(cross_entropy(z, y)),
+            "confusion": acc["confusion"].at[y, predicted].add(1),
+            "predicted": jax.lax.dynamic_update_slice_in_dim(acc["predicted"], predicted,
+                                                             start, 0),
+            "confidence": jax.lax.dynamic_update_slice_in_dim(acc["confidence"], confidence,
+                                                              start, 0)}
+
+
+def _check_set(params: Params, images, labels, arch: Arch):
+    """Validates the set and returns ``(images, labels)`` as device arrays.
+
+    Shapes and dtypes are always checked; values only where they are host numpy arrays
+    (free to read), so evaluating arrays already on the device costs no extra host sync.
+    """
+    in_dim = np.shape(params[0]["w"])[0]
+    num_examples = np.shape(images)[0] if np.ndim(images) else 0
+    if isinstance(images, np.ndarray) and np.issubdtype(images.dtype, np.floating):
+        images = prepare_images(images, in_dim=in_dim)  # checks the range; float32 once
+    else:  # shape and dtype checks only; uint8 stays uint8 (4x smaller) until each chunk
+        jax.eval_shape(partial(prepare_images, in_dim=in_dim), images)
+    if np.shape(labels) != (num_examples,):
+        raise ValueError(f"labels must have shape ({num_examples},) for {num_examples} images, "
+                         f"got {np.shape(labels)}")
+    if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
+        raise TypeError(f"labels must be integer classes, got dtype {jnp.result_type(labels)}")
+    n = arch[-1].units
+    if isinstance(labels, np.ndarray) and (labels.min() < 0 or labels.max() >= n):
+        raise ValueError(f"labels must lie in [0, {n}) for {n} output units, got values in "
+                         f"[{labels.min()}, {labels.max()}]")
+    return jnp.asarray(images), jnp.asarray(labels, jnp.int32)
+
+
+def _fold_chunks(add, acc, params: Params, images, labels, arch: Arch, max_bytes: int):
+    """Runs ``acc = add(acc, ..., start, rows, arch)`` over consecutive chunks of the set."""
+    num_examples = images.shape[0]
+    rows = chunk_rows(arch, params[0]["w"].shape[0], num_examples, max_bytes)
+    for start in range(0, num_examples, rows):
+        acc = add(acc, params, images, labels, start, min(rows, num_examples - start), arch)
+    return acc
+
+
+def evaluate(params: Params, images, labels, arch, *,
+             max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, float]:
+    """Mean loss and accuracy over a whole set, in chunks of bounded memory.
+
+    Equals ``metrics(forward(params, prepare_images(images), arch), labels)`` up to float32
+    rounding of the summed loss (the accuracy is an exact count), without holding all
+    ``N × width`` activations at once.
+
+    Args:
+      params: the network's parameters.
+      images: uint8 ``(N, 784)`` (or anything ``prepare_images`` takes), numpy or on the
+        device; moved to the device once.
+      labels: integer ``(N,)``.
+      arch: anything ``parse_arch`` accepts.
+      max_bytes: bound on one chunk's widest float32 activations, ``rows · widest · 4``.
+
+    Returns:
+      ``{"loss": float, "accuracy": float}``.
+    """
+    arch = parse_arch(arch)
+    images, labels = _check_set(params, images, labels, arch)
+    acc = {"loss": jnp.zeros((), jnp.float32), "correct": jnp.zeros((), jnp.int32)}
+    acc = jax.device_get(_fold_chunks(_add_sums, acc, params, images, labels, arch, max_bytes))
+    n = labels.shape[0]
+    return {"loss": float(acc["loss"]) / n, "accuracy": int(acc["correct"]) / n}
+
+
+def _per_class_accuracy(confusion: np.ndarray) -> list:
+    """``confusion[c, c] / Σ_j confusion[c, j]`` per true class ``c``; None for an absent class."""
+    totals = confusion.sum(axis=1)
+    return [float(confusion[c, c] / totals[c]) if totals[c] else None
+            for c in range(len(confusion))]
+
+
+def _confident_mistakes(labels: np.ndarray, predicted: np.ndarray, confidence: np.ndarray,
+                        k: int) -> list[dict]:
+    """The ``k`` wrong predictions of highest confidence, highest first (ties: lower index)."""
+    wrong = np.flatnonzero(predicted != labels)
+    order = wrong[np.argsort(-confidence[wrong], kind="stable")][:k]
+    return [{"index": int(i), "label": int(labels[i]), "predicted": int(predicted[i]),
+             "confidence": float(confidence[i])} for i in order]
+
+
+def evaluation_report(params: Params, images, labels, arch, *,
+                      max_bytes: int = DEFAULT_MAX_BYTES, mistakes: int = 36) -> dict:
+    """Loss, accuracy, per-class accuracy, confusion matrix and the most confident mistakes.
+
+    One chunked pass over the set (as in ``evaluate``). With ``n`` the arch's output units,
+    ``ŷ_b = argmax z_b`` and confidence ``max_i softmax(z_b)_i`` (the probability the network
+    gives its own prediction):
+
+    - ``test_loss``: ``(1/N) Σ_b J(z_b, y_b)``; ``test_acc``: ``(1/N) Σ_b [ŷ_b = y_b]``.
+    - ``confusion``: ``n × n`` counts, ``confusion[t][p]`` = examples of true class ``t``
+      predicted as ``p`` (rows true, columns predicted).
+    - ``per_class_acc``: ``confusion[c][c] / Σ_p confusion[c][p]`` for each class ``c``, or
+      ``None`` where class ``c`` has no examples in ``labels`` (its accuracy is undefined;
+      ``None`` is JSON ``null``, where NaN would not be valid JSON).
+    - ``mistakes``: up to ``mistakes`` examples with ``ŷ_b ≠ y_b``, by confidence
+      descending (ties by index), each ``{"index", "label", "predicted", "confidence"}``.
+
+    Args:
+      params, images, labels, arch, max_bytes: as for ``evaluate``.
+      mistakes: how many mistakes to list (0 for none).
+
+    Returns:
+      A dict of plain Python ints, floats, lists and None (JSON-serialisable).
+    """
+    if mistakes < 0:
+        raise ValueError(f"mistakes must be >= 0, got {mistakes}")
+    arch = parse_arch(arch)
+    images, labels = _check_set(params, images, labels, arch)
+    num_examples, n = labels.shape[0], arch[-1].units
+    acc = {"loss": jnp.zeros((), jnp.float32), "confusion": jnp.zeros((n, n), jnp.int32),
+           "predicted": jnp.zeros((num_examples,), jnp.int32),
+           "confidence": jnp.zeros((num_examples,), jnp.float32)}
+    acc = _fold_chunks(_add_report, acc, params, images, labels, arch, max_bytes)
+    acc, labels = jax.device_get((acc, labels))  # the one host sync
+    confusion = np.asarray(acc["confusion"])
+    return {"test_loss": float(acc["loss"]) / num_examples,
+            "test_acc": int(np.trace(confusion)) / num_examples,
+            "per_class_acc": _per_class_accuracy(confusion),
+            "confusion": confusion.tolist(),
+            "mistakes": _confident_mistakes(np.asarray(labels), np.asarray(acc["predicted"]),
+                                            np.asarray(acc["confidence"]), mistakes)}

@@ -1,0 +1,366 @@
+"""The run folder: the only code that reads or writes a run's files.
+
+A run folder holds ``config.json`` (the ``TrainConfig``), ``metrics.jsonl`` (one line per
+epoch), ``checkpoint.npz`` (params, optimizer state, step and data key, to resume),
+``model.npz`` (params and architecture: all that using the model needs), ``curves.png``
+and, after ``jaxmlp eval``, ``eval.json``, ``confusion.png``, ``mistakes.png`` and
+``weights.png``. Every file is written whole to a temporary file and renamed over the old
+one, so a crash leaves the old file or the new, never a torn one.
+
+Safety rules: a folder that holds a run is never written without ``resume`` or
+``overwrite``; a writer holds ``.lock`` (``flock``: released by the OS if the process dies,
+so a lock left by a killed run is stale and taken over); a start that fails changes
+nothing on disk (the folder is removed again if this run created it, and an overwritten
+run's files go only when the new run saves its first epoch).
+"""
+import dataclasses
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from jaxmlp.arch import Arch, parse_arch
+from jaxmlp.checkpoint import load_checkpoint, read_npz, save_checkpoint, save_npz_atomic
+from jaxmlp.config import TrainConfig
+
+CONFIG, METRICS, CHECKPOINT, MODEL = "config.json", "metrics.jsonl", "checkpoint.npz", "model.npz"
+CURVES, EVAL = "curves.png", "eval.json"
+EVAL_PLOTS = ("confusion.png", "mistakes.png", "weights.png")
+RUN_FILES = (CONFIG, METRICS, CHECKPOINT, MODEL, CURVES, EVAL, *EVAL_PLOTS)
+LOCK = ".lock"
+
+
+class RunError(ValueError):
+    """A run folder or one of its files cannot be used; the message names it."""
+
+
+class RunWriteError(OSError):
+    """Writing a run's file failed (disk full, file too large, permissions)."""
+
+
+def _write_text(path: Path, text: str) -> None:
+    """``text`` to ``path``, all or nothing (temporary file, fsync, rename)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise RunError(f"{path} is not valid JSON (line {e.lineno}: {e.msg})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+
+
+def read_config(folder) -> TrainConfig:
+    """The ``TrainConfig`` saved in ``folder/config.json``; ``RunError`` names what is wrong."""
+    path = Path(folder) / CONFIG
+    if not path.is_file():
+        if _holder(Path(folder)):  # a new run still in its first epoch
+            _lock(Path(folder))  # raises the "in use" error
+        raise RunError(f"{folder} is not a run folder: it has no {CONFIG}")
+    values = _read_json(path)
+    try:
+        return TrainConfig.from_dict(values).validate()
+    except (TypeError, ValueError) as e:
+        raise RunError(f"{path}: {e}") from None
+
+
+def read_history(folder) -> list[dict]:
+    """The records of ``folder/metrics.jsonl`` (none if it is absent)."""
+    path = Path(folder) / METRICS
+    if not path.exists():
+        return []
+    history = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise RunError(f"{path} line {i} is not valid JSON ({e.msg})") from None
+        if not (isinstance(record, dict) and isinstance(record.get("epoch"), int)
+                and isinstance(record.get("step"), int)):
+            raise RunError(f"{path} line {i} is not an epoch record (needs 'epoch' and 'step')")
+        history.append(record)
+    return history
+
+
+def _holder(folder: Path) -> bool:
+    """Whether another process holds ``folder``'s lock right now."""
+    try:
+        fd = os.open(folder / LOCK, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _lock(folder: Path) -> int:
+    """Takes ``folder/.lock`` for this process; ``RunError`` if another one holds it."""
+    path = folder / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunError(f"{folder} is in use by another jaxmlp process (pid {holder}): wait "
+                           "for it to finish, or choose another folder") from None
+        # The holder may have unlinked the file between our open and flock: lock the file
+        # that is there now, not an orphan.
+        if os.path.exists(path) and os.fstat(fd).st_ino == os.stat(path).st_ino:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            return fd
+        os.close(fd)
+
+
+class RunFolder:
+    """A run folder held for writing; use as a context manager (``RunFolder.open``).
+
+    Attributes:
+      path: the folder.
+      saved: whether this run has saved an epoch into it yet.
+    """
+
+    def __init__(self, path: Path, *, created: list[Path], replace: bool, lock_fd: int):
+        self.path, self._created, self._replace, self._lock_fd = path, created, replace, lock_fd
+        self.saved = False
+        self._written = set()  # files this run wrote, removed again if no epoch was saved
+
+    @classmethod
+    def open(cls, path, *, resume: bool = False, overwrite: bool = False) -> "RunFolder":
+        """Claims ``path`` for a new run, a resumed one (``resume``) or a replacement.
+
+        Raises:
+          RunError: ``path`` is a file, cannot be created, holds a run that neither
+            ``resume`` nor ``overwrite`` allows writing, holds none to resume, or is
+            in use by another process.
+        """
+        path = Path(path)
+        if resume and overwrite:
+            raise RunError("--resume and --overwrite exclude each other")
+        if path.exists() and not path.is_dir():
+            raise RunError(f"{path} is a file, not a run folder: choose another --out")
+        if resume and not (path / CONFIG).is_file():
+            raise RunError(f"cannot resume {path}: " + (f"it has no {CONFIG} (is it a run folder?)"
+                                                      if path.is_dir() else "no such folder"))
+        created = [p for p in (path, *path.parents) if not p.exists()]  # leaf first
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            lock_fd = _lock(path)
+        except OSError as e:
+            _remove_empty(created)
+            raise RunError(f"cannot write to {path}: {e.strerror or e}") from None
+        except RunError:
+            _remove_empty(created)
+            raise
+        # Checked under the lock: a run that another process finished a moment ago counts.
+        holds = [f for f in RUN_FILES if (path / f).exists()]
+        if holds and not (resume or overwrite):
+            os.unlink(path / LOCK)
+            os.close(lock_fd)
+            raise RunError(f"{path} already holds a run ({', '.join(holds)}): resume it with "
+                           f"--resume {path}, replace it with --overwrite, or choose another --out")
+        return cls(path, created=created, replace=overwrite, lock_fd=lock_fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        """Releases the lock; removes the folder again if this run created it and saved nothing."""
+        if self._lock_fd is None:
+            return
+        try:
+            os.unlink(self.path / LOCK)
+        except OSError:
+            pass
+        os.close(self._lock_fd)
+        self._lock_fd = None
+        if not self.saved:  # a start that failed leaves the folder as it found it
+            for name in self._written:
+                (self.path / name).unlink(missing_ok=True)
+            _remove_empty(self._created)
+
+    def _write(self, name: str, write, folder: Optional[Path] = None) -> None:
+        folder = folder or self.path
+        try:
+            write(folder / name)
+        except OSError as e:
+            raise RunWriteError(e.errno, f"cannot write {self.path / name}: "
+                                f"{e.strerror or e}") from None
+
+    def save_epoch(self, config: TrainConfig, state: dict, history: list[dict]) -> None:
+        """Saves an epoch: metrics first, then checkpoint and model, so that a crash between
+        them leaves a checkpoint no newer than the metrics (resume redoes that epoch).
+
+        Replacing a run, the first epoch is written beside it (``.new/``) and moved in
+        only once every file is complete: a failure leaves the old run whole.
+        """
+        staging = self.path / ".new" if self._replace and not self.saved else self.path
+        staging.mkdir(exist_ok=True)
+        if not self.saved and staging == self.path:
+            self._written = {CONFIG, METRICS, CHECKPOINT, MODEL}
+        try:
+            if not self.saved:
+                self._write(CONFIG, lambda p: _write_text(
+                    p, json.dumps(dataclasses.asdict(config), indent=2) + "\n"), staging)
+            self._write(METRICS, lambda p: _write_text(
+                p, "".join(json.dumps(h) + "\n" for h in history)), staging)
+            self._write(CHECKPOINT, lambda p: save_checkpoint(p, state), staging)
+            self._write(MODEL, lambda p: save_model(p, state["params"], config.arch), staging)
+        finally:
+            if staging != self.path:
+                written = {f.name for f in staging.iterdir()} if staging.exists() else set()
+                if written >= {CONFIG, METRICS, CHECKPOINT, MODEL}:
+                    for name in RUN_FILES:  # the old run goes now, whole
+                        if name in written:
+                            os.replace(staging / name, self.path / name)
+                        else:
+                            (self.path / name).unlink(missing_ok=True)
+                shutil.rmtree(staging, ignore_errors=True)
+        self.saved = True
+
+    def save_evaluation(self, report: dict, plots: dict) -> None:
+        """``eval.json`` from ``report``, and each ``plots[name](path)`` drawn to ``name``."""
+        self._write(EVAL, lambda p: _write_text(p, json.dumps(report, indent=1) + "\n"))
+        for name, draw in plots.items():
+            self._write(name, draw)
+
+    def plot(self, history: list[dict], title: str) -> None:
+        """``curves.png`` from the records of finished epochs."""
+        from jaxmlp.plot import plot_history
+
+        if history:
+            self._write(CURVES, lambda p: plot_history(history, p, title=title))
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Removes the folders this run created (leaf first), as long as they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty: someone else's files are there, keep them
+
+
+def read_checkpoint(folder, template) -> dict:
+    """The checkpoint state of ``folder``, shaped like ``template``; ``RunError`` if unusable."""
+    path = Path(folder) / CHECKPOINT
+    try:
+        return load_checkpoint(path, template)
+    except FileNotFoundError:
+        raise RunError(f"{folder} has no {CHECKPOINT} to resume from (did its first epoch "
+                       "finish?)") from None
+    except ValueError as e:
+        raise RunError(str(e)) from None
+
+
+def save_model(path, params, arch) -> None:
+    """``model.npz``: the params (``params/0/w`` …) and the architecture spec (``arch``)."""
+    arrays = {f"params/{i}/{k}": np.asarray(v) for i, layer in enumerate(params)
+              for k, v in layer.items()}
+    spec = ",".join(f"{units}:{activation}" for units, activation in parse_arch(arch))
+    save_npz_atomic(path, arch=np.array(spec), **arrays)
+
+
+def load_model(path) -> tuple[Arch, list[dict]]:
+    """``(arch, params)`` from a ``model.npz``; ``RunError`` names the file if unusable."""
+    try:
+        arrays = read_npz(path)
+        arch = parse_arch(str(arrays.pop("arch")))
+        params = [{"w": arrays.pop(f"params/{i}/w"), "b": arrays.pop(f"params/{i}/b")}
+                  for i in range(len(arch))]
+    except FileNotFoundError:
+        raise RunError(f"no model at {path} (has the run finished an epoch?)") from None
+    except (KeyError, ValueError, TypeError) as e:
+        raise RunError(f"{path} is not a jaxmlp model: {str(e).strip(chr(39))}") from None
+    for i, ((units, _), layer) in enumerate(zip(arch, params)):
+        fan_in = params[i - 1]["w"].shape[1] if i else layer["w"].shape[0]
+        if layer["w"].shape != (fan_in, units) or layer["b"].shape != (units,):
+            raise RunError(f"{path}: layer {i} has w {layer['w'].shape} and b "
+                           f"{layer['b'].shape}, which do not fit {units} units")
+    return arch, params
+
+
+class Run(NamedTuple):
+    """A trained run, loaded: what ``load_run`` returns."""
+
+    path: Path
+    config: TrainConfig
+    arch: Arch
+    params: list[dict]
+    history: list[dict]
+    evaluation: Optional[dict]  # eval.json, once ``jaxmlp eval`` has run
+
+
+def load_run(folder) -> Run:
+    """Loads a run folder: its config, architecture, trained params and per-epoch history.
+
+    Example:
+      >>> run = jaxmlp.load_run("runs/b")
+      >>> probs = jaxmlp.predict(run.params, images, run.arch)
+
+    Raises:
+      RunError: the folder or one of its files is missing or unusable (the message names it).
+    """
+    folder = Path(folder)
+    config = read_config(folder)
+    arch, params = load_model(folder / MODEL)
+    evaluation = _read_json(folder / EVAL) if (folder / EVAL).exists() else None
+    return Run(folder, config, arch, params, read_history(folder), evaluation)
+
+
+def evaluate_run(run: Run, data) -> dict:
+    """Evaluates ``run``'s model on ``data``'s test split and saves the report in its folder.
+
+    Writes ``eval.json`` (``test_loss``, ``test_acc``, ``per_class_acc``, ``confusion``,
+    ``mistakes``), ``confusion.png``, ``mistakes.png`` (the most confidently wrong test
+    digits) and ``weights.png`` (the first layer's weights as 28×28 images), holding the
+    folder's lock while it writes.
+
+    Returns:
+      the report, as saved in ``eval.json``.
+    """
+    from jaxmlp.metrics import evaluation_report
+    from jaxmlp.plot import plot_confusion, plot_mistakes, plot_weights
+
+    report = evaluation_report(run.params, data.test_images, data.test_labels, run.arch)
+    wrong = report["mistakes"]
+    index = np.asarray([m["index"] for m in wrong], dtype=int)
+    plots = {
+        "confusion.png": lambda p: plot_confusion(
+            report["confusion"], p, title=f"{run.path.name}: test accuracy {report['test_acc']:.4f}"),
+        "mistakes.png": lambda p: plot_mistakes(
+            np.asarray(data.test_images)[index], [m["label"] for m in wrong],
+            [m["predicted"] for m in wrong], [m["confidence"] for m in wrong], p),
+        "weights.png": lambda p: plot_weights(  # preset a: each unit is one digit's template
+            np.asarray(run.params[0]["w"]), p,
+            labels=list(range(run.arch[0].units)) if len(run.arch) == 1 else None),
+    }
+    with RunFolder.open(run.path, resume=True) as folder:
+        folder.save_evaluation(report, plots)
+    return report

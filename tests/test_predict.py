@@ -1,0 +1,278 @@
+"""predict, top_k, and image files turned into MNIST inputs (load_image, load_inputs)."""
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxmlp import forward, init_params, loss, parse_arch, softmax
+from jaxmlp.predict import load_image, load_inputs, predict, top_k
+
+
+def _digit() -> np.ndarray:
+    """A thick white "1" (slanted stroke and a flag) on black, 280×200, uint8."""
+    yy, xx = np.mgrid[:280, :200]
+    ink = (np.abs((xx - 100) - 0.15 * (yy - 140)) < 14) & (yy > 30) & (yy < 250)
+    ink |= (yy > 30) & (yy < 60) & (xx > 60) & (xx < 110)
+    return np.where(ink, 255, 0).astype(np.uint8)
+
+
+def _save(array: np.ndarray, path, mode=None, **kwargs):
+    Image.fromarray(array, mode).save(path, **kwargs)
+    return path
+
+
+@pytest.fixture
+def white_on_black(tmp_path):
+    return _save(_digit(), tmp_path / "one.png")
+
+
+def _com(image: np.ndarray) -> tuple[float, float]:
+    a = image.reshape(28, 28).astype(np.float64)
+    return (a.sum(1) @ np.arange(28)) / a.sum(), (a.sum(0) @ np.arange(28)) / a.sum()
+
+
+def test_load_image_is_mnist_formatted(white_on_black):
+    image = load_image(white_on_black)
+    assert image.dtype == np.uint8 and image.shape == (784,)
+    cy, cx = _com(image)
+    assert abs(cy - 14) <= 1 and abs(cx - 14) <= 1
+    rows, cols = np.nonzero(image.reshape(28, 28))
+    # The longer side (the stroke's height) is scaled to exactly 20 px, the other in ratio.
+    assert rows.max() - rows.min() + 1 == 20 and cols.max() - cols.min() + 1 <= 20
+    assert image.max() == 255 and image.reshape(28, 28)[0].max() == 0
+
+
+def test_image_modes_and_backgrounds_agree(tmp_path, white_on_black):
+    digit = _digit()
+    reference = load_image(white_on_black).astype(int)
+    rgba_dark = np.zeros((*digit.shape, 4), np.uint8)  # black ink, alpha = the stroke
+    rgba_dark[..., 3] = digit
+    rgba_white = np.full((*digit.shape, 4), 255, np.uint8)  # white ink on transparent
+    rgba_white[..., 3] = digit
+    variants = {
+        "black_on_white.png": (255 - digit, None),
+        "rgb.png": (np.stack([digit] * 3, -1), None),
+        "rgba_dark_ink.png": (rgba_dark, "RGBA"),
+        "rgba_white_ink.png": (rgba_white, "RGBA"),
+    }
+    for name, (array, mode) in variants.items():
+        got = load_image(_save(array, tmp_path / name, mode)).astype(int)
+        assert np.abs(got - reference).max() <= 3, name
+    palette = Image.fromarray(255 - digit).convert("P")
+    palette.save(tmp_path / "palette.png")
+    assert np.abs(load_image(tmp_path / "palette.png").astype(int) - reference).max() <= 3
+    # JPEG blurs the edges a little: a few grey levels.
+    jpeg = _save(np.stack([255 - digit] * 3, -1), tmp_path / "dark.jpg", quality=90)
+    assert np.abs(load_image(jpeg).astype(int) - reference).max() <= 8
+
+
+def test_grey_paper_is_background(tmp_path, white_on_black):
+    # A photo-like page: grey paper (200), dark grey ink (40): inverted, background
+    # subtracted and stretched, it is the clean digit again.
+    page = np.where(_digit() > 0, 40, 200).astype(np.uint8)
+    got = load_image(_save(page, tmp_path / "page.png")).astype(int)
+    assert np.abs(got - load_image(white_on_black).astype(int)).max() <= 3
+
+
+def test_invert_forces(tmp_path, white_on_black):
+    dark = _save(255 - _digit(), tmp_path / "dark.png")
+    np.testing.assert_array_equal(load_image(dark, invert=True), load_image(dark))
+    np.testing.assert_array_equal(load_image(white_on_black, invert=False),
+                                  load_image(white_on_black))
+    with pytest.raises(ValueError, match="dark.png: no digit brighter than the background "
+                                         r"\(not inverted; try invert=True\)"):
+        load_image(dark, invert=False)
+    # A 28×28 image is taken as is: forced inversion is exactly 255 − x.
+    small = np.zeros((28, 28), np.uint8)
+    small[6:22, 12:16] = 255
+    small[5, 12:16] = 90
+    path = _save(small, tmp_path / "small.png")
+    np.testing.assert_array_equal(load_image(path, invert=True), 255 - small.reshape(-1))
+
+
+def test_28x28_round_trips_exactly(tmp_path):
+    rng = np.random.default_rng(0)
+    image = np.zeros((28, 28), np.uint8)
+    image[4:24, 8:20] = rng.integers(0, 256, (20, 12))  # off-centre grey levels, kept as is
+    np.testing.assert_array_equal(load_image(_save(image, tmp_path / "x.png")), image.reshape(-1))
+    images, names = load_inputs([tmp_path / "x.png"])
+    assert names == [str(tmp_path / "x.png")]
+    np.testing.assert_array_equal(images, image.reshape(1, -1) / np.float32(255))
+
+
+def test_blank_image_is_an_error(tmp_path):
+    for value in (0, 255, 128):
+        path = _save(np.full((40, 30), value, np.uint8), tmp_path / f"blank{value}.png")
+        with pytest.raises(ValueError, match=rf"blank{value}.png: blank image, no digit found"):
+            load_image(path)
+
+
+def test_npy_uint8_and_float_give_the_same_rows(tmp_path):
+    rng = np.random.default_rng(1)
+    u8 = rng.integers(0, 256, (3, 28, 28)).astype(np.uint8)
+    np.save(tmp_path / "u8.npy", u8)
+    np.save(tmp_path / "f.npy", (u8 / np.float32(255)).reshape(3, 784))
+    np.save(tmp_path / "f4.npy", (u8 / np.float32(255))[..., None])
+    np.save(tmp_path / "one.npy", u8[1])
+    np.save(tmp_path / "flat.npy", u8[2].reshape(-1))
+    images, names = load_inputs([tmp_path / "u8.npy", tmp_path / "f.npy", tmp_path / "f4.npy",
+                                 tmp_path / "one.npy", tmp_path / "flat.npy"])
+    assert images.dtype == np.float32 and images.shape == (11, 784)
+    expected = u8.reshape(3, 784) / np.float32(255)
+    for block in (images[0:3], images[3:6], images[6:9]):
+        np.testing.assert_array_equal(block, expected)
+    np.testing.assert_array_equal(images[9:], expected[1:])
+    assert names[:3] == [f"{tmp_path / 'u8.npy'}[{i}]" for i in range(3)]
+    assert names[9:] == [str(tmp_path / "one.npy"), str(tmp_path / "flat.npy")]
+
+
+def test_mixed_inputs_keep_order(tmp_path, white_on_black):
+    np.save(tmp_path / "two.npy", np.zeros((2, 784), np.uint8))
+    images, names = load_inputs([tmp_path / "two.npy", white_on_black])
+    assert names == [f"{tmp_path / 'two.npy'}[0]", f"{tmp_path / 'two.npy'}[1]", str(white_on_black)]
+    np.testing.assert_array_equal(images[2], load_image(white_on_black) / np.float32(255))
+    assert images[:2].max() == 0
+
+
+def _bad_files(tmp_path):
+    png = _save(_digit(), tmp_path / "good.png")
+    (tmp_path / "truncated.png").write_bytes(png.read_bytes()[:400])
+    (tmp_path / "noise.png").write_bytes(np.random.default_rng(0).bytes(2000))
+    (tmp_path / "notes.txt").write_text("7\n")
+    np.save(tmp_path / "shape.npy", np.zeros((3, 27, 27), np.uint8))
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "range.npy", np.full((2, 784), 3.0, np.float32))
+    np.save(tmp_path / "ints.npy", np.zeros((2, 784), np.int64))
+    np.save(tmp_path / "ok.npy", np.zeros((2, 784), np.uint8))
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "ok.npy").read_bytes()[:200])
+    np.savez(tmp_path / "archive.npz", images=np.zeros((2, 784), np.uint8))
+    (tmp_path / "archive.npz").rename(tmp_path / "archive.npy")
+    (tmp_path / "folder.png").mkdir()
+    return {
+        "missing.png": (FileNotFoundError, "no such file"),
+        "truncated.png": (ValueError, "not a readable PNG/JPEG image"),
+        "noise.png": (ValueError, "not a readable PNG/JPEG image"),
+        "notes.txt": (ValueError, r"unknown file type '.txt'; expected .png, .jpg, .jpeg or .npy"),
+        "shape.npy": (ValueError, r"images must have shape"),
+        "objects.npy": (ValueError, "not a readable .npy array"),
+        "range.npy": (ValueError, r"must already be scaled to \[0, 1\]"),
+        "ints.npy": (ValueError, "must be uint8"),
+        "cut.npy": (ValueError, "not a readable .npy array"),
+        "archive.npy": (ValueError, "an .npz archive, not a .npy array"),
+        "folder.png": (ValueError, "not a file"),
+    }
+
+
+def test_every_bad_file_is_one_clear_error_naming_it(tmp_path):
+    for name, (error, message) in _bad_files(tmp_path).items():
+        with pytest.raises(error) as info:
+            load_inputs([tmp_path / "good.png", tmp_path / name])
+        assert type(info.value) is error, name
+        text = str(info.value)
+        assert text.startswith(f"{tmp_path / name}: "), text
+        assert "\n" not in text, text
+        assert re.search(message, text), text
+
+
+def test_load_image_errors_name_the_file(tmp_path):
+    _bad_files(tmp_path)
+    with pytest.raises(FileNotFoundError, match="missing.png: no such file"):
+        load_image(tmp_path / "missing.png")
+    with pytest.raises(ValueError, match="truncated.png: not a readable PNG/JPEG image"):
+        load_image(tmp_path / "truncated.png")
+    with pytest.raises(ValueError, match="no input files given"):
+        load_inputs([])
+
+
+def _random_model(spec="b"):
+    arch = parse_arch(spec)
+    return init_params(jax.random.key(3), arch, 784), arch
+
+
+def test_predict_matches_forward_and_accepts_every_layout():
+    params, arch = _random_model()
+    u8 = np.random.default_rng(2).integers(0, 256, (13, 28, 28)).astype(np.uint8)
+    probs = predict(params, u8, arch)
+    expected = softmax(forward(params, jnp.asarray(u8.reshape(13, 784), jnp.float32) / 255.0, arch))
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-6)
+    as_float = u8 / np.float32(255)
+    for images in (u8.reshape(13, 784), u8[..., None], as_float, as_float.reshape(13, 784),
+                   as_float[..., None], jnp.asarray(u8)):
+        np.testing.assert_array_equal(predict(params, images, arch), probs)
+    # Floats already in [0, 1] are not scaled again: dividing them by 255 once more (what
+    # a double scaling would do) changes the answer.
+    assert np.abs(predict(params, as_float / 255, arch) - probs).max() > 1e-3
+
+
+def test_predict_chunks_give_the_same_probabilities():
+    params, arch = _random_model()
+    u8 = np.random.default_rng(4).integers(0, 256, (10, 784)).astype(np.uint8)
+    whole = predict(params, u8, arch)
+    for chunk_size in (1, 3, 4, 10, 11):
+        np.testing.assert_allclose(predict(params, u8, arch, chunk_size=chunk_size), whole,
+                                   rtol=1e-6, atol=1e-8)
+    # Each row's probabilities do not depend on its neighbours (padding included).
+    np.testing.assert_allclose(predict(params, u8[7:8], arch, chunk_size=3), whole[7:8],
+                               rtol=1e-6, atol=1e-8)
+
+
+def test_predict_errors():
+    params, arch = _random_model()
+    with pytest.raises(ValueError, match=r"images must have shape .* got \(2, 27, 27\)"):
+        predict(params, np.zeros((2, 27, 27), np.uint8), arch)
+    bad = np.full((5, 784), 0.5, np.float32)
+    bad[4, 3] = 2.0  # in the last, padded chunk: padding adds no values of its own
+    with pytest.raises(ValueError, match=r"must already be scaled to \[0, 1\], got values in \[0.5, 2\]"):
+        predict(params, bad, arch, chunk_size=2)
+    with pytest.raises(TypeError, match="must be uint8"):
+        predict(params, np.zeros((2, 784), np.int32), arch)
+    with pytest.raises(ValueError, match="chunk_size must be a positive int"):
+        predict(params, np.zeros((2, 784), np.uint8), arch, chunk_size=0)
+
+
+def test_top_k():
+    probs = np.array([[0.1, 0.6, 0.3], [0.2, 0.2, 0.6]])
+    assert top_k(probs, 2) == [[(1, pytest.approx(0.6)), (2, pytest.approx(0.3))],
+                               [(2, pytest.approx(0.6)), (0, pytest.approx(0.2))]]
+    assert [c for c, _ in top_k(probs)[0]] == [1, 2, 0]
+    assert len(top_k(probs, 10)[0]) == 3
+    assert all(isinstance(c, int) and isinstance(p, float) for c, p in top_k(probs)[1])
+    with pytest.raises(ValueError, match="k must be a positive int"):
+        top_k(probs, 0)
+    with pytest.raises(ValueError, match=r"probs must have shape \(N, n_classes\)"):
+        top_k(probs[0])
+
+
+@pytest.mark.mnist
+def test_predict_on_a_trained_model(mnist, tmp_path):
+    # Preset a, 300 plain SGD steps (lr 0.5, batches of 500 from 10,000 training images).
+    arch = parse_arch("a")
+    x = jnp.asarray(mnist.train_images[:10_000], jnp.float32).reshape(20, 500, 784) / 255.0
+    y = jnp.asarray(mnist.train_labels[:10_000]).reshape(20, 500)
+
+    @jax.jit
+    def train(params):
+        def step(p, i):
+            g = jax.grad(loss)(p, x[i % 20], y[i % 20], arch)
+            return jax.tree.map(lambda w, d: w - 0.5 * d, p, g), None
+        return jax.lax.scan(step, params, jnp.arange(300))[0]
+
+    params = train(init_params(jax.random.key(0), arch, 784))
+    probs = predict(params, mnist.test_images, arch)
+    assert probs.shape == (10_000, 10)
+    np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-5)
+    accuracy = float(np.mean(probs.argmax(1) == mnist.test_labels))
+    assert accuracy > 0.85, accuracy
+    # The same test images through files: a .npy of (N, 28, 28) and PNGs of 28×28.
+    np.save(tmp_path / "test.npy", mnist.test_images[:50].reshape(50, 28, 28))
+    for i in range(3):
+        _save(mnist.test_images[i].reshape(28, 28), tmp_path / f"{i}.png")
+    images, names = load_inputs([tmp_path / "test.npy", *(tmp_path / f"{i}.png" for i in range(3))])
+    from_files = predict(params, images, arch)
+    # Another chunk shape (53 rows, not 4096): equal up to float32 round-off.
+    np.testing.assert_allclose(from_files, probs[np.r_[:50, :3]], rtol=1e-5, atol=1e-7)
+    assert [c for c, _ in (row[0] for row in top_k(probs[:50], 1))] == list(probs[:50].argmax(1))

@@ -1,0 +1,121 @@
+"""The processes of a multi-host run meet before JAX starts: clear errors, never an abort."""
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+# One process of a run: initialise, then prove the processes really work together.
+PROCESS = r"""
+import os, sys
+import jax, numpy as np
+from jax.experimental import multihost_utils
+from jaxmlp.parallel import initialize_distributed
+addr, n, i, timeout, config_hash = sys.argv[1:]
+initialize_distributed(addr, int(n), int(i), timeout_s=int(timeout), config_hash=config_hash)
+ids = multihost_utils.process_allgather(np.array([jax.process_index()]))
+line = f"RESULT {jax.process_count()} {jax.device_count()} {sorted(np.ravel(ids).tolist())}\n"
+os.write(1, line.encode())  # one write: gloo's own messages go to the same stdout
+"""
+
+ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(*processes, delay_s: float = 0.0, timeout_s: float = 60):
+    """Starts each (addr, n, id, timeout, hash), ``delay_s`` apart; their (rc, out, err)."""
+    procs = []
+    try:
+        for args in processes:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-c", PROCESS, *map(str, args)], env=ENV,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            time.sleep(delay_s)
+        outputs = [p.communicate(timeout=timeout_s) for p in procs]
+    finally:
+        for p in procs:  # bounded: nothing outlives the test
+            p.kill()
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]
+
+
+def _failed_clearly(result, message: str, kind: str = "ValueError"):
+    rc, _, err = result
+    assert rc == 1, (rc, err[-3000:])  # an uncaught exception, not a signal (SIGABRT is -6)
+    assert f"{kind}: {message}" in err, err[-3000:]
+    assert "Aborted" not in err and "SIGABRT" not in err and "core dumped" not in err
+
+
+def test_same_settings_initialise_and_compute_together():
+    # Process 1 first: it must wait for process 0, then survive the moment in which
+    # process 0 hands the port from the rendezvous over to JAX's coordination service.
+    addr = f"127.0.0.1:{_free_port()}"
+    results = _run((addr, 2, 1, 30, "abc123"), (addr, 2, 0, 30, "abc123"), delay_s=0.5)
+    for rc, out, err in results:
+        assert rc == 0, err[-3000:]
+        assert "RESULT 2 4 [0, 1]" in out
+
+
+def test_different_settings_fail_on_both_sides():
+    addr = f"127.0.0.1:{_free_port()}"
+    results = _run((addr, 2, 0, 20, "1a2b3c4d5e6f"), (addr, 2, 1, 20, "3c4d5e6f7a8b"))
+    message = ("process 1 was started with different settings than process 0 (config hash "
+               "3c4d5e6f… vs 1a2b3c4d…): start every process with the same flags")
+    for result in results:
+        _failed_clearly(result, message)
+
+
+def test_different_process_counts_fail_on_both_sides():
+    addr = f"127.0.0.1:{_free_port()}"
+    results = _run((addr, 2, 0, 20, "h"), (addr, 3, 1, 20, "h"))
+    message = ("process 1 was started with 3 processes but process 0 with 2: start every "
+               "process with the same --num-processes")
+    for result in results:
+        _failed_clearly(result, message)
+
+
+def test_duplicate_process_id_fails_everywhere():
+    addr = f"127.0.0.1:{_free_port()}"
+    results = _run((addr, 3, 0, 20, "h"), (addr, 3, 1, 20, "h"), (addr, 3, 1, 20, "h"),
+                   delay_s=0.3)
+    message = "two processes were started as process 1: give each its own --process-id (0 to 2)"
+    for result in results:
+        _failed_clearly(result, message)
+
+
+def test_process_zero_alone_fails_in_bounded_time():
+    addr = f"127.0.0.1:{_free_port()}"
+    start = time.monotonic()
+    (result,) = _run((addr, 2, 0, 2, "h"), timeout_s=30)
+    _failed_clearly(result, f"process 0 waited 2s at {addr} for 1 other process to join; none "
+                    "came (are the others started, with the same --coordinator?)", "RuntimeError")
+    assert time.monotonic() - start < 10
+
+
+def test_peer_without_coordinator_fails_in_bounded_time():
+    addr = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    start = time.monotonic()
+    (result,) = _run((addr, 2, 1, 2, "h"), timeout_s=30)
+    _failed_clearly(result, f"process 1 could not reach the coordinator at {addr} within 2s",
+                    "RuntimeError")
+    assert time.monotonic() - start < 10
+
+
+@pytest.mark.parametrize("process_id", [0, 1])
+def test_stray_connection_is_not_a_peer(process_id):
+    """Something else on the port (not a jaxmlp process) is ignored, or named as the cause."""
+    with socket.create_server(("127.0.0.1", 0)) as other:
+        addr = f"127.0.0.1:{other.getsockname()[1]}"
+        if process_id == 0:  # the port is taken: process 0 says so instead of aborting
+            (result,) = _run((addr, 2, 0, 2, "h"), timeout_s=30)
+            _failed_clearly(result, "process 0 could not listen on port", "RuntimeError")
+        else:  # a listener that never answers: the peer gives up after its deadline
+            (result,) = _run((addr, 2, 1, 1, "h"), timeout_s=30)
+            _failed_clearly(result, f"process 1 reached the coordinator at {addr}, but not all "
+                            "2 processes joined within 1s", "RuntimeError")

@@ -1,0 +1,235 @@
+"""The run folder: nothing is lost or overwritten, every failure is one line, runs load back."""
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import jaxmlp
+from jaxmlp.cli import main
+from jaxmlp.run import LOCK, RunError, RunFolder, load_run
+
+pytestmark = pytest.mark.mnist
+QUICK = ["--arch", "a", "--steps", "60", "--no-progress", "--quiet"]
+
+
+@pytest.fixture
+def env(tfds_dir, cache_dir, mnist, monkeypatch):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tfds_dir))
+    monkeypatch.setenv("JAXMLP_CACHE_DIR", str(cache_dir))
+    return {**os.environ}
+
+
+def _snapshot(folder):
+    """Every file's bytes: to prove that a failure changed nothing."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _train(capsys, *args):
+    code = main(["train", *args])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+@pytest.fixture
+def done(env, tmp_path, capsys):
+    """A finished 60-step preset-a run."""
+    out = tmp_path / "done"
+    assert _train(capsys, *QUICK, "--out", str(out))[0] == 0
+    return out
+
+
+def test_a_second_run_never_overwrites_a_run(done, tmp_path, capsys):
+    before = _snapshot(done)
+    code, err = _train(capsys, "--arch", "b", "--steps", "10", "--out", str(done))
+    assert code == 2 and err.count("\n") == 1
+    assert f"{done} already holds a run (config.json" in err and "--overwrite" in err
+    # --resume "" (an unset shell variable) is refused, not taken as a fresh start.
+    code, err = _train(capsys, "--resume", "", "--arch", "b")
+    assert code == 2 and "--resume needs a run folder, got an empty string" in err
+    # A replacement that fails in its first epoch leaves the old run whole.
+    code, err = _train(capsys, "--lr", "1e30", "--schedule", "constant", "--steps", "60",
+                       "--arch", "b", "--out", str(done), "--overwrite", "--no-progress")
+    assert code == 1 and "training diverged" in err and "nothing was saved" in err
+    assert _snapshot(done) == before
+
+
+def test_overwrite_replaces_the_whole_run(done, capsys):
+    (done / "eval.json").write_text("{}")  # a stale output of the old run
+    assert _train(capsys, "--arch", "b", "--steps", "20", "--out", str(done), "--overwrite",
+                  "--no-progress", "--quiet")[0] == 0
+    run = load_run(done)
+    assert run.config.arch == "b" and run.config.steps == 20 and run.evaluation is None
+    assert [h["step"] for h in run.history] == [20] and not (done / ".new").exists()
+
+
+def test_a_failing_start_changes_nothing_on_disk(env, tmp_path, capsys):
+    out = tmp_path / "new" / "run"
+    for args, message in [
+            (["--arch", "50:relu,5:linear"], "the output layer has 5 units but MNIST has 10 classes"),
+            (["--arch", "64:tanh"], "the output layer has 64 units but MNIST has 10 classes"),
+            (["--seed", str(2 ** 70)], "seed must be in [0, 2**32), got 1180591620717411303424"),
+            (["--seed", "-1"], "seed must be in [0, 2**32)"),
+            (["--nesterov", "--momentum", "0"], "--nesterov needs a momentum above 0"),
+            (["--batch-size", "60001"], "batch size 60001 is larger than the 60000"),
+            (["--lr", "1e30", "--schedule", "constant"], "training diverged: loss became")]:
+        code, err = _train(capsys, "--steps", "30", "--no-progress", "--out", str(out), *args)
+        assert code == (1 if "diverged" in message else 2) and message in err, err
+        assert err.count("\n") == 1
+        assert not out.exists() and not out.parent.exists()
+
+
+def test_second_writer_is_stopped_and_stale_locks_are_taken_over(done, tmp_path, capsys):
+    with RunFolder.open(done, resume=True):  # another trainer holds the folder
+        code, err = _train(capsys, "--resume", str(done), "--steps", "120")
+        assert code == 2 and f"{done} is in use by another jaxmlp process (pid {os.getpid()})" in err
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        with RunFolder.open(fresh):  # a new run, still in its first epoch
+            code, err = _train(capsys, "--resume", str(fresh))
+            assert code == 2 and "is in use by another jaxmlp process" in err
+    # A killed process's lock file stays behind but holds no lock: it is stale, taken over.
+    (done / LOCK).write_text("999999")
+    assert _train(capsys, "--resume", str(done), "--steps", "120")[0] == 0
+    assert not (done / LOCK).exists()
+    # Steps 60 and 120 both lie in epoch 1: its one line now says where it ended.
+    assert [(h["epoch"], h["step"]) for h in load_run(done).history] == [(1, 120)]
+
+
+def test_resume_rules(done, tmp_path, capsys):
+    before = _snapshot(done)
+    for args, message in [
+            (["--steps", "30"], "the run is already at step 60; --steps 30 (30 steps) would end "
+                                "before that"),
+            (["--epochs", "3"], "this run is counted in steps (--steps 60); extend it with --steps"),
+            (["--lr", "0.5"], "--resume cannot change lr"),
+            (["--out", str(tmp_path / "other")], "--resume DIR writes to DIR")]:
+        code, err = _train(capsys, "--resume", str(done), *args)
+        assert code == 2 and message in err, err
+    # Asking for the length it has: nothing to do, nothing rewritten.
+    assert main(["train", "--resume", str(done), "--steps", "60", "--no-progress"]) == 0
+    assert "already complete at step 60" in capsys.readouterr().out
+    assert _snapshot(done) == before
+    epochs_run = tmp_path / "epochs"
+    assert _train(capsys, "--arch", "a", "--epochs", "1", "--out", str(epochs_run),
+                  "--no-progress", "--quiet")[0] == 0
+    code, err = _train(capsys, "--resume", str(epochs_run), "--steps", "1000")
+    assert code == 2 and "counted in epochs (--epochs 1); extend it with --epochs" in err
+    # The Python API obeys the same rules.
+    with pytest.raises(ValueError, match="--resume cannot change seed"):
+        jaxmlp.train_and_evaluate(jaxmlp.TrainConfig(arch="a", steps=120, seed=1), done,
+                                  resume=True)
+
+
+def test_extending_mid_epoch_equals_the_straight_run(env, mnist, tmp_path):
+    quiet = lambda _: None
+    config = lambda steps: jaxmlp.TrainConfig(arch="b", steps=steps, schedule="constant",
+                                              lr=0.05)
+    straight = jaxmlp.train_and_evaluate(config(1000), tmp_path / "straight", data=mnist,
+                                         log=quiet)
+    jaxmlp.train_and_evaluate(config(700), tmp_path / "split", data=mnist, log=quiet)
+    resumed = jaxmlp.train_and_evaluate(config(1000), tmp_path / "split", resume=True,
+                                        data=mnist, log=quiet)
+    for a, b in zip(jax.tree.leaves(straight["params"]), jax.tree.leaves(resumed["params"])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # One line per epoch: epoch 2's partial line (step 700) was replaced when it finished.
+    history = load_run(tmp_path / "split").history
+    assert [(h["epoch"], h["step"]) for h in history] == [(1, 468), (2, 936), (3, 1000)]
+
+
+def test_load_run_gives_a_usable_model(done, mnist):
+    run = jaxmlp.load_run(done)
+    assert run.config == jaxmlp.TrainConfig(arch="a", steps=60)
+    assert run.arch == jaxmlp.parse_arch("a") and run.path == done
+    with np.load(done / "checkpoint.npz") as f:
+        assert {"params/0/w", "params/0/b", "opt_state/0/trace/0/w", "step", "key"} <= set(f.files)
+        np.testing.assert_array_equal(f["params/0/w"], run.params[0]["w"])
+        assert int(f["step"]) == 60
+    probs = jaxmlp.predict(run.params, mnist.test_images.reshape(-1, 28, 28), run.arch)
+    accuracy = np.mean(np.argmax(probs, -1) == mnist.test_labels)
+    assert accuracy == pytest.approx(run.history[-1]["test_acc"], abs=1e-6)
+
+
+def test_unusable_run_files_are_named(done, capsys):
+    checkpoint = (done / "checkpoint.npz").read_bytes()
+    cases = [("checkpoint.npz", checkpoint[:1000], "checkpoint.npz is not a readable .npz"),
+             ("checkpoint.npz", os.urandom(3000), "checkpoint.npz is not a readable .npz"),
+             ("config.json", b'{"arch": "a",', "config.json is not valid JSON (line 1"),
+             ("config.json", b'{"arch": "a", "epochz": 5}', "config.json: unknown setting 'epochz'"),
+             ("config.json", b'{"arch": "a", "lr": "fast"}', "setting 'lr' has the wrong type"),
+             ("metrics.jsonl", b'{"epoch": 1, "step": 60}\n{"epo', "metrics.jsonl line 2 is not "
+                                                                    "valid JSON")]
+    for name, data, message in cases:
+        good = (done / name).read_bytes()
+        (done / name).write_bytes(data)
+        code, err = _train(capsys, "--resume", str(done), "--steps", "120")
+        assert code == 2 and message in err and str(done) in err, err
+        assert "pickle" not in err and err.count("\n") == 1
+        (done / name).write_bytes(good)
+    (done / "model.npz").write_bytes(b"not a zip")
+    with pytest.raises(RunError, match="model.npz is not a jaxmlp model"):
+        load_run(done)
+    code, err = _train(capsys, *QUICK, "--out", str(done / "config.json"))
+    assert code == 2 and "config.json is a file, not a run folder" in err
+
+
+def _jaxmlp(args, env, **kw):
+    return subprocess.Popen([sys.executable, "-m", "jaxmlp.cli", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def test_ctrl_c_saves_draws_and_says_how_to_resume(env, tmp_path):
+    out = tmp_path / "run"
+    proc = _jaxmlp(["train", "--arch", "b", "--epochs", "30", "--out", str(out),
+                    "--no-progress"], env)
+    try:
+        for line in proc.stdout:
+            if line.startswith("epoch 1,"):
+                proc.send_signal(signal.SIGINT)
+                break
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    step = load_run(out).history[-1]["step"]
+    assert err.strip() == (f"jaxmlp train: interrupted at step {step}; resume with "
+                           f"`jaxmlp train --resume {out}`")
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG" and not (out / LOCK).exists()
+
+
+def test_file_too_large_is_one_line_and_leaves_nothing(env, tmp_path):
+    out = tmp_path / "run"
+    # ulimit -f 40: at most 20-40 kB a file (sh counts 512- or 1024-byte blocks), enough for
+    # config.json, too little for preset a's 64 kB checkpoint.
+    proc = subprocess.Popen(["sh", "-c", 'ulimit -f 40 && exec "$@"', "sh", sys.executable,
+                             "-m", "jaxmlp.cli", "train", *QUICK, "--out", str(out)], env=env,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert err.strip() == (f"jaxmlp train: error: cannot write {out}/checkpoint.npz: File too "
+                           "large; no epoch had finished, so nothing was saved")
+    assert not out.exists()
+
+
+def test_read_only_folder_is_one_line(env, tmp_path):
+    # root writes through permission bits, so as root use a folder no one may write in:
+    # /sys/fs (sysfs refuses new files with EACCES).
+    if os.geteuid() == 0:
+        out = Path("/sys/fs")
+        if not out.is_dir():
+            pytest.skip("no /sys/fs here to stand for a read-only folder")
+    else:
+        out = tmp_path / "ro"
+        out.mkdir(mode=0o555)
+    before = sorted(out.iterdir())
+    proc = _jaxmlp(["train", *QUICK, "--out", str(out)], env)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    assert err.strip() == f"jaxmlp train: error: cannot write to {out}: Permission denied"
+    assert sorted(out.iterdir()) == before
