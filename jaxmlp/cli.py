@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import typing
+import warnings
 from pathlib import Path
 
 from jaxmlp.config import TrainConfig
@@ -141,6 +142,8 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_compilation_cache_dir", str(default_cache_dir() / "xla"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    # A cache that cannot be written (full disk, ulimit -f) only costs speed: no warning.
+    warnings.filterwarnings("ignore", message="Error writing persistent compilation cache")
 
 
 def _train(args) -> int:
