@@ -12,26 +12,31 @@ import jax
 import numpy as np
 
 
-def save_npz_atomic(path, *arrays, **named) -> None:
-    """``np.savez(path, *arrays, **named)``, all or nothing.
+def write_atomic(path, write) -> None:
+    """Calls ``write(f)`` on a binary file that becomes ``path`` all or nothing.
 
     The bytes go to a temporary file in the same folder, are flushed to disk, then
     renamed over ``path``: a crash leaves either the old file or the new one, never a
-    torn one.
+    torn one, and a failed write leaves no temporary file behind.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, *arrays, **named)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from other users
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def save_npz_atomic(path, *arrays, **named) -> None:
+    """``np.savez(path, *arrays, **named)``, all or nothing (``write_atomic``)."""
+    write_atomic(path, lambda f: np.savez(f, *arrays, **named))
 
 
 def _name(path) -> str:

@@ -6,12 +6,10 @@ Figures are made without ``pyplot`` and rendered by the Agg backend, so plotting
 needs a display nor changes the backend or global figure registry of the calling process.
 """
 import math
-import os
-import secrets
-from pathlib import Path
 
 import numpy as np
 
+from jaxmlp.checkpoint import write_atomic
 from jaxmlp.images import prepare_images
 
 MAX_MISTAKES_SHOWN = 36  # a 6 × 6 grid
@@ -29,23 +27,8 @@ def _new_figure(figsize):
 
 
 def _save(fig, path) -> None:
-    """Writes ``fig`` as a PNG at ``path``, atomically.
-
-    The PNG goes to a temporary file in the same folder, then ``os.replace`` puts it at
-    ``path`` in one step: a reader sees the old file or the new one, never a partial one,
-    and a failed render leaves the old file and no temporary behind.
-    """
-    path = Path(path)
-    # A unique name, so concurrent writers never share one; "x" never opens another's file,
-    # and unlike mkstemp's 0600 the file gets the usual permissions (umask).
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            fig.savefig(f, format="png", dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Writes ``fig`` as a PNG at ``path``, all or nothing (``write_atomic``)."""
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
 
 
 def history_figure(history: list[dict], *, title: str = ""):

@@ -18,14 +18,14 @@ import fcntl
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import NamedTuple, Optional
 
 import numpy as np
 
 from jaxmlp.arch import Arch, parse_arch
-from jaxmlp.checkpoint import load_checkpoint, read_npz, save_checkpoint, save_npz_atomic
+from jaxmlp.checkpoint import (load_checkpoint, read_npz, save_checkpoint, save_npz_atomic,
+                               write_atomic)
 from jaxmlp.config import TrainConfig
 
 CONFIG, METRICS, CHECKPOINT, MODEL = "config.json", "metrics.jsonl", "checkpoint.npz", "model.npz"
@@ -44,18 +44,7 @@ class RunWriteError(OSError):
 
 
 def _write_text(path: Path, text: str) -> None:
-    """``text`` to ``path``, all or nothing (temporary file, fsync, rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def _read_json(path: Path):

@@ -220,7 +220,7 @@ def train_and_evaluate(config: TrainConfig, out=None, *, resume: bool = False,
       config: the run.
       out: its run folder (``jaxmlp.run``); nothing is written when ``None``.
       resume: continue the run saved in ``out`` (exactly: same data order, same
-        arithmetic) up to ``config``'s length, under ``config.resume_length``'s rules.
+        arithmetic) up to ``config``'s length, under ``jaxmlp.config.resume_length``'s rules.
       overwrite: replace the run in ``out`` (its files go when this run saves an epoch).
       data: MNIST arrays; loaded with ``load_mnist`` from the config when ``None``.
       log: where log lines go.

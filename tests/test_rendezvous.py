@@ -62,21 +62,15 @@ def test_same_settings_initialise_and_compute_together():
         assert "RESULT 2 4 [0, 1]" in out
 
 
-def test_different_settings_fail_on_both_sides():
+@pytest.mark.parametrize("peer, message", [
+    ((2, 1, 20, "3c4d5e6f7a8b"), "process 1 was started with different settings than process 0 "
+     "(config hash 3c4d5e6f… vs 1a2b3c4d…): start every process with the same flags"),
+    ((3, 1, 20, "1a2b3c4d5e6f"), "process 1 was started with 3 processes but process 0 with 2: "
+     "start every process with the same --num-processes"),
+])
+def test_mismatch_fails_on_both_sides(peer, message):
     addr = f"127.0.0.1:{_free_port()}"
-    results = _run((addr, 2, 0, 20, "1a2b3c4d5e6f"), (addr, 2, 1, 20, "3c4d5e6f7a8b"))
-    message = ("process 1 was started with different settings than process 0 (config hash "
-               "3c4d5e6f… vs 1a2b3c4d…): start every process with the same flags")
-    for result in results:
-        _failed_clearly(result, message)
-
-
-def test_different_process_counts_fail_on_both_sides():
-    addr = f"127.0.0.1:{_free_port()}"
-    results = _run((addr, 2, 0, 20, "h"), (addr, 3, 1, 20, "h"))
-    message = ("process 1 was started with 3 processes but process 0 with 2: start every "
-               "process with the same --num-processes")
-    for result in results:
+    for result in _run((addr, 2, 0, 20, "1a2b3c4d5e6f"), (addr, *peer)):
         _failed_clearly(result, message)
 
 
