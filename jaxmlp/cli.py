@@ -1,6 +1,7 @@
 """``jaxmlp``: one command with subcommands (``jaxmlp-train`` is ``jaxmlp train``).
 
     jaxmlp train [flags]              train an MLP on MNIST into a run folder
+    jaxmlp sweep [flags]              train seeds × learning rates × momenta at once
     jaxmlp eval RUN                   re-evaluate a run's model on the test split
     jaxmlp predict RUN FILE...        classify PNG/JPEG images or .npy arrays
     jaxmlp gradcheck ARCH             hand backward pass vs jax.grad, float64
@@ -23,6 +24,7 @@ from pathlib import Path
 from jaxmlp.config import TrainConfig
 
 PROG = "jaxmlp"
+SWEPT = ("seed", "lr", "momentum")  # list-valued in `jaxmlp sweep`
 
 
 class _Failure(Exception):
@@ -33,13 +35,15 @@ class _Failure(Exception):
         self.code = code
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, skip=()) -> None:
     """One flag per ``TrainConfig`` field, its help and choices taken from the field.
 
     Every default is None here, so a resume can tell which flags were given; the help
     shows the field's real default, once.
     """
     for field in dataclasses.fields(TrainConfig):
+        if field.name in skip:
+            continue
         meta = field.metadata
         flag = meta.get("flag", "--" + field.name.replace("_", "-"))
         kind = [t for t in typing.get_args(typing.get_type_hints(TrainConfig)[field.name])
@@ -72,6 +76,23 @@ def build_parser() -> argparse.ArgumentParser:
     multi.add_argument("--process-id", type=int, help="this process's rank, 0 to K-1")
     multi.add_argument("--init-timeout", type=int, default=60,
                        help="seconds to wait for every process to join (default: 60)")
+
+    sw = commands.add_parser("sweep", help="train a grid of seeds x learning rates x momenta "
+                             "at once (vmap)")
+    add_config_flags(sw, skip=SWEPT)
+    sw.add_argument("--seeds", help="a count (16: seeds 0-15) or a list (0,3,7) "
+                    "(default: 1)")
+    sw.add_argument("--lr", help="peak learning rates, e.g. "
+                    f"0.02,0.05,0.1 (default: {TrainConfig.lr})")
+    sw.add_argument("--momentum", help="SGD momenta, e.g. "
+                    f"0.8,0.9 (default: {TrainConfig.momentum})")
+    sw.add_argument("--order", choices=("shared", "independent"),
+                    help="every model sees the same batches (shared), or each follows the "
+                    "order of `jaxmlp train --seed S` (independent) (default: shared)")
+    sw.add_argument("--out", help="the sweep's folder (default: runs/sweep-<arch>)")
+    sw.add_argument("--resume", metavar="DIR", help="continue the sweep saved in DIR")
+    sw.add_argument("--overwrite", action="store_true", help="replace the sweep in --out")
+    sw.add_argument("--quiet", action="store_true", help="no per-epoch lines")
 
     ev = commands.add_parser("eval", help="re-evaluate a run's model on the MNIST test split")
     ev.add_argument("run", metavar="RUN", help="a run folder")
@@ -180,6 +201,44 @@ def _train(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    from jaxmlp.sweep import Grid, format_summary, parse_floats, parse_seeds, read_sweep, train_many
+    from jaxmlp.train import TrainingDiverged, TrainingInterrupted
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if f.name not in SWEPT and getattr(args, f.name, None) is not None}
+    grid = Grid(parse_seeds(args.seeds or "1"), parse_floats(args.lr or TrainConfig.lr, "lr"),
+                parse_floats(args.momentum or TrainConfig.momentum, "momentum"))
+    order = args.order or "shared"
+    if args.resume is not None:
+        if not args.resume.strip():
+            raise ValueError("--resume needs a sweep folder, got an empty string")
+        out = Path(args.resume)
+        saved, saved_grid, saved_order = read_sweep(out)  # train_many refuses other changes
+        grid = Grid(grid.seeds if args.seeds else saved_grid.seeds,
+                    grid.lrs if args.lr else saved_grid.lrs,
+                    grid.momenta if args.momentum else saved_grid.momenta)
+        order = args.order or saved_order
+        config = TrainConfig(**{**dataclasses.asdict(saved), **given})
+    else:
+        config = TrainConfig(**given)
+        out = Path(args.out) if args.out else Path("runs") / f"sweep-{default_out(config.arch).name}"
+    enable_compilation_cache()
+    try:
+        result = train_many(config, grid, out, order=order, resume=args.resume is not None,
+                            overwrite=args.overwrite,
+                            log=(lambda line: None) if args.quiet else print)
+    except TrainingDiverged as e:
+        raise _Failure(f"training diverged: {e}", 1) from None
+    except TrainingInterrupted as e:
+        raise _Failure(f"interrupted at step {e.step}; resume with `jaxmlp sweep --resume {out}`"
+                       if e.step is not None else "interrupted before the first epoch "
+                       "finished; nothing was saved", 130) from None
+    print(format_summary(result["summary"]))
+    print(f"outputs in {out}")
+    return 0
+
+
 def _eval(args) -> int:
     from jaxmlp.data import load_mnist
     from jaxmlp.run import evaluate_run, load_run
@@ -231,7 +290,7 @@ def _toy(args) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "eval": _eval, "predict": _predict, "gradcheck": _gradcheck,
+COMMANDS = {"train": _train, "sweep": _sweep, "eval": _eval, "predict": _predict, "gradcheck": _gradcheck,
             "toy": _toy}
 
 

@@ -6,6 +6,7 @@ Figures are made without ``pyplot`` and rendered by the Agg backend, so plotting
 needs a display nor changes the backend or global figure registry of the calling process.
 """
 import math
+import warnings
 
 import numpy as np
 
@@ -52,6 +53,36 @@ def history_figure(history: list[dict], *, title: str = ""):
 def plot_history(history: list[dict], path, *, title: str = "") -> None:
     """Draws train/test loss and accuracy per epoch from ``metrics.jsonl`` records."""
     _save(history_figure(history, title=title), path)
+
+
+def sweep_figure(history: list[dict], grid):
+    """Test accuracy per epoch of every model of a sweep (thin lines), and per setting of
+    ``grid`` (``jaxmlp.sweep.Grid``) the mean over its seeds with a ± std band."""
+    fig = _new_figure((7, 4.5))
+    ax = fig.subplots()
+    epochs = np.array([h["epoch"] for h in history])
+    acc = np.array([[np.nan if m["test_acc"] is None else m["test_acc"] for m in h["models"]]
+                    for h in history], dtype=float)  # (epochs, models)
+    per = len(grid.seeds)
+    for k, (lr, momentum) in enumerate((lr, m) for lr in grid.lrs for m in grid.momenta):
+        block = acc[:, k * per:(k + 1) * per]
+        with warnings.catch_warnings():  # a setting whose models all diverged: NaN, not a line
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, std = np.nanmean(block, 1), np.nanstd(block, 1)
+        (line,) = ax.plot(epochs, mean, marker="o", label=f"lr {lr:g}, momentum {momentum:g}")
+        ax.plot(epochs, block, color=line.get_color(), alpha=0.25, linewidth=0.8)
+        ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    ax.set(xlabel="epoch", ylabel="test accuracy",
+           title=f"{acc.shape[1]} models: mean ± std per setting")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def plot_sweep(history: list[dict], grid, path) -> None:
+    """``sweep_figure`` as a PNG at ``path``."""
+    _save(sweep_figure(history, grid), path)
 
 
 def confusion_figure(confusion, *, title: str = ""):

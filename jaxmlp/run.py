@@ -31,7 +31,9 @@ from jaxmlp.config import TrainConfig
 CONFIG, METRICS, CHECKPOINT, MODEL = "config.json", "metrics.jsonl", "checkpoint.npz", "model.npz"
 CURVES, EVAL = "curves.png", "eval.json"
 EVAL_PLOTS = ("confusion.png", "mistakes.png", "weights.png")
-RUN_FILES = (CONFIG, METRICS, CHECKPOINT, MODEL, CURVES, EVAL, *EVAL_PLOTS)
+SWEEP, SUMMARY, MODELS = "sweep.json", "summary.json", "models"  # a sweep's (jaxmlp.sweep)
+RUN_FILES = (CONFIG, METRICS, CHECKPOINT, MODEL, CURVES, EVAL, *EVAL_PLOTS, SWEEP, SUMMARY,
+             MODELS)
 LOCK = ".lock"
 
 
@@ -45,6 +47,22 @@ class RunWriteError(OSError):
 
 def _write_text(path: Path, text: str) -> None:
     write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def _write_json(path: Path, obj) -> None:
+    _write_text(path, json.dumps(obj, indent=1) + "\n")
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    """One JSON object per line, the whole file at once (``write_atomic``)."""
+    _write_text(path, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _read_json(path: Path):
@@ -151,7 +169,7 @@ class RunFolder:
             raise RunError("--resume and --overwrite exclude each other")
         if path.exists() and not path.is_dir():
             raise RunError(f"{path} is a file, not a run folder: choose another --out")
-        if resume and not (path / CONFIG).is_file():
+        if resume and not ((path / CONFIG).is_file() or (path / SWEEP).is_file()):
             raise RunError(f"cannot resume {path}: " + (f"it has no {CONFIG} (is it a run folder?)"
                                                       if path.is_dir() else "no such folder"))
         created = [p for p in (path, *path.parents) if not p.exists()]  # leaf first
@@ -191,51 +209,54 @@ class RunFolder:
         self._lock_fd = None
         if not self.saved:  # a start that failed leaves the folder as it found it
             for name in self._written:
-                (self.path / name).unlink(missing_ok=True)
+                _remove(self.path / name)
             _remove_empty(self._created)
 
     def _write(self, name: str, write, folder: Optional[Path] = None) -> None:
-        folder = folder or self.path
+        path = (folder or self.path) / name
         try:
-            write(folder / name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write(path)
         except OSError as e:
             raise RunWriteError(e.errno, f"cannot write {self.path / name}: "
                                 f"{e.strerror or e}") from None
 
-    def save_epoch(self, config: TrainConfig, state: dict, history: list[dict]) -> None:
-        """Saves an epoch: metrics first, then checkpoint and model, so that a crash between
-        them leaves a checkpoint no newer than the metrics (resume redoes that epoch).
+    def save(self, files: dict) -> None:
+        """Writes ``files`` (``{name: write(path)}``, names relative to the folder) as one save.
 
-        Replacing a run, the first epoch is written beside it (``.new/``) and moved in
+        Replacing a run, the first save is written beside it (``.new/``) and moved in
         only once every file is complete: a failure leaves the old run whole.
         """
         staging = self.path / ".new" if self._replace and not self.saved else self.path
-        staging.mkdir(exist_ok=True)
         if not self.saved and staging == self.path:
-            self._written = {CONFIG, METRICS, CHECKPOINT, MODEL}
+            self._written = {name.split("/")[0] for name in files}
+        complete = False
         try:
-            if not self.saved:
-                self._write(CONFIG, lambda p: _write_text(
-                    p, json.dumps(dataclasses.asdict(config), indent=2) + "\n"), staging)
-            self._write(METRICS, lambda p: _write_text(
-                p, "".join(json.dumps(h) + "\n" for h in history)), staging)
-            self._write(CHECKPOINT, lambda p: save_checkpoint(p, state), staging)
-            self._write(MODEL, lambda p: save_model(p, state["params"], config.arch), staging)
+            for name, write in files.items():
+                self._write(name, write, staging)
+            complete = True
         finally:
             if staging != self.path:
-                written = {f.name for f in staging.iterdir()} if staging.exists() else set()
-                if written >= {CONFIG, METRICS, CHECKPOINT, MODEL}:
+                if complete:
                     for name in RUN_FILES:  # the old run goes now, whole
-                        if name in written:
+                        _remove(self.path / name)
+                        if (staging / name).exists():
                             os.replace(staging / name, self.path / name)
-                        else:
-                            (self.path / name).unlink(missing_ok=True)
                 shutil.rmtree(staging, ignore_errors=True)
         self.saved = True
 
+    def save_epoch(self, config: TrainConfig, state: dict, history: list[dict]) -> None:
+        """Saves an epoch: metrics first, then checkpoint and model, so that a crash between
+        them leaves a checkpoint no newer than the metrics (resume redoes that epoch)."""
+        files = {} if self.saved else {CONFIG: lambda p: _write_json(p, dataclasses.asdict(config))}
+        self.save({**files,
+                   METRICS: lambda p: write_jsonl(p, history),
+                   CHECKPOINT: lambda p: save_checkpoint(p, state),
+                   MODEL: lambda p: save_model(p, state["params"], config.arch)})
+
     def save_evaluation(self, report: dict, plots: dict) -> None:
         """``eval.json`` from ``report``, and each ``plots[name](path)`` drawn to ``name``."""
-        self._write(EVAL, lambda p: _write_text(p, json.dumps(report, indent=1) + "\n"))
+        self._write(EVAL, lambda p: _write_json(p, report))
         for name, draw in plots.items():
             self._write(name, draw)
 
@@ -306,8 +327,11 @@ class Run(NamedTuple):
     evaluation: Optional[dict]  # eval.json, once ``jaxmlp eval`` has run
 
 
-def load_run(folder) -> Run:
+def load_run(folder, model: Optional[int] = None) -> Run:
     """Loads a run folder: its config, architecture, trained params and per-epoch history.
+
+    A sweep's folder (``jaxmlp sweep``) holds many models: ``model=i`` loads model i as
+    the single run it stands for (its config carries its own seed, lr and momentum).
 
     Example:
       >>> run = jaxmlp.load_run("runs/b")
@@ -317,6 +341,16 @@ def load_run(folder) -> Run:
       RunError: the folder or one of its files is missing or unusable (the message names it).
     """
     folder = Path(folder)
+    if (folder / SWEEP).exists():
+        if model is None:
+            raise RunError(f"{folder} holds a sweep: load one of its models with "
+                           "load_run(folder, model=i)")
+        from jaxmlp.sweep import load_model_of_sweep
+
+        config, params, history = load_model_of_sweep(folder, model)
+        return Run(folder, config, parse_arch(config.arch), params, history, None)
+    if model is not None:
+        raise RunError(f"{folder} holds a single run, not a sweep: drop model={model}")
     config = read_config(folder)
     arch, params = load_model(folder / MODEL)
     evaluation = _read_json(folder / EVAL) if (folder / EVAL).exists() else None

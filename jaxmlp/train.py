@@ -46,11 +46,20 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.step = step
 
 
-def make_optimizer(config: TrainConfig, num_steps: int) -> optax.GradientTransformation:
-    """``optax.sgd`` with the config's momentum/Nesterov and learning-rate schedule."""
-    lr = (optax.cosine_decay_schedule(config.lr, num_steps) if config.schedule == "cosine"
-          else config.lr)
-    return optax.sgd(lr, momentum=config.momentum or None, nesterov=config.nesterov)
+def make_optimizer(config: TrainConfig, num_steps: int, *, lr=None,
+                   momentum=None) -> optax.GradientTransformation:
+    """``optax.sgd`` with the config's momentum/Nesterov and learning-rate schedule.
+
+    ``lr`` and ``momentum`` replace the config's; they may be traced arrays (a sweep's
+    per-model values under ``vmap``), in which case momentum is always on (0 is then a
+    momentum of 0: the same updates, with a trace in the optimizer state).
+    """
+    lr = config.lr if lr is None else lr
+    momentum = config.momentum if momentum is None else momentum
+    schedule = optax.cosine_decay_schedule(lr, num_steps) if config.schedule == "cosine" else lr
+    fixed = isinstance(momentum, (int, float))
+    return optax.sgd(schedule, momentum=momentum if not fixed or momentum > 0 else None,
+                     nesterov=config.nesterov)
 
 
 def _autodiff_value_and_grad(params, x, y, arch):

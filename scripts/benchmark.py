@@ -21,6 +21,7 @@ Usage:
                               [--json runs/benchmark.json] [--quick]
 """
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -33,6 +34,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp.arch import parse_arch
@@ -41,6 +43,7 @@ from jaxmlp.mlp import init_params
 from jaxmlp.train import TrainConfig, make_epoch, make_optimizer, make_step
 
 ROOT = Path(__file__).resolve().parents[1]
+_T0 = time.perf_counter()
 
 
 def _fresh_state(arch, optimizer, seed=0):
@@ -105,23 +108,39 @@ def make_dispatch_only(arch, data, batch_size, lr, total_epochs):
                           step_fn=lambda p, o, x, y: (p, o, {"loss": jax.numpy.sum(y)}))
 
 
-def make_torch(arch, data, batch_size, lr, total_epochs):
-    """PyTorch eager with the whole dataset preloaded as float tensors."""
+def _torch_net(arch, seed=0):
+    """The same network in PyTorch (its default init), seeded."""
     import torch
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     layers, fan_in = [], IMAGE_PIXELS
     acts = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid,
             "linear": torch.nn.Identity}
     for units, activation in parse_arch(arch):
         layers += [torch.nn.Linear(fan_in, units), acts[activation]()]
         fan_in = units
-    model = torch.nn.Sequential(*layers)
-    steps = len(data[1]) // batch_size
+    return torch.nn.Sequential(*layers)
+
+
+def _torch_data(data):
+    """The dataset as float tensors in [0, 1] and int64 labels, preloaded."""
+    import torch
+
+    return torch.from_numpy(data[0]).float().div_(255.0), torch.from_numpy(data[1]).long()
+
+
+def make_torch(arch, data, batch_size, lr, total_epochs, *, steps=None, seed=0, tensors=None):
+    """PyTorch eager with the whole dataset preloaded as float tensors.
+
+    ``run_epoch`` trains ``steps`` steps (default: a whole epoch of ``data``); ``tensors``
+    shares one preloaded copy of the data between several models."""
+    import torch
+
+    model = _torch_net(arch, seed)
+    steps = steps or len(data[1]) // batch_size
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps * total_epochs)
-    x = torch.from_numpy(data[0]).float().div_(255.0)
-    y = torch.from_numpy(data[1]).long()
+    x, y = tensors or _torch_data(data)
 
     def run_epoch():
         order = torch.randperm(len(y))
@@ -156,6 +175,277 @@ def time_to_accuracy(arch, target, epochs, data_dir, cache_dir, out):
             "compile_seconds": records[0]["compile_seconds"]}
 
 
+# ---- --sweep: K models at once against K models one after another ---------------------------
+#
+# Each sweep driver: make_X(...) builds K models and compiles what it needs; it returns
+# (compile_seconds, run_call, info), where run_call() trains `steps` steps of every one of
+# the K models (the same steps for all drivers) and waits for them.
+
+SWEEP_DRIVERS = ("vmap_shared", "vmap_independent", "sequential", "torch_eager", "torch_func")
+SWEEP_STEPS = {"wide": 25}  # steps timed per call; 100 for any other preset
+
+
+def _sweep_config(arch, batch_size, lr):
+    # jaxmlp's defaults otherwise: hand backward pass, SGD momentum 0.9, cosine schedule.
+    return TrainConfig(arch=arch, batch_size=batch_size, lr=lr, momentum=0.9, grad="hand",
+                       schedule="cosine")
+
+
+def make_vmap_sweep(arch, order, k, data, batch_size, lr, steps, calls, devices):
+    """jaxmlp's sweep epoch (``make_sweep_epoch``), K models sharded over ``devices``, driven
+    as ``_SweepLoop.run`` drives it: one compiled call per `steps` steps of all K models."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from jaxmlp.sweep import MODEL, Grid, init_models, make_sweep_epoch
+
+    config = _sweep_config(arch, batch_size, lr)
+    horizon = steps * calls
+    mesh = Mesh(np.asarray(devices), (MODEL,))
+    per_model, replicated = NamedSharding(mesh, P(MODEL)), NamedSharding(mesh, P())
+    state, hyper = init_models(config, Grid(tuple(range(k)), (lr,), (0.9,)), horizon)
+    params, opt_state, hyper = jax.device_put((state["params"], state["opt_state"], hyper),
+                                              per_model)
+    images, labels = jax.device_put((data[0], data[1]), replicated)
+    data_keys = jax.random.wrap_key_data(jnp.asarray(state["key"]))
+    keys = [jax.device_put(jax.vmap(jax.random.fold_in, (0, None))(data_keys, epoch), per_model)
+            for epoch in range(1, calls + 1)]
+    run = make_sweep_epoch(config, horizon, order, mesh)
+    start = time.perf_counter()
+    compiled = run.lower(params, opt_state, hyper, images, labels, keys[0], 0, steps).compile()
+    compile_seconds = time.perf_counter() - start
+    box, calls_done = [params, opt_state], itertools.count()
+
+    def run_call():
+        key = keys[next(calls_done) % calls]
+        box[0], box[1], metrics = compiled(box[0], box[1], hyper, images, labels, key, 0)
+        np.asarray(metrics["loss"])  # the host sync of _SweepLoop.run
+
+    return compile_seconds, run_call, {}
+
+
+def make_sequential(arch, k, data, batch_size, lr, steps, calls):
+    """K single jaxmlp runs one after another: ``make_epoch`` of ``make_step`` compiled once,
+    called once per model, each with its own params, optimizer state and data order."""
+    config = _sweep_config(arch, batch_size, lr)
+    horizon = steps * calls
+    optimizer = make_optimizer(config, horizon)
+    run = make_epoch(make_step(parse_arch(arch), optimizer, "hand"), batch_size)
+    models, keys = [], []
+    for seed in range(k):  # as `jaxmlp train --seed` starts
+        data_key, init_key = jax.random.split(jax.random.key(seed))
+        params = jax.jit(init_params, static_argnums=(1, 2))(init_key, parse_arch(arch),
+                                                             IMAGE_PIXELS)
+        models.append([params, optimizer.init(params)])
+        keys.append([jax.random.fold_in(data_key, epoch) for epoch in range(1, calls + 1)])
+    x, y = jax.device_put(data[0]), jax.device_put(data[1])
+    start = time.perf_counter()
+    compiled = run.lower(*models[0], x, y, keys[0][0], 0, steps).compile()
+    compile_seconds = time.perf_counter() - start
+    calls_done = itertools.count()
+
+    def run_call():
+        call = next(calls_done) % calls
+        for model, key in zip(models, keys):
+            model[0], model[1], metrics = compiled(*model, x, y, key[call], 0)
+            np.asarray(metrics["loss"])  # a single run's once-per-epoch host sync
+
+    return compile_seconds, run_call, {}
+
+
+def make_torch_sequential(arch, k, data, batch_size, lr, steps, calls):
+    """PyTorch eager, K models one after another (``make_torch``'s loop), one data copy."""
+    tensors = _torch_data(data)
+    runs = [make_torch(arch, data, batch_size, lr, calls, steps=steps, seed=seed,
+                       tensors=tensors)[1] for seed in range(k)]
+
+    def run_call():
+        for run in runs:
+            run()
+
+    return 0.0, run_call, {}
+
+
+def make_torch_func(arch, k, data, batch_size, lr, steps, calls):
+    """PyTorch's model ensembling: ``stack_module_state`` + ``functional_call`` under
+    ``torch.vmap`` of ``torch.func.grad_and_value``, every model on the same batch (the
+    analogue of vmap_shared); torch's SGD (momentum 0.9, cosine) on the stacked params."""
+    import copy
+
+    import torch
+    from torch.func import functional_call, grad_and_value, stack_module_state
+
+    nets = [_torch_net(arch, seed) for seed in range(k)]
+    params, buffers = stack_module_state(nets)
+    base = copy.deepcopy(nets[0]).to("meta")
+
+    def loss(params, buffers, x, y):
+        return torch.nn.functional.cross_entropy(functional_call(base, (params, buffers), (x,)), y)
+
+    grads_and_losses = torch.vmap(grad_and_value(loss), in_dims=(0, 0, None, None))
+    optimizer = torch.optim.SGD(list(params.values()), lr=lr, momentum=0.9)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps * calls)
+    x, y = _torch_data(data)
+
+    def run_call():
+        order = torch.randperm(len(y))
+        for i in range(steps):
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            grads, _ = grads_and_losses(params, buffers, x[idx], y[idx])
+            for name, p in params.items():
+                p.grad = grads[name]
+            optimizer.step()
+            schedule.step()
+
+    return 0.0, run_call, {}
+
+
+def round_robin(drivers: dict, rounds: int) -> dict:
+    """Seconds of each driver's calls: a warm-up round, then `rounds` rounds, each starting
+    one driver later. Returns {name: [seconds of the timed calls]}."""
+    times = {name: [] for name in drivers}
+    order = list(drivers)
+    for r in range(rounds + 1):
+        for name in order[r % len(order):] + order[:r % len(order)]:
+            start = time.perf_counter()
+            drivers[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: t[1:] for name, t in times.items()}
+
+
+def _sweep_figures(makers: dict, k: int, steps: int, epoch_steps: int, rounds: int):
+    """Builds the drivers, times them round-robin; model-epochs/s and the details."""
+    built = {name: make() for name, make in makers.items()}
+    times = round_robin({name: b[1] for name, b in built.items()}, rounds)
+    figures, details = {}, {}
+    for name, seconds in times.items():
+        median = statistics.median(seconds)
+        figures[name] = k * steps / epoch_steps / median
+        details[name] = {"seconds_per_call": median, "seconds_all": seconds,
+                         "compile_seconds": built[name][0]}
+    return figures, details
+
+
+def run_sweep(args, data, *, devices_2=False) -> tuple[dict, dict]:
+    """The --sweep measurements: ({preset: {K: {driver: model-epochs/s}}}, details).
+
+    With ``devices_2`` (the child process with two forced CPU devices), only the vmapped
+    sweeps sharded over both devices, and the shared sweep on one of them as a control."""
+    epoch_steps = 60_000 // args.batch_size  # one MNIST epoch, whatever slice is timed
+    figures, details = {}, {}
+    for preset in args.sweep_presets.split(","):
+        steps = args.sweep_steps or SWEEP_STEPS.get(preset, 100)
+        calls = args.sweep_rounds + 1
+        if steps * args.batch_size > len(data[1]):
+            raise SystemExit(f"--sweep-steps {steps} needs {steps * args.batch_size} examples, "
+                             f"have {len(data[1])}")
+        common = dict(data=data, batch_size=args.batch_size, lr=args.lr, steps=steps,
+                      calls=calls)
+        figures[preset], details[preset] = {}, {}
+        for k in args.sweep_k:
+            if devices_2:
+                if k % 2:
+                    continue
+                two, one = jax.devices()[:2], jax.devices()[:1]
+                makers = {
+                    "vmap_shared_2dev": lambda: make_vmap_sweep(preset, "shared", k, devices=two,
+                                                                **common),
+                    "vmap_independent_2dev": lambda: make_vmap_sweep(preset, "independent", k,
+                                                                     devices=two, **common),
+                    "vmap_shared_1dev_in_2dev_process": lambda: make_vmap_sweep(
+                        preset, "shared", k, devices=one, **common)}
+            else:
+                one = jax.devices()[:1]
+                makers = {
+                    "vmap_shared": lambda: make_vmap_sweep(preset, "shared", k, devices=one,
+                                                           **common),
+                    "vmap_independent": lambda: make_vmap_sweep(preset, "independent", k,
+                                                                devices=one, **common),
+                    "sequential": lambda: make_sequential(preset, k, **common),
+                    "torch_eager": lambda: make_torch_sequential(preset, k, **common),
+                    "torch_func": lambda: make_torch_func(preset, k, **common)}
+                if not args.has_torch:
+                    del makers["torch_eager"], makers["torch_func"]
+            fig, det = _sweep_figures(makers, k, steps, epoch_steps, args.sweep_rounds)
+            figures[preset][str(k)], details[preset][str(k)] = fig, {"steps_per_call": steps,
+                                                                     **det}
+            print(f"  sweep {preset} K={k}{' (2 devices)' if devices_2 else ''}: done "
+                  f"({time.perf_counter() - _T0:.0f} s)", file=sys.stderr, flush=True)
+    return figures, details
+
+
+def run_sweep_2dev(argv) -> dict:
+    """Re-runs this script with two forced CPU devices (the flag only works before JAX
+    starts) for the sharded sweeps; returns the child's JSON."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "sweep2.json"
+        env = {**os.environ, "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") +
+                                           " --xla_force_host_platform_device_count=2").strip()}
+        proc = subprocess.run([sys.executable, __file__, *argv, "--sweep-child", str(out)],
+                              env=env, stdout=subprocess.PIPE, text=True)
+        if proc.returncode:
+            raise RuntimeError(f"the 2-device sweep failed (exit {proc.returncode})")
+        return json.loads(out.read_text())
+
+
+def sweep_main(args, argv, data) -> dict:
+    """--sweep: the sweep figures of this process and, on CPU, of the 2-device child."""
+    figures, details = run_sweep(args, data)
+    report = {"sweep": figures, "sweep_details": details}
+    if jax.default_backend() == "cpu" and any(k % 2 == 0 for k in args.sweep_k):
+        child = run_sweep_2dev(argv)
+        for preset, per_k in child["sweep"].items():
+            for k, fig in per_k.items():
+                report["sweep"][preset][k].update(fig)
+                report["sweep_details"][preset][k]["2dev_process"] = child["sweep_details"][
+                    preset][k]
+    ratios = {}
+    for preset, per_k in report["sweep"].items():
+        ratios[preset] = {}
+        for k, fig in per_k.items():
+            r = {}
+            for over in ("sequential", "torch_eager", "torch_func"):
+                if over in fig:
+                    r[f"vmap_shared/{over}"] = fig["vmap_shared"] / fig[over]
+            if "vmap_shared_2dev" in fig:
+                r["vmap_shared_2dev/vmap_shared"] = fig["vmap_shared_2dev"] / fig["vmap_shared"]
+                r["vmap_shared_2dev/sequential"] = fig["vmap_shared_2dev"] / fig["sequential"]
+                if "torch_eager" in fig:
+                    r["vmap_shared_2dev/torch_eager"] = fig["vmap_shared_2dev"] / fig["torch_eager"]
+            ratios[preset][k] = r
+    report["sweep_ratios"] = ratios
+    return report
+
+
+def print_sweep(report: dict) -> None:
+    setup = report["sweep_setup"]
+    print(f"jaxmlp sweep benchmark, {report['date']}: {report['backend']} "
+          f"({', '.join(report['devices'])}), {report['machine']}; jax {report['jax']}, torch "
+          f"{report['torch']} ({setup['torch_threads']} threads); batch {report['batch_size']}, "
+          f"SGD momentum 0.9, cosine lr from {setup['lr']}; model-epochs per second (1 epoch = "
+          f"{setup['epoch_steps']} steps), median of {setup['rounds']} calls of "
+          f"{', '.join(f'{n} ({p})' for p, n in setup['steps'].items())} steps after a "
+          f"warm-up call, on {setup['examples']} examples")
+    print()
+    cols = [*SWEEP_DRIVERS, "vmap_shared_2dev", "vmap_independent_2dev"]
+    print("| preset | K | " + " | ".join(cols) + " | shared / sequential | shared / torch eager "
+          "| 2dev shared / sequential | 2dev shared / torch eager |")
+    print("|---|---|" + "---|" * (len(cols) + 4))
+    for preset, per_k in report["sweep"].items():
+        for k, fig in per_k.items():
+            r = report["sweep_ratios"][preset][k]
+            cells = [f"{fig[c]:.2f}" if c in fig else "-" for c in cols]
+            cells += [f"{r[c]:.2f}x" if c in r else "-" for c in (
+                "vmap_shared/sequential", "vmap_shared/torch_eager",
+                "vmap_shared_2dev/sequential", "vmap_shared_2dev/torch_eager")]
+            print(f"| {preset} | {k} | " + " | ".join(cells) + " |")
+    control = [(p, k, fig["vmap_shared_1dev_in_2dev_process"])
+               for p, per_k in report["sweep"].items() for k, fig in per_k.items()
+               if "vmap_shared_1dev_in_2dev_process" in fig]
+    if control:
+        print()
+        print("2-device process control, vmap_shared on one of its two devices (model-epochs/s): "
+              + ", ".join(f"{p} K={k}: {v:.2f}" for p, k, v in control))
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -174,25 +464,50 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true",
                         help="seconds, not minutes: presets a,b on 4,096 examples, 1 timed "
                              "epoch, time-to-accuracy with preset a to 85%%")
+    parser.add_argument("--sweep", action="store_true",
+                        help="instead of the above: throughput of K models trained at once "
+                             "(jaxmlp.sweep, vmapped) against K runs one after another and "
+                             "PyTorch, in model-epochs per second; written under \"sweep\"")
+    parser.add_argument("--sweep-presets", default="b,wide")
+    parser.add_argument("--sweep-k", help="numbers of models (default 1,4,16; 64 too on GPU)")
+    parser.add_argument("--sweep-steps", type=int,
+                        help="steps timed per call (default 100; 25 for wide)")
+    parser.add_argument("--sweep-rounds", type=int, default=3,
+                        help="timed round-robin rounds after the warm-up round")
+    parser.add_argument("--sweep-child", help=argparse.SUPPRESS)  # internal: 2-device part
     args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     if args.quick:
         args.presets, args.examples, args.epochs = "a,b", 4096, 1
         args.tta_arch, args.tta_target, args.tta_epochs = "a", 0.85, 3
+        if args.sweep:
+            args.sweep_presets, args.sweep_k = "b", args.sweep_k or "1,4"
+            args.sweep_steps, args.sweep_rounds = args.sweep_steps or 5, 1
+    args.sweep_k = [int(k) for k in (args.sweep_k or (
+        "1,4,16,64" if jax.default_backend() == "gpu" else "1,4,16")).split(",")]
     mnist = load_mnist(data_dir=args.data_dir)
     data = (mnist.train_images[:args.examples], mnist.train_labels[:args.examples])
+    if args.sweep_child:  # two forced devices, started by sweep_main: JSON to the file named
+        figures, details = run_sweep(args, data, devices_2=True)
+        Path(args.sweep_child).write_text(json.dumps({"sweep": figures,
+                                                      "sweep_details": details}))
+        return {}
     try:
         import torch
         has_torch = not args.no_torch
         torch_version = torch.__version__
     except ImportError:
         has_torch, torch_version = False, None
+    args.has_torch = has_torch
     report = {"date": time.strftime("%Y-%m-%d"), "backend": jax.default_backend(),
               "devices": [str(d.device_kind) for d in jax.devices()],
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or ''}".strip(", "),
               "jax": jax.__version__, "torch": torch_version, "batch_size": args.batch_size,
               "examples": len(data[1]), "timed_epochs": args.epochs,
-              "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
-              "presets": {}}
+              "command": " ".join([Path(sys.argv[0]).name, *argv])}
+    if args.sweep:
+        return _sweep_report(args, argv, data, report)
+    report["presets"] = {}
     total = args.epochs + 1
     for preset in args.presets.split(","):
         makers = {
@@ -247,6 +562,38 @@ def main(argv=None) -> dict:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _sweep_report(args, argv, data, report) -> dict:
+    """--sweep: measures, prints, and writes the figures into the JSON report (kept beside
+    the other figures when the file already holds a benchmark report)."""
+    report["sweep_setup"] = {
+        "date": report["date"], "command": report["command"], "examples": len(data[1]),
+        "ks": args.sweep_k, "lr": args.lr, "momentum": 0.9, "schedule": "cosine",
+        "rounds": args.sweep_rounds, "epoch_steps": 60_000 // args.batch_size,
+        "steps": {p: args.sweep_steps or SWEEP_STEPS.get(p, 100)
+                  for p in args.sweep_presets.split(",")},
+        "torch_threads": _torch_threads() if args.has_torch else None}
+    report.update(sweep_main(args, argv, data))
+    print_sweep(report)
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = None
+        if isinstance(old, dict) and "presets" in old:
+            report = {**old, **{k: report[k] for k in ("sweep_setup", "sweep", "sweep_details",
+                                                        "sweep_ratios")}}
+        path.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def print_report(report: dict) -> None:

@@ -1,0 +1,435 @@
+"""Many models in one program: a grid of seeds × learning rates × momenta trained at once.
+
+All K models' params and optimizer states are stacked along a leading model axis; one
+jitted epoch (``lax.scan``) runs ``jax.vmap`` of jaxmlp's own step (``make_step``) over that
+axis, each model with its own learning rate and momentum. On several devices the model axis
+is sharded (``PartitionSpec("model")``): the models never talk to each other, so no
+all-reduce is needed.
+
+How seeds map: model i with seed s initialises from ``split(key(s))[1]``, exactly as
+``jaxmlp train --seed s`` does. With ``order="independent"`` its epoch e takes the batches
+of ``shuffle(fold_in(split(key(s))[0], e))``, as that single run does, so its params equal
+the single run's (float32 rounding aside). With ``order="shared"`` (the default, and the
+cheapest: the input is not batched along the model axis) every model takes the batches of
+the grid's first seed.
+"""
+import contextlib
+import dataclasses
+import functools
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxmlp.arch import parse_arch
+from jaxmlp.checkpoint import read_npz, save_checkpoint
+from jaxmlp.config import TrainConfig, resume_length
+from jaxmlp.data import IMAGE_PIXELS, Mnist, check_dataset, load_mnist
+from jaxmlp.metrics import evaluate
+from jaxmlp.mlp import init_params
+from jaxmlp.predict import predict
+from jaxmlp.run import (CHECKPOINT, METRICS, SUMMARY, SWEEP, RunError, RunFolder, RunWriteError,
+                        _read_json, _write_json, read_checkpoint, read_history, write_jsonl)
+from jaxmlp.train import (TrainingDiverged, TrainingInterrupted, make_optimizer, make_step,
+                          shuffle, to_host)
+
+MODEL = "model"
+ORDERS = ("shared", "independent")
+
+
+class Grid(NamedTuple):
+    """The settings swept: every combination of ``lrs`` × ``momenta`` × ``seeds``."""
+
+    seeds: tuple[int, ...]
+    lrs: tuple[float, ...]
+    momenta: tuple[float, ...]
+
+    def models(self) -> list[dict]:
+        """One ``{"seed", "lr", "momentum"}`` per model: settings outer, seeds inner."""
+        return [{"seed": s, "lr": lr, "momentum": m}
+                for lr, m, s in itertools.product(self.lrs, self.momenta, self.seeds)]
+
+    def configs(self, base: TrainConfig) -> list[TrainConfig]:
+        """Each model as the single run that ``jaxmlp train`` would make of it."""
+        return [dataclasses.replace(base, **m) for m in self.models()]
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"16"`` → seeds 0 to 15; ``"0,3,7"`` (any comma) → those seeds."""
+    try:
+        if "," not in text:
+            count = int(text)
+            if count < 1:
+                raise ValueError(f"--seeds takes a count >= 1 or a list, got {text!r}")
+            return tuple(range(count))
+        seeds = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError as e:
+        raise ValueError(str(e) if "--seeds" in str(e) else
+                         f"--seeds takes a count (16) or a list (0,3,7), got {text!r}") from None
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ValueError(f"--seeds lists each seed once, got {text!r}")
+    return seeds
+
+
+def parse_floats(text: str, name: str) -> tuple[float, ...]:
+    """``"0.02,0.05,0.1"`` → ``(0.02, 0.05, 0.1)``."""
+    try:
+        values = tuple(float(t) for t in str(text).split(",") if t.strip())
+    except ValueError:
+        raise ValueError(f"--{name} takes numbers separated by commas, got {text!r}") from None
+    if not values or len(set(values)) != len(values):
+        raise ValueError(f"--{name} lists each value once, got {text!r}")
+    return values
+
+
+def check_grid(base: TrainConfig, grid: Grid) -> None:
+    """Every model's config is valid (``TrainConfig.validate``), or ``ValueError``."""
+    for config in grid.configs(base):
+        config.validate()
+
+
+def estimate_bytes(arch, num_models: int, batch_size: int, order: str) -> int:
+    """Device memory a sweep needs, roughly: per model its params, momentum and gradients
+    (3 copies) and a batch's activations (forward values and their gradients), plus the
+    dataset (uint8) and, for independent orders, each model's own input batch."""
+    arch, widths = parse_arch(arch), [IMAGE_PIXELS]
+    params = 0
+    for units, _ in arch:
+        params += (widths[-1] + 1) * units
+        widths.append(units)
+    per_model = 4 * (3 * params + 3 * batch_size * sum(widths[1:]))
+    inputs = 4 * batch_size * IMAGE_PIXELS * (num_models if order == "independent" else 1)
+    return num_models * per_model + inputs + 70_000 * (IMAGE_PIXELS + 4)
+
+
+def available_bytes(device) -> int:
+    """What the device can hold: its allocator's limit, or the host's memory on CPU."""
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def make_sweep_epoch(config: TrainConfig, num_steps: int, order: str, mesh: Mesh):
+    """A jitted epoch of K models: ``run(params, opt_state, hyper, images, labels, keys,
+    start, n)`` → ``(params, opt_state, metrics)`` with ``(n, K)`` losses and accuracies.
+
+    ``hyper`` holds each model's ``lr`` and ``momentum`` ``(K,)``; ``keys`` each model's
+    epoch key ``(K,)``. The batches are ``start`` to ``start + n`` of ``shuffle(keys[i])``
+    for model i (independent) or of ``shuffle(keys[0])`` for all (shared).
+    """
+    arch, batch = parse_arch(config.arch), config.batch_size
+
+    def step(params, opt_state, images, labels, hyper):
+        optimizer = make_optimizer(config, num_steps, lr=hyper["lr"], momentum=hyper["momentum"])
+        return make_step(arch, optimizer, config.grad)(params, opt_state, images, labels)
+
+    shared = order == "shared"
+    data_axis = None if shared else 0
+    many = jax.vmap(step, in_axes=(0, 0, data_axis, data_axis, 0))
+    per_model = NamedSharding(mesh, P(MODEL))
+
+    @functools.partial(jax.jit, static_argnums=7, donate_argnums=(0, 1))
+    def run(params, opt_state, hyper, images, labels, keys, start, n):
+        def batches(key):
+            order = shuffle(key, images.shape[0])
+            return jax.lax.dynamic_slice_in_dim(order, start * batch, n * batch).reshape(n, batch)
+
+        idx = batches(keys[0]) if shared else jnp.swapaxes(jax.vmap(batches)(keys), 0, 1)
+
+        def body(carry, idx):
+            x, y = images[idx], labels[idx]
+            if not shared:  # each device gathers its own models' batches
+                x, y = (jax.lax.with_sharding_constraint(a, per_model) for a in (x, y))
+            params, opt_state, metrics = many(*carry, x, y, hyper)
+            return (params, opt_state), metrics
+
+        (params, opt_state), metrics = jax.lax.scan(body, (params, opt_state), idx)
+        return params, opt_state, metrics
+
+    return run
+
+
+def init_models(config: TrainConfig, grid: Grid, num_steps: int):
+    """Stacked params, optimizer states, hyperparameters and data keys of every model."""
+    models = grid.models()
+    keys = jax.vmap(jax.random.split)(jax.vmap(jax.random.key)(
+        jnp.asarray([m["seed"] for m in models], jnp.uint32)))
+    data_keys, init_keys = keys[:, 0], keys[:, 1]
+    arch = parse_arch(config.arch)
+    params = jax.jit(jax.vmap(lambda k: init_params(k, arch, IMAGE_PIXELS)))(init_keys)
+    hyper = {"lr": jnp.asarray([m["lr"] for m in models], jnp.float32),
+             "momentum": jnp.asarray([m["momentum"] for m in models], jnp.float32)}
+    opt_state = jax.vmap(lambda p, h: make_optimizer(config, num_steps, lr=h["lr"],
+                                                     momentum=h["momentum"]).init(p))(params, hyper)
+    return {"params": params, "opt_state": opt_state, "step": jnp.int32(0),
+            "key": jax.random.key_data(data_keys)}, hyper
+
+
+def _sweep_meta(config: TrainConfig, grid: Grid, order: str) -> dict:
+    return {"config": dataclasses.asdict(config), "seeds": list(grid.seeds),
+            "lrs": list(grid.lrs), "momenta": list(grid.momenta), "order": order}
+
+
+def read_sweep(folder) -> tuple[TrainConfig, Grid, str]:
+    """The base config, grid and order saved in ``folder/sweep.json``."""
+    path = Path(folder) / SWEEP
+    meta = _read_json(path)
+    try:
+        config = TrainConfig.from_dict(meta["config"])
+        grid = Grid(tuple(meta["seeds"]), tuple(meta["lrs"]), tuple(meta["momenta"]))
+        if meta["order"] not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}")
+        return config, grid, meta["order"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunError(f"{path} is not a jaxmlp sweep ({e})") from None
+
+
+def load_model_of_sweep(folder, model: int):
+    """``(config, params, history)`` of model ``model`` of the sweep in ``folder``."""
+    config, grid, _ = read_sweep(folder)
+    configs = grid.configs(config)
+    if not 0 <= model < len(configs):
+        raise RunError(f"{folder} holds models 0 to {len(configs) - 1}, not {model}")
+    try:
+        arrays = read_npz(Path(folder) / CHECKPOINT)
+        params = [{k: np.asarray(arrays[f"params/{j}/{k}"][model]) for k in ("w", "b")}
+                  for j in range(len(parse_arch(config.arch)))]
+    except (FileNotFoundError, KeyError, IndexError, ValueError) as e:
+        raise RunError(f"{folder}/{CHECKPOINT}: cannot read model {model} ({e})") from None
+    history = [{"epoch": h["epoch"], "step": h["step"], **h["models"][model]}
+               for h in read_history(folder)]
+    return configs[model], params, history
+
+
+def summarize(grid: Grid, records: list[dict], probs: np.ndarray, labels: np.ndarray) -> dict:
+    """``summary.json``: one record per model, and per setting the mean, std (over its
+    seeds, with ``ddof=1``; 0 for one seed), min and max of test accuracy and the test
+    accuracy of its ensemble (the mean of its seeds' softmax probabilities)."""
+    settings = []
+    per = len(grid.seeds)
+    for k, (lr, momentum) in enumerate(itertools.product(grid.lrs, grid.momenta)):
+        members = range(k * per, (k + 1) * per)
+        accs = np.array([records[i]["test_acc"] for i in members], dtype=float)
+        alive = [i for i in members if not records[i]["diverged"]]
+        ensemble = (float(np.mean(probs[alive].mean(0).argmax(-1) == labels)) if alive else None)
+        ok = accs[np.isfinite(accs)] if alive else np.array([])
+        settings.append({
+            "lr": lr, "momentum": momentum, "seeds": list(grid.seeds), "diverged": per - len(alive),
+            "test_acc_mean": float(ok.mean()) if ok.size else None,
+            "test_acc_std": float(ok.std(ddof=1)) if ok.size > 1 else 0.0 if ok.size else None,
+            "test_acc_min": float(ok.min()) if ok.size else None,
+            "test_acc_max": float(ok.max()) if ok.size else None,
+            "ensemble_test_acc": ensemble})
+    ranked = [s for s in settings if s["ensemble_test_acc"] is not None]
+    best = max(ranked, key=lambda s: s["ensemble_test_acc"]) if ranked else None
+    return {"models": records, "settings": settings,
+            "best": None if best is None else {k: best[k] for k in
+                                               ("lr", "momentum", "test_acc_mean",
+                                                "ensemble_test_acc")}}
+
+
+def format_summary(summary: dict) -> str:
+    """The printed table: one line per model, then per setting mean ± std and ensemble."""
+    lines = [f"{'model':>5}  {'seed':>6}  {'lr':>8}  {'momentum':>8}  {'test_acc':>8}  "
+             f"{'test_loss':>9}  {'train_acc':>9}"]
+    for i, r in enumerate(summary["models"]):
+        acc = "diverged" if r["diverged"] else f"{r['test_acc']:.4f}"
+        loss = "-" if r["diverged"] else f"{r['test_loss']:.4f}"
+        train = "-" if r["diverged"] else f"{r['train_acc']:.4f}"
+        lines.append(f"{i:>5}  {r['seed']:>6}  {r['lr']:>8g}  {r['momentum']:>8g}  {acc:>8}  "
+                     f"{loss:>9}  {train:>9}")
+    for s in summary["settings"]:
+        head = f"lr {s['lr']:g}, momentum {s['momentum']:g}, {len(s['seeds'])} seeds: "
+        if s["test_acc_mean"] is None:
+            lines.append(head + "every model diverged")
+            continue
+        lines.append(head + f"test accuracy {s['test_acc_mean']:.4f} ± {s['test_acc_std']:.4f} "
+                     f"(min {s['test_acc_min']:.4f}, max {s['test_acc_max']:.4f}); ensemble "
+                     f"{s['ensemble_test_acc']:.4f}" + (f"; {s['diverged']} diverged"
+                                                        if s["diverged"] else ""))
+    if summary["best"]:
+        b = summary["best"]
+        lines.append(f"best setting: lr {b['lr']:g}, momentum {b['momentum']:g} (ensemble "
+                     f"{b['ensemble_test_acc']:.4f})")
+    return "\n".join(lines)
+
+
+def train_many(config: TrainConfig, grid: Grid, out=None, *, order: str = "shared",
+               resume: bool = False, overwrite: bool = False, data: Optional[Mnist] = None,
+               log=print) -> dict:
+    """Trains every model of ``grid`` (on ``config``'s other settings) at once.
+
+    Args:
+      config: the settings the models share (its ``seed``, ``lr`` and ``momentum`` are
+        replaced by each model's).
+      grid: the seeds, learning rates and momenta; the models are their product.
+      out: the sweep's folder (``sweep.json``, ``checkpoint.npz``, ``metrics.jsonl``,
+        ``summary.json``, ``curves.png``); nothing is written when ``None``.
+      order: ``"shared"`` or ``"independent"`` data order (module docstring).
+      resume, overwrite, data, log: as for ``train_and_evaluate``.
+
+    Returns:
+      ``{"params"`` (stacked), ``"history"``, ``"summary"``, ``"steps"}``.
+    """
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    check_grid(config, grid)
+    if (resume or overwrite) and out is None:
+        raise ValueError("resume and overwrite need the sweep's folder (out)")
+    num_models = len(grid.models())
+    devices = jax.devices()[:config.devices or len(jax.devices())]
+    if config.devices and config.devices > len(jax.devices()):
+        raise ValueError(f"asked for {config.devices} devices but {len(jax.devices())} are "
+                         "available")
+    if num_models % len(devices):
+        raise ValueError(f"{num_models} models do not split evenly over {len(devices)} "
+                         f"devices; use a multiple of {len(devices)} models, or --devices")
+    need, have = estimate_bytes(config.arch, num_models, config.batch_size, order), \
+        available_bytes(devices[0]) * len(devices)
+    if need > 0.8 * have:
+        raise ValueError(f"{num_models} models of {config.arch} need about {need / 2**30:.1f} "
+                         f"GiB, more than the {have / 2**30:.1f} GiB available: sweep fewer "
+                         "models at once")
+    if resume:
+        saved = read_sweep(out)
+        if saved[1:] != (grid, order):
+            raise ValueError("--resume cannot change the grid (--seeds, --lr, --momentum) or "
+                             "--order of a sweep")
+    folder = RunFolder.open(out, resume=resume, overwrite=overwrite) if out else None
+    with folder or contextlib.nullcontext():
+        data = check_dataset(data) if data is not None else load_mnist(
+            data_dir=config.data_dir, manual_dir=config.manual_dir, download=config.download)
+        mesh = Mesh(np.asarray(devices), (MODEL,))
+        spe = len(data.train_labels) // config.batch_size
+        if config.batch_size > len(data.train_labels):
+            raise ValueError(f"batch size {config.batch_size} is larger than the "
+                             f"{len(data.train_labels)} training examples")
+        state, hyper = init_models(config, grid, config.num_steps(spe))
+        history = []
+        num_steps = config.num_steps(spe)
+        if resume:
+            state = read_checkpoint(out, state)
+            done = int(state["step"])
+            num_steps = resume_length(saved[0], config, done, spe)
+            history = [h for h in read_history(out) if h["step"] <= done]
+            log(f"resumed from {out} at step {done}")
+        loop = _SweepLoop(config, grid, order, data, folder, log, mesh, num_steps, spe)
+        return loop.run(state, hyper, history)
+
+
+class _SweepLoop:
+    """``train_many``'s epochs: train all models, evaluate each, save, log."""
+
+    def __init__(self, config, grid, order, data, folder, log, mesh, num_steps, spe):
+        self.config, self.grid, self.order, self.folder, self.log = config, grid, order, folder, log
+        self.mesh, self.num_steps, self.spe = mesh, num_steps, spe
+        self.host_data = data
+        replicated = NamedSharding(mesh, P())
+        self.images, self.labels = jax.device_put((data.train_images, data.train_labels),
+                                                  replicated)
+        self.epoch = make_sweep_epoch(config, num_steps, order, mesh)
+        self.saved_step = None
+
+    def run(self, state, hyper, history) -> dict:
+        config, folder = self.config, self.folder
+        per_model = NamedSharding(self.mesh, P(MODEL))
+        params, opt_state, hyper = jax.device_put((state["params"], state["opt_state"], hyper),
+                                                  per_model)
+        data_keys = jax.random.wrap_key_data(jnp.asarray(state["key"]))
+        step = int(state["step"])
+        self.saved_step = step if step else None
+        diverged = np.zeros(len(self.grid.models()), bool)
+        if history:
+            diverged = np.array([m.get("diverged", False) for m in history[-1]["models"]])
+        compiled = {}
+        try:
+            while step < self.num_steps:
+                epoch, start = step // self.spe + 1, step % self.spe
+                n = min(self.spe - start, self.num_steps - step)
+                keys = jax.device_put(jax.vmap(jax.random.fold_in, (0, None))(data_keys, epoch),
+                                      per_model)
+                args = (params, opt_state, hyper, self.images, self.labels, keys, start)
+                compile_s = 0.0
+                if n not in compiled:
+                    begin = time.perf_counter()
+                    compiled[n] = self.epoch.lower(*args, n).compile()
+                    compile_s = time.perf_counter() - begin
+                begin = time.perf_counter()
+                params, opt_state, batch = compiled[n](*args)
+                losses = np.asarray(batch["loss"])  # (n, K): the epoch's one host sync
+                seconds = time.perf_counter() - begin
+                diverged |= ~np.isfinite(losses).all(axis=0)
+                if diverged.all():
+                    raise TrainingDiverged(f"every model's loss became NaN or infinite by step "
+                                           f"{step + n} (epoch {epoch}). Try a smaller --lr.")
+                step += n
+                host = jax.tree.map(to_host, {"params": params, "opt_state": opt_state})
+                record = {"epoch": epoch, "step": step, "epoch_seconds": seconds,
+                          "compile_seconds": compile_s,
+                          "models": self._evaluate(host["params"], losses, diverged)}
+                history = [h for h in history if h["epoch"] != epoch] + [record]
+                if folder is not None:
+                    self._save(host, step, state["key"], history)
+                accs = [m["test_acc"] for m in record["models"] if not m["diverged"]]
+                self.log(f"epoch {epoch}, step {step}: test accuracy {np.mean(accs):.4f} ± "
+                         f"{np.std(accs):.4f} over {len(accs)} models ({seconds:.2f}s)")
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(self.saved_step) from None
+        host_params = jax.tree.map(to_host, params)
+        summary = self._summary(host_params, history, diverged)
+        if folder is not None and history:
+            from jaxmlp.plot import plot_sweep
+
+            folder.save({SUMMARY: lambda p: _write_json(p, summary),
+                         "curves.png": lambda p: plot_sweep(history, self.grid, p)})
+        return {"params": host_params, "history": history, "summary": summary, "steps": step}
+
+    def _evaluate(self, params, losses, diverged) -> list[dict]:
+        arch = parse_arch(self.config.arch)
+        records = []
+        for i in range(losses.shape[1]):
+            if diverged[i]:
+                records.append({"diverged": True, "test_acc": None, "test_loss": None,
+                                "train_acc": None, "train_loss": None})
+                continue
+            model = jax.tree.map(lambda a: a[i], params)
+            test = evaluate(model, self.host_data.test_images, self.host_data.test_labels, arch)
+            train = evaluate(model, self.images, self.labels, arch)
+            records.append({"diverged": False, "test_acc": test["accuracy"],
+                            "test_loss": test["loss"], "train_acc": train["accuracy"],
+                            "train_loss": train["loss"],
+                            "batch_loss_mean": float(losses[:, i].mean())})
+        return records
+
+    def _save(self, host, step, keys, history) -> None:
+        state = {**host, "step": np.int32(step), "key": np.asarray(keys)}
+        files = {} if self.folder.saved else {
+            SWEEP: lambda p: _write_json(p, _sweep_meta(self.config, self.grid, self.order))}
+        try:
+            self.folder.save({**files, METRICS: lambda p: write_jsonl(p, history),
+                              CHECKPOINT: lambda p: save_checkpoint(p, state)})
+        except RunWriteError as e:
+            kept = (f"the last good checkpoint (step {self.saved_step}) is kept"
+                    if self.saved_step is not None else "nothing was saved")
+            raise RunWriteError(e.errno, f"{e.strerror}; {kept}") from None
+        self.saved_step = step
+
+    def _summary(self, params, history, diverged) -> dict:
+        arch = parse_arch(self.config.arch)
+        last = history[-1]["models"] if history else []
+        records = [{**m, **{k: v for k, v in r.items() if k in
+                            ("test_acc", "test_loss", "train_acc", "diverged")}}
+                   for m, r in zip(self.grid.models(), last)]
+        probs = np.stack([predict(jax.tree.map(lambda a: a[i], params),
+                                  self.host_data.test_images, arch)
+                          if not diverged[i] else np.zeros((len(self.host_data.test_labels), 10))
+                          for i in range(len(records))])
+        return summarize(self.grid, records, probs, self.host_data.test_labels)
