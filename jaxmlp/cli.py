@@ -11,6 +11,7 @@ Every failure ends in one line on stderr and an exit status: 2 for bad input, 1 
 run that diverged or could not be written, 130 for Ctrl-C.
 """
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -167,8 +168,23 @@ def enable_compilation_cache() -> None:
     warnings.filterwarnings("ignore", message="Error writing persistent compilation cache")
 
 
+@contextlib.contextmanager
+def _training_failures(command: str, out):
+    """A diverged or interrupted training becomes its one line and exit status."""
+    from jaxmlp.train import TrainingDiverged, TrainingInterrupted
+
+    try:
+        yield
+    except TrainingDiverged as e:
+        raise _Failure(f"training diverged: {e}", 1) from None
+    except TrainingInterrupted as e:
+        raise _Failure(f"interrupted at step {e.step}; resume with `jaxmlp {command} --resume "
+                       f"{out}`" if e.step is not None else "interrupted before the first epoch "
+                       "finished; nothing was saved", 130) from None
+
+
 def _train(args) -> int:
-    from jaxmlp.train import TrainingDiverged, TrainingInterrupted, train_and_evaluate
+    from jaxmlp.train import train_and_evaluate
 
     config, out = config_from_args(args)
     config.validate()
@@ -183,16 +199,10 @@ def _train(args) -> int:
         initialize_distributed(*distributed, timeout_s=args.init_timeout,
                                config_hash=config.config_hash())
     enable_compilation_cache()
-    try:
+    with _training_failures("train", out):
         result = train_and_evaluate(config, out, resume=args.resume is not None,
                                     overwrite=args.overwrite, progress=not args.no_progress,
                                     log=(lambda line: None) if args.quiet else print)
-    except TrainingDiverged as e:
-        raise _Failure(f"training diverged: {e}", 1) from None
-    except TrainingInterrupted as e:
-        raise _Failure(f"interrupted at step {e.step}; resume with `jaxmlp train --resume {out}`"
-                       if e.step is not None else "interrupted before the first epoch "
-                       "finished; nothing was saved", 130) from None
     import jax
 
     if jax.process_index() == 0:
@@ -203,7 +213,6 @@ def _train(args) -> int:
 
 def _sweep(args) -> int:
     from jaxmlp.sweep import Grid, format_summary, parse_floats, parse_seeds, read_sweep, train_many
-    from jaxmlp.train import TrainingDiverged, TrainingInterrupted
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
              if f.name not in SWEPT and getattr(args, f.name, None) is not None}
@@ -224,16 +233,10 @@ def _sweep(args) -> int:
         config = TrainConfig(**given)
         out = Path(args.out) if args.out else Path("runs") / f"sweep-{default_out(config.arch).name}"
     enable_compilation_cache()
-    try:
+    with _training_failures("sweep", out):
         result = train_many(config, grid, out, order=order, resume=args.resume is not None,
                             overwrite=args.overwrite,
                             log=(lambda line: None) if args.quiet else print)
-    except TrainingDiverged as e:
-        raise _Failure(f"training diverged: {e}", 1) from None
-    except TrainingInterrupted as e:
-        raise _Failure(f"interrupted at step {e.step}; resume with `jaxmlp sweep --resume {out}`"
-                       if e.step is not None else "interrupted before the first epoch "
-                       "finished; nothing was saved", 130) from None
     print(format_summary(result["summary"]))
     print(f"outputs in {out}")
     return 0

@@ -49,7 +49,7 @@ def _write_text(path: Path, text: str) -> None:
     write_atomic(path, lambda f: f.write(text.encode()))
 
 
-def _write_json(path: Path, obj) -> None:
+def write_json(path: Path, obj) -> None:
     _write_text(path, json.dumps(obj, indent=1) + "\n")
 
 
@@ -65,7 +65,7 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _read_json(path: Path):
+def read_json(path: Path):
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -81,7 +81,7 @@ def read_config(folder) -> TrainConfig:
         if _holder(Path(folder)):  # a new run still in its first epoch
             _lock(Path(folder))  # raises the "in use" error
         raise RunError(f"{folder} is not a run folder: it has no {CONFIG}")
-    values = _read_json(path)
+    values = read_json(path)
     try:
         return TrainConfig.from_dict(values).validate()
     except (TypeError, ValueError) as e:
@@ -248,7 +248,7 @@ class RunFolder:
     def save_epoch(self, config: TrainConfig, state: dict, history: list[dict]) -> None:
         """Saves an epoch: metrics first, then checkpoint and model, so that a crash between
         them leaves a checkpoint no newer than the metrics (resume redoes that epoch)."""
-        files = {} if self.saved else {CONFIG: lambda p: _write_json(p, dataclasses.asdict(config))}
+        files = {} if self.saved else {CONFIG: lambda p: write_json(p, dataclasses.asdict(config))}
         self.save({**files,
                    METRICS: lambda p: write_jsonl(p, history),
                    CHECKPOINT: lambda p: save_checkpoint(p, state),
@@ -256,7 +256,7 @@ class RunFolder:
 
     def save_evaluation(self, report: dict, plots: dict) -> None:
         """``eval.json`` from ``report``, and each ``plots[name](path)`` drawn to ``name``."""
-        self._write(EVAL, lambda p: _write_json(p, report))
+        self._write(EVAL, lambda p: write_json(p, report))
         for name, draw in plots.items():
             self._write(name, draw)
 
@@ -353,7 +353,7 @@ def load_run(folder, model: Optional[int] = None) -> Run:
         raise RunError(f"{folder} holds a single run, not a sweep: drop model={model}")
     config = read_config(folder)
     arch, params = load_model(folder / MODEL)
-    evaluation = _read_json(folder / EVAL) if (folder / EVAL).exists() else None
+    evaluation = read_json(folder / EVAL) if (folder / EVAL).exists() else None
     return Run(folder, config, arch, params, read_history(folder), evaluation)
 
 

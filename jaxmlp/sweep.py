@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import functools
 import itertools
-import json
 import os
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ from jaxmlp.metrics import evaluate
 from jaxmlp.mlp import init_params
 from jaxmlp.predict import predict
 from jaxmlp.run import (CHECKPOINT, METRICS, SUMMARY, SWEEP, RunError, RunFolder, RunWriteError,
-                        _read_json, _write_json, read_checkpoint, read_history, write_jsonl)
+                        read_json, write_json, read_checkpoint, read_history, write_jsonl)
 from jaxmlp.train import (TrainingDiverged, TrainingInterrupted, make_optimizer, make_step,
                           shuffle, to_host)
 
@@ -181,7 +180,7 @@ def _sweep_meta(config: TrainConfig, grid: Grid, order: str) -> dict:
 def read_sweep(folder) -> tuple[TrainConfig, Grid, str]:
     """The base config, grid and order saved in ``folder/sweep.json``."""
     path = Path(folder) / SWEEP
-    meta = _read_json(path)
+    meta = read_json(path)
     try:
         config = TrainConfig.from_dict(meta["config"])
         grid = Grid(tuple(meta["seeds"]), tuple(meta["lrs"]), tuple(meta["momenta"]))
@@ -339,7 +338,7 @@ class _SweepLoop:
         self.saved_step = None
 
     def run(self, state, hyper, history) -> dict:
-        config, folder = self.config, self.folder
+        folder = self.folder
         per_model = NamedSharding(self.mesh, P(MODEL))
         params, opt_state, hyper = jax.device_put((state["params"], state["opt_state"], hyper),
                                                   per_model)
@@ -388,7 +387,7 @@ class _SweepLoop:
         if folder is not None and history:
             from jaxmlp.plot import plot_sweep
 
-            folder.save({SUMMARY: lambda p: _write_json(p, summary),
+            folder.save({SUMMARY: lambda p: write_json(p, summary),
                          "curves.png": lambda p: plot_sweep(history, self.grid, p)})
         return {"params": host_params, "history": history, "summary": summary, "steps": step}
 
@@ -412,7 +411,7 @@ class _SweepLoop:
     def _save(self, host, step, keys, history) -> None:
         state = {**host, "step": np.int32(step), "key": np.asarray(keys)}
         files = {} if self.folder.saved else {
-            SWEEP: lambda p: _write_json(p, _sweep_meta(self.config, self.grid, self.order))}
+            SWEEP: lambda p: write_json(p, _sweep_meta(self.config, self.grid, self.order))}
         try:
             self.folder.save({**files, METRICS: lambda p: write_jsonl(p, history),
                               CHECKPOINT: lambda p: save_checkpoint(p, state)})

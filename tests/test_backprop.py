@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 from jax.test_util import check_grads
 
 import jaxmlp
-from jaxmlp import PRESETS, hand_grad, hand_loss, init_params, loss, parse_arch
+from jaxmlp import hand_grad, hand_loss, init_params, loss, parse_arch
 
 _auto = jax.jit(jax.grad(loss), static_argnums=3)
 _hand = jax.jit(hand_grad, static_argnums=3)

@@ -1,5 +1,4 @@
 """The run folder: nothing is lost or overwritten, every failure is one line, runs load back."""
-import json
 import os
 import signal
 import subprocess
