@@ -24,7 +24,7 @@ train: setup
 	$(BIN)/jaxmlp train --out $(OUT) $(ARGS)
 
 test: setup
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n auto $(PYTEST_ARGS)
 
 reproduce: setup
 	$(BIN)/python scripts/reproduce_seed.py $(ARGS)

@@ -15,8 +15,10 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
+import signal
 import sys
 import typing
 import warnings
@@ -50,7 +52,8 @@ def add_config_flags(parser: argparse.ArgumentParser, skip=()) -> None:
         kind = [t for t in typing.get_args(typing.get_type_hints(TrainConfig)[field.name])
                 if t is not type(None)] or [typing.get_type_hints(TrainConfig)[field.name]]
         if kind[0] is bool:
-            parser.add_argument(flag, dest=field.name, default=None, help=meta["help"],
+            parser.add_argument(flag, dest=field.name, default=None,
+                                help=meta.get("flag_help", meta["help"]),
                                 action="store_false" if field.default else "store_true")
             continue
         default = "" if field.default is None else f" (default: {field.default})"
@@ -125,6 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(argv):
+    """``args``; a flag unknown to a subcommand is reported in that subcommand's usage."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def default_out(arch: str) -> Path:
     """``runs/<arch>``: ``"50:relu,10:linear"`` → ``runs/50_relu_10_linear``.
 
@@ -137,10 +150,18 @@ def default_out(arch: str) -> Path:
     return Path("runs") / name
 
 
+def _given(args, skip=()) -> dict:
+    """The ``TrainConfig`` settings that ``args`` name (the rest keep their defaults)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if f.name not in skip and getattr(args, f.name, None) is not None}
+    if "epochs" in given and "steps" in given:
+        raise ValueError("give --epochs or --steps, not both: a run's length is counted in one")
+    return given
+
+
 def config_from_args(args) -> tuple[TrainConfig, Path]:
     """The ``TrainConfig`` and run folder that ``args`` ask for (resume included)."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-             if getattr(args, f.name, None) is not None}
+    given = _given(args)
     if args.resume is None:
         return TrainConfig(**given), Path(args.out) if args.out else default_out(
             given.get("arch", TrainConfig.arch))
@@ -201,12 +222,15 @@ def _train(args) -> int:
     enable_compilation_cache()
     with _training_failures("train", out):
         result = train_and_evaluate(config, out, resume=args.resume is not None,
-                                    overwrite=args.overwrite, progress=not args.no_progress,
+                                    overwrite=args.overwrite,
+                                    progress=not args.no_progress and sys.stderr.isatty(),
                                     log=(lambda line: None) if args.quiet else print)
     import jax
 
     if jax.process_index() == 0:
-        print(f"final test accuracy {result['test_accuracy']:.4f} after {result['steps']} steps; "
+        steps = result["steps"]
+        print(f"final test accuracy {result['test_accuracy']:.4f} after {steps} "
+              f"step{'s' if steps != 1 else ''}; "
               f"outputs in {out}")
     return 0
 
@@ -214,8 +238,7 @@ def _train(args) -> int:
 def _sweep(args) -> int:
     from jaxmlp.sweep import Grid, format_summary, parse_floats, parse_seeds, read_sweep, train_many
 
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-             if f.name not in SWEPT and getattr(args, f.name, None) is not None}
+    given = _given(args, skip=SWEPT)
     grid = Grid(parse_seeds(args.seeds or "1"), parse_floats(args.lr or TrainConfig.lr, "lr"),
                 parse_floats(args.momentum or TrainConfig.momentum, "momentum"))
     order = args.order or "shared"
@@ -289,6 +312,8 @@ def _toy(args) -> int:
 
     if args.iterations < 1:
         raise ValueError(f"--iterations must be >= 1, got {args.iterations}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"--lr must be a positive number, got {args.lr}")
     print(trace_text(lr=args.lr, iterations=args.iterations))
     return 0
 
@@ -297,9 +322,21 @@ COMMANDS = {"train": _train, "sweep": _sweep, "eval": _eval, "predict": _predict
             "toy": _toy}
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # `kill`/`timeout` end a run as Ctrl-C does: saved, one line
+
+
 def main(argv=None) -> int:
     """The ``jaxmlp`` command; returns its exit status."""
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args) -> int:
     from jaxmlp.run import RunWriteError
 
     try:
@@ -308,9 +345,9 @@ def main(argv=None) -> int:
         message, code = str(e), e.code
     except KeyboardInterrupt:
         message, code = "interrupted", 130
-    except BrokenPipeError:  # `jaxmlp toy | head`: the reader left, nothing to report
+    except BrokenPipeError:  # `jaxmlp toy | head`: the reader left; end as SIGPIPE would
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        return 128 + signal.SIGPIPE
     except RunWriteError as e:
         message, code = f"error: {e.strerror}", 1
     except (ValueError, TypeError, RuntimeError, OSError) as e:  # bad input, named

@@ -46,7 +46,8 @@ class TrainConfig:
                                        "~/tensorflow_datasets)")
     manual_dir: Optional[str] = _setting(None, "folder with the four original MNIST .gz files")
     download: bool = _setting(True, "let TFDS download MNIST when it is not prepared",
-                              flag="--no-download")
+                              flag="--no-download", flag_help="never download MNIST (by "
+                              "default TFDS downloads it when it is not prepared)")
 
     def validate(self) -> "TrainConfig":
         """Raises ``ValueError`` naming the first setting that cannot work; returns self."""
@@ -113,18 +114,15 @@ LOCAL = {"data_dir", "manual_dir", "download"}
 RESUMABLE = {"epochs", "steps", "log_every", "target_accuracy", "devices"} | LOCAL
 
 
-def resume_length(saved: TrainConfig, new: TrainConfig, done: int, steps_per_epoch: int) -> int:
-    """The total steps a resume of ``saved`` (now at step ``done``) as ``new`` trains to.
-
-    The rules: only ``RESUMABLE`` settings may change; a run counted in epochs is
-    extended with ``epochs`` and one counted in steps with ``steps`` (never a mix); a
-    length shorter than what is done is refused. Equal means the run is complete.
-
-    Raises:
-      ValueError: the resume breaks a rule; the message says which and what to do.
-    """
+def check_resume(saved: TrainConfig, new: TrainConfig) -> None:
+    """Raises ``ValueError`` unless ``new`` may continue the run ``saved``: only
+    ``RESUMABLE`` settings change (``"b"`` and its spec are one arch), and the length keeps
+    its unit (a run counted in epochs is extended with ``epochs``, one in steps with
+    ``steps``)."""
+    same = lambda name: (parse_arch(saved.arch) == parse_arch(new.arch) if name == "arch"
+                         else getattr(saved, name) == getattr(new, name))
     changed = [f.name for f in dataclasses.fields(TrainConfig)
-               if f.name not in RESUMABLE and getattr(saved, f.name) != getattr(new, f.name)]
+               if f.name not in RESUMABLE and not same(f.name)]
     if changed:
         raise ValueError(f"--resume cannot change {', '.join(changed)}: the run would no longer "
                          "be the same run (start a new one with --out)")
@@ -134,6 +132,18 @@ def resume_length(saved: TrainConfig, new: TrainConfig, done: int, steps_per_epo
     if saved.steps is not None and new.epochs != saved.epochs:
         raise ValueError(f"this run is counted in steps (--steps {saved.steps}); extend it with "
                          "--steps, not --epochs")
+
+
+def resume_length(saved: TrainConfig, new: TrainConfig, done: int, steps_per_epoch: int) -> int:
+    """The total steps a resume of ``saved`` (now at step ``done``) as ``new`` trains to.
+
+    The rules: ``check_resume``'s, and a length shorter than what is done is refused.
+    Equal means the run is complete.
+
+    Raises:
+      ValueError: the resume breaks a rule; the message says which and what to do.
+    """
+    check_resume(saved, new)
     total = new.num_steps(steps_per_epoch)
     if total < done:
         asked = f"--steps {new.steps}" if new.steps is not None else f"--epochs {new.epochs}"

@@ -112,6 +112,12 @@ def _import_tfds():
     # TensorFlow only decodes the data: keep it off every GPU so JAX owns them.
     tf.config.set_visible_devices([], "GPU")
     import tensorflow_datasets as tfds
+    from absl import logging as absl_logging
+
+    # TFDS's own notes ("Variant folder … has no dataset_info.json") and progress bars would
+    # stand before, or instead of, jaxmlp's one line.
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    tfds.disable_progress_bar()
     return tfds
 
 

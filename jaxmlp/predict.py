@@ -6,20 +6,25 @@ way MNIST itself was made; ``load_inputs`` reads a list of PNG/JPEG/``.npy`` fil
 batch with a name per row; ``top_k`` picks the likeliest classes.
 """
 import functools
+import warnings
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from jaxmlp.arch import parse_arch
-from jaxmlp.images import prepare_images
+from jaxmlp.images import check_images, prepare_images
 from jaxmlp.mlp import Params, forward
 from jaxmlp.softmax import softmax
 
 SIDE = 28  # MNIST images are 28×28 ...
 BOX = 20  # ... with the digit scaled into a 20×20 box
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-# Grey levels (of 255) a pixel must stand above the background to count as ink.
+# Image files are read reduced so that their longer side is at most this many pixels: the
+# digit ends up 20 px tall, so more detail only costs time and memory (a 108-megapixel photo
+# read whole took 19 s and 2.7 GB).
+MAX_SIDE = 1600
+# Grey levels (of 255) the digit must stand out from the background by.
 _INK_LEVEL = 32
 
 
@@ -55,9 +60,8 @@ def predict(params: Params, images, arch, *, chunk_size: int = 4096) -> np.ndarr
     if not hasattr(images, "shape"):
         images = np.asarray(images)
     in_dim = int(np.shape(params[0]["w"])[0])
-    # Shape and dtype errors before any work, with the full shape in the message.
-    jax.eval_shape(functools.partial(prepare_images, in_dim=in_dim),
-                   jax.ShapeDtypeStruct(images.shape, images.dtype))
+    # Shape and dtype errors before any work, with the full shape and real dtype in the message.
+    check_images(images, in_dim=in_dim)
     n = images.shape[0]
     rows = min(n, chunk_size)
     out = []
@@ -103,24 +107,41 @@ def _existing_file(path) -> Path:
 
 
 def _read_gray(path: Path) -> np.ndarray:
-    """The image as float64 grey levels in [0, 255], transparency composited away."""
+    """The image as float64 grey levels in [0, 255], transparency composited away, reduced
+    to at most ``MAX_SIDE`` pixels a side (a JPEG decoded at 1/2 to 1/8 scale already)."""
     from PIL import Image  # imported here: only reading image files needs Pillow
 
+    scale = 1.0
     try:
-        with Image.open(path) as image:
-            image.load()
+        with warnings.catch_warnings():
+            # Pillow warns (two lines) above 89 megapixels; such photos are read reduced.
+            # Above twice that it raises DecompressionBombError, refused below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            factor = -(-max(image.size) // MAX_SIDE)
+            if factor > 1:  # JPEG: decode at a reduced scale; other formats ignore it
+                image.draft(None, (image.width // factor, image.height // factor))
             if image.mode.startswith("I;16") or image.mode == "I":
                 # 16-bit grey (Pillow may call it "I"): convert("L") would clip at 255
                 # instead of scaling 0-65535 down.
-                return np.clip(np.asarray(image, np.float64) / 257.0, 0, 255)
-            has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
-            la = np.asarray(image.convert("RGBA" if has_alpha else "L").convert(
-                "LA" if has_alpha else "L"), np.float64)
+                image, scale = image.convert("I"), 1 / 257
+            elif image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+                image = image.convert("RGBA").convert("LA")
+            else:
+                image = image.convert("L")
+            factor = -(-max(image.size) // MAX_SIDE)
+            if factor > 1:  # box averages, over premultiplied alpha for "LA"
+                image = image.reduce(factor)
+            la = np.clip(np.asarray(image, np.float64) * scale, 0, 255)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
+    except Image.DecompressionBombError:
+        raise ValueError(f"{path}: image too large: over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} "
+                         f"megapixels, Pillow's limit against decompression bombs") from None
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError... on bad files
         raise ValueError(f"{path}: not a readable PNG/JPEG image ({e})") from None
-    if not has_alpha:
+    if la.ndim == 2:
         return la
     gray, alpha = la[..., 0], la[..., 1] / 255.0
     return alpha * gray + (1 - alpha) * _backdrop(gray, alpha)
@@ -141,13 +162,47 @@ def _backdrop(gray: np.ndarray, alpha: np.ndarray) -> float:
     return 255.0 if dark == (coverage < 0.5) else 0.0
 
 
-def _border_ring(gray: np.ndarray) -> np.ndarray:
+def _border_ring(a: np.ndarray) -> np.ndarray:
     """The outer ring of pixels, each once."""
-    return np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
+    return np.concatenate([a[0], a[-1], a[1:-1, 0], a[1:-1, -1]])
 
 
-def _normalise(ink: np.ndarray) -> np.ndarray:
-    """MNIST's own normalisation of a white-on-black digit of any size into 28×28.
+def _cut_out(gray: np.ndarray, path: Path, inverted: bool) -> np.ndarray:
+    """The digit of a white-on-black page, cropped to its ink: background 0, ink up to 255.
+
+    The background is the median grey (most pixels are paper, however unevenly lit), ink
+    what stands more than halfway from it to the brightest pixel. Ink touching the image's
+    edge (a table edge, a shadow, a dark corner) is dropped when other ink remains, and so
+    are specks under 1/20 of the largest piece's area. In the crop, pixels farther than half a pixel of the 20-px box from the kept ink are zeroed, so
+    that unevenly lit paper there is not read as faint strokes.
+    """
+    from scipy import ndimage
+
+    background, peak = float(np.median(gray)), float(gray.max())
+    if peak - background < _INK_LEVEL:
+        hint = ("inverted; do not invert it: --no-invert, or invert=False" if inverted
+                else "not inverted; invert it: --invert, or invert=True")
+        raise ValueError(f"{path}: no digit brighter than the background ({hint})")
+    labels, _ = ndimage.label(gray > (background + peak) / 2)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0  # not ink
+    inner = sizes.copy()
+    inner[_border_ring(labels)] = 0
+    if inner.any():
+        sizes = inner
+    # Specks (noise where uneven light nears the threshold, dust) are far smaller than strokes.
+    ink = (sizes >= sizes.max() / 20)[labels]
+    rows, cols = np.nonzero(ink)
+    box = np.s_[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    ink, crop = ink[box], gray[box]
+    reach = max(1, round(max(crop.shape) / (2 * BOX)))
+    near = ndimage.maximum_filter(ink, size=2 * reach + 1)
+    # Background to 0, the digit's brightest ink to 255, as in MNIST.
+    return np.clip((crop - background) / (np.percentile(crop[ink], 90) - background) * 255.0, 0, 255) * near
+
+
+def _normalise(digit: np.ndarray) -> np.ndarray:
+    """MNIST's own normalisation of a cropped white-on-black digit of any size into 28×28.
 
     MNIST was made this way (LeCun et al.): each NIST digit was scaled, keeping its aspect
     ratio, to fit a 20×20 box (anti-aliased, hence grey levels), then placed in a 28×28
@@ -155,15 +210,13 @@ def _normalise(ink: np.ndarray) -> np.ndarray:
     """
     from PIL import Image
 
-    rows, cols = np.nonzero(ink >= _INK_LEVEL)
-    crop = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-    h, w = crop.shape
+    h, w = digit.shape
     scale = BOX / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     # Float mode ("F") keeps the resampling free of 8-bit rounding. Bilinear, which Pillow
     # widens to the scale factor when shrinking, anti-aliases like an area average, without
     # the ringing a Lanczos filter leaves around sharp strokes.
-    small = np.asarray(Image.fromarray(crop.astype(np.float32), mode="F").resize(
+    small = np.asarray(Image.fromarray(digit.astype(np.float32), mode="F").resize(
         size, Image.Resampling.BILINEAR), np.float64)
     small = np.clip(small, 0, 255)  # float round-off only: the filter has no negative lobes
     h, w = small.shape
@@ -182,45 +235,52 @@ def load_image(path, *, invert: bool | None = None) -> np.ndarray:
     """A PNG or JPEG digit as an MNIST image: 28×28 grey levels, white digit on black.
 
     Steps: grey levels (any mode; transparent pixels composited onto a backdrop that
-    contrasts with the drawing, see ``_backdrop``); inversion when the digit is dark on a
-    light background; then, unless the image is already 28×28 (taken as MNIST-formatted,
-    as is), MNIST's normalisation (see ``_normalise``): background subtracted, contrast
-    stretched to 255, the ink's bounding box scaled into 20×20 and centred by mass.
+    contrasts with the drawing, see ``_backdrop``; images over ``MAX_SIDE`` pixels a side
+    read reduced); inversion when the digit is dark on a light background; then, unless
+    the image is already 28×28 (taken as MNIST-formatted, as is), the digit cut out (see
+    ``_cut_out``: background subtracted, ink at the image's edge ignored, contrast
+    stretched to 255) and MNIST's normalisation (see ``_normalise``: scaled into 20×20 and
+    centred by mass).
 
     Args:
       path: the image file.
-      invert: ``None`` inverts when the border (the outer ring of pixels) is on average
-        brighter than mid-grey (a dark digit on light paper); ``True``/``False`` force it.
+      invert: ``None`` inverts when the median grey (the background: most of the pixels)
+        is nearer the image's brightest pixel than its darkest, i.e. the digit is dark on
+        light paper; ``True``/``False`` force it.
 
     Returns:
       uint8 ``(784,)``, row-major.
 
     Raises:
       FileNotFoundError: no such file.
-      ValueError: not a readable image, a blank one, or (other than 28×28) one without
-        a digit brighter than its background once inverted or not; the message names the file.
+      ValueError: not a readable image, one over Pillow's decompression-bomb limit (twice
+        ``PIL.Image.MAX_IMAGE_PIXELS``, about 179 megapixels), a blank one, or (other than
+        28×28) one without a digit brighter than its background once inverted or not; the
+        message names the file.
     """
     path = _existing_file(path)
     gray = _read_gray(path)
-    if gray.max() - gray.min() < _INK_LEVEL:
+    lo, median, hi = (float(v) for v in np.percentile(gray, [0, 50, 100]))
+    if hi - lo < _INK_LEVEL:
         raise ValueError(f"{path}: blank image, no digit found (all pixels within "
                          f"{_INK_LEVEL} grey levels of each other)")
     if invert is None:
-        invert = float(_border_ring(gray).mean()) > 127.5
+        # Not the border's brightness: vignetting, shadows and table edges darken a photo's
+        # border, while the background, most of the pixels, sets the median.
+        invert = hi - median < median - lo
     if invert:
         gray = 255.0 - gray
     if gray.shape != (SIDE, SIDE):
-        background = float(np.median(_border_ring(gray)))
-        if gray.max() - background < _INK_LEVEL:
-            raise ValueError(f"{path}: no digit brighter than the background "
-                             f"({'inverted' if invert else 'not inverted'}; try invert={not invert})")
-        # Background to 0, brightest ink to 255, as in MNIST.
-        gray = _normalise(np.clip((gray - background) / (gray.max() - background) * 255.0, 0, 255))
+        gray = _normalise(_cut_out(gray, path, invert))
     return np.clip(np.rint(gray), 0, 255).astype(np.uint8).reshape(SIDE * SIDE)
 
 
-def _load_npy(path: Path) -> tuple[np.ndarray, list[str]]:
-    """The images a ``.npy`` holds, as float32 ``(N, 784)`` in [0, 1], named ``path[i]``."""
+def _load_npy(path: Path, invert: bool | None = None) -> tuple[np.ndarray, list[str]]:
+    """The images a ``.npy`` holds, as float32 ``(N, 784)`` in [0, 1], named ``path[i]``.
+
+    Arrays are taken as MNIST-formatted: only ``invert=True`` changes them, to 255 − x
+    (uint8) or 1 − x (floating); ``None`` and ``False`` leave them as they are.
+    """
     try:
         array = np.load(path, allow_pickle=False)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
@@ -232,9 +292,14 @@ def _load_npy(path: Path) -> tuple[np.ndarray, list[str]]:
         raise ValueError(f"{path}: an .npz archive, not a .npy array")
     single = array.shape in ((SIDE, SIDE), (SIDE * SIDE,))
     try:
+        check_images(array[None] if single else array)  # before 255 − x can fail on its dtype
+        if invert and array.dtype == np.uint8:
+            array = 255 - array
         images = np.asarray(prepare_images(array[None] if single else array))
     except (ValueError, TypeError) as e:
         raise ValueError(f"{path}: {e}") from None
+    if invert and array.dtype != np.uint8:  # floating: once their range is checked
+        images = 1 - images
     names = [str(path)] if single else [f"{path}[{i}]" for i in range(len(images))]
     return images, names
 
@@ -247,7 +312,9 @@ def load_inputs(paths, *, invert: bool | None = None) -> tuple[np.ndarray, list[
         its path. A ``.npy`` gives the images it holds: ``(N, 28, 28)``, ``(N, 28, 28, 1)``,
         ``(N, 784)``, or one image ``(28, 28)``/``(784,)``; uint8, or floating in [0, 1];
         rows named ``path[i]`` (a single image: ``path``). Read without pickle.
-      invert: passed to ``load_image``; ``.npy`` images are taken as they are.
+      invert: passed to ``load_image``. ``.npy`` images are taken as MNIST-formatted, so
+        ``None`` leaves them as they are; ``True`` inverts them too (255 − x for uint8,
+        1 − x for floating), ``False`` never.
 
     Returns:
       ``(images, names)``: float32 ``(N, 784)`` in [0, 1] and one name per row.
@@ -265,7 +332,7 @@ def load_inputs(paths, *, invert: bool | None = None) -> tuple[np.ndarray, list[
         suffix = path.suffix.lower()
         _existing_file(path)
         if suffix == ".npy":
-            images, block_names = _load_npy(path)
+            images, block_names = _load_npy(path, invert)
         elif suffix in IMAGE_SUFFIXES:
             images = load_image(path, invert=invert)[None].astype(np.float32) / np.float32(255)
             block_names = [str(path)]

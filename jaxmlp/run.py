@@ -27,6 +27,7 @@ from jaxmlp.arch import Arch, parse_arch
 from jaxmlp.checkpoint import (load_checkpoint, read_npz, save_checkpoint, save_npz_atomic,
                                write_atomic)
 from jaxmlp.config import TrainConfig
+from jaxmlp.data import IMAGE_PIXELS
 
 CONFIG, METRICS, CHECKPOINT, MODEL = "config.json", "metrics.jsonl", "checkpoint.npz", "model.npz"
 CURVES, EVAL = "curves.png", "eval.json"
@@ -78,6 +79,8 @@ def read_config(folder) -> TrainConfig:
     """The ``TrainConfig`` saved in ``folder/config.json``; ``RunError`` names what is wrong."""
     path = Path(folder) / CONFIG
     if not path.is_file():
+        if not Path(folder).is_dir():
+            raise RunError(f"no run folder at {str(folder) or repr(str(folder))}")
         if _holder(Path(folder)):  # a new run still in its first epoch
             _lock(Path(folder))  # raises the "in use" error
         raise RunError(f"{folder} is not a run folder: it has no {CONFIG}")
@@ -88,20 +91,30 @@ def read_config(folder) -> TrainConfig:
         raise RunError(f"{path}: {e}") from None
 
 
+RECORD_KEYS = ("train_loss", "train_acc", "test_loss", "test_acc")  # a single run's epoch line
+
+
 def read_history(folder) -> list[dict]:
-    """The records of ``folder/metrics.jsonl`` (none if it is absent)."""
+    """The records of ``folder/metrics.jsonl`` (none if it is absent); ``RunError`` names a
+    line that is not an epoch record (a sweep's lines hold ``models`` instead of metrics)."""
     path = Path(folder) / METRICS
     if not path.exists():
         return []
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
     history = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    for i, line in enumerate(lines, 1):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise RunError(f"{path} line {i} is not valid JSON ({e.msg})") from None
-        if not (isinstance(record, dict) and isinstance(record.get("epoch"), int)
-                and isinstance(record.get("step"), int)):
-            raise RunError(f"{path} line {i} is not an epoch record (needs 'epoch' and 'step')")
+        keys = ("epoch", "step", *(("models",) if (Path(folder) / SWEEP).exists()
+                                    else RECORD_KEYS))
+        if not (isinstance(record, dict) and all(k in record for k in keys)
+                and isinstance(record["epoch"], int) and isinstance(record["step"], int)):
+            raise RunError(f"{path} line {i} is not an epoch record (needs {', '.join(keys)})")
         history.append(record)
     return history
 
@@ -150,10 +163,12 @@ class RunFolder:
       saved: whether this run has saved an epoch into it yet.
     """
 
-    def __init__(self, path: Path, *, created: list[Path], replace: bool, lock_fd: int):
+    def __init__(self, path: Path, *, created: list[Path], replace: bool, resume: bool,
+                 lock_fd: int):
         self.path, self._created, self._replace, self._lock_fd = path, created, replace, lock_fd
         self.saved = False
-        self._written = set()  # files this run wrote, removed again if no epoch was saved
+        self._written = set()  # a new run's files, removed again if no save completed
+        self._resume = resume
 
     @classmethod
     def open(cls, path, *, resume: bool = False, overwrite: bool = False) -> "RunFolder":
@@ -189,7 +204,7 @@ class RunFolder:
             os.close(lock_fd)
             raise RunError(f"{path} already holds a run ({', '.join(holds)}): resume it with "
                            f"--resume {path}, replace it with --overwrite, or choose another --out")
-        return cls(path, created=created, replace=overwrite, lock_fd=lock_fd)
+        return cls(path, created=created, replace=overwrite, resume=resume, lock_fd=lock_fd)
 
     def __enter__(self):
         return self
@@ -228,7 +243,11 @@ class RunFolder:
         only once every file is complete: a failure leaves the old run whole.
         """
         staging = self.path / ".new" if self._replace and not self.saved else self.path
-        if not self.saved and staging == self.path:
+        if not self.saved and self._resume:
+            # The run moves on: the evaluation of its old model no longer describes it.
+            for name in (EVAL, *EVAL_PLOTS):
+                _remove(self.path / name)
+        elif not self.saved and staging == self.path:  # a new run: its files, nobody else's
             self._written = {name.split("/")[0] for name in files}
         complete = False
         try:
@@ -309,10 +328,12 @@ def load_model(path) -> tuple[Arch, list[dict]]:
     except (KeyError, ValueError, TypeError) as e:
         raise RunError(f"{path} is not a jaxmlp model: {str(e).strip(chr(39))}") from None
     for i, ((units, _), layer) in enumerate(zip(arch, params)):
-        fan_in = params[i - 1]["w"].shape[1] if i else layer["w"].shape[0]
+        fan_in = params[i - 1]["w"].shape[1] if i else IMAGE_PIXELS
         if layer["w"].shape != (fan_in, units) or layer["b"].shape != (units,):
             raise RunError(f"{path}: layer {i} has w {layer['w'].shape} and b "
-                           f"{layer['b'].shape}, which do not fit {units} units")
+                           f"{layer['b'].shape}, expected ({fan_in}, {units}) and ({units},)")
+        if not all(np.isfinite(layer[k]).all() for k in ("w", "b")):
+            raise RunError(f"{path}: layer {i} holds NaN or infinite weights")
     return arch, params
 
 
@@ -353,7 +374,10 @@ def load_run(folder, model: Optional[int] = None) -> Run:
         raise RunError(f"{folder} holds a single run, not a sweep: drop model={model}")
     config = read_config(folder)
     arch, params = load_model(folder / MODEL)
-    evaluation = read_json(folder / EVAL) if (folder / EVAL).exists() else None
+    try:  # eval.json only caches `jaxmlp eval`'s output, which rewrites it: unreadable = absent
+        evaluation = read_json(folder / EVAL) if (folder / EVAL).exists() else None
+    except RunError:
+        evaluation = None
     return Run(folder, config, arch, params, read_history(folder), evaluation)
 
 

@@ -29,15 +29,15 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxmlp.arch import parse_arch
 from jaxmlp.checkpoint import read_npz, save_checkpoint
-from jaxmlp.config import TrainConfig, resume_length
-from jaxmlp.data import IMAGE_PIXELS, Mnist, check_dataset, load_mnist
+from jaxmlp.config import TrainConfig, check_resume, resume_length
+from jaxmlp.data import IMAGE_PIXELS, Mnist
 from jaxmlp.metrics import evaluate
 from jaxmlp.mlp import init_params
 from jaxmlp.predict import predict
 from jaxmlp.run import (CHECKPOINT, METRICS, SUMMARY, SWEEP, RunError, RunFolder, RunWriteError,
                         read_json, write_json, read_checkpoint, read_history, write_jsonl)
-from jaxmlp.train import (TrainingDiverged, TrainingInterrupted, make_optimizer, make_step,
-                          shuffle, to_host)
+from jaxmlp.train import (TrainingDiverged, TrainingInterrupted, load_data, make_optimizer,
+                          make_step, shuffle, to_host)
 
 MODEL = "model"
 ORDERS = ("shared", "independent")
@@ -302,10 +302,10 @@ def train_many(config: TrainConfig, grid: Grid, out=None, *, order: str = "share
         if saved[1:] != (grid, order):
             raise ValueError("--resume cannot change the grid (--seeds, --lr, --momentum) or "
                              "--order of a sweep")
+        check_resume(saved[0], config)
     folder = RunFolder.open(out, resume=resume, overwrite=overwrite) if out else None
     with folder or contextlib.nullcontext():
-        data = check_dataset(data) if data is not None else load_mnist(
-            data_dir=config.data_dir, manual_dir=config.manual_dir, download=config.download)
+        data, config = load_data(config, data)
         mesh = Mesh(np.asarray(devices), (MODEL,))
         spe = len(data.train_labels) // config.batch_size
         if config.batch_size > len(data.train_labels):

@@ -6,6 +6,7 @@ order is ``shuffle(fold_in(data_key, e))``: a function of the seed and the epoch
 run resumed mid-epoch takes exactly the batches the uninterrupted run would have taken.
 """
 import contextlib
+import dataclasses
 import functools
 import os
 import sys
@@ -20,9 +21,9 @@ import optax
 
 from jaxmlp.arch import parse_arch
 from jaxmlp.backprop import hand_value_and_grad
-from jaxmlp.config import TrainConfig, resume_length
+from jaxmlp.config import TrainConfig, check_resume, resume_length
 from jaxmlp.cross_entropy import cross_entropy
-from jaxmlp.data import IMAGE_PIXELS, Mnist, check_dataset, load_mnist
+from jaxmlp.data import IMAGE_PIXELS, Mnist, check_dataset, default_data_dir, load_mnist
 from jaxmlp.images import prepare_images
 from jaxmlp.metrics import evaluate, metrics
 from jaxmlp.mlp import forward, init_params
@@ -209,11 +210,24 @@ def _start(config: TrainConfig, optimizer, folder, resume: bool, steps_per_epoch
     state = _state(params, optimizer.init(params), 0, data_key)
     if not resume:
         return state, [], config.num_steps(steps_per_epoch)
+    saved = read_config(folder)
+    check_resume(saved, config)  # before the checkpoint: a changed arch is named as such
     state = read_checkpoint(folder, state)
     done = int(state["step"])
-    num_steps = resume_length(read_config(folder), config, done, steps_per_epoch)
+    num_steps = resume_length(saved, config, done, steps_per_epoch)
     history = [h for h in read_history(folder) if h["step"] <= done]  # drop a lost epoch's line
     return {**state, "key": jax.random.wrap_key_data(state["key"])}, history, num_steps
+
+
+def load_data(config: TrainConfig, data: Optional[Mnist]) -> tuple[Mnist, TrainConfig]:
+    """The data to train on, and the config with the data folder it came from: recorded, so
+    that ``jaxmlp eval`` finds the data again from a shell without ``$TFDS_DATA_DIR``."""
+    if data is not None:
+        return check_dataset(data), config
+    data = load_mnist(data_dir=config.data_dir, manual_dir=config.manual_dir,
+                      download=config.download)
+    where = str(Path(config.data_dir or default_data_dir()).expanduser().resolve())
+    return data, dataclasses.replace(config, data_dir=where)
 
 
 def _host_state(params, opt_state, step, key) -> dict:
@@ -252,8 +266,7 @@ def train_and_evaluate(config: TrainConfig, out=None, *, resume: bool = False,
     if not writer:
         log = lambda line: None
     with folder or contextlib.nullcontext():
-        data = check_dataset(data) if data is not None else load_mnist(
-            data_dir=config.data_dir, manual_dir=config.manual_dir, download=config.download)
+        data, config = load_data(config, data)
         num_train = len(data.train_labels)
         if config.batch_size > num_train:
             raise ValueError(f"batch size {config.batch_size} is larger than the {num_train} "
@@ -293,6 +306,9 @@ class _Loop:
         step, data_key = int(state["step"]), state["key"]
         if folder is not None and step:
             self.saved_step = step  # resumed from it
+        target = config.target_accuracy
+        if history and target is not None and history[-1]["test_acc"] >= target:
+            num_steps = step  # a run that stopped at its target is complete
         bar = self._bar(num_steps, step) if step < num_steps else None
         first = True
         try:

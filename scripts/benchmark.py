@@ -24,6 +24,7 @@ import argparse
 import itertools
 import json
 import os
+import pickle
 import platform
 import resource
 import statistics
@@ -183,6 +184,9 @@ def time_to_accuracy(arch, target, epochs, data_dir, cache_dir, out):
 
 SWEEP_DRIVERS = ("vmap_shared", "vmap_independent", "sequential", "torch_eager", "torch_func")
 SWEEP_STEPS = {"wide": 25}  # steps timed per call; 100 for any other preset
+_INIT_MODELS = {}  # the last init_models result, on the host
+_INIT_DIR = None  # where the parent leaves init_models results for the 2-device child
+_K_MAX = 1  # the largest K of the sweep
 
 
 def _sweep_config(arch, batch_size, lr):
@@ -191,17 +195,42 @@ def _sweep_config(arch, batch_size, lr):
                        schedule="cosine")
 
 
+def _initial_models(config, k, horizon):
+    """``init_models`` of seeds 0 to K-1, as host arrays (each driver puts its own copy on
+    the devices: its buffers are donated).
+
+    ``init_models`` compiles its vmapped init afresh on every call, seconds on a CPU, so it
+    runs once per preset, for the largest K (``_K_MAX``); a smaller K takes its first K
+    models, which are the same arrays (each model's init depends on its seed alone). The
+    parent process leaves that result in ``_INIT_DIR`` for the 2-device child, whose XLA
+    flags miss the persistent compilation cache."""
+    from jaxmlp.sweep import Grid, init_models
+
+    cache_key = (config.arch, _K_MAX, config.batch_size, config.lr, horizon)
+    if cache_key not in _INIT_MODELS:
+        _INIT_MODELS.clear()  # one preset at a time
+        path = _INIT_DIR and Path(_INIT_DIR) / ("init-%s-%d-%d-%r-%d.pkl" % cache_key)
+        if path and path.exists():
+            _INIT_MODELS[cache_key] = pickle.loads(path.read_bytes())
+        else:
+            _INIT_MODELS[cache_key] = jax.tree.map(np.asarray, init_models(
+                config, Grid(tuple(range(_K_MAX)), (config.lr,), (0.9,)), horizon))
+            if path:
+                path.write_bytes(pickle.dumps(_INIT_MODELS[cache_key]))
+    return jax.tree.map(lambda a: a[:k] if a.ndim else a, _INIT_MODELS[cache_key])
+
+
 def make_vmap_sweep(arch, order, k, data, batch_size, lr, steps, calls, devices):
     """jaxmlp's sweep epoch (``make_sweep_epoch``), K models sharded over ``devices``, driven
     as ``_SweepLoop.run`` drives it: one compiled call per `steps` steps of all K models."""
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-    from jaxmlp.sweep import MODEL, Grid, init_models, make_sweep_epoch
+    from jaxmlp.sweep import MODEL, make_sweep_epoch
 
     config = _sweep_config(arch, batch_size, lr)
     horizon = steps * calls
     mesh = Mesh(np.asarray(devices), (MODEL,))
     per_model, replicated = NamedSharding(mesh, P(MODEL)), NamedSharding(mesh, P())
-    state, hyper = init_models(config, Grid(tuple(range(k)), (lr,), (0.9,)), horizon)
+    state, hyper = _initial_models(config, k, horizon)
     params, opt_state, hyper = jax.device_put((state["params"], state["opt_state"], hyper),
                                               per_model)
     images, labels = jax.device_put((data[0], data[1]), replicated)
@@ -229,11 +258,13 @@ def make_sequential(arch, k, data, batch_size, lr, steps, calls):
     horizon = steps * calls
     optimizer = make_optimizer(config, horizon)
     run = make_epoch(make_step(parse_arch(arch), optimizer, "hand"), batch_size)
+    # Model i starts as `jaxmlp train --seed i` would (init_models' params and data keys are
+    # those of the single runs), from the same params as the vmapped drivers.
+    state, _ = _initial_models(config, k, horizon)
     models, keys = [], []
-    for seed in range(k):  # as `jaxmlp train --seed` starts
-        data_key, init_key = jax.random.split(jax.random.key(seed))
-        params = jax.jit(init_params, static_argnums=(1, 2))(init_key, parse_arch(arch),
-                                                             IMAGE_PIXELS)
+    for i in range(k):
+        params = jax.device_put(jax.tree.map(lambda a: a[i], state["params"]))
+        data_key = jax.random.wrap_key_data(jnp.asarray(state["key"][i]))
         models.append([params, optimizer.init(params)])
         keys.append([jax.random.fold_in(data_key, epoch) for epoch in range(1, calls + 1)])
     x, y = jax.device_put(data[0]), jax.device_put(data[1])
@@ -313,14 +344,18 @@ def round_robin(drivers: dict, rounds: int) -> dict:
 
 def _sweep_figures(makers: dict, k: int, steps: int, epoch_steps: int, rounds: int):
     """Builds the drivers, times them round-robin; model-epochs/s and the details."""
-    built = {name: make() for name, make in makers.items()}
+    built, build_seconds = {}, {}
+    for name, make in makers.items():
+        start = time.perf_counter()
+        built[name] = make()
+        build_seconds[name] = time.perf_counter() - start
     times = round_robin({name: b[1] for name, b in built.items()}, rounds)
     figures, details = {}, {}
     for name, seconds in times.items():
         median = statistics.median(seconds)
         figures[name] = k * steps / epoch_steps / median
         details[name] = {"seconds_per_call": median, "seconds_all": seconds,
-                         "compile_seconds": built[name][0]}
+                         "compile_seconds": built[name][0], "build_seconds": build_seconds[name]}
     return figures, details
 
 
@@ -329,6 +364,8 @@ def run_sweep(args, data, *, devices_2=False) -> tuple[dict, dict]:
 
     With ``devices_2`` (the child process with two forced CPU devices), only the vmapped
     sweeps sharded over both devices, and the shared sweep on one of them as a control."""
+    global _K_MAX
+    _K_MAX = max(args.sweep_k)
     epoch_steps = 60_000 // args.batch_size  # one MNIST epoch, whatever slice is timed
     figures, details = {}, {}
     for preset in args.sweep_presets.split(","):
@@ -372,31 +409,37 @@ def run_sweep(args, data, *, devices_2=False) -> tuple[dict, dict]:
     return figures, details
 
 
-def run_sweep_2dev(argv) -> dict:
+def run_sweep_2dev(argv, tmp) -> dict:
     """Re-runs this script with two forced CPU devices (the flag only works before JAX
-    starts) for the sharded sweeps; returns the child's JSON."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "sweep2.json"
-        env = {**os.environ, "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") +
-                                           " --xla_force_host_platform_device_count=2").strip()}
-        proc = subprocess.run([sys.executable, __file__, *argv, "--sweep-child", str(out)],
-                              env=env, stdout=subprocess.PIPE, text=True)
-        if proc.returncode:
-            raise RuntimeError(f"the 2-device sweep failed (exit {proc.returncode})")
-        return json.loads(out.read_text())
+    starts) for the sharded sweeps, after this process's sweeps; returns the child's JSON."""
+    out = Path(tmp) / "sweep2.json"
+    env = {**os.environ, "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") +
+                                       " --xla_force_host_platform_device_count=2").strip()}
+    proc = subprocess.run([sys.executable, __file__, *argv, "--sweep-child", str(out),
+                           "--sweep-init-dir", str(tmp)], env=env, stdout=subprocess.PIPE,
+                          text=True)
+    if proc.returncode:
+        raise RuntimeError(f"the 2-device sweep failed (exit {proc.returncode})")
+    return json.loads(out.read_text())
 
 
 def sweep_main(args, argv, data) -> dict:
     """--sweep: the sweep figures of this process and, on CPU, of the 2-device child."""
-    figures, details = run_sweep(args, data)
-    report = {"sweep": figures, "sweep_details": details}
-    if jax.default_backend() == "cpu" and any(k % 2 == 0 for k in args.sweep_k):
-        child = run_sweep_2dev(argv)
-        for preset, per_k in child["sweep"].items():
-            for k, fig in per_k.items():
-                report["sweep"][preset][k].update(fig)
-                report["sweep_details"][preset][k]["2dev_process"] = child["sweep_details"][
-                    preset][k]
+    global _INIT_DIR
+    two_devices = jax.default_backend() == "cpu" and any(k % 2 == 0 for k in args.sweep_k)
+    with tempfile.TemporaryDirectory() as tmp:
+        _INIT_DIR = tmp if two_devices else None
+        figures, details = run_sweep(args, data)
+        report = {"sweep": figures, "sweep_details": details}
+        _INIT_MODELS.clear()
+        if two_devices:
+            child = run_sweep_2dev(argv, tmp)
+            for preset, per_k in child["sweep"].items():
+                for k, fig in per_k.items():
+                    report["sweep"][preset][k].update(fig)
+                    report["sweep_details"][preset][k]["2dev_process"] = child[
+                        "sweep_details"][preset][k]
+        _INIT_DIR = None
     ratios = {}
     for preset, per_k in report["sweep"].items():
         ratios[preset] = {}
@@ -475,6 +518,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--sweep-rounds", type=int, default=3,
                         help="timed round-robin rounds after the warm-up round")
     parser.add_argument("--sweep-child", help=argparse.SUPPRESS)  # internal: 2-device part
+    parser.add_argument("--sweep-init-dir", help=argparse.SUPPRESS)  # internal: its inputs
     args = parser.parse_args(argv)
     argv = list(sys.argv[1:] if argv is None else argv)
     if args.quick:
@@ -487,7 +531,13 @@ def main(argv=None) -> dict:
         "1,4,16,64" if jax.default_backend() == "gpu" else "1,4,16")).split(",")]
     mnist = load_mnist(data_dir=args.data_dir)
     data = (mnist.train_images[:args.examples], mnist.train_labels[:args.examples])
+    if args.sweep or args.sweep_child:  # compile times are not this mode's figures
+        from jaxmlp.cli import enable_compilation_cache
+
+        enable_compilation_cache()
     if args.sweep_child:  # two forced devices, started by sweep_main: JSON to the file named
+        global _INIT_DIR
+        _INIT_DIR = args.sweep_init_dir
         figures, details = run_sweep(args, data, devices_2=True)
         Path(args.sweep_child).write_text(json.dumps({"sweep": figures,
                                                       "sweep_details": details}))

@@ -1,4 +1,5 @@
 """The benchmark's --quick mode runs and reports a complete, sane table (not its timings)."""
+import importlib.util
 import json
 import math
 import os
@@ -51,3 +52,40 @@ def test_quick_benchmark_reports_every_figure(tfds_dir, cache_dir, mnist, tmp_pa
     table = [l for l in proc.stdout.splitlines() if l.startswith("| a |") or l.startswith("| b |")]
     assert len(table) == sum(len(e["runs"]) for e in report["presets"].values())
     assert "first run" in proc.stdout and "second run" in proc.stdout
+
+
+SWEEP_DRIVERS = {"vmap_shared", "vmap_independent", "sequential"}
+TORCH_DRIVERS = {"torch_eager", "torch_func"}
+TWO_DEVICE = {"vmap_shared_2dev", "vmap_independent_2dev", "vmap_shared_1dev_in_2dev_process"}
+
+
+def test_quick_sweep_benchmark_reports_every_figure(tfds_dir, cache_dir, mnist, tmp_path):
+    """``--sweep --quick``: preset b, K = 1 and 4, 5 steps a call on 4,096 examples, plus the
+    2-device child process; every throughput present, positive and finite."""
+    out = tmp_path / "sweep.json"
+    env = {**os.environ, "TFDS_DATA_DIR": str(tfds_dir), "JAXMLP_CACHE_DIR": str(cache_dir)}
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run([sys.executable, "scripts/benchmark.py", "--sweep", "--quick",
+                           "--json", str(out)], capture_output=True, text=True, timeout=400,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert "presets" not in report  # --sweep measures the sweep alone
+    drivers = SWEEP_DRIVERS | (TORCH_DRIVERS if importlib.util.find_spec("torch") else set())
+    assert set(report["sweep"]) == {"b"} and set(report["sweep"]["b"]) == {"1", "4"}
+    for k, figures in report["sweep"]["b"].items():
+        # The 2-device sweep splits K models over two forced CPU devices: K >= 2 only.
+        assert set(figures) == drivers | (TWO_DEVICE if k == "4" else set()), k
+        assert all(math.isfinite(v) and v > 0 for v in figures.values()), figures
+        ratios = report["sweep_ratios"]["b"][k]
+        assert ratios["vmap_shared/sequential"] == pytest.approx(
+            figures["vmap_shared"] / figures["sequential"])
+        # Model-epochs per second are K * steps / 468 over the median call's seconds.
+        details = report["sweep_details"]["b"][k]
+        assert figures["sequential"] == pytest.approx(
+            int(k) * details["steps_per_call"] / 468 / details["sequential"]["seconds_per_call"])
+    numbers = list(_numbers({k: v for k, v in report.items() if k != "torch"}))
+    assert numbers and all(math.isfinite(x) and x >= 0 for x in numbers)
+    # The printed table has one row per preset and K.
+    assert [l.split("|")[2].strip() for l in proc.stdout.splitlines()
+            if l.startswith("| b |")] == ["1", "4"]

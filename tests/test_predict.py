@@ -1,11 +1,13 @@
 """predict, top_k, and image files turned into MNIST inputs (load_image, load_inputs)."""
 import re
+import time
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from jaxmlp import forward, init_params, loss, parse_arch, softmax
 from jaxmlp.predict import load_image, load_inputs, predict, top_k
@@ -82,9 +84,13 @@ def test_invert_forces(tmp_path, white_on_black):
     np.testing.assert_array_equal(load_image(dark, invert=True), load_image(dark))
     np.testing.assert_array_equal(load_image(white_on_black, invert=False),
                                   load_image(white_on_black))
+    # The messages reach CLI users too: both spellings.
     with pytest.raises(ValueError, match="dark.png: no digit brighter than the background "
-                                         r"\(not inverted; try invert=True\)"):
+                                         r"\(not inverted; invert it: --invert, or invert=True\)"):
         load_image(dark, invert=False)
+    with pytest.raises(ValueError, match="one.png: no digit brighter than the background "
+                                         r"\(inverted; do not invert it: --no-invert, or invert=False\)"):
+        load_image(white_on_black, invert=True)
     # A 28×28 image is taken as is: forced inversion is exactly 255 − x.
     small = np.zeros((28, 28), np.uint8)
     small[6:22, 12:16] = 255
@@ -101,6 +107,86 @@ def test_28x28_round_trips_exactly(tmp_path):
     images, names = load_inputs([tmp_path / "x.png"])
     assert names == [str(tmp_path / "x.png")]
     np.testing.assert_array_equal(images, image.reshape(1, -1) / np.float32(255))
+
+
+def _photo(ink: np.ndarray, *, table_edge=False, seed=0) -> np.ndarray:
+    """A camera-like photo of ``ink`` (in [0, 1]) as dark ink on paper, uint8.
+
+    The tester's case: paper 200 under a radial vignette darkening the border to a mean of
+    about 121 (the corners more) while the median stays about 185; ink at 40; sensor noise.
+    ``table_edge`` adds a dark band (30-45) along the left edge, as a table beside the paper.
+    """
+    h, w = ink.shape
+    page = np.zeros((h + 200, w + 240))
+    page[100:100 + h, 120:120 + w] = ink
+    yy, xx = np.mgrid[:page.shape[0], :page.shape[1]]
+    r = np.hypot(yy / page.shape[0] - 0.5, xx / page.shape[1] - 0.5) / np.sqrt(0.5)  # 1: corners
+    photo = 200 * (1 - 0.8 * r ** 4) * (1 - 0.8 * page)
+    if table_edge:
+        photo[:, :40] = np.linspace(30, 45, 40)
+    photo += np.random.default_rng(seed).normal(0, 3, photo.shape)
+    return np.clip(np.rint(photo), 0, 255).astype(np.uint8)
+
+
+def _corr(a, b) -> float:
+    return float(np.corrcoef(np.ravel(a).astype(float), np.ravel(b).astype(float))[0, 1])
+
+
+def test_photo_of_dark_digit_on_vignetted_paper(tmp_path, white_on_black):
+    reference = load_image(white_on_black).astype(int)
+    plain = _photo(_digit() / 255)
+    border = np.concatenate([plain[0], plain[-1], plain[1:-1, 0], plain[1:-1, -1]])
+    # The border darker than mid-grey, the median light: a border rule would not invert.
+    assert 115 < border.mean() < 130 and 180 <= np.median(plain) <= 190
+    for name, photo in {"vignette": plain, "table_edge": _photo(_digit() / 255, table_edge=True)}.items():
+        path = _save(photo, tmp_path / f"{name}.jpg", quality=90)
+        for invert in (None, True):  # decided from the median, or forced: the same digit
+            got = load_image(path, invert=invert).astype(int)
+            assert _corr(got, reference) > 0.99, (name, invert)
+            assert np.abs(got - reference).max() <= 40, (name, invert)
+
+
+def test_white_on_black_photo_ignores_edge_glare(tmp_path, white_on_black):
+    # The other polarity: chalk on a dark board, a bright glare along the top edge.
+    photo = 255 - _photo(_digit() / 255, seed=1)
+    photo[:30] = 240
+    got = load_image(_save(photo, tmp_path / "board.png")).astype(int)
+    assert _corr(got, load_image(white_on_black)) > 0.99
+
+
+def test_big_photo_is_read_reduced_quietly_and_fast(tmp_path, capfd):
+    # 108 megapixels, over Pillow's warning limit (89 MP): a phone camera's JPEG.
+    image = Image.new("L", (12000, 9000), 200)
+    ImageDraw.Draw(image).ellipse((5000, 3000, 6500, 6000), fill=30)
+    image.save(tmp_path / "big.jpg", quality=80)
+    del image
+    capfd.readouterr()
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DecompressionBombWarning, nor any other
+        got = load_image(tmp_path / "big.jpg").reshape(28, 28)
+    assert time.perf_counter() - start < 5  # decoded at 1/8 scale: a fraction of a second
+    assert capfd.readouterr() == ("", "")
+    # The blob (1500 × 3000): 10 × 20 in the 28×28, centred.
+    rows, cols = np.nonzero(got > 127)
+    assert rows.max() - rows.min() + 1 in (19, 20) and cols.max() - cols.min() + 1 in (9, 10, 11)
+    assert abs(_com(got)[0] - 14) <= 1 and abs(_com(got)[1] - 14) <= 1
+
+
+def test_png_over_the_size_limits(tmp_path, monkeypatch, white_on_black):
+    # Pillow's limits scaled down (as if this 2,000-px PNG were a 100-megapixel one): over
+    # MAX_IMAGE_PIXELS it is read reduced, without Pillow's warning; over twice that, refused.
+    big = np.kron(_digit(), np.ones((7, 7), np.uint8))  # 1960 × 1400, over MAX_SIDE
+    path = _save(big, tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2_000_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = load_image(path).astype(int)
+    assert np.abs(got - load_image(white_on_black).astype(int)).max() <= 6  # read at 1/2 scale
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)
+    with pytest.raises(ValueError, match=r"big.png: image too large: over 2 megapixels, "
+                                         r"Pillow's limit against decompression bombs$"):
+        load_image(path)
 
 
 def test_blank_image_is_an_error(tmp_path):
@@ -127,6 +213,23 @@ def test_npy_uint8_and_float_give_the_same_rows(tmp_path):
     np.testing.assert_array_equal(images[9:], expected[1:])
     assert names[:3] == [f"{tmp_path / 'u8.npy'}[{i}]" for i in range(3)]
     assert names[9:] == [str(tmp_path / "one.npy"), str(tmp_path / "flat.npy")]
+
+
+def test_npy_invert(tmp_path):
+    u8 = np.random.default_rng(5).integers(0, 256, (2, 28, 28)).astype(np.uint8)
+    np.save(tmp_path / "u8.npy", u8)
+    np.save(tmp_path / "f.npy", u8 / np.float32(255))
+    files = [tmp_path / "u8.npy", tmp_path / "f.npy"]
+    as_is = np.concatenate([u8, u8]).reshape(4, 784) / np.float32(255)
+    for invert in (None, False):  # arrays are taken as MNIST-formatted
+        np.testing.assert_array_equal(load_inputs(files, invert=invert)[0], as_is)
+    inverted, _ = load_inputs(files, invert=True)
+    np.testing.assert_array_equal(inverted[:2], (255 - u8).reshape(2, 784) / np.float32(255))
+    np.testing.assert_allclose(inverted[2:], 1 - as_is[2:], atol=1e-7)
+    # The range is checked before inverting: the message gives the file's own values.
+    np.save(tmp_path / "range.npy", np.full((2, 784), 3.0, np.float32))
+    with pytest.raises(ValueError, match=r"range.npy: .* got values in \[3, 3\]"):
+        load_inputs([tmp_path / "range.npy"], invert=True)
 
 
 def test_mixed_inputs_keep_order(tmp_path, white_on_black):
@@ -159,7 +262,7 @@ def _bad_files(tmp_path):
         "shape.npy": (ValueError, r"images must have shape"),
         "objects.npy": (ValueError, "not a readable .npy array"),
         "range.npy": (ValueError, r"must already be scaled to \[0, 1\]"),
-        "ints.npy": (ValueError, "must be uint8"),
+        "ints.npy": (ValueError, "must be uint8 .* got dtype int64$"),  # not int32
         "cut.npy": (ValueError, "not a readable .npy array"),
         "archive.npy": (ValueError, "an .npz archive, not a .npy array"),
         "folder.png": (ValueError, "not a file"),
@@ -230,6 +333,8 @@ def test_predict_errors():
         predict(params, bad, arch, chunk_size=2)
     with pytest.raises(TypeError, match="must be uint8"):
         predict(params, np.zeros((2, 784), np.int32), arch)
+    with pytest.raises(TypeError, match="got dtype int64$"):  # its own, not x64-off's int32
+        predict(params, np.zeros((2, 784), np.int64), arch)
     with pytest.raises(ValueError, match="chunk_size must be a positive int"):
         predict(params, np.zeros((2, 784), np.uint8), arch, chunk_size=0)
 
@@ -247,9 +352,9 @@ def test_top_k():
         top_k(probs[0])
 
 
-@pytest.mark.mnist
-def test_predict_on_a_trained_model(mnist, tmp_path):
-    # Preset a, 300 plain SGD steps (lr 0.5, batches of 500 from 10,000 training images).
+@pytest.fixture(scope="module")
+def trained(mnist):
+    """Preset a, 300 plain SGD steps (lr 0.5, batches of 500 from 10,000 training images)."""
     arch = parse_arch("a")
     x = jnp.asarray(mnist.train_images[:10_000], jnp.float32).reshape(20, 500, 784) / 255.0
     y = jnp.asarray(mnist.train_labels[:10_000]).reshape(20, 500)
@@ -261,7 +366,12 @@ def test_predict_on_a_trained_model(mnist, tmp_path):
             return jax.tree.map(lambda w, d: w - 0.5 * d, p, g), None
         return jax.lax.scan(step, params, jnp.arange(300))[0]
 
-    params = train(init_params(jax.random.key(0), arch, 784))
+    return train(init_params(jax.random.key(0), arch, 784)), arch
+
+
+@pytest.mark.mnist
+def test_predict_on_a_trained_model(mnist, trained, tmp_path):
+    params, arch = trained
     probs = predict(params, mnist.test_images, arch)
     assert probs.shape == (10_000, 10)
     np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-5)
@@ -276,3 +386,24 @@ def test_predict_on_a_trained_model(mnist, tmp_path):
     # Another chunk shape (53 rows, not 4096): equal up to float32 round-off.
     np.testing.assert_allclose(from_files, probs[np.r_[:50, :3]], rtol=1e-5, atol=1e-7)
     assert [c for c, _ in (row[0] for row in top_k(probs[:50], 1))] == list(probs[:50].argmax(1))
+
+
+@pytest.mark.mnist
+def test_photos_of_mnist_digits_are_recognised(mnist, trained, tmp_path):
+    # Real test digits the model gets right, one per class, drawn 10× larger in dark ink on
+    # vignetted paper, beside a table edge, photographed (JPEG): the same answers.
+    params, arch = trained
+    clean = predict(params, mnist.test_images[:200], arch)
+    right = clean.argmax(1) == mnist.test_labels[:200]
+    picks = [int(np.flatnonzero(right & (mnist.test_labels[:200] == d))[0]) for d in range(10)]
+    paths = []
+    for i in picks:
+        digit = Image.fromarray(mnist.test_images[i].reshape(28, 28).astype(np.float32), "F")
+        ink = np.asarray(digit.resize((280, 280), Image.Resampling.BILINEAR)) / 255
+        for table_edge in (False, True):
+            paths.append(_save(_photo(np.clip(ink, 0, 1), table_edge=table_edge, seed=i),
+                               tmp_path / f"{i}_{table_edge}.jpg", quality=90))
+    images, _ = load_inputs(paths)
+    for image, i in zip(images, np.repeat(picks, 2)):
+        assert _corr(image, mnist.test_images[i]) > 0.9, i
+    assert list(predict(params, images, arch).argmax(1)) == list(np.repeat(mnist.test_labels[picks], 2))

@@ -1,4 +1,5 @@
 """The run folder: nothing is lost or overwritten, every failure is one line, runs load back."""
+import json
 import os
 import signal
 import subprocess
@@ -65,6 +66,7 @@ def test_overwrite_replaces_the_whole_run(done, capsys):
                   "--no-progress", "--quiet")[0] == 0
     run = load_run(done)
     assert run.config.arch == "b" and run.config.steps == 20 and run.evaluation is None
+    assert not (done / "eval.json").exists()
     assert [h["step"] for h in run.history] == [20] and not (done / ".new").exists()
 
 
@@ -144,7 +146,8 @@ def test_extending_mid_epoch_equals_the_straight_run(env, mnist, tmp_path):
 
 def test_load_run_gives_a_usable_model(done, mnist):
     run = jaxmlp.load_run(done)
-    assert run.config == jaxmlp.TrainConfig(arch="a", steps=60)
+    # The data folder it used is recorded, so eval finds the data from any shell.
+    assert run.config == jaxmlp.TrainConfig(arch="a", steps=60, data_dir=os.environ["TFDS_DATA_DIR"])
     assert run.arch == jaxmlp.parse_arch("a") and run.path == done
     with np.load(done / "checkpoint.npz") as f:
         assert {"params/0/w", "params/0/b", "opt_state/0/trace/0/w", "step", "key"} <= set(f.files)
@@ -162,8 +165,8 @@ def test_unusable_run_files_are_named(done, capsys):
              ("config.json", b'{"arch": "a",', "config.json is not valid JSON (line 1"),
              ("config.json", b'{"arch": "a", "epochz": 5}', "config.json: unknown setting 'epochz'"),
              ("config.json", b'{"arch": "a", "lr": "fast"}', "setting 'lr' has the wrong type"),
-             ("metrics.jsonl", b'{"epoch": 1, "step": 60}\n{"epo', "metrics.jsonl line 2 is not "
-                                                                    "valid JSON")]
+             ("metrics.jsonl", (done / "metrics.jsonl").read_bytes() + b'{"epo',
+              "metrics.jsonl line 2 is not valid JSON")]
     for name, data, message in cases:
         good = (done / name).read_bytes()
         (done / name).write_bytes(data)
@@ -232,3 +235,63 @@ def test_read_only_folder_is_one_line(env, tmp_path):
     assert proc.returncode == 2, err
     assert err.strip() == f"jaxmlp train: error: cannot write to {out}: Permission denied"
     assert sorted(out.iterdir()) == before
+
+
+def test_a_failed_resume_keeps_the_run(done, env, capsys):
+    checkpoint, config = (done / "checkpoint.npz").read_bytes(), (done / "config.json").read_bytes()
+    (done / "eval.json").write_text("{")  # unreadable: only a cache of `jaxmlp eval`
+    assert load_run(done).evaluation is None
+    proc = subprocess.Popen(["sh", "-c", 'ulimit -f 40 && exec "$@"', "sh", sys.executable,
+                             "-m", "jaxmlp.cli", "train", "--resume", str(done), "--steps", "120",
+                             "--no-progress"], env={**os.environ}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and err.strip().endswith(
+        f"File too large; the last good checkpoint (step 60) is kept in {done}"), err
+    assert (done / "checkpoint.npz").read_bytes() == checkpoint
+    # config.json already asks for the new length (saved first, so a resume knows it).
+    assert json.loads((done / "config.json").read_bytes()) == {**json.loads(config), "steps": 120}
+    assert load_run(done).params
+    # The old evaluation went with the old model; the run resumes from its checkpoint.
+    assert not (done / "eval.json").exists()
+    assert _train(capsys, "--resume", str(done), "--steps", "120")[0] == 0
+    assert load_run(done).history[-1]["step"] == 120
+
+
+def test_resume_names_what_changed_and_bad_lines(done, capsys):
+    for args, message in [(["--arch", "c"], "--resume cannot change arch"),
+                          (["--schedule", "constant"], "--resume cannot change schedule"),
+                          (["--epochs", "2", "--steps", "90"], "give --epochs or --steps")]:
+        code, err = _train(capsys, "--resume", str(done), *args)
+        assert code == 2 and message in err, err
+    # The same net by its spec is the same run.
+    assert _train(capsys, "--resume", str(done), "--arch", "10:linear", "--steps", "70")[0] == 0
+    lines = (done / "metrics.jsonl").read_text().splitlines()
+    (done / "metrics.jsonl").write_text(lines[0].replace('"test_acc"', '"test_accuracy"') + "\n")
+    code, err = _train(capsys, "--resume", str(done), "--steps", "90")
+    assert code == 2 and "metrics.jsonl line 1 is not an epoch record" in err
+    (done / "metrics.jsonl").write_bytes(os.urandom(200))
+    code, err = _train(capsys, "--resume", str(done), "--steps", "90")
+    assert code == 2 and f"cannot read {done}/metrics.jsonl" in err
+
+
+def test_sigterm_and_broken_pipe_end_cleanly(env, tmp_path):
+    out = tmp_path / "run"
+    proc = _jaxmlp(["train", "--arch", "b", "--epochs", "30", "--out", str(out),
+                    "--no-progress"], env)
+    try:
+        for line in proc.stdout:
+            if line.startswith("epoch 1,"):
+                proc.terminate()  # what `kill` and `timeout` send
+                break
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted at step" in err and err.count("\n") == 1
+    assert not (out / LOCK).exists()
+    # `jaxmlp train | head -1`: the reader leaves; the command ends as SIGPIPE would, not 0.
+    piped = subprocess.run(f"{sys.executable} -m jaxmlp.cli train --arch a --epochs 2 --log-every 1 "
+                           f"--out {tmp_path / 'pipe'} | head -1; exit ${{PIPESTATUS[0]}}",
+                           shell=True, executable="/bin/bash", env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert piped.returncode == 141 and piped.stdout.startswith("iter 0") and piped.stderr == ""
