@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     ink = pr.add_mutually_exclusive_group()
     ink.add_argument("--invert", dest="invert", action="store_true", default=None,
                      help="the images are dark digits on a light background: invert them "
-                     "(default: decided from each image's border)")
+                     "(default: decided from each image's median grey, its background)")
     ink.add_argument("--no-invert", dest="invert", action="store_false",
                      help="never invert")
     pr.add_argument("--json", action="store_true", help="one JSON object per input")

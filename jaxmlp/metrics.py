@@ -14,7 +14,7 @@ import numpy as np
 
 from jaxmlp.arch import Arch, parse_arch
 from jaxmlp.cross_entropy import cross_entropy
-from jaxmlp.images import prepare_images
+from jaxmlp.images import check_images, prepare_images
 from jaxmlp.mlp import Params, forward
 from jaxmlp.softmax import softmax
 
@@ -100,7 +100,7 @@ def _check_set(params: Params, images, labels, arch: Arch):
     if isinstance(images, np.ndarray) and np.issubdtype(images.dtype, np.floating):
         images = prepare_images(images, in_dim=in_dim)  # checks the range; float32 once
     else:  # shape and dtype checks only; uint8 stays uint8 (4x smaller) until each chunk
-        jax.eval_shape(partial(prepare_images, in_dim=in_dim), images)
+        check_images(images, in_dim=in_dim)
     if np.shape(labels) != (num_examples,):
         raise ValueError(f"labels must have shape ({num_examples},) for {num_examples} images, "
                          f"got {np.shape(labels)}")

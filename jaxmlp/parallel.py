@@ -204,7 +204,8 @@ def make_mesh(num_devices: Optional[int] = None) -> Mesh:
     devices = jax.devices()
     n = len(devices) if num_devices is None else num_devices
     if not 1 <= n <= len(devices):
-        raise ValueError(f"asked for {n} devices but {len(devices)} are available "
+        raise ValueError(f"asked for {n} devices but only {len(devices)} "
+                         f"{'is' if len(devices) == 1 else 'are'} available "
                          f"({jax.default_backend()}); on CPU, XLA_FLAGS="
                          "--xla_force_host_platform_device_count=N makes N")
     if jax.process_count() > 1 and n != len(devices):

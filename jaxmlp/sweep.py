@@ -33,6 +33,7 @@ from jaxmlp.config import TrainConfig, check_resume, resume_length
 from jaxmlp.data import IMAGE_PIXELS, Mnist
 from jaxmlp.metrics import evaluate
 from jaxmlp.mlp import init_params
+from jaxmlp.parallel import make_mesh
 from jaxmlp.predict import predict
 from jaxmlp.run import (CHECKPOINT, METRICS, SUMMARY, SWEEP, RunError, RunFolder, RunWriteError,
                         read_json, write_json, read_checkpoint, read_history, write_jsonl)
@@ -284,10 +285,7 @@ def train_many(config: TrainConfig, grid: Grid, out=None, *, order: str = "share
     if (resume or overwrite) and out is None:
         raise ValueError("resume and overwrite need the sweep's folder (out)")
     num_models = len(grid.models())
-    devices = jax.devices()[:config.devices or len(jax.devices())]
-    if config.devices and config.devices > len(jax.devices()):
-        raise ValueError(f"asked for {config.devices} devices but {len(jax.devices())} are "
-                         "available")
+    devices = list(make_mesh(config.devices).devices)  # its checks, its message
     if num_models % len(devices):
         raise ValueError(f"{num_models} models do not split evenly over {len(devices)} "
                          f"devices; use a multiple of {len(devices)} models, or --devices")

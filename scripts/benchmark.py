@@ -16,9 +16,31 @@ empty caches and then with warm ones, and reports the wall time to 98% test accu
 the time from process start to the first step. Peak memory (max RSS) of this process and
 of those training processes closes the report. A table goes to stdout, everything to JSON.
 
+With --sweep it measures instead how fast K models train at once, in model-epochs per
+second (one epoch = 60,000 // batch steps), for presets b and wide and K = 1, 4, 16 (64
+too on a GPU), all at batch 128, SGD momentum 0.9, cosine learning rate, hand backward pass:
+
+  vmap_shared       jaxmlp.sweep.make_sweep_epoch, order "shared" (every model the same batch)
+  vmap_independent  the same, order "independent" (each model its own data order)
+  sequential        K single jaxmlp runs one after another (make_epoch compiled once)
+  torch_eager       PyTorch eager, K models one after another
+  torch_func        PyTorch's ensembling: stack_module_state + functional_call + torch.vmap
+                    of torch.func.grad_and_value, every model the same batch
+
+Each call trains every model `--sweep-steps` steps (100; 10 for wide), one whole epoch of
+the first steps x batch examples; calls run round-robin, a warm-up round and then
+`--sweep-rounds` (3) timed ones, and each driver's figure is its median call. On CPU the
+script then re-runs itself with two forced CPU devices
+(XLA_FLAGS=--xla_force_host_platform_device_count=2) for the vmapped sweeps sharded over
+both (vmap_shared_2dev, vmap_independent_2dev; K >= 2, even) and, as a control, the shared
+sweep on one of them. Figures go under "sweep" in the JSON (sweep[preset][K][driver]),
+beside what the file already holds.
+
 Usage:
   python scripts/benchmark.py [--presets a,b,c,wide] [--batch-size 128] [--epochs 3]
                               [--json runs/benchmark.json] [--quick]
+  python scripts/benchmark.py --sweep [--sweep-presets b,wide] [--sweep-k 1,4,16]
+                              [--sweep-steps N] [--sweep-rounds 3] [--quick]
 """
 import argparse
 import itertools
@@ -183,7 +205,7 @@ def time_to_accuracy(arch, target, epochs, data_dir, cache_dir, out):
 # the K models (the same steps for all drivers) and waits for them.
 
 SWEEP_DRIVERS = ("vmap_shared", "vmap_independent", "sequential", "torch_eager", "torch_func")
-SWEEP_STEPS = {"wide": 25}  # steps timed per call; 100 for any other preset
+SWEEP_STEPS = {"wide": 10}  # steps timed per call; 100 for any other preset
 _INIT_MODELS = {}  # the last init_models result, on the host
 _INIT_DIR = None  # where the parent leaves init_models results for the 2-device child
 _K_MAX = 1  # the largest K of the sweep
@@ -331,14 +353,15 @@ def make_torch_func(arch, k, data, batch_size, lr, steps, calls):
 
 def round_robin(drivers: dict, rounds: int) -> dict:
     """Seconds of each driver's calls: a warm-up round, then `rounds` rounds, each starting
-    one driver later. Returns {name: [seconds of the timed calls]}."""
+    one driver later. Returns {name: [(wall, CPU seconds of this process) of each timed
+    call]}."""
     times = {name: [] for name in drivers}
     order = list(drivers)
     for r in range(rounds + 1):
         for name in order[r % len(order):] + order[:r % len(order)]:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             drivers[name]()
-            times[name].append(time.perf_counter() - start)
+            times[name].append((time.perf_counter() - start, time.process_time() - cpu))
     return {name: t[1:] for name, t in times.items()}
 
 
@@ -351,10 +374,13 @@ def _sweep_figures(makers: dict, k: int, steps: int, epoch_steps: int, rounds: i
         build_seconds[name] = time.perf_counter() - start
     times = round_robin({name: b[1] for name, b in built.items()}, rounds)
     figures, details = {}, {}
-    for name, seconds in times.items():
+    for name, calls in times.items():
+        seconds = [wall for wall, _ in calls]
         median = statistics.median(seconds)
         figures[name] = k * steps / epoch_steps / median
-        details[name] = {"seconds_per_call": median, "seconds_all": seconds,
+        # CPU seconds per wall second: how many cores the driver kept busy (about 1 or 2 here)
+        cores = statistics.median(cpu / wall for wall, cpu in calls)
+        details[name] = {"seconds_per_call": median, "seconds_all": seconds, "cores_busy": cores,
                          "compile_seconds": built[name][0], "build_seconds": build_seconds[name]}
     return figures, details
 
@@ -374,7 +400,11 @@ def run_sweep(args, data, *, devices_2=False) -> tuple[dict, dict]:
         if steps * args.batch_size > len(data[1]):
             raise SystemExit(f"--sweep-steps {steps} needs {steps * args.batch_size} examples, "
                              f"have {len(data[1])}")
-        common = dict(data=data, batch_size=args.batch_size, lr=args.lr, steps=steps,
+        # Each call is one whole epoch of the first steps * batch examples: the per-epoch
+        # shuffle then weighs on a call as it does on a real epoch (timing `steps` steps of
+        # 60,000 shuffled examples would charge a whole epoch's sort to each call).
+        part = (data[0][:steps * args.batch_size], data[1][:steps * args.batch_size])
+        common = dict(data=part, batch_size=args.batch_size, lr=args.lr, steps=steps,
                       calls=calls)
         figures[preset], details[preset] = {}, {}
         for k in args.sweep_k:
@@ -466,7 +496,8 @@ def print_sweep(report: dict) -> None:
           f"SGD momentum 0.9, cosine lr from {setup['lr']}; model-epochs per second (1 epoch = "
           f"{setup['epoch_steps']} steps), median of {setup['rounds']} calls of "
           f"{', '.join(f'{n} ({p})' for p, n in setup['steps'].items())} steps after a "
-          f"warm-up call, on {setup['examples']} examples")
+          f"warm-up call, each call a whole epoch of the first steps x {report['batch_size']} "
+          "examples")
     print()
     cols = [*SWEEP_DRIVERS, "vmap_shared_2dev", "vmap_independent_2dev"]
     print("| preset | K | " + " | ".join(cols) + " | shared / sequential | shared / torch eager "
@@ -475,11 +506,18 @@ def print_sweep(report: dict) -> None:
     for preset, per_k in report["sweep"].items():
         for k, fig in per_k.items():
             r = report["sweep_ratios"][preset][k]
-            cells = [f"{fig[c]:.2f}" if c in fig else "-" for c in cols]
+            cells = [f"{fig[c]:.3g}" if c in fig else "-" for c in cols]
             cells += [f"{r[c]:.2f}x" if c in r else "-" for c in (
                 "vmap_shared/sequential", "vmap_shared/torch_eager",
                 "vmap_shared_2dev/sequential", "vmap_shared_2dev/torch_eager")]
             print(f"| {preset} | {k} | " + " | ".join(cells) + " |")
+    print()
+    print("cores busy (this process's CPU seconds per wall second, median call): " + "; ".join(
+        f"{preset} K={k}: " + ", ".join(
+            f"{name} {d['cores_busy']:.2f}" for name, d in
+            {**det, **det.get("2dev_process", {})}.items()
+            if isinstance(d, dict) and "cores_busy" in d)
+        for preset, per_k in report["sweep_details"].items() for k, det in per_k.items()))
     control = [(p, k, fig["vmap_shared_1dev_in_2dev_process"])
                for p, per_k in report["sweep"].items() for k, fig in per_k.items()
                if "vmap_shared_1dev_in_2dev_process" in fig]
@@ -514,7 +552,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--sweep-presets", default="b,wide")
     parser.add_argument("--sweep-k", help="numbers of models (default 1,4,16; 64 too on GPU)")
     parser.add_argument("--sweep-steps", type=int,
-                        help="steps timed per call (default 100; 25 for wide)")
+                        help="steps timed per call (default 100; 10 for wide)")
     parser.add_argument("--sweep-rounds", type=int, default=3,
                         help="timed round-robin rounds after the warm-up round")
     parser.add_argument("--sweep-child", help=argparse.SUPPRESS)  # internal: 2-device part

@@ -59,7 +59,7 @@ def test_cli_writes_every_output(env, mnist, tmp_path):
     (["--lr", "-0.1"], "learning rate must be positive, got -0.1"),
     (["--batch-size", "60001"], "batch size 60001 is larger than the 60000 training examples"),
     (["--data-dir", "/nonexistent/tfds"], "data dir /nonexistent/tfds does not exist"),
-    (["--resume", "/nonexistent/run"], "/nonexistent/run is not a run folder: it has no config.json"),
+    (["--resume", "/nonexistent/run"], "no run folder at /nonexistent/run"),
 ])
 def test_bad_input_fails_with_a_clear_message(env, mnist, tmp_path, capsys, args, message):
     code = main(["train", *args, "--out", str(tmp_path / "run"), "--epochs", "1",

@@ -125,7 +125,7 @@ def test_unreachable_coordinator_fails_in_bounded_time():
 def test_mesh_and_batch_checks():
     mesh = make_mesh()
     assert mesh.axis_names == ("data",) and mesh.size == 1
-    with pytest.raises(ValueError, match="asked for 3 devices but 1 are available"):
+    with pytest.raises(ValueError, match="asked for 3 devices but only 1 is available"):
         make_mesh(3)
     check_batch(7, mesh)
     with pytest.raises(ValueError, match="batch size 5 does not divide evenly over 2 devices"):

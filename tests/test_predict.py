@@ -88,8 +88,8 @@ def test_invert_forces(tmp_path, white_on_black):
     with pytest.raises(ValueError, match="dark.png: no digit brighter than the background "
                                          r"\(not inverted; invert it: --invert, or invert=True\)"):
         load_image(dark, invert=False)
-    with pytest.raises(ValueError, match="one.png: no digit brighter than the background "
-                                         r"\(inverted; do not invert it: --no-invert, or invert=False\)"):
+    with pytest.raises(ValueError, match=r"one.png: no digit brighter than the background \(inverted; "
+                                         r"do not invert it: --no-invert, or invert=False\)"):
         load_image(white_on_black, invert=True)
     # A 28×28 image is taken as is: forced inversion is exactly 255 − x.
     small = np.zeros((28, 28), np.uint8)
@@ -109,27 +109,41 @@ def test_28x28_round_trips_exactly(tmp_path):
     np.testing.assert_array_equal(images, image.reshape(1, -1) / np.float32(255))
 
 
-def _photo(ink: np.ndarray, *, table_edge=False, seed=0) -> np.ndarray:
-    """A camera-like photo of ``ink`` (in [0, 1]) as dark ink on paper, uint8.
+def _photo(ink: np.ndarray, *, ink_level=40, table=None, seed=0) -> np.ndarray:
+    """A camera-like photo of ``ink`` (in [0, 1]) in dark ink on paper, uint8.
 
     The tester's case: paper 200 under a radial vignette darkening the border to a mean of
-    about 121 (the corners more) while the median stays about 185; ink at 40; sensor noise.
-    ``table_edge`` adds a dark band (30-45) along the left edge, as a table beside the paper.
+    about 120 (the corners to 110) while the median stays about 185; ink at ``ink_level``
+    (dimmed by the vignette like the paper); sensor noise. ``table`` adds a band of that
+    grey along the left edge, as a table beside the paper.
     """
     h, w = ink.shape
     page = np.zeros((h + 200, w + 240))
     page[100:100 + h, 120:120 + w] = ink
     yy, xx = np.mgrid[:page.shape[0], :page.shape[1]]
     r = np.hypot(yy / page.shape[0] - 0.5, xx / page.shape[1] - 0.5) / np.sqrt(0.5)  # 1: corners
-    photo = 200 * (1 - 0.8 * r ** 4) * (1 - 0.8 * page)
-    if table_edge:
-        photo[:, :40] = np.linspace(30, 45, 40)
+    photo = (1 - 0.45 * np.minimum(1, r / 0.75) ** 6) * (200 - (200 - ink_level) * page)
+    if table is not None:
+        photo[:, :40] = table
     photo += np.random.default_rng(seed).normal(0, 3, photo.shape)
     return np.clip(np.rint(photo), 0, 255).astype(np.uint8)
 
 
+# Photos of dark ink on paper: the tester's two, and pencil beside a black table (the table,
+# not the ink, is then the darkest: halfway to it, the pencil would not count as ink).
+PHOTOS = {"vignette": {}, "table_edge": {"table": 35},
+          "pencil_by_black_table": {"ink_level": 120, "table": 10}}
+
+
 def _corr(a, b) -> float:
     return float(np.corrcoef(np.ravel(a).astype(float), np.ravel(b).astype(float))[0, 1])
+
+
+def _corr_shifted(a, b) -> float:
+    """The best correlation of ``a`` with ``b`` moved by up to a pixel each way: centring by
+    mass rounds to whole pixels, so a centre of mass near a half pixel may go either way."""
+    a, b = np.reshape(a, (28, 28)), np.reshape(b, (28, 28))
+    return max(_corr(a, np.roll(b, (dy, dx), (0, 1))) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
 
 
 def test_photo_of_dark_digit_on_vignetted_paper(tmp_path, white_on_black):
@@ -138,8 +152,8 @@ def test_photo_of_dark_digit_on_vignetted_paper(tmp_path, white_on_black):
     border = np.concatenate([plain[0], plain[-1], plain[1:-1, 0], plain[1:-1, -1]])
     # The border darker than mid-grey, the median light: a border rule would not invert.
     assert 115 < border.mean() < 130 and 180 <= np.median(plain) <= 190
-    for name, photo in {"vignette": plain, "table_edge": _photo(_digit() / 255, table_edge=True)}.items():
-        path = _save(photo, tmp_path / f"{name}.jpg", quality=90)
+    for name, kwargs in PHOTOS.items():
+        path = _save(_photo(_digit() / 255, **kwargs), tmp_path / f"{name}.jpg", quality=90)
         for invert in (None, True):  # decided from the median, or forced: the same digit
             got = load_image(path, invert=invert).astype(int)
             assert _corr(got, reference) > 0.99, (name, invert)
@@ -390,20 +404,28 @@ def test_predict_on_a_trained_model(mnist, trained, tmp_path):
 
 @pytest.mark.mnist
 def test_photos_of_mnist_digits_are_recognised(mnist, trained, tmp_path):
-    # Real test digits the model gets right, one per class, drawn 10× larger in dark ink on
-    # vignetted paper, beside a table edge, photographed (JPEG): the same answers.
+    # Real test digits, one per class, that the model gets right both as they are and drawn
+    # 10× larger in white on black (a clean image file), now photographed as JPEG (dark ink
+    # on vignetted paper, see PHOTOS): the same answers.
     params, arch = trained
-    clean = predict(params, mnist.test_images[:200], arch)
-    right = clean.argmax(1) == mnist.test_labels[:200]
-    picks = [int(np.flatnonzero(right & (mnist.test_labels[:200] == d))[0]) for d in range(10)]
-    paths = []
-    for i in picks:
+    n = 60
+    inks, clean = [], []
+    for i in range(n):
         digit = Image.fromarray(mnist.test_images[i].reshape(28, 28).astype(np.float32), "F")
         ink = np.asarray(digit.resize((280, 280), Image.Resampling.BILINEAR)) / 255
-        for table_edge in (False, True):
-            paths.append(_save(_photo(np.clip(ink, 0, 1), table_edge=table_edge, seed=i),
-                               tmp_path / f"{i}_{table_edge}.jpg", quality=90))
-    images, _ = load_inputs(paths)
-    for image, i in zip(images, np.repeat(picks, 2)):
-        assert _corr(image, mnist.test_images[i]) > 0.9, i
-    assert list(predict(params, images, arch).argmax(1)) == list(np.repeat(mnist.test_labels[picks], 2))
+        inks.append(np.clip(ink, 0, 1))
+        clean.append(_save(np.rint(inks[i] * 255).astype(np.uint8), tmp_path / f"{i}.png"))
+    labels = mnist.test_labels[:n]
+    right = ((predict(params, mnist.test_images[:n], arch).argmax(1) == labels)
+             & (predict(params, load_inputs(clean)[0], arch).argmax(1) == labels))
+    picks = [int(np.flatnonzero(right & (labels == d))[0]) for d in range(10)]
+    photos = [_save(_photo(inks[i], seed=i, **kwargs), tmp_path / f"{i}_{name}.jpg", quality=90)
+              for i in picks for name, kwargs in PHOTOS.items()]
+    images = load_inputs(photos)[0].reshape(10, len(PHOTOS), 784)
+    references = load_inputs([clean[i] for i in picks])[0]
+    for i, reference, shots in zip(picks, references, images):
+        # Not as close as the stroke above (> 0.99): faint stubs of MNIST's thin strokes sit
+        # near the halfway level, and the photo's (halfway to ink on darker paper) is higher.
+        assert all(_corr_shifted(shot, reference) > 0.85 for shot in shots), i
+    got = predict(params, images.reshape(-1, 784), arch).argmax(1).reshape(10, len(PHOTOS))
+    np.testing.assert_array_equal(got, np.repeat(labels[picks, None], len(PHOTOS), 1))

@@ -166,7 +166,7 @@ def test_sweep_failures_are_one_line(env, tmp_path, capsys):
             (["--arch", "50:relu,5:linear"], "the output layer has 5 units"),
             (["--arch", "4096:relu,10:linear", "--seeds", "4096"], "4096 models of "
              "4096:relu,10:linear need about"),
-            (["--devices", "3"], "asked for 3 devices but 1 are available")]:
+            (["--devices", "3"], "asked for 3 devices but only 1 is available")]:
         assert main(["sweep", "--steps", "5", "--out", str(out), *args]) == 2
         err = capsys.readouterr().err
         assert err.startswith("jaxmlp sweep: error: ") and message in err, err
