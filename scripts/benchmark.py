@@ -29,7 +29,7 @@ too on a GPU), all at batch 128, SGD momentum 0.9, cosine learning rate, hand ba
 
 Each call trains every model `--sweep-steps` steps (100; 10 for wide), one whole epoch of
 the first steps x batch examples; calls run round-robin, a warm-up round and then
-`--sweep-rounds` (3) timed ones, and each driver's figure is its median call. On CPU the
+`--sweep-rounds` (5) timed ones, and each driver's figure is its median call. On CPU the
 script then re-runs itself with two forced CPU devices
 (XLA_FLAGS=--xla_force_host_platform_device_count=2) for the vmapped sweeps sharded over
 both (vmap_shared_2dev, vmap_independent_2dev; K >= 2, even) and, as a control, the shared
@@ -40,7 +40,7 @@ Usage:
   python scripts/benchmark.py [--presets a,b,c,wide] [--batch-size 128] [--epochs 3]
                               [--json runs/benchmark.json] [--quick]
   python scripts/benchmark.py --sweep [--sweep-presets b,wide] [--sweep-k 1,4,16]
-                              [--sweep-steps N] [--sweep-rounds 3] [--quick]
+                              [--sweep-steps N] [--sweep-rounds 5] [--quick]
 """
 import argparse
 import itertools
@@ -351,6 +351,25 @@ def make_torch_func(arch, k, data, batch_size, lr, steps, calls):
     return 0.0, run_call, {}
 
 
+def _one_thread(driver):
+    """The driver with PyTorch on one thread during its calls. Torch's default (one OpenMP
+    thread per core) stalls at every parallel region when another process holds a core,
+    which on a shared machine can make a step a hundred times slower; one thread cannot."""
+    import torch
+
+    compile_seconds, run_call, info = driver
+
+    def call():
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            run_call()
+        finally:
+            torch.set_num_threads(threads)
+
+    return compile_seconds, call, info
+
+
 def round_robin(drivers: dict, rounds: int) -> dict:
     """Seconds of each driver's calls: a warm-up round, then `rounds` rounds, each starting
     one driver later. Returns {name: [(wall, CPU seconds of this process) of each timed
@@ -428,9 +447,13 @@ def run_sweep(args, data, *, devices_2=False) -> tuple[dict, dict]:
                                                                 devices=one, **common),
                     "sequential": lambda: make_sequential(preset, k, **common),
                     "torch_eager": lambda: make_torch_sequential(preset, k, **common),
-                    "torch_func": lambda: make_torch_func(preset, k, **common)}
+                    "torch_func": lambda: make_torch_func(preset, k, **common),
+                    "torch_eager_1thread": lambda: _one_thread(make_torch_sequential(
+                        preset, k, **common)),
+                    "torch_func_1thread": lambda: _one_thread(make_torch_func(
+                        preset, k, **common))}
                 if not args.has_torch:
-                    del makers["torch_eager"], makers["torch_func"]
+                    makers = {n: m for n, m in makers.items() if not n.startswith("torch")}
             fig, det = _sweep_figures(makers, k, steps, epoch_steps, args.sweep_rounds)
             figures[preset][str(k)], details[preset][str(k)] = fig, {"steps_per_call": steps,
                                                                      **det}
@@ -475,14 +498,16 @@ def sweep_main(args, argv, data) -> dict:
         ratios[preset] = {}
         for k, fig in per_k.items():
             r = {}
-            for over in ("sequential", "torch_eager", "torch_func"):
+            for over in ("sequential", "torch_eager", "torch_func", "torch_eager_1thread",
+                         "torch_func_1thread"):
                 if over in fig:
                     r[f"vmap_shared/{over}"] = fig["vmap_shared"] / fig[over]
             if "vmap_shared_2dev" in fig:
                 r["vmap_shared_2dev/vmap_shared"] = fig["vmap_shared_2dev"] / fig["vmap_shared"]
                 r["vmap_shared_2dev/sequential"] = fig["vmap_shared_2dev"] / fig["sequential"]
-                if "torch_eager" in fig:
-                    r["vmap_shared_2dev/torch_eager"] = fig["vmap_shared_2dev"] / fig["torch_eager"]
+                for over in ("torch_eager", "torch_eager_1thread"):
+                    if over in fig:
+                        r[f"vmap_shared_2dev/{over}"] = fig["vmap_shared_2dev"] / fig[over]
             ratios[preset][k] = r
     report["sweep_ratios"] = ratios
     return report
@@ -498,19 +523,31 @@ def print_sweep(report: dict) -> None:
           f"{', '.join(f'{n} ({p})' for p, n in setup['steps'].items())} steps after a "
           f"warm-up call, each call a whole epoch of the first steps x {report['batch_size']} "
           "examples")
+    print(f"load average (1 min) before {setup['load_average_before']:.2f}, after "
+          f"{setup['load_average_after']:.2f}, on {os.cpu_count()} cores")
     print()
-    cols = [*SWEEP_DRIVERS, "vmap_shared_2dev", "vmap_independent_2dev"]
-    print("| preset | K | " + " | ".join(cols) + " | shared / sequential | shared / torch eager "
-          "| 2dev shared / sequential | 2dev shared / torch eager |")
-    print("|---|---|" + "---|" * (len(cols) + 4))
+    cols = [*SWEEP_DRIVERS, "torch_eager_1thread", "torch_func_1thread", "vmap_shared_2dev",
+            "vmap_independent_2dev"]
+    print("model-epochs per second:")
+    print()
+    print("| preset | K | " + " | ".join(cols) + " |")
+    print("|---|---|" + "---|" * len(cols))
     for preset, per_k in report["sweep"].items():
         for k, fig in per_k.items():
-            r = report["sweep_ratios"][preset][k]
-            cells = [f"{fig[c]:.3g}" if c in fig else "-" for c in cols]
-            cells += [f"{r[c]:.2f}x" if c in r else "-" for c in (
-                "vmap_shared/sequential", "vmap_shared/torch_eager",
-                "vmap_shared_2dev/sequential", "vmap_shared_2dev/torch_eager")]
-            print(f"| {preset} | {k} | " + " | ".join(cells) + " |")
+            print(f"| {preset} | {k} | " + " | ".join(
+                f"{fig[c]:.3g}" if c in fig else "-" for c in cols) + " |")
+    ratios = ["vmap_shared/sequential", "vmap_shared/torch_eager", "vmap_shared/torch_func",
+              "vmap_shared/torch_eager_1thread", "vmap_shared_2dev/vmap_shared",
+              "vmap_shared_2dev/sequential", "vmap_shared_2dev/torch_eager"]
+    print()
+    print("ratios (above 1: the first is faster):")
+    print()
+    print("| preset | K | " + " | ".join(r.replace("/", " / ") for r in ratios) + " |")
+    print("|---|---|" + "---|" * len(ratios))
+    for preset, per_k in report["sweep_ratios"].items():
+        for k, r in per_k.items():
+            print(f"| {preset} | {k} | " + " | ".join(
+                f"{r[c]:.2f}x" if c in r else "-" for c in ratios) + " |")
     print()
     print("cores busy (this process's CPU seconds per wall second, median call): " + "; ".join(
         f"{preset} K={k}: " + ", ".join(
@@ -553,7 +590,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--sweep-k", help="numbers of models (default 1,4,16; 64 too on GPU)")
     parser.add_argument("--sweep-steps", type=int,
                         help="steps timed per call (default 100; 10 for wide)")
-    parser.add_argument("--sweep-rounds", type=int, default=3,
+    parser.add_argument("--sweep-rounds", type=int, default=5,
                         help="timed round-robin rounds after the warm-up round")
     parser.add_argument("--sweep-child", help=argparse.SUPPRESS)  # internal: 2-device part
     parser.add_argument("--sweep-init-dir", help=argparse.SUPPRESS)  # internal: its inputs
@@ -662,7 +699,10 @@ def _sweep_report(args, argv, data, report) -> dict:
         "steps": {p: args.sweep_steps or SWEEP_STEPS.get(p, 100)
                   for p in args.sweep_presets.split(",")},
         "torch_threads": _torch_threads() if args.has_torch else None}
+    # A shared machine's other work shows in the timings: its load, before and after.
+    report["sweep_setup"]["load_average_before"] = os.getloadavg()[0]
     report.update(sweep_main(args, argv, data))
+    report["sweep_setup"]["load_average_after"] = os.getloadavg()[0]
     print_sweep(report)
     if args.json:
         path = Path(args.json)
