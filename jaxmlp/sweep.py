@@ -376,8 +376,9 @@ class _SweepLoop:
                 if folder is not None:
                     self._save(host, step, state["key"], history)
                 accs = [m["test_acc"] for m in record["models"] if not m["diverged"]]
+                std = np.std(accs, ddof=1) if len(accs) > 1 else 0.0  # as in summary.json
                 self.log(f"epoch {epoch}, step {step}: test accuracy {np.mean(accs):.4f} ± "
-                         f"{np.std(accs):.4f} over {len(accs)} models ({seconds:.2f}s)")
+                         f"{std:.4f} over {len(accs)} models ({seconds:.2f}s)")
         except KeyboardInterrupt:
             raise TrainingInterrupted(self.saved_step) from None
         host_params = jax.tree.map(to_host, params)
