@@ -236,6 +236,15 @@ def _train(args) -> int:
 
 
 def _sweep(args) -> int:
+    from jax._src import xla_bridge
+
+    # On CPU one XLA device computes on one core; a device per core lets the sharded model
+    # axis use them all (measured: scripts/benchmark.py --sweep). XLA reads the flag when its
+    # backends start, so only before then (GPUs are unaffected: it counts CPU devices).
+    if not xla_bridge.backends_are_initialized() and (
+            "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform"
+                                   f"_device_count={len(os.sched_getaffinity(0))}").strip()
     from jaxmlp.sweep import Grid, format_summary, parse_floats, parse_seeds, read_sweep, train_many
 
     given = _given(args, skip=SWEPT)

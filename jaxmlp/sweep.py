@@ -286,6 +286,8 @@ def train_many(config: TrainConfig, grid: Grid, out=None, *, order: str = "share
         raise ValueError("resume and overwrite need the sweep's folder (out)")
     num_models = len(grid.models())
     devices = list(make_mesh(config.devices).devices)  # its checks, its message
+    if config.devices is None:  # as many as divide the models evenly
+        devices = devices[:max(d for d in range(1, len(devices) + 1) if num_models % d == 0)]
     if num_models % len(devices):
         raise ValueError(f"{num_models} models do not split evenly over {len(devices)} "
                          f"devices; use a multiple of {len(devices)} models, or --devices")
