@@ -407,8 +407,9 @@ def _sweep_figures(makers: dict, k: int, steps: int, epoch_steps: int, rounds: i
 def run_sweep(args, data, *, devices_2=False) -> tuple[dict, dict]:
     """The --sweep measurements: ({preset: {K: {driver: model-epochs/s}}}, details).
 
-    With ``devices_2`` (the child process with two forced CPU devices), only the vmapped
-    sweeps sharded over both devices, and the shared sweep on one of them as a control."""
+    With ``devices_2`` (the child process with two forced CPU devices), the vmapped sweeps
+    sharded over both devices, timed round-robin beside controls on one device (the shared
+    sweep, the sequential runs, torch eager), for even K."""
     global _K_MAX
     _K_MAX = max(args.sweep_k)
     epoch_steps = 60_000 // args.batch_size  # one MNIST epoch, whatever slice is timed
@@ -436,8 +437,15 @@ def run_sweep(args, data, *, devices_2=False) -> tuple[dict, dict]:
                                                                 **common),
                     "vmap_independent_2dev": lambda: make_vmap_sweep(preset, "independent", k,
                                                                      devices=two, **common),
+                    # Controls timed beside them, in the same process and rounds: the
+                    # machine's other load then weighs on both sides of each ratio alike.
                     "vmap_shared_1dev_in_2dev_process": lambda: make_vmap_sweep(
-                        preset, "shared", k, devices=one, **common)}
+                        preset, "shared", k, devices=one, **common),
+                    "sequential_in_2dev_process": lambda: make_sequential(preset, k, **common),
+                    "torch_eager_in_2dev_process": lambda: make_torch_sequential(
+                        preset, k, **common)}
+                if not args.has_torch:
+                    del makers["torch_eager_in_2dev_process"]
             else:
                 one = jax.devices()[:1]
                 makers = {
@@ -454,6 +462,8 @@ def run_sweep(args, data, *, devices_2=False) -> tuple[dict, dict]:
                         preset, k, **common))}
                 if not args.has_torch:
                     makers = {n: m for n, m in makers.items() if not n.startswith("torch")}
+                elif jax.default_backend() != "cpu":  # only a CPU shared with JAX needs them
+                    makers = {n: m for n, m in makers.items() if not n.endswith("_1thread")}
             fig, det = _sweep_figures(makers, k, steps, epoch_steps, args.sweep_rounds)
             figures[preset][str(k)], details[preset][str(k)] = fig, {"steps_per_call": steps,
                                                                      **det}
@@ -502,12 +512,11 @@ def sweep_main(args, argv, data) -> dict:
                          "torch_func_1thread"):
                 if over in fig:
                     r[f"vmap_shared/{over}"] = fig["vmap_shared"] / fig[over]
-            if "vmap_shared_2dev" in fig:
-                r["vmap_shared_2dev/vmap_shared"] = fig["vmap_shared_2dev"] / fig["vmap_shared"]
-                r["vmap_shared_2dev/sequential"] = fig["vmap_shared_2dev"] / fig["sequential"]
-                for over in ("torch_eager", "torch_eager_1thread"):
-                    if over in fig:
-                        r[f"vmap_shared_2dev/{over}"] = fig["vmap_shared_2dev"] / fig[over]
+            if "vmap_shared_2dev" in fig:  # against the controls of its own process
+                for over in ("vmap_shared_1dev", "sequential", "torch_eager"):
+                    if f"{over}_in_2dev_process" in fig:
+                        r[f"vmap_shared_2dev/{over}"] = (fig["vmap_shared_2dev"] /
+                                                         fig[f"{over}_in_2dev_process"])
             ratios[preset][k] = r
     report["sweep_ratios"] = ratios
     return report
@@ -537,10 +546,11 @@ def print_sweep(report: dict) -> None:
             print(f"| {preset} | {k} | " + " | ".join(
                 f"{fig[c]:.3g}" if c in fig else "-" for c in cols) + " |")
     ratios = ["vmap_shared/sequential", "vmap_shared/torch_eager", "vmap_shared/torch_func",
-              "vmap_shared/torch_eager_1thread", "vmap_shared_2dev/vmap_shared",
+              "vmap_shared/torch_eager_1thread", "vmap_shared_2dev/vmap_shared_1dev",
               "vmap_shared_2dev/sequential", "vmap_shared_2dev/torch_eager"]
     print()
-    print("ratios (above 1: the first is faster):")
+    print("ratios (above 1: the first is faster; vmap_shared_2dev against the controls timed "
+          "beside it in the 2-device process):")
     print()
     print("| preset | K | " + " | ".join(r.replace("/", " / ") for r in ratios) + " |")
     print("|---|---|" + "---|" * len(ratios))
@@ -555,13 +565,20 @@ def print_sweep(report: dict) -> None:
             {**det, **det.get("2dev_process", {})}.items()
             if isinstance(d, dict) and "cores_busy" in d)
         for preset, per_k in report["sweep_details"].items() for k, det in per_k.items()))
-    control = [(p, k, fig["vmap_shared_1dev_in_2dev_process"])
-               for p, per_k in report["sweep"].items() for k, fig in per_k.items()
-               if "vmap_shared_1dev_in_2dev_process" in fig]
-    if control:
+    controls = [c for c in ("vmap_shared_1dev", "sequential", "torch_eager")]
+    rows = [(p, k, fig) for p, per_k in report["sweep"].items() for k, fig in per_k.items()
+            if "vmap_shared_2dev" in fig]
+    if rows:
         print()
-        print("2-device process control, vmap_shared on one of its two devices (model-epochs/s): "
-              + ", ".join(f"{p} K={k}: {v:.2f}" for p, k, v in control))
+        print("controls timed in the 2-device process (model-epochs per second):")
+        print()
+        print("| preset | K | " + " | ".join(f"{c} (in 2-device process)" for c in controls) +
+              " |")
+        print("|---|---|" + "---|" * len(controls))
+        for p, k, fig in rows:
+            print(f"| {p} | {k} | " + " | ".join(
+                f"{fig[f'{c}_in_2dev_process']:.3g}" if f"{c}_in_2dev_process" in fig else "-"
+                for c in controls) + " |")
 
 
 def main(argv=None) -> dict:
@@ -581,7 +598,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", default="runs/benchmark.json")
     parser.add_argument("--quick", action="store_true",
                         help="seconds, not minutes: presets a,b on 4,096 examples, 1 timed "
-                             "epoch, time-to-accuracy with preset a to 85%%")
+                             "epoch, time-to-accuracy with preset a to 85%%; with --sweep: "
+                             "preset b, K = 1 and 2, 3 steps a call, 1 timed round")
     parser.add_argument("--sweep", action="store_true",
                         help="instead of the above: throughput of K models trained at once "
                              "(jaxmlp.sweep, vmapped) against K runs one after another and "
@@ -600,8 +618,8 @@ def main(argv=None) -> dict:
         args.presets, args.examples, args.epochs = "a,b", 4096, 1
         args.tta_arch, args.tta_target, args.tta_epochs = "a", 0.85, 3
         if args.sweep:
-            args.sweep_presets, args.sweep_k = "b", args.sweep_k or "1,4"
-            args.sweep_steps, args.sweep_rounds = args.sweep_steps or 5, 1
+            args.sweep_presets, args.sweep_k = "b", args.sweep_k or "1,2"
+            args.sweep_steps, args.sweep_rounds = args.sweep_steps or 3, 1
     args.sweep_k = [int(k) for k in (args.sweep_k or (
         "1,4,16,64" if jax.default_backend() == "gpu" else "1,4,16")).split(",")]
     mnist = load_mnist(data_dir=args.data_dir)
@@ -610,13 +628,6 @@ def main(argv=None) -> dict:
         from jaxmlp.cli import enable_compilation_cache
 
         enable_compilation_cache()
-    if args.sweep_child:  # two forced devices, started by sweep_main: JSON to the file named
-        global _INIT_DIR
-        _INIT_DIR = args.sweep_init_dir
-        figures, details = run_sweep(args, data, devices_2=True)
-        Path(args.sweep_child).write_text(json.dumps({"sweep": figures,
-                                                      "sweep_details": details}))
-        return {}
     try:
         import torch
         has_torch = not args.no_torch
@@ -624,6 +635,13 @@ def main(argv=None) -> dict:
     except ImportError:
         has_torch, torch_version = False, None
     args.has_torch = has_torch
+    if args.sweep_child:  # two forced devices, started by sweep_main: JSON to the file named
+        global _INIT_DIR
+        _INIT_DIR = args.sweep_init_dir
+        figures, details = run_sweep(args, data, devices_2=True)
+        Path(args.sweep_child).write_text(json.dumps({"sweep": figures,
+                                                      "sweep_details": details}))
+        return {}
     report = {"date": time.strftime("%Y-%m-%d"), "backend": jax.default_backend(),
               "devices": [str(d.device_kind) for d in jax.devices()],
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or ''}".strip(", "),

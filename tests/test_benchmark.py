@@ -56,12 +56,14 @@ def test_quick_benchmark_reports_every_figure(tfds_dir, cache_dir, mnist, tmp_pa
 
 SWEEP_DRIVERS = {"vmap_shared", "vmap_independent", "sequential"}
 TORCH_DRIVERS = {"torch_eager", "torch_func", "torch_eager_1thread", "torch_func_1thread"}
-TWO_DEVICE = {"vmap_shared_2dev", "vmap_independent_2dev", "vmap_shared_1dev_in_2dev_process"}
+TWO_DEVICE = {"vmap_shared_2dev", "vmap_independent_2dev", "vmap_shared_1dev_in_2dev_process",
+              "sequential_in_2dev_process"}
+TWO_DEVICE_TORCH = {"torch_eager_in_2dev_process"}
 
 
 def test_quick_sweep_benchmark_reports_every_figure(tfds_dir, cache_dir, mnist, tmp_path):
-    """``--sweep --quick``: preset b, K = 1 and 4, 5 steps a call on 4,096 examples, plus the
-    2-device child process; every throughput present, positive and finite."""
+    """``--sweep --quick``: preset b, K = 1 and 2, 3 steps a call, plus the 2-device child
+    process; every throughput present, positive and finite."""
     out = tmp_path / "sweep.json"
     env = {**os.environ, "TFDS_DATA_DIR": str(tfds_dir), "JAXMLP_CACHE_DIR": str(cache_dir)}
     env.pop("XLA_FLAGS", None)
@@ -71,15 +73,20 @@ def test_quick_sweep_benchmark_reports_every_figure(tfds_dir, cache_dir, mnist, 
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
     assert "presets" not in report  # --sweep measures the sweep alone
-    drivers = SWEEP_DRIVERS | (TORCH_DRIVERS if importlib.util.find_spec("torch") else set())
-    assert set(report["sweep"]) == {"b"} and set(report["sweep"]["b"]) == {"1", "4"}
+    torch = importlib.util.find_spec("torch") is not None
+    drivers = SWEEP_DRIVERS | (TORCH_DRIVERS if torch else set())
+    two_device = TWO_DEVICE | (TWO_DEVICE_TORCH if torch else set())
+    assert set(report["sweep"]) == {"b"} and set(report["sweep"]["b"]) == {"1", "2"}
     for k, figures in report["sweep"]["b"].items():
         # The 2-device sweep splits K models over two forced CPU devices: K >= 2 only.
-        assert set(figures) == drivers | (TWO_DEVICE if k == "4" else set()), k
+        assert set(figures) == drivers | (two_device if k == "2" else set()), k
         assert all(math.isfinite(v) and v > 0 for v in figures.values()), figures
         ratios = report["sweep_ratios"]["b"][k]
         assert ratios["vmap_shared/sequential"] == pytest.approx(
             figures["vmap_shared"] / figures["sequential"])
+        if k == "2":  # the 2-device sweep against the sequential runs timed beside it
+            assert ratios["vmap_shared_2dev/sequential"] == pytest.approx(
+                figures["vmap_shared_2dev"] / figures["sequential_in_2dev_process"])
         # Model-epochs per second are K * steps / 468 over the median call's seconds.
         details = report["sweep_details"]["b"][k]
         assert figures["sequential"] == pytest.approx(
@@ -88,4 +95,4 @@ def test_quick_sweep_benchmark_reports_every_figure(tfds_dir, cache_dir, mnist, 
     assert numbers and all(math.isfinite(x) and x >= 0 for x in numbers)
     # The printed tables (throughputs, ratios) have one row per preset and K.
     rows = [l.split("|")[2].strip() for l in proc.stdout.splitlines() if l.startswith("| b |")]
-    assert rows == ["1", "4"] * 2  # throughputs, then ratios
+    assert rows == ["1", "2"] * 2 + ["2"]  # throughputs, ratios, 2-device process controls
