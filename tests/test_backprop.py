@@ -60,7 +60,7 @@ _layers = st.lists(st.tuples(st.integers(1, 13), st.sampled_from(sorted(jaxmlp.A
                    min_size=1, max_size=5)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(layers=_layers, in_dim=st.integers(1, 11), batch=st.sampled_from([1, 2, 7]),
        soft=st.booleans(), seed=st.integers(0, 2**31 - 1))
 def test_random_architectures_match_autodiff(layers, in_dim, batch, soft, seed):
