@@ -186,19 +186,25 @@ def _jaxmlp(args, env, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
 
 
-def test_ctrl_c_saves_draws_and_says_how_to_resume(env, tmp_path):
-    out = tmp_path / "run"
+def _signal_after_first_epoch(env, out, signum) -> tuple[int, str]:
+    """Starts a long run, sends ``signum`` once its first epoch is announced."""
     proc = _jaxmlp(["train", "--arch", "b", "--epochs", "30", "--out", str(out),
                     "--no-progress"], env)
     try:
         for line in proc.stdout:
             if line.startswith("epoch 1,"):
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(signum)
                 break
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err
+    return proc.returncode, err
+
+
+def test_ctrl_c_saves_draws_and_says_how_to_resume(env, tmp_path):
+    out = tmp_path / "run"
+    code, err = _signal_after_first_epoch(env, out, signal.SIGINT)
+    assert code == 130, err
     step = load_run(out).history[-1]["step"]
     assert err.strip() == (f"jaxmlp train: interrupted at step {step}; resume with "
                            f"`jaxmlp train --resume {out}`")
@@ -277,17 +283,8 @@ def test_resume_names_what_changed_and_bad_lines(done, capsys):
 
 def test_sigterm_and_broken_pipe_end_cleanly(env, tmp_path):
     out = tmp_path / "run"
-    proc = _jaxmlp(["train", "--arch", "b", "--epochs", "30", "--out", str(out),
-                    "--no-progress"], env)
-    try:
-        for line in proc.stdout:
-            if line.startswith("epoch 1,"):
-                proc.terminate()  # what `kill` and `timeout` send
-                break
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130 and "interrupted at step" in err and err.count("\n") == 1
+    code, err = _signal_after_first_epoch(env, out, signal.SIGTERM)  # `kill`, `timeout`
+    assert code == 130 and "interrupted at step" in err and err.count("\n") == 1
     assert not (out / LOCK).exists()
     # `jaxmlp train | head -1`: the reader leaves; the command ends as SIGPIPE would, not 0.
     piped = subprocess.run(f"{sys.executable} -m jaxmlp.cli train --arch a --epochs 2 --log-every 1 "
