@@ -185,8 +185,9 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_compilation_cache_dir", str(default_cache_dir() / "xla"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    # A cache that cannot be written (full disk, ulimit -f) only costs speed: no warning.
-    warnings.filterwarnings("ignore", message="Error writing persistent compilation cache")
+    # A cache that cannot be written (full disk, ulimit -f), or an entry left torn by such a
+    # write, only costs speed (JAX compiles anew): no warning.
+    warnings.filterwarnings("ignore", message="Error (writing|reading) persistent compilation cache")
 
 
 @contextlib.contextmanager
