@@ -287,6 +287,13 @@ class RunFolder:
             self._write(CURVES, lambda p: plot_history(history, p, title=title))
 
 
+def kept(folder: Path, saved_step) -> str:
+    """What a run that failed leaves in ``folder``: its last checkpoint, or nothing."""
+    if saved_step is None:
+        return "no epoch had finished, so nothing was saved"
+    return f"the last good checkpoint (step {saved_step}) is kept in {folder}"
+
+
 def _remove_empty(folders: list[Path]) -> None:
     """Removes the folders this run created (leaf first), as long as they are empty."""
     for folder in folders:

@@ -36,7 +36,7 @@ from jaxmlp.mlp import init_params
 from jaxmlp.parallel import make_mesh
 from jaxmlp.predict import predict
 from jaxmlp.run import (CHECKPOINT, METRICS, SUMMARY, SWEEP, RunError, RunFolder, RunWriteError,
-                        read_json, write_json, read_checkpoint, read_history, write_jsonl)
+                        kept, read_json, write_json, read_checkpoint, read_history, write_jsonl)
 from jaxmlp.train import (TrainingDiverged, TrainingInterrupted, load_data, make_optimizer,
                           make_step, shuffle, to_host)
 
@@ -332,8 +332,9 @@ class _SweepLoop:
         self.mesh, self.num_steps, self.spe = mesh, num_steps, spe
         self.host_data = data
         replicated = NamedSharding(mesh, P())
-        self.images, self.labels = jax.device_put((data.train_images, data.train_labels),
-                                                  replicated)
+        # On the devices once: every model's evaluation of every epoch reuses them.
+        self.images, self.labels, self.test_images, self.test_labels = jax.device_put(
+            tuple(data), replicated)
         self.epoch = make_sweep_epoch(config, num_steps, order, mesh)
         self.saved_step = None
 
@@ -401,7 +402,7 @@ class _SweepLoop:
                                 "train_acc": None, "train_loss": None})
                 continue
             model = jax.tree.map(lambda a: a[i], params)
-            test = evaluate(model, self.host_data.test_images, self.host_data.test_labels, arch)
+            test = evaluate(model, self.test_images, self.test_labels, arch)
             train = evaluate(model, self.images, self.labels, arch)
             records.append({"diverged": False, "test_acc": test["accuracy"],
                             "test_loss": test["loss"], "train_acc": train["accuracy"],
@@ -417,9 +418,8 @@ class _SweepLoop:
             self.folder.save({**files, METRICS: lambda p: write_jsonl(p, history),
                               CHECKPOINT: lambda p: save_checkpoint(p, state)})
         except RunWriteError as e:
-            kept = (f"the last good checkpoint (step {self.saved_step}) is kept"
-                    if self.saved_step is not None else "nothing was saved")
-            raise RunWriteError(e.errno, f"{e.strerror}; {kept}") from None
+            raise RunWriteError(e.errno, f"{e.strerror}; {kept(self.folder.path, self.saved_step)}"
+                                ) from None
         self.saved_step = step
 
     def _summary(self, params, history, diverged) -> dict:

@@ -29,7 +29,7 @@ from jaxmlp.metrics import evaluate, metrics
 from jaxmlp.mlp import forward, init_params
 from jaxmlp.parallel import (DATA, check_batch, feed_batches, make_mesh, put_replicated,
                              to_host)
-from jaxmlp.run import RunFolder, RunWriteError, read_checkpoint, read_config, read_history
+from jaxmlp.run import RunFolder, RunWriteError, kept, read_checkpoint, read_config, read_history
 
 __all__ = ["TrainConfig", "TrainingDiverged", "TrainingInterrupted", "train_and_evaluate",
            "make_optimizer", "make_step", "make_epoch", "make_fed_epoch", "shuffle"]
@@ -362,26 +362,21 @@ class _Loop:
         return {"params": params, "history": history, "steps": step,
                 "test_accuracy": history[-1]["test_acc"] if history else None}
 
-    def _kept(self) -> str:
-        """What a failed run leaves: its last checkpoint, or nothing."""
-        if self.saved_step is None:
-            return "no epoch had finished, so nothing was saved"
-        return f"the last good checkpoint (step {self.saved_step}) is kept in {self.folder.path}"
-
     def _save(self, host_state, history) -> None:
         try:
             self.folder.save_epoch(self.config, host_state, history)
         except RunWriteError as e:
-            raise RunWriteError(e.errno, f"{e.strerror}; {self._kept()}") from None
+            raise RunWriteError(e.errno, f"{e.strerror}; {kept(self.folder.path, self.saved_step)}"
+                                ) from None
         self.saved_step = int(host_state["step"])
 
     def _check_finite(self, losses, step, epoch) -> None:
         bad = np.flatnonzero(~np.isfinite(losses))
         if bad.size:
-            kept = "" if self.folder is None else "; " + self._kept()
+            left = "" if self.folder is None else "; " + kept(self.folder.path, self.saved_step)
             raise TrainingDiverged(
                 f"loss became {losses[bad[0]]} at step {step + bad[0]} (epoch {epoch}); "
-                f"stopping{kept}. Try a smaller --lr.")
+                f"stopping{left}. Try a smaller --lr.")
 
     def _evaluate(self, params) -> dict:
         arch = parse_arch(self.config.arch)
