@@ -1,6 +1,6 @@
 """``jaxmlp``: one command with subcommands (``jaxmlp-train`` is ``jaxmlp train``).
 
-    jaxmlp train [flags]              train an MLP on MNIST into a run folder
+    jaxmlp train [flags]              train an MLP (MNIST, or --dataset) into a run folder
     jaxmlp sweep [flags]              train seeds × learning rates × momenta at once
     jaxmlp eval RUN                   re-evaluate a run's model on the test split
     jaxmlp predict RUN FILE...        classify PNG/JPEG images or .npy arrays
@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 
 from jaxmlp.config import TrainConfig
+from jaxmlp.data import DEFAULT_DATASET
 
 PROG = "jaxmlp"
 SWEPT = ("seed", "lr", "momentum")  # list-valued in `jaxmlp sweep`
@@ -63,10 +64,12 @@ def add_config_flags(parser: argparse.ArgumentParser, skip=()) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Multilayer perceptrons on MNIST "
+                                     "and other TFDS image sets "
                                      "with JAX: train, evaluate, predict, prove the gradients.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train an MLP on MNIST into a run folder")
+    train = commands.add_parser("train", help="train an MLP on MNIST (or --dataset) into a run "
+                                   "folder")
     add_config_flags(train)
     train.add_argument("--out", help="the run folder (default: runs/<arch>)")
     train.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
@@ -98,12 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--overwrite", action="store_true", help="replace the sweep in --out")
     sw.add_argument("--quiet", action="store_true", help="no per-epoch lines")
 
-    ev = commands.add_parser("eval", help="re-evaluate a run's model on the MNIST test split")
+    ev = commands.add_parser("eval", help="re-evaluate a run's model on its dataset's test split")
     ev.add_argument("run", metavar="RUN", help="a run folder")
     ev.add_argument("--data-dir", help="TFDS data folder (default: the run's, else "
                     "$TFDS_DATA_DIR)")
     ev.add_argument("--no-download", dest="download", action="store_false",
-                    help="never download MNIST")
+                    help="never download the dataset")
 
     pr = commands.add_parser("predict", help="classify digit images (PNG/JPEG) or .npy arrays")
     pr.add_argument("run", metavar="RUN", help="a run folder")
@@ -138,12 +141,15 @@ def _parse(argv):
     return args
 
 
-def default_out(arch: str) -> Path:
-    """``runs/<arch>``: ``"50:relu,10:linear"`` → ``runs/50_relu_10_linear``.
+def default_out(arch: str, dataset: str = DEFAULT_DATASET) -> Path:
+    """``runs/<arch>``: ``"50:relu,10:linear"`` → ``runs/50_relu_10_linear``; on a dataset
+    other than MNIST ``runs/<dataset>-<arch>`` (``runs/fashion_mnist-b``).
 
     A long spec is cut and given a digest of the whole, so the name stays within the
     file system's limits and distinct specs stay distinct folders.
     """
+    if dataset != DEFAULT_DATASET:
+        arch = f"{dataset}-{arch}"
     name = re.sub(r"[^\w.-]+", "_", arch)
     if len(name) > 64:
         name = f"{name[:48]}-{hashlib.sha256(arch.encode()).hexdigest()[:12]}"
@@ -163,8 +169,8 @@ def config_from_args(args) -> tuple[TrainConfig, Path]:
     """The ``TrainConfig`` and run folder that ``args`` ask for (resume included)."""
     given = _given(args)
     if args.resume is None:
-        return TrainConfig(**given), Path(args.out) if args.out else default_out(
-            given.get("arch", TrainConfig.arch))
+        config = TrainConfig(**given)
+        return config, Path(args.out) if args.out else default_out(config.arch, config.dataset)
     if not args.resume.strip():
         raise ValueError("--resume needs a run folder, got an empty string")
     out = Path(args.resume)
@@ -264,7 +270,7 @@ def _sweep(args) -> int:
         config = TrainConfig(**{**dataclasses.asdict(saved), **given})
     else:
         config = TrainConfig(**given)
-        out = Path(args.out) if args.out else Path("runs") / f"sweep-{default_out(config.arch).name}"
+        out = Path(args.out) if args.out else Path("runs") / f"sweep-{default_out(config.arch, config.dataset).name}"
     enable_compilation_cache()
     with _training_failures("sweep", out):
         result = train_many(config, grid, out, order=order, resume=args.resume is not None,
@@ -276,12 +282,12 @@ def _sweep(args) -> int:
 
 
 def _eval(args) -> int:
-    from jaxmlp.data import load_mnist
+    from jaxmlp.data import load_dataset
     from jaxmlp.run import evaluate_run, load_run
 
     run = load_run(args.run)
-    data = load_mnist(data_dir=args.data_dir or run.config.data_dir,
-                      manual_dir=run.config.manual_dir, download=args.download)
+    data = load_dataset(run.config.dataset, data_dir=args.data_dir or run.config.data_dir,
+                        manual_dir=run.config.manual_dir, download=args.download)
     report = evaluate_run(run, data)
     print(f"{run.path}: test loss {report['test_loss']:.4f}, test accuracy "
           f"{report['test_acc']:.4f}")

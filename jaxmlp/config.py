@@ -11,10 +11,10 @@ import typing
 from typing import Optional
 
 from jaxmlp.arch import PRESETS, parse_arch
-from jaxmlp.data import NUM_CLASSES
+from jaxmlp.data import DEFAULT_DATASET, DatasetInfo, check_name
+from jaxmlp.optim import OPTIMIZERS, SCHEDULES
 
 GRADS = ("hand", "autodiff")
-SCHEDULES = ("constant", "cosine")
 SEED_LIMIT = 2 ** 32  # jax.random.key takes 32 bits; larger seeds would silently wrap
 
 
@@ -31,37 +31,72 @@ class TrainConfig:
     epochs: int = _setting(10, "epochs to train")
     steps: Optional[int] = _setting(None, "total SGD steps, instead of --epochs")
     batch_size: int = _setting(128, "examples per step")
-    lr: float = _setting(0.1, "peak learning rate")
-    momentum: float = _setting(0.9, "SGD momentum, 0 for none")
-    nesterov: bool = _setting(False, "Nesterov momentum (needs --momentum > 0)")
+    dataset: str = _setting(DEFAULT_DATASET, "TFDS image-classification dataset: mnist, "
+                            "fashion_mnist, kmnist, emnist/digits, cifar10, ...")
+    val_size: int = _setting(0, "hold out the last N training examples as a validation split, "
+                             "evaluated every epoch; --target-accuracy then uses it")
+    optimizer: str = _setting("sgd", "Optax optimizer", choices=tuple(OPTIMIZERS))
+    lr: Optional[float] = _setting(None, "peak learning rate (default: " + ", ".join(
+        f"{v['lr']:g} for {k}" for k, v in OPTIMIZERS.items()) + ")")
+    momentum: float = _setting(0.9, "SGD momentum, or Adam/AdamW/Lion's b1 (the decay of their "
+                               "gradient average); 0 for none")
+    nesterov: bool = _setting(False, "Nesterov momentum (sgd, adam, adamw; needs --momentum > 0)")
+    weight_decay: Optional[float] = _setting(None, "weight decay of the weights w (not biases): "
+                                             "L2 in the gradient for sgd and adam, decoupled for "
+                                             "adamw and lion (default: " + ", ".join(
+                                                 f"{v['weight_decay']:g} for {k}"
+                                                 for k, v in OPTIMIZERS.items()) + ")")
     schedule: str = _setting("cosine", "learning rate: constant, or cosine decay to 0 over the "
                              "run", choices=SCHEDULES)
+    warmup_steps: int = _setting(0, "steps of linear learning-rate warm-up from 0 into the "
+                                 "schedule")
+    clip_norm: Optional[float] = _setting(None, "clip each step's gradient to this global norm")
     seed: int = _setting(0, "PRNG seed, 0 to 2**32-1: init and data order")
     grad: str = _setting("hand", "hand-written backward pass, or jax.grad", choices=GRADS)
     log_every: int = _setting(1000, "log a seed-style 'iter N' line every N steps")
-    target_accuracy: Optional[float] = _setting(None, "stop after the epoch whose test accuracy "
+    target_accuracy: Optional[float] = _setting(None, "stop after the epoch whose validation "
+                                                "accuracy (test accuracy without --val-size) "
                                                 "reaches this")
     devices: Optional[int] = _setting(None, "devices of the data-parallel mesh (default: all)")
     data_dir: Optional[str] = _setting(None, "TFDS data folder (default: $TFDS_DATA_DIR, else "
                                        "~/tensorflow_datasets)")
-    manual_dir: Optional[str] = _setting(None, "folder with the four original MNIST .gz files")
-    download: bool = _setting(True, "let TFDS download MNIST when it is not prepared",
-                              flag="--no-download", flag_help="never download MNIST (by "
+    manual_dir: Optional[str] = _setting(None, "folder with the dataset's original files (for "
+                                         "MNIST the four .gz files)")
+    download: bool = _setting(True, "let TFDS download the dataset when it is not prepared",
+                              flag="--no-download", flag_help="never download the dataset (by "
                               "default TFDS downloads it when it is not prepared)")
 
+    def __post_init__(self):
+        # An unset lr or weight decay is the optimizer's default (optim.OPTIMIZERS), so
+        # config.json always records the values the run used.
+        for name in ("lr", "weight_decay"):
+            if getattr(self, name) is None and self.optimizer in OPTIMIZERS:
+                object.__setattr__(self, name, OPTIMIZERS[self.optimizer][name])
+
     def validate(self) -> "TrainConfig":
-        """Raises ``ValueError`` naming the first setting that cannot work; returns self."""
-        arch = parse_arch(self.arch)
+        """Raises ``ValueError`` naming the first setting that cannot work; returns self.
+
+        The output layer's width is checked against the dataset once it is loaded
+        (``check_output``)."""
+        parse_arch(self.arch)
+        check_name(self.dataset)
+        number = lambda v: isinstance(v, (int, float)) and math.isfinite(v)
         checks = [
-            (arch[-1].units == NUM_CLASSES,
-             f"the output layer has {arch[-1].units} units but MNIST has {NUM_CLASSES} classes: "
-             f"end --arch with a layer of {NUM_CLASSES} units (e.g. '...,{NUM_CLASSES}:linear')"),
+            (self.optimizer in OPTIMIZERS,
+             f"optimizer must be one of {tuple(OPTIMIZERS)}, got {self.optimizer!r}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.steps is None or self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
-            (math.isfinite(self.lr) and self.lr > 0, f"learning rate must be positive, got {self.lr}"),
+            (number(self.lr) and self.lr > 0, f"learning rate must be positive, got {self.lr}"),
             (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
             (not self.nesterov or self.momentum > 0, "--nesterov needs a momentum above 0"),
+            (not self.nesterov or self.optimizer != "lion", "--nesterov does not apply to lion"),
+            (number(self.weight_decay) and self.weight_decay >= 0,
+             f"weight decay must be >= 0, got {self.weight_decay}"),
+            (self.warmup_steps >= 0, f"warmup steps must be >= 0, got {self.warmup_steps}"),
+            (self.clip_norm is None or (number(self.clip_norm) and self.clip_norm > 0),
+             f"clip norm must be positive, got {self.clip_norm}"),
+            (self.val_size >= 0, f"val size must be >= 0, got {self.val_size}"),
             (0 <= self.seed < SEED_LIMIT, f"seed must be in [0, 2**32), got {self.seed}"),
             (self.grad in GRADS, f"grad must be one of {GRADS}, got {self.grad!r}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
@@ -74,6 +109,23 @@ class TrainConfig:
             if not ok:
                 raise ValueError(message)
         return self
+
+    def check_output(self, info: DatasetInfo) -> None:
+        """Raises ``ValueError`` unless the output layer has one unit per class of ``info``."""
+        arch = parse_arch(self.arch)
+        classes = info.num_classes
+        if arch[-1].units != classes:
+            hidden = "".join(f"{u}:{a}," for u, a in arch[:-1])
+            raise ValueError(
+                f"the output layer has {arch[-1].units} units but {info.name} has {classes} "
+                f"classes: end --arch with a layer of {classes} units (e.g. --arch "
+                f"'{hidden}{classes}:{arch[-1].activation}')")
+
+    def check_length(self, num_steps: int) -> None:
+        """Raises ``ValueError`` unless the warm-up ends before the run does."""
+        if self.warmup_steps >= num_steps:
+            raise ValueError(f"--warmup-steps {self.warmup_steps} is not shorter than the run "
+                             f"({num_steps} steps): the learning rate would never reach --lr")
 
     def num_steps(self, steps_per_epoch: int) -> int:
         """The run's length in SGD steps: ``steps``, else ``epochs`` whole epochs."""

@@ -1,11 +1,17 @@
-"""MNIST through tensorflow-datasets, loaded once into uint8 numpy arrays.
+"""Image-classification datasets through tensorflow-datasets, as uint8 numpy arrays.
 
-TensorFlow only reads the data: it is kept off accelerators and out of the training
-loop. After the first load the decoded arrays are cached as ``.npz`` (keyed by the
-TFDS dataset version and its metadata), so later runs skip TensorFlow entirely.
+Any TFDS dataset with one fixed-size uint8 image feature and one class-label feature works
+(``mnist``, ``fashion_mnist``, ``kmnist``, ``emnist/digits``, ``cifar10``, …): the input
+width, class count and splits come from the builder's info, and images are flattened to
+``(N, height * width * channels)``. TensorFlow only reads the data: it is kept off
+accelerators and out of the training loop. After the first load the decoded arrays are
+cached as ``.npz`` (keyed by dataset, version and the metadata TFDS wrote when it prepared
+them), so later runs skip TensorFlow entirely.
 """
 import hashlib
+import math
 import os
+import re
 import socket
 import urllib.parse
 from pathlib import Path
@@ -15,26 +21,57 @@ import numpy as np
 
 from jaxmlp.checkpoint import save_npz_atomic
 
-NUM_CLASSES = 10
-IMAGE_PIXELS = 28 * 28
-SPLIT_SIZES = {"train": 60_000, "test": 10_000}
+DEFAULT_DATASET = "mnist"
+# A TFDS name, optionally with its config: "mnist", "emnist/letters". Also keeps the name
+# safe to use in cache file names and paths.
+NAME = re.compile(r"[a-z][a-z0-9_]*(/[A-Za-z0-9_.\-]+)?")
+TEST_SPLITS = ("test", "validation")  # the first the dataset has is the reported test set
 
 
-class Mnist(NamedTuple):
-    """MNIST as numpy arrays: images ``(N, 784)`` uint8 in [0, 255], labels ``(N,)`` int32."""
+class DatasetInfo(NamedTuple):
+    """What a network needs to know about a dataset: its name, image shape and class count."""
+
+    name: str
+    image_shape: tuple[int, int, int]  # (height, width, channels)
+    num_classes: int
+
+    @property
+    def in_dim(self) -> int:
+        """Pixels per flattened image: the network's input width."""
+        return math.prod(self.image_shape)
+
+
+MNIST = DatasetInfo("mnist", (28, 28, 1), 10)
+
+
+class Dataset(NamedTuple):
+    """A dataset as numpy arrays: images ``(N, in_dim)`` uint8 in [0, 255], labels ``(N,)``
+    int32 in ``[0, num_classes)``. ``val_*`` is the validation split (``with_validation``),
+    ``None`` when there is none. ``info`` defaults to MNIST's."""
 
     train_images: np.ndarray
     train_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
+    val_images: Optional[np.ndarray] = None
+    val_labels: Optional[np.ndarray] = None
+    info: DatasetInfo = MNIST
+
+    def splits(self) -> dict:
+        """``{"train": (images, labels), "val": …, "test": …}``, val only when present."""
+        out = {"train": (self.train_images, self.train_labels)}
+        if self.val_labels is not None:
+            out["val"] = (self.val_images, self.val_labels)
+        out["test"] = (self.test_images, self.test_labels)
+        return out
 
 
-class MnistNotFoundError(FileNotFoundError):
-    """MNIST is neither prepared where we looked nor obtainable (offline, no manual files)."""
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset is neither prepared where we looked nor obtainable (offline, no files)."""
 
 
-class MnistDataError(ValueError):
-    """MNIST was found but is corrupt or not what it should be."""
+class DatasetError(ValueError):
+    """The dataset was found but cannot be used: corrupt, or not image classification."""
 
 
 def default_data_dir() -> Path:
@@ -49,56 +86,71 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "jaxmlp"
 
 
-def _prepared_info(data_dir: Path) -> Optional[Path]:
-    """The newest prepared ``mnist/<version>/dataset_info.json`` under ``data_dir``."""
-    infos = [p for p in data_dir.glob("mnist/*/dataset_info.json")
+def check_name(name: str) -> str:
+    """``name`` if it can be a TFDS dataset name (``mnist``, ``emnist/letters``), else
+    ``ValueError``."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise ValueError(f"dataset {name!r} is not a TFDS dataset name (such as mnist, "
+                         "fashion_mnist, kmnist, emnist/digits, cifar10)")
+    return name
+
+
+def _prepared_info(data_dir: Path, name: str) -> Optional[Path]:
+    """The newest prepared ``<name>/<version>/dataset_info.json`` under ``data_dir``."""
+    infos = [p for p in data_dir.glob(f"{name}/*/dataset_info.json")
              if p.parent.name.replace(".", "").isdigit()]
     key = lambda p: tuple(int(v) for v in p.parent.name.split("."))
     return max(infos, key=key) if infos else None
 
 
-def _cache_path(cache_dir: Path, info: Path) -> Path:
+def _cache_path(cache_dir: Path, name: str, info: Path) -> Path:
     # Keyed by version and by the metadata TFDS wrote when it prepared the data (split
     # sizes, file checksums): re-preparing or upgrading the data invalidates the cache.
     digest = hashlib.sha256(info.read_bytes()).hexdigest()[:16]
-    return cache_dir / f"mnist-{info.parent.name}-{digest}.npz"
+    return cache_dir / f"{name.replace('/', '--')}-{info.parent.name}-{digest}.npz"
 
 
-def check_dataset(data: Mnist) -> Mnist:
-    """Raises ``MnistDataError`` unless ``data`` is usable for training: images ``(N, 784)``
-    uint8 beside ``(N,)`` integer labels in ``[0, NUM_CLASSES)``, for both splits (any N).
+def check_dataset(data: Dataset) -> Dataset:
+    """Raises ``DatasetError`` unless ``data`` is usable for training: for every split,
+    images ``(N, in_dim)`` uint8 beside ``(N,)`` integer labels in ``[0, num_classes)``,
+    N >= 1 (``in_dim`` and ``num_classes`` from ``data.info``).
 
     Out-of-range labels would otherwise surface only as a NaN loss inside compiled code.
     """
-    for split in ("train", "test"):
-        images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
-        if (np.ndim(images) != 2 or np.shape(images)[1] != IMAGE_PIXELS
+    name, in_dim, classes = data.info.name, data.info.in_dim, data.info.num_classes
+    for split, (images, labels) in data.splits().items():
+        if (np.ndim(images) != 2 or np.shape(images)[1] != in_dim
                 or np.asarray(images).dtype != np.uint8 or len(images) == 0):
-            raise MnistDataError(f"MNIST {split} images must be (N, {IMAGE_PIXELS}) uint8 with N >= 1, "
-                                 f"got {np.shape(images)} {np.asarray(images).dtype}")
+            raise DatasetError(f"{name} {split} images must be (N, {in_dim}) uint8 with N >= 1, "
+                               f"got {np.shape(images)} {np.asarray(images).dtype}")
         if np.shape(labels) != (len(images),) or not np.issubdtype(np.asarray(labels).dtype,
                                                                    np.integer):
-            raise MnistDataError(f"MNIST {split} labels must be ({len(images)},) integers, got "
-                                 f"{np.shape(labels)} {np.asarray(labels).dtype}")
+            raise DatasetError(f"{name} {split} labels must be ({len(images)},) integers, got "
+                               f"{np.shape(labels)} {np.asarray(labels).dtype}")
         lo, hi = int(np.min(labels)), int(np.max(labels))
-        if lo < 0 or hi >= NUM_CLASSES:
-            raise MnistDataError(f"MNIST {split} labels outside [0, {NUM_CLASSES}): values in "
-                                 f"[{lo}, {hi}]")
+        if lo < 0 or hi >= classes:
+            raise DatasetError(f"{name} {split} labels outside [0, {classes}): values in "
+                               f"[{lo}, {hi}]")
     return data
 
 
-def validate(data: Mnist) -> Mnist:
-    """Raises ``MnistDataError`` unless ``data`` is MNIST: ``check_dataset``'s rules, the
-    split sizes, and every class present."""
-    check_dataset(data)
-    for split, size in SPLIT_SIZES.items():
-        labels = getattr(data, f"{split}_labels")
-        if len(labels) != size:
-            raise MnistDataError(f"MNIST {split} split: expected {size} examples, got "
-                                 f"{len(labels)}")
-        if np.bincount(labels, minlength=NUM_CLASSES).min() == 0:
-            raise MnistDataError(f"MNIST {split} labels miss a class: not MNIST")
-    return data
+def with_validation(data: Dataset, size: int) -> Dataset:
+    """``data`` with its last ``size`` training examples held out as the validation split.
+
+    The last ones, not a random draw: the split is the same for every seed, so runs with
+    different seeds are tuned on the same examples. ``size`` 0 returns ``data`` unchanged.
+    """
+    if size == 0:
+        return data
+    if data.val_labels is not None:
+        raise ValueError("the data already has a validation split: pass val_size 0")
+    keep = len(data.train_labels) - size
+    if keep < 1:
+        raise ValueError(f"--val-size {size} leaves no training examples: {data.info.name} has "
+                         f"{len(data.train_labels)}")
+    return data._replace(train_images=data.train_images[:keep],
+                         train_labels=data.train_labels[:keep],
+                         val_images=data.train_images[keep:], val_labels=data.train_labels[keep:])
 
 
 def _import_tfds():
@@ -107,7 +159,7 @@ def _import_tfds():
     try:
         import tensorflow as tf
     except ImportError as e:  # pragma: no cover - a broken install
-        raise ImportError("tensorflow-datasets needs TensorFlow to read MNIST: "
+        raise ImportError("tensorflow-datasets needs TensorFlow to read datasets: "
                           "pip install tensorflow-cpu") from e
     # TensorFlow only decodes the data: keep it off every GPU so JAX owns them.
     tf.config.set_visible_devices([], "GPU")
@@ -121,8 +173,13 @@ def _import_tfds():
     return tfds
 
 
+def _offline_hint(name: str) -> str:
+    return (f"Offline? Point --data-dir or TFDS_DATA_DIR at a folder holding a prepared TFDS "
+            f"copy of {name}" + (", or pass --manual-dir with the four original MNIST .gz files."
+                                 if name == "mnist" else "."))
 
-def _check_reachable(url: str, data_dir: Path, timeout_s: float = 5.0) -> None:
+
+def _check_reachable(name: str, url: str, data_dir: Path, timeout_s: float = 5.0) -> None:
     """Fails fast offline: TFDS would otherwise retry each download for minutes."""
     parsed = urllib.parse.urlparse(url)
     if not parsed.hostname:
@@ -130,102 +187,186 @@ def _check_reachable(url: str, data_dir: Path, timeout_s: float = 5.0) -> None:
     try:
         socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout_s).close()
     except OSError as e:
-        raise MnistNotFoundError(
-            f"MNIST is not prepared in {data_dir} (looked for {data_dir}/mnist/) and its "
-            f"download site {parsed.hostname} cannot be reached ({e}). Offline? Point "
-            "--data-dir or TFDS_DATA_DIR at a prepared TFDS copy, or pass --manual-dir with "
-            "the four original MNIST .gz files.") from None
+        raise DatasetNotFoundError(
+            f"{name} is not prepared in {data_dir} (looked for {data_dir}/{name}/) and its "
+            f"download site {parsed.hostname} cannot be reached ({e}). "
+            + _offline_hint(name)) from None
 
 
-def _load_tfds(data_dir: Path, manual_dir: Optional[Path], download: bool) -> Mnist:
+def _builder(tfds, name: str, data_dir: Path):
+    try:
+        return tfds.builder(name, data_dir=str(data_dir))
+    except Exception as e:  # DatasetNotFoundError, an unknown config or version
+        raise DatasetNotFoundError(
+            f"{name} is not a dataset tensorflow-datasets knows ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200]})") from None
+
+
+def dataset_info(builder) -> tuple[DatasetInfo, str, str, tuple[str, str]]:
+    """``(info, image_key, label_key, (train_split, test_split))`` of a TFDS builder, or
+    ``DatasetError`` saying why it is not an image-classification set an MLP can take."""
+    name = builder.info.full_name.rsplit("/", 1)[0]  # without the version
+    features = builder.info.features
+    keys = builder.info.supervised_keys
+    if not (isinstance(keys, tuple) and len(keys) == 2 and all(isinstance(k, str) for k in keys)):
+        kinds = lambda kind: [k for k, f in features.items() if type(f).__name__ == kind]
+        images, labels = kinds("Image"), kinds("ClassLabel")
+        if len(images) != 1 or len(labels) != 1:
+            raise DatasetError(f"{name} is not image classification: jaxmlp needs one image "
+                               f"feature and one class-label feature, it has {_kinds(features)}")
+        keys = (images[0], labels[0])
+    image, label = (features[k] if k in features else None for k in keys)
+    if type(image).__name__ != "Image":
+        raise DatasetError(f"{name} has no image feature ({keys[0]!r} is "
+                           f"{type(image).__name__}); its features: {_kinds(features)}")
+    if type(label).__name__ != "ClassLabel":
+        raise DatasetError(f"{name} has no class-label feature ({keys[1]!r} is "
+                           f"{type(label).__name__}); its features: {_kinds(features)}")
+    shape, dtype = tuple(image.shape), np.dtype(image.np_dtype)
+    if dtype != np.uint8:
+        raise DatasetError(f"{name} images are {dtype}: jaxmlp takes uint8 images (0-255)")
+    if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
+        raise DatasetError(f"{name} images have shape {shape}: an MLP needs one fixed size "
+                           "(height, width, channels)")
+    splits = set(builder.info.splits.keys()) or {"train", "test"}  # unknown until prepared
+    test = next((s for s in TEST_SPLITS if s in splits), None)
+    if "train" not in splits or test is None:
+        raise DatasetError(f"{name} needs a train split and a test (or validation) split; it "
+                           f"has {', '.join(sorted(splits))}")
+    return DatasetInfo(name, shape, int(label.num_classes)), keys[0], keys[1], ("train", test)
+
+
+def _kinds(features) -> str:
+    return ", ".join(f"{k} ({type(f).__name__})" for k, f in features.items())
+
+
+def _prepare(tfds, builder, name: str, data_dir: Path, manual_dir: Optional[Path],
+             download: bool) -> None:
+    if manual_dir is None and not download:
+        raise DatasetNotFoundError(
+            f"{name} is not prepared in {data_dir} (looked for {data_dir}/{name}/"
+            f"{builder.version}/) and downloading is off. " + _offline_hint(name))
+    from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
+
+    if manual_dir is None:
+        _check_reachable(name, getattr(type(builder), "URL", ""), data_dir)
+    config = tfds.download.DownloadConfig(manual_dir=str(manual_dir) if manual_dir else None)
+    try:
+        builder.download_and_prepare(download_config=config)
+    except NonMatchingChecksumError:
+        raise DatasetError(
+            f"the {name} files in {manual_dir} do not match the originals' checksums that "
+            "tensorflow-datasets expects: corrupt, or re-compressed (the bytes inside may "
+            "still be right, but TFDS checks the files themselves). Use the files exactly as "
+            "downloaded, or a prepared TFDS copy via --data-dir.") from None
+    except Exception as e:  # network down, DNS, HTTP errors: all mean "not obtainable"
+        where = f"{manual_dir} (manual files) and " if manual_dir else ""
+        raise DatasetNotFoundError(
+            f"{name} could not be prepared: looked in {where}{data_dir}, then tried to "
+            f"download it and failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+            + _offline_hint(name)) from None
+
+
+def _read_split(tfds, builder, split: str, keys: tuple[str, str], info: DatasetInfo,
+                data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = [], []
+    try:
+        for batch in tfds.as_numpy(builder.as_dataset(split=split).batch(10_000)):
+            images.append(np.asarray(batch[keys[0]]).reshape(-1, info.in_dim))
+            labels.append(np.asarray(batch[keys[1]], np.int32))
+    except Exception as e:
+        raise DatasetError(f"could not read the {info.name} {split} split in {data_dir}: "
+                           f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+    if not images:
+        raise DatasetError(f"the {info.name} {split} split in {data_dir} is empty")
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _load_tfds(name: str, data_dir: Path, manual_dir: Optional[Path],
+               download: bool) -> tuple[Dataset, Optional[Path]]:
+    """The dataset read by TFDS, and its prepared ``dataset_info.json`` (the cache key)."""
     tfds = _import_tfds()
-    builder = tfds.builder("mnist", data_dir=str(data_dir))
+    builder = _builder(tfds, name, data_dir)
+    dataset_info(builder)  # refuse a dataset jaxmlp cannot use before preparing it
     if not builder.is_prepared():
-        if manual_dir is None and not download:
-            raise MnistNotFoundError(
-                f"MNIST is not prepared in {data_dir} (looked for {data_dir}/mnist/"
-                f"{builder.version}/) and downloading is off. Point --data-dir or TFDS_DATA_DIR "
-                "at a folder holding a prepared TFDS copy, or pass --manual-dir with the four "
-                "original MNIST .gz files.")
-        from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
-
-        if manual_dir is None:
-            _check_reachable(getattr(type(builder), "URL", ""), data_dir)
-        config = tfds.download.DownloadConfig(manual_dir=str(manual_dir) if manual_dir else None)
-        try:
-            builder.download_and_prepare(download_config=config)
-        except NonMatchingChecksumError:
-            raise MnistDataError(
-                f"the MNIST files in {manual_dir} do not match the originals' checksums that "
-                "tensorflow-datasets expects: corrupt, or re-compressed (the IDX bytes inside "
-                "may still be right, but TFDS checks the .gz files themselves). Use the files "
-                "exactly as downloaded, or a prepared TFDS copy via --data-dir.") from None
-        except Exception as e:  # network down, DNS, HTTP errors: all mean "not obtainable"
-            where = f"{manual_dir} (manual files) and " if manual_dir else ""
-            raise MnistNotFoundError(
-                f"MNIST could not be prepared: looked in {where}{data_dir}, then tried to "
-                f"download it and failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
-                "Offline? Point --data-dir or TFDS_DATA_DIR at a prepared TFDS copy, or pass "
-                "--manual-dir with the four original MNIST .gz files.") from None
-    arrays = []
-    for split in SPLIT_SIZES:
-        try:
-            images, labels = tfds.as_numpy(builder.as_dataset(
-                split=split, batch_size=-1, as_supervised=True))
-        except Exception as e:
-            raise MnistDataError(f"could not read the MNIST {split} split in {data_dir}: "
-                                 f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
-        arrays += [np.asarray(images).reshape(len(images), -1), np.asarray(labels, np.int32)]
-    return Mnist(*arrays)
+        _prepare(tfds, builder, name, data_dir, manual_dir, download)
+    info, image_key, label_key, (train, test) = dataset_info(builder)  # splits now known
+    info = info._replace(name=name)
+    arrays = {}
+    for ours, split in (("train", train), ("test", test)):
+        arrays[f"{ours}_images"], arrays[f"{ours}_labels"] = _read_split(
+            tfds, builder, split, (image_key, label_key), info, data_dir)
+    prepared = Path(builder.data_dir) / "dataset_info.json"
+    return Dataset(**arrays, info=info), prepared if prepared.is_file() else None
 
 
-def load_mnist(*, data_dir=None, manual_dir=None, download: bool = True,
-               cache_dir=None, use_cache: bool = True) -> Mnist:
-    """Loads MNIST as uint8 numpy arrays, preparing it with TFDS on first use.
+def _read_cache(path: Path, name: str) -> Optional[Dataset]:
+    try:
+        with np.load(path) as f:
+            info = DatasetInfo(name, tuple(int(s) for s in f["image_shape"]),
+                               int(f["num_classes"]))
+            arrays = {k: f[k] for k in ("train_images", "train_labels", "test_images",
+                                        "test_labels")}
+        return check_dataset(Dataset(**arrays, info=info))
+    except Exception:
+        return None  # a damaged cache is rebuilt from the TFDS copy
+
+
+def _write_cache(path: Path, data: Dataset) -> None:
+    try:
+        save_npz_atomic(path, image_shape=np.asarray(data.info.image_shape),
+                        num_classes=np.asarray(data.info.num_classes),
+                        **{k: getattr(data, k) for k in ("train_images", "train_labels",
+                                                         "test_images", "test_labels")})
+    except OSError:
+        pass  # a read-only cache folder only costs speed
+
+
+def load_dataset(name: str = DEFAULT_DATASET, *, data_dir=None, manual_dir=None,
+                 download: bool = True, cache_dir=None, use_cache: bool = True) -> Dataset:
+    """Loads a TFDS image-classification dataset as uint8 numpy arrays.
 
     Args:
+      name: the TFDS name, with its config where it has several (``"emnist/letters"``).
       data_dir: TFDS data folder; defaults to ``default_data_dir()``. When given, it must exist.
-      manual_dir: a folder with the four original ``*-ubyte.gz`` files; TFDS prepares
-        from them (``DownloadConfig(manual_dir=...)``) instead of downloading.
-      download: let TFDS download MNIST when it is not prepared (connected machines).
+      manual_dir: a folder with the dataset's original files (for MNIST, the four
+        ``*-ubyte.gz``); TFDS prepares from them instead of downloading.
+      download: let TFDS download the dataset when it is not prepared (connected machines).
       cache_dir: where decoded arrays are cached; defaults to ``default_cache_dir()``.
-      use_cache: read and write that cache.
+      use_cache: read and write that cache (only for data prepared on disk).
 
     Returns:
-      A validated ``Mnist``.
+      A checked ``Dataset`` with train and test splits (no validation split: see
+      ``with_validation``).
 
     Raises:
-      MnistNotFoundError: nothing found where it looked and nothing could be obtained.
-      MnistDataError: the data is corrupt or not MNIST.
+      DatasetNotFoundError: an unknown name, or nothing found where it looked and nothing
+        could be obtained.
+      DatasetError: the data is corrupt, or not image classification with uint8 images.
     """
+    check_name(name)
     if data_dir is not None:
         data_dir = Path(data_dir).expanduser()
         if not data_dir.is_dir():
-            raise MnistNotFoundError(f"data dir {data_dir} does not exist (pass a TFDS data "
-                                     "folder that holds mnist/, or omit --data-dir)")
+            raise DatasetNotFoundError(f"data dir {data_dir} does not exist (pass a TFDS data "
+                                       f"folder that holds {name}/, or omit --data-dir)")
     else:
         data_dir = default_data_dir()
     if manual_dir is not None:
         manual_dir = Path(manual_dir).expanduser()
         if not manual_dir.is_dir():
-            raise MnistNotFoundError(f"manual dir {manual_dir} does not exist")
+            raise DatasetNotFoundError(f"manual dir {manual_dir} does not exist")
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
-    cache = None
-    info = _prepared_info(data_dir)
-    if use_cache and info is not None:
-        cache = _cache_path(cache_root, info)
-        if cache.exists():
-            try:
-                with np.load(cache) as f:
-                    return validate(Mnist(**{k: f[k] for k in Mnist._fields}))
-            except Exception:
-                pass  # a damaged cache is rebuilt from the TFDS copy below
-    data = validate(_load_tfds(data_dir, manual_dir, download))
-    if use_cache and cache is None and (info := _prepared_info(data_dir)) is not None:
-        cache = _cache_path(cache_root, info)  # TFDS has just prepared it
-    if cache is not None:
-        try:
-            save_npz_atomic(cache, **data._asdict())
-        except OSError:
-            pass  # a read-only cache folder only costs speed
+    info = _prepared_info(data_dir, name) if use_cache else None
+    if info is not None and (cached := _read_cache(_cache_path(cache_root, name, info), name)):
+        return cached
+    data, prepared = _load_tfds(name, data_dir, manual_dir, download)
+    check_dataset(data)
+    if use_cache and prepared is not None:
+        _write_cache(_cache_path(cache_root, name, prepared), data)
     return data
+
+
+def load_mnist(**kwargs) -> Dataset:
+    """``load_dataset("mnist", **kwargs)``: the seed's dataset."""
+    return load_dataset("mnist", **kwargs)

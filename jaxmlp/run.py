@@ -2,7 +2,8 @@
 
 A run folder holds ``config.json`` (the ``TrainConfig``), ``metrics.jsonl`` (one line per
 epoch), ``checkpoint.npz`` (params, optimizer state, step and data key, to resume),
-``model.npz`` (params and architecture: all that using the model needs), ``curves.png``
+``model.npz`` (params, architecture and the dataset's image shape: all that using the
+model needs), ``curves.png``
 and, after ``jaxmlp eval``, ``eval.json``, ``confusion.png``, ``mistakes.png`` and
 ``weights.png``. Every file is written whole to a temporary file and renamed over the old
 one, so a crash leaves the old file or the new, never a torn one.
@@ -27,7 +28,7 @@ from jaxmlp.arch import Arch, parse_arch
 from jaxmlp.checkpoint import (load_checkpoint, read_npz, save_checkpoint, save_npz_atomic,
                                write_atomic)
 from jaxmlp.config import TrainConfig
-from jaxmlp.data import IMAGE_PIXELS
+from jaxmlp.data import MNIST, DatasetInfo
 
 CONFIG, METRICS, CHECKPOINT, MODEL = "config.json", "metrics.jsonl", "checkpoint.npz", "model.npz"
 CURVES, EVAL = "curves.png", "eval.json"
@@ -264,14 +265,15 @@ class RunFolder:
                 shutil.rmtree(staging, ignore_errors=True)
         self.saved = True
 
-    def save_epoch(self, config: TrainConfig, state: dict, history: list[dict]) -> None:
+    def save_epoch(self, config: TrainConfig, state: dict, history: list[dict],
+                   info: DatasetInfo) -> None:
         """Saves an epoch: metrics first, then checkpoint and model, so that a crash between
         them leaves a checkpoint no newer than the metrics (resume redoes that epoch)."""
         files = {} if self.saved else {CONFIG: lambda p: write_json(p, dataclasses.asdict(config))}
         self.save({**files,
                    METRICS: lambda p: write_jsonl(p, history),
                    CHECKPOINT: lambda p: save_checkpoint(p, state),
-                   MODEL: lambda p: save_model(p, state["params"], config.arch)})
+                   MODEL: lambda p: save_model(p, state["params"], config.arch, info)})
 
     def save_evaluation(self, report: dict, plots: dict) -> None:
         """``eval.json`` from ``report``, and each ``plots[name](path)`` drawn to ``name``."""
@@ -315,33 +317,44 @@ def read_checkpoint(folder, template) -> dict:
         raise RunError(str(e)) from None
 
 
-def save_model(path, params, arch) -> None:
-    """``model.npz``: the params (``params/0/w`` …) and the architecture spec (``arch``)."""
+def save_model(path, params, arch, info: DatasetInfo = MNIST) -> None:
+    """``model.npz``: the params (``params/0/w`` …), the architecture spec (``arch``) and
+    the dataset the model takes (``dataset``, ``image_shape``)."""
     arrays = {f"params/{i}/{k}": np.asarray(v) for i, layer in enumerate(params)
               for k, v in layer.items()}
     spec = ",".join(f"{units}:{activation}" for units, activation in parse_arch(arch))
-    save_npz_atomic(path, arch=np.array(spec), **arrays)
+    save_npz_atomic(path, arch=np.array(spec), dataset=np.array(info.name),
+                    image_shape=np.asarray(info.image_shape, np.int64), **arrays)
 
 
-def load_model(path) -> tuple[Arch, list[dict]]:
-    """``(arch, params)`` from a ``model.npz``; ``RunError`` names the file if unusable."""
+def load_model(path) -> tuple[Arch, list[dict], DatasetInfo]:
+    """``(arch, params, info)`` from a ``model.npz``; ``RunError`` names the file if unusable.
+
+    A model saved before datasets were recorded is an MNIST model."""
     try:
         arrays = read_npz(path)
         arch = parse_arch(str(arrays.pop("arch")))
         params = [{"w": arrays.pop(f"params/{i}/w"), "b": arrays.pop(f"params/{i}/b")}
                   for i in range(len(arch))]
+        info = MNIST
+        if "image_shape" in arrays:
+            info = DatasetInfo(str(arrays.pop("dataset")),
+                               tuple(int(s) for s in arrays.pop("image_shape")), arch[-1].units)
+            if len(info.image_shape) != 3 or min(info.image_shape) < 1:
+                raise ValueError(f"image_shape {info.image_shape} is not (height, width, "
+                                 "channels)")
     except FileNotFoundError:
         raise RunError(f"no model at {path} (has the run finished an epoch?)") from None
     except (KeyError, ValueError, TypeError) as e:
         raise RunError(f"{path} is not a jaxmlp model: {str(e).strip(chr(39))}") from None
     for i, ((units, _), layer) in enumerate(zip(arch, params)):
-        fan_in = params[i - 1]["w"].shape[1] if i else IMAGE_PIXELS
+        fan_in = params[i - 1]["w"].shape[1] if i else info.in_dim
         if layer["w"].shape != (fan_in, units) or layer["b"].shape != (units,):
             raise RunError(f"{path}: layer {i} has w {layer['w'].shape} and b "
                            f"{layer['b'].shape}, expected ({fan_in}, {units}) and ({units},)")
         if not all(np.isfinite(layer[k]).all() for k in ("w", "b")):
             raise RunError(f"{path}: layer {i} holds NaN or infinite weights")
-    return arch, params
+    return arch, params, info
 
 
 class Run(NamedTuple):
@@ -353,6 +366,7 @@ class Run(NamedTuple):
     params: list[dict]
     history: list[dict]
     evaluation: Optional[dict]  # eval.json, once ``jaxmlp eval`` has run
+    info: DatasetInfo = MNIST  # the dataset the model takes: name, image shape, classes
 
 
 def load_run(folder, model: Optional[int] = None) -> Run:
@@ -375,17 +389,17 @@ def load_run(folder, model: Optional[int] = None) -> Run:
                            "load_run(folder, model=i)")
         from jaxmlp.sweep import load_model_of_sweep
 
-        config, params, history = load_model_of_sweep(folder, model)
-        return Run(folder, config, parse_arch(config.arch), params, history, None)
+        config, params, history, info = load_model_of_sweep(folder, model)
+        return Run(folder, config, parse_arch(config.arch), params, history, None, info)
     if model is not None:
         raise RunError(f"{folder} holds a single run, not a sweep: drop model={model}")
     config = read_config(folder)
-    arch, params = load_model(folder / MODEL)
+    arch, params, info = load_model(folder / MODEL)
     try:  # eval.json only caches `jaxmlp eval`'s output, which rewrites it: unreadable = absent
         evaluation = read_json(folder / EVAL) if (folder / EVAL).exists() else None
     except RunError:
         evaluation = None
-    return Run(folder, config, arch, params, read_history(folder), evaluation)
+    return Run(folder, config, arch, params, read_history(folder), evaluation, info)
 
 
 def evaluate_run(run: Run, data) -> dict:

@@ -1,4 +1,4 @@
-"""Training on MNIST: a jitted Optax SGD step, whole epochs as one ``lax.scan`` on device.
+"""Training: a jitted Optax step, whole epochs as one ``lax.scan`` on device.
 
 The dataset lives on the device as uint8 and is scaled inside the compiled code; each
 epoch is one call, so the host syncs once per epoch, not once per step. Epoch ``e``'s data
@@ -23,10 +23,12 @@ from jaxmlp.arch import parse_arch
 from jaxmlp.backprop import hand_value_and_grad
 from jaxmlp.config import TrainConfig, check_resume, resume_length
 from jaxmlp.cross_entropy import cross_entropy
-from jaxmlp.data import IMAGE_PIXELS, Mnist, check_dataset, default_data_dir, load_mnist
+from jaxmlp.data import (Dataset, check_dataset, default_data_dir, load_dataset,
+                         with_validation)
 from jaxmlp.images import prepare_images
 from jaxmlp.metrics import evaluate, metrics
 from jaxmlp.mlp import forward, init_params
+from jaxmlp.optim import make_optimizer
 from jaxmlp.parallel import (DATA, check_batch, feed_batches, make_mesh, put_replicated,
                              to_host)
 from jaxmlp.run import RunFolder, RunWriteError, kept, read_checkpoint, read_config, read_history
@@ -45,22 +47,6 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, step: Optional[int]):
         super().__init__(step)
         self.step = step
-
-
-def make_optimizer(config: TrainConfig, num_steps: int, *, lr=None,
-                   momentum=None) -> optax.GradientTransformation:
-    """``optax.sgd`` with the config's momentum/Nesterov and learning-rate schedule.
-
-    ``lr`` and ``momentum`` replace the config's; they may be traced arrays (a sweep's
-    per-model values under ``vmap``), in which case momentum is always on (0 is then a
-    momentum of 0: the same updates, with a trace in the optimizer state).
-    """
-    lr = config.lr if lr is None else lr
-    momentum = config.momentum if momentum is None else momentum
-    schedule = optax.cosine_decay_schedule(lr, num_steps) if config.schedule == "cosine" else lr
-    fixed = isinstance(momentum, (int, float))
-    return optax.sgd(schedule, momentum=momentum if not fixed or momentum > 0 else None,
-                     nesterov=config.nesterov)
 
 
 def _autodiff_value_and_grad(params, x, y, arch):
@@ -147,7 +133,7 @@ def make_fed_epoch(step):
     return run
 
 
-def make_epoch_runner(step, data: Mnist, batch_size: int, mesh):
+def make_epoch_runner(step, data: Dataset, batch_size: int, mesh):
     """``run(params, opt_state, key, start, n) → (params, opt_state, metrics, compile_s)``.
 
     The same call for one process and for many: one process has the dataset on its
@@ -201,12 +187,13 @@ def _state(params, opt_state, step, key) -> dict:
             "key": jax.random.key_data(key)}
 
 
-def _start(config: TrainConfig, optimizer, folder, resume: bool, steps_per_epoch: int):
+def _start(config: TrainConfig, optimizer, folder, resume: bool, steps_per_epoch: int,
+           in_dim: int):
     """``(state, history, num_steps)``: fresh from the seed, or as saved in ``folder``."""
     data_key, init_key = jax.random.split(jax.random.key(config.seed))
     # Jitted: one executable (cached across runs) instead of an eager op per layer.
     params = jax.jit(init_params, static_argnums=(1, 2))(init_key, parse_arch(config.arch),
-                                                         IMAGE_PIXELS)
+                                                         in_dim)
     state = _state(params, optimizer.init(params), 0, data_key)
     if not resume:
         return state, [], config.num_steps(steps_per_epoch)
@@ -219,15 +206,32 @@ def _start(config: TrainConfig, optimizer, folder, resume: bool, steps_per_epoch
     return {**state, "key": jax.random.wrap_key_data(state["key"])}, history, num_steps
 
 
-def load_data(config: TrainConfig, data: Optional[Mnist]) -> tuple[Mnist, TrainConfig]:
-    """The data to train on, and the config with the data folder it came from: recorded, so
-    that ``jaxmlp eval`` finds the data again from a shell without ``$TFDS_DATA_DIR``."""
+def load_data(config: TrainConfig, data: Optional[Dataset]) -> tuple[Dataset, TrainConfig]:
+    """The data to train on (``config.val_size`` held out for validation), and the config
+    with the data folder it came from: recorded, so that ``jaxmlp eval`` finds the data
+    again from a shell without ``$TFDS_DATA_DIR``.
+
+    Raises:
+      ValueError: ``data`` is not ``config.dataset``, or the output layer does not fit it.
+    """
     if data is not None:
-        return check_dataset(data), config
-    data = load_mnist(data_dir=config.data_dir, manual_dir=config.manual_dir,
-                      download=config.download)
-    where = str(Path(config.data_dir or default_data_dir()).expanduser().resolve())
-    return data, dataclasses.replace(config, data_dir=where)
+        if data.info.name != config.dataset:
+            raise ValueError(f"the data given is {data.info.name}, but the config says "
+                             f"dataset {config.dataset!r}")
+        check_dataset(data)
+    else:
+        data = load_dataset(config.dataset, data_dir=config.data_dir,
+                            manual_dir=config.manual_dir, download=config.download)
+        where = str(Path(config.data_dir or default_data_dir()).expanduser().resolve())
+        config = dataclasses.replace(config, data_dir=where)
+    config.check_output(data.info)
+    return with_validation(data, config.val_size), config
+
+
+def put_dataset(data: Dataset, mesh) -> Dataset:
+    """``data`` with every array replicated on the mesh's devices (``info`` stays)."""
+    arrays = {k: v for k, v in data._asdict().items() if k != "info" and v is not None}
+    return data._replace(**dict(zip(arrays, put_replicated(tuple(arrays.values()), mesh))))
 
 
 def _host_state(params, opt_state, step, key) -> dict:
@@ -235,9 +239,9 @@ def _host_state(params, opt_state, step, key) -> dict:
 
 
 def train_and_evaluate(config: TrainConfig, out=None, *, resume: bool = False,
-                       overwrite: bool = False, data: Optional[Mnist] = None, log=print,
+                       overwrite: bool = False, data: Optional[Dataset] = None, log=print,
                        progress: bool = False) -> dict:
-    """Trains ``config.arch`` on MNIST and evaluates it after every epoch.
+    """Trains ``config.arch`` on ``config.dataset`` and evaluates it after every epoch.
 
     Args:
       config: the run.
@@ -245,12 +249,14 @@ def train_and_evaluate(config: TrainConfig, out=None, *, resume: bool = False,
       resume: continue the run saved in ``out`` (exactly: same data order, same
         arithmetic) up to ``config``'s length, under ``jaxmlp.config.resume_length``'s rules.
       overwrite: replace the run in ``out`` (its files go when this run saves an epoch).
-      data: MNIST arrays; loaded with ``load_mnist`` from the config when ``None``.
+      data: the dataset's arrays (``Dataset``, without a validation split: ``config.val_size``
+        holds one out); loaded with ``load_dataset`` from the config when ``None``.
       log: where log lines go.
       progress: show a tqdm bar that advances once per epoch.
 
     Returns:
-      ``{"params", "history", "test_accuracy", "steps"}``.
+      ``{"params", "history", "test_accuracy", "val_accuracy", "steps"}`` (the last epoch's
+      accuracies; ``val_accuracy`` is None without a validation split).
 
     Raises:
       ValueError: a config, folder (``RunError``) or resume that cannot work, before any work.
@@ -277,12 +283,13 @@ def train_and_evaluate(config: TrainConfig, out=None, *, resume: bool = False,
         # The optimizer state's structure does not depend on the schedule's length, which
         # a resume learns only from its checkpoint.
         state, history, num_steps = _start(config, make_optimizer(config, 1),
-                                           out and Path(out), resume, spe)
+                                           out and Path(out), resume, spe, data.info.in_dim)
+        config.check_length(num_steps)
         if resume:
             log(f"resumed from {out} at step {int(state['step'])}")
         # One process: the arrays go to the devices once; every epoch reuses them.
         if jax.process_count() == 1:
-            data = Mnist(*put_replicated(tuple(data), mesh))
+            data = put_dataset(data, mesh)
         step_fn = make_step(config.arch, make_optimizer(config, num_steps), config.grad)
         run_epoch = make_epoch_runner(step_fn, data, config.batch_size, mesh)
         loop = _Loop(config, data, folder, log, progress, mesh)
@@ -294,11 +301,13 @@ class _Loop:
 
     def __init__(self, config, data, folder, log, progress, mesh):
         self.config, self.data, self.folder, self.log, self.mesh = config, data, folder, log, mesh
+        self.info = data.info
         self.progress = progress
         self.saved_step = None  # the step of the newest checkpoint on disk
-        self.sets = {split: ((data.train_images, data.train_labels) if split == "train"
-                             else (data.test_images, data.test_labels))
-                     for split in ("train", "test")}
+        self.sets = data.splits()
+        # What --target-accuracy (and any choice among epochs) looks at: never the test set
+        # when there is a validation split.
+        self.watch = "val_acc" if "val" in self.sets else "test_acc"
 
     def run(self, state, history, num_steps, run_epoch, spe) -> dict:
         config, folder, log = self.config, self.folder, self.log
@@ -307,7 +316,7 @@ class _Loop:
         if folder is not None and step:
             self.saved_step = step  # resumed from it
         target = config.target_accuracy
-        if history and target is not None and history[-1]["test_acc"] >= target:
+        if history and target is not None and history[-1][self.watch] >= target:
             num_steps = step  # a run that stopped at its target is complete
         bar = self._bar(num_steps, step) if step < num_steps else None
         first = True
@@ -338,16 +347,16 @@ class _Loop:
                 history = [h for h in history if h["epoch"] != epoch] + [record]
                 if folder is not None:  # saved before it is announced: a kill loses no epoch
                     self._save(host, history)
-                log(f"epoch {epoch}, step {step}: train J={record['train_loss']:.4f} "
-                    f"accu={record['train_acc']:.4f} | test J={record['test_loss']:.4f} "
-                    f"accu={record['test_acc']:.4f} ({seconds:.2f}s)")
+                log(f"epoch {epoch}, step {step}: " + " | ".join(
+                    f"{split} J={record[split + '_loss']:.4f} accu={record[split + '_acc']:.4f}"
+                    for split in self.sets) + f" ({seconds:.2f}s)")
                 if bar is not None:
                     bar.update(n)
-                    bar.set_postfix(test_acc=f"{record['test_acc']:.4f}")
-                if (config.target_accuracy is not None
-                        and record["test_acc"] >= config.target_accuracy):
-                    log(f"reached test accuracy {record['test_acc']:.4f} >= "
-                        f"{config.target_accuracy} at step {step}: stopping")
+                    bar.set_postfix({self.watch: f"{record[self.watch]:.4f}"})
+                if target is not None and record[self.watch] >= target:
+                    what = "validation" if self.watch == "val_acc" else "test"
+                    log(f"reached {what} accuracy {record[self.watch]:.4f} >= {target} at step "
+                        f"{step}: stopping")
                     break
         except KeyboardInterrupt:
             raise TrainingInterrupted(self.saved_step) from None
@@ -359,12 +368,13 @@ class _Loop:
         if step == int(state["step"]) and history:
             log(f"the run is already complete at step {step}: nothing to do (ask for more "
                 "--epochs or --steps to extend it)")
+        last = history[-1] if history else {}
         return {"params": params, "history": history, "steps": step,
-                "test_accuracy": history[-1]["test_acc"] if history else None}
+                "test_accuracy": last.get("test_acc"), "val_accuracy": last.get("val_acc")}
 
     def _save(self, host_state, history) -> None:
         try:
-            self.folder.save_epoch(self.config, host_state, history)
+            self.folder.save_epoch(self.config, host_state, history, self.info)
         except RunWriteError as e:
             raise RunWriteError(e.errno, f"{e.strerror}; {kept(self.folder.path, self.saved_step)}"
                                 ) from None
