@@ -108,13 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-download", dest="download", action="store_false",
                     help="never download the dataset")
 
-    pr = commands.add_parser("predict", help="classify digit images (PNG/JPEG) or .npy arrays")
+    pr = commands.add_parser("predict", help="classify images (PNG/JPEG) or .npy arrays")
     pr.add_argument("run", metavar="RUN", help="a run folder")
     pr.add_argument("files", metavar="FILE", nargs="+", help=".png, .jpg or .npy files")
     ink = pr.add_mutually_exclusive_group()
     ink.add_argument("--invert", dest="invert", action="store_true", default=None,
-                     help="the images are dark digits on a light background: invert them "
-                     "(default: decided from each image's median grey, its background)")
+                     help="invert the images: for MNIST-shaped models (28x28 grey), dark "
+                     "digits on a light background (default: decided from each image's median "
+                     "grey, its background); for others, never by default")
     ink.add_argument("--no-invert", dest="invert", action="store_false",
                      help="never invert")
     pr.add_argument("--json", action="store_true", help="one JSON object per input")
@@ -236,9 +237,10 @@ def _train(args) -> int:
 
     if jax.process_index() == 0:
         steps = result["steps"]
-        print(f"final test accuracy {result['test_accuracy']:.4f} after {steps} "
-              f"step{'s' if steps != 1 else ''}; "
-              f"outputs in {out}")
+        val = result["val_accuracy"]
+        print(f"final test accuracy {result['test_accuracy']:.4f}"
+              + (f" (validation {val:.4f})" if val is not None else "")
+              + f" after {steps} step{'s' if steps != 1 else ''}; outputs in {out}")
     return 0
 
 
@@ -302,12 +304,13 @@ def _predict(args) -> int:
     from jaxmlp.run import load_run
 
     run = load_run(args.run)
-    images, names = load_inputs(args.files, invert=args.invert)
-    probs = predict(run.params, images, run.arch)
+    shape = run.info.image_shape
+    images, names = load_inputs(args.files, invert=args.invert, image_shape=shape)
+    probs = predict(run.params, images, run.arch, image_shape=shape)
     for name, top in zip(names, top_k(probs, 3)):
-        if args.json:
-            print(json.dumps({"input": name, "digit": top[0][0],
-                              "top3": [{"digit": d, "prob": p} for d, p in top]}))
+        if args.json:  # "class"; "digit" too, as before datasets other than MNIST
+            print(json.dumps({"input": name, "class": top[0][0], "digit": top[0][0],
+                              "top3": [{"class": c, "digit": c, "prob": p} for c, p in top]}))
         else:
             print(f"{name}: {top[0][0]}  (" + ", ".join(f"{d}: {p:.3f}" for d, p in top) + ")")
     return 0

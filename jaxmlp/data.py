@@ -23,8 +23,9 @@ from jaxmlp.checkpoint import save_npz_atomic
 
 DEFAULT_DATASET = "mnist"
 # A TFDS name, optionally with its config: "mnist", "emnist/letters". Also keeps the name
-# safe to use in cache file names and paths.
-NAME = re.compile(r"[a-z][a-z0-9_]*(/[A-Za-z0-9_.\-]+)?")
+# safe to use in cache file names and paths: the config may hold dots but not start with
+# one, so "mnist/.." cannot make the cache's glob climb out of the data folder.
+NAME = re.compile(r"[a-z][a-z0-9_]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)?")
 TEST_SPLITS = ("test", "validation")  # the first the dataset has is the reported test set
 
 
@@ -140,6 +141,8 @@ def with_validation(data: Dataset, size: int) -> Dataset:
     The last ones, not a random draw: the split is the same for every seed, so runs with
     different seeds are tuned on the same examples. ``size`` 0 returns ``data`` unchanged.
     """
+    if size < 0:  # a negative slice would quietly hold out almost everything
+        raise ValueError(f"--val-size must be >= 0, got {size}")
     if size == 0:
         return data
     if data.val_labels is not None:
@@ -191,6 +194,23 @@ def _check_reachable(name: str, url: str, data_dir: Path, timeout_s: float = 5.0
             f"{name} is not prepared in {data_dir} (looked for {data_dir}/{name}/) and its "
             f"download site {parsed.hostname} cannot be reached ({e}). "
             + _offline_hint(name)) from None
+
+
+def _download_urls(builder) -> list[str]:
+    """One URL per host that ``builder`` downloads from.
+
+    From the URLs its checksums register (``url_infos``, a local file): most builders
+    (cifar10, svhn_cropped, ...) have no ``URL`` attribute, and TFDS retried their downloads
+    for minutes offline (cifar10: 209 s) before failing. ``URL`` is the fallback.
+    """
+    try:
+        urls = list(type(builder).url_infos or ())
+    except Exception:  # no checksums registered: nothing to learn here
+        urls = []
+    hosts = {}
+    for url in urls or [getattr(type(builder), "URL", "") or ""]:
+        hosts.setdefault(urllib.parse.urlparse(url).hostname, url)
+    return [url for host, url in sorted(hosts.items()) if host]
 
 
 def _builder(tfds, name: str, data_dir: Path):
@@ -249,7 +269,8 @@ def _prepare(tfds, builder, name: str, data_dir: Path, manual_dir: Optional[Path
     from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
 
     if manual_dir is None:
-        _check_reachable(name, getattr(type(builder), "URL", ""), data_dir)
+        for url in _download_urls(builder):
+            _check_reachable(name, url, data_dir)
     config = tfds.download.DownloadConfig(manual_dir=str(manual_dir) if manual_dir else None)
     try:
         builder.download_and_prepare(download_config=config)
@@ -362,8 +383,13 @@ def load_dataset(name: str = DEFAULT_DATASET, *, data_dir=None, manual_dir=None,
         return cached
     data, prepared = _load_tfds(name, data_dir, manual_dir, download)
     check_dataset(data)
-    if use_cache and prepared is not None:
-        _write_cache(_cache_path(cache_root, name, prepared), data)
+    # Written only under the key that the next load looks up: TFDS may have read another
+    # folder than the one _prepared_info finds ("emnist" reads emnist/byclass/<version>/;
+    # a newer version may sit beside the one TFDS reads), and a cache written where no
+    # load looks would be written again, whole, on every run.
+    info = _prepared_info(data_dir, name) if use_cache and prepared is not None else None
+    if info is not None and info.resolve() == prepared.resolve():
+        _write_cache(_cache_path(cache_root, name, info), data)
     return data
 
 

@@ -1,4 +1,6 @@
 """Images as network inputs: the one place where pixels become ``(N, in_dim)`` floats in [0, 1]."""
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,16 +16,50 @@ def _dtype(images) -> np.dtype:
     return np.dtype(images.dtype) if hasattr(images, "dtype") else np.asarray(images).dtype
 
 
-def check_images(images, *, in_dim: int = 28 * 28) -> None:
+def check_image_shape(image_shape) -> tuple[int, int, int]:
+    """``image_shape`` as a tuple ``(height, width, channels)`` of positive ints, or
+    ``ValueError``."""
+    try:
+        shape = tuple(image_shape)
+    except TypeError:
+        shape = None
+    if (shape is None or len(shape) != 3
+            or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0
+                       for s in shape)):
+        raise ValueError(f"image_shape must be (height, width, channels), three positive ints, "
+                         f"got {image_shape!r}")
+    return tuple(int(s) for s in shape)
+
+
+def image_forms(in_dim=None, image_shape=None) -> tuple[int, list[tuple[int, ...]]]:
+    """``(in_dim, forms)``: the pixels per image, and the shapes one image may have.
+
+    Without ``image_shape``: ``(in_dim,)``, and for a square ``in_dim`` also ``(side,
+    side)`` and ``(side, side, 1)`` (MNIST's ``(784,)``, ``(28, 28)``, ``(28, 28, 1)``).
+    With ``image_shape`` ``(H, W, C)``: ``(H·W·C,)``, ``(H, W)`` when ``C`` is 1, and
+    ``(H, W, C)``; ``in_dim``, if given too, must be ``H·W·C``.
+    """
+    if image_shape is None:
+        in_dim = 28 * 28 if in_dim is None else int(in_dim)
+        side = math.isqrt(in_dim) if in_dim >= 0 else 0
+        return in_dim, [(in_dim,)] + ([(side, side), (side, side, 1)]
+                                      if side * side == in_dim else [])
+    h, w, c = check_image_shape(image_shape)
+    if in_dim is not None and int(in_dim) != h * w * c:
+        raise ValueError(f"image_shape {(h, w, c)} has {h * w * c} pixels, but in_dim is "
+                         f"{int(in_dim)}")
+    return h * w * c, [(h * w * c,)] + ([(h, w)] if c == 1 else []) + [(h, w, c)]
+
+
+def check_images(images, *, in_dim: int | None = None, image_shape=None) -> None:
     """The shape and dtype checks of ``prepare_images``, without tracing or touching values.
 
     Takes anything with ``shape`` and ``dtype`` (numpy or JAX arrays, tracers,
     ``jax.ShapeDtypeStruct``); raises as ``prepare_images`` does, with the
     input's real dtype in the message.
     """
+    in_dim, accepted = image_forms(in_dim, image_shape)
     shape, dtype = np.shape(images), _dtype(images)
-    side = int(round(in_dim ** 0.5))
-    accepted = [(in_dim,)] + ([(side, side), (side, side, 1)] if side * side == in_dim else [])
     if len(shape) < 2 or tuple(shape[1:]) not in accepted or shape[0] == 0:
         forms = " or ".join(str(("N", *a)).replace("'", "") for a in accepted)
         hint = (" (one image? add a batch axis: images[None])"
@@ -33,27 +69,35 @@ def check_images(images, *, in_dim: int = 28 * 28) -> None:
         raise TypeError(f"images must be uint8 (0-255) or floating (0-1), got dtype {dtype}")
 
 
-def prepare_images(images, *, in_dim: int = 28 * 28) -> jax.Array:
+def prepare_images(images, *, in_dim: int | None = None, image_shape=None) -> jax.Array:
     """Flattens and scales a batch of images for ``forward``.
 
     uint8 pixels (0–255) are divided by 255; floating pixels are taken as already in
     [0, 1] and never scaled twice. Works under ``jit`` (the range check then is skipped).
+    Images are flattened row-major, channels last (``(H, W, C)`` → ``H·W·C``), as the
+    datasets are (``jaxmlp.data``).
 
     Args:
-      images: uint8 or floating, shape ``(N, in_dim)``, or for square images of
-        ``in_dim`` pixels ``(N, side, side)`` or ``(N, side, side, 1)``
-        (MNIST: ``(N, 784)``, ``(N, 28, 28)``, ``(N, 28, 28, 1)``).
-      in_dim: pixels per image the network takes.
+      images: uint8 or floating, shape ``(N, in_dim)``; with ``image_shape`` ``(H, W, C)``
+        also ``(N, H, W, C)``, and ``(N, H, W)`` when ``C`` is 1 (CIFAR-10: ``(N, 3072)``
+        or ``(N, 32, 32, 3)``); without it, for square images of ``in_dim`` pixels also
+        ``(N, side, side)`` or ``(N, side, side, 1)`` (MNIST: ``(N, 784)``,
+        ``(N, 28, 28)``, ``(N, 28, 28, 1)``).
+      in_dim: pixels per image the network takes; default ``H·W·C`` of ``image_shape``,
+        else 784.
+      image_shape: ``(height, width, channels)`` of one image, if known.
 
     Returns:
       float32 ``(N, in_dim)`` in [0, 1].
 
     Raises:
-      ValueError: a shape that is not a batch of ``in_dim``-pixel images, or floating
-        pixels outside [0, 1].
+      ValueError: a shape that is not a batch of ``in_dim``-pixel images (or of
+        ``image_shape`` ones), an ``image_shape`` that does not have ``in_dim`` pixels, or
+        floating pixels outside [0, 1].
       TypeError: integer pixels that are not uint8 (their scale is unknown), or booleans.
     """
-    check_images(images, in_dim=in_dim)
+    check_images(images, in_dim=in_dim, image_shape=image_shape)
+    in_dim, _ = image_forms(in_dim, image_shape)
     shape, dtype = np.shape(images), _dtype(images)
     if dtype == jnp.uint8:
         return jnp.reshape(images, (shape[0], in_dim)).astype(jnp.float32) / 255.0

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 
 from jaxmlp.checkpoint import write_atomic
-from jaxmlp.images import prepare_images
+from jaxmlp.images import check_image_shape, prepare_images
 
 MAX_MISTAKES_SHOWN = 36  # a 6 × 6 grid
 MAX_WEIGHT_TILES = 100
@@ -33,13 +33,20 @@ def _save(fig, path) -> None:
 
 
 def history_figure(history: list[dict], *, title: str = ""):
-    """Train/test loss and accuracy per epoch, from ``metrics.jsonl`` records."""
+    """Train/test loss and accuracy per epoch, from ``metrics.jsonl`` records; validation
+    too (``val_loss``/``val_acc``, dashed) when the records hold it."""
     fig = _new_figure((10, 4))
     ax_loss, ax_acc = fig.subplots(1, 2)
     epochs = [h["epoch"] for h in history]
-    for split in ("train", "test"):
-        ax_loss.plot(epochs, [h[f"{split}_loss"] for h in history], marker="o", label=split)
-        ax_acc.plot(epochs, [h[f"{split}_acc"] for h in history], marker="o", label=split)
+    splits = [("train", "train", {}), ("test", "test", {})]
+    if any(f"val_{m}" in h for h in history for m in ("loss", "acc")):
+        # Train and test keep their colours; an epoch without the value is a gap.
+        splits.append(("val", "validation", {"linestyle": "--"}))
+    for split, label, style in splits:
+        for ax, metric in ((ax_loss, "loss"), (ax_acc, "acc")):
+            values = [h.get(f"{split}_{metric}") for h in history]
+            ax.plot(epochs, [np.nan if v is None else v for v in values], marker="o",
+                    label=label, **style)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     for ax in (ax_loss, ax_acc):
@@ -51,7 +58,8 @@ def history_figure(history: list[dict], *, title: str = ""):
 
 
 def plot_history(history: list[dict], path, *, title: str = "") -> None:
-    """Draws train/test loss and accuracy per epoch from ``metrics.jsonl`` records."""
+    """Writes ``history_figure(history, title=title)`` as a PNG at ``path``: train/test (and
+    validation) loss and accuracy per epoch from ``metrics.jsonl`` records."""
     _save(history_figure(history, title=title), path)
 
 
@@ -123,25 +131,49 @@ def _grid(count: int) -> tuple[int, int]:
     return max(1, math.ceil(count / cols)), cols
 
 
-def _square(pixels: np.ndarray) -> np.ndarray:
-    """``(k, side²)`` → ``(k, side, side)``, the images' own layout."""
-    side = math.isqrt(pixels.shape[1])
-    if side * side != pixels.shape[1]:
-        raise ValueError(f"{pixels.shape[1]} pixels per image do not make a square image")
-    return pixels.reshape(len(pixels), side, side)
+def _image_shape(image_shape, in_dim: int) -> tuple[int, int, int]:
+    """``image_shape`` checked against ``in_dim`` pixels; ``None``: a square grey image."""
+    if image_shape is None:
+        side = math.isqrt(in_dim)
+        if side * side != in_dim:
+            raise ValueError(f"{in_dim} pixels per image do not make a square image (pass "
+                             "image_shape)")
+        return side, side, 1
+    shape = check_image_shape(image_shape)
+    if math.prod(shape) != in_dim:
+        raise ValueError(f"image_shape {shape} has {math.prod(shape)} pixels, the images "
+                         f"{in_dim}")
+    return shape
+
+
+def _tiles(pixels: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """``(k, H·W·C)`` → the images' own layout: ``(k, H, W)`` for one channel, ``(k, H, W,
+    3)`` for RGB, and for other channel counts ``(k, H, C·W + C − 1)``, the channels side
+    by side with a NaN (background) column between them."""
+    h, w, c = shape
+    images = np.asarray(pixels).reshape(len(pixels), h, w, c)
+    if c == 1:
+        return images[..., 0]
+    if c == 3:
+        return images
+    out = np.full((len(pixels), h, c * (w + 1) - 1), np.nan)
+    for i in range(c):
+        out[:, :, i * (w + 1):i * (w + 1) + w] = images[..., i]
+    return out
 
 
 def _mosaic(tiles: np.ndarray, cols: int) -> np.ndarray:
-    """Tiles ``(k, h, w)`` laid out row by row, ``cols`` to a row, in one NaN-padded image.
+    """Tiles ``(k, h, w)`` (or RGB ``(k, h, w, 3)``) laid out row by row, ``cols`` to a row,
+    in one NaN-padded image.
 
     Tile ``i`` occupies rows ``r·(h + TOP) + TOP + [0, h)`` and columns ``c·(w + GAP) +
     [0, w)`` with ``(r, c) = divmod(i, cols)``; the ``TOP`` rows above each tile leave room
     for its caption. NaN is drawn as background. One image with captions renders in a
     fraction of the time of one axes per tile (100 axes take seconds).
     """
-    k, h, w = tiles.shape
+    k, h, w = tiles.shape[:3]
     rows = math.ceil(k / cols)
-    mosaic = np.full((rows * (h + _TOP), cols * (w + _GAP) - _GAP), np.nan)
+    mosaic = np.full((rows * (h + _TOP), cols * (w + _GAP) - _GAP, *tiles.shape[3:]), np.nan)
     for i, tile in enumerate(tiles):
         r, c = divmod(i, cols)
         top, left = r * (h + _TOP) + _TOP, c * (w + _GAP)
@@ -152,16 +184,27 @@ def _mosaic(tiles: np.ndarray, cols: int) -> np.ndarray:
 _TOP, _GAP = 7, 3  # pixels above each tile (its caption) and between tiles
 
 
-def _draw_tiles(fig, tiles: np.ndarray, captions: list[str], cols: int, *, cmap: str,
-                vmin: float, vmax: float, rect=(0.0, 0.0, 1.0, 1.0)):
-    """Draws ``tiles`` as one ``_mosaic`` image in ``rect``, each captioned above; returns it."""
+def _draw_tiles(fig, tiles: np.ndarray, captions: list[str], cols: int, *, cmap: str = "",
+                vmin: float = 0.0, vmax: float = 1.0, rect=(0.0, 0.0, 1.0, 1.0)):
+    """Draws ``tiles`` as one ``_mosaic`` image in ``rect``, each captioned above; returns it.
+
+    Grey tiles ``(k, h, w)`` are coloured by ``cmap`` from ``vmin`` to ``vmax``; RGB tiles
+    ``(k, h, w, 3)`` in [0, 1] are drawn as they are (an RGBA image, the background
+    transparent).
+    """
     import matplotlib
 
     ax = fig.add_axes(rect)
     ax.set_axis_off()
-    image = ax.imshow(_mosaic(tiles, cols), vmin=vmin, vmax=vmax, interpolation="nearest",
-                      cmap=matplotlib.colormaps[cmap].with_extremes(bad="white"))
-    _, h, w = tiles.shape
+    mosaic = _mosaic(tiles, cols)
+    if mosaic.ndim == 3:
+        alpha = (~np.isnan(mosaic[..., :1])).astype(np.float64)
+        rgba = np.concatenate([np.clip(np.nan_to_num(mosaic, nan=1.0), 0.0, 1.0), alpha], -1)
+        image = ax.imshow(rgba, interpolation="nearest")
+    else:
+        image = ax.imshow(mosaic, vmin=vmin, vmax=vmax, interpolation="nearest",
+                          cmap=matplotlib.colormaps[cmap].with_extremes(bad="white"))
+    h, w = tiles.shape[1:3]
     for i, caption in enumerate(captions):
         r, c = divmod(i, cols)
         ax.text(c * (w + _GAP) + w / 2, r * (h + _TOP) + _TOP - 1, caption, ha="center",
@@ -169,17 +212,22 @@ def _draw_tiles(fig, tiles: np.ndarray, captions: list[str], cols: int, *, cmap:
     return image
 
 
-def mistakes_figure(images, labels, predicted, confidence):
-    """Misclassified digits in a grid (up to 6 × 6), each captioned with its labels.
+def mistakes_figure(images, labels, predicted, confidence, *, image_shape=None):
+    """Misclassified images in a grid (up to 6 × 6), each captioned with its labels.
 
     Args:
-      images: ``(k, 784)`` (or ``(k, 28, 28)``) uint8 in [0, 255] or floating in [0, 1].
+      images: ``(k, in_dim)`` (or ``(k, 28, 28)``, or with ``image_shape`` ``(k, H, W,
+        C)``) uint8 in [0, 255] or floating in [0, 1].
       labels: ``(k,)`` true classes.
       predicted: ``(k,)`` predicted classes.
       confidence: ``(k,)`` the predicted classes' probabilities.
+      image_shape: ``(height, width, channels)`` of one image (``Run.info.image_shape``);
+        ``None``: square and single-channel (MNIST's 28 × 28).
 
     Only the first 36 are drawn (``evaluation_report`` lists them most confident first),
-    each as ``"true 4, pred 9 (0.99)"`` above its digit (ink dark on white).
+    each as ``"true 4, pred 9 (0.99)"`` above its image: single-channel images as ink dark
+    on white (MNIST's digits), RGB images in their own colours, other channel counts as
+    their channels side by side, grey.
     """
     k = len(labels)
     if not (len(predicted) == len(confidence) == k == np.shape(images)[0]):
@@ -192,44 +240,67 @@ def mistakes_figure(images, labels, predicted, confidence):
     if not shown:  # a perfect score still gets a picture that says so
         fig.text(0.5, 0.5, "no mistakes", ha="center", va="center")
         return fig
-    in_dim = int(np.prod(np.shape(images)[1:]))
-    digits = _square(np.asarray(prepare_images(np.asarray(images)[:shown], in_dim=in_dim)))
+    head = np.asarray(images)[:shown]
+    if image_shape is None:
+        pixels = prepare_images(head, in_dim=int(np.prod(np.shape(images)[1:])))
+    else:
+        pixels = prepare_images(head, image_shape=image_shape)
+    pixels = np.asarray(pixels)
+    tiles = _tiles(pixels, _image_shape(image_shape, pixels.shape[1]))
     captions = [f"true {int(labels[i])}, pred {int(predicted[i])} ({float(confidence[i]):.2f})"
                 for i in range(shown)]
-    _draw_tiles(fig, digits, captions, cols, cmap="gray_r", vmin=0.0, vmax=1.0)
+    _draw_tiles(fig, tiles, captions, cols, cmap="gray_r", vmin=0.0, vmax=1.0)
     return fig
 
 
-def plot_mistakes(images, labels, predicted, confidence, path) -> None:
-    """Writes ``mistakes_figure(images, labels, predicted, confidence)`` as a PNG at ``path``."""
-    _save(mistakes_figure(images, labels, predicted, confidence), path)
+def plot_mistakes(images, labels, predicted, confidence, path, *, image_shape=None) -> None:
+    """Writes ``mistakes_figure(images, labels, predicted, confidence, image_shape=…)`` as a
+    PNG at ``path``."""
+    _save(mistakes_figure(images, labels, predicted, confidence, image_shape=image_shape), path)
 
 
-def weights_figure(w, *, labels=None):
-    """First-layer weights, one square tile per unit, on one colour scale centred at 0.
+def weights_figure(w, *, labels=None, image_shape=None):
+    """First-layer weights, one tile per unit, laid out as the input image.
 
-    Tile ``j`` is column ``j`` of ``w`` laid out as the input image (28 × 28 for MNIST):
-    the pixels that push unit ``j`` up are red, those that push it down blue, 0 is white.
-    For preset a (one layer, 10 units) unit ``j`` is the logit of digit ``j``, so the tiles
-    are the ten digit templates, captioned with their digits.
+    Tile ``j`` is column ``j`` of ``w`` reshaped to ``image_shape`` (28 × 28 for MNIST).
+    Single-channel (and other non-RGB) inputs share one colour scale centred at 0: the
+    pixels that push unit ``j`` up are red, those that push it down blue, 0 is white (other
+    channel counts: the channels side by side). RGB inputs are drawn in colour, each tile
+    scaled on its own to [0, 1] around 0: ``0.5 + w / (2 max|w|)`` per channel, so grey
+    is 0, and a tile is red where the unit weighs red up (cyan where it weighs red down).
+    For preset a (one layer, 10 units) unit ``j`` is the logit of class ``j``, so the tiles
+    are the ten class templates, captioned with their classes.
 
     Args:
-      w: ``(in_dim, units)`` with ``in_dim`` a square (784).
-      labels: one caption per unit; default, the unit's index (preset a: its digit).
+      w: ``(in_dim, units)``.
+      labels: one caption per unit; default, the unit's index (preset a: its class).
+      image_shape: ``(height, width, channels)`` with ``in_dim`` pixels
+        (``Run.info.image_shape``); ``None``: square and single-channel (784: 28 × 28).
 
     Only the first 100 units are drawn, in unit order.
     """
     w = np.asarray(w, dtype=np.float64)
     if w.ndim != 2 or 0 in w.shape:
         raise ValueError(f"w must have shape (in_dim, units), both non-zero, got {w.shape}")
-    tiles = _square(w[:, :MAX_WEIGHT_TILES].T)
+    shape = _image_shape(image_shape, w.shape[0])
+    tiles = _tiles(w[:, :MAX_WEIGHT_TILES].T, shape)
     labels = [str(j) for j in range(w.shape[1])] if labels is None else [str(s) for s in labels]
     if len(labels) != w.shape[1]:
         raise ValueError(f"labels must have one caption per unit ({w.shape[1]}), "
                          f"got {len(labels)}")
-    # One symmetric scale for every tile: 0 is white and tiles compare with each other.
-    limit = float(np.max(np.abs(tiles))) or 1.0
     rows, cols = _grid(len(tiles))
+    if shape[2] == 3:
+        limits = np.max(np.abs(tiles), axis=(1, 2, 3), keepdims=True)
+        scaled = 0.5 + tiles / (2 * np.where(limits > 0, limits, 1.0))
+        note = 0.3  # inches at the bottom for the note on the scale
+        fig = _new_figure((1.2 * cols, 1.4 * rows + note))
+        _draw_tiles(fig, scaled, labels[:len(tiles)], cols,
+                    rect=(0.0, note / (1.4 * rows + note), 1.0, 1.0 - note / (1.4 * rows + note)))
+        fig.text(0.5, 0.02, "each tile scaled on its own: grey 0, brighter = positive",
+                 ha="center", va="bottom", fontsize=7)
+        return fig
+    # One symmetric scale for every tile: 0 is white and tiles compare with each other.
+    limit = float(np.nanmax(np.abs(tiles))) or 1.0
     width = 1.2 * cols + 1.1  # the tiles, then 1.1 inch for the colour bar and its ticks
     fig = _new_figure((width, 1.4 * rows))
     image = _draw_tiles(fig, tiles, labels[:len(tiles)], cols, cmap="RdBu_r", vmin=-limit,
@@ -238,6 +309,7 @@ def weights_figure(w, *, labels=None):
     return fig
 
 
-def plot_weights(w, path, *, labels=None) -> None:
-    """Writes ``weights_figure(w, labels=labels)`` as a PNG at ``path``."""
-    _save(weights_figure(w, labels=labels), path)
+def plot_weights(w, path, *, labels=None, image_shape=None) -> None:
+    """Writes ``weights_figure(w, labels=labels, image_shape=image_shape)`` as a PNG at
+    ``path``."""
+    _save(weights_figure(w, labels=labels, image_shape=image_shape), path)

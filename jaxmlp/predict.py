@@ -1,10 +1,13 @@
-"""Predictions from a trained network, and image files turned into MNIST-format inputs.
+"""Predictions from a trained network, and image files turned into network inputs.
 
 ``predict`` gives class probabilities for images in any form ``prepare_images`` takes.
-``load_image`` turns a PNG or JPEG (any size or mode) into a 28×28 white-on-black digit the
-way MNIST itself was made; ``load_inputs`` reads a list of PNG/JPEG/``.npy`` files into one
-batch with a name per row; ``top_k`` picks the likeliest classes.
+``load_image`` turns a PNG or JPEG (any size or mode) into a network input: for MNIST-shaped
+models (28×28, one channel) a white-on-black digit made the way MNIST itself was made, for
+any other image shape a plain resize (see ``load_image``); ``load_inputs`` reads a list of
+PNG/JPEG/``.npy`` files into one batch with a name per row; ``top_k`` picks the likeliest
+classes.
 """
+import contextlib
 import functools
 import warnings
 from pathlib import Path
@@ -13,17 +16,21 @@ import jax
 import numpy as np
 
 from jaxmlp.arch import parse_arch
-from jaxmlp.images import check_images, prepare_images
+from jaxmlp.images import check_image_shape, check_images, image_forms, prepare_images
 from jaxmlp.mlp import Params, forward
 from jaxmlp.softmax import softmax
 
 SIDE = 28  # MNIST images are 28×28 ...
 BOX = 20  # ... with the digit scaled into a 20×20 box
+MNIST_SHAPE = (SIDE, SIDE, 1)  # image files for this shape go through the digit pipeline
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Image files are read reduced so that their longer side is at most this many pixels: the
 # digit ends up 20 px tall, so more detail only costs time and memory (read whole, a
 # 108-megapixel JPEG took 12 s and 2.7 GB; reduced, 0.3 s).
 MAX_SIDE = 1600
+# The filter that resizes image files for models of other image shapes (``load_image``):
+# Lanczos, which Pillow widens to the scale factor when shrinking (anti-aliased).
+RESAMPLE = "LANCZOS"  # a PIL.Image.Resampling name
 # Grey levels (of 255) the digit must stand out from the background by.
 _INK_LEVEL = 32
 
@@ -33,7 +40,8 @@ def _probabilities(params: Params, x: jax.Array, arch) -> jax.Array:
     return softmax(forward(params, x, arch))
 
 
-def predict(params: Params, images, arch, *, chunk_size: int = 4096) -> np.ndarray:
+def predict(params: Params, images, arch, *, chunk_size: int = 4096,
+            image_shape=None) -> np.ndarray:
     """Class probabilities ``softmax(forward(params, x, arch))`` for a batch of images.
 
     Images go through ``prepare_images`` (uint8 scaled by 1/255; floating taken as already
@@ -44,9 +52,13 @@ def predict(params: Params, images, arch, *, chunk_size: int = 4096) -> np.ndarr
     Args:
       params: as from ``init_params`` or a checkpoint; the input width is ``params[0]["w"]``'s
         first dimension.
-      images: uint8 or floating, ``(N, in_dim)``, ``(N, 28, 28)`` or ``(N, 28, 28, 1)``.
+      images: uint8 or floating, ``(N, in_dim)``; with ``image_shape`` ``(H, W, C)`` also
+        ``(N, H, W, C)`` (and ``(N, H, W)`` when ``C`` is 1); without it, for a square
+        ``in_dim`` also ``(N, side, side)`` or ``(N, side, side, 1)`` (MNIST: ``(N, 28, 28)``).
       arch: anything ``parse_arch`` accepts.
       chunk_size: rows per jitted call.
+      image_shape: the model's ``(height, width, channels)`` (``Run.info.image_shape``);
+        it must have ``in_dim`` pixels.
 
     Returns:
       ``(N, n_classes)`` numpy probabilities, each row summing to 1.
@@ -61,7 +73,7 @@ def predict(params: Params, images, arch, *, chunk_size: int = 4096) -> np.ndarr
         images = np.asarray(images)
     in_dim = int(np.shape(params[0]["w"])[0])
     # Shape and dtype errors before any work, with the full shape and real dtype in the message.
-    check_images(images, in_dim=in_dim)
+    check_images(images, in_dim=in_dim, image_shape=image_shape)
     n = images.shape[0]
     rows = min(n, chunk_size)
     out = []
@@ -72,7 +84,7 @@ def predict(params: Params, images, arch, *, chunk_size: int = 4096) -> np.ndarr
             part = np.concatenate([part, np.repeat(part[-1:], rows - m, axis=0)])
         # Eager, so the range of floating pixels is checked on concrete values (the error
         # then reports this chunk's range).
-        x = prepare_images(part, in_dim=in_dim)
+        x = prepare_images(part, in_dim=in_dim, image_shape=image_shape)
         out.append(np.asarray(_probabilities(params, x, arch))[:m])
     return np.concatenate(out)
 
@@ -106,34 +118,14 @@ def _existing_file(path) -> Path:
     return path
 
 
-def _read_gray(path: Path) -> np.ndarray:
-    """The image as float64 grey levels in [0, 255], transparency composited away, reduced
-    to at most ``MAX_SIDE`` pixels a side (a JPEG decoded at 1/2 to 1/8 scale already)."""
-    from PIL import Image  # imported here: only reading image files needs Pillow
+@contextlib.contextmanager
+def _reading(path: Path):
+    """Pillow's errors while reading ``path`` as one ``ValueError`` naming it (a missing or
+    unreadable file stays ``FileNotFoundError``/``PermissionError``)."""
+    from PIL import Image
 
-    scale = 1.0
     try:
-        with warnings.catch_warnings():
-            # Pillow warns (two lines) above 89 megapixels; such photos are read reduced.
-            # Above twice that it raises DecompressionBombError, refused below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
-        with image:
-            factor = -(-max(image.size) // MAX_SIDE)
-            if factor > 1:  # JPEG: decode at a reduced scale; other formats ignore it
-                image.draft(None, (image.width // factor, image.height // factor))
-            if image.mode.startswith("I;16") or image.mode == "I":
-                # 16-bit grey (Pillow may call it "I"): convert("L") would clip at 255
-                # instead of scaling 0-65535 down.
-                image, scale = image.convert("I"), 1 / 257
-            elif image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
-                image = image.convert("RGBA").convert("LA")
-            else:
-                image = image.convert("L")
-            factor = -(-max(image.size) // MAX_SIDE)
-            if factor > 1:  # box averages, over premultiplied alpha for "LA"
-                image = image.reduce(factor)
-            la = np.clip(np.asarray(image, np.float64) * scale, 0, 255)
+        yield
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except Image.DecompressionBombError:
@@ -141,10 +133,72 @@ def _read_gray(path: Path) -> np.ndarray:
                          f"megapixels, Pillow's limit against decompression bombs") from None
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError... on bad files
         raise ValueError(f"{path}: not a readable PNG/JPEG image ({e})") from None
+
+
+def _open(path: Path):
+    """``Image.open(path)``, without Pillow's warning above 89 megapixels (such photos are
+    read reduced; above twice that Pillow raises ``DecompressionBombError``)."""
+    from PIL import Image  # imported here: only reading image files needs Pillow
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
+def _read_gray(path: Path) -> np.ndarray:
+    """The image as float64 grey levels in [0, 255], transparency composited away, reduced
+    to at most ``MAX_SIDE`` pixels a side (a JPEG decoded at 1/2 to 1/8 scale already)."""
+    scale = 1.0
+    with _reading(path), _open(path) as image:
+        factor = -(-max(image.size) // MAX_SIDE)
+        if factor > 1:  # JPEG: decode at a reduced scale; other formats ignore it
+            image.draft(None, (image.width // factor, image.height // factor))
+        if image.mode.startswith("I;16") or image.mode == "I":
+            # 16-bit grey (Pillow may call it "I"): convert("L") would clip at 255
+            # instead of scaling 0-65535 down.
+            image, scale = image.convert("I"), 1 / 257
+        elif _has_alpha(image):
+            image = image.convert("RGBA").convert("LA")
+        else:
+            image = image.convert("L")
+        factor = -(-max(image.size) // MAX_SIDE)
+        if factor > 1:  # box averages, over premultiplied alpha for "LA"
+            image = image.reduce(factor)
+        la = np.clip(np.asarray(image, np.float64) * scale, 0, 255)
     if la.ndim == 2:
         return la
     gray, alpha = la[..., 0], la[..., 1] / 255.0
     return alpha * gray + (1 - alpha) * _backdrop(gray, alpha)
+
+
+def _has_alpha(image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
+
+
+def _read_resized(path: Path, image_shape: tuple[int, int, int]) -> np.ndarray:
+    """The image as uint8 ``(H, W, C)``, ``C`` 1 (grey) or 3 (RGB): see ``load_image``."""
+    from PIL import Image, ImageOps
+
+    h, w, c = image_shape
+    mode = "L" if c == 1 else "RGB"
+    with _reading(path), _open(path) as image:
+        # JPEG: decode at a reduced scale that keeps at least 4× the target's pixels a side
+        # (either way round: the EXIF orientation may swap them); other formats ignore it.
+        image.draft(None, (4 * max(h, w), 4 * max(h, w)))
+        try:
+            image = ImageOps.exif_transpose(image)
+        except Exception:  # EXIF that Pillow cannot parse: the pixels are still fine
+            image.load()
+        if image.mode.startswith("I;16") or image.mode == "I":  # 16-bit grey: scale, not clip
+            grey = np.clip(np.rint(np.asarray(image.convert("I"), np.float64) / 257), 0, 255)
+            image = Image.fromarray(grey.astype(np.uint8), "L")
+        if _has_alpha(image):  # transparent pixels composited onto white
+            rgba = image.convert("RGBA")
+            image = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image.alpha_composite(rgba)
+        image = image.convert(mode).resize((w, h), Image.Resampling[RESAMPLE])
+        pixels = np.asarray(image, np.uint8)
+    return pixels.reshape(h, w, c)
 
 
 def _backdrop(gray: np.ndarray, alpha: np.ndarray) -> float:
@@ -260,33 +314,51 @@ def _normalise(digit: np.ndarray) -> np.ndarray:
     return field
 
 
-def load_image(path, *, invert: bool | None = None) -> np.ndarray:
-    """A PNG or JPEG digit as an MNIST image: 28×28 grey levels, white digit on black.
+def load_image(path, *, invert: bool | None = None, image_shape=MNIST_SHAPE) -> np.ndarray:
+    """A PNG or JPEG as one input of a model taking ``image_shape`` images.
 
-    Steps: grey levels (any mode; transparent pixels composited onto a backdrop that
-    contrasts with the drawing, see ``_backdrop``; images over ``MAX_SIDE`` pixels a side
-    read reduced); inversion when the digit is dark on a light background; then, unless
-    the image is already 28×28 (taken as MNIST-formatted, as is), the digit cut out (see
-    ``_cut_out``: background subtracted, ink at the image's edge ignored, contrast
-    stretched to 255) and MNIST's normalisation (see ``_normalise``: scaled into 20×20 and
-    centred by mass).
+    For MNIST-shaped models (``image_shape`` ``(28, 28, 1)``: MNIST, Fashion-MNIST, KMNIST,
+    EMNIST) an MNIST image: 28×28 grey levels, white digit on black. Steps: grey levels (any
+    mode; transparent pixels composited onto a backdrop that contrasts with the drawing, see
+    ``_backdrop``; images over ``MAX_SIDE`` pixels a side read reduced); inversion when the
+    digit is dark on a light background; then, unless the image is already 28×28 (taken as
+    MNIST-formatted, as is), the digit cut out (see ``_cut_out``: background subtracted,
+    ink at the image's edge ignored, contrast stretched to 255) and MNIST's normalisation
+    (see ``_normalise``: scaled into 20×20 and centred by mass).
+
+    For any other ``(H, W, C)``, a plain conversion: the image turned upright by its EXIF
+    orientation, converted to grey (``C`` 1) or RGB (``C`` 3) by Pillow (transparent pixels
+    composited onto white, 16-bit grey scaled to 8 bits), and resized to W×H with a
+    Lanczos filter (``RESAMPLE``; anti-aliased when shrinking), stretched if its aspect
+    ratio differs: nothing is cropped, and nothing is inverted unless ``invert`` is True.
 
     Args:
       path: the image file.
-      invert: ``None`` inverts when the median grey (the background: most of the pixels)
-        is nearer the image's brightest pixel than its darkest, i.e. the digit is dark on
-        light paper; ``True``/``False`` force it.
+      invert: for MNIST-shaped models, ``None`` inverts when the median grey (the
+        background: most of the pixels) is nearer the image's brightest pixel than its
+        darkest, i.e. the digit is dark on light paper; ``True``/``False`` force it. For
+        other shapes only ``True`` inverts (255 − x), after resizing.
+      image_shape: the model's ``(height, width, channels)``; image files can be read for
+        1 or 3 channels.
 
     Returns:
-      uint8 ``(784,)``, row-major.
+      uint8 ``(H·W·C,)``, row-major, channels last (MNIST: ``(784,)``).
 
     Raises:
       FileNotFoundError: no such file.
       ValueError: not a readable image, one over Pillow's decompression-bomb limit (twice
-        ``PIL.Image.MAX_IMAGE_PIXELS``, about 179 megapixels), a blank one, or (other than
-        28×28) one without a digit brighter than its background once inverted or not; the
-        message names the file.
+        ``PIL.Image.MAX_IMAGE_PIXELS``, about 179 megapixels); for MNIST-shaped models also a
+        blank one, or (other than 28×28) one without a digit brighter than its background
+        once inverted or not; the message names the file. Also an ``image_shape`` that is
+        not 1 or 3 channels.
     """
+    image_shape = check_image_shape(image_shape)
+    if image_shape != MNIST_SHAPE:
+        if image_shape[2] not in (1, 3):
+            raise ValueError(f"image files can be read for models of 1 or 3 channels, this one "
+                             f"takes {image_shape[2]} {image_shape}: pass .npy arrays instead")
+        pixels = _read_resized(_existing_file(path), image_shape)
+        return (255 - pixels if invert else pixels).reshape(-1)
     path = _existing_file(path)
     gray = _read_gray(path)
     lo, median, hi = (float(v) for v in np.percentile(gray, [0, 50, 100]))
@@ -304,11 +376,12 @@ def load_image(path, *, invert: bool | None = None) -> np.ndarray:
     return np.clip(np.rint(gray), 0, 255).astype(np.uint8).reshape(SIDE * SIDE)
 
 
-def _load_npy(path: Path, invert: bool | None = None) -> tuple[np.ndarray, list[str]]:
-    """The images a ``.npy`` holds, as float32 ``(N, 784)`` in [0, 1], named ``path[i]``.
+def _load_npy(path: Path, invert: bool | None = None,
+              image_shape=MNIST_SHAPE) -> tuple[np.ndarray, list[str]]:
+    """The images a ``.npy`` holds, as float32 ``(N, in_dim)`` in [0, 1], named ``path[i]``.
 
-    Arrays are taken as MNIST-formatted: only ``invert=True`` changes them, to 255 − x
-    (uint8) or 1 − x (floating); ``None`` and ``False`` leave them as they are.
+    Arrays are taken as already in the model's format: only ``invert=True`` changes them,
+    to 255 − x (uint8) or 1 − x (floating); ``None`` and ``False`` leave them as they are.
     """
     try:
         array = np.load(path, allow_pickle=False)
@@ -319,12 +392,13 @@ def _load_npy(path: Path, invert: bool | None = None) -> tuple[np.ndarray, list[
     if not isinstance(array, np.ndarray):  # np.load reads a zip by its content, not its name
         array.close()
         raise ValueError(f"{path}: an .npz archive, not a .npy array")
-    single = array.shape in ((SIDE, SIDE), (SIDE * SIDE,))
+    single = array.shape in image_forms(image_shape=image_shape)[1]
     batch = array[None] if single else array
     try:
-        check_images(batch)  # first: inverting needs a dtype whose scale is known
+        # First: inverting needs a dtype whose scale is known.
+        check_images(batch, image_shape=image_shape)
         images = np.asarray(prepare_images(255 - batch if invert and batch.dtype == np.uint8
-                                           else batch))
+                                           else batch, image_shape=image_shape))
     except (ValueError, TypeError) as e:
         raise ValueError(f"{path}: {e}") from None
     if invert and batch.dtype != np.uint8:  # floating: after its range check, on its values
@@ -333,26 +407,32 @@ def _load_npy(path: Path, invert: bool | None = None) -> tuple[np.ndarray, list[
     return images, names
 
 
-def load_inputs(paths, *, invert: bool | None = None) -> tuple[np.ndarray, list[str]]:
+def load_inputs(paths, *, invert: bool | None = None,
+                image_shape=MNIST_SHAPE) -> tuple[np.ndarray, list[str]]:
     """Reads PNG/JPEG images and ``.npy`` arrays into one batch, naming every row.
 
     Args:
       paths: files. A ``.png``/``.jpg``/``.jpeg`` gives one row (``load_image``), named by
-        its path. A ``.npy`` gives the images it holds: ``(N, 28, 28)``, ``(N, 28, 28, 1)``,
-        ``(N, 784)``, or one image ``(28, 28)``/``(784,)``; uint8, or floating in [0, 1];
-        rows named ``path[i]`` (a single image: ``path``). Read without pickle.
-      invert: passed to ``load_image``. ``.npy`` images are taken as MNIST-formatted, so
-        ``None`` leaves them as they are; ``True`` inverts them too (255 − x for uint8,
-        1 − x for floating), ``False`` never.
+        its path. A ``.npy`` gives the images it holds, for ``image_shape`` ``(H, W, C)``:
+        ``(N, H, W, C)``, ``(N, H·W·C)``, ``(N, H, W)`` when ``C`` is 1, or one image
+        ``(H, W, C)``/``(H·W·C,)``/``(H, W)`` (MNIST: ``(N, 28, 28)``, ``(N, 28, 28, 1)``,
+        ``(N, 784)``, ``(28, 28)``, ``(28, 28, 1)``, ``(784,)``); uint8, or floating in
+        [0, 1]; rows named ``path[i]`` (a single image: ``path``). Read without pickle.
+      invert: passed to ``load_image``. ``.npy`` images are taken as already in the model's
+        format, so ``None`` leaves them as they are; ``True`` inverts them too (255 − x for
+        uint8, 1 − x for floating), ``False`` never.
+      image_shape: the model's ``(height, width, channels)`` (``Run.info.image_shape``);
+        MNIST's by default.
 
     Returns:
-      ``(images, names)``: float32 ``(N, 784)`` in [0, 1] and one name per row.
+      ``(images, names)``: float32 ``(N, H·W·C)`` in [0, 1] and one name per row.
 
     Raises:
       FileNotFoundError: a missing file.
       ValueError: an unknown extension, a corrupt or truncated file, a wrong shape, dtype
         or range, or a blank image; each message names the file.
     """
+    image_shape = check_image_shape(image_shape)
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if not paths:
         raise ValueError("no input files given")
@@ -361,9 +441,10 @@ def load_inputs(paths, *, invert: bool | None = None) -> tuple[np.ndarray, list[
         suffix = path.suffix.lower()
         _existing_file(path)
         if suffix == ".npy":
-            images, block_names = _load_npy(path, invert)
+            images, block_names = _load_npy(path, invert, image_shape)
         elif suffix in IMAGE_SUFFIXES:
-            images = load_image(path, invert=invert)[None].astype(np.float32) / np.float32(255)
+            images = load_image(path, invert=invert, image_shape=image_shape)[None].astype(
+                np.float32) / np.float32(255)
             block_names = [str(path)]
         else:
             raise ValueError(f"{path}: unknown file type {suffix or '(no extension)'!r}; "

@@ -407,8 +407,8 @@ def evaluate_run(run: Run, data) -> dict:
 
     Writes ``eval.json`` (``test_loss``, ``test_acc``, ``per_class_acc``, ``confusion``,
     ``mistakes``), ``confusion.png``, ``mistakes.png`` (the most confidently wrong test
-    digits) and ``weights.png`` (the first layer's weights as 28×28 images), holding the
-    folder's lock while it writes.
+    images) and ``weights.png`` (the first layer's weights laid out in the input image
+    shape, ``run.info.image_shape``), holding the folder's lock while it writes.
 
     Returns:
       the report, as saved in ``eval.json``.
@@ -424,10 +424,12 @@ def evaluate_run(run: Run, data) -> dict:
             report["confusion"], p, title=f"{run.path.name}: test accuracy {report['test_acc']:.4f}"),
         "mistakes.png": lambda p: plot_mistakes(
             np.asarray(data.test_images)[index], [m["label"] for m in wrong],
-            [m["predicted"] for m in wrong], [m["confidence"] for m in wrong], p),
-        "weights.png": lambda p: plot_weights(  # preset a: each unit is one digit's template
+            [m["predicted"] for m in wrong], [m["confidence"] for m in wrong], p,
+            image_shape=run.info.image_shape),
+        "weights.png": lambda p: plot_weights(  # preset a: each unit is one class's template
             np.asarray(run.params[0]["w"]), p,
-            labels=list(range(run.arch[0].units)) if len(run.arch) == 1 else None),
+            labels=list(range(run.arch[0].units)) if len(run.arch) == 1 else None,
+            image_shape=run.info.image_shape),
     }
     with RunFolder.open(run.path, resume=True) as folder:
         folder.save_evaluation(report, plots)

@@ -12,6 +12,12 @@ of ``shuffle(fold_in(split(key(s))[0], e))``, as that single run does, so its pa
 the single run's (float32 rounding aside). With ``order="shared"`` (the default, and the
 cheapest: the input is not batched along the model axis) every model takes the batches of
 the grid's first seed.
+
+Any dataset and optimizer a single run takes, a sweep takes: the swept ``momentum`` is
+SGD's momentum or Adam's, AdamW's and Lion's ``b1`` (``jaxmlp.optim.make_optimizer``). With
+``config.val_size`` every model is also evaluated on the validation split each epoch, and
+the best setting is the one whose ensemble is most accurate on it: the test split is
+reported, never chosen on.
 """
 import contextlib
 import dataclasses
@@ -30,15 +36,16 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxmlp.arch import parse_arch
 from jaxmlp.checkpoint import read_npz, save_checkpoint
 from jaxmlp.config import TrainConfig, check_resume, resume_length
-from jaxmlp.data import IMAGE_PIXELS, Mnist
+from jaxmlp.data import MNIST, Dataset, DatasetInfo
 from jaxmlp.metrics import evaluate
 from jaxmlp.mlp import init_params
 from jaxmlp.parallel import make_mesh
 from jaxmlp.predict import predict
 from jaxmlp.run import (CHECKPOINT, METRICS, SUMMARY, SWEEP, RunError, RunFolder, RunWriteError,
                         kept, read_json, write_json, read_checkpoint, read_history, write_jsonl)
-from jaxmlp.train import (TrainingDiverged, TrainingInterrupted, load_data, make_optimizer,
-                          make_step, shuffle, to_host)
+from jaxmlp.optim import make_optimizer
+from jaxmlp.train import (TrainingDiverged, TrainingInterrupted, load_data, make_step,
+                          put_dataset, shuffle, to_host)
 
 MODEL = "model"
 ORDERS = ("shared", "independent")
@@ -95,18 +102,38 @@ def check_grid(base: TrainConfig, grid: Grid) -> None:
         config.validate()
 
 
-def estimate_bytes(arch, num_models: int, batch_size: int, order: str) -> int:
-    """Device memory a sweep needs, roughly: per model its params, momentum and gradients
-    (3 copies) and a batch's activations (forward values and their gradients), plus the
-    dataset (uint8) and, for independent orders, each model's own input batch."""
-    arch, widths = parse_arch(arch), [IMAGE_PIXELS]
+# Float32 copies of the params a model holds while it trains: the params, their gradients and
+# the optimizer's state (SGD's momentum; Adam's and AdamW's two moments; Lion's one).
+COPIES = {"sgd": 3, "adam": 4, "adamw": 4, "lion": 3}
+
+
+def estimate_bytes(config: TrainConfig, num_models: int, order: str, *, in_dim: int,
+                   num_examples: int) -> int:
+    """Device memory a sweep needs, roughly: per model its params, gradients and optimizer
+    state (``COPIES``) and a batch's activations (forward values and their gradients), plus
+    the dataset (``num_examples`` uint8 images of ``in_dim`` pixels and their int32 labels,
+    every split) and, for independent orders, each model's own input batch."""
+    arch, widths, batch_size = parse_arch(config.arch), [in_dim], config.batch_size
     params = 0
     for units, _ in arch:
         params += (widths[-1] + 1) * units
         widths.append(units)
-    per_model = 4 * (3 * params + 3 * batch_size * sum(widths[1:]))
-    inputs = 4 * batch_size * IMAGE_PIXELS * (num_models if order == "independent" else 1)
-    return num_models * per_model + inputs + 70_000 * (IMAGE_PIXELS + 4)
+    copies = COPIES.get(config.optimizer, max(COPIES.values()))
+    per_model = 4 * (copies * params + 3 * batch_size * sum(widths[1:]))
+    inputs = 4 * batch_size * in_dim * (num_models if order == "independent" else 1)
+    return num_models * per_model + inputs + num_examples * (in_dim + 4)
+
+
+def check_memory(config: TrainConfig, num_models: int, order: str, data: Dataset,
+                 devices) -> None:
+    """``ValueError`` unless the sweep fits, roughly, in 80% of the ``devices``' memory."""
+    need = estimate_bytes(config, num_models, order, in_dim=data.info.in_dim,
+                          num_examples=sum(len(y) for _, y in data.splits().values()))
+    have = available_bytes(devices[0]) * len(devices)
+    if need > 0.8 * have:
+        raise ValueError(f"{num_models} models of {config.arch} on {data.info.name} need about "
+                         f"{need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB "
+                         "available: sweep fewer models at once")
 
 
 def available_bytes(device) -> int:
@@ -157,14 +184,15 @@ def make_sweep_epoch(config: TrainConfig, num_steps: int, order: str, mesh: Mesh
     return run
 
 
-def init_models(config: TrainConfig, grid: Grid, num_steps: int):
-    """Stacked params, optimizer states, hyperparameters and data keys of every model."""
+def init_models(config: TrainConfig, grid: Grid, num_steps: int, in_dim: int = MNIST.in_dim):
+    """Stacked params, optimizer states, hyperparameters and data keys of every model, for
+    inputs of ``in_dim`` pixels (the dataset's ``info.in_dim``)."""
     models = grid.models()
     keys = jax.vmap(jax.random.split)(jax.vmap(jax.random.key)(
         jnp.asarray([m["seed"] for m in models], jnp.uint32)))
     data_keys, init_keys = keys[:, 0], keys[:, 1]
     arch = parse_arch(config.arch)
-    params = jax.jit(jax.vmap(lambda k: init_params(k, arch, IMAGE_PIXELS)))(init_keys)
+    params = jax.jit(jax.vmap(lambda k: init_params(k, arch, in_dim)))(init_keys)
     hyper = {"lr": jnp.asarray([m["lr"] for m in models], jnp.float32),
              "momentum": jnp.asarray([m["momentum"] for m in models], jnp.float32)}
     opt_state = jax.vmap(lambda p, h: make_optimizer(config, num_steps, lr=h["lr"],
@@ -173,9 +201,11 @@ def init_models(config: TrainConfig, grid: Grid, num_steps: int):
             "key": jax.random.key_data(data_keys)}, hyper
 
 
-def _sweep_meta(config: TrainConfig, grid: Grid, order: str) -> dict:
+def _sweep_meta(config: TrainConfig, grid: Grid, order: str, info: DatasetInfo) -> dict:
     return {"config": dataclasses.asdict(config), "seeds": list(grid.seeds),
-            "lrs": list(grid.lrs), "momenta": list(grid.momenta), "order": order}
+            "lrs": list(grid.lrs), "momenta": list(grid.momenta), "order": order,
+            "dataset": {"name": info.name, "image_shape": list(info.image_shape),
+                        "num_classes": info.num_classes}}
 
 
 def read_sweep(folder) -> tuple[TrainConfig, Grid, str]:
@@ -192,78 +222,148 @@ def read_sweep(folder) -> tuple[TrainConfig, Grid, str]:
         raise RunError(f"{path} is not a jaxmlp sweep ({e})") from None
 
 
+def read_sweep_info(folder) -> DatasetInfo:
+    """The dataset the sweep in ``folder`` trained on (``sweep.json``'s ``dataset``); a
+    sweep saved before datasets were recorded trained on MNIST."""
+    path = Path(folder) / SWEEP
+    meta = read_json(path)
+    if not isinstance(meta, dict) or "dataset" not in meta:
+        return MNIST
+    try:
+        d = meta["dataset"]
+        info = DatasetInfo(d["name"], tuple(d["image_shape"]), d["num_classes"])
+        if not (isinstance(info.name, str) and len(info.image_shape) == 3
+                and all(type(v) is int and v >= 1 for v in (*info.image_shape,
+                                                             info.num_classes))):
+            raise ValueError(f"dataset {d} is not a name, (height, width, channels) and a "
+                             "class count")
+        return info
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunError(f"{path} is not a jaxmlp sweep ({e})") from None
+
+
 def load_model_of_sweep(folder, model: int):
-    """``(config, params, history)`` of model ``model`` of the sweep in ``folder``."""
+    """``(config, params, history, info)`` of model ``model`` of the sweep in ``folder``:
+    its config as the single run it stands for, its params, its per-epoch records and the
+    dataset it takes (``DatasetInfo``)."""
     config, grid, _ = read_sweep(folder)
+    info = read_sweep_info(folder)
     configs = grid.configs(config)
     if not 0 <= model < len(configs):
         raise RunError(f"{folder} holds models 0 to {len(configs) - 1}, not {model}")
+    arch = parse_arch(config.arch)
     try:
         arrays = read_npz(Path(folder) / CHECKPOINT)
         params = [{k: np.asarray(arrays[f"params/{j}/{k}"][model]) for k in ("w", "b")}
-                  for j in range(len(parse_arch(config.arch)))]
+                  for j in range(len(arch))]
     except (FileNotFoundError, KeyError, IndexError, ValueError) as e:
         raise RunError(f"{folder}/{CHECKPOINT}: cannot read model {model} ({e})") from None
+    fan_in = info.in_dim
+    for j, ((units, _), layer) in enumerate(zip(arch, params)):
+        if layer["w"].shape != (fan_in, units) or layer["b"].shape != (units,):
+            raise RunError(f"{folder}/{CHECKPOINT}: layer {j} of model {model} has w "
+                           f"{layer['w'].shape} and b {layer['b'].shape}, expected "
+                           f"({fan_in}, {units}) and ({units},) for {info.name}")
+        fan_in = units
     history = [{"epoch": h["epoch"], "step": h["step"], **h["models"][model]}
                for h in read_history(folder)]
-    return configs[model], params, history
+    return configs[model], params, history, info
 
 
-def summarize(grid: Grid, records: list[dict], probs: np.ndarray, labels: np.ndarray) -> dict:
+def _stats(values: list, split: str) -> dict:
+    """Mean, std (``ddof=1``; 0 for one value), min and max of ``{split}_acc`` over
+    ``values`` (the finite ones); None each when there is none."""
+    ok = np.array([v for v in values if v is not None], dtype=float)
+    ok = ok[np.isfinite(ok)]
+    return {f"{split}_acc_mean": float(ok.mean()) if ok.size else None,
+            f"{split}_acc_std": float(ok.std(ddof=1)) if ok.size > 1 else 0.0 if ok.size else None,
+            f"{split}_acc_min": float(ok.min()) if ok.size else None,
+            f"{split}_acc_max": float(ok.max()) if ok.size else None}
+
+
+def summarize(grid: Grid, records: list[dict], probs: np.ndarray, labels: np.ndarray, *,
+              val_probs: Optional[np.ndarray] = None,
+              val_labels: Optional[np.ndarray] = None) -> dict:
     """``summary.json``: one record per model, and per setting the mean, std (over its
     seeds, with ``ddof=1``; 0 for one seed), min and max of test accuracy and the test
-    accuracy of its ensemble (the mean of its seeds' softmax probabilities)."""
+    accuracy of its ensemble (the mean of its seeds' softmax probabilities).
+
+    With a validation split (``val_probs`` ``(K, N_val, classes)`` and ``val_labels``; the
+    records then hold ``val_acc``) each setting also gets those of validation accuracy
+    (``val_acc_mean`` …, ``ensemble_val_acc``), and the best setting is the one with the
+    most accurate validation ensemble; without, the one with the most accurate test
+    ensemble. ``best["chosen_by"]`` names which.
+    """
+    validated = val_labels is not None
     settings = []
     per = len(grid.seeds)
     for k, (lr, momentum) in enumerate(itertools.product(grid.lrs, grid.momenta)):
         members = range(k * per, (k + 1) * per)
-        accs = np.array([records[i]["test_acc"] for i in members], dtype=float)
         alive = [i for i in members if not records[i]["diverged"]]
-        ensemble = (float(np.mean(probs[alive].mean(0).argmax(-1) == labels)) if alive else None)
-        ok = accs[np.isfinite(accs)] if alive else np.array([])
-        settings.append({
-            "lr": lr, "momentum": momentum, "seeds": list(grid.seeds), "diverged": per - len(alive),
-            "test_acc_mean": float(ok.mean()) if ok.size else None,
-            "test_acc_std": float(ok.std(ddof=1)) if ok.size > 1 else 0.0 if ok.size else None,
-            "test_acc_min": float(ok.min()) if ok.size else None,
-            "test_acc_max": float(ok.max()) if ok.size else None,
-            "ensemble_test_acc": ensemble})
-    ranked = [s for s in settings if s["ensemble_test_acc"] is not None]
-    best = max(ranked, key=lambda s: s["ensemble_test_acc"]) if ranked else None
+        ensemble = lambda p, y: float(np.mean(p[alive].mean(0).argmax(-1) == y)) if alive else None
+        setting = {"lr": lr, "momentum": momentum, "seeds": list(grid.seeds),
+                   "diverged": per - len(alive),
+                   **_stats([records[i]["test_acc"] for i in alive], "test"),
+                   "ensemble_test_acc": ensemble(probs, labels)}
+        if validated:
+            setting.update(_stats([records[i]["val_acc"] for i in alive], "val"),
+                           ensemble_val_acc=ensemble(val_probs, val_labels))
+        settings.append(setting)
+    split = "val" if validated else "test"
+    ranked = [s for s in settings if s[f"ensemble_{split}_acc"] is not None]
+    best = max(ranked, key=lambda s: s[f"ensemble_{split}_acc"]) if ranked else None
+    keys = ("lr", "momentum", *(("val_acc_mean", "ensemble_val_acc") if validated else ()),
+            "test_acc_mean", "ensemble_test_acc")
     return {"models": records, "settings": settings,
-            "best": None if best is None else {k: best[k] for k in
-                                               ("lr", "momentum", "test_acc_mean",
-                                                "ensemble_test_acc")}}
+            "best": None if best is None else {**{k: best[k] for k in keys},
+                                               "chosen_by": f"ensemble_{split}_acc"}}
 
 
 def format_summary(summary: dict) -> str:
-    """The printed table: one line per model, then per setting mean ± std and ensemble."""
-    lines = [f"{'model':>5}  {'seed':>6}  {'lr':>8}  {'momentum':>8}  {'test_acc':>8}  "
-             f"{'test_loss':>9}  {'train_acc':>9}"]
+    """The printed table: one line per model, then per setting mean ± std and ensemble
+    (validation first, when there is a validation split), then the best setting and the
+    split that chose it."""
+    validated = any("val_acc" in r for r in summary["models"])
+    lines = [f"{'model':>5}  {'seed':>6}  {'lr':>8}  {'momentum':>8}  "
+             + (f"{'val_acc':>8}  " if validated else "")
+             + f"{'test_acc':>8}  {'test_loss':>9}  {'train_acc':>9}"]
     for i, r in enumerate(summary["models"]):
         acc = "diverged" if r["diverged"] else f"{r['test_acc']:.4f}"
+        val = "-" if r["diverged"] else f"{r.get('val_acc', 0):.4f}"
         loss = "-" if r["diverged"] else f"{r['test_loss']:.4f}"
         train = "-" if r["diverged"] else f"{r['train_acc']:.4f}"
-        lines.append(f"{i:>5}  {r['seed']:>6}  {r['lr']:>8g}  {r['momentum']:>8g}  {acc:>8}  "
-                     f"{loss:>9}  {train:>9}")
+        lines.append(f"{i:>5}  {r['seed']:>6}  {r['lr']:>8g}  {r['momentum']:>8g}  "
+                     + (f"{val:>8}  " if validated else "")
+                     + f"{acc:>8}  {loss:>9}  {train:>9}")
+
+    def accuracy(s, split, name):
+        return (f"{name} accuracy {s[split + '_acc_mean']:.4f} ± {s[split + '_acc_std']:.4f} "
+                f"(min {s[split + '_acc_min']:.4f}, max {s[split + '_acc_max']:.4f}); ensemble "
+                f"{s['ensemble_' + split + '_acc']:.4f}")
+
     for s in summary["settings"]:
         head = f"lr {s['lr']:g}, momentum {s['momentum']:g}, {len(s['seeds'])} seeds: "
         if s["test_acc_mean"] is None:
             lines.append(head + "every model diverged")
             continue
-        lines.append(head + f"test accuracy {s['test_acc_mean']:.4f} ± {s['test_acc_std']:.4f} "
-                     f"(min {s['test_acc_min']:.4f}, max {s['test_acc_max']:.4f}); ensemble "
-                     f"{s['ensemble_test_acc']:.4f}" + (f"; {s['diverged']} diverged"
-                                                        if s["diverged"] else ""))
+        lines.append(head + "; ".join(([accuracy(s, "val", "validation")] if validated else [])
+                                      + [accuracy(s, "test", "test")])
+                     + (f"; {s['diverged']} diverged" if s["diverged"] else ""))
     if summary["best"]:
         b = summary["best"]
-        lines.append(f"best setting: lr {b['lr']:g}, momentum {b['momentum']:g} (ensemble "
-                     f"{b['ensemble_test_acc']:.4f})")
+        if b.get("chosen_by") == "ensemble_val_acc":
+            lines.append(f"best setting (by validation ensemble): lr {b['lr']:g}, momentum "
+                         f"{b['momentum']:g} (validation ensemble {b['ensemble_val_acc']:.4f}; "
+                         f"its test ensemble {b['ensemble_test_acc']:.4f})")
+        else:
+            lines.append(f"best setting (by test ensemble: no validation split): lr "
+                         f"{b['lr']:g}, momentum {b['momentum']:g} (ensemble "
+                         f"{b['ensemble_test_acc']:.4f})")
     return "\n".join(lines)
 
 
 def train_many(config: TrainConfig, grid: Grid, out=None, *, order: str = "shared",
-               resume: bool = False, overwrite: bool = False, data: Optional[Mnist] = None,
+               resume: bool = False, overwrite: bool = False, data: Optional[Dataset] = None,
                log=print) -> dict:
     """Trains every model of ``grid`` (on ``config``'s other settings) at once.
 
@@ -274,7 +374,8 @@ def train_many(config: TrainConfig, grid: Grid, out=None, *, order: str = "share
       out: the sweep's folder (``sweep.json``, ``checkpoint.npz``, ``metrics.jsonl``,
         ``summary.json``, ``curves.png``); nothing is written when ``None``.
       order: ``"shared"`` or ``"independent"`` data order (module docstring).
-      resume, overwrite, data, log: as for ``train_and_evaluate``.
+      resume, overwrite, data, log: as for ``train_and_evaluate`` (``data`` must be
+        ``config.dataset``, without a validation split: ``config.val_size`` holds one out).
 
     Returns:
       ``{"params"`` (stacked), ``"history"``, ``"summary"``, ``"steps"}``.
@@ -291,12 +392,6 @@ def train_many(config: TrainConfig, grid: Grid, out=None, *, order: str = "share
     if num_models % len(devices):
         raise ValueError(f"{num_models} models do not split evenly over {len(devices)} "
                          f"devices; use a multiple of {len(devices)} models, or --devices")
-    need, have = estimate_bytes(config.arch, num_models, config.batch_size, order), \
-        available_bytes(devices[0]) * len(devices)
-    if need > 0.8 * have:
-        raise ValueError(f"{num_models} models of {config.arch} need about {need / 2**30:.1f} "
-                         f"GiB, more than the {have / 2**30:.1f} GiB available: sweep fewer "
-                         "models at once")
     if resume:
         saved = read_sweep(out)
         if saved[1:] != (grid, order):
@@ -304,22 +399,28 @@ def train_many(config: TrainConfig, grid: Grid, out=None, *, order: str = "share
                              "--order of a sweep")
         check_resume(saved[0], config)
     folder = RunFolder.open(out, resume=resume, overwrite=overwrite) if out else None
+    # A start that fails inside the folder's context changes nothing on disk (RunFolder).
     with folder or contextlib.nullcontext():
-        data, config = load_data(config, data)
+        data, config = load_data(config, data)  # checks the output layer against the data
+        # Before anything is allocated on the devices: the estimate needs the dataset's size.
+        check_memory(config, num_models, order, data, devices)
         mesh = Mesh(np.asarray(devices), (MODEL,))
         spe = len(data.train_labels) // config.batch_size
         if config.batch_size > len(data.train_labels):
             raise ValueError(f"batch size {config.batch_size} is larger than the "
                              f"{len(data.train_labels)} training examples")
-        state, hyper = init_models(config, grid, config.num_steps(spe))
-        history = []
         num_steps = config.num_steps(spe)
+        # The optimizer state's structure does not depend on the schedule's length, which
+        # a resume learns only from its checkpoint.
+        state, hyper = init_models(config, grid, num_steps, data.info.in_dim)
+        history = []
         if resume:
             state = read_checkpoint(out, state)
             done = int(state["step"])
             num_steps = resume_length(saved[0], config, done, spe)
             history = [h for h in read_history(out) if h["step"] <= done]
             log(f"resumed from {out} at step {done}")
+        config.check_length(num_steps)
         loop = _SweepLoop(config, grid, order, data, folder, log, mesh, num_steps, spe)
         return loop.run(state, hyper, history)
 
@@ -330,11 +431,10 @@ class _SweepLoop:
     def __init__(self, config, grid, order, data, folder, log, mesh, num_steps, spe):
         self.config, self.grid, self.order, self.folder, self.log = config, grid, order, folder, log
         self.mesh, self.num_steps, self.spe = mesh, num_steps, spe
-        self.host_data = data
-        replicated = NamedSharding(mesh, P())
-        # On the devices once: every model's evaluation of every epoch reuses them.
-        self.images, self.labels, self.test_images, self.test_labels = jax.device_put(
-            tuple(data), replicated)
+        self.host_data, self.info = data, data.info
+        # On the devices once: every model's training and evaluation of every epoch reuse them.
+        self.data = put_dataset(data, mesh)
+        self.sets = self.data.splits()  # train, val (with a validation split), test
         self.epoch = make_sweep_epoch(config, num_steps, order, mesh)
         self.saved_step = None
 
@@ -356,7 +456,8 @@ class _SweepLoop:
                 n = min(self.spe - start, self.num_steps - step)
                 keys = jax.device_put(jax.vmap(jax.random.fold_in, (0, None))(data_keys, epoch),
                                       per_model)
-                args = (params, opt_state, hyper, self.images, self.labels, keys, start)
+                args = (params, opt_state, hyper, self.data.train_images,
+                        self.data.train_labels, keys, start)
                 compile_s = 0.0
                 if n not in compiled:
                     begin = time.perf_counter()
@@ -378,10 +479,8 @@ class _SweepLoop:
                 history = [h for h in history if h["epoch"] != epoch] + [record]
                 if folder is not None:
                     self._save(host, step, state["key"], history)
-                accs = [m["test_acc"] for m in record["models"] if not m["diverged"]]
-                std = np.std(accs, ddof=1) if len(accs) > 1 else 0.0  # as in summary.json
-                self.log(f"epoch {epoch}, step {step}: test accuracy {np.mean(accs):.4f} ± "
-                         f"{std:.4f} over {len(accs)} models ({seconds:.2f}s)")
+                self.log(f"epoch {epoch}, step {step}: " + self._accuracies(record["models"])
+                         + f" ({seconds:.2f}s)")
         except KeyboardInterrupt:
             raise TrainingInterrupted(self.saved_step) from None
         host_params = jax.tree.map(to_host, params)
@@ -393,27 +492,43 @@ class _SweepLoop:
                          "curves.png": lambda p: plot_sweep(history, self.grid, p)})
         return {"params": host_params, "history": history, "summary": summary, "steps": step}
 
+    def _accuracies(self, models: list[dict]) -> str:
+        """``"val accuracy m ± s, test accuracy m ± s over n models"`` of the live models
+        (val only with a validation split)."""
+        alive = [m for m in models if not m["diverged"]]
+        parts = []
+        for split in ("val", "test"):
+            if split in self.sets:
+                accs = [m[f"{split}_acc"] for m in alive]
+                std = np.std(accs, ddof=1) if len(accs) > 1 else 0.0  # as in summary.json
+                parts.append(f"{split} accuracy {np.mean(accs):.4f} ± {std:.4f}")
+        return ", ".join(parts) + f" over {len(alive)} models"
+
     def _evaluate(self, params, losses, diverged) -> list[dict]:
+        """Each model's loss and accuracy on every split (``{split}_loss``, ``{split}_acc``),
+        None for a diverged model."""
         arch = parse_arch(self.config.arch)
         records = []
         for i in range(losses.shape[1]):
-            if diverged[i]:
-                records.append({"diverged": True, "test_acc": None, "test_loss": None,
-                                "train_acc": None, "train_loss": None})
-                continue
-            model = jax.tree.map(lambda a: a[i], params)
-            test = evaluate(model, self.test_images, self.test_labels, arch)
-            train = evaluate(model, self.images, self.labels, arch)
-            records.append({"diverged": False, "test_acc": test["accuracy"],
-                            "test_loss": test["loss"], "train_acc": train["accuracy"],
-                            "train_loss": train["loss"],
-                            "batch_loss_mean": float(losses[:, i].mean())})
+            record = {"diverged": bool(diverged[i])}
+            model = None if diverged[i] else jax.tree.map(lambda a: a[i], params)
+            for split in ("test", "val", "train"):  # the order of the records before val
+                if split not in self.sets:
+                    continue
+                result = (evaluate(model, *self.sets[split], arch) if model is not None
+                          else {"accuracy": None, "loss": None})
+                record[f"{split}_acc"], record[f"{split}_loss"] = (result["accuracy"],
+                                                                   result["loss"])
+            if model is not None:
+                record["batch_loss_mean"] = float(losses[:, i].mean())
+            records.append(record)
         return records
 
     def _save(self, host, step, keys, history) -> None:
         state = {**host, "step": np.int32(step), "key": np.asarray(keys)}
         files = {} if self.folder.saved else {
-            SWEEP: lambda p: write_json(p, _sweep_meta(self.config, self.grid, self.order))}
+            SWEEP: lambda p: write_json(p, _sweep_meta(self.config, self.grid, self.order,
+                                                      self.info))}
         try:
             self.folder.save({**files, METRICS: lambda p: write_jsonl(p, history),
                               CHECKPOINT: lambda p: save_checkpoint(p, state)})
@@ -426,10 +541,17 @@ class _SweepLoop:
         arch = parse_arch(self.config.arch)
         last = history[-1]["models"] if history else []
         records = [{**m, **{k: v for k, v in r.items() if k in
-                            ("test_acc", "test_loss", "train_acc", "diverged")}}
+                            ("val_acc", "val_loss", "test_acc", "test_loss", "train_acc",
+                             "diverged")}}
                    for m, r in zip(self.grid.models(), last)]
-        probs = np.stack([predict(jax.tree.map(lambda a: a[i], params),
-                                  self.host_data.test_images, arch)
-                          if not diverged[i] else np.zeros((len(self.host_data.test_labels), 10))
-                          for i in range(len(records))])
-        return summarize(self.grid, records, probs, self.host_data.test_labels)
+
+        def probs(images):  # (K, N, classes); a diverged model's are zeros and never vote
+            return np.stack([predict(jax.tree.map(lambda a: a[i], params), images, arch)
+                             if not diverged[i] else
+                             np.zeros((len(images), self.info.num_classes), np.float32)
+                             for i in range(len(records))])
+
+        data = self.host_data
+        val = ({"val_probs": probs(data.val_images), "val_labels": data.val_labels}
+               if data.val_labels is not None else {})
+        return summarize(self.grid, records, probs(data.test_images), data.test_labels, **val)

@@ -61,7 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp.arch import parse_arch
-from jaxmlp.data import IMAGE_PIXELS, load_mnist
+from jaxmlp.data import MNIST, load_mnist
 from jaxmlp.mlp import init_params
 from jaxmlp.train import TrainConfig, make_epoch, make_optimizer, make_step
 
@@ -70,7 +70,7 @@ _T0 = time.perf_counter()
 
 
 def _fresh_state(arch, optimizer, seed=0):
-    params = init_params(jax.random.key(seed), arch, IMAGE_PIXELS)
+    params = init_params(jax.random.key(seed), arch, MNIST.in_dim)
     return params, optimizer.init(params)
 
 
@@ -136,7 +136,7 @@ def _torch_net(arch, seed=0):
     import torch
 
     torch.manual_seed(seed)
-    layers, fan_in = [], IMAGE_PIXELS
+    layers, fan_in = [], MNIST.in_dim
     acts = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid,
             "linear": torch.nn.Identity}
     for units, activation in parse_arch(arch):

@@ -78,12 +78,38 @@ def test_resume_refuses_to_change_the_run(env, mnist, tmp_path, capsys):
     assert "--resume cannot change lr" in capsys.readouterr().err
 
 
+def test_optimizer_and_validation_flags_are_recorded_and_resumable(env, mnist, tmp_path,
+                                                                   capsys):
+    out = tmp_path / "run"
+    flags = ["--optimizer", "adam", "--lr", "1e-3", "--val-size", "5000", "--warmup-steps", "20",
+             "--clip-norm", "2", "--weight-decay", "1e-5", "--no-progress", "--log-every", "1000"]
+    assert main(["train", "--arch", "a", "--steps", "100", "--out", str(out), *flags]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("final test accuracy 0.") and "(validation 0." in last
+    config = json.loads((out / "config.json").read_text())
+    assert {k: config[k] for k in ("optimizer", "lr", "val_size", "warmup_steps", "clip_norm",
+                                   "weight_decay", "dataset")} == {
+        "optimizer": "adam", "lr": 1e-3, "val_size": 5000, "warmup_steps": 20, "clip_norm": 2.0,
+        "weight_decay": 1e-5, "dataset": "mnist"}
+    (record,) = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert 0.5 < record["val_acc"] <= 1 and record["val_loss"] > 0
+    for change, name in [(["--optimizer", "sgd"], "optimizer"), (["--val-size", "0"], "val_size"),
+                         (["--warmup-steps", "0"], "warmup_steps"), (["--clip-norm", "1"],
+                                                                     "clip_norm")]:
+        assert main(["train", "--resume", str(out), *change, "--no-progress"]) == 2
+        assert f"--resume cannot change {name}" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--steps", "150", "--no-progress"]) == 0
+    assert "after 150 steps" in capsys.readouterr().out
+
+
 def test_default_output_folder_is_named_after_the_arch():
     from jaxmlp.cli import build_parser, config_from_args
 
     for argv, folder in [([], "runs/b"), (["--arch", "wide"], "runs/wide"),
                          (["--arch", "50:relu,10:linear"], "runs/50_relu_10_linear"),
-                         (["--out", "elsewhere"], "elsewhere")]:
+                         (["--out", "elsewhere"], "elsewhere"),
+                         (["--dataset", "emnist/letters", "--arch", "c"],
+                          "runs/emnist_letters-c")]:
         assert str(config_from_args(build_parser().parse_args(["train", *argv]))[1]) == folder
     # A 40-layer spec: cut, with a digest of the whole, so the name stays a valid file name.
     deep = ",".join(["20:relu"] * 40 + ["10:linear"])
@@ -99,7 +125,7 @@ def test_help_states_each_default_once(capsys):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     assert "(default: None)" not in text and text.count("(default: 10)") == 1
-    assert "epochs to train (default: 10)" in text and "peak learning rate (default: 0.1)" in text
+    assert "epochs to train (default: 10)" in text and "peak learning rate (default: 0.1 for sgd, 0.001 for adam" in text
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from jaxmlp.data import (Mnist, MnistDataError, MnistNotFoundError, _cache_path, _prepared_info,
-                         load_mnist, validate)
+from jaxmlp.data import (MNIST, DatasetError, DatasetNotFoundError, _cache_path, _prepared_info,
+                         check_dataset, load_mnist)
 
 pytestmark = pytest.mark.mnist
 
@@ -42,60 +42,69 @@ def test_real_mnist_matches_the_original_idx_files(mnist, idx_dir):
 
 
 def test_cache_is_used_and_keyed_by_dataset_info(mnist, tfds_dir, cache_dir, tmp_path):
-    info = _prepared_info(tfds_dir)
+    info = _prepared_info(tfds_dir, "mnist")
     assert info.parent.name == "3.0.1"
-    cached = _cache_path(cache_dir, info)
+    cached = _cache_path(cache_dir, "mnist", info)
     assert cached.exists()  # written by the session's first load
+    assert cached.name.startswith("mnist-3.0.1-") and cached.suffix == ".npz"
     again = load_mnist(data_dir=tfds_dir, cache_dir=cache_dir, download=False)
     np.testing.assert_array_equal(again.test_images, mnist.test_images)
+    assert again.info == mnist.info == MNIST
     # Another dataset_info (re-prepared or upgraded data) means another cache file.
     other = tmp_path / "mnist" / "3.0.1"
     other.mkdir(parents=True)
     meta = json.loads(info.read_text())
     meta["description"] = "changed"
     (other / "dataset_info.json").write_text(json.dumps(meta))
-    assert _cache_path(cache_dir, other / "dataset_info.json") != cached
+    assert _cache_path(cache_dir, "mnist", other / "dataset_info.json") != cached
 
 
 def test_damaged_cache_is_rebuilt(tfds_dir, tmp_path, mnist):
-    cached = _cache_path(tmp_path, _prepared_info(tfds_dir))
+    cached = _cache_path(tmp_path, "mnist", _prepared_info(tfds_dir, "mnist"))
     cached.write_bytes(b"not an npz")
     data = load_mnist(data_dir=tfds_dir, cache_dir=tmp_path, download=False)
     np.testing.assert_array_equal(data.train_labels, mnist.train_labels)
+    assert data.info == MNIST
     with np.load(cached) as f:  # rewritten whole
         np.testing.assert_array_equal(f["test_labels"], mnist.test_labels)
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):
-    with pytest.raises(MnistNotFoundError, match=f"data dir {tmp_path / 'nope'} does not exist"):
+    with pytest.raises(DatasetNotFoundError, match=f"data dir {tmp_path / 'nope'} does not exist"):
         load_mnist(data_dir=tmp_path / "nope")
 
 
 def test_unprepared_and_offline_says_where_it_looked(tmp_path):
-    with pytest.raises(MnistNotFoundError) as e:
+    with pytest.raises(DatasetNotFoundError) as e:
         load_mnist(data_dir=tmp_path, download=False, use_cache=False)
     message = str(e.value)
     assert f"not prepared in {tmp_path}" in message and "mnist/3.0.1" in message
     assert "--data-dir" in message and "TFDS_DATA_DIR" in message and "--manual-dir" in message
 
 
-def test_validate_rejects_wrong_data(mnist):
+def test_check_dataset_rejects_wrong_data(mnist):
     def broken(**changes):
-        return Mnist(**{**mnist._asdict(), **changes})
-    with pytest.raises(MnistDataError, match=r"train split: expected 60000 examples, got 100"):
-        validate(broken(train_images=mnist.train_images[:100], train_labels=mnist.train_labels[:100]))
-    with pytest.raises(MnistDataError, match=r"train labels must be \(100,\) integers, got \(60000,\)"):
-        validate(broken(train_images=mnist.train_images[:100]))
-    with pytest.raises(MnistDataError, match=r"test images must be \(N, 784\) uint8"):
-        validate(broken(test_images=mnist.test_images.reshape(-1, 28, 28)))
-    with pytest.raises(MnistDataError, match=r"uint8 with N >= 1, got \(10000, 784\) float32"):
-        validate(broken(test_images=mnist.test_images.astype(np.float32)))
-    with pytest.raises(MnistDataError, match=r"test labels outside \[0, 10\): values in \[0, 11\]"):
+        return mnist._replace(**changes)
+    assert check_dataset(mnist) is mnist
+    with pytest.raises(DatasetError, match=r"mnist train labels must be \(100,\) integers, "
+                                           r"got \(60000,\)"):
+        check_dataset(broken(train_images=mnist.train_images[:100]))
+    with pytest.raises(DatasetError, match=r"mnist test images must be \(N, 784\) uint8"):
+        check_dataset(broken(test_images=mnist.test_images.reshape(-1, 28, 28)))
+    with pytest.raises(DatasetError, match=r"uint8 with N >= 1, got \(10000, 784\) float32"):
+        check_dataset(broken(test_images=mnist.test_images.astype(np.float32)))
+    with pytest.raises(DatasetError, match=r"mnist test labels outside \[0, 10\): values in "
+                                           r"\[0, 11\]"):
         labels = mnist.test_labels.copy()
         labels[5] = 11
-        validate(broken(test_labels=labels))
-    with pytest.raises(MnistDataError, match="miss a class"):
-        validate(broken(train_labels=np.zeros(60000, np.int32)))
+        check_dataset(broken(test_labels=labels))
+    with pytest.raises(DatasetError, match=r"mnist train labels must be \(60000,\) integers, "
+                                           r"got \(60000,\) float32"):
+        check_dataset(broken(train_labels=mnist.train_labels.astype(np.float32)))
+    # Dropped on purpose with the move to any dataset: no fixed split sizes, and a split
+    # may miss a class (a small --val-size one often does).
+    small = broken(train_images=mnist.train_images[:100], train_labels=np.zeros(100, np.int32))
+    assert check_dataset(small) is small
 
 
 def test_corrupt_tfrecords_are_a_clear_error(tfds_dir, tmp_path):
@@ -106,14 +115,14 @@ def test_corrupt_tfrecords_are_a_clear_error(tfds_dir, tmp_path):
     data = bytearray(record.read_bytes())
     data[1000:1100] = b"\xff" * 100
     record.write_bytes(bytes(data))
-    with pytest.raises(MnistDataError, match="could not read the MNIST test split"):
+    with pytest.raises(DatasetError, match="could not read the mnist test split"):
         load_mnist(data_dir=copy, download=False, use_cache=False)
 
 
 def test_recompressed_manual_files_are_rejected_clearly(idx_dir, tmp_path):
     # The shared .gz files hold the original bytes but not the original gzip wrapper,
     # so TFDS's checksum check refuses them: a clear error, no download, no silent result.
-    with pytest.raises(MnistDataError, match="do not match the originals' checksums"):
+    with pytest.raises(DatasetError, match="do not match the originals' checksums"):
         load_mnist(data_dir=tmp_path, manual_dir=idx_dir, download=False, use_cache=False)
 
 
@@ -127,7 +136,7 @@ def test_manual_dir_prepares_with_tfds_offline(idx_dir, tmp_path, monkeypatch):
     """--manual-dir end to end on a 100 + 100 example fixture cut from the real files.
 
     TFDS checks manual files against the originals' registered checksums and sizes, so
-    the test registers the fixture's own, and shrinks the split sizes to match.
+    the test registers the fixture's own, and shrinks TFDS's split sizes to match.
     """
     from tensorflow_datasets.core.download.checksums import UrlInfo
     from tensorflow_datasets.image_classification import mnist as tfds_mnist
@@ -153,7 +162,6 @@ def test_manual_dir_prepares_with_tfds_offline(idx_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(tfds_mnist.MNIST, "url_infos", infos)
     monkeypatch.setattr(tfds_mnist, "_TRAIN_EXAMPLES", 100)
     monkeypatch.setattr(tfds_mnist, "_TEST_EXAMPLES", 100)
-    monkeypatch.setattr(jaxmlp.data, "SPLIT_SIZES", {"train": 100, "test": 100})
 
     data_dir = tmp_path / "tfds"
     data_dir.mkdir()
@@ -174,7 +182,7 @@ def test_offline_download_fails_fast_and_clearly(tmp_path, monkeypatch):
         raise OSError("Network is unreachable")
 
     monkeypatch.setattr(jaxmlp.data.socket, "create_connection", unreachable)
-    with pytest.raises(MnistNotFoundError, match=r"download site \S+ cannot be reached "
+    with pytest.raises(DatasetNotFoundError, match=r"download site \S+ cannot be reached "
                                                  r"\(Network is unreachable\)\. Offline\?"):
         load_mnist(data_dir=tmp_path, download=True, use_cache=False)
     assert not (tmp_path / "mnist").exists()  # nothing half-prepared left behind

@@ -14,6 +14,11 @@ CONFUSION = [[50, 2, 0], [3, 40, 7], [0, 1, 60]]
 RNG = np.random.default_rng(0)
 DIGITS = RNG.integers(0, 256, (5, 784), dtype=np.uint8)
 WEIGHTS = RNG.normal(size=(784, 10))
+CIFAR = (32, 32, 3)
+PHOTOS = RNG.integers(0, 256, (5, *CIFAR), dtype=np.uint8)
+RGB_WEIGHTS = RNG.normal(size=(3072, 6))
+HISTORY_VAL = [{**h, "val_loss": v_loss, "val_acc": v_acc}
+               for h, v_loss, v_acc in zip(HISTORY, (0.95, 0.45), (0.65, 0.85))]
 
 # Each plot_* function with small inputs: (name, call(path)).
 PLOTS = [
@@ -22,6 +27,11 @@ PLOTS = [
     ("mistakes", lambda path: plot.plot_mistakes(DIGITS, [4, 1, 7, 3, 9], [9, 7, 1, 5, 4],
                                                  [0.99, 0.9, 0.8, 0.7, 0.6], path)),
     ("weights", lambda path: plot.plot_weights(WEIGHTS, path)),
+    ("history_val", lambda path: plot.plot_history(HISTORY_VAL, path, title="arch a")),
+    ("mistakes_rgb", lambda path: plot.plot_mistakes(PHOTOS, [4, 1, 7, 3, 9], [9, 7, 1, 5, 4],
+                                                     [0.99, 0.9, 0.8, 0.7, 0.6], path,
+                                                     image_shape=CIFAR)),
+    ("weights_rgb", lambda path: plot.plot_weights(RGB_WEIGHTS, path, image_shape=CIFAR)),
 ]
 
 
@@ -189,3 +199,180 @@ def test_weights_png_colours_signs(tmp_path):
     for j, position in enumerate((0.75, 0.25, 0.5, 1.0)):
         np.testing.assert_allclose(centre(j), cmap(position)[:3], atol=0.02)
     assert centre(0)[0] > centre(0)[2] and centre(1)[2] > centre(1)[0]  # red up, blue down
+
+
+# Validation curves, and images of other shapes (issue 10).
+
+def test_history_figure_draws_validation_beside_train_and_test():
+    fig = plot.history_figure(HISTORY_VAL)
+    ax_loss, ax_acc = fig.axes
+    # Train and test first, as without validation (their colours kept), then validation.
+    assert [line.get_label() for line in ax_loss.lines] == ["train", "test", "validation"]
+    assert [list(line.get_ydata()) for line in ax_loss.lines] == [[0.9, 0.4], [1.0, 0.5],
+                                                                  [0.95, 0.45]]
+    assert [list(line.get_ydata()) for line in ax_acc.lines] == [[0.7, 0.9], [0.6, 0.8],
+                                                                 [0.65, 0.85]]
+    assert [t.get_text() for t in ax_acc.get_legend().get_texts()] == ["train", "test",
+                                                                      "validation"]
+    assert ax_acc.lines[2].get_linestyle() == "--"
+    old = plot.history_figure(HISTORY)
+    assert [t.get_text() for t in old.axes[0].get_legend().get_texts()] == ["train", "test"]
+    assert [line.get_color() for line in old.axes[0].lines] == [
+        line.get_color() for line in ax_loss.lines[:2]]
+    # An epoch without validation (a record from before it was held out) is a gap.
+    gap = plot.history_figure([HISTORY[0], HISTORY_VAL[1]])
+    assert np.isnan(gap.axes[1].lines[2].get_ydata()[0])
+    assert gap.axes[1].lines[2].get_ydata()[1] == 0.85
+
+
+def _rgba_tile(fig, i, h=32, w=32):
+    """Tile ``i`` of an RGB figure's mosaic, an RGBA image laid out as ``plot._mosaic``."""
+    mosaic = np.asarray(fig.axes[0].images[0].get_array())
+    assert mosaic.ndim == 3 and mosaic.shape[2] == 4
+    cols = (mosaic.shape[1] + plot._GAP) // (w + plot._GAP)
+    r, c = divmod(i, cols)
+    top, left = r * (h + plot._TOP) + plot._TOP, c * (w + plot._GAP)
+    return mosaic[top:top + h, left:left + w]
+
+
+def _png_pixel(fig, path, x, y):
+    """The rendered colour at data point ``(x, y)`` of the figure's first axes."""
+    plot._save(fig, path)
+    image = matplotlib.image.imread(path)[..., :3]
+    px, py = fig.axes[0].transData.transform((x, y))
+    return image[image.shape[0] - int(py), int(px)]
+
+
+def test_mistakes_figure_draws_rgb_images(tmp_path):
+    labels, predicted, confidence = [4, 1, 7, 3, 9], [9, 7, 1, 5, 4], [0.9] * 5
+    fig = plot.mistakes_figure(PHOTOS, labels, predicted, confidence, image_shape=CIFAR)
+    for i in range(5):  # in their own colours, scaled to [0, 1], opaque
+        tile = _rgba_tile(fig, i)
+        np.testing.assert_allclose(tile[..., :3], PHOTOS[i] / 255, rtol=1e-6)
+        assert (tile[..., 3] == 1).all()
+    mosaic = fig.axes[0].images[0].get_array()
+    assert (mosaic[:plot._TOP, :, 3] == 0).all()  # the background is transparent
+    flat = plot.mistakes_figure(PHOTOS.reshape(5, 3072), labels, predicted, confidence,
+                                image_shape=CIFAR)
+    np.testing.assert_array_equal(_rgba_tile(flat, 4), _rgba_tile(fig, 4))
+    # Rendered: a pure-red image is red, a pure-blue one blue.
+    images = np.zeros((2, *CIFAR), np.uint8)
+    images[0, ..., 0] = 255
+    images[1, ..., 2] = 255
+    fig = plot.mistakes_figure(images, [0, 1], [1, 0], [0.5, 0.5], image_shape=CIFAR)
+    np.testing.assert_allclose(_png_pixel(fig, tmp_path / "red.png", 16, plot._TOP + 16),
+                               (1, 0, 0), atol=0.02)
+    np.testing.assert_allclose(_png_pixel(fig, tmp_path / "blue.png", 32 + plot._GAP + 16,
+                                          plot._TOP + 16), (0, 0, 1), atol=0.02)
+    with pytest.raises(ValueError, match=r"images must have shape \(N, 3072\) or \(N, 32, 32, 3\)"):
+        plot.mistakes_figure(DIGITS, labels, predicted, confidence, image_shape=CIFAR)
+
+
+def test_mistakes_figure_other_shapes():
+    # One channel, not square: grey, in the images' own layout (5 tall, 7 wide).
+    grey = RNG.integers(0, 256, (3, 35), dtype=np.uint8)
+    fig = plot.mistakes_figure(grey, [0, 1, 2], [1, 2, 0], [0.5] * 3, image_shape=(5, 7, 1))
+    for i in range(3):
+        np.testing.assert_allclose(_tile_of(fig, i, 5, 7), grey[i].reshape(5, 7) / 255,
+                                   rtol=1e-6)
+    assert fig.axes[0].images[0].get_cmap().name.startswith("gray_r")
+    # Two channels: side by side, one background column between them.
+    two = RNG.integers(0, 256, (2, 4, 3, 2), dtype=np.uint8)
+    fig = plot.mistakes_figure(two, [0, 1], [1, 0], [0.5] * 2, image_shape=(4, 3, 2))
+    tile = _tile_of(fig, 1, 4, 7)
+    np.testing.assert_allclose(tile[:, :3], two[1, ..., 0] / 255, rtol=1e-6)
+    assert np.isnan(tile[:, 3]).all()
+    np.testing.assert_allclose(tile[:, 4:], two[1, ..., 1] / 255, rtol=1e-6)
+
+
+def _tile_of(fig, i, h, w):
+    mosaic = np.asarray(fig.axes[0].images[0].get_array())
+    cols = (mosaic.shape[1] + plot._GAP) // (w + plot._GAP)
+    r, c = divmod(i, cols)
+    top, left = r * (h + plot._TOP) + plot._TOP, c * (w + plot._GAP)
+    return mosaic[top:top + h, left:left + w]
+
+
+def test_weights_figure_draws_rgb_units_in_colour(tmp_path):
+    # Unit 0 weighs red up and green and blue down: pure red; unit 1 only red up, half as
+    # much as unit 3 weighs blue (each tile on its own scale: the same saturation); unit 2
+    # is all 0: grey.
+    w = np.zeros((32, 32, 3, 4))
+    w[..., 0, 0], w[..., 1:, 0] = 2.0, -2.0
+    w[..., 0, 1] = 0.5
+    w[..., 2, 3] = 1.0
+    fig = plot.weights_figure(w.reshape(3072, 4), image_shape=CIFAR)
+    assert len(fig.axes) == 1  # no colour bar: each tile has its own scale
+    assert [t.get_text() for t in fig.axes[0].texts] == ["0", "1", "2", "3"]
+    expected = {0: (1, 0, 0), 1: (1, 0.5, 0.5), 2: (0.5, 0.5, 0.5), 3: (0.5, 0.5, 1)}
+    for j, colour in expected.items():
+        np.testing.assert_allclose(_rgba_tile(fig, j)[..., :3],
+                                   np.broadcast_to(colour, (32, 32, 3)))
+    # In the PNG: red is red (2 x 2 grid).
+    red = _png_pixel(fig, tmp_path / "w.png", 16, plot._TOP + 16)
+    np.testing.assert_allclose(red, (1, 0, 0), atol=0.02)
+    # Random weights: each tile's own largest |w| reaches 0 or 1, and 0 stays at 0.5.
+    fig = plot.weights_figure(RGB_WEIGHTS, image_shape=CIFAR)
+    for j in range(6):
+        tile = _rgba_tile(fig, j)[..., :3]
+        unit = RGB_WEIGHTS[:, j].reshape(CIFAR)
+        np.testing.assert_allclose(tile, 0.5 + unit / (2 * np.abs(unit).max()))
+    with pytest.raises(ValueError, match=r"image_shape \(28, 28, 1\) has 784 pixels, the images "
+                                         r"3072"):
+        plot.weights_figure(RGB_WEIGHTS, image_shape=(28, 28, 1))
+    with pytest.raises(ValueError, match="3072 pixels per image do not make a square image"):
+        plot.weights_figure(RGB_WEIGHTS)
+
+
+def test_weights_figure_other_shapes():
+    # One channel, not square: the shared diverging scale, as for MNIST.
+    w = RNG.normal(size=(35, 3))
+    fig = plot.weights_figure(w, image_shape=(5, 7, 1))
+    for j in range(3):
+        np.testing.assert_allclose(_tile_of(fig, j, 5, 7), w[:, j].reshape(5, 7))
+    assert fig.axes[0].images[0].get_clim() == (-np.abs(w).max(), np.abs(w).max())
+    # MNIST's shape given explicitly: the same figure as by default.
+    same = plot.weights_figure(WEIGHTS, image_shape=(28, 28, 1))
+    np.testing.assert_array_equal(_tile(same, 3), _tile(plot.weights_figure(WEIGHTS), 3))
+    # Two channels: side by side on the shared scale.
+    w = RNG.normal(size=(4 * 3 * 2, 2))
+    fig = plot.weights_figure(w, image_shape=(4, 3, 2))
+    tile = _tile_of(fig, 1, 4, 7)
+    unit = w[:, 1].reshape(4, 3, 2)
+    np.testing.assert_allclose(tile[:, :3], unit[..., 0])
+    assert np.isnan(tile[:, 3]).all()
+    np.testing.assert_allclose(tile[:, 4:], unit[..., 1])
+    assert fig.axes[0].images[0].get_clim() == (-np.abs(w).max(), np.abs(w).max())
+
+
+def test_evaluate_run_draws_in_the_models_image_shape(tmp_path):
+    import dataclasses
+
+    import jax
+
+    from jaxmlp import init_params, parse_arch
+    from jaxmlp.config import TrainConfig
+    from jaxmlp.data import Dataset, DatasetInfo
+    from jaxmlp.run import evaluate_run, load_run, save_model, write_json
+
+    info = DatasetInfo("cifar10", CIFAR, 10)
+    arch = parse_arch("a")
+    params = init_params(jax.random.key(0), arch, 3072)
+    params[0]["w"] = params[0]["w"].at[:, 0].set(  # unit 0: red up, green and blue down
+        np.where(np.arange(3072) % 3 == 0, 1.0, -1.0))
+    folder = tmp_path / "run"
+    folder.mkdir()
+    write_json(folder / "config.json", dataclasses.asdict(TrainConfig(dataset="cifar10", arch="a")))
+    save_model(folder / "model.npz", params, arch, info)
+    run = load_run(folder)
+    assert run.info == info
+    images = RNG.integers(0, 256, (20, 3072), dtype=np.uint8)
+    data = Dataset(images, RNG.integers(0, 10, 20), images, RNG.integers(0, 10, 20), info=info)
+    report = evaluate_run(run, data)
+    assert report["mistakes"]
+    mistakes = matplotlib.image.imread(folder / "mistakes.png")[..., :3]
+    weights = matplotlib.image.imread(folder / "weights.png")[..., :3]
+    # Colour, not grey: some pixels whose channels differ widely.
+    assert np.abs(mistakes[..., 0] - mistakes[..., 2]).max() > 0.5
+    red = (weights[..., 0] > 0.9) & (weights[..., 1] < 0.1) & (weights[..., 2] < 0.1)
+    assert red.sum() > 32 * 32  # unit 0's tile, drawn at more than 1 px per weight

@@ -429,3 +429,232 @@ def test_photos_of_mnist_digits_are_recognised(mnist, trained, tmp_path):
         assert all(_corr_shifted(shot, reference) > 0.85 for shot in shots), i
     got = predict(params, images.reshape(-1, 784), arch).argmax(1).reshape(10, len(PHOTOS))
     np.testing.assert_array_equal(got, np.repeat(labels[picks, None], len(PHOTOS), 1))
+
+
+# Other image shapes (issue 10): CIFAR-10's 32×32×3 and others, through prepare_images,
+# predict, load_image and load_inputs.
+
+CIFAR = (32, 32, 3)
+
+
+def test_prepare_images_takes_any_image_shape():
+    from jaxmlp.images import check_images, prepare_images
+
+    u8 = np.random.default_rng(6).integers(0, 256, (4, *CIFAR)).astype(np.uint8)
+    expected = u8.reshape(4, 3072).astype(np.float32) / np.float32(255)
+    got = prepare_images(u8, image_shape=CIFAR)
+    assert got.dtype == jnp.float32 and got.shape == (4, 3072)
+    np.testing.assert_array_equal(got, expected)
+    # Row-major, channels last, as the datasets flatten them: pixel (y, x), channel c.
+    assert got[1, (5 * 32 + 7) * 3 + 2] == np.float32(u8[1, 5, 7, 2]) / np.float32(255)
+    np.testing.assert_array_equal(prepare_images(u8.reshape(4, 3072), image_shape=CIFAR), expected)
+    np.testing.assert_array_equal(prepare_images(u8.reshape(4, 3072), in_dim=3072), expected)
+    np.testing.assert_array_equal(prepare_images(u8 / np.float32(255), image_shape=CIFAR),
+                                  expected)
+    # Under jit too (shapes are static; XLA multiplies by 1/255: float32 round-off).
+    np.testing.assert_allclose(jax.jit(lambda x: prepare_images(x, image_shape=CIFAR))(u8),
+                               expected, rtol=1e-6, atol=0)
+    forms = r"\(N, 3072\) or \(N, 32, 32, 3\) with N >= 1"
+    with pytest.raises(ValueError, match=rf"images must have shape {forms}, got \(4, 32, 96\)$"):
+        prepare_images(u8.reshape(4, 32, 96), image_shape=CIFAR)
+    with pytest.raises(ValueError, match=rf"{forms}, got \(32, 32, 3\) \(one image\? add a batch"):
+        check_images(u8[0], image_shape=CIFAR)
+    with pytest.raises(ValueError, match=r"^images must have shape \(N, 3072\) with N >= 1, got "
+                                         r"\(4, 32, 32, 3\)$"):
+        prepare_images(u8, in_dim=3072)  # 3072 is not a square: without the shape, flat only
+    with pytest.raises(ValueError, match=r"image_shape \(32, 32, 3\) has 3072 pixels, but in_dim "
+                                         r"is 784"):
+        prepare_images(u8, in_dim=784, image_shape=CIFAR)
+    for bad in ((32, 32), (32, 0, 3), (32.0, 32, 3), "32x32x3", None.__class__):
+        with pytest.raises(ValueError, match="image_shape must be .height, width, channels."):
+            prepare_images(u8, image_shape=bad)
+    # One channel: (N, H, W) too, and not transposed.
+    grey = np.random.default_rng(7).integers(0, 256, (3, 5, 7)).astype(np.uint8)
+    for images in (grey, grey[..., None], grey.reshape(3, 35)):
+        np.testing.assert_array_equal(prepare_images(images, image_shape=(5, 7, 1)),
+                                      grey.reshape(3, 35) / np.float32(255))
+    with pytest.raises(ValueError, match=r"\(N, 35\) or \(N, 5, 7\) or \(N, 5, 7, 1\) with N >= 1, "
+                                         r"got \(3, 7, 5\)$"):
+        prepare_images(grey.reshape(3, 7, 5), image_shape=(5, 7, 1))
+
+
+def test_mnist_shape_messages_are_unchanged():
+    from jaxmlp.images import prepare_images
+
+    message = (r"^images must have shape \(N, 784\) or \(N, 28, 28\) or \(N, 28, 28, 1\) with "
+               r"N >= 1, got \(2, 27, 27\)$")
+    for kwargs in ({}, {"in_dim": 784}, {"image_shape": (28, 28, 1)}):
+        with pytest.raises(ValueError, match=message):
+            prepare_images(np.zeros((2, 27, 27), np.uint8), **kwargs)
+
+
+def test_predict_on_a_cifar_shaped_model():
+    arch = parse_arch("b")
+    params = init_params(jax.random.key(5), arch, 3072)
+    u8 = np.random.default_rng(8).integers(0, 256, (7, *CIFAR)).astype(np.uint8)
+    expected = softmax(forward(params, jnp.asarray(u8.reshape(7, 3072), jnp.float32) / 255.0,
+                               arch))
+    probs = predict(params, u8, arch, image_shape=CIFAR)
+    assert probs.shape == (7, 10)
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-7)
+    for images in (u8.reshape(7, 3072), u8 / np.float32(255)):
+        np.testing.assert_allclose(predict(params, images, arch, image_shape=CIFAR, chunk_size=3),
+                                   probs, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(predict(params, u8.reshape(7, 3072), arch), probs, rtol=1e-6,
+                               atol=1e-8)
+    with pytest.raises(ValueError, match=r"images must have shape \(N, 3072\) with N >= 1"):
+        predict(params, u8, arch)  # (N, 32, 32, 3) needs the shape
+    with pytest.raises(ValueError, match=r"image_shape \(28, 28, 1\) has 784 pixels, but in_dim "
+                                         r"is 3072"):
+        predict(params, u8, arch, image_shape=(28, 28, 1))
+
+
+def _noise_rgb(h, w, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3)).astype(np.uint8)
+
+
+def test_load_image_resizes_for_other_shapes(tmp_path):
+    # A 70-wide, 40-tall RGB photo for a model of 12-tall, 20-wide images: Pillow's Lanczos
+    # resize to (width, height), nothing cropped, nothing inverted.
+    rgb = _noise_rgb(40, 70)
+    rgb[:20] //= 4  # dark on top, light below: an automatic inversion would show
+    path = _save(rgb, tmp_path / "photo.png")
+    expected = np.asarray(Image.fromarray(rgb).resize((20, 12), Image.Resampling.LANCZOS))
+    got = load_image(path, image_shape=(12, 20, 3))
+    assert got.dtype == np.uint8 and got.shape == (12 * 20 * 3,)
+    np.testing.assert_array_equal(got, expected.reshape(-1))
+    np.testing.assert_array_equal(load_image(path, image_shape=(12, 20, 3), invert=False), got)
+    np.testing.assert_array_equal(load_image(path, image_shape=(12, 20, 3), invert=True),
+                                  255 - got)
+    # One channel: Pillow's grey ("L"), resized the same way; a 28×28 RGB model is not MNIST.
+    grey = np.asarray(Image.fromarray(rgb).convert("L").resize((9, 16), Image.Resampling.LANCZOS))
+    np.testing.assert_array_equal(load_image(path, image_shape=(16, 9, 1)), grey.reshape(-1))
+    np.testing.assert_array_equal(
+        load_image(path, image_shape=(28, 28, 3)),
+        np.asarray(Image.fromarray(rgb).resize((28, 28), Image.Resampling.LANCZOS)).reshape(-1))
+    # The same size: the pixels as they are (a JPEG would only add its own artefacts).
+    np.testing.assert_array_equal(load_image(path, image_shape=(40, 70, 3)), rgb.reshape(-1))
+
+
+def test_load_image_plain_conversion_details(tmp_path):
+    # Transparent pixels composited onto white; opaque ones kept.
+    rgba = np.zeros((10, 12, 4), np.uint8)
+    rgba[:, :6] = (255, 0, 0, 255)  # opaque red left half, transparent black right half
+    rgba[:, 6:, 3] = 0
+    got = load_image(_save(rgba, tmp_path / "t.png", "RGBA"), image_shape=(10, 12, 3))
+    got = got.reshape(10, 12, 3)
+    assert (got[:, :6] == (255, 0, 0)).all() and (got[:, 6:] == 255).all()
+    # The EXIF orientation is applied: tag 6 (camera held upright) means rotate 90° clockwise.
+    rgb = _noise_rgb(20, 30, seed=1)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgb).save(tmp_path / "turned.png", exif=exif)
+    np.testing.assert_array_equal(load_image(tmp_path / "turned.png", image_shape=(30, 20, 3)),
+                                  np.rot90(rgb, k=-1).reshape(-1))
+    # 16-bit grey is scaled to 8 bits, not clipped at 255.
+    Image.fromarray(np.full((16, 16), 100 * 257, np.uint16)).save(tmp_path / "deep.png")
+    assert (load_image(tmp_path / "deep.png", image_shape=(16, 16, 1)) == 100).all()
+    # The digit pipeline only for MNIST's shape, given or by default.
+    white_on_black = _save(_digit(), tmp_path / "one.png")
+    np.testing.assert_array_equal(load_image(white_on_black, image_shape=(28, 28, 1)),
+                                  load_image(white_on_black))
+    assert load_image(white_on_black, image_shape=(28, 28, 1)).reshape(28, 28)[0].max() == 0
+    # Errors: the file named as for MNIST; channel counts Pillow cannot give.
+    with pytest.raises(ValueError, match="noise.png: not a readable PNG/JPEG image"):
+        (tmp_path / "noise.png").write_bytes(np.random.default_rng(0).bytes(2000))
+        load_image(tmp_path / "noise.png", image_shape=CIFAR)
+    with pytest.raises(FileNotFoundError, match="missing.png: no such file"):
+        load_image(tmp_path / "missing.png", image_shape=CIFAR)
+    with pytest.raises(ValueError, match=r"1 or 3 channels, this one takes 4 \(8, 8, 4\): pass "
+                                         r"\.npy arrays"):
+        load_image(white_on_black, image_shape=(8, 8, 4))
+
+
+def test_load_inputs_for_a_cifar_shaped_model(tmp_path):
+    u8 = np.random.default_rng(9).integers(0, 256, (3, *CIFAR)).astype(np.uint8)
+    np.save(tmp_path / "hwc.npy", u8)
+    np.save(tmp_path / "flat.npy", u8.reshape(3, 3072) / np.float32(255))
+    np.save(tmp_path / "one.npy", u8[1])
+    np.save(tmp_path / "one_flat.npy", u8[2].reshape(-1))
+    png = _save(u8[0], tmp_path / "zero.png")
+    files = [tmp_path / f for f in ("hwc.npy", "flat.npy", "one.npy", "one_flat.npy")] + [png]
+    images, names = load_inputs(files, image_shape=CIFAR)
+    expected = u8.reshape(3, 3072) / np.float32(255)
+    assert images.dtype == np.float32 and images.shape == (9, 3072)
+    np.testing.assert_array_equal(images[:3], expected)
+    np.testing.assert_array_equal(images[3:6], expected)
+    np.testing.assert_array_equal(images[6:], expected[[1, 2, 0]])  # a 32×32 PNG: as it is
+    assert names[:3] == [f"{tmp_path / 'hwc.npy'}[{i}]" for i in range(3)]
+    assert names[6:] == [str(tmp_path / "one.npy"), str(tmp_path / "one_flat.npy"), str(png)]
+    inverted, _ = load_inputs(files, image_shape=CIFAR, invert=True)
+    np.testing.assert_array_equal(inverted[[0, 6, 8]], (255 - u8[[0, 1, 0]]).reshape(3, 3072)
+                                  / np.float32(255))
+    np.testing.assert_allclose(inverted[3:6], 1 - expected, atol=1e-7)
+    np.save(tmp_path / "grey.npy", u8[..., 0])
+    with pytest.raises(ValueError, match=r"grey.npy: images must have shape \(N, 3072\) or "
+                                         r"\(N, 32, 32, 3\) with N >= 1, got \(3, 32, 32\)$"):
+        load_inputs([tmp_path / "grey.npy"], image_shape=CIFAR)
+    # MNIST arrays are not CIFAR inputs, nor the other way round.
+    np.save(tmp_path / "mnist.npy", np.zeros((2, 28, 28), np.uint8))
+    with pytest.raises(ValueError, match=r"mnist.npy: images must have shape \(N, 3072\)"):
+        load_inputs([tmp_path / "mnist.npy"], image_shape=CIFAR)
+    with pytest.raises(ValueError, match=r"hwc.npy: images must have shape \(N, 784\)"):
+        load_inputs([tmp_path / "hwc.npy"])
+
+
+def test_load_inputs_single_channel_shapes(tmp_path):
+    grey = np.random.default_rng(10).integers(0, 256, (2, 5, 7)).astype(np.uint8)
+    for name, array in {"hw.npy": grey, "hwc.npy": grey[..., None], "one.npy": grey[0],
+                        "one_c.npy": grey[0][..., None]}.items():
+        np.save(tmp_path / name, array)
+    images, names = load_inputs([tmp_path / n for n in ("hw.npy", "hwc.npy", "one.npy",
+                                                        "one_c.npy")], image_shape=(5, 7, 1))
+    np.testing.assert_array_equal(images, grey[[0, 1, 0, 1, 0, 0]].reshape(6, 35)
+                                  / np.float32(255))
+    assert names[4:] == [str(tmp_path / "one.npy"), str(tmp_path / "one_c.npy")]
+    # MNIST's own single image with its channel axis, (28, 28, 1), is one image too.
+    digit = np.random.default_rng(11).integers(0, 256, (28, 28, 1)).astype(np.uint8)
+    np.save(tmp_path / "digit.npy", digit)
+    images, names = load_inputs([tmp_path / "digit.npy"])
+    np.testing.assert_array_equal(images, digit.reshape(1, 784) / np.float32(255))
+    assert names == [str(tmp_path / "digit.npy")]
+
+
+def test_predict_command_on_a_cifar_shaped_run(tmp_path, capsys):
+    import dataclasses
+    import json
+
+    from jaxmlp.cli import main
+    from jaxmlp.config import TrainConfig
+    from jaxmlp.data import DatasetInfo
+    from jaxmlp.run import save_model, write_json
+
+    run = tmp_path / "run"
+    run.mkdir()
+    arch = parse_arch("b")
+    params = init_params(jax.random.key(6), arch, 3072)
+    write_json(run / "config.json", dataclasses.asdict(TrainConfig(dataset="cifar10", arch="b")))
+    save_model(run / "model.npz", params, arch, DatasetInfo("cifar10", CIFAR, 10))
+    u8 = np.random.default_rng(12).integers(0, 256, (2, *CIFAR)).astype(np.uint8)
+    np.save(tmp_path / "two.npy", u8)
+    photo = _noise_rgb(48, 64, seed=3)
+    _save(photo, tmp_path / "photo.png")
+    resized = np.asarray(Image.fromarray(photo).resize((32, 32), Image.Resampling.LANCZOS))
+    expected = predict(params, np.concatenate([u8, resized[None]]), arch, image_shape=CIFAR)
+    assert main(["predict", str(run), str(tmp_path / "two.npy"), str(tmp_path / "photo.png"),
+                 "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["input"] for r in rows] == [f"{tmp_path / 'two.npy'}[{i}]" for i in range(2)] + [
+        str(tmp_path / "photo.png")]
+    for row, probs in zip(rows, expected):
+        top = np.argsort(-probs, kind="stable")[:3]
+        assert row["class"] == row["digit"] == top[0]
+        assert [t["class"] for t in row["top3"]] == [t["digit"] for t in row["top3"]] == list(top)
+        np.testing.assert_allclose([t["prob"] for t in row["top3"]], probs[top], rtol=1e-6)
+    assert main(["predict", str(run), str(tmp_path / "two.npy")]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith(
+        f"{tmp_path / 'two.npy'}[1]: {int(expected[1].argmax())}  (")
+    np.save(tmp_path / "mnist.npy", np.zeros((2, 28, 28), np.uint8))
+    assert main(["predict", str(run), str(tmp_path / "mnist.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "mnist.npy: images must have shape (N, 3072) or (N, 32, 32, 3)" in err

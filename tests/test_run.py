@@ -73,12 +73,16 @@ def test_overwrite_replaces_the_whole_run(done, capsys):
 def test_a_failing_start_changes_nothing_on_disk(env, tmp_path, capsys):
     out = tmp_path / "new" / "run"
     for args, message in [
-            (["--arch", "50:relu,5:linear"], "the output layer has 5 units but MNIST has 10 classes"),
-            (["--arch", "64:tanh"], "the output layer has 64 units but MNIST has 10 classes"),
+            (["--arch", "50:relu,5:linear"], "the output layer has 5 units but mnist has 10 classes"),
+            (["--arch", "64:tanh"], "the output layer has 64 units but mnist has 10 classes"),
             (["--seed", str(2 ** 70)], "seed must be in [0, 2**32), got 1180591620717411303424"),
             (["--seed", "-1"], "seed must be in [0, 2**32)"),
             (["--nesterov", "--momentum", "0"], "--nesterov needs a momentum above 0"),
             (["--batch-size", "60001"], "batch size 60001 is larger than the 60000"),
+            (["--val-size", "60000"], "--val-size 60000 leaves no training examples"),
+            (["--warmup-steps", "30"], "--warmup-steps 30 is not shorter than the run (30 steps)"),
+            (["--dataset", "not_a_dataset"], "not_a_dataset is not a dataset tensorflow-datasets "
+                                            "knows"),
             (["--lr", "1e30", "--schedule", "constant"], "training diverged: loss became")]:
         code, err = _train(capsys, "--steps", "30", "--no-progress", "--out", str(out), *args)
         assert code == (1 if "diverged" in message else 2) and message in err, err

@@ -1,4 +1,5 @@
 """Sweeps: K models in one program equal K single runs; summaries, resume and errors."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,8 +11,10 @@ import pytest
 
 import jaxmlp
 from jaxmlp.cli import main
+from jaxmlp.data import MNIST, DatasetInfo
 from jaxmlp.run import RunError
-from jaxmlp.sweep import Grid, estimate_bytes, parse_floats, parse_seeds, summarize, train_many
+from jaxmlp.sweep import (Grid, estimate_bytes, format_summary, parse_floats, parse_seeds,
+                          summarize, train_many)
 
 quiet = lambda _: None
 
@@ -29,10 +32,18 @@ def _model(params, i):
 
 
 @pytest.mark.mnist
-@pytest.mark.parametrize("grad", ["hand", "autodiff"])
-def test_independent_models_equal_single_runs(small, grad):
-    config = jaxmlp.TrainConfig(arch="b", steps=50, grad=grad)  # past the slice's first epoch
-    grid = Grid(seeds=(0, 5), lrs=(0.1, 0.03), momenta=(0.9,))
+@pytest.mark.parametrize("grad, optimizer", [
+    ("hand", {}), ("autodiff", {}),
+    # Every part of make_optimizer at once, the lr and b1 traced per model under vmap:
+    # AdamW's decoupled, masked weight decay, warm-up, then cosine decay, and clipping.
+    ("hand", {"optimizer": "adamw", "weight_decay": 0.01, "warmup_steps": 10, "clip_norm": 0.5}),
+], ids=["sgd-hand", "sgd-autodiff", "adamw-warmup-clip"])
+def test_independent_models_equal_single_runs(small, grad, optimizer):
+    config = jaxmlp.TrainConfig(arch="b", steps=50, grad=grad,  # past the slice's first epoch
+                                **optimizer)
+    grid = Grid(seeds=(0, 5), lrs=(3e-3, 1e-3) if optimizer else (0.1, 0.03), momenta=(0.9,))
+    # Adam divides by sqrt(v): a gradient entry near 0 turns float32 rounding into more.
+    atol = 2e-5 if optimizer else 2e-6
     sweep = train_many(config, grid, order="independent", data=small, log=quiet)
     for i in (1, 2):  # seed 5 at lr 0.1; seed 0 at lr 0.03
         single = jaxmlp.train_and_evaluate(grid.configs(config)[i], data=small, log=quiet)
@@ -40,7 +51,7 @@ def test_independent_models_equal_single_runs(small, grad):
         for a, b in zip(_model(sweep["params"], i), jax.tree.leaves(single["params"]),
                         strict=True):
             # vmap batches the matmuls: float32 sums in another order, nothing more.
-            np.testing.assert_allclose(a, np.asarray(b), atol=2e-6, rtol=0)
+            np.testing.assert_allclose(a, np.asarray(b), atol=atol, rtol=0)
         assert sweep["summary"]["models"][i]["test_acc"] == pytest.approx(
             single["test_accuracy"], abs=2e-4)
 
@@ -97,7 +108,133 @@ def test_summary_statistics_and_ensembles_by_hand():
     assert second["diverged"] == 1 and second["test_acc_mean"] == 1.0
     assert second["ensemble_test_acc"] == 0.5  # the diverged model does not vote
     assert s["best"] == {"lr": 0.1, "momentum": 0.9, "test_acc_mean": pytest.approx(0.7),
-                         "ensemble_test_acc": 1.0}
+                         "ensemble_test_acc": 1.0, "chosen_by": "ensemble_test_acc"}
+    text = format_summary(s)
+    assert "val_acc" not in text and "validation accuracy" not in text
+
+
+def test_best_setting_is_chosen_on_validation_not_test():
+    """Setting lr 0.1 wins on test, lr 0.2 on validation: with a validation split the
+    validation ensemble chooses, and the test figures are only reported."""
+    grid = Grid(seeds=(0, 1), lrs=(0.1, 0.2), momenta=(0.9,))
+    test_accs, val_accs = [1.0, 0.5, 0.5, 0.5], [0.25, 0.75, 1.0, 0.5]
+    records = [{**m, "val_acc": v, "val_loss": 0.2, "test_acc": t, "test_loss": 0.1,
+                "train_acc": 0.9, "diverged": False}
+               for m, t, v in zip(grid.models(), test_accs, val_accs)]
+    labels = np.array([0, 1])
+    # Test ensembles: lr 0.1 right twice (1.0); lr 0.2 says class 0 twice (0.5).
+    probs = np.array([[[.9, .1], [.1, .9]], [[.8, .2], [.3, .7]],
+                      [[.6, .4], [.9, .1]], [[.7, .3], [.6, .4]]])
+    val_labels = np.array([1, 1, 0, 0])
+    val_probs = np.array([[[.8, .2]] * 4, [[.4, .6]] * 4,  # lr 0.1: class 0 four times: 0.5
+                          [[.1, .9], [.1, .9], [.9, .1], [.9, .1]],  # lr 0.2: right, right
+                          [[.4, .6]] * 4])
+    s = summarize(grid, records, probs, labels, val_probs=val_probs, val_labels=val_labels)
+    first, second = s["settings"]
+    assert (first["ensemble_test_acc"], second["ensemble_test_acc"]) == (1.0, 0.5)
+    assert (first["ensemble_val_acc"], second["ensemble_val_acc"]) == (0.5, 1.0)
+    assert first["val_acc_mean"] == 0.5 and first["val_acc_std"] == pytest.approx(0.125 ** 0.5)
+    assert (first["val_acc_min"], first["val_acc_max"]) == (0.25, 0.75)
+    assert second["val_acc_mean"] == 0.75 and second["test_acc_mean"] == 0.5
+    assert s["best"] == {"lr": 0.2, "momentum": 0.9, "val_acc_mean": 0.75,
+                         "ensemble_val_acc": 1.0, "test_acc_mean": 0.5,
+                         "ensemble_test_acc": 0.5, "chosen_by": "ensemble_val_acc"}
+    text = format_summary(s)
+    assert "best setting (by validation ensemble): lr 0.2," in text
+    assert "validation accuracy 0.5000 ± 0.3536 (min 0.2500, max 0.7500); ensemble 0.5000; " \
+           "test accuracy 0.7500" in text
+    # The same records without a validation split: test chooses, as before.
+    plain = [{k: v for k, v in r.items() if not k.startswith("val")} for r in records]
+    s = summarize(grid, plain, probs, labels)
+    assert s["best"]["lr"] == 0.1 and s["best"]["chosen_by"] == "ensemble_test_acc"
+    assert "val_acc_mean" not in s["settings"][0]
+    assert "best setting (by test ensemble: no validation split): lr 0.1" in format_summary(s)
+
+
+@pytest.mark.mnist
+def test_sweep_with_validation_split_and_lion(small, tmp_path):
+    """Lion (decoupled weight decay, warm-up, clipping) with --val-size: each model is
+    evaluated on the last 1000 training examples, never trained on them, and the
+    validation ensemble picks the best setting."""
+    config = jaxmlp.TrainConfig(arch="b", steps=60, optimizer="lion", val_size=1000,
+                                warmup_steps=5, clip_norm=1.0, weight_decay=0.01)
+    grid = Grid(seeds=(0, 1), lrs=(1e-3, 1e-5), momenta=(0.9,))
+    lines = []
+    result = train_many(config, grid, tmp_path / "sweep", data=small, log=lines.append)
+    s = result["summary"]
+    assert "epoch 2, step 60: val accuracy 0." in lines[-1] and ", test accuracy 0." in lines[-1]
+    train = small.train_images[:5000], small.train_labels[:5000]
+    val = small.train_images[5000:], small.train_labels[5000:]
+    probs = {}
+    for i, record in enumerate(s["models"]):
+        run = jaxmlp.load_run(tmp_path / "sweep", model=i)
+        assert run.info == MNIST and (run.config.lr, run.config.val_size) == (record["lr"], 1000)
+        probs[i] = jaxmlp.predict(run.params, val[0], run.arch)
+        assert record["val_acc"] == pytest.approx(np.mean(probs[i].argmax(1) == val[1]), abs=1e-6)
+        train_acc = np.mean(jaxmlp.predict(run.params, train[0], run.arch).argmax(1) == train[1])
+        assert record["train_acc"] == pytest.approx(train_acc, abs=1e-6)  # 5000, not 6000
+        assert run.history[-1]["val_acc"] == record["val_acc"] and "val_loss" in run.history[0]
+    for k, setting in enumerate(s["settings"]):
+        members = (2 * k, 2 * k + 1)
+        assert setting["val_acc_mean"] == pytest.approx(
+            np.mean([s["models"][i]["val_acc"] for i in members]))
+        ensemble = np.mean((probs[members[0]] + probs[members[1]]).argmax(1) == val[1])
+        assert setting["ensemble_val_acc"] == pytest.approx(ensemble, abs=1e-6)
+    best = max(s["settings"], key=lambda x: x["ensemble_val_acc"])
+    assert s["best"]["lr"] == best["lr"] == 1e-3 and s["best"]["chosen_by"] == "ensemble_val_acc"
+    assert json.loads((tmp_path / "sweep" / "summary.json").read_text()) == s
+    assert json.loads((tmp_path / "sweep" / "sweep.json").read_text())["dataset"] == {
+        "name": "mnist", "image_shape": [28, 28, 1], "num_classes": 10}
+    # A sweep saved before datasets were recorded is an MNIST sweep.
+    meta = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    del meta["dataset"]
+    (tmp_path / "sweep" / "sweep.json").write_text(json.dumps(meta))
+    assert jaxmlp.load_run(tmp_path / "sweep", model=3).info == MNIST
+
+
+@pytest.fixture(scope="module")
+def cifar100(tmp_path_factory):
+    """CIFAR-100 as ``tfds.testing.mock_data`` fakes it: 3072 pixels, 100 classes (train and
+    test hold the same 240 random examples), through ``load_dataset`` as a real one."""
+    import tensorflow_datasets as tfds
+    from jaxmlp import data as data_module
+
+    root = tmp_path_factory.mktemp("cifar100")
+    with pytest.MonkeyPatch.context() as mp, tfds.testing.mock_data(num_examples=240):
+        mp.setattr(data_module, "_check_reachable", lambda *args, **kwargs: None)
+        return data_module.load_dataset("cifar100", data_dir=root, cache_dir=root / "cache")
+
+
+def test_sweep_on_another_dataset(cifar100, tmp_path, capsys):
+    info = DatasetInfo("cifar100", (32, 32, 3), 100)
+    assert cifar100.info == info and cifar100.train_images.shape == (240, 3072)
+    out = tmp_path / "sweep"
+    config = jaxmlp.TrainConfig(arch="16:relu,100:linear", dataset="cifar100", steps=8,
+                                batch_size=32, val_size=40, schedule="constant")
+    with pytest.raises(ValueError, match="the output layer has 10 units but cifar100 has 100"):
+        train_many(dataclasses.replace(config, arch="b"), Grid((0,), (0.1,), (0.9,)), out,
+                   data=cifar100, log=quiet)
+    assert not out.exists()  # a start that fails leaves nothing
+    with pytest.raises(ValueError, match="--warmup-steps 8 is not shorter than the run"):
+        train_many(dataclasses.replace(config, warmup_steps=8), Grid((0,), (0.1,), (0.9,)), out,
+                   data=cifar100, log=quiet)
+    assert not out.exists()
+    # One setting diverges: its models' probabilities (100 classes) take no part.
+    grid = Grid(seeds=(0, 1), lrs=(0.01, 1e30), momenta=(0.9,))
+    s = train_many(config, grid, out, data=cifar100, log=quiet)["summary"]
+    assert [m["diverged"] for m in s["models"]] == [False, False, True, True]
+    assert s["settings"][1]["ensemble_val_acc"] is None and s["best"]["lr"] == 0.01
+    for i in (0, 1):
+        run = jaxmlp.load_run(out, model=i)
+        assert run.info == info and run.config.dataset == "cifar100"
+        assert run.params[0]["w"].shape == (3072, 16) and run.params[1]["w"].shape == (16, 100)
+        probs = jaxmlp.predict(run.params, cifar100.test_images, run.arch)
+        assert probs.shape == (240, 100)
+        assert np.mean(probs.argmax(1) == cifar100.test_labels) == pytest.approx(
+            s["models"][i]["test_acc"], abs=1e-6)
+    # The data's own dataset must be the config's.
+    with pytest.raises(ValueError, match="the data given is cifar100"):
+        train_many(jaxmlp.TrainConfig(steps=2), grid, data=cifar100, log=quiet)
 
 
 def test_grid_parsing():
@@ -112,10 +249,16 @@ def test_grid_parsing():
         parse_floats("fast", "lr")
     grid = Grid((0, 1), (0.1, 0.2), (0.8, 0.9))
     assert len(grid.models()) == 8 and grid.models()[1] == {"seed": 1, "lr": 0.1, "momentum": 0.8}
-    # Memory grows linearly in K (params, momentum, gradients, activations per model).
-    one, eight = (estimate_bytes("wide", k, 128, "shared") for k in (1, 8))
-    assert 7 * (one - estimate_bytes("wide", 0, 128, "shared")) == pytest.approx(
-        eight - one, rel=1e-9)
+    # Memory grows linearly in K (params, optimizer state, gradients, activations per model).
+    config = jaxmlp.TrainConfig(arch="wide")
+    size = lambda k, config=config, in_dim=784: estimate_bytes(
+        config, k, "shared", in_dim=in_dim, num_examples=70_000)
+    one, eight = size(1), size(8)
+    assert 7 * (one - size(0)) == pytest.approx(eight - one, rel=1e-9)
+    # Adam holds two moments where SGD holds one momentum; CIFAR's inputs are 4x MNIST's.
+    params = (784 + 1) * 1024 + (1024 + 1) * 1024 + (1024 + 1) * 10
+    assert size(1, jaxmlp.TrainConfig(arch="wide", optimizer="adam")) - one == 4 * params
+    assert size(0, in_dim=3072) - size(0) == (3072 - 784) * (128 * 4 + 70_000)
 
 
 @pytest.fixture
@@ -165,7 +308,9 @@ def test_sweep_failures_are_one_line(env, tmp_path, capsys):
             (["--lr", "0.1,-1"], "learning rate must be positive, got -1.0"),
             (["--arch", "50:relu,5:linear"], "the output layer has 5 units"),
             (["--arch", "4096:relu,10:linear", "--seeds", "4096"], "4096 models of "
-             "4096:relu,10:linear need about"),
+             "4096:relu,10:linear on mnist need about"),
+            (["--warmup-steps", "5"], "--warmup-steps 5 is not shorter than the run (5 steps)"),
+            (["--val-size", "60000"], "--val-size 60000 leaves no training examples"),
             (["--devices", "3"], "asked for 3 devices but only 1 is available")]:
         assert main(["sweep", "--steps", "5", "--out", str(out), *args]) == 2
         err = capsys.readouterr().err

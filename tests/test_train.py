@@ -54,9 +54,15 @@ def _kill_after_epoch(n):
     return log
 
 
-def test_killed_run_resumes_exactly(mnist, tmp_path):
+@pytest.mark.parametrize("config", [
+    TrainConfig(arch="b", epochs=2, lr=0.05),
+    # Every optimizer part with state or a schedule: Adam's moments, AdamW's masked decay,
+    # clipping, a warm-up that the resumed half must continue; and a validation split.
+    TrainConfig(arch="b", epochs=2, optimizer="adamw", warmup_steps=300, clip_norm=1.0,
+                val_size=5000),
+], ids=["sgd", "adamw-warmup-clip-val"])
+def test_killed_run_resumes_exactly(mnist, tmp_path, config):
     # Cosine schedule over the whole run: the resumed half must pick up mid-schedule.
-    config = TrainConfig(arch="b", epochs=2, lr=0.05)
     straight = train_and_evaluate(config, tmp_path / "straight", data=mnist, log=lambda _: None)
     with pytest.raises(Killed):
         train_and_evaluate(config, tmp_path / "split", data=mnist, log=_kill_after_epoch(1))
@@ -101,6 +107,35 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(mnist, tmp_path):
     assert (tmp_path / "checkpoint.npz").read_bytes() == poisoned != good
 
 
+def test_adam_with_a_validation_split_stops_on_validation_accuracy(mnist, tmp_path):
+    # The test labels are shuffled here, so test accuracy stays near chance: a target met
+    # after the first epoch can only have been met on the validation split.
+    rng = np.random.default_rng(0)
+    data = mnist._replace(test_labels=rng.permutation(mnist.test_labels))
+    config = TrainConfig(arch="b", epochs=3, optimizer="adam", lr=1e-3, val_size=5000,
+                         target_accuracy=0.9)
+    lines = []
+    result = train_and_evaluate(config, tmp_path, data=data, log=lines.append)
+    (record,) = result["history"]  # stopped after epoch 1 of 3
+    assert record["step"] == 55_000 // 128  # 5000 held out: fewer steps per epoch
+    assert record["val_acc"] >= 0.9 and record["test_acc"] < 0.2
+    assert result["val_accuracy"] == record["val_acc"]
+    assert any(l.startswith("reached validation accuracy") for l in lines)
+    assert any("| val J=" in l for l in lines)
+    saved = json.loads((tmp_path / "metrics.jsonl").read_text())
+    assert saved["val_acc"] == record["val_acc"] and "val_loss" in saved
+    # The held-out examples are the last 5000 of the training split, scored as such.
+    from jaxmlp.metrics import evaluate
+    from jaxmlp.arch import parse_arch
+
+    held = evaluate(result["params"], mnist.train_images[-5000:], mnist.train_labels[-5000:],
+                    parse_arch("b"))
+    assert held["accuracy"] == pytest.approx(record["val_acc"], abs=1e-6)
+    # Without a validation split the same target looks at the test accuracy: never met.
+    config = TrainConfig(arch="b", epochs=2, optimizer="adam", lr=1e-3, target_accuracy=0.9)
+    assert len(train_and_evaluate(config, data=data, log=lambda _: None)["history"]) == 2
+
+
 def test_huge_learning_rate_diverges_with_clear_error(mnist):
     with pytest.raises(TrainingDiverged, match="Try a smaller --lr"):
         train_and_evaluate(TrainConfig(arch="b", epochs=1, lr=1e30, schedule="constant"),
@@ -135,7 +170,15 @@ def test_bad_configs(mnist):
                             (TrainConfig(arch="7:gelu"), "unknown activation 'gelu'"),
                             (TrainConfig(grad="numeric"), "grad must be one of"),
                             (TrainConfig(momentum=1.0), "momentum must be in"),
-                            (TrainConfig(epochs=0), "epochs must be >= 1")]:
+                            (TrainConfig(epochs=0), "epochs must be >= 1"),
+                            (TrainConfig(epochs=1, warmup_steps=500),
+                             "--warmup-steps 500 is not shorter than the run"),
+                            (TrainConfig(val_size=60000), "--val-size 60000 leaves no training"),
+                            (TrainConfig(dataset="fashion_mnist"), "the data given is mnist"),
+                            (TrainConfig(arch="50:relu,12:linear"),
+                             "the output layer has 12 units but mnist has 10 classes: end "
+                             r"--arch with a layer of 10 units \(e.g. --arch "
+                             "'50:relu,10:linear'\\)")]:
         with pytest.raises(ValueError, match=message):
             train_and_evaluate(config, data=mnist)
 

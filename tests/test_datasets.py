@@ -1,0 +1,470 @@
+"""Datasets beyond MNIST, offline: TFDS's own ``tfds.testing.mock_data`` generates the
+records and jaxmlp's real loader reads them (``tfds.builder``, ``as_dataset``, the checks,
+the cache), then trains on them through the API and the command line.
+
+Under ``mock_data`` nothing is prepared on disk, so ``load_dataset`` "prepares" (a no-op
+under the mock) after probing the download site, which the ``offline`` fixture stands in
+for. Every mocked split holds the same ``N`` generated examples.
+"""
+import contextlib
+import hashlib
+import json
+import re
+import urllib.parse
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import jaxmlp.data
+from jaxmlp.arch import parse_arch
+from jaxmlp.cli import main
+from jaxmlp.config import TrainConfig
+from jaxmlp.data import (MNIST, Dataset, DatasetError, DatasetInfo, DatasetNotFoundError,
+                         _prepared_info, check_dataset, check_name, dataset_info, load_dataset,
+                         with_validation)
+from jaxmlp.metrics import evaluate
+from jaxmlp.run import load_model
+from jaxmlp.train import train_and_evaluate
+
+N = 48  # examples in each mocked split
+
+EXPECTED = {
+    "fashion_mnist": DatasetInfo("fashion_mnist", (28, 28, 1), 10),
+    "kmnist": DatasetInfo("kmnist", (28, 28, 1), 10),
+    "emnist/letters": DatasetInfo("emnist/letters", (28, 28, 1), 37),  # 26 letters + N/A ids
+    "cifar10": DatasetInfo("cifar10", (32, 32, 3), 10),
+}
+
+
+@pytest.fixture(scope="module")
+def tfds():
+    """tensorflow_datasets, imported once for the module the way jaxmlp imports it."""
+    return jaxmlp.data._import_tfds()
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Stands in for the download-site probe (no network here); returns its calls."""
+    calls = []
+    monkeypatch.setattr(jaxmlp.data, "_check_reachable",
+                        lambda name, url, data_dir, *a, **k: calls.append((name, url)))
+    return calls
+
+
+@pytest.fixture
+def tfds_dir(tmp_path):
+    """An empty TFDS data folder (the real one is never touched; shadows conftest's)."""
+    path = tmp_path / "tfds"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def env(tmp_path, tfds_dir, monkeypatch):
+    """Default data and cache folders of this test's own, for code that takes no folders."""
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tfds_dir))
+    monkeypatch.setenv("JAXMLP_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@contextlib.contextmanager
+def mocked(tfds, data_dir=None):
+    """TFDS generating ``N`` examples per split; metadata read from ``data_dir`` if given."""
+    with tfds.testing.mock_data(num_examples=N,
+                                data_dir=None if data_dir is None else str(data_dir)):
+        yield
+
+
+def generated(tfds, name, split):
+    """The mock's examples, read by plain ``tfds.load`` (not jaxmlp): images, labels."""
+    examples = list(tfds.as_numpy(tfds.load(name, split=split)))
+    return np.stack([e["image"] for e in examples]), np.array([e["label"] for e in examples])
+
+
+# Loading ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_loads_any_image_classification_set(tfds, offline, tfds_dir, tmp_path, name):
+    want = EXPECTED[name]
+    with mocked(tfds):
+        data = load_dataset(name, data_dir=tfds_dir, cache_dir=tmp_path / "cache")
+        truth = {split: generated(tfds, name, split) for split in ("train", "test")}
+    assert data.info == want
+    assert data.info.in_dim == {"cifar10": 3072}.get(name, 784)
+    assert data.val_images is None and data.val_labels is None
+    for split, (images, labels) in truth.items():
+        ours_images, ours_labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+        assert ours_images.shape == (N, want.in_dim) and ours_images.dtype == np.uint8
+        assert ours_labels.shape == (N,) and ours_labels.dtype == np.int32
+        assert images.shape == (N, *want.image_shape)
+        # The same examples in the same order, each image flattened row-major (h, w, c).
+        np.testing.assert_array_equal(ours_images, images.reshape(N, -1))
+        np.testing.assert_array_equal(ours_labels, labels)
+        np.testing.assert_array_equal(ours_images[3].reshape(want.image_shape), images[3])
+        # Not a vacuous comparison: the mock's pixels and labels vary.
+        assert ours_images.min() < 50 and ours_images.max() > 200
+        assert 0 <= ours_labels.min() and ours_labels.max() < want.num_classes
+        assert len(np.unique(ours_labels)) > 5
+    if name == "emnist/letters":
+        assert data.train_labels.max() >= 10  # all 37 classes, not cut to MNIST's 10
+    # The download site was probed before "downloading" (cifar10's builder has no URL
+    # attribute: its host comes from the registered checksums).
+    assert offline and all(n == name and urllib.parse.urlparse(u).hostname for n, u in offline)
+    # Nothing is prepared on disk under the mock, so nothing is cached.
+    assert not (tmp_path / "cache").exists() and not list(tfds_dir.iterdir())
+
+
+@pytest.mark.parametrize("name, version", [("fashion_mnist", "3.0.1"), ("emnist/letters", "3.1.0")])
+def test_unprepared_without_download_says_where_it_looked(tfds, offline, tfds_dir, name,
+                                                          version):
+    with mocked(tfds), pytest.raises(DatasetNotFoundError) as e:
+        load_dataset(name, data_dir=tfds_dir, download=False, use_cache=False)
+    message = str(e.value)
+    assert message.startswith(f"{name} is not prepared in {tfds_dir} (looked for "
+                              f"{tfds_dir}/{name}/{version}/) and downloading is off")
+    assert "--manual-dir" not in message  # only MNIST has manual files jaxmlp knows
+    assert not offline  # no download, so no probe either
+
+
+# Training ---------------------------------------------------------------------------------
+
+def test_trains_on_fashion_mnist_with_a_validation_split(tfds, offline, env, tfds_dir,
+                                                         tmp_path):
+    out = tmp_path / "run"
+    config = TrainConfig(dataset="fashion_mnist", arch="a", steps=4, batch_size=8, val_size=16,
+                         data_dir=str(tfds_dir))
+    lines = []
+    with mocked(tfds):
+        result = train_and_evaluate(config, out, log=lines.append)
+        data = load_dataset("fashion_mnist", data_dir=tfds_dir)
+    assert result["steps"] == 4  # (48 - 16) // 8 = 4 steps: one epoch
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["dataset"] == "fashion_mnist" and saved["val_size"] == 16
+    assert saved["data_dir"] == str(tfds_dir.resolve())
+    (record,) = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    # The validation split is the last 16 training examples: the record's numbers are the
+    # trained model's on exactly those, and on the test split.
+    arch = parse_arch("a")
+    val = evaluate(result["params"], data.train_images[-16:], data.train_labels[-16:], arch)
+    test = evaluate(result["params"], data.test_images, data.test_labels, arch)
+    assert record["val_acc"] == pytest.approx(float(val["accuracy"]), abs=1e-6)
+    assert record["val_loss"] == pytest.approx(float(val["loss"]), rel=1e-5)
+    assert record["test_acc"] == pytest.approx(float(test["accuracy"]), abs=1e-6)
+    assert result["val_accuracy"] == record["val_acc"] and result["test_accuracy"] == record["test_acc"]
+    assert any("val J=" in line for line in lines)
+    arch, params, info = load_model(out / "model.npz")
+    assert info == DatasetInfo("fashion_mnist", (28, 28, 1), 10) and params[0]["w"].shape == (784, 10)
+
+
+def test_trains_on_cifar10(tfds, offline, env, tfds_dir, tmp_path):
+    out = tmp_path / "run"
+    with mocked(tfds):
+        result = train_and_evaluate(TrainConfig(dataset="cifar10", arch="a", steps=3,
+                                                batch_size=16, data_dir=str(tfds_dir)),
+                                    out, log=lambda line: None)
+    assert result["steps"] == 3 and 0 <= result["test_accuracy"] <= 1
+    assert result["test_accuracy"] * N == pytest.approx(round(result["test_accuracy"] * N))
+    arch, params, info = load_model(out / "model.npz")
+    assert info == EXPECTED["cifar10"] and params[0]["w"].shape == (3072, 10)
+    assert json.loads((out / "config.json").read_text())["dataset"] == "cifar10"
+
+
+def test_output_layer_must_fit_the_class_count(tfds, offline, env, tfds_dir, tmp_path):
+    out = tmp_path / "run"
+    config = TrainConfig(dataset="emnist/letters", steps=2, batch_size=8, data_dir=str(tfds_dir))
+    with mocked(tfds):
+        with pytest.raises(ValueError) as e:  # preset b ends in 10 units
+            train_and_evaluate(config, out, log=lambda line: None)
+        message = str(e.value)
+        assert "the output layer has 10 units but emnist/letters has 37 classes" in message
+        assert not out.exists()  # refused before any file was written
+        # The suggestion is preset b's hidden layers ending in 37 units: a valid --arch.
+        suggested = re.search(r"--arch '([^']+)'", message).group(1)
+        assert parse_arch(suggested) == parse_arch("50:relu,50:relu,37:linear")
+        result = train_and_evaluate(TrainConfig(dataset="emnist/letters", arch="50:relu,37:linear",
+                                                steps=2, batch_size=8, data_dir=str(tfds_dir)),
+                                    out, log=lambda line: None)
+    assert result["steps"] == 2
+    arch, params, info = load_model(out / "model.npz")
+    assert info.num_classes == 37 and params[-1]["w"].shape == (50, 37)
+
+
+def test_cli_trains_on_another_dataset(tfds, offline, env, tfds_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    with mocked(tfds):
+        code = main(["train", "--dataset", "fashion_mnist", "--arch", "a", "--steps", "3",
+                     "--batch-size", "8", "--data-dir", str(tfds_dir), "--out", str(out),
+                     "--no-progress", "--log-every", "1"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    lines = captured.out.splitlines()
+    assert [l.split(",")[0] for l in lines[:3]] == ["iter 0", "iter 1", "iter 2"]
+    assert lines[-1].startswith("final test accuracy ") and lines[-1].endswith(
+        f"after 3 steps; outputs in {out}")
+    assert json.loads((out / "config.json").read_text())["dataset"] == "fashion_mnist"
+
+
+@pytest.mark.parametrize("name, message", [
+    ("nope", "nope is not a dataset tensorflow-datasets knows"),
+    ("../x", "dataset '../x' is not a TFDS dataset name"),
+    ("mnist/..", "dataset 'mnist/..' is not a TFDS dataset name"),
+    ("emnist/nope", "emnist/nope is not a dataset tensorflow-datasets knows"),
+])
+def test_cli_refuses_a_bad_dataset_in_one_line(env, tfds_dir, tmp_path, capsys, name, message):
+    out = tmp_path / "run"
+    code = main(["train", "--dataset", name, "--out", str(out), "--data-dir", str(tfds_dir),
+                 "--no-progress", "--no-download"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"jaxmlp train: error: ") and message in err and err.count("\n") == 1
+    assert "Traceback" not in err and not out.exists()
+
+
+# The cache --------------------------------------------------------------------------------
+
+def prepare(tfds, data_dir, name, splits=("train", "test")) -> Path:
+    """What ``download_and_prepare`` leaves of ``name`` in ``data_dir``, less the records (the
+    mock generates those): ``<name>/<version>/dataset_info.json`` and ``features.json``.
+    Call under ``mocked(tfds, data_dir)``; returns the ``dataset_info.json``."""
+    builder = tfds.builder(name, data_dir=str(data_dir))
+    builder.info.set_splits(tfds.core.SplitDict(
+        [tfds.core.SplitInfo(name=s, shard_lengths=[N], num_bytes=0) for s in splits]))
+    folder = Path(builder.data_dir)
+    folder.mkdir(parents=True)
+    builder.info.write_to_directory(folder)
+    assert tfds.builder(name, data_dir=str(data_dir)).is_prepared()
+    return folder / "dataset_info.json"
+
+
+def _no_tfds():
+    raise AssertionError("TensorFlow/TFDS used although the cache holds the data")
+
+
+@pytest.mark.parametrize("name", ["fashion_mnist", "emnist/letters"])
+def test_cache_of_a_prepared_dataset(tfds, offline, tfds_dir, tmp_path, monkeypatch, name):
+    cache = tmp_path / "cache"
+    with mocked(tfds, tfds_dir):
+        info_file = prepare(tfds, tfds_dir, name)
+        assert _prepared_info(tfds_dir, name) == info_file
+        first = load_dataset(name, data_dir=tfds_dir, cache_dir=cache)
+        truth = generated(tfds, name, "train")
+    assert not offline  # prepared: no download, no probe
+    np.testing.assert_array_equal(first.train_labels, truth[1])
+    digest = hashlib.sha256(info_file.read_bytes()).hexdigest()[:16]
+    cached = cache / f"{name.replace('/', '--')}-{info_file.parent.name}-{digest}.npz"
+    assert list(cache.iterdir()) == [cached]
+
+    def same(data):
+        assert data.info == first.info == EXPECTED[name]
+        for key in ("train_images", "train_labels", "test_images", "test_labels"):
+            np.testing.assert_array_equal(getattr(data, key), getattr(first, key))
+            assert getattr(data, key).dtype == getattr(first, key).dtype
+
+    # The second load reads the cache alone: no TensorFlow, no TFDS, no mock needed.
+    real_import = jaxmlp.data._import_tfds
+    monkeypatch.setattr(jaxmlp.data, "_import_tfds", _no_tfds)
+    same(load_dataset(name, data_dir=tfds_dir, cache_dir=cache))
+
+    # A damaged cache is rebuilt from the TFDS copy, whole.
+    cached.write_bytes(cached.read_bytes()[:1000])
+    monkeypatch.setattr(jaxmlp.data, "_import_tfds", real_import)
+    with mocked(tfds, tfds_dir):
+        same(load_dataset(name, data_dir=tfds_dir, cache_dir=cache))
+    monkeypatch.setattr(jaxmlp.data, "_import_tfds", _no_tfds)
+    same(load_dataset(name, data_dir=tfds_dir, cache_dir=cache))
+    assert list(cache.iterdir()) == [cached]
+
+    # Re-prepared data (another dataset_info.json) is not served from the old cache.
+    meta = json.loads(info_file.read_text())
+    meta["description"] = "re-prepared"
+    info_file.write_text(json.dumps(meta))
+    with pytest.raises(AssertionError, match="TensorFlow/TFDS used"):
+        load_dataset(name, data_dir=tfds_dir, cache_dir=cache)
+    # use_cache=False never reads it either.
+    with pytest.raises(AssertionError, match="TensorFlow/TFDS used"):
+        load_dataset(name, data_dir=tfds_dir, cache_dir=cache, use_cache=False)
+
+
+def test_prepared_splits_are_checked(tfds, offline, tfds_dir, tmp_path):
+    # Before preparing, TFDS does not know a dataset's splits; the prepared info does.
+    with mocked(tfds, tfds_dir):
+        prepare(tfds, tfds_dir, "fashion_mnist", splits=("train",))
+        with pytest.raises(DatasetError, match=r"^fashion_mnist needs a train split and a test "
+                                               r"\(or validation\) split; it has train$"):
+            load_dataset("fashion_mnist", data_dir=tfds_dir, cache_dir=tmp_path / "cache")
+    # A validation split stands in for a missing test split.
+    with mocked(tfds, tmp_path / "other"):
+        prepare(tfds, tmp_path / "other", "kmnist", splits=("train", "validation"))
+        builder = tfds.builder("kmnist", data_dir=str(tmp_path / "other"))
+        assert dataset_info(builder) == (EXPECTED["kmnist"], "image", "label", ("train", "validation"))
+        data = load_dataset("kmnist", data_dir=tmp_path / "other", cache_dir=tmp_path / "cache")
+    assert data.test_labels.shape == (N,) and data.info == EXPECTED["kmnist"]
+
+
+# Datasets jaxmlp cannot use ---------------------------------------------------------------
+
+@pytest.mark.parametrize("name, message", [
+    ("imdb_reviews", r"^imdb_reviews/plain_text has no image feature \('text' is Text\); its "
+                     r"features: text \(Text\), label \(ClassLabel\)$"),
+    ("tf_flowers", r"^tf_flowers images have shape \(None, None, 3\): an MLP needs one fixed "
+                   r"size \(height, width, channels\)$"),
+])
+def test_real_datasets_that_are_not_fixed_size_image_classification(tfds, offline, tfds_dir,
+                                                                    name, message):
+    with mocked(tfds), pytest.raises(DatasetError, match=message):
+        load_dataset(name, data_dir=tfds_dir, use_cache=False)
+    assert not offline and not list(tfds_dir.iterdir())  # refused before any download
+
+
+def fake_builder(tfds, features, *, keys=("image", "label"), splits=("train", "test")):
+    """A builder-shaped object with real ``tfds.features``; records any prepare."""
+    prepares = []
+    info = SimpleNamespace(full_name="fake_set/1.0.0", supervised_keys=keys,
+                           features=tfds.features.FeaturesDict(features),
+                           splits=dict.fromkeys(splits))
+    return SimpleNamespace(info=info, is_prepared=lambda: False, prepares=prepares,
+                           download_and_prepare=lambda **kw: prepares.append(kw))
+
+
+def _image(tfds, **kw):
+    return tfds.features.Image(**{"shape": (28, 28, 1), **kw})
+
+
+BAD = {
+    "no image": (lambda t: {"text": t.features.Text(), "label": t.features.ClassLabel(num_classes=2)},
+                 {"keys": ("text", "label")},
+                 r"fake_set has no image feature \('text' is Text\); its features: text \(Text\), "
+                 r"label \(ClassLabel\)"),
+    "no class label": (lambda t: {"image": _image(t), "label": t.features.Tensor(shape=(), dtype=np.float32)},
+                       {}, r"fake_set has no class-label feature \('label' is Tensor\)"),
+    "key not a feature": (lambda t: {"image": _image(t), "label": t.features.ClassLabel(num_classes=3)},
+                          {"keys": ("pixels", "label")},
+                          r"fake_set has no image feature \('pixels' is NoneType\)"),
+    "uint16 images": (lambda t: {"image": _image(t, dtype=np.uint16),
+                                 "label": t.features.ClassLabel(num_classes=10)},
+                      {}, r"fake_set images are uint16: jaxmlp takes uint8 images \(0-255\)"),
+    "variable size": (lambda t: {"image": _image(t, shape=(None, None, 3)),
+                                 "label": t.features.ClassLabel(num_classes=10)},
+                      {}, r"fake_set images have shape \(None, None, 3\): an MLP needs one "
+                          r"fixed size"),
+    "no test split": (lambda t: {"image": _image(t), "label": t.features.ClassLabel(num_classes=10)},
+                      {"splits": ("train", "extra")},
+                      r"fake_set needs a train split and a test \(or validation\) split; it has "
+                      r"extra, train"),
+    "no train split": (lambda t: {"image": _image(t), "label": t.features.ClassLabel(num_classes=10)},
+                       {"splits": ("test",)}, r"fake_set needs a train split .*; it has test$"),
+    "two images, no keys": (lambda t: {"image": _image(t), "mask": _image(t),
+                                       "label": t.features.ClassLabel(num_classes=10)},
+                            {"keys": None},
+                            r"fake_set is not image classification: jaxmlp needs one image "
+                            r"feature and one class-label feature, it has image \(Image\), "
+                            r"mask \(Image\), label \(ClassLabel\)"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_unusable_datasets_are_refused_before_preparing(tfds, offline, tfds_dir, monkeypatch,
+                                                        case):
+    features, kwargs, message = BAD[case]
+    builder = fake_builder(tfds, features(tfds), **kwargs)
+    with pytest.raises(DatasetError, match="^" + message):
+        dataset_info(builder)
+    monkeypatch.setattr(jaxmlp.data, "_builder", lambda tfds, name, data_dir: builder)
+    with pytest.raises(DatasetError, match="^" + message):
+        load_dataset("fake_set", data_dir=tfds_dir, use_cache=False)
+    assert not builder.prepares and not offline  # nothing downloaded or prepared
+
+
+def test_image_and_label_found_without_supervised_keys(tfds):
+    builder = fake_builder(tfds, {"id": tfds.features.Text(), "img": _image(tfds, shape=(8, 6, 3)),
+                                  "y": tfds.features.ClassLabel(num_classes=5)}, keys=None,
+                           splits=("train", "validation"))
+    info, image, label, splits = dataset_info(builder)
+    assert info == DatasetInfo("fake_set", (8, 6, 3), 5) and info.in_dim == 144
+    assert (image, label, splits) == ("img", "y", ("train", "validation"))
+
+
+# Names, checks and the validation split (no TFDS) ----------------------------------------
+
+def test_dataset_names():
+    for name in ("mnist", "fashion_mnist", "emnist/letters", "cifar10",
+                 "imagenet2012_subset/1pct", "cifar10_corrupted/brightness_1"):
+        assert check_name(name) == name
+    for bad in ("../x", "mnist/..", "mnist/.hidden", "MNIST", "", "mnist/", "a/b/c", "/mnist",
+                "mnist x", None, 3):
+        with pytest.raises(ValueError, match="is not a TFDS dataset name"):
+            check_name(bad)
+    assert MNIST == DatasetInfo("mnist", (28, 28, 1), 10) and MNIST.in_dim == 784
+    assert EXPECTED["cifar10"].in_dim == 3072
+
+
+TINY = DatasetInfo("tiny", (2, 3, 2), 5)  # in_dim 12
+
+
+def tiny(n_train=10, n_test=4, info=TINY):
+    """A small dataset whose every image is distinct: image i is all i's in train."""
+    rows = lambda n, start: np.repeat(np.arange(start, start + n, dtype=np.uint8)[:, None],
+                                      info.in_dim, axis=1)
+    return Dataset(rows(n_train, 0), np.arange(n_train, dtype=np.int32) % info.num_classes,
+                   rows(n_test, 100), np.arange(n_test, dtype=np.int32) % info.num_classes,
+                   info=info)
+
+
+def test_check_dataset_uses_the_datasets_own_shape_and_classes():
+    good = tiny()
+    assert check_dataset(good) is good
+    assert check_dataset(with_validation(good, 3)).val_labels.tolist() == [2, 3, 4]
+    cases = [
+        (good._replace(train_images=np.zeros((10, 784), np.uint8)),
+         r"^tiny train images must be \(N, 12\) uint8 with N >= 1, got \(10, 784\) uint8$"),
+        (good._replace(test_images=good.test_images.astype(np.int16)),
+         r"^tiny test images must be \(N, 12\) uint8 .* got \(4, 12\) int16$"),
+        (good._replace(test_images=good.test_images[:0], test_labels=good.test_labels[:0]),
+         r"^tiny test images must be .* N >= 1, got \(0, 12\) uint8$"),
+        (good._replace(test_labels=np.array([0, 1, 2, 5], np.int32)),
+         r"^tiny test labels outside \[0, 5\): values in \[0, 5\]$"),
+        (good._replace(train_labels=good.train_labels - 1),
+         r"^tiny train labels outside \[0, 5\): values in \[-1, 3\]$"),
+        (good._replace(train_labels=good.train_labels[:9]),
+         r"^tiny train labels must be \(10,\) integers, got \(9,\) int32$"),
+        (good._replace(test_labels=good.test_labels.astype(np.float32)),
+         r"^tiny test labels must be \(4,\) integers, got \(4,\) float32$"),
+        (with_validation(good, 3)._replace(val_labels=np.array([0, 9, 1], np.int32)),
+         r"^tiny val labels outside \[0, 5\): values in \[0, 9\]$"),
+        (with_validation(good, 3)._replace(val_images=np.zeros((3, 13), np.uint8)),
+         r"^tiny val images must be \(N, 12\)"),
+    ]
+    for data, message in cases:
+        with pytest.raises(DatasetError, match=message):
+            check_dataset(data)
+    # Labels up to 36 fit emnist/letters' 37 classes, not MNIST's 10.
+    letters = tiny(info=DatasetInfo("emnist/letters", (28, 28, 1), 37))._replace(
+        train_labels=np.arange(27, 37, dtype=np.int32))
+    assert check_dataset(letters) is letters
+    with pytest.raises(DatasetError, match=r"^mnist train labels outside \[0, 10\): values in "
+                                           r"\[27, 36\]$"):
+        check_dataset(letters._replace(info=MNIST))
+
+
+def test_with_validation_holds_out_exactly_the_last_examples():
+    data = tiny()
+    split = with_validation(data, 3)
+    assert split.train_images[:, 0].tolist() == list(range(7))
+    assert split.val_images[:, 0].tolist() == [7, 8, 9]
+    np.testing.assert_array_equal(split.train_labels, data.train_labels[:7])
+    np.testing.assert_array_equal(split.val_labels, data.train_labels[7:])
+    np.testing.assert_array_equal(split.val_images, data.train_images[7:])
+    assert split.test_images is data.test_images and split.test_labels is data.test_labels
+    assert split.info == TINY
+    assert list(split.splits()) == ["train", "val", "test"] and list(data.splits()) == ["train", "test"]
+    assert with_validation(data, 0) is data
+    assert with_validation(data, 9).train_labels.tolist() == [0]  # one left is enough
+    for size in (10, 11):
+        with pytest.raises(ValueError, match=rf"^--val-size {size} leaves no training examples: "
+                                             r"tiny has 10$"):
+            with_validation(data, size)
+    with pytest.raises(ValueError, match="must be >= 0, got -1"):
+        with_validation(data, -1)
+    with pytest.raises(ValueError, match="already has a validation split"):
+        with_validation(split, 2)
