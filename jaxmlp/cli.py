@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sw = commands.add_parser("sweep", help="train a grid of seeds x learning rates x momenta "
                              "at once (vmap)")
-    add_config_flags(sw, skip=SWEPT)
+    add_config_flags(sw, skip=(*SWEPT, "target_accuracy"))  # every model trains to the end
     sw.add_argument("--seeds", help="a count (16: seeds 0-15) or a list (0,3,7) "
                     "(default: 1)")
     sw.add_argument("--lr", help="peak learning rates, e.g. "
@@ -256,8 +256,12 @@ def _sweep(args) -> int:
                                    f"_device_count={len(os.sched_getaffinity(0))}").strip()
     from jaxmlp.sweep import Grid, format_summary, parse_floats, parse_seeds, read_sweep, train_many
 
+    from jaxmlp.optim import OPTIMIZERS
+
     given = _given(args, skip=SWEPT)
-    grid = Grid(parse_seeds(args.seeds or "1"), parse_floats(args.lr or TrainConfig.lr, "lr"),
+    # --lr's default is the optimizer's (a resume keeps the saved grid's unless --lr is given).
+    default_lr = OPTIMIZERS.get(args.optimizer or TrainConfig.optimizer, {}).get("lr", 0.1)
+    grid = Grid(parse_seeds(args.seeds or "1"), parse_floats(args.lr or default_lr, "lr"),
                 parse_floats(args.momentum or TrainConfig.momentum, "momentum"))
     order = args.order or "shared"
     if args.resume is not None:

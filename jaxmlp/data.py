@@ -26,7 +26,11 @@ DEFAULT_DATASET = "mnist"
 # safe to use in cache file names and paths: the config may hold dots but not start with
 # one, so "mnist/.." cannot make the cache's glob climb out of the data folder.
 NAME = re.compile(r"[a-z][a-z0-9_]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)?")
-TEST_SPLITS = ("test", "validation")  # the first the dataset has is the reported test set
+TEST_SPLITS = ("test", "validation")
+# TFDS stores EMNIST as its source files do, each image transposed (tensorflow/datasets#812):
+# turned upright on load, so predictions on real photos, mistakes.png and weights.png see
+# the characters as they are written.
+TRANSPOSED = ("emnist",)  # the first the dataset has is the reported test set
 
 
 class DatasetInfo(NamedTuple):
@@ -253,6 +257,9 @@ def dataset_info(builder) -> tuple[DatasetInfo, str, str, tuple[str, str]]:
     if "train" not in splits or test is None:
         raise DatasetError(f"{name} needs a train split and a test (or validation) split; it "
                            f"has {', '.join(sorted(splits))}")
+    if not isinstance(label.num_classes, int) or label.num_classes < 1:
+        raise DatasetError(f"{name}'s class count is not known ({keys[1]!r} has "
+                           f"{label.num_classes} classes)")
     return DatasetInfo(name, shape, int(label.num_classes)), keys[0], keys[1], ("train", test)
 
 
@@ -292,8 +299,12 @@ def _read_split(tfds, builder, split: str, keys: tuple[str, str], info: DatasetI
                 data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     images, labels = [], []
     try:
+        upright = info.name.split("/")[0] in TRANSPOSED
         for batch in tfds.as_numpy(builder.as_dataset(split=split).batch(10_000)):
-            images.append(np.asarray(batch[keys[0]]).reshape(-1, info.in_dim))
+            pixels = np.asarray(batch[keys[0]])
+            if upright:
+                pixels = np.ascontiguousarray(pixels.transpose(0, 2, 1, 3))
+            images.append(pixels.reshape(-1, info.in_dim))
             labels.append(np.asarray(batch[keys[1]], np.int32))
     except Exception as e:
         raise DatasetError(f"could not read the {info.name} {split} split in {data_dir}: "

@@ -383,6 +383,8 @@ def train_many(config: TrainConfig, grid: Grid, out=None, *, order: str = "share
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     check_grid(config, grid)
+    if config.target_accuracy is not None:
+        raise ValueError("a sweep trains every model to the end: it takes no target accuracy")
     if (resume or overwrite) and out is None:
         raise ValueError("resume and overwrite need the sweep's folder (out)")
     num_models = len(grid.models())

@@ -141,8 +141,6 @@ def test_manual_dir_prepares_with_tfds_offline(idx_dir, tmp_path, monkeypatch):
     from tensorflow_datasets.core.download.checksums import UrlInfo
     from tensorflow_datasets.image_classification import mnist as tfds_mnist
 
-    import jaxmlp.data
-
     manual = tmp_path / "manual"
     manual.mkdir()
     infos, want = {}, {}

@@ -94,6 +94,8 @@ def test_loads_any_image_classification_set(tfds, offline, tfds_dir, tmp_path, n
     assert data.info.in_dim == {"cifar10": 3072}.get(name, 784)
     assert data.val_images is None and data.val_labels is None
     for split, (images, labels) in truth.items():
+        if name.startswith("emnist"):  # stored transposed by TFDS; jaxmlp turns it upright
+            images = images.transpose(0, 2, 1, 3)
         ours_images, ours_labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
         assert ours_images.shape == (N, want.in_dim) and ours_images.dtype == np.uint8
         assert ours_labels.shape == (N,) and ours_labels.dtype == np.int32
@@ -217,7 +219,7 @@ def test_cli_refuses_a_bad_dataset_in_one_line(env, tfds_dir, tmp_path, capsys, 
                  "--no-progress", "--no-download"])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith(f"jaxmlp train: error: ") and message in err and err.count("\n") == 1
+    assert err.startswith("jaxmlp train: error: ") and message in err and err.count("\n") == 1
     assert "Traceback" not in err and not out.exists()
 
 
@@ -284,6 +286,20 @@ def test_cache_of_a_prepared_dataset(tfds, offline, tfds_dir, tmp_path, monkeypa
     # use_cache=False never reads it either.
     with pytest.raises(AssertionError, match="TensorFlow/TFDS used"):
         load_dataset(name, data_dir=tfds_dir, cache_dir=cache, use_cache=False)
+
+
+def test_no_cache_is_written_where_no_load_looks(tfds, offline, tfds_dir, tmp_path):
+    # "emnist" is read from emnist/byclass/<version>/ (its default config), a folder the
+    # cache lookup, which knows only the name, cannot find: a cache file written there would
+    # be written again, whole, on every load.
+    cache = tmp_path / "cache"
+    with mocked(tfds, tfds_dir):
+        info_file = prepare(tfds, tfds_dir, "emnist")
+        assert info_file.parent.parent.name == "byclass"
+        for _ in range(2):
+            data = load_dataset("emnist", data_dir=tfds_dir, cache_dir=cache)
+            assert data.info == DatasetInfo("emnist", (28, 28, 1), 62)
+    assert not cache.exists()
 
 
 def test_prepared_splits_are_checked(tfds, offline, tfds_dir, tmp_path):

@@ -311,7 +311,8 @@ def test_sweep_failures_are_one_line(env, tmp_path, capsys):
              "4096:relu,10:linear on mnist need about"),
             (["--warmup-steps", "5"], "--warmup-steps 5 is not shorter than the run (5 steps)"),
             (["--val-size", "60000"], "--val-size 60000 leaves no training examples"),
-            (["--devices", "3"], "asked for 3 devices but only 1 is available")]:
+            # 1 device, or one per core if this test is the first to start JAX (cli._sweep)
+            (["--devices", "3"], "asked for 3 devices but only")]:
         assert main(["sweep", "--steps", "5", "--out", str(out), *args]) == 2
         err = capsys.readouterr().err
         assert err.startswith("jaxmlp sweep: error: ") and message in err, err
@@ -322,3 +323,12 @@ def test_sweep_failures_are_one_line(env, tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert [m["diverged"] for m in summary["models"]] == [False, True]
     assert summary["best"]["lr"] == 0.05 and "every model diverged" in capsys.readouterr().out
+
+
+def test_a_sweep_takes_no_target_accuracy(capsys):
+    # Every model trains to the end; stopping on one model's accuracy would stop them all.
+    with pytest.raises(ValueError, match="takes no target accuracy"):
+        train_many(jaxmlp.TrainConfig(target_accuracy=0.9), Grid((0,), (0.1,), (0.9,)))
+    with pytest.raises(SystemExit):
+        main(["sweep", "--target-accuracy", "0.9"])
+    assert "unrecognized arguments: --target-accuracy" in capsys.readouterr().err
