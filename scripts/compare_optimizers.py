@@ -2,7 +2,9 @@
 
 Each optimizer trains with its defaults (``jaxmlp.optim.OPTIMIZERS``: nothing is tuned) for
 every seed, holding out the last ``--val-size`` training examples; the table gives mean ±
-std (ddof 1) over seeds of the validation and test accuracy at the last epoch.
+std (ddof 1) over seeds of the validation and test accuracy at the last epoch, and the
+median seconds of a training epoch (compilation and evaluation excluded; the first epoch of
+each run left out) with its ratio to the first optimizer's, measured in this one process.
 
 Usage: python scripts/compare_optimizers.py [--dataset mnist] [--arch b] [--epochs 10]
          [--seeds 0,1,2] [--optimizer sgd --optimizer adam ...] [--val-size 5000]
@@ -49,16 +51,20 @@ def main(argv=None) -> list[dict]:
                   f"{results[-1]['test_accuracy']:.4f}", flush=True)
         rows.append({"optimizer": name, "lr": config.lr, "weight_decay": config.weight_decay,
                      "val": [r["val_accuracy"] for r in results],
-                     "test": [r["test_accuracy"] for r in results]})
+                     "test": [r["test_accuracy"] for r in results],
+                     "epoch_s": float(np.median([h["epoch_seconds"] for r in results
+                                                 for h in r["history"][1:]] or [np.nan]))})
     print(f"\n{args.dataset}, arch {args.arch}, {args.epochs} epochs, batch "
           f"{TrainConfig.batch_size}, cosine schedule, momentum/b1 0.9, seeds {args.seeds}, "
           f"last {args.val_size} training examples held out")
-    print("\n| optimizer | lr | weight decay | validation accuracy | test accuracy |")
-    print("|---|---|---|---|---|")
+    print("\n| optimizer | lr | weight decay | validation accuracy | test accuracy | "
+          f"epoch (s) | vs {rows[0]['optimizer']} |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         val = _mean_std(r["val"]) if args.val_size else "-"
         print(f"| {r['optimizer']} | {r['lr']:g} | {r['weight_decay']:g} | {val} | "
-              f"{_mean_std(r['test'])} |")
+              f"{_mean_std(r['test'])} | {r['epoch_s']:.2f} | "
+              f"{r['epoch_s'] / rows[0]['epoch_s']:.2f}× |")
     return rows
 
 

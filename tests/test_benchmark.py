@@ -96,3 +96,21 @@ def test_quick_sweep_benchmark_reports_every_figure(tfds_dir, cache_dir, mnist, 
     # The printed tables (throughputs, ratios) have one row per preset and K.
     rows = [l.split("|")[2].strip() for l in proc.stdout.splitlines() if l.startswith("| b |")]
     assert rows == ["1", "2"] * 2 + ["2"]  # throughputs, ratios, 2-device process controls
+
+
+def test_optimizer_comparison_prints_its_table(tfds_dir, cache_dir, mnist, monkeypatch, capsys):
+    monkeypatch.setenv("JAXMLP_CACHE_DIR", str(cache_dir))
+    spec = importlib.util.spec_from_file_location("compare", "scripts/compare_optimizers.py")
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    # 10,000 training examples (50,000 held out): short epochs, a table all the same.
+    rows = compare.main(["--arch", "a", "--epochs", "2", "--seeds", "0,1", "--optimizer", "sgd",
+                         "--optimizer", "adam", "--val-size", "50000", "--data-dir", str(tfds_dir)])
+    assert [r["optimizer"] for r in rows] == ["sgd", "adam"]
+    assert rows[1]["lr"] == 1e-3 and rows[0]["lr"] == 0.1  # each optimizer's default
+    for r in rows:
+        assert len(r["test"]) == 2 and r["test"][0] != r["test"][1]  # two seeds, two runs
+        assert all(0.7 < a < 1 for a in r["val"] + r["test"]) and r["epoch_s"] > 0
+    table = capsys.readouterr().out.split("| optimizer |")[1].splitlines()
+    assert table[2].startswith("| sgd | 0.1 | 0 | 0.") and table[2].endswith("| 1.00× |")
+    assert table[3].startswith("| adam | 0.001 | 0 | 0.")
