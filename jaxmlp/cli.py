@@ -63,15 +63,17 @@ def add_config_flags(parser: argparse.ArgumentParser, skip=()) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Multilayer perceptrons on MNIST "
+    # No abbreviated flags: `jaxmlp sweep --seed 3` must not quietly mean --seeds 3.
+    parser = argparse.ArgumentParser(prog=PROG, allow_abbrev=False, description="Multilayer perceptrons on MNIST "
                                      "and other TFDS image sets "
                                      "with JAX: train, evaluate, predict, prove the gradients.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train an MLP on MNIST (or --dataset) into a run "
+    train = commands.add_parser("train", allow_abbrev=False, help="train an MLP on MNIST (or --dataset) into a run "
                                    "folder")
     add_config_flags(train)
-    train.add_argument("--out", help="the run folder (default: runs/<arch>)")
+    train.add_argument("--out", help="the run folder (default: runs/<arch>, or "
+                       "runs/<dataset>-<arch> for a dataset other than mnist)")
     train.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
     train.add_argument("--overwrite", action="store_true",
                        help="replace the run in --out (its files go when the first epoch is saved)")
@@ -84,14 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     multi.add_argument("--init-timeout", type=int, default=60,
                        help="seconds to wait for every process to join (default: 60)")
 
-    sw = commands.add_parser("sweep", help="train a grid of seeds x learning rates x momenta "
+    sw = commands.add_parser("sweep", allow_abbrev=False, help="train a grid of seeds x learning rates x momenta "
                              "at once (vmap)")
     add_config_flags(sw, skip=(*SWEPT, "target_accuracy"))  # every model trains to the end
     sw.add_argument("--seeds", help="a count (16: seeds 0-15) or a list (0,3,7) "
                     "(default: 1)")
-    sw.add_argument("--lr", help="peak learning rates, e.g. "
-                    f"0.02,0.05,0.1 (default: {TrainConfig.lr})")
-    sw.add_argument("--momentum", help="SGD momenta, e.g. "
+    sw.add_argument("--lr", help="peak learning rates, e.g. 0.02,0.05,0.1 (default: the "
+                    "optimizer's, as for train)")
+    sw.add_argument("--momentum", help="SGD momenta (Adam/AdamW/Lion b1), e.g. "
                     f"0.8,0.9 (default: {TrainConfig.momentum})")
     sw.add_argument("--order", choices=("shared", "independent"),
                     help="every model sees the same batches (shared), or each follows the "
@@ -101,14 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--overwrite", action="store_true", help="replace the sweep in --out")
     sw.add_argument("--quiet", action="store_true", help="no per-epoch lines")
 
-    ev = commands.add_parser("eval", help="re-evaluate a run's model on its dataset's test split")
+    ev = commands.add_parser("eval", allow_abbrev=False, help="re-evaluate a run's model on its dataset's test split")
     ev.add_argument("run", metavar="RUN", help="a run folder")
     ev.add_argument("--data-dir", help="TFDS data folder (default: the run's, else "
                     "$TFDS_DATA_DIR)")
     ev.add_argument("--no-download", dest="download", action="store_false",
                     help="never download the dataset")
 
-    pr = commands.add_parser("predict", help="classify images (PNG/JPEG) or .npy arrays")
+    pr = commands.add_parser("predict", allow_abbrev=False, help="classify images (PNG/JPEG) or .npy arrays")
     pr.add_argument("run", metavar="RUN", help="a run folder")
     pr.add_argument("files", metavar="FILE", nargs="+", help=".png, .jpg or .npy files")
     ink = pr.add_mutually_exclusive_group()
@@ -120,13 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="never invert")
     pr.add_argument("--json", action="store_true", help="one JSON object per input")
 
-    gc = commands.add_parser("gradcheck", help="hand backward pass vs jax.grad in float64")
+    gc = commands.add_parser("gradcheck", allow_abbrev=False, help="hand backward pass vs jax.grad in float64")
     gc.add_argument("arch", metavar="ARCH", help="a preset or 'units:act,...'")
     gc.add_argument("--batch-size", type=int, default=8, help="random examples (default: 8)")
     gc.add_argument("--in-dim", type=int, default=784, help="input width (default: 784)")
     gc.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
 
-    toy = commands.add_parser("toy", help="the seed's 2x2 worked example, traced")
+    toy = commands.add_parser("toy", allow_abbrev=False, help="the seed's 2x2 worked example, traced")
     toy.add_argument("--lr", type=float, default=2.0, help="SGD learning rate (default: 2.0)")
     toy.add_argument("--iterations", type=int, default=2, help="iterations (default: 2)")
     return parser
@@ -138,7 +140,9 @@ def _parse(argv):
     args, extra = parser.parse_known_args(argv)
     if extra:
         commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+        hint = (" (a sweep takes --seeds: a count or a list)"
+                if args.command == "sweep" and "--seed" in extra else "")
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     return args
 
 
@@ -261,8 +265,9 @@ def _sweep(args) -> int:
     given = _given(args, skip=SWEPT)
     # --lr's default is the optimizer's (a resume keeps the saved grid's unless --lr is given).
     default_lr = OPTIMIZERS.get(args.optimizer or TrainConfig.optimizer, {}).get("lr", 0.1)
-    grid = Grid(parse_seeds(args.seeds or "1"), parse_floats(args.lr or default_lr, "lr"),
-                parse_floats(args.momentum or TrainConfig.momentum, "momentum"))
+    pick = lambda given, default: default if given is None else given  # "" is a mistake
+    grid = Grid(parse_seeds(pick(args.seeds, "1")), parse_floats(pick(args.lr, default_lr), "lr"),
+                parse_floats(pick(args.momentum, TrainConfig.momentum), "momentum"))
     order = args.order or "shared"
     if args.resume is not None:
         if not args.resume.strip():

@@ -10,11 +10,14 @@ import math
 import typing
 from typing import Optional
 
+import numpy as np
+
 from jaxmlp.arch import PRESETS, parse_arch
 from jaxmlp.data import DEFAULT_DATASET, DatasetInfo, check_name
 from jaxmlp.optim import OPTIMIZERS, SCHEDULES
 
 GRADS = ("hand", "autodiff")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 SEED_LIMIT = 2 ** 32  # jax.random.key takes 32 bits; larger seeds would silently wrap
 
 
@@ -80,22 +83,28 @@ class TrainConfig:
         (``check_output``)."""
         parse_arch(self.arch)
         check_name(self.dataset)
-        number = lambda v: isinstance(v, (int, float)) and math.isfinite(v)
+        # Training runs in float32: a value it cannot hold (1e39 overflows, 1e-50 becomes 0,
+        # a momentum of 0.999999999 becomes 1) is refused here, not met as a silent no-op
+        # or a NaN.
+        number = lambda v: (isinstance(v, (int, float)) and math.isfinite(v)
+                            and abs(v) <= FLOAT32_MAX)
+        positive = lambda v: number(v) and np.float32(v) > 0
         checks = [
             (self.optimizer in OPTIMIZERS,
              f"optimizer must be one of {tuple(OPTIMIZERS)}, got {self.optimizer!r}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.steps is None or self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
-            (number(self.lr) and self.lr > 0, f"learning rate must be positive, got {self.lr}"),
-            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
+            (positive(self.lr), f"learning rate must be positive, got {self.lr}{_f32(self.lr)}"),
+            (0 <= self.momentum < 1 and np.float32(self.momentum) < 1,
+             f"momentum must be in [0, 1), got {self.momentum}{_f32(self.momentum)}"),
             (not self.nesterov or self.momentum > 0, "--nesterov needs a momentum above 0"),
             (not self.nesterov or self.optimizer != "lion", "--nesterov does not apply to lion"),
             (number(self.weight_decay) and self.weight_decay >= 0,
-             f"weight decay must be >= 0, got {self.weight_decay}"),
+             f"weight decay must be >= 0, got {self.weight_decay}{_f32(self.weight_decay)}"),
             (self.warmup_steps >= 0, f"warmup steps must be >= 0, got {self.warmup_steps}"),
-            (self.clip_norm is None or (number(self.clip_norm) and self.clip_norm > 0),
-             f"clip norm must be positive, got {self.clip_norm}"),
+            (self.clip_norm is None or positive(self.clip_norm),
+             f"clip norm must be positive, got {self.clip_norm}{_f32(self.clip_norm)}"),
             (self.val_size >= 0, f"val size must be >= 0, got {self.val_size}"),
             (0 <= self.seed < SEED_LIMIT, f"seed must be in [0, 2**32), got {self.seed}"),
             (self.grad in GRADS, f"grad must be one of {GRADS}, got {self.grad!r}"),
@@ -148,6 +157,17 @@ class TrainConfig:
             if not _fits(value, types[key]):
                 raise ValueError(f"setting {key!r} has the wrong type: {value!r}")
         return cls(**values)
+
+
+def _f32(value) -> str:
+    """`` (0 as a float32, …)`` where float32, the precision of training, changes ``value``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return ""
+    with np.errstate(over="ignore"):
+        as32 = float(np.float32(value))
+    if as32 == value or (as32 not in (0.0, 1.0) and math.isfinite(as32)):
+        return ""  # exact, or only rounded: no boundary was crossed
+    return f" ({as32:g} as a float32, the precision training runs in)"
 
 
 def _fits(value, annotation) -> bool:

@@ -95,8 +95,10 @@ def check_name(name: str) -> str:
     """``name`` if it can be a TFDS dataset name (``mnist``, ``emnist/letters``), else
     ``ValueError``."""
     if not isinstance(name, str) or not NAME.fullmatch(name):
+        hint = (f" (names are lower case: {name.lower()})"
+                if isinstance(name, str) and NAME.fullmatch(name.lower()) else "")
         raise ValueError(f"dataset {name!r} is not a TFDS dataset name (such as mnist, "
-                         "fashion_mnist, kmnist, emnist/digits, cifar10)")
+                         f"fashion_mnist, kmnist, emnist/digits, cifar10){hint}")
     return name
 
 
@@ -220,10 +222,14 @@ def _download_urls(builder) -> list[str]:
 def _builder(tfds, name: str, data_dir: Path):
     try:
         return tfds.builder(name, data_dir=str(data_dir))
-    except Exception as e:  # DatasetNotFoundError, an unknown config or version
-        raise DatasetNotFoundError(
-            f"{name} is not a dataset tensorflow-datasets knows ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:200]})") from None
+    except Exception as e:
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        if "NotFound" in type(e).__name__ or "not found" in str(e):  # name, config, version
+            raise DatasetNotFoundError(f"{name} is not a dataset tensorflow-datasets knows "
+                                       f"({reason})") from None
+        # e.g. a damaged dataset_info.json in the prepared folder
+        raise DatasetError(f"tensorflow-datasets could not open {name} in {data_dir} "
+                           f"({reason})") from None
 
 
 def dataset_info(builder) -> tuple[DatasetInfo, str, str, tuple[str, str]]:
@@ -306,20 +312,22 @@ def _read_split(tfds, builder, split: str, keys: tuple[str, str], info: DatasetI
                 pixels = np.ascontiguousarray(pixels.transpose(0, 2, 1, 3))
             images.append(pixels.reshape(-1, info.in_dim))
             labels.append(np.asarray(batch[keys[1]], np.int32))
-    except Exception as e:
+    except Exception as e:  # TensorFlow's "{{function_node …}}" suffix only names its op
+        reason = str(e).splitlines()[0].split("{{")[0].strip()[:300]
         raise DatasetError(f"could not read the {info.name} {split} split in {data_dir}: "
-                           f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+                           f"{type(e).__name__}: {reason}") from None
     if not images:
         raise DatasetError(f"the {info.name} {split} split in {data_dir} is empty")
     return np.concatenate(images), np.concatenate(labels)
 
 
-def _load_tfds(name: str, data_dir: Path, manual_dir: Optional[Path],
-               download: bool) -> tuple[Dataset, Optional[Path]]:
+def _load_tfds(name: str, data_dir: Path, manual_dir: Optional[Path], download: bool,
+               check) -> tuple[Dataset, Optional[Path]]:
     """The dataset read by TFDS, and its prepared ``dataset_info.json`` (the cache key)."""
     tfds = _import_tfds()
     builder = _builder(tfds, name, data_dir)
-    dataset_info(builder)  # refuse a dataset jaxmlp cannot use before preparing it
+    # Refuse a dataset jaxmlp (or the caller) cannot use before preparing it.
+    check(dataset_info(builder)[0]._replace(name=name))
     if not builder.is_prepared():
         _prepare(tfds, builder, name, data_dir, manual_dir, download)
     info, image_key, label_key, (train, test) = dataset_info(builder)  # splits now known
@@ -355,7 +363,8 @@ def _write_cache(path: Path, data: Dataset) -> None:
 
 
 def load_dataset(name: str = DEFAULT_DATASET, *, data_dir=None, manual_dir=None,
-                 download: bool = True, cache_dir=None, use_cache: bool = True) -> Dataset:
+                 download: bool = True, cache_dir=None, use_cache: bool = True,
+                 check=lambda info: None) -> Dataset:
     """Loads a TFDS image-classification dataset as uint8 numpy arrays.
 
     Args:
@@ -366,6 +375,9 @@ def load_dataset(name: str = DEFAULT_DATASET, *, data_dir=None, manual_dir=None,
       download: let TFDS download the dataset when it is not prepared (connected machines).
       cache_dir: where decoded arrays are cached; defaults to ``default_cache_dir()``.
       use_cache: read and write that cache (only for data prepared on disk).
+      check: called with the ``DatasetInfo`` as soon as it is known, before the data is
+        prepared or read; whatever it raises stops the load (``train`` checks the output
+        layer here, so a wrong ``--arch`` is named before a download is tried).
 
     Returns:
       A checked ``Dataset`` with train and test splits (no validation split: see
@@ -380,7 +392,8 @@ def load_dataset(name: str = DEFAULT_DATASET, *, data_dir=None, manual_dir=None,
     if data_dir is not None:
         data_dir = Path(data_dir).expanduser()
         if not data_dir.is_dir():
-            raise DatasetNotFoundError(f"data dir {data_dir} does not exist (pass a TFDS data "
+            what = "is not a folder" if data_dir.exists() else "does not exist"
+            raise DatasetNotFoundError(f"data dir {data_dir} {what} (pass a TFDS data "
                                        f"folder that holds {name}/, or omit --data-dir)")
     else:
         data_dir = default_data_dir()
@@ -391,8 +404,9 @@ def load_dataset(name: str = DEFAULT_DATASET, *, data_dir=None, manual_dir=None,
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
     info = _prepared_info(data_dir, name) if use_cache else None
     if info is not None and (cached := _read_cache(_cache_path(cache_root, name, info), name)):
+        check(cached.info)
         return cached
-    data, prepared = _load_tfds(name, data_dir, manual_dir, download)
+    data, prepared = _load_tfds(name, data_dir, manual_dir, download, check)
     check_dataset(data)
     # Written only under the key that the next load looks up: TFDS may have read another
     # folder than the one _prepared_info finds ("emnist" reads emnist/byclass/<version>/;

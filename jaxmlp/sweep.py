@@ -49,6 +49,9 @@ from jaxmlp.train import (TrainingDiverged, TrainingInterrupted, load_data, make
 
 MODEL = "model"
 ORDERS = ("shared", "independent")
+# More models than any device holds at once (preset a: about 31 KiB each, so 100,000 is
+# 3 GiB): refused before their configs are even built.
+MAX_MODELS = 100_000
 
 
 class Grid(NamedTuple):
@@ -73,10 +76,11 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     try:
         if "," not in text:
             count = int(text)
-            if count < 1:
-                raise ValueError(f"--seeds takes a count >= 1 or a list, got {text!r}")
+            if not 1 <= count <= MAX_MODELS:
+                raise ValueError(f"--seeds takes a count from 1 to {MAX_MODELS} or a list, got "
+                                 f"{text!r}")
             return tuple(range(count))
-        seeds = tuple(int(t) for t in text.split(",") if t.strip())
+        seeds = tuple(int(t) for t in text.split(","))  # an empty item is a mistake
     except ValueError as e:
         raise ValueError(str(e) if "--seeds" in str(e) else
                          f"--seeds takes a count (16) or a list (0,3,7), got {text!r}") from None
@@ -88,7 +92,7 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 def parse_floats(text: str, name: str) -> tuple[float, ...]:
     """``"0.02,0.05,0.1"`` → ``(0.02, 0.05, 0.1)``."""
     try:
-        values = tuple(float(t) for t in str(text).split(",") if t.strip())
+        values = tuple(float(t) for t in str(text).split(","))  # "0.1,,0.2": a mistake
     except ValueError:
         raise ValueError(f"--{name} takes numbers separated by commas, got {text!r}") from None
     if not values or len(set(values)) != len(values):
@@ -98,6 +102,9 @@ def parse_floats(text: str, name: str) -> tuple[float, ...]:
 
 def check_grid(base: TrainConfig, grid: Grid) -> None:
     """Every model's config is valid (``TrainConfig.validate``), or ``ValueError``."""
+    count = len(grid.seeds) * len(grid.lrs) * len(grid.momenta)
+    if count > MAX_MODELS:
+        raise ValueError(f"the grid has {count} models, more than {MAX_MODELS}: sweep in parts")
     for config in grid.configs(base):
         config.validate()
 
@@ -129,10 +136,11 @@ def check_memory(config: TrainConfig, num_models: int, order: str, data: Dataset
     """``ValueError`` unless the sweep fits, roughly, in 80% of the ``devices``' memory."""
     need = estimate_bytes(config, num_models, order, in_dim=data.info.in_dim,
                           num_examples=sum(len(y) for _, y in data.splits().values()))
-    have = available_bytes(devices[0]) * len(devices)
+    # The CPU "devices" of a sweep are one host's cores: they share its memory, not add to it.
+    have = available_bytes(devices[0]) * (1 if devices[0].platform == "cpu" else len(devices))
     if need > 0.8 * have:
         raise ValueError(f"{num_models} models of {config.arch} on {data.info.name} need about "
-                         f"{need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB "
+                         f"{need / 2**30:.1f} GiB, more than 80% of the {have / 2**30:.1f} GiB "
                          "available: sweep fewer models at once")
 
 

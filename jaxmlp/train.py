@@ -221,7 +221,8 @@ def load_data(config: TrainConfig, data: Optional[Dataset]) -> tuple[Dataset, Tr
         check_dataset(data)
     else:
         data = load_dataset(config.dataset, data_dir=config.data_dir,
-                            manual_dir=config.manual_dir, download=config.download)
+                            manual_dir=config.manual_dir, download=config.download,
+                            check=config.check_output)  # before any download
         where = str(Path(config.data_dir or default_data_dir()).expanduser().resolve())
         config = dataclasses.replace(config, data_dir=where)
     config.check_output(data.info)
@@ -272,11 +273,14 @@ def train_and_evaluate(config: TrainConfig, out=None, *, resume: bool = False,
     if not writer:
         log = lambda line: None
     with folder or contextlib.nullcontext():
+        if resume:  # before loading: a changed --dataset is refused as such, not fetched
+            check_resume(read_config(out), config)
         data, config = load_data(config, data)
         num_train = len(data.train_labels)
         if config.batch_size > num_train:
+            held = f" (--val-size {config.val_size} holds out the rest)" if config.val_size else ""
             raise ValueError(f"batch size {config.batch_size} is larger than the {num_train} "
-                             "training examples")
+                             f"training examples{held}")
         mesh = make_mesh(config.devices)
         check_batch(config.batch_size, mesh)
         spe = num_train // config.batch_size  # steps per epoch
@@ -316,7 +320,8 @@ class _Loop:
         if folder is not None and step:
             self.saved_step = step  # resumed from it
         target = config.target_accuracy
-        if history and target is not None and history[-1][self.watch] >= target:
+        reached = history and target is not None and history[-1][self.watch] >= target
+        if reached:
             num_steps = step  # a run that stopped at its target is complete
         bar = self._bar(num_steps, step) if step < num_steps else None
         first = True
@@ -365,7 +370,11 @@ class _Loop:
                 bar.close()
             if folder is not None and folder.saved:
                 folder.plot(history, title=f"arch {config.arch}")  # also after Ctrl-C
-        if step == int(state["step"]) and history:
+        if step == int(state["step"]) and reached:
+            log(f"the run stopped at its target at step {step} ({self.watch} "
+                f"{history[-1][self.watch]:.4f} >= {target}): nothing to do (pass a higher "
+                "--target-accuracy, up to 1, to train on)")
+        elif step == int(state["step"]) and history:
             log(f"the run is already complete at step {step}: nothing to do (ask for more "
                 "--epochs or --steps to extend it)")
         last = history[-1] if history else {}

@@ -76,6 +76,9 @@ def test_resume_refuses_to_change_the_run(env, mnist, tmp_path, capsys):
     assert main(["train", "--arch", "a", "--steps", "50", "--out", str(out), "--no-progress"]) == 0
     assert main(["train", "--resume", str(out), "--lr", "0.5", "--no-progress"]) == 2
     assert "--resume cannot change lr" in capsys.readouterr().err
+    # Refused before the other dataset is looked for (it is not on this machine).
+    assert main(["train", "--resume", str(out), "--dataset", "fashion_mnist", "--no-progress"]) == 2
+    assert "--resume cannot change dataset" in capsys.readouterr().err
 
 
 def test_optimizer_and_validation_flags_are_recorded_and_resumable(env, mnist, tmp_path,

@@ -72,6 +72,19 @@ def test_damaged_cache_is_rebuilt(tfds_dir, tmp_path, mnist):
 def test_missing_data_dir_is_a_clear_error(tmp_path):
     with pytest.raises(DatasetNotFoundError, match=f"data dir {tmp_path / 'nope'} does not exist"):
         load_mnist(data_dir=tmp_path / "nope")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DatasetNotFoundError, match=f"data dir {tmp_path / 'file'} is not a folder"):
+        load_mnist(data_dir=tmp_path / "file")
+
+
+def test_damaged_dataset_info_is_named_as_such(tfds_dir, tmp_path):
+    # mnist is a dataset TFDS knows: what is wrong is its prepared metadata.
+    copy = tmp_path / "tfds"
+    shutil.copytree(tfds_dir / "mnist", copy / "mnist")
+    info = next(copy.glob("mnist/*/dataset_info.json"))
+    info.write_text(info.read_text()[:50])
+    with pytest.raises(DatasetError, match=f"tensorflow-datasets could not open mnist in {copy} "):
+        load_mnist(data_dir=copy, download=False, use_cache=False)
 
 
 def test_unprepared_and_offline_says_where_it_looked(tmp_path):

@@ -7,6 +7,7 @@ under the mock) after probing the download site, which the ``offline`` fixture s
 for. Every mocked split holds the same ``N`` generated examples.
 """
 import contextlib
+import dataclasses
 import hashlib
 import json
 import re
@@ -190,6 +191,20 @@ def test_output_layer_must_fit_the_class_count(tfds, offline, env, tfds_dir, tmp
     assert result["steps"] == 2
     arch, params, info = load_model(out / "model.npz")
     assert info.num_classes == 37 and params[-1]["w"].shape == (50, 37)
+
+
+def test_output_layer_is_checked_before_preparing(tfds, offline, tfds_dir, tmp_path):
+    # Not prepared, downloading off, no mock: the class count comes from the builder's info,
+    # so a wrong --arch is named first, not "not prepared" (which would send the user off
+    # to fetch data for a run that would then be refused).
+    config = TrainConfig(dataset="emnist/letters", download=False, data_dir=str(tfds_dir))
+    with pytest.raises(ValueError, match="the output layer has 10 units but emnist/letters has "
+                                         "37 classes"):
+        train_and_evaluate(config, tmp_path / "run", log=lambda line: None)
+    with pytest.raises(DatasetNotFoundError, match="is not prepared"):  # a fitting arch: on
+        train_and_evaluate(dataclasses.replace(config, arch="50:relu,37:linear"),
+                           tmp_path / "run", log=lambda line: None)
+    assert not (tmp_path / "run").exists() and not offline
 
 
 def test_cli_trains_on_another_dataset(tfds, offline, env, tfds_dir, tmp_path, capsys):
@@ -409,8 +424,9 @@ def test_dataset_names():
         assert check_name(name) == name
     for bad in ("../x", "mnist/..", "mnist/.hidden", "MNIST", "", "mnist/", "a/b/c", "/mnist",
                 "mnist x", None, 3):
-        with pytest.raises(ValueError, match="is not a TFDS dataset name"):
+        with pytest.raises(ValueError, match="is not a TFDS dataset name") as e:
             check_name(bad)
+        assert ("(names are lower case: mnist)" in str(e.value)) == (bad == "MNIST")
     assert MNIST == DatasetInfo("mnist", (28, 28, 1), 10) and MNIST.in_dim == 784
     assert EXPECTED["cifar10"].in_dim == 3072
 

@@ -29,6 +29,12 @@ def test_unset_lr_and_weight_decay_are_the_optimizers_defaults():
     ({"clip_norm": float("inf")}, "clip norm must be positive"),
     ({"val_size": -5}, "val size must be >= 0"),
     ({"dataset": "../etc"}, "not a TFDS dataset name"),
+    # Training runs in float32: values it would turn into 0, 1 or infinity are refused.
+    ({"lr": 1e-50}, r"got 1e-50 \(0 as a float32"),
+    ({"lr": 1e39}, r"got 1e\+39 \(inf as a float32"),
+    ({"clip_norm": 1e-50}, r"clip norm must be positive, got 1e-50 \(0 as a float32"),
+    ({"weight_decay": 1e39}, r"weight decay must be >= 0, got 1e\+39 \(inf as a float32"),
+    ({"optimizer": "adam", "momentum": 0.999999999}, r"\(1 as a float32"),
 ])
 def test_bad_settings_are_named(changes, message):
     with pytest.raises(ValueError, match=message):

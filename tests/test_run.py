@@ -80,6 +80,8 @@ def test_a_failing_start_changes_nothing_on_disk(env, tmp_path, capsys):
             (["--nesterov", "--momentum", "0"], "--nesterov needs a momentum above 0"),
             (["--batch-size", "60001"], "batch size 60001 is larger than the 60000"),
             (["--val-size", "60000"], "--val-size 60000 leaves no training examples"),
+            (["--val-size", "59990"], "batch size 128 is larger than the 10 training examples "
+                                      "(--val-size 59990 holds out the rest)"),
             (["--warmup-steps", "30"], "--warmup-steps 30 is not shorter than the run (30 steps)"),
             (["--dataset", "not_a_dataset"], "not_a_dataset is not a dataset tensorflow-datasets "
                                             "knows"),

@@ -13,7 +13,7 @@ import jaxmlp
 from jaxmlp.cli import main
 from jaxmlp.data import MNIST, DatasetInfo
 from jaxmlp.run import RunError
-from jaxmlp.sweep import (Grid, estimate_bytes, format_summary, parse_floats, parse_seeds,
+from jaxmlp.sweep import (Grid, check_grid, check_memory, estimate_bytes, format_summary, parse_floats, parse_seeds,
                           summarize, train_many)
 
 quiet = lambda _: None
@@ -239,14 +239,19 @@ def test_sweep_on_another_dataset(cifar100, tmp_path, capsys):
 
 def test_grid_parsing():
     assert parse_seeds("4") == (0, 1, 2, 3) and parse_seeds("0,3,7") == (0, 3, 7)
-    assert parse_seeds("9,") == (9,)
     assert parse_floats("0.02,0.05", "lr") == (0.02, 0.05)
-    for text, message in [("0", "a count >= 1"), ("a,b", r"a count \(16\) or a list"),
-                          ("1,1", "each seed once")]:
+    for text, message in [("0", "a count from 1 to 100000"), ("a,b", r"a count \(16\) or a list"),
+                          ("1,1", "each seed once"), ("100001", "a count from 1 to 100000"),
+                          ("9,", r"or a list \(0,3,7\), got '9,'"), ("", "a count"),
+                          ("0,,1", "or a list")]:
         with pytest.raises(ValueError, match=message):
             parse_seeds(text)
-    with pytest.raises(ValueError, match="--lr takes numbers"):
-        parse_floats("fast", "lr")
+    for text in ("fast", "", "0.1,,0.2", ","):  # an empty item is a typo, not a default
+        with pytest.raises(ValueError, match="--lr takes numbers"):
+            parse_floats(text, "lr")
+    # A grid too large to even list is refused before its configs are built.
+    with pytest.raises(ValueError, match="the grid has 200000 models, more than 100000"):
+        check_grid(jaxmlp.TrainConfig(), Grid(tuple(range(100_000)), (0.1, 0.2), (0.9,)))
     grid = Grid((0, 1), (0.1, 0.2), (0.8, 0.9))
     assert len(grid.models()) == 8 and grid.models()[1] == {"seed": 1, "lr": 0.1, "momentum": 0.8}
     # Memory grows linearly in K (params, optimizer state, gradients, activations per model).
@@ -304,7 +309,7 @@ def test_sweep_command_loads_resumes_and_refuses(env, mnist, tmp_path, capsys):
 def test_sweep_failures_are_one_line(env, tmp_path, capsys):
     out = tmp_path / "sweep"
     for args, message in [
-            (["--seeds", "0"], "--seeds takes a count >= 1"),
+            (["--seeds", "0"], "--seeds takes a count from 1 to 100000"),
             (["--lr", "0.1,-1"], "learning rate must be positive, got -1.0"),
             (["--arch", "50:relu,5:linear"], "the output layer has 5 units"),
             (["--arch", "4096:relu,10:linear", "--seeds", "4096"], "4096 models of "
@@ -332,3 +337,26 @@ def test_a_sweep_takes_no_target_accuracy(capsys):
     with pytest.raises(SystemExit):
         main(["sweep", "--target-accuracy", "0.9"])
     assert "unrecognized arguments: --target-accuracy" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # not read as an abbreviation of --seeds
+        main(["sweep", "--seed", "3"])
+    assert ("unrecognized arguments: --seed 3 (a sweep takes --seeds: a count or a list)"
+            in capsys.readouterr().err)
+
+
+def test_cpu_devices_share_the_hosts_memory(mnist):
+    # A sweep on CPU makes one XLA device per core; each reports the whole host's memory,
+    # which the cores share: two of them must not count it twice.
+    import types
+
+    from jaxmlp.sweep import available_bytes
+
+    host = available_bytes(jax.devices("cpu")[0])
+    cores = [types.SimpleNamespace(platform="cpu", memory_stats=lambda: None)] * 2
+    config = jaxmlp.TrainConfig(arch="wide")
+    per_model = estimate_bytes(config, 1, "shared", in_dim=784, num_examples=0) - \
+        estimate_bytes(config, 0, "shared", in_dim=784, num_examples=0)
+    k = int(1.2 * host / per_model)  # over 80% of the host, under 160%
+    with pytest.raises(ValueError, match=f"{k} models of wide on mnist need about .* GiB, more "
+                                         r"than 80% of the .* GiB available"):
+        check_memory(config, k, "shared", mnist, cores)
+    check_memory(config, k // 4, "shared", mnist, cores)  # 30% of the host: fits

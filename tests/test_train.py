@@ -1,4 +1,5 @@
 """Training on real MNIST: it learns, both gradient paths agree, resume is exact."""
+import dataclasses
 import json
 
 import jax
@@ -131,6 +132,13 @@ def test_adam_with_a_validation_split_stops_on_validation_accuracy(mnist, tmp_pa
     held = evaluate(result["params"], mnist.train_images[-5000:], mnist.train_labels[-5000:],
                     parse_arch("b"))
     assert held["accuracy"] == pytest.approx(record["val_acc"], abs=1e-6)
+    # Resumed for more epochs, the run is still done: it stopped at its target, and says so.
+    lines.clear()
+    again = train_and_evaluate(dataclasses.replace(config, epochs=5), tmp_path, resume=True,
+                               data=data, log=lines.append)
+    assert again["steps"] == record["step"] and len(again["history"]) == 1
+    assert lines[-1].startswith(f"the run stopped at its target at step {record['step']} "
+                                f"(val_acc {record['val_acc']:.4f} >= 0.9): nothing to do")
     # Without a validation split the same target looks at the test accuracy: never met.
     config = TrainConfig(arch="b", epochs=2, optimizer="adam", lr=1e-3, target_accuracy=0.9)
     assert len(train_and_evaluate(config, data=data, log=lambda _: None)["history"]) == 2
