@@ -32,7 +32,7 @@ class TrainConfig:
 
     arch: str = _setting("b", f"preset ({', '.join(PRESETS)}) or 'units:act,...'")
     epochs: int = _setting(10, "epochs to train")
-    steps: Optional[int] = _setting(None, "total SGD steps, instead of --epochs")
+    steps: Optional[int] = _setting(None, "total optimizer steps, instead of --epochs")
     batch_size: int = _setting(128, "examples per step")
     dataset: str = _setting(DEFAULT_DATASET, "TFDS image-classification dataset: mnist, "
                             "fashion_mnist, kmnist, emnist/digits, cifar10, ...")

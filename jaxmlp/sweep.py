@@ -480,7 +480,9 @@ class _SweepLoop:
                 diverged |= ~np.isfinite(losses).all(axis=0)
                 if diverged.all():
                     raise TrainingDiverged(f"every model's loss became NaN or infinite by step "
-                                           f"{step + n} (epoch {epoch}). Try a smaller --lr.")
+                                           f"{step + n} (epoch {epoch}). Try a smaller --lr" + (
+                                               " or --weight-decay" if self.config.weight_decay
+                                               else "") + ".")
                 step += n
                 host = jax.tree.map(to_host, {"params": params, "opt_state": opt_state})
                 record = {"epoch": epoch, "step": step, "epoch_seconds": seconds,

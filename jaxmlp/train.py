@@ -395,7 +395,9 @@ class _Loop:
             left = "" if self.folder is None else "; " + kept(self.folder.path, self.saved_step)
             raise TrainingDiverged(
                 f"loss became {losses[bad[0]]} at step {step + bad[0]} (epoch {epoch}); "
-                f"stopping{left}. Try a smaller --lr.")
+                f"stopping{left}. Try a smaller --lr" + (" or --weight-decay"
+                                                         if self.config.weight_decay else "")
+                + ".")
 
     def _evaluate(self, params) -> dict:
         arch = parse_arch(self.config.arch)

@@ -145,9 +145,12 @@ def test_adam_with_a_validation_split_stops_on_validation_accuracy(mnist, tmp_pa
 
 
 def test_huge_learning_rate_diverges_with_clear_error(mnist):
-    with pytest.raises(TrainingDiverged, match="Try a smaller --lr"):
+    with pytest.raises(TrainingDiverged, match=r"Try a smaller --lr\.$"):
         train_and_evaluate(TrainConfig(arch="b", epochs=1, lr=1e30, schedule="constant"),
                            data=mnist, log=lambda _: None)
+    with pytest.raises(TrainingDiverged, match=r"Try a smaller --lr or --weight-decay\.$"):
+        train_and_evaluate(TrainConfig(arch="a", steps=20, weight_decay=1e6), data=mnist,
+                           log=lambda _: None)
 
 
 def test_checkpoint_round_trip_and_mismatch(tmp_path):
