@@ -40,19 +40,26 @@ def main(argv=None) -> list[dict]:
     enable_compilation_cache()
     data = load_dataset(args.dataset, data_dir=args.data_dir)
     seeds = [int(s) for s in args.seeds.split(",")]
-    rows = []
-    for name in args.optimizers or list(OPTIMIZERS):
-        results = []
-        for seed in seeds:
+    names = args.optimizers or list(OPTIMIZERS)
+    results = {name: [] for name in names}
+    # Seeds outer, optimizers inner: each optimizer's epochs are timed beside the others',
+    # under the same load, not one optimizer early and another late.
+    for seed in seeds:
+        for name in names:
             config = TrainConfig(arch=args.arch, epochs=args.epochs, dataset=args.dataset,
                                  optimizer=name, val_size=args.val_size, seed=seed)
-            results.append(train_and_evaluate(config, data=data, log=lambda _: None))
-            print(f"{name} seed {seed}: val {results[-1]['val_accuracy']} test "
-                  f"{results[-1]['test_accuracy']:.4f}", flush=True)
+            result = train_and_evaluate(config, data=data, log=lambda _: None)
+            result["config"] = config
+            results[name].append(result)
+            print(f"{name} seed {seed}: val {result['val_accuracy']} test "
+                  f"{result['test_accuracy']:.4f}", flush=True)
+    rows = []
+    for name, runs in results.items():
+        config = runs[0]["config"]
         rows.append({"optimizer": name, "lr": config.lr, "weight_decay": config.weight_decay,
-                     "val": [r["val_accuracy"] for r in results],
-                     "test": [r["test_accuracy"] for r in results],
-                     "epoch_s": float(np.median([h["epoch_seconds"] for r in results
+                     "val": [r["val_accuracy"] for r in runs],
+                     "test": [r["test_accuracy"] for r in runs],
+                     "epoch_s": float(np.median([h["epoch_seconds"] for r in runs
                                                  for h in r["history"][1:]] or [np.nan]))})
     print(f"\n{args.dataset}, arch {args.arch}, {args.epochs} epochs, batch "
           f"{TrainConfig.batch_size}, cosine schedule, momentum/b1 0.9, seeds {args.seeds}, "
