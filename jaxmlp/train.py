@@ -198,7 +198,6 @@ def _start(config: TrainConfig, optimizer, folder, resume: bool, steps_per_epoch
     if not resume:
         return state, [], config.num_steps(steps_per_epoch)
     saved = read_config(folder)
-    check_resume(saved, config)  # before the checkpoint: a changed arch is named as such
     state = read_checkpoint(folder, state)
     done = int(state["step"])
     num_steps = resume_length(saved, config, done, steps_per_epoch)
@@ -219,13 +218,13 @@ def load_data(config: TrainConfig, data: Optional[Dataset]) -> tuple[Dataset, Tr
             raise ValueError(f"the data given is {data.info.name}, but the config says "
                              f"dataset {config.dataset!r}")
         check_dataset(data)
+        config.check_output(data.info)
     else:
         data = load_dataset(config.dataset, data_dir=config.data_dir,
                             manual_dir=config.manual_dir, download=config.download,
                             check=config.check_output)  # before any download
         where = str(Path(config.data_dir or default_data_dir()).expanduser().resolve())
         config = dataclasses.replace(config, data_dir=where)
-    config.check_output(data.info)
     return with_validation(data, config.val_size), config
 
 
@@ -273,7 +272,7 @@ def train_and_evaluate(config: TrainConfig, out=None, *, resume: bool = False,
     if not writer:
         log = lambda line: None
     with folder or contextlib.nullcontext():
-        if resume:  # before loading: a changed --dataset is refused as such, not fetched
+        if resume:  # before the data and checkpoint: a new --dataset or --arch is named as such
             check_resume(read_config(out), config)
         data, config = load_data(config, data)
         num_train = len(data.train_labels)
