@@ -416,9 +416,6 @@ def train_many(config: TrainConfig, grid: Grid, out=None, *, order: str = "share
         check_memory(config, num_models, order, data, devices)
         mesh = Mesh(np.asarray(devices), (MODEL,))
         spe = len(data.train_labels) // config.batch_size
-        if config.batch_size > len(data.train_labels):
-            raise ValueError(f"batch size {config.batch_size} is larger than the "
-                             f"{len(data.train_labels)} training examples")
         num_steps = config.num_steps(spe)
         # The optimizer state's structure does not depend on the schedule's length, which
         # a resume learns only from its checkpoint.

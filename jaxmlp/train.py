@@ -211,7 +211,8 @@ def load_data(config: TrainConfig, data: Optional[Dataset]) -> tuple[Dataset, Tr
     again from a shell without ``$TFDS_DATA_DIR``.
 
     Raises:
-      ValueError: ``data`` is not ``config.dataset``, or the output layer does not fit it.
+      ValueError: ``data`` is not ``config.dataset``, the output layer does not fit it, or
+        a batch is larger than the training split.
     """
     if data is not None:
         if data.info.name != config.dataset:
@@ -225,7 +226,12 @@ def load_data(config: TrainConfig, data: Optional[Dataset]) -> tuple[Dataset, Tr
                             check=config.check_output)  # before any download
         where = str(Path(config.data_dir or default_data_dir()).expanduser().resolve())
         config = dataclasses.replace(config, data_dir=where)
-    return with_validation(data, config.val_size), config
+    data = with_validation(data, config.val_size)
+    if config.batch_size > len(data.train_labels):
+        held = f" (--val-size {config.val_size} holds out the rest)" if config.val_size else ""
+        raise ValueError(f"batch size {config.batch_size} is larger than the "
+                         f"{len(data.train_labels)} training examples{held}")
+    return data, config
 
 
 def put_dataset(data: Dataset, mesh) -> Dataset:
@@ -276,10 +282,6 @@ def train_and_evaluate(config: TrainConfig, out=None, *, resume: bool = False,
             check_resume(read_config(out), config)
         data, config = load_data(config, data)
         num_train = len(data.train_labels)
-        if config.batch_size > num_train:
-            held = f" (--val-size {config.val_size} holds out the rest)" if config.val_size else ""
-            raise ValueError(f"batch size {config.batch_size} is larger than the {num_train} "
-                             f"training examples{held}")
         mesh = make_mesh(config.devices)
         check_batch(config.batch_size, mesh)
         spe = num_train // config.batch_size  # steps per epoch

@@ -316,6 +316,8 @@ def test_sweep_failures_are_one_line(env, tmp_path, capsys):
              "4096:relu,10:linear on mnist need about"),
             (["--warmup-steps", "5"], "--warmup-steps 5 is not shorter than the run (5 steps)"),
             (["--val-size", "60000"], "--val-size 60000 leaves no training examples"),
+            (["--val-size", "59990"], "batch size 128 is larger than the 10 training examples "
+                                      "(--val-size 59990 holds out the rest)"),
             # 1 device, or one per core if this test is the first to start JAX (cli._sweep)
             (["--devices", "3"], "asked for 3 devices but only")]:
         assert main(["sweep", "--steps", "5", "--out", str(out), *args]) == 2
