@@ -309,12 +309,13 @@ def _eval(args) -> int:
 
 
 def _predict(args) -> int:
-    from jaxmlp.predict import load_inputs, predict, top_k
+    from jaxmlp.predict import digit_pipeline, load_inputs, predict, top_k
     from jaxmlp.run import load_run
 
     run = load_run(args.run)
     shape = run.info.image_shape
-    images, names = load_inputs(args.files, invert=args.invert, image_shape=shape)
+    images, names = load_inputs(args.files, invert=args.invert, image_shape=shape,
+                                digits=digit_pipeline(run.info))
     probs = predict(run.params, images, run.arch, image_shape=shape)
     for name, top in zip(names, top_k(probs, 3)):
         if args.json:  # "class"; "digit" too, as before datasets other than MNIST

@@ -22,7 +22,16 @@ from jaxmlp.softmax import softmax
 
 SIDE = 28  # MNIST images are 28×28 ...
 BOX = 20  # ... with the digit scaled into a 20×20 box
-MNIST_SHAPE = (SIDE, SIDE, 1)  # image files for this shape go through the digit pipeline
+MNIST_SHAPE = (SIDE, SIDE, 1)  # image files for this shape go through the digit pipeline ...
+# ... when the dataset is handwriting made the way MNIST was (centred in a 20×20 box):
+# not Fashion-MNIST, whose items fill the frame.
+HANDWRITING = ("mnist", "emnist", "kmnist")
+
+
+def digit_pipeline(info) -> bool:
+    """Whether photos for a model of ``info`` (a ``DatasetInfo``) are cut out and centred as
+    MNIST digits (``load_image``'s ``digits``), rather than only resized."""
+    return tuple(info.image_shape) == MNIST_SHAPE and info.name.split("/")[0] in HANDWRITING
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Image files are read reduced so that their longer side is at most this many pixels: the
 # digit ends up 20 px tall, so more detail only costs time and memory (read whole, a
@@ -314,11 +323,12 @@ def _normalise(digit: np.ndarray) -> np.ndarray:
     return field
 
 
-def load_image(path, *, invert: bool | None = None, image_shape=MNIST_SHAPE) -> np.ndarray:
+def load_image(path, *, invert: bool | None = None, image_shape=MNIST_SHAPE,
+               digits: bool | None = None) -> np.ndarray:
     """A PNG or JPEG as one input of a model taking ``image_shape`` images.
 
-    For MNIST-shaped models (``image_shape`` ``(28, 28, 1)``: MNIST, Fashion-MNIST, KMNIST,
-    EMNIST) an MNIST image: 28×28 grey levels, white digit on black. Steps: grey levels (any
+    With ``digits`` (by default: for ``image_shape`` ``(28, 28, 1)``; ``digit_pipeline``
+    says it for a dataset: MNIST, EMNIST, KMNIST, not Fashion-MNIST) an MNIST image: 28×28 grey levels, white digit on black. Steps: grey levels (any
     mode; transparent pixels composited onto a backdrop that contrasts with the drawing, see
     ``_backdrop``; images over ``MAX_SIDE`` pixels a side read reduced); inversion when the
     digit is dark on a light background; then, unless the image is already 28×28 (taken as
@@ -326,7 +336,7 @@ def load_image(path, *, invert: bool | None = None, image_shape=MNIST_SHAPE) -> 
     ink at the image's edge ignored, contrast stretched to 255) and MNIST's normalisation
     (see ``_normalise``: scaled into 20×20 and centred by mass).
 
-    For any other ``(H, W, C)``, a plain conversion: the image turned upright by its EXIF
+    Otherwise, for any ``(H, W, C)``, a plain conversion: the image turned upright by its EXIF
     orientation, converted to grey (``C`` 1) or RGB (``C`` 3) by Pillow (transparent pixels
     composited onto white, 16-bit grey scaled to 8 bits), and resized to W×H with a
     Lanczos filter (``RESAMPLE``; anti-aliased when shrinking), stretched if its aspect
@@ -340,6 +350,8 @@ def load_image(path, *, invert: bool | None = None, image_shape=MNIST_SHAPE) -> 
         other shapes only ``True`` inverts (255 − x), after resizing.
       image_shape: the model's ``(height, width, channels)``; image files can be read for
         1 or 3 channels.
+      digits: the digit pipeline (only for ``(28, 28, 1)``) or the plain conversion; ``None``
+        takes the digit pipeline exactly for ``(28, 28, 1)``.
 
     Returns:
       uint8 ``(H·W·C,)``, row-major, channels last (MNIST: ``(784,)``).
@@ -353,7 +365,10 @@ def load_image(path, *, invert: bool | None = None, image_shape=MNIST_SHAPE) -> 
         not 1 or 3 channels.
     """
     image_shape = check_image_shape(image_shape)
-    if image_shape != MNIST_SHAPE:
+    digits = image_shape == MNIST_SHAPE if digits is None else digits
+    if digits and image_shape != MNIST_SHAPE:
+        raise ValueError(f"the digit pipeline makes (28, 28, 1) images, not {image_shape}")
+    if not digits:
         if image_shape[2] not in (1, 3):
             raise ValueError(f"image files can be read for models of 1 or 3 channels, this one "
                              f"takes {image_shape[2]} {image_shape}: pass .npy arrays instead")
@@ -407,8 +422,8 @@ def _load_npy(path: Path, invert: bool | None = None,
     return images, names
 
 
-def load_inputs(paths, *, invert: bool | None = None,
-                image_shape=MNIST_SHAPE) -> tuple[np.ndarray, list[str]]:
+def load_inputs(paths, *, invert: bool | None = None, image_shape=MNIST_SHAPE,
+                digits: bool | None = None) -> tuple[np.ndarray, list[str]]:
     """Reads PNG/JPEG images and ``.npy`` arrays into one batch, naming every row.
 
     Args:
@@ -423,6 +438,7 @@ def load_inputs(paths, *, invert: bool | None = None,
         uint8, 1 − x for floating), ``False`` never.
       image_shape: the model's ``(height, width, channels)`` (``Run.info.image_shape``);
         MNIST's by default.
+      digits: passed to ``load_image`` (``digit_pipeline(run.info)`` for a run).
 
     Returns:
       ``(images, names)``: float32 ``(N, H·W·C)`` in [0, 1] and one name per row.
@@ -443,7 +459,8 @@ def load_inputs(paths, *, invert: bool | None = None,
         if suffix == ".npy":
             images, block_names = _load_npy(path, invert, image_shape)
         elif suffix in IMAGE_SUFFIXES:
-            images = load_image(path, invert=invert, image_shape=image_shape)[None].astype(
+            images = load_image(path, invert=invert, image_shape=image_shape,
+                                digits=digits)[None].astype(
                 np.float32) / np.float32(255)
             block_names = [str(path)]
         else:

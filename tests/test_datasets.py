@@ -220,6 +220,19 @@ def test_cli_trains_on_another_dataset(tfds, offline, env, tfds_dir, tmp_path, c
     assert lines[-1].startswith("final test accuracy ") and lines[-1].endswith(
         f"after 3 steps; outputs in {out}")
     assert json.loads((out / "config.json").read_text())["dataset"] == "fashion_mnist"
+    # `jaxmlp predict` resizes a photo for it (an item fills the frame), not cut out as a digit.
+    from PIL import Image
+
+    from jaxmlp.predict import load_image, predict
+
+    photo = tmp_path / "item.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 50), np.uint8)).save(photo)
+    assert main(["predict", str(out), str(photo), "--json"]) == 0
+    (row,) = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+    model = jaxmlp.load_run(out)
+    probs = predict(model.params, load_image(photo, digits=False)[None], model.arch)[0]
+    assert row["class"] == int(probs.argmax())
+    assert row["top3"][0]["prob"] == pytest.approx(float(probs.max()), abs=1e-6)
 
 
 @pytest.mark.parametrize("name, message", [

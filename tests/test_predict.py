@@ -536,6 +536,29 @@ def test_load_image_resizes_for_other_shapes(tmp_path):
     np.testing.assert_array_equal(load_image(path, image_shape=(40, 70, 3)), rgb.reshape(-1))
 
 
+def test_fashion_photos_are_resized_not_cut_out_as_digits(tmp_path):
+    from jaxmlp.data import MNIST, DatasetInfo
+    from jaxmlp.predict import digit_pipeline
+
+    assert digit_pipeline(MNIST) and digit_pipeline(DatasetInfo("emnist/letters", (28, 28, 1), 37))
+    assert digit_pipeline(DatasetInfo("kmnist", (28, 28, 1), 10))
+    fashion = DatasetInfo("fashion_mnist", (28, 28, 1), 10)
+    assert not digit_pipeline(fashion) and not digit_pipeline(DatasetInfo("cifar10", (32, 32, 3), 10))
+    # An item that fills the frame: the plain conversion keeps it whole at 28×28 (a digit's
+    # cut-out would crop it to its "ink" and shrink it into a 20×20 box).
+    rgb = _noise_rgb(60, 50)
+    path = _save(rgb, tmp_path / "shirt.png")
+    grey = np.asarray(Image.fromarray(rgb).convert("L").resize((28, 28), Image.Resampling.LANCZOS))
+    plain = load_image(path, digits=False)
+    np.testing.assert_array_equal(plain, grey.reshape(-1))
+    assert not np.array_equal(load_image(path), plain)  # 28×28×1 alone: the digit pipeline
+    rows, _ = load_inputs([path], digits=digit_pipeline(fashion))
+    np.testing.assert_array_equal(rows[0], plain / np.float32(255))
+    with pytest.raises(ValueError, match=r"the digit pipeline makes \(28, 28, 1\) images, not "
+                                         r"\(32, 32, 3\)"):
+        load_image(path, image_shape=(32, 32, 3), digits=True)
+
+
 def test_load_image_plain_conversion_details(tmp_path):
     # Transparent pixels composited onto white; opaque ones kept.
     rgba = np.zeros((10, 12, 4), np.uint8)
