@@ -29,6 +29,7 @@ from jaxmlp.checkpoint import (load_checkpoint, read_npz, save_checkpoint, save_
                                write_atomic)
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import MNIST, DatasetInfo
+from jaxmlp.images import check_image_shape
 
 CONFIG, METRICS, CHECKPOINT, MODEL = "config.json", "metrics.jsonl", "checkpoint.npz", "model.npz"
 CURVES, EVAL = "curves.png", "eval.json"
@@ -339,10 +340,7 @@ def load_model(path) -> tuple[Arch, list[dict], DatasetInfo]:
         info = MNIST
         if "image_shape" in arrays:
             info = DatasetInfo(str(arrays.pop("dataset")),
-                               tuple(int(s) for s in arrays.pop("image_shape")), arch[-1].units)
-            if len(info.image_shape) != 3 or min(info.image_shape) < 1:
-                raise ValueError(f"image_shape {info.image_shape} is not (height, width, "
-                                 "channels)")
+                               check_image_shape(arrays.pop("image_shape")), arch[-1].units)
     except FileNotFoundError:
         raise RunError(f"no model at {path} (has the run finished an epoch?)") from None
     except (KeyError, ValueError, TypeError) as e:

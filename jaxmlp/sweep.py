@@ -37,6 +37,7 @@ from jaxmlp.arch import parse_arch
 from jaxmlp.checkpoint import read_npz, save_checkpoint
 from jaxmlp.config import TrainConfig, check_resume, resume_length
 from jaxmlp.data import MNIST, Dataset, DatasetInfo
+from jaxmlp.images import check_image_shape
 from jaxmlp.metrics import evaluate
 from jaxmlp.mlp import init_params
 from jaxmlp.parallel import make_mesh
@@ -239,10 +240,9 @@ def read_sweep_info(folder) -> DatasetInfo:
         return MNIST
     try:
         d = meta["dataset"]
-        info = DatasetInfo(d["name"], tuple(d["image_shape"]), d["num_classes"])
-        if not (isinstance(info.name, str) and len(info.image_shape) == 3
-                and all(type(v) is int and v >= 1 for v in (*info.image_shape,
-                                                             info.num_classes))):
+        info = DatasetInfo(d["name"], check_image_shape(d["image_shape"]), d["num_classes"])
+        if not (isinstance(info.name, str) and type(info.num_classes) is int
+                and info.num_classes >= 1):
             raise ValueError(f"dataset {d} is not a name, (height, width, channels) and a "
                              "class count")
         return info
