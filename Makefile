@@ -1,4 +1,5 @@
-# Two commands on a fresh machine: `make train` and `make test`. Each sets up .venv itself.
+# Two commands on a fresh machine: `make train` and `make test`. Each sets up .venv itself,
+# from requirements.lock: the exact versions (and file hashes) the test suite passed with.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,12 +9,13 @@ SHARED_TFDS := $(wildcard ../shared/data/tensorflow_datasets)
 TFDS_DATA_DIR ?= $(SHARED_TFDS)
 export TFDS_DATA_DIR
 
-.PHONY: setup train test reproduce benchmark clean
+.PHONY: setup train test test-offline lock reproduce benchmark clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $@
 
 setup: $(BIN)/.installed
@@ -25,6 +27,27 @@ train: setup
 
 test: setup
 	$(BIN)/python -m pytest -q -n auto $(PYTEST_ARGS)
+
+# The tests that need no data, run as if there were none (a missing-data skip fails here).
+test-offline: setup
+	CI=true JAXMLP_TEST_DATA=/nonexistent TFDS_DATA_DIR=/nonexistent \
+		$(BIN)/python -m pytest -q -n auto -m "not mnist" $(PYTEST_ARGS)
+
+# Re-resolves pyproject.toml's ranges against today's registry into requirements.lock.
+# Then run `make test`; commit the new lock only if it passes.
+LOCK_VENV := .lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e ".[test]"
+	$(LOCK_VENV)/bin/python -m pip freeze --exclude-editable > $(LOCK_VENV)/pins.in
+	$(LOCK_VENV)/bin/python -m pip --version | awk '{print "pip==" $$2}' >> $(LOCK_VENV)/pins.in
+	echo 'setuptools>=77' >> $(LOCK_VENV)/pins.in  # what pyproject.toml builds with
+	$(LOCK_VENV)/bin/python -m pip install --quiet uv
+	$(LOCK_VENV)/bin/uv pip compile $(LOCK_VENV)/pins.in --generate-hashes --no-annotate \
+		--no-header --quiet --python-version 3.11 -o requirements.lock
+	rm -rf $(LOCK_VENV)
 
 reproduce: setup
 	$(BIN)/python scripts/reproduce_seed.py $(ARGS)

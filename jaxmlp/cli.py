@@ -358,6 +358,10 @@ def _interrupt(signum, frame):
 def main(argv=None) -> int:
     """The ``jaxmlp`` command; returns its exit status."""
     args = _parse(argv)
+    # One line at a time even into a pipe (`jaxmlp train | tee log`), as on a terminal: a
+    # reader sees each epoch as it ends, not a block when the buffer fills or the run exits.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return _run(args)

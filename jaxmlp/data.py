@@ -8,11 +8,14 @@ accelerators and out of the training loop. After the first load the decoded arra
 cached as ``.npz`` (keyed by dataset, version and the metadata TFDS wrote when it prepared
 them), so later runs skip TensorFlow entirely.
 """
+import contextlib
 import hashlib
 import math
 import os
 import re
 import socket
+import sys
+import tempfile
 import urllib.parse
 from pathlib import Path
 from typing import NamedTuple, Optional
@@ -162,8 +165,40 @@ def with_validation(data: Dataset, size: int) -> Dataset:
                          val_images=data.train_images[keep:], val_labels=data.train_labels[keep:])
 
 
+@contextlib.contextmanager
+def _held_stderr():
+    """Holds whatever is written to file descriptor 2 while TensorFlow runs; yields a function
+    that returns the held text.
+
+    TensorFlow 2.21 and absl write start-up notes ("oneDNN custom operations are on", "All log
+    messages before absl::InitializeLog() is called are written to STDERR") from C++, before
+    and regardless of ``TF_CPP_MIN_LOG_LEVEL``, and a corrupt record's reason goes there too.
+    Holding the descriptor silences every such route; the text is kept so that an error can
+    still quote TensorFlow's reason in jaxmlp's one line.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield lambda: (held.seek(0), held.read().decode("utf-8", "replace"))[1]
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _logged_reason(text: str) -> str:
+    """The last status TensorFlow's C++ side logged in ``text`` ("… local_rendezvous.cc:407]
+    Local rendezvous is aborting with status: DATA_LOSS: corrupted record at 12" →
+    "DATA_LOSS: corrupted record at 12"), or ''."""
+    found = [line.split(" status: ", 1)[1].strip() for line in text.splitlines()
+             if " status: " in line]
+    return found[-1][:300] if found else ""
+
+
 def _import_tfds():
-    # TensorFlow's C++ start-up notes (oneDNN, CPU features, absl) are noise here.
+    # Python-side TensorFlow logging; the C++ side is held by _held_stderr.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         import tensorflow as tf
@@ -302,8 +337,8 @@ def _prepare(tfds, builder, name: str, data_dir: Path, manual_dir: Optional[Path
 
 
 def _read_split(tfds, builder, split: str, keys: tuple[str, str], info: DatasetInfo,
-                data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = [], []
+                data_dir: Path, held=lambda: "") -> tuple[np.ndarray, np.ndarray]:
+    images, labels, failure = [], [], None
     try:
         upright = info.name.split("/")[0] in TRANSPOSED
         for batch in tfds.as_numpy(builder.as_dataset(split=split).batch(10_000)):
@@ -313,9 +348,14 @@ def _read_split(tfds, builder, split: str, keys: tuple[str, str], info: DatasetI
             images.append(pixels.reshape(-1, info.in_dim))
             labels.append(np.asarray(batch[keys[1]], np.int32))
     except Exception as e:  # TensorFlow's "{{function_node …}}" suffix only names its op
-        reason = str(e).splitlines()[0].split("{{")[0].strip()[:300]
+        failure = (type(e).__name__, (str(e).splitlines() or [""])[0].split("{{")[0].strip())
+    # Raised here, not in the except clause: the error's traceback would keep TensorFlow's
+    # iterator alive past _held_stderr, and its destructor logs a warning of its own.
+    if failure:
+        # A corrupt record's DataLossError may say nothing itself; its reason was logged.
+        reason = failure[1][:300] or _logged_reason(held()) or "no reason given"
         raise DatasetError(f"could not read the {info.name} {split} split in {data_dir}: "
-                           f"{type(e).__name__}: {reason}") from None
+                           f"{failure[0]}: {reason}")
     if not images:
         raise DatasetError(f"the {info.name} {split} split in {data_dir} is empty")
     return np.concatenate(images), np.concatenate(labels)
@@ -324,20 +364,21 @@ def _read_split(tfds, builder, split: str, keys: tuple[str, str], info: DatasetI
 def _load_tfds(name: str, data_dir: Path, manual_dir: Optional[Path], download: bool,
                check) -> tuple[Dataset, Optional[Path]]:
     """The dataset read by TFDS, and its prepared ``dataset_info.json`` (the cache key)."""
-    tfds = _import_tfds()
-    builder = _builder(tfds, name, data_dir)
-    # Refuse a dataset jaxmlp (or the caller) cannot use before preparing it.
-    check(dataset_info(builder)[0]._replace(name=name))
-    if not builder.is_prepared():
-        _prepare(tfds, builder, name, data_dir, manual_dir, download)
-    info, image_key, label_key, (train, test) = dataset_info(builder)  # splits now known
-    info = info._replace(name=name)
-    arrays = {}
-    for ours, split in (("train", train), ("test", test)):
-        arrays[f"{ours}_images"], arrays[f"{ours}_labels"] = _read_split(
-            tfds, builder, split, (image_key, label_key), info, data_dir)
-    prepared = Path(builder.data_dir) / "dataset_info.json"
-    return Dataset(**arrays, info=info), prepared if prepared.is_file() else None
+    with _held_stderr() as held:
+        tfds = _import_tfds()
+        builder = _builder(tfds, name, data_dir)
+        # Refuse a dataset jaxmlp (or the caller) cannot use before preparing it.
+        check(dataset_info(builder)[0]._replace(name=name))
+        if not builder.is_prepared():
+            _prepare(tfds, builder, name, data_dir, manual_dir, download)
+        info, image_key, label_key, (train, test) = dataset_info(builder)  # splits now known
+        info = info._replace(name=name)
+        arrays = {}
+        for ours, split in (("train", train), ("test", test)):
+            arrays[f"{ours}_images"], arrays[f"{ours}_labels"] = _read_split(
+                tfds, builder, split, (image_key, label_key), info, data_dir, held)
+        prepared = Path(builder.data_dir) / "dataset_info.json"
+        return Dataset(**arrays, info=info), prepared if prepared.is_file() else None
 
 
 def _read_cache(path: Path, name: str) -> Optional[Dataset]:

@@ -10,7 +10,12 @@ epochs, the first apart (compilation) and then the median of the rest, for:
   torch-eager    PyTorch eager, data preloaded as tensors, same net, optimizer and batch
                  (when torch is importable)
 
-and prints the ratios of scan-hand against each, measured in the same run. Then it runs
+and prints the ratios of scan-hand against each, measured in the same run. Between calls the script waits until the
+process is idle (``_settle``), so no driver's threads run into the next one's time; checked
+once by timing each driver alone (``--drivers NAME``) against the whole round-robin:
+2026-12-01, 2-core AMD EPYC, preset b, ms per epoch, median (min) of 5: scan-hand 152 (146)
+in the round-robin vs 153 (146) alone, step-loop 208 (206) vs 209 (201), torch-eager 342
+(319) vs 314 (305), torch's own spread between runs. The sweep mode's rounds settle too. Then it runs
 ``jaxmlp train --arch wide --target-accuracy 0.98`` twice in fresh processes, first with
 empty caches and then with warm ones, and reports the wall time to 98% test accuracy and
 the time from process start to the first step. Peak memory (max RSS) of this process and
@@ -46,6 +51,7 @@ import argparse
 import itertools
 import json
 import os
+
 import pickle
 import platform
 import resource
@@ -370,6 +376,25 @@ def _one_thread(driver):
     return compile_seconds, call, info
 
 
+def _settle(max_s: float = 2.0, window_s: float = 0.01) -> float:
+    """Waits until this process's threads are idle; returns the seconds it waited.
+
+    PyTorch's OpenMP threads spin after each parallel region waiting for more work (libgomp
+    for about 10 ms here, Intel's OpenMP for KMP_BLOCKTIME, 200 ms by default), and XLA's
+    pool may finish work late: the driver timed next would share the cores with them. Idle
+    means one ``window_s`` with under 5% of a core busy. (OMP_WAIT_POLICY=PASSIVE would end
+    the spinning too, but made torch-eager 2.7x slower on preset b: it is torch's own speed
+    that is timed, with its default threads.)
+    """
+    start = time.perf_counter()
+    while time.perf_counter() - start < max_s:
+        cpu = time.process_time()
+        time.sleep(window_s)
+        if time.process_time() - cpu < 0.05 * window_s:
+            break
+    return time.perf_counter() - start
+
+
 def round_robin(drivers: dict, rounds: int) -> dict:
     """Seconds of each driver's calls: a warm-up round, then `rounds` rounds, each starting
     one driver later. Returns {name: [(wall, CPU seconds of this process) of each timed
@@ -381,6 +406,7 @@ def round_robin(drivers: dict, rounds: int) -> dict:
             start, cpu = time.perf_counter(), time.process_time()
             drivers[name]()
             times[name].append((time.perf_counter() - start, time.process_time() - cpu))
+            _settle()
     return {name: t[1:] for name, t in times.items()}
 
 
@@ -590,6 +616,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--examples", type=int, help="train on the first N examples only")
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--drivers", help="time only these drivers (comma-separated; "
+                                          "default: all), e.g. to check one alone")
     parser.add_argument("--tta-arch", default="wide", help="net for the time-to-accuracy runs")
     parser.add_argument("--tta-target", type=float, default=0.98)
     parser.add_argument("--tta-epochs", type=int, default=10)
@@ -663,8 +691,14 @@ def main(argv=None) -> dict:
         }
         if has_torch:
             makers["torch-eager"] = lambda: make_torch(preset, data, args.batch_size, args.lr, total)
+        if args.drivers:
+            wanted = args.drivers.split(",")
+            if unknown := set(wanted) - set(makers):
+                parser.error(f"--drivers: no driver {', '.join(sorted(unknown))} here "
+                             f"(have {', '.join(makers)})")
+            makers = {name: makers[name] for name in wanted}
         drivers = {name: make() for name, make in makers.items()}
-        times = {name: [] for name in drivers}
+        times, settle = {name: [] for name in drivers}, {name: 0.0 for name in drivers}
         order = list(drivers)
         for r in range(total):  # round-robin, one epoch of each driver per round,
             # each round starting one driver later, so none always follows the same one
@@ -672,21 +706,25 @@ def main(argv=None) -> dict:
                 start = time.perf_counter()
                 drivers[name][1]()
                 times[name].append(time.perf_counter() - start)
+                settle[name] = max(settle[name], _settle())  # the next starts on idle cores
         steps = len(data[1]) // args.batch_size
         rows = {}
         for name, (compile_seconds, _, info) in drivers.items():
             epoch = statistics.median(times[name][1:])
             rows[name] = {"compile_seconds": compile_seconds, "first_epoch_seconds": times[name][0],
+                          "settle_seconds_after": settle[name],
                           "epoch_seconds": epoch, "epoch_seconds_min": min(times[name][1:]),
                           "epoch_seconds_all": times[name][1:],
                           "examples_per_second": steps * args.batch_size / epoch, **info}
-        hand = rows["scan-hand"]["epoch_seconds"]
-        report["presets"][preset] = {
-            "runs": rows,
-            "speedup_of_scan_hand": {name: row["epoch_seconds"] / hand for name, row in rows.items()
-                                     if name not in ("scan-hand", "dispatch-only")},
-            "dispatch_us_per_step": rows["dispatch-only"]["epoch_seconds"] / steps * 1e6,
-            "scan_hand_us_per_step": hand / steps * 1e6}
+        report["presets"][preset] = entry = {"runs": rows, "speedup_of_scan_hand": {}}
+        if "scan-hand" in rows:
+            hand = rows["scan-hand"]["epoch_seconds"]
+            entry["speedup_of_scan_hand"] = {name: row["epoch_seconds"] / hand
+                                             for name, row in rows.items()
+                                             if name not in ("scan-hand", "dispatch-only")}
+            entry["scan_hand_us_per_step"] = hand / steps * 1e6
+        if "dispatch-only" in rows:
+            entry["dispatch_us_per_step"] = rows["dispatch-only"]["epoch_seconds"] / steps * 1e6
         print(f"  {preset}: done", file=sys.stderr)
     if not args.no_tta:
         with tempfile.TemporaryDirectory() as tmp:
@@ -765,6 +803,11 @@ def print_report(report: dict) -> None:
     print()
     for preset, entry in report["presets"].items():
         runs = entry["runs"]
+        print(f"{preset}: until the cores were idle after a call (longest wait, ms): " +
+              ", ".join(f"{name} {row['settle_seconds_after'] * 1e3:.0f}"
+                        for name, row in runs.items()))
+        if not {"scan-hand", "scan-autodiff", "dispatch-only"} <= set(runs):
+            continue
         print(f"{preset}: a scan-hand step takes {entry['scan_hand_us_per_step']:.0f} us; driving "
               f"an empty step from Python costs {entry['dispatch_us_per_step']:.0f} us, the most "
               "a per-step loop can lose to the scan; compiled epoch: "

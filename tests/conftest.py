@@ -1,5 +1,21 @@
+"""Shared fixtures. Tests that need the real MNIST get the ``mnist`` mark from the fixtures
+they use (``pytest -m "not mnist"`` runs without any data); ``env`` points a test's
+subprocesses and the default folders at that data and a cache of the session's own."""
+import os
+from pathlib import Path
+
 import jax
 import pytest
+
+# Every fixture that reaches ../shared/data; a test using any of them, directly or through
+# another fixture, needs the real MNIST.
+DATA_FIXTURES = {"shared_data", "tfds_dir", "idx_dir", "mnist"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.mnist)
 
 
 @pytest.fixture
@@ -8,9 +24,6 @@ def x64():
     with jax.enable_x64(True):
         yield
 
-
-import os
-from pathlib import Path
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -28,7 +41,8 @@ def _require(path: Path, what: str) -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    return Path(os.environ.get("JAXMLP_TEST_DATA") or SHARED_DATA)
+    # Resolved: the data may be reached through a symbolic link, and runs record real paths.
+    return Path(os.environ.get("JAXMLP_TEST_DATA") or SHARED_DATA).resolve()
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +66,12 @@ def mnist(tfds_dir, cache_dir):
     from jaxmlp.data import load_mnist
 
     return load_mnist(data_dir=tfds_dir, cache_dir=cache_dir, download=False)
+
+
+@pytest.fixture
+def env(tfds_dir, cache_dir, mnist, monkeypatch) -> dict:
+    """The real MNIST and the session's filled cache as the default folders, for this process
+    and, as the returned environment, for the jaxmlp subprocesses a test starts."""
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tfds_dir))
+    monkeypatch.setenv("JAXMLP_CACHE_DIR", str(cache_dir))
+    return {**os.environ}

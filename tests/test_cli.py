@@ -10,14 +10,6 @@ import pytest
 
 from jaxmlp.cli import main
 
-pytestmark = pytest.mark.mnist
-
-
-@pytest.fixture
-def env(tfds_dir, cache_dir, monkeypatch):
-    monkeypatch.setenv("TFDS_DATA_DIR", str(tfds_dir))
-    monkeypatch.setenv("JAXMLP_CACHE_DIR", str(cache_dir))
-    return {**os.environ}
 
 
 def test_cli_writes_every_output(env, mnist, tmp_path):

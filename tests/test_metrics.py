@@ -250,7 +250,6 @@ def _numpy_reference(params, images, labels):
             "near_ties": int(np.sum(top2[:, 1] - top2[:, 0] < 1e-4))}
 
 
-@pytest.mark.mnist
 def test_report_on_mnist_matches_numpy(mnist, preset_a):
     images, labels = mnist.test_images, mnist.test_labels
     report = evaluation_report(preset_a, images, labels, "a", max_bytes=4 * 784 * 3000)
@@ -275,7 +274,6 @@ def test_report_on_mnist_matches_numpy(mnist, preset_a):
                                rtol=1e-5)
 
 
-@pytest.mark.mnist
 def test_evaluate_on_mnist_train_set(mnist, preset_a):
     # All 60,000 training images, as device arrays, in chunks of 5,000 rows.
     images, labels = mnist.train_images, mnist.train_labels

@@ -39,18 +39,12 @@ print("RESULT", json.dumps(out))
 """
 
 
-@pytest.fixture
-def env(tfds_dir, cache_dir, mnist):
-    return {**os.environ, "TFDS_DATA_DIR": str(tfds_dir), "JAXMLP_CACHE_DIR": str(cache_dir)}
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-@pytest.mark.mnist
 def test_four_devices_match_one(env):
     proc = subprocess.run([sys.executable, "-c", FOUR_DEVICES], capture_output=True, text=True,
                           timeout=300, env={**env, "XLA_FLAGS":
@@ -65,7 +59,6 @@ def test_four_devices_match_one(env):
                                   "use a multiple of 4")
 
 
-@pytest.mark.mnist
 def test_two_processes_match_one(env, tmp_path):
     args = ["--arch", "b", "--steps", "30", "--batch-size", "128", "--no-progress",
             "--no-download"]

@@ -383,7 +383,6 @@ def trained(mnist):
     return train(init_params(jax.random.key(0), arch, 784)), arch
 
 
-@pytest.mark.mnist
 def test_predict_on_a_trained_model(mnist, trained, tmp_path):
     params, arch = trained
     probs = predict(params, mnist.test_images, arch)
@@ -402,7 +401,6 @@ def test_predict_on_a_trained_model(mnist, trained, tmp_path):
     assert [c for c, _ in (row[0] for row in top_k(probs[:50], 1))] == list(probs[:50].argmax(1))
 
 
-@pytest.mark.mnist
 def test_photos_of_mnist_digits_are_recognised(mnist, trained, tmp_path):
     # Real test digits, one per class, that the model gets right both as they are and drawn
     # 10× larger in white on black (a clean image file), now photographed as JPEG (dark ink

@@ -13,7 +13,6 @@ def _python_block(heading: str) -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-@pytest.mark.mnist
 def test_use_a_trained_model_example_runs_verbatim(tfds_dir, cache_dir, mnist, tmp_path,
                                                    monkeypatch, capsys):
     from jaxmlp import TrainConfig, train_and_evaluate

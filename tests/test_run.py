@@ -14,15 +14,7 @@ import jaxmlp
 from jaxmlp.cli import main
 from jaxmlp.run import LOCK, RunError, RunFolder, load_run
 
-pytestmark = pytest.mark.mnist
 QUICK = ["--arch", "a", "--steps", "60", "--no-progress", "--quiet"]
-
-
-@pytest.fixture
-def env(tfds_dir, cache_dir, mnist, monkeypatch):
-    monkeypatch.setenv("TFDS_DATA_DIR", str(tfds_dir))
-    monkeypatch.setenv("JAXMLP_CACHE_DIR", str(cache_dir))
-    return {**os.environ}
 
 
 def _snapshot(folder):
@@ -153,7 +145,9 @@ def test_extending_mid_epoch_equals_the_straight_run(env, mnist, tmp_path):
 def test_load_run_gives_a_usable_model(done, mnist):
     run = jaxmlp.load_run(done)
     # The data folder it used is recorded, so eval finds the data from any shell.
-    assert run.config == jaxmlp.TrainConfig(arch="a", steps=60, data_dir=os.environ["TFDS_DATA_DIR"])
+    # (resolved: the data may be reached through a symbolic link, as CI's shared/ can be)
+    recorded = str(Path(os.environ["TFDS_DATA_DIR"]).resolve())
+    assert run.config == jaxmlp.TrainConfig(arch="a", steps=60, data_dir=recorded)
     assert run.arch == jaxmlp.parse_arch("a") and run.path == done
     with np.load(done / "checkpoint.npz") as f:
         assert {"params/0/w", "params/0/b", "opt_state/0/trace/0/w", "step", "key"} <= set(f.files)
@@ -193,15 +187,21 @@ def _jaxmlp(args, env, **kw):
 
 
 def _signal_after_first_epoch(env, out, signum) -> tuple[int, str]:
-    """Starts a long run, sends ``signum`` once its first epoch is announced."""
-    proc = _jaxmlp(["train", "--arch", "b", "--epochs", "30", "--out", str(out),
+    """Starts a run far too long to finish, sends ``signum`` once its first epoch is saved.
+
+    Waits for a state, not a time: the "epoch 1," line comes after epoch 1's checkpoint is
+    written (stdout is line-buffered even into this pipe), and a 1,000-epoch run is still
+    training then however loaded the machine is.
+    """
+    proc = _jaxmlp(["train", "--arch", "b", "--epochs", "1000", "--out", str(out),
                     "--no-progress"], env)
     try:
         for line in proc.stdout:
             if line.startswith("epoch 1,"):
+                assert proc.poll() is None and (out / "checkpoint.npz").is_file()
                 proc.send_signal(signum)
                 break
-        _, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=300)
     finally:
         proc.kill()
     return proc.returncode, err

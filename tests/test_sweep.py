@@ -31,7 +31,6 @@ def _model(params, i):
     return [np.asarray(leaf)[i] for leaf in jax.tree.leaves(params)]
 
 
-@pytest.mark.mnist
 @pytest.mark.parametrize("grad, optimizer", [
     ("hand", {}), ("autodiff", {}),
     # Every part of make_optimizer at once, the lr and b1 traced per model under vmap:
@@ -76,7 +75,6 @@ print("RESULT", json.dumps(out))
 """
 
 
-@pytest.mark.mnist
 def test_sharded_sweep_equals_unsharded(tfds_dir, cache_dir, mnist):
     env = {**os.environ, "TFDS_DATA_DIR": str(tfds_dir), "JAXMLP_CACHE_DIR": str(cache_dir),
            "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
@@ -151,7 +149,6 @@ def test_best_setting_is_chosen_on_validation_not_test():
     assert "best setting (by test ensemble: no validation split): lr 0.1" in format_summary(s)
 
 
-@pytest.mark.mnist
 def test_sweep_with_validation_split_and_lion(small, tmp_path):
     """Lion (decoupled weight decay, warm-up, clipping) with --val-size: each model is
     evaluated on the last 1000 training examples, never trained on them, and the
@@ -266,13 +263,6 @@ def test_grid_parsing():
     assert size(0, in_dim=3072) - size(0) == (3072 - 784) * (128 * 4 + 70_000)
 
 
-@pytest.fixture
-def env(tfds_dir, cache_dir, mnist, monkeypatch):
-    monkeypatch.setenv("TFDS_DATA_DIR", str(tfds_dir))
-    monkeypatch.setenv("JAXMLP_CACHE_DIR", str(cache_dir))
-
-
-@pytest.mark.mnist
 def test_sweep_command_loads_resumes_and_refuses(env, mnist, tmp_path, capsys):
     out = tmp_path / "sweep"
     args = ["sweep", "--arch", "a", "--seeds", "2", "--lr", "0.1,0.05", "--schedule",
@@ -305,7 +295,6 @@ def test_sweep_command_loads_resumes_and_refuses(env, mnist, tmp_path, capsys):
                                   np.asarray(straight["params"][0]["w"])[3])
 
 
-@pytest.mark.mnist
 def test_sweep_failures_are_one_line(env, tmp_path, capsys):
     out = tmp_path / "sweep"
     for args, message in [

@@ -9,7 +9,6 @@ import pytest
 from jaxmlp.checkpoint import load_checkpoint, save_checkpoint
 from jaxmlp.train import TrainConfig, TrainingDiverged, train_and_evaluate
 
-pytestmark = pytest.mark.mnist
 
 
 def _leaves(tree):
