@@ -1,17 +1,28 @@
 """jaxmlp: multilayer perceptrons in JAX as pure functions, with hand-derived gradients
-proven equal to ``jax.grad``."""
-from jaxmlp.activations import ACTIVATIONS, Activation
-from jaxmlp.arch import PRESETS, Arch, Layer, parse_arch
-from jaxmlp.backprop import hand_grad, hand_loss, hand_value_and_grad
-from jaxmlp.config import TrainConfig
-from jaxmlp.cross_entropy import cross_entropy, cross_entropy_grad
-from jaxmlp.data import load_dataset
-from jaxmlp.images import prepare_images
-from jaxmlp.mlp import forward, forward_layers, init_params, loss
-from jaxmlp.predict import predict
-from jaxmlp.run import Run, RunError, load_run
-from jaxmlp.softmax import log_softmax, softmax, softmax_jacobian
-from jaxmlp.train import train_and_evaluate
+proven equal to ``jax.grad``.
+
+The names below are the public API. They load on first use (PEP 562), so that
+``import jaxmlp`` and the ``jaxmlp`` command start without JAX: a Ctrl-C while JAX and
+TensorFlow load is then still the command's to answer (``jaxmlp._entry``).
+"""
+import importlib
+import sys
+import types
+
+_WHERE = {
+    "ACTIVATIONS": "activations", "Activation": "activations",
+    "PRESETS": "arch", "Arch": "arch", "Layer": "arch", "parse_arch": "arch",
+    "hand_grad": "backprop", "hand_loss": "backprop", "hand_value_and_grad": "backprop",
+    "TrainConfig": "config",
+    "cross_entropy": "cross_entropy", "cross_entropy_grad": "cross_entropy",
+    "load_dataset": "data",
+    "prepare_images": "images",
+    "forward": "mlp", "forward_layers": "mlp", "init_params": "mlp", "loss": "mlp",
+    "predict": "predict",
+    "Run": "run", "RunError": "run", "load_run": "run",
+    "log_softmax": "softmax", "softmax": "softmax", "softmax_jacobian": "softmax",
+    "train_and_evaluate": "train",
+}
 
 __all__ = [
     "ACTIVATIONS", "Activation", "Arch", "Layer", "PRESETS", "parse_arch",
@@ -21,3 +32,34 @@ __all__ = [
     "TrainConfig", "train_and_evaluate", "load_dataset", "load_run", "Run", "RunError", "predict",
     "prepare_images",
 ]
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f"jaxmlp.{_WHERE[name]}"), name)
+        globals()[name] = value  # once loaded, a plain attribute
+        return value
+    try:  # jaxmlp.sweep and friends, as after `import jaxmlp.sweep`
+        return importlib.import_module(f"jaxmlp.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"jaxmlp.{name}":
+            raise
+        raise AttributeError(f"module 'jaxmlp' has no attribute {name!r}") from None
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})
+
+
+class _Package(types.ModuleType):
+    """Importing the submodule ``jaxmlp.softmax`` sets the package's attribute ``softmax``
+    to that module (the import system does); here it stays the function of that name, as
+    the API says (likewise ``predict``, ``cross_entropy``)."""
+
+    def __setattr__(self, name, value):
+        if name in _WHERE and isinstance(value, types.ModuleType):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

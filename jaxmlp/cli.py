@@ -39,16 +39,24 @@ class _Failure(Exception):
         self.code = code
 
 
-def add_config_flags(parser: argparse.ArgumentParser, skip=()) -> None:
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage itself is for ``--help``)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_config_flags(parser: argparse.ArgumentParser, skip=(), helps=None) -> None:
     """One flag per ``TrainConfig`` field, its help and choices taken from the field.
 
     Every default is None here, so a resume can tell which flags were given; the help
-    shows the field's real default, once.
+    shows the field's real default, once. ``helps`` replaces a field's help text.
     """
     for field in dataclasses.fields(TrainConfig):
         if field.name in skip:
             continue
-        meta = field.metadata
+        meta = {**field.metadata, **({"help": helps[field.name]} if field.name in (helps or {})
+                                      else {})}
         flag = meta.get("flag", "--" + field.name.replace("_", "-"))
         kind = [t for t in typing.get_args(typing.get_type_hints(TrainConfig)[field.name])
                 if t is not type(None)] or [typing.get_type_hints(TrainConfig)[field.name]]
@@ -64,7 +72,7 @@ def add_config_flags(parser: argparse.ArgumentParser, skip=()) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     # No abbreviated flags: `jaxmlp sweep --seed 3` must not quietly mean --seeds 3.
-    parser = argparse.ArgumentParser(prog=PROG, allow_abbrev=False, description="Multilayer perceptrons on MNIST "
+    parser = _Parser(prog=PROG, allow_abbrev=False, description="Multilayer perceptrons on MNIST "
                                      "and other TFDS image sets "
                                      "with JAX: train, evaluate, predict, prove the gradients.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -83,12 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     multi.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
     multi.add_argument("--num-processes", type=int, help="how many processes take part")
     multi.add_argument("--process-id", type=int, help="this process's rank, 0 to K-1")
-    multi.add_argument("--init-timeout", type=int, default=60,
+    multi.add_argument("--init-timeout", type=float, default=60,
                        help="seconds to wait for every process to join (default: 60)")
 
     sw = commands.add_parser("sweep", allow_abbrev=False, help="train a grid of seeds x learning rates x momenta "
                              "at once (vmap)")
-    add_config_flags(sw, skip=(*SWEPT, "target_accuracy"))  # every model trains to the end
+    # Every model trains to the end (no target), and a sweep logs per epoch (no iter lines).
+    add_config_flags(sw, skip=(*SWEPT, "target_accuracy", "log_every"), helps={
+        "val_size": "hold out the last N training examples as a validation split, evaluated "
+                    "every epoch; the best setting is then chosen by it",
+        "devices": "devices the models are spread over (default: as many as divide the "
+                   "number of models evenly)"})
     sw.add_argument("--seeds", help="a count (16: seeds 0-15) or a list (0,3,7) "
                     "(default: 1)")
     sw.add_argument("--lr", help="peak learning rates, e.g. 0.02,0.05,0.1 (default: the "
@@ -105,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser("eval", allow_abbrev=False, help="re-evaluate a run's model on its dataset's test split")
     ev.add_argument("run", metavar="RUN", help="a run folder")
+    ev.add_argument("--model", type=int, metavar="I", help="model I of a sweep's folder")
     ev.add_argument("--data-dir", help="TFDS data folder (default: the run's, else "
                     "$TFDS_DATA_DIR)")
     ev.add_argument("--no-download", dest="download", action="store_false",
@@ -112,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = commands.add_parser("predict", allow_abbrev=False, help="classify images (PNG/JPEG) or .npy arrays")
     pr.add_argument("run", metavar="RUN", help="a run folder")
+    pr.add_argument("--model", type=int, metavar="I", help="model I of a sweep's folder")
     pr.add_argument("files", metavar="FILE", nargs="+", help=".png, .jpg or .npy files")
     ink = pr.add_mutually_exclusive_group()
     ink.add_argument("--invert", dest="invert", action="store_true", default=None,
@@ -170,17 +185,23 @@ def _given(args, skip=()) -> dict:
     return given
 
 
+def _resumed_folder(args, kind: str) -> Path:
+    """The folder ``--resume`` names; ``--out`` may only name it again."""
+    if not args.resume.strip():
+        raise ValueError(f"--resume needs a {kind} folder, got an empty string")
+    out = Path(args.resume)
+    if args.out and Path(args.out).resolve() != out.resolve():
+        raise ValueError("--resume DIR writes to DIR; drop --out or make it the same")
+    return out
+
+
 def config_from_args(args) -> tuple[TrainConfig, Path]:
     """The ``TrainConfig`` and run folder that ``args`` ask for (resume included)."""
     given = _given(args)
     if args.resume is None:
         config = TrainConfig(**given)
         return config, Path(args.out) if args.out else default_out(config.arch, config.dataset)
-    if not args.resume.strip():
-        raise ValueError("--resume needs a run folder, got an empty string")
-    out = Path(args.resume)
-    if args.out and Path(args.out).resolve() != out.resolve():
-        raise ValueError("--resume DIR writes to DIR; drop --out or make it the same")
+    out = _resumed_folder(args, "run")
     from jaxmlp.run import read_config
 
     saved = read_config(out)  # train_and_evaluate checks what may change
@@ -220,7 +241,6 @@ def _train(args) -> int:
     from jaxmlp.train import train_and_evaluate
 
     config, out = config_from_args(args)
-    config.validate()
     distributed = (args.coordinator, args.num_processes, args.process_id)
     if any(v is not None for v in distributed):
         if any(v is None for v in distributed):
@@ -270,9 +290,7 @@ def _sweep(args) -> int:
                 parse_floats(pick(args.momentum, TrainConfig.momentum), "momentum"))
     order = args.order or "shared"
     if args.resume is not None:
-        if not args.resume.strip():
-            raise ValueError("--resume needs a sweep folder, got an empty string")
-        out = Path(args.resume)
+        out = _resumed_folder(args, "sweep")
         saved, saved_grid, saved_order = read_sweep(out)  # train_many refuses other changes
         grid = Grid(grid.seeds if args.seeds else saved_grid.seeds,
                     grid.lrs if args.lr else saved_grid.lrs,
@@ -292,12 +310,28 @@ def _sweep(args) -> int:
     return 0
 
 
+def _load_run(args):
+    """The run ``jaxmlp eval``/``predict`` name: a run folder, or ``--model I`` of a sweep's."""
+    from jaxmlp.run import SWEEP, load_run
+
+    if (Path(args.run) / SWEEP).exists() and args.model is None:
+        raise ValueError(f"{args.run} holds a sweep: name one of its models with --model I "
+                         f"(jaxmlp {args.command} {args.run} --model 0 ...)")
+    if not (Path(args.run) / SWEEP).exists() and args.model is not None:
+        raise ValueError(f"{args.run} holds a single run, not a sweep: drop --model")
+    return load_run(args.run, model=args.model)
+
+
 def _eval(args) -> int:
     from jaxmlp.data import load_dataset
-    from jaxmlp.run import evaluate_run, load_run
+    from jaxmlp.run import evaluate_run
 
-    run = load_run(args.run)
-    data = load_dataset(run.config.dataset, data_dir=args.data_dir or run.config.data_dir,
+    run = _load_run(args)
+    # --data-dir, else the folder the run recorded while it still exists, else the default
+    # ($TFDS_DATA_DIR, ~/tensorflow_datasets): a moved data folder is not a dead end.
+    recorded = run.config.data_dir
+    data_dir = args.data_dir or (recorded if recorded and Path(recorded).is_dir() else None)
+    data = load_dataset(run.config.dataset, data_dir=data_dir,
                         manual_dir=run.config.manual_dir, download=args.download)
     report = evaluate_run(run, data)
     print(f"{run.path}: test loss {report['test_loss']:.4f}, test accuracy "
@@ -310,9 +344,8 @@ def _eval(args) -> int:
 
 def _predict(args) -> int:
     from jaxmlp.predict import digit_pipeline, load_inputs, predict, top_k
-    from jaxmlp.run import load_run
 
-    run = load_run(args.run)
+    run = _load_run(args)
     shape = run.info.image_shape
     images, names = load_inputs(args.files, invert=args.invert, image_shape=shape,
                                 digits=digit_pipeline(run.info))
@@ -395,4 +428,6 @@ def train_main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from jaxmlp._entry import main as entry
+
+    sys.exit(entry())

@@ -70,11 +70,18 @@ class TrainConfig:
                               "default TFDS downloads it when it is not prepared)")
 
     def __post_init__(self):
+        # Every setting is checked here, on construction: the Python API obeys the rules
+        # of the command line before any work (a float epoch count, an lr given as text).
+        for name, kind in typing.get_type_hints(TrainConfig).items():
+            if not _fits(getattr(self, name), kind):
+                raise TypeError(f"setting {name!r} has the wrong type: {getattr(self, name)!r} "
+                                f"(expected {_kind_name(kind)})")
         # An unset lr or weight decay is the optimizer's default (optim.OPTIMIZERS), so
         # config.json always records the values the run used.
         for name in ("lr", "weight_decay"):
             if getattr(self, name) is None and self.optimizer in OPTIMIZERS:
                 object.__setattr__(self, name, OPTIMIZERS[self.optimizer][name])
+        self.validate()
 
     def validate(self) -> "TrainConfig":
         """Raises ``ValueError`` naming the first setting that cannot work; returns self.
@@ -151,12 +158,10 @@ class TrainConfig:
         if not isinstance(values, dict):
             raise ValueError(f"expected an object of settings, got {type(values).__name__}")
         types = typing.get_type_hints(cls)
-        for key, value in values.items():
+        for key in values:
             if key not in types:
                 raise ValueError(f"unknown setting {key!r}")
-            if not _fits(value, types[key]):
-                raise ValueError(f"setting {key!r} has the wrong type: {value!r}")
-        return cls(**values)
+        return cls(**values)  # checks every type and range
 
 
 def _f32(value) -> str:
@@ -168,6 +173,12 @@ def _f32(value) -> str:
     if as32 == value or (as32 not in (0.0, 1.0) and math.isfinite(as32)):
         return ""  # exact, or only rounded: no boundary was crossed
     return f" ({as32:g} as a float32, the precision training runs in)"
+
+
+def _kind_name(annotation) -> str:
+    kinds = [t.__name__ for t in (typing.get_args(annotation) or (annotation,))
+             if t is not type(None)]
+    return " or ".join(kinds) + (" or None" if type(None) in typing.get_args(annotation) else "")
 
 
 def _fits(value, annotation) -> bool:

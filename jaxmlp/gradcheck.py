@@ -55,6 +55,9 @@ def _compare(hand, auto) -> tuple[float, float]:
     return abs_diff, abs_diff / max(float(np.max(np.abs(auto))), _TINY)
 
 
+MAX_NUMBERS = 10 ** 8  # 0.75 GiB of float64: far above any real layer, far below a crash
+
+
 def gradcheck(arch, *, in_dim: int = 784, batch_size: int = 8, seed: int = 0,
               rtol: float = 1e-10, hand: Callable | None = None) -> dict:
     """Compares the hand-written gradient with ``jax.grad(loss)``, layer by layer, in float64.
@@ -77,7 +80,7 @@ def gradcheck(arch, *, in_dim: int = 784, batch_size: int = 8, seed: int = 0,
 
     Raises:
       ValueError: a bad ``arch`` (``parse_arch``'s message), ``batch_size`` or ``in_dim``
-        below 1, or a ``hand`` whose result does not have the params' structure and shapes.
+        below 1 or too large together (``MAX_NUMBERS``), or a ``hand`` whose result does not have the params' structure and shapes.
     """
     arch = parse_arch(arch)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -85,6 +88,13 @@ def gradcheck(arch, *, in_dim: int = 784, batch_size: int = 8, seed: int = 0,
     hand = hand_grad if hand is None else hand
     if isinstance(in_dim, bool) or not isinstance(in_dim, (int, np.integer)) or in_dim < 1:
         raise ValueError(f"in_dim must be a positive int, got {in_dim!r}")
+    # Bounded before XLA sees it: a shape too large for memory aborts the process there.
+    numbers = int(in_dim) * (int(batch_size) + arch[0].units)  # x and the first layer's w
+    if numbers > MAX_NUMBERS:
+        raise ValueError(f"--in-dim {in_dim} with --batch-size {batch_size} needs "
+                         f"{numbers * 8 / 2**30:.3g} GiB of float64 inputs and weights; "
+                         f"gradcheck takes at most {MAX_NUMBERS:.0e} numbers (in_dim x "
+                         "(batch_size + first layer's units))")
     with jax.enable_x64(True):
         got, auto = _gradients(seed, arch=arch, in_dim=int(in_dim), batch_size=int(batch_size),
                                hand=hand_grad if hand is None else hand)

@@ -10,6 +10,7 @@ import math
 import re
 import select
 import socket
+import sys
 import time
 from typing import Optional
 
@@ -37,8 +38,13 @@ def initialize_distributed(coordinator: str, num_processes: int, process_id: int
       RuntimeError: the coordinator could not be reached, or not all processes came, in
         time; or process 0 could not listen on the port.
     """
-    if not re.fullmatch(r"[^\s:]+:\d{1,5}", coordinator or ""):
+    if not isinstance(coordinator, str) or not re.fullmatch(r"[^\s:]+:\d{1,5}", coordinator):
         raise ValueError(f"coordinator must be HOST:PORT, got {coordinator!r}")
+    if not 1 <= int(coordinator.rsplit(":", 1)[1]) <= 65535:
+        raise ValueError(f"the coordinator's port must be 1 to 65535, got {coordinator!r}")
+    if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0):
+        raise ValueError(f"the init timeout must be a positive number of seconds, got "
+                         f"{timeout_s!r}")
     if num_processes < 1:
         raise ValueError(f"number of processes must be >= 1, got {num_processes}")
     if not 0 <= process_id < num_processes:
@@ -61,24 +67,49 @@ def initialize_distributed(coordinator: str, num_processes: int, process_id: int
 
 
 _GRACE_S = 2.0  # a peer waits this long past its own deadline, so process 0's reason wins
+_HELLO_S = 2.0  # a peer sends its one line at once; a connection silent this long is dropped
+_MAX_LINE = 4096  # a peer's line is ~100 bytes; anything longer is not one of ours
 
 
 def _host(coordinator: str, me: dict, timeout_s: float, deadline: float) -> None:
-    """Process 0: accept the other processes, check them, answer each "ok" or the reason."""
-    port, others = int(coordinator.rsplit(":", 1)[1]), me["n"] - 1
-    try:  # on every interface, as JAX's coordination service binds next ([::]:PORT)
-        listener = (socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True)
-                    if socket.has_dualstack_ipv6() else socket.create_server(("", port)))
+    """Process 0: accept the other processes, check them, answer each "ok" or the reason.
+
+    One deadline bounds the whole wait, however slowly bytes arrive: connections are read
+    side by side (``select``), each must send its line within ``_HELLO_S``, and a line that
+    is too long or not a peer's greeting is dropped (said once on stderr); the wait goes on.
+    """
+    host, port = coordinator.rsplit(":", 1)[0], int(coordinator.rsplit(":", 1)[1])
+    others = me["n"] - 1
+    try:  # only on the coordinator's own address, not on every interface
+        listener = socket.create_server((host, port))
     except OSError as e:  # create_server sets SO_REUSEADDR, so this is a live socket
-        raise RuntimeError(f"process 0 could not listen on port {port} ({e.strerror or e}): "
-                           "is another run, or another program, using it?") from None
+        reason = str(e.strerror or e).split(" (while attempting")[0]
+        raise RuntimeError(f"process 0 could not listen on port {port} at {host} ({reason}): "
+                           "is another run, or another program, using it (or is "
+                           f"{host} not an address of this machine)?") from None
+    listener.setblocking(False)
     peers = {}  # process id -> its connection, held open until every process is checked
+    pending = {}  # connection -> [bytes so far, when it was accepted]
+    told = []  # the first stranger is named on stderr, the others only dropped
+
+    def drop(conn, what: str) -> None:
+        pending.pop(conn, None)
+        conn.close()
+        if not told:
+            told.append(what)
+            print(f"jaxmlp: process 0 ignored a connection to {coordinator} that is not a "
+                  f"jaxmlp process ({what}); still waiting", file=sys.stderr)
+
     try:
         while len(peers) < others:
             for i, s in list(peers.items()):  # readable means closed: that peer gave up
                 if select.select([s], [], [], 0)[0]:
                     peers.pop(i).close()
-            left = deadline - time.monotonic()
+            now = time.monotonic()
+            for conn, (_, since) in list(pending.items()):
+                if now - since > _HELLO_S:
+                    drop(conn, f"no line within {_HELLO_S:g}s")
+            left = deadline - now
             if left <= 0:
                 names = ", ".join(f"process {i}" for i in sorted(peers))
                 came = f"only {len(peers)} came ({names})" if peers else "none came"
@@ -86,24 +117,39 @@ def _host(coordinator: str, me: dict, timeout_s: float, deadline: float) -> None
                     f"process 0 waited {timeout_s:g}s at {coordinator} for {others} other "
                     f"process{'es' if others > 1 else ''} to join; {came} (are the others "
                     "started, with the same --coordinator?)")
-            listener.settimeout(min(left, 0.5))  # short, to notice peers that give up
-            try:
-                conn, _ = listener.accept()
-            except OSError:  # mostly the timeout
-                continue
-            try:
-                conn.settimeout(max(0.5, min(left, 5)))  # a peer sends its line at once
-                hello = json.loads(_recv_line(conn))
-                i, n, h = int(hello["id"]), int(hello["n"]), str(hello["hash"])
-            except (OSError, ValueError, KeyError, TypeError):
-                conn.close()  # not one of ours (a port scanner, a stale client): ignore it
-                continue
-            problem = _disagreement(i, n, h, me, peers)
-            if problem:
-                _send(conn, {"error": problem, "type": "ValueError"})
-                conn.close()
-                raise ValueError(problem)
-            peers[i] = conn
+            readable = select.select([listener, *pending], [], [], min(left, 0.2))[0]
+            for r in readable:
+                if r is listener:
+                    try:
+                        conn, _ = listener.accept()
+                    except OSError:
+                        continue
+                    conn.setblocking(False)
+                    pending[conn] = [b"", time.monotonic()]
+                    continue
+                try:
+                    chunk = r.recv(_MAX_LINE)
+                except OSError:
+                    chunk = b""
+                data = pending[r][0] + chunk
+                if not chunk or len(data) > _MAX_LINE:
+                    drop(r, f"a line over {_MAX_LINE} bytes" if chunk else "closed at once")
+                    continue
+                pending[r][0] = data
+                if b"\n" not in data:
+                    continue
+                del pending[r]
+                hello = _greeting(data)
+                if hello is None:  # a port scanner, a stale client: not a peer
+                    drop(r, f"it sent {data[:40]!r}")
+                    continue
+                problem = _disagreement(*hello, me, peers)
+                if problem:
+                    _send(r, {"error": problem, "type": "ValueError"})
+                    r.close()
+                    raise ValueError(problem)
+                r.setblocking(True)
+                peers[hello[0]] = r
         for s in peers.values():
             _send(s, {"ok": True})
         # Each peer closes first, so TIME_WAIT stays on its side (an ephemeral port), not on
@@ -120,9 +166,22 @@ def _host(coordinator: str, me: dict, timeout_s: float, deadline: float) -> None
             _send(s, {"error": str(e), "type": type(e).__name__})
         raise
     finally:
-        for s in peers.values():
+        for s in [*peers.values(), *pending]:
             s.close()
         listener.close()
+
+
+def _greeting(line: bytes):
+    """``(id, n, hash)`` of a peer's line, or None for anything else (bad JSON, nesting
+    deep enough to overflow the parser, 1e999, wrong types)."""
+    try:
+        hello = json.loads(line)
+        i, n, h = hello["id"], hello["n"], hello["hash"]
+    except Exception:  # noqa: BLE001 - RecursionError, OverflowError, …: never a traceback
+        return None
+    if not (type(i) is int and type(n) is int and isinstance(h, str)):
+        return None
+    return i, n, h
 
 
 def _disagreement(i: int, n: int, h: str, me: dict, peers: dict) -> Optional[str]:
@@ -161,14 +220,13 @@ def _join(coordinator: str, me: dict, timeout_s: float, deadline: float) -> None
         try:
             conn.sendall(json.dumps(me).encode() + b"\n")
             # Process 0 answers once all have come, or it gives up (then with its reason).
-            conn.settimeout(max(deadline - time.monotonic(), 0) + _GRACE_S)
-            reply = json.loads(_recv_line(conn))
+            reply = json.loads(_recv_line(conn, max(deadline, time.monotonic()) + _GRACE_S))
         except TimeoutError:
             raise RuntimeError(
                 f"process {me['id']} reached the coordinator at {coordinator}, but not all "
                 f"{me['n']} processes joined within {timeout_s:g}s: are the others started, "
                 "with the same --coordinator?") from None
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             reply = None
     if not isinstance(reply, dict) or not ("ok" in reply or "error" in reply):
         raise RuntimeError(
@@ -178,10 +236,16 @@ def _join(coordinator: str, me: dict, timeout_s: float, deadline: float) -> None
         raise (ValueError if reply.get("type") == "ValueError" else RuntimeError)(reply["error"])
 
 
-def _recv_line(conn: socket.socket) -> bytes:
+def _recv_line(conn: socket.socket, until: float) -> bytes:
+    """One line of at most ``_MAX_LINE`` bytes, read by the monotonic time ``until`` however
+    slowly it trickles in (``TimeoutError`` after that)."""
     data = b""
-    while not data.endswith(b"\n") and len(data) < 4096:
-        chunk = conn.recv(4096)
+    while not data.endswith(b"\n") and len(data) < _MAX_LINE:
+        left = until - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        conn.settimeout(left)
+        chunk = conn.recv(_MAX_LINE)
         if not chunk:
             break
         data += chunk

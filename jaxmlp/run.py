@@ -15,6 +15,7 @@ nothing on disk (the folder is removed again if this run created it, and an over
 run's files go only when the new run saves its first epoch).
 """
 import dataclasses
+import errno
 import fcntl
 import json
 import os
@@ -62,7 +63,8 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 
 
 def _remove(path: Path) -> None:
-    if path.is_dir():
+    """Removes a run's file or folder; a symbolic link goes itself, never what it points at."""
+    if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
@@ -73,6 +75,8 @@ def read_json(path: Path):
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise RunError(f"{path} is not valid JSON (line {e.lineno}: {e.msg})") from None
+    except RecursionError:
+        raise RunError(f"{path} is nested too deeply to be a jaxmlp file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise RunError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
 
@@ -124,7 +128,7 @@ def read_history(folder) -> list[dict]:
 def _holder(folder: Path) -> bool:
     """Whether another process holds ``folder``'s lock right now."""
     try:
-        fd = os.open(folder / LOCK, os.O_RDONLY)
+        fd = os.open(folder / LOCK, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return False
     try:
@@ -140,7 +144,13 @@ def _lock(folder: Path) -> int:
     """Takes ``folder/.lock`` for this process; ``RunError`` if another one holds it."""
     path = folder / LOCK
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # O_NOFOLLOW: a link planted as .lock must not make us write where it points
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            if not path.is_symlink():
+                raise
+            raise RunError(f"{path} is a symbolic link, not jaxmlp's lock file: jaxmlp writes "
+                           "nothing outside a run folder; remove the link") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -190,23 +200,26 @@ class RunFolder:
             raise RunError(f"cannot resume {path}: " + (f"it has no {CONFIG} (is it a run folder?)"
                                                       if path.is_dir() else "no such folder"))
         created = [p for p in (path, *path.parents) if not p.exists()]  # leaf first
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            lock_fd = _lock(path)
-        except OSError as e:
-            _remove_empty(created)
-            raise RunError(f"cannot write to {path}: {e.strerror or e}") from None
-        except RunError:
+        lock_fd = None
+        try:  # BaseException too: Ctrl-C or SIGTERM here must not leave a folder with a lock
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                lock_fd = _lock(path)
+            except OSError as e:
+                raise RunWriteError(e.errno, f"cannot write to {path}: {e.strerror or e}") from None
+            # Checked under the lock: a run that another process finished a moment ago counts.
+            holds = [f for f in RUN_FILES if os.path.lexists(path / f)]
+            if holds and not (resume or overwrite):
+                raise RunError(f"{path} already holds a run ({', '.join(holds)}): resume it with "
+                               f"--resume {path}, replace it with --overwrite, or choose another "
+                               "--out")
+            return cls(path, created=created, replace=overwrite, resume=resume, lock_fd=lock_fd)
+        except BaseException:
+            if lock_fd is not None:
+                os.unlink(path / LOCK)
+                os.close(lock_fd)
             _remove_empty(created)
             raise
-        # Checked under the lock: a run that another process finished a moment ago counts.
-        holds = [f for f in RUN_FILES if (path / f).exists()]
-        if holds and not (resume or overwrite):
-            os.unlink(path / LOCK)
-            os.close(lock_fd)
-            raise RunError(f"{path} already holds a run ({', '.join(holds)}): resume it with "
-                           f"--resume {path}, replace it with --overwrite, or choose another --out")
-        return cls(path, created=created, replace=overwrite, resume=resume, lock_fd=lock_fd)
 
     def __enter__(self):
         return self
@@ -232,6 +245,14 @@ class RunFolder:
     def _write(self, name: str, write, folder: Optional[Path] = None) -> None:
         path = (folder or self.path) / name
         try:
+            # Files are replaced by rename, which replaces a link, not its target; a folder
+            # on the way that is a link would lead outside the run folder: refused.
+            for inner in path.parents:
+                if inner == self.path:
+                    break
+                if inner.is_symlink():
+                    raise OSError(errno.ELOOP, f"{inner} is a symbolic link (jaxmlp writes "
+                                               "nothing outside a run folder)")
             path.parent.mkdir(parents=True, exist_ok=True)
             write(path)
         except OSError as e:
@@ -239,46 +260,62 @@ class RunFolder:
                                 f"{e.strerror or e}") from None
 
     def save(self, files: dict) -> None:
-        """Writes ``files`` (``{name: write(path)}``, names relative to the folder) as one save.
+        """Writes ``files`` (``{name: write(path)}``, names relative to the folder) as one save,
+        all or nothing: each file is written whole beside its place first, and only when
+        every one is complete are they renamed into place, in the order given (so a crash
+        between two renames leaves the earlier files newer: callers put metrics first and
+        the settings, ``config.json`` or ``sweep.json``, last).
 
         Replacing a run, the first save is written beside it (``.new/``) and moved in
         only once every file is complete: a failure leaves the old run whole.
         """
         staging = self.path / ".new" if self._replace and not self.saved else self.path
-        if not self.saved and self._resume:
-            # The run moves on: the evaluation of its old model no longer describes it.
-            for name in (EVAL, *EVAL_PLOTS):
-                _remove(self.path / name)
-        elif not self.saved and staging == self.path:  # a new run: its files, nobody else's
-            self._written = {name.split("/")[0] for name in files}
-        complete = False
+        if staging != self.path:
+            _remove(staging)  # a crashed replacement's leftovers, or a planted link
+        if not self.saved and not self._resume and staging == self.path:
+            self._written = {name.split("/")[0] for name in files}  # a new run's, nobody else's
+        written = []  # (finished file, its place), renamed into place once all are written
         try:
             for name, write in files.items():
-                self._write(name, write, staging)
-            complete = True
-        finally:
+                place = staging / name
+                ready = place.with_name(f".{place.name}.saving")
+                self._write(name, lambda _, write=write, ready=ready: write(ready), staging)
+                written.append((ready, place))
+            for ready, place in written:
+                os.replace(ready, place)
+            written = []
+            if not self.saved and self._resume:
+                # The run moved on: the evaluation of its old model no longer describes it.
+                for name in (EVAL, *EVAL_PLOTS, MODELS):
+                    _remove(self.path / name)
             if staging != self.path:
-                if complete:
-                    for name in RUN_FILES:  # the old run goes now, whole
-                        _remove(self.path / name)
-                        if (staging / name).exists():
-                            os.replace(staging / name, self.path / name)
+                for name in RUN_FILES:  # the old run goes now, whole
+                    _remove(self.path / name)
+                    if (staging / name).exists():
+                        os.replace(staging / name, self.path / name)
+        finally:
+            for ready, _ in written:  # a failed save: what it wrote goes, the old files stay
+                ready.unlink(missing_ok=True)
+            if staging != self.path:
                 shutil.rmtree(staging, ignore_errors=True)
         self.saved = True
 
     def save_epoch(self, config: TrainConfig, state: dict, history: list[dict],
                    info: DatasetInfo) -> None:
-        """Saves an epoch: metrics first, then checkpoint and model, so that a crash between
-        them leaves a checkpoint no newer than the metrics (resume redoes that epoch)."""
-        files = {} if self.saved else {CONFIG: lambda p: write_json(p, dataclasses.asdict(config))}
-        self.save({**files,
-                   METRICS: lambda p: write_jsonl(p, history),
-                   CHECKPOINT: lambda p: save_checkpoint(p, state),
-                   MODEL: lambda p: save_model(p, state["params"], config.arch, info)})
+        """Saves an epoch, all or nothing (``save``): metrics first, then checkpoint and
+        model, so that a crash between the renames leaves a checkpoint no newer than the
+        metrics (resume redoes that epoch), and the settings last."""
+        files = {METRICS: lambda p: write_jsonl(p, history),
+                 CHECKPOINT: lambda p: save_checkpoint(p, state),
+                 MODEL: lambda p: save_model(p, state["params"], config.arch, info)}
+        if not self.saved:  # last: the settings never run ahead of the model they describe
+            files[CONFIG] = lambda p: write_json(p, dataclasses.asdict(config))
+        self.save(files)
 
-    def save_evaluation(self, report: dict, plots: dict) -> None:
-        """``eval.json`` from ``report``, and each ``plots[name](path)`` drawn to ``name``."""
-        self._write(EVAL, lambda p: write_json(p, report))
+    def save_evaluation(self, report: dict, plots: dict, where: str = "") -> None:
+        """``eval.json`` (in the subfolder ``where``) from ``report``, and each
+        ``plots[name](path)`` drawn to ``name``."""
+        self._write(where + EVAL, lambda p: write_json(p, report))
         for name, draw in plots.items():
             self._write(name, draw)
 
@@ -365,6 +402,7 @@ class Run(NamedTuple):
     history: list[dict]
     evaluation: Optional[dict]  # eval.json, once ``jaxmlp eval`` has run
     info: DatasetInfo = MNIST  # the dataset the model takes: name, image shape, classes
+    model: Optional[int] = None  # which model of a sweep's folder; None for a single run
 
 
 def load_run(folder, model: Optional[int] = None) -> Run:
@@ -381,6 +419,8 @@ def load_run(folder, model: Optional[int] = None) -> Run:
       RunError: the folder or one of its files is missing or unusable (the message names it).
     """
     folder = Path(folder)
+    if model is not None and type(model) is not int:  # "1" or True: not an index
+        raise RunError(f"model must be an integer index, got {model!r}")
     if (folder / SWEEP).exists():
         if model is None:
             raise RunError(f"{folder} holds a sweep: load one of its models with "
@@ -388,20 +428,27 @@ def load_run(folder, model: Optional[int] = None) -> Run:
         from jaxmlp.sweep import load_model_of_sweep
 
         config, params, history, info = load_model_of_sweep(folder, model)
-        return Run(folder, config, parse_arch(config.arch), params, history, None, info)
+        evaluation = _read_evaluation(folder / MODELS / str(model) / EVAL)
+        return Run(folder, config, parse_arch(config.arch), params, history, evaluation, info,
+                   model)
     if model is not None:
         raise RunError(f"{folder} holds a single run, not a sweep: drop model={model}")
     config = read_config(folder)
     arch, params, info = load_model(folder / MODEL)
+    return Run(folder, config, arch, params, read_history(folder),
+               _read_evaluation(folder / EVAL), info)
+
+
+def _read_evaluation(path: Path) -> Optional[dict]:
     try:  # eval.json only caches `jaxmlp eval`'s output, which rewrites it: unreadable = absent
-        evaluation = read_json(folder / EVAL) if (folder / EVAL).exists() else None
+        return read_json(path) if path.exists() else None
     except RunError:
-        evaluation = None
-    return Run(folder, config, arch, params, read_history(folder), evaluation, info)
+        return None
 
 
 def evaluate_run(run: Run, data) -> dict:
-    """Evaluates ``run``'s model on ``data``'s test split and saves the report in its folder.
+    """Evaluates ``run``'s model on ``data``'s test split and saves the report in its folder
+    (for model I of a sweep, in the sweep's ``models/I/``).
 
     Writes ``eval.json`` (``test_loss``, ``test_acc``, ``per_class_acc``, ``confusion``,
     ``mistakes``), ``confusion.png``, ``mistakes.png`` (the most confidently wrong test
@@ -429,6 +476,8 @@ def evaluate_run(run: Run, data) -> dict:
             labels=list(range(run.arch[0].units)) if len(run.arch) == 1 else None,
             image_shape=run.info.image_shape),
     }
+    where = "" if run.model is None else f"{MODELS}/{run.model}/"
     with RunFolder.open(run.path, resume=True) as folder:
-        folder.save_evaluation(report, plots)
+        folder.save_evaluation(report, {where + name: draw for name, draw in plots.items()},
+                               where=where)
     return report

@@ -257,6 +257,9 @@ def load_model_of_sweep(folder, model: int):
     config, grid, _ = read_sweep(folder)
     info = read_sweep_info(folder)
     configs = grid.configs(config)
+    if type(model) is not int:  # bool and "1" too: an index, not something like one
+        raise RunError(f"model must be an integer index into the sweep in {folder}, got "
+                       f"{model!r}")
     if not 0 <= model < len(configs):
         raise RunError(f"{folder} holds models 0 to {len(configs) - 1}, not {model}")
     arch = parse_arch(config.arch)
@@ -275,6 +278,10 @@ def load_model_of_sweep(folder, model: int):
         fan_in = units
     history = [{"epoch": h["epoch"], "step": h["step"], **h["models"][model]}
                for h in read_history(folder)]
+    if (history and history[-1].get("diverged")) or not all(
+            np.isfinite(layer[k]).all() for layer in params for k in ("w", "b")):
+        raise RunError(f"model {model} of the sweep in {folder} diverged: it has no usable "
+                       "weights (summary.json lists the models that trained)")
     return configs[model], params, history, info
 
 
@@ -388,6 +395,10 @@ def train_many(config: TrainConfig, grid: Grid, out=None, *, order: str = "share
     Returns:
       ``{"params"`` (stacked), ``"history"``, ``"summary"``, ``"steps"}``.
     """
+    if not isinstance(config, TrainConfig):  # TrainConfig checked its settings when built
+        raise TypeError(f"config must be a jaxmlp.TrainConfig, got {type(config).__name__}")
+    if not isinstance(grid, Grid):
+        raise TypeError(f"grid must be a jaxmlp.sweep.Grid, got {type(grid).__name__}")
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     check_grid(config, grid)
@@ -535,12 +546,13 @@ class _SweepLoop:
 
     def _save(self, host, step, keys, history) -> None:
         state = {**host, "step": np.int32(step), "key": np.asarray(keys)}
-        files = {} if self.folder.saved else {
-            SWEEP: lambda p: write_json(p, _sweep_meta(self.config, self.grid, self.order,
-                                                      self.info))}
+        files = {METRICS: lambda p: write_jsonl(p, history),
+                 CHECKPOINT: lambda p: save_checkpoint(p, state)}
+        if not self.folder.saved:  # last: the settings never run ahead of the models
+            files[SWEEP] = lambda p: write_json(p, _sweep_meta(self.config, self.grid,
+                                                               self.order, self.info))
         try:
-            self.folder.save({**files, METRICS: lambda p: write_jsonl(p, history),
-                              CHECKPOINT: lambda p: save_checkpoint(p, state)})
+            self.folder.save(files)
         except RunWriteError as e:
             raise RunWriteError(e.errno, f"{e.strerror}; {kept(self.folder.path, self.saved_step)}"
                                 ) from None

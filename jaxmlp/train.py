@@ -270,7 +270,8 @@ def train_and_evaluate(config: TrainConfig, out=None, *, resume: bool = False,
       TrainingInterrupted: Ctrl-C; the finished epochs are saved and plotted.
       RunWriteError: a file of the run could not be written (disk full, file too large).
     """
-    config.validate()
+    if not isinstance(config, TrainConfig):  # TrainConfig checked its settings when built
+        raise TypeError(f"config must be a jaxmlp.TrainConfig, got {type(config).__name__}")
     if (resume or overwrite) and out is None:
         raise ValueError("resume and overwrite need the run's folder (out)")
     writer = jax.process_index() == 0  # only process 0 speaks and writes

@@ -128,7 +128,7 @@ def trained(tfds_dir, cache_dir, mnist, tmp_path_factory):
     """A 2-epoch preset-a run, through `jaxmlp train --quiet`."""
     out = tmp_path_factory.mktemp("cli") / "a"
     env = {**os.environ, "TFDS_DATA_DIR": str(tfds_dir), "JAXMLP_CACHE_DIR": str(cache_dir)}
-    proc = subprocess.run([sys.executable, "-m", "jaxmlp.cli", "train", "--arch", "a",
+    proc = subprocess.run([sys.executable, "-m", "jaxmlp", "train", "--arch", "a",
                            "--epochs", "2", "--out", str(out), "--quiet", "--no-progress"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -216,7 +216,7 @@ def test_first_run_prints_nothing_but_its_lines(tfds_dir, tmp_path):
     # Empty caches: TensorFlow reads the data, and must not say so.
     env = {**os.environ, "TFDS_DATA_DIR": str(tfds_dir), "JAXMLP_CACHE_DIR": str(tmp_path / "c")}
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    proc = subprocess.run([sys.executable, "-m", "jaxmlp.cli", "train", "--arch", "a", "--steps",
+    proc = subprocess.run([sys.executable, "-m", "jaxmlp", "train", "--arch", "a", "--steps",
                            "3", "--out", str(tmp_path / "run"), "--no-progress"], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr

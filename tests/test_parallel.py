@@ -65,7 +65,7 @@ def test_two_processes_match_one(env, tmp_path):
     port = _free_port()
     multi_env = {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     procs = [subprocess.Popen(
-        [sys.executable, "-m", "jaxmlp.cli", "train", *args, "--out", str(tmp_path / "multi"),
+        [sys.executable, "-m", "jaxmlp", "train", *args, "--out", str(tmp_path / "multi"),
          "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i),
          "--init-timeout", "60"], env=multi_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True) for i in (0, 1)]
@@ -76,7 +76,7 @@ def test_two_processes_match_one(env, tmp_path):
             p.kill()
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
-    single = subprocess.run([sys.executable, "-m", "jaxmlp.cli", "train", *args, "--devices", "1",
+    single = subprocess.run([sys.executable, "-m", "jaxmlp", "train", *args, "--devices", "1",
                              "--out", str(tmp_path / "single")], env=env, capture_output=True,
                             text=True, timeout=240)
     assert single.returncode == 0, single.stderr[-3000:]
@@ -106,7 +106,7 @@ def test_incomplete_multi_host_flags(capsys):
 def test_unreachable_coordinator_fails_in_bounded_time():
     port = _free_port()  # nothing listens there
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "jaxmlp.cli", "train", "--coordinator",
+    proc = subprocess.run([sys.executable, "-m", "jaxmlp", "train", "--coordinator",
                            f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", "1",
                            "--init-timeout", "2"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
@@ -130,7 +130,7 @@ def test_processes_with_different_settings_refuse_to_train(tmp_path):
     # exchanged at start stops both, with a message, before any data is read.
     port = _free_port()
     procs = [subprocess.Popen(
-        [sys.executable, "-m", "jaxmlp.cli", "train", "--arch", "b", "--lr", lr,
+        [sys.executable, "-m", "jaxmlp", "train", "--arch", "b", "--lr", lr,
          "--out", str(tmp_path / "run"), "--coordinator", f"127.0.0.1:{port}",
          "--num-processes", "2", "--process-id", str(i), "--init-timeout", "30"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -148,7 +148,7 @@ def test_processes_with_different_settings_refuse_to_train(tmp_path):
 
 
 def test_process_zero_alone_fails_with_a_message():
-    proc = subprocess.run([sys.executable, "-m", "jaxmlp.cli", "train", "--coordinator",
+    proc = subprocess.run([sys.executable, "-m", "jaxmlp", "train", "--coordinator",
                            f"127.0.0.1:{_free_port()}", "--num-processes", "2", "--process-id",
                            "0", "--init-timeout", "2"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2  # not JAX's SIGABRT (-6)

@@ -14,7 +14,7 @@ import jax, numpy as np
 from jax.experimental import multihost_utils
 from jaxmlp.parallel import initialize_distributed
 addr, n, i, timeout, config_hash = sys.argv[1:]
-initialize_distributed(addr, int(n), int(i), timeout_s=int(timeout), config_hash=config_hash)
+initialize_distributed(addr, int(n), int(i), timeout_s=float(timeout), config_hash=config_hash)
 ids = multihost_utils.process_allgather(np.array([jax.process_index()]))
 line = f"RESULT {jax.process_count()} {jax.device_count()} {sorted(np.ravel(ids).tolist())}\n"
 os.write(1, line.encode())  # one write: gloo's own messages go to the same stdout
@@ -113,3 +113,91 @@ def test_stray_connection_is_not_a_peer(process_id):
             (result,) = _run((addr, 2, 1, 1, "h"), timeout_s=30)
             _failed_clearly(result, f"process 1 reached the coordinator at {addr}, but not all "
                             "2 processes joined within 1s", "RuntimeError")
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """The local addresses (hex, as /proc/net/tcp* writes them) listening on ``port``."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def _start_process_zero(addr: str, timeout: float) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", PROCESS, addr, "2", "0", str(timeout), "h"],
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    host, port = addr.rsplit(":", 1)
+    deadline = time.monotonic() + 60
+    while not _listening_addresses(int(port)) and time.monotonic() < deadline:
+        time.sleep(0.02)  # a state: process 0 listens
+    return proc
+
+
+def test_rendezvous_listens_on_its_address_and_strangers_cannot_stall_it():
+    """Issue 15.2: only 127.0.0.1 (not every interface); a client trickling a byte every
+    0.5 s and one sending garbage do not keep process 0 past its deadline, and are named
+    once on stderr."""
+    port = _free_port()
+    addr = f"127.0.0.1:{port}"
+    proc = _start_process_zero(addr, 4)
+    try:
+        assert _listening_addresses(port) == {"0100007F"}  # 127.0.0.1, nothing else
+        start = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port)) as junk:
+            junk.sendall(b"[" * 4000 + b"\n")
+        with socket.create_connection(("127.0.0.1", port)) as slow:
+            while proc.poll() is None and time.monotonic() - start < 30:
+                try:
+                    slow.sendall(b"{")
+                except OSError:  # dropped: it is not a peer
+                    slow = socket.create_connection(("127.0.0.1", port))
+                time.sleep(0.5)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert time.monotonic() - start < 10, "a stranger kept process 0 past its deadline"
+    _failed_clearly((proc.returncode, "", err), f"process 0 waited 4s at {addr} for 1 other "
+                    "process to join; none came", "RuntimeError")
+    assert err.count("ignored a connection") == 1 and "Traceback" in err  # the one raise
+
+
+def test_malformed_greetings_are_not_peers_and_the_run_goes_on():
+    port = _free_port()
+    addr = f"127.0.0.1:{port}"
+    proc = _start_process_zero(addr, 30)
+    try:
+        for junk in (b"[" * 4000 + b"\n", b'{"id": 1e999, "n": 2, "hash": "h"}\n',
+                     b'{"id": true, "n": 2, "hash": "h"}\n', b"x" * 10_000):
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(junk)
+        (peer,) = _run((addr, 2, 1, 30, "h"))
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and peer[0] == 0, (err[-2000:], peer[2][-2000:])
+    assert "RESULT 2 4 [0, 1]" in out and "RESULT 2 4 [0, 1]" in peer[1]
+    assert "RecursionError" not in err and "OverflowError" not in err
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(coordinator="127.0.0.1:99999"), "the coordinator's port must be 1 to 65535"),
+    (dict(coordinator="127.0.0.1:0"), "the coordinator's port must be 1 to 65535"),
+    (dict(timeout_s=-5), "the init timeout must be a positive number of seconds, got -5"),
+    (dict(timeout_s=float("nan")), "the init timeout must be a positive number"),
+])
+def test_bad_ports_and_timeouts_are_refused_up_front(kwargs, message):
+    from jaxmlp.parallel import initialize_distributed
+
+    args = {"coordinator": "127.0.0.1:1234", "num_processes": 2, "process_id": 1,
+            "timeout_s": 5, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        initialize_distributed(args.pop("coordinator"), args.pop("num_processes"),
+                               args.pop("process_id"), **args)

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -182,7 +183,7 @@ def test_unusable_run_files_are_named(done, capsys):
 
 
 def _jaxmlp(args, env, **kw):
-    return subprocess.Popen([sys.executable, "-m", "jaxmlp.cli", *args], env=env, text=True,
+    return subprocess.Popen([sys.executable, "-m", "jaxmlp", *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
 
 
@@ -222,7 +223,7 @@ def test_file_too_large_is_one_line_and_leaves_nothing(env, tmp_path):
     # ulimit -f 40: at most 20-40 kB a file (sh counts 512- or 1024-byte blocks), enough for
     # config.json, too little for preset a's 64 kB checkpoint.
     proc = subprocess.Popen(["sh", "-c", 'ulimit -f 40 && exec "$@"', "sh", sys.executable,
-                             "-m", "jaxmlp.cli", "train", *QUICK, "--out", str(out)], env=env,
+                             "-m", "jaxmlp", "train", *QUICK, "--out", str(out)], env=env,
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1
@@ -244,30 +245,31 @@ def test_read_only_folder_is_one_line(env, tmp_path):
     before = sorted(out.iterdir())
     proc = _jaxmlp(["train", *QUICK, "--out", str(out)], env)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 2, err
+    assert proc.returncode == 1, err  # the README's rule: 1 for what cannot be written
     assert err.strip() == f"jaxmlp train: error: cannot write to {out}: Permission denied"
     assert sorted(out.iterdir()) == before
 
 
 def test_a_failed_resume_keeps_the_run(done, env, capsys):
-    checkpoint, config = (done / "checkpoint.npz").read_bytes(), (done / "config.json").read_bytes()
+    """A resume whose checkpoint cannot be written (issue 15.7): the save is all or nothing,
+    so config.json and metrics.jsonl stay as they were too (no newer settings or records
+    than the model), and nothing of the attempt is left behind."""
     (done / "eval.json").write_text("{")  # unreadable: only a cache of `jaxmlp eval`
     assert load_run(done).evaluation is None
-    proc = subprocess.Popen(["sh", "-c", 'ulimit -f 40 && exec "$@"', "sh", sys.executable,
-                             "-m", "jaxmlp.cli", "train", "--resume", str(done), "--steps", "120",
-                             "--no-progress"], env={**os.environ}, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1 and err.strip().endswith(
-        f"File too large; the last good checkpoint (step 60) is kept in {done}"), err
-    assert (done / "checkpoint.npz").read_bytes() == checkpoint
-    # config.json already asks for the new length (saved first, so a resume knows it).
-    assert json.loads((done / "config.json").read_bytes()) == {**json.loads(config), "steps": 120}
-    assert load_run(done).params
-    # The old evaluation went with the old model; the run resumes from its checkpoint.
-    assert not (done / "eval.json").exists()
+    before = _snapshot(done)
+    for steps in ("120", "700"):  # within epoch 1, and past its end
+        proc = subprocess.Popen(["sh", "-c", 'ulimit -f 40 && exec "$@"', "sh", sys.executable,
+                                 "-m", "jaxmlp", "train", "--resume", str(done), "--steps",
+                                 steps, "--no-progress"], env={**os.environ}, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1 and err.count("\n") == 1 and err.strip().endswith(
+            f"checkpoint.npz: File too large; the last good checkpoint (step 60) is kept in "
+            f"{done}"), err
+        assert _snapshot(done) == before  # no .saving leftovers, no newer metadata
+    # The run resumes from its checkpoint; the old evaluation goes with the old model.
     assert _train(capsys, "--resume", str(done), "--steps", "120")[0] == 0
-    assert load_run(done).history[-1]["step"] == 120
+    assert load_run(done).history[-1]["step"] == 120 and not (done / "eval.json").exists()
 
 
 def test_resume_names_what_changed_and_bad_lines(done, capsys):
@@ -293,8 +295,123 @@ def test_sigterm_and_broken_pipe_end_cleanly(env, tmp_path):
     assert code == 130 and "interrupted at step" in err and err.count("\n") == 1
     assert not (out / LOCK).exists()
     # `jaxmlp train | head -1`: the reader leaves; the command ends as SIGPIPE would, not 0.
-    piped = subprocess.run(f"{sys.executable} -m jaxmlp.cli train --arch a --epochs 2 --log-every 1 "
+    piped = subprocess.run(f"{sys.executable} -m jaxmlp train --arch a --epochs 2 --log-every 1 "
                            f"--out {tmp_path / 'pipe'} | head -1; exit ${{PIPESTATUS[0]}}",
                            shell=True, executable="/bin/bash", env=env, capture_output=True,
                            text=True, timeout=120)
     assert piped.returncode == 141 and piped.stdout.startswith("iter 0") and piped.stderr == ""
+
+
+def test_no_link_in_a_run_folder_makes_jaxmlp_write_outside_it(done, tmp_path, capsys):
+    """Issue 15.1: every file jaxmlp writes, the lock included, as a symbolic link."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim"
+    victim.write_text("keep")
+    (done / LOCK).symlink_to(victim)
+    code, err = _train(capsys, "--resume", str(done), "--steps", "120")
+    assert code == 2 and f"{done / LOCK} is a symbolic link, not jaxmlp's lock file" in err
+    assert main(["eval", str(done)]) == 2 and "is a symbolic link" in capsys.readouterr().err
+    assert victim.read_text() == "keep"
+    (done / LOCK).unlink()
+    # Files only written, and files read then written (links to outside copies of them).
+    written = ["curves.png", "eval.json", "confusion.png", "mistakes.png", "weights.png"]
+    for name in written:
+        _remove_file(done / name)
+        (done / name).symlink_to(victim)
+    for name in ("metrics.jsonl", "checkpoint.npz", "model.npz", "config.json"):
+        copy = outside / name
+        copy.write_bytes((done / name).read_bytes())
+        (done / name).unlink()
+        (done / name).symlink_to(copy)
+    before = _snapshot(outside)
+    assert main(["eval", str(done)]) == 0
+    assert _train(capsys, "--resume", str(done), "--steps", "120", "--no-progress",
+                  "--quiet")[0] == 0
+    assert main(["eval", str(done)]) == 0
+    assert _snapshot(outside) == before
+    for name in written[:2] + ["metrics.jsonl", "checkpoint.npz", "model.npz", "config.json"]:
+        assert (done / name).is_file() and not (done / name).is_symlink(), name
+    assert load_run(done).history[-1]["step"] == 120
+    # A replacement stages its first epoch in .new/: a link there is removed, not followed.
+    (done / ".new").symlink_to(outside)
+    assert _train(capsys, *QUICK, "--out", str(done), "--overwrite")[0] == 0
+    assert _snapshot(outside) == before and not (done / ".new").exists()
+
+
+def _remove_file(path):
+    if path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def test_start_up_faults_are_one_line(done, env, tmp_path, capsys):
+    """Issue 15.8: usage errors, nested JSON, a vanished data folder, a huge gradcheck."""
+    code = subprocess.run([sys.executable, "-m", "jaxmlp", "train", "--schedule", "junk"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert code.returncode == 2 and code.stderr.count("\n") == 1, code.stderr
+    assert code.stderr.startswith("jaxmlp train: error: argument --schedule: invalid choice")
+    good = (done / "config.json").read_bytes()
+    (done / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    code, err = _train(capsys, "--resume", str(done), "--steps", "120")
+    assert code == 2 and f"{done}/config.json is nested too deeply" in err
+    (done / "config.json").write_bytes(good)
+    # The recorded data folder is gone: eval uses the default ($TFDS_DATA_DIR) instead.
+    config = json.loads(good)
+    (done / "config.json").write_text(json.dumps({**config, "data_dir": str(tmp_path / "gone")}))
+    assert main(["eval", str(done)]) == 0 and "test accuracy" in capsys.readouterr().out
+    assert main(["gradcheck", "b", "--in-dim", "100000000000"]) == 2
+    err = capsys.readouterr().err
+    assert "gradcheck takes at most 1e+08 numbers" in err and err.count("\n") == 1
+
+
+def _loaded(pid: int, library: str) -> bool:
+    try:
+        return library in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_jaxmlp_starts_is_one_line(env, tmp_path, signum):
+    """Issue 15.5: Ctrl-C or SIGTERM while the heavy modules import (NumPy's core is loaded:
+    a state, not a time) ends with exit 130 and one line, and leaves no folder."""
+    out = tmp_path / "run"
+    proc = _jaxmlp(["train", *QUICK, "--out", str(out)], env)
+    try:
+        deadline = time.monotonic() + 60
+        while not _loaded(proc.pid, "_multiarray_umath") and time.monotonic() < deadline:
+            time.sleep(0.002)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and err == "jaxmlp: interrupted\n", err
+    assert not out.exists()
+
+
+def test_an_interrupted_start_leaves_no_folder(tmp_path, monkeypatch):
+    import jaxmlp.run as run_module
+
+    def interrupted(folder):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "_lock", interrupted)
+    out = tmp_path / "new" / "run"
+    with pytest.raises(KeyboardInterrupt):
+        RunFolder.open(out)
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_swallowed_interrupt_is_raised_again():
+    """A KeyboardInterrupt that lands in a callback Python only prints (a gc callback) is
+    re-raised in the main code, so the run stops instead of finishing with exit 0."""
+    from jaxmlp._entry import _unraisable
+
+    seen = []
+    hook = _unraisable(seen.append)
+    hook(type("U", (), {"exc_type": ValueError})())
+    assert len(seen) == 1  # other exceptions: the usual hook
+    with pytest.raises(KeyboardInterrupt):
+        hook(type("U", (), {"exc_type": KeyboardInterrupt})())
+        for _ in range(10 ** 7):  # the interrupt arrives at the next bytecode boundary
+            pass

@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -351,3 +352,51 @@ def test_cpu_devices_share_the_hosts_memory(mnist):
                                          r"than 80% of the .* GiB available"):
         check_memory(config, k, "shared", mnist, cores)
     check_memory(config, k // 4, "shared", mnist, cores)  # 30% of the host: fits
+
+
+def test_sweep_models_from_the_command_line_and_their_faults(env, tmp_path, capsys):
+    """Issue 15: a diverged model is refused, not loaded as NaN; --resume ignores no --out;
+    eval/predict name a sweep's model with --model I; help speaks of sweeps only."""
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--arch", "b", "--steps", "30", "--lr", "0.05,1e30", "--schedule",
+                 "constant", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    with pytest.raises(RunError, match=r"model 1 of the sweep in .* diverged: it has no usable"):
+        jaxmlp.load_run(out, model=1)
+    for model in ("1", True, 1.0):
+        with pytest.raises(RunError, match="model must be an integer index"):
+            jaxmlp.load_run(out, model=model)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["sweep", "--resume", str(out), "--out", str(tmp_path / "b"), "--steps",
+                 "60"]) == 2
+    assert "--resume DIR writes to DIR; drop --out" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not (tmp_path / "b").exists()
+    # eval and predict: a sweep's folder needs --model, named as a command, not as Python.
+    assert main(["eval", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out} holds a sweep: name one of its models with --model I" in err
+    assert "load_run" not in err and err.count("\n") == 1
+    assert main(["eval", str(out), "--model", "1"]) == 2
+    assert "diverged" in capsys.readouterr().err
+    assert main(["eval", str(out), "--model", "0"]) == 0
+    report = json.loads((out / "models" / "0" / "eval.json").read_text())
+    assert f"test accuracy {report['test_acc']:.4f}" in capsys.readouterr().out
+    assert jaxmlp.load_run(out, model=0).evaluation == report
+    digit = tmp_path / "digit.npy"
+    np.save(digit, np.zeros((28, 28), np.uint8))
+    assert main(["predict", str(out), "--model", "0", "--json", str(digit)]) == 0
+    assert json.loads(capsys.readouterr().out)["input"] == str(digit)
+    # A link planted as models/ would lead eval's files outside the folder: refused.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.rmtree(out / "models")
+    (out / "models").symlink_to(outside)
+    assert main(["eval", str(out), "--model", "0"]) == 1
+    assert "is a symbolic link" in capsys.readouterr().err and not any(outside.iterdir())
+    # The sweep's help describes a sweep: no target, no iter lines, its own device rule.
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps to the terminal
+    assert "--target-accuracy" not in text and "iter N" not in text and "--log-every" not in text
+    assert "default: all" not in text and "as many as divide" in text
