@@ -427,7 +427,5 @@ def train_main(argv=None) -> int:
     return main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
-if __name__ == "__main__":
-    from jaxmlp._entry import main as entry
-
-    sys.exit(entry())
+if __name__ == "__main__":  # `python -m jaxmlp` is the entry that answers Ctrl-C while importing
+    sys.exit(main())
