@@ -1,0 +1,68 @@
+"""Single-run trajectories pinned (for issue 16's one trainer, which must reproduce them).
+
+A few short runs on the real MNIST, each run's final params summarised per leaf (sum,
+sum of squares, first and last element) and held to float32 tolerance against values
+stored from commit 2e85476's trainer (`python tests/test_trajectories.py` prints them
+anew). Bitwise equality across commits is checked on one machine with
+`python tests/test_trajectories.py --save FILE` on each commit, then comparing the files.
+"""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+STORED = Path(__file__).with_name("data") / "trajectories.json"
+
+RUNS = {  # name: (TrainConfig settings, resume to these steps or None)
+    "a-hand": (dict(arch="a", steps=100), None),
+    "b-hand": (dict(arch="b", steps=100), None),
+    "b-autodiff": (dict(arch="b", steps=100, grad="autodiff"), None),
+    "b-resumed": (dict(arch="b", steps=60, schedule="constant", lr=0.05), 100),
+    "b-val": (dict(arch="b", steps=100, val_size=5000), None),
+    "b-adam": (dict(arch="b", steps=100, optimizer="adam", warmup_steps=10), None),
+}
+
+
+def final_params(name, data, folder):
+    from jaxmlp import TrainConfig, train_and_evaluate
+
+    settings, resume_to = RUNS[name]
+    quiet = lambda line: None
+    result = train_and_evaluate(TrainConfig(**settings), folder, data=data, log=quiet)
+    if resume_to is not None:
+        result = train_and_evaluate(TrainConfig(**{**settings, "steps": resume_to}), folder,
+                                    resume=True, data=data, log=quiet)
+    return [{k: np.asarray(v) for k, v in layer.items()} for layer in result["params"]]
+
+
+def summary(params) -> dict:
+    return {f"{i}/{k}": [float(np.sum(v, dtype=np.float64)),
+                         float(np.sum(np.square(v, dtype=np.float64))),
+                         float(v.ravel()[0]), float(v.ravel()[-1])]
+            for i, layer in enumerate(params) for k, v in sorted(layer.items())}
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_single_run_trajectories_are_today_s(name, mnist, tmp_path):
+    stored = json.loads(STORED.read_text())[name]
+    got = summary(final_params(name, mnist, tmp_path / name))
+    assert set(got) == set(stored)
+    for leaf, values in stored.items():
+        np.testing.assert_allclose(got[leaf], values, rtol=2e-4, atol=2e-5, err_msg=leaf)
+
+
+if __name__ == "__main__":  # print (or --save FILE: whole params, for a bitwise comparison)
+    import tempfile
+
+    from jaxmlp.data import load_mnist
+
+    data = load_mnist()
+    with tempfile.TemporaryDirectory() as tmp:
+        params = {name: final_params(name, data, Path(tmp) / name) for name in RUNS}
+    if sys.argv[1:2] == ["--save"]:
+        np.savez(sys.argv[2], **{f"{n}/{i}/{k}": v for n, p in params.items()
+                                 for i, layer in enumerate(p) for k, v in layer.items()})
+    else:
+        print(json.dumps({n: summary(p) for n, p in params.items()}, indent=1))
