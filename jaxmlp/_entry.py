@@ -25,10 +25,6 @@ def _note(signum, frame):
     _noted.append(signum)
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt  # `kill`/`timeout` end a run as Ctrl-C does: saved, one line
-
-
 def _unraisable(hook):
     def handle(unraisable):
         if issubclass(unraisable.exc_type, KeyboardInterrupt):
@@ -52,7 +48,7 @@ def main(argv=None) -> int:
     from jaxmlp import cli  # JAX, NumPy, Optax: seconds, signals only noted meanwhile
 
     signal.signal(signal.SIGINT, previous[signal.SIGINT])
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # as Ctrl-C: KeyboardInterrupt
     sys.unraisablehook = _unraisable(sys.unraisablehook)
     try:
         if _noted:

@@ -384,10 +384,6 @@ COMMANDS = {"train": _train, "sweep": _sweep, "eval": _eval, "predict": _predict
             "toy": _toy}
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt  # `kill`/`timeout` end a run as Ctrl-C does: saved, one line
-
-
 def main(argv=None) -> int:
     """The ``jaxmlp`` command; returns its exit status."""
     args = _parse(argv)
@@ -395,7 +391,8 @@ def main(argv=None) -> int:
     # reader sees each epoch as it ends, not a block when the buffer fills or the run exits.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # `kill`/`timeout` end a run as Ctrl-C does (KeyboardInterrupt): saved, one line.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return _run(args)
     finally:
@@ -420,11 +417,6 @@ def _run(args) -> int:
         message, code = f"error: {e}", 2
     print(f"{PROG} {args.command}: {message}", file=sys.stderr)
     return code
-
-
-def train_main(argv=None) -> int:
-    """``jaxmlp-train``: the same as ``jaxmlp train``."""
-    return main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":  # `python -m jaxmlp` is the entry that answers Ctrl-C while importing

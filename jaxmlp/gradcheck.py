@@ -80,7 +80,8 @@ def gradcheck(arch, *, in_dim: int = 784, batch_size: int = 8, seed: int = 0,
 
     Raises:
       ValueError: a bad ``arch`` (``parse_arch``'s message), ``batch_size`` or ``in_dim``
-        below 1 or too large together (``MAX_NUMBERS``), or a ``hand`` whose result does not have the params' structure and shapes.
+        below 1 or too large together (``MAX_NUMBERS``), or a ``hand`` whose result does
+        not have the params' structure and shapes.
     """
     arch = parse_arch(arch)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:

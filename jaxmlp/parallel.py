@@ -78,8 +78,8 @@ def _host(coordinator: str, me: dict, timeout_s: float, deadline: float) -> None
     side by side (``select``), each must send its line within ``_HELLO_S``, and a line that
     is too long or not a peer's greeting is dropped (said once on stderr); the wait goes on.
     """
-    host, port = coordinator.rsplit(":", 1)[0], int(coordinator.rsplit(":", 1)[1])
-    others = me["n"] - 1
+    host, port = coordinator.rsplit(":", 1)
+    port, others = int(port), me["n"] - 1
     try:  # only on the coordinator's own address, not on every interface
         listener = socket.create_server((host, port))
     except OSError as e:  # create_server sets SO_REUSEADDR, so this is a live socket

@@ -92,7 +92,7 @@ def read_config(folder) -> TrainConfig:
         raise RunError(f"{folder} is not a run folder: it has no {CONFIG}")
     values = read_json(path)
     try:
-        return TrainConfig.from_dict(values).validate()
+        return TrainConfig.from_dict(values)  # checked as it is built
     except (TypeError, ValueError) as e:
         raise RunError(f"{path}: {e}") from None
 
@@ -313,11 +313,11 @@ class RunFolder:
         self.save(files)
 
     def save_evaluation(self, report: dict, plots: dict, where: str = "") -> None:
-        """``eval.json`` (in the subfolder ``where``) from ``report``, and each
-        ``plots[name](path)`` drawn to ``name``."""
+        """``eval.json`` from ``report``, and each ``plots[name](path)`` drawn to ``name``,
+        all in the subfolder ``where`` (``"models/3/"``; the run folder itself by default)."""
         self._write(where + EVAL, lambda p: write_json(p, report))
         for name, draw in plots.items():
-            self._write(name, draw)
+            self._write(where + name, draw)
 
     def plot(self, history: list[dict], title: str) -> None:
         """``curves.png`` from the records of finished epochs."""
@@ -478,6 +478,5 @@ def evaluate_run(run: Run, data) -> dict:
     }
     where = "" if run.model is None else f"{MODELS}/{run.model}/"
     with RunFolder.open(run.path, resume=True) as folder:
-        folder.save_evaluation(report, {where + name: draw for name, draw in plots.items()},
-                               where=where)
+        folder.save_evaluation(report, plots, where)
     return report

@@ -106,8 +106,7 @@ def check_grid(base: TrainConfig, grid: Grid) -> None:
     count = len(grid.seeds) * len(grid.lrs) * len(grid.momenta)
     if count > MAX_MODELS:
         raise ValueError(f"the grid has {count} models, more than {MAX_MODELS}: sweep in parts")
-    for config in grid.configs(base):
-        config.validate()
+    grid.configs(base)  # each model's TrainConfig checks itself as it is built
 
 
 # Float32 copies of the params a model holds while it trains: the params, their gradients and
@@ -257,9 +256,6 @@ def load_model_of_sweep(folder, model: int):
     config, grid, _ = read_sweep(folder)
     info = read_sweep_info(folder)
     configs = grid.configs(config)
-    if type(model) is not int:  # bool and "1" too: an index, not something like one
-        raise RunError(f"model must be an integer index into the sweep in {folder}, got "
-                       f"{model!r}")
     if not 0 <= model < len(configs):
         raise RunError(f"{folder} holds models 0 to {len(configs) - 1}, not {model}")
     arch = parse_arch(config.arch)
