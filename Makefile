@@ -26,12 +26,12 @@ train: setup
 	$(BIN)/jaxmlp train --out $(OUT) $(ARGS)
 
 test: setup
-	$(BIN)/python -m pytest -q -n auto $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n auto --dist worksteal $(PYTEST_ARGS)
 
 # The tests that need no data, run as if there were none (a missing-data skip fails here).
 test-offline: setup
 	CI=true JAXMLP_TEST_DATA=/nonexistent TFDS_DATA_DIR=/nonexistent \
-		$(BIN)/python -m pytest -q -n auto -m "not mnist" $(PYTEST_ARGS)
+		$(BIN)/python -m pytest -q -n auto --dist worksteal -m "not mnist" $(PYTEST_ARGS)
 
 # Re-resolves pyproject.toml's ranges against today's registry into requirements.lock.
 # Then run `make test`; commit the new lock only if it passes.

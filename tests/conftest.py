@@ -18,6 +18,22 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.mnist)
 
 
+@pytest.fixture(autouse=True)
+def _light_compiles(request, monkeypatch):
+    """Tests without the real data prove math on tiny shapes, where XLA's optimisation passes
+    are most of the time: they compile with those passes off, in this process and in the
+    ones they start. Tests that train on MNIST keep the production compiler."""
+    if request.node.get_closest_marker("mnist"):
+        yield
+        return
+    monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+    jax.config.update("jax_disable_most_optimizations", True)  # read at each compile
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", False)
+
+
 @pytest.fixture
 def x64():
     """Runs a test in float64, where hand and autodiff gradients must agree to ~1e-12."""

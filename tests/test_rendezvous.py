@@ -83,36 +83,24 @@ def test_duplicate_process_id_fails_everywhere():
         _failed_clearly(result, message)
 
 
-def test_process_zero_alone_fails_in_bounded_time():
-    addr = f"127.0.0.1:{_free_port()}"
-    start = time.monotonic()
-    (result,) = _run((addr, 2, 0, 2, "h"), timeout_s=30)
-    _failed_clearly(result, f"process 0 waited 2s at {addr} for 1 other process to join; none "
-                    "came (are the others started, with the same --coordinator?)", "RuntimeError")
-    assert time.monotonic() - start < 10
-
-
-def test_peer_without_coordinator_fails_in_bounded_time():
-    addr = f"127.0.0.1:{_free_port()}"  # nothing listens there
-    start = time.monotonic()
-    (result,) = _run((addr, 2, 1, 2, "h"), timeout_s=30)
-    _failed_clearly(result, f"process 1 could not reach the coordinator at {addr} within 2s",
-                    "RuntimeError")
-    assert time.monotonic() - start < 10
-
-
-@pytest.mark.parametrize("process_id", [0, 1])
-def test_stray_connection_is_not_a_peer(process_id):
-    """Something else on the port (not a jaxmlp process) is ignored, or named as the cause."""
+def test_lonely_processes_fail_in_bounded_time():
+    """Side by side: process 0 that nobody joins, process 1 that nothing answers, process 1
+    at a listener that never speaks (not a jaxmlp process), and process 0 on a taken port."""
     with socket.create_server(("127.0.0.1", 0)) as other:
-        addr = f"127.0.0.1:{other.getsockname()[1]}"
-        if process_id == 0:  # the port is taken: process 0 says so instead of aborting
-            (result,) = _run((addr, 2, 0, 2, "h"), timeout_s=30)
-            _failed_clearly(result, "process 0 could not listen on port", "RuntimeError")
-        else:  # a listener that never answers: the peer gives up after its deadline
-            (result,) = _run((addr, 2, 1, 1, "h"), timeout_s=30)
-            _failed_clearly(result, f"process 1 reached the coordinator at {addr}, but not all "
-                            "2 processes joined within 1s", "RuntimeError")
+        taken = f"127.0.0.1:{other.getsockname()[1]}"
+        alone, nobody = f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
+        start = time.monotonic()
+        results = _run((alone, 2, 0, 1, "h"), (nobody, 2, 1, 1, "h"), (taken, 2, 1, 1, "h"),
+                       (taken, 2, 0, 1, "h"), timeout_s=30)
+    assert time.monotonic() - start < 10
+    _failed_clearly(results[0], f"process 0 waited 1s at {alone} for 1 other process to join; "
+                    "none came (are the others started, with the same --coordinator?)",
+                    "RuntimeError")
+    _failed_clearly(results[1], f"process 1 could not reach the coordinator at {nobody} "
+                    "within 1s", "RuntimeError")
+    _failed_clearly(results[2], f"process 1 reached the coordinator at {taken}, but not all "
+                    "2 processes joined within 1s", "RuntimeError")
+    _failed_clearly(results[3], "process 0 could not listen on port", "RuntimeError")
 
 
 def _listening_addresses(port: int) -> set[str]:
