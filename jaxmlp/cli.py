@@ -24,7 +24,7 @@ import typing
 import warnings
 from pathlib import Path
 
-from jaxmlp.config import TrainConfig
+from jaxmlp.config import ORDERS, TrainConfig
 from jaxmlp.data import DEFAULT_DATASET
 
 PROG = "jaxmlp"
@@ -70,6 +70,50 @@ def add_config_flags(parser: argparse.ArgumentParser, skip=(), helps=None) -> No
                             choices=meta.get("choices"), help=meta["help"] + default)
 
 
+def _add_training_flags(commands, name: str) -> None:
+    """``jaxmlp train`` and ``jaxmlp sweep``: the same flags, one code path (``_fit``); a
+    sweep's ``--seeds``, ``--lr`` and ``--momentum`` take lists, and only a single run
+    spans several processes."""
+    sweep = name == "sweep"
+    parser = commands.add_parser(name, allow_abbrev=False, help=(
+        "train a grid of seeds x learning rates x momenta at once (vmap)" if sweep else
+        "train an MLP on MNIST (or --dataset) into a run folder"))
+    add_config_flags(parser, skip=SWEPT if sweep else (), helps={
+        "val_size": "hold out the last N training examples as a validation split, evaluated "
+                    "every epoch; the best setting is then chosen by it",
+        "devices": "devices the models are spread over (default: as many as divide the "
+                   "number of models evenly)",
+        "target_accuracy": "stop once every live model's validation (else test) accuracy "
+                           "reaches this"} if sweep else {})
+    if sweep:
+        parser.add_argument("--seeds", help="a count (16: seeds 0-15) or a list (0,3,7) "
+                            "(default: 1)")
+        parser.add_argument("--lr", help="peak learning rates, e.g. 0.02,0.05,0.1 (default: "
+                            "the optimizer's, as for train)")
+        parser.add_argument("--momentum", help="SGD momenta (Adam/AdamW/Lion b1), e.g. "
+                            f"0.8,0.9 (default: {TrainConfig.momentum})")
+        parser.add_argument("--order", choices=ORDERS,
+                            help="every model sees the same batches (shared), or each follows "
+                            "the order of `jaxmlp train --seed S` (independent) (default: "
+                            "shared)")
+    what = "sweep" if sweep else "run"
+    parser.add_argument("--out", help="the sweep's folder (default: runs/sweep-<arch>)" if sweep
+                        else "the run folder (default: runs/<arch>, or runs/<dataset>-<arch> "
+                        "for a dataset other than mnist)")
+    parser.add_argument("--resume", metavar="DIR", help=f"continue the {what} saved in DIR")
+    parser.add_argument("--overwrite", action="store_true", help=f"replace the {what} in --out "
+                        "(its files go when the first epoch is saved)")
+    parser.add_argument("--quiet", action="store_true", help="no per-step or per-epoch lines")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    if not sweep:
+        multi = parser.add_argument_group("multi-host (all three, on every process)")
+        multi.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+        multi.add_argument("--num-processes", type=int, help="how many processes take part")
+        multi.add_argument("--process-id", type=int, help="this process's rank, 0 to K-1")
+        multi.add_argument("--init-timeout", type=float, default=60,
+                           help="seconds to wait for every process to join (default: 60)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     # No abbreviated flags: `jaxmlp sweep --seed 3` must not quietly mean --seeds 3.
     parser = _Parser(prog=PROG, allow_abbrev=False, description="Multilayer perceptrons on MNIST "
@@ -77,44 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "with JAX: train, evaluate, predict, prove the gradients.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", allow_abbrev=False, help="train an MLP on MNIST (or --dataset) into a run "
-                                   "folder")
-    add_config_flags(train)
-    train.add_argument("--out", help="the run folder (default: runs/<arch>, or "
-                       "runs/<dataset>-<arch> for a dataset other than mnist)")
-    train.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
-    train.add_argument("--overwrite", action="store_true",
-                       help="replace the run in --out (its files go when the first epoch is saved)")
-    train.add_argument("--quiet", action="store_true", help="no per-step or per-epoch lines")
-    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    multi = train.add_argument_group("multi-host (all three, on every process)")
-    multi.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
-    multi.add_argument("--num-processes", type=int, help="how many processes take part")
-    multi.add_argument("--process-id", type=int, help="this process's rank, 0 to K-1")
-    multi.add_argument("--init-timeout", type=float, default=60,
-                       help="seconds to wait for every process to join (default: 60)")
-
-    sw = commands.add_parser("sweep", allow_abbrev=False, help="train a grid of seeds x learning rates x momenta "
-                             "at once (vmap)")
-    # Every model trains to the end (no target), and a sweep logs per epoch (no iter lines).
-    add_config_flags(sw, skip=(*SWEPT, "target_accuracy", "log_every"), helps={
-        "val_size": "hold out the last N training examples as a validation split, evaluated "
-                    "every epoch; the best setting is then chosen by it",
-        "devices": "devices the models are spread over (default: as many as divide the "
-                   "number of models evenly)"})
-    sw.add_argument("--seeds", help="a count (16: seeds 0-15) or a list (0,3,7) "
-                    "(default: 1)")
-    sw.add_argument("--lr", help="peak learning rates, e.g. 0.02,0.05,0.1 (default: the "
-                    "optimizer's, as for train)")
-    sw.add_argument("--momentum", help="SGD momenta (Adam/AdamW/Lion b1), e.g. "
-                    f"0.8,0.9 (default: {TrainConfig.momentum})")
-    sw.add_argument("--order", choices=("shared", "independent"),
-                    help="every model sees the same batches (shared), or each follows the "
-                    "order of `jaxmlp train --seed S` (independent) (default: shared)")
-    sw.add_argument("--out", help="the sweep's folder (default: runs/sweep-<arch>)")
-    sw.add_argument("--resume", metavar="DIR", help="continue the sweep saved in DIR")
-    sw.add_argument("--overwrite", action="store_true", help="replace the sweep in --out")
-    sw.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    for name in ("train", "sweep"):
+        _add_training_flags(commands, name)
 
     ev = commands.add_parser("eval", allow_abbrev=False, help="re-evaluate a run's model on its dataset's test split")
     ev.add_argument("run", metavar="RUN", help="a run folder")
@@ -225,7 +233,7 @@ def enable_compilation_cache() -> None:
 @contextlib.contextmanager
 def _training_failures(command: str, out):
     """A diverged or interrupted training becomes its one line and exit status."""
-    from jaxmlp.train import TrainingDiverged, TrainingInterrupted
+    from jaxmlp.trainer import TrainingDiverged, TrainingInterrupted
 
     try:
         yield
@@ -237,76 +245,93 @@ def _training_failures(command: str, out):
                        "finished; nothing was saved", 130) from None
 
 
-def _train(args) -> int:
-    from jaxmlp.train import train_and_evaluate
+def _sweep_settings(args):
+    """A sweep's ``(config, grid, order, out)``; a resume keeps the saved grid and order
+    unless flags name new ones (``train_many`` refuses what may not change)."""
+    from jaxmlp.run import read_sweep
+    from jaxmlp.sweep import Grid, parse_floats, parse_seeds
 
-    config, out = config_from_args(args)
+    given = _given(args, skip=SWEPT)
+    # --lr's default is the optimizer's (TrainConfig's rule: an unset lr is the optimizer's).
+    default_lr = TrainConfig(optimizer=args.optimizer or TrainConfig.optimizer).lr
+    pick = lambda given, default: default if given is None else given  # "" is a mistake
+    grid = Grid(parse_seeds(pick(args.seeds, "1")), parse_floats(pick(args.lr, default_lr), "lr"),
+                parse_floats(pick(args.momentum, TrainConfig.momentum), "momentum"))
+    if args.resume is None:
+        config = TrainConfig(**given)
+        out = Path(args.out) if args.out else Path("runs") / (
+            "sweep-" + default_out(config.arch, config.dataset).name)
+        return config, grid, args.order or "shared", out
+    out = _resumed_folder(args, "sweep")
+    saved, saved_grid, saved_order = read_sweep(out)
+    grid = Grid(grid.seeds if args.seeds else saved_grid.seeds,
+                grid.lrs if args.lr else saved_grid.lrs,
+                grid.momenta if args.momentum else saved_grid.momenta)
+    return (TrainConfig(**{**dataclasses.asdict(saved), **given}), grid,
+            args.order or saved_order, out)
+
+
+def _distributed(args, config: TrainConfig) -> None:
+    """Joins the other processes of a multi-host run, if the flags name one."""
     distributed = (args.coordinator, args.num_processes, args.process_id)
-    if any(v is not None for v in distributed):
-        if any(v is None for v in distributed):
-            raise ValueError("multi-host runs need --coordinator, --num-processes and "
-                             "--process-id together")
-        from jaxmlp.parallel import initialize_distributed
+    if all(v is None for v in distributed):
+        return
+    if any(v is None for v in distributed):
+        raise ValueError("multi-host runs need --coordinator, --num-processes and "
+                         "--process-id together")
+    from jaxmlp.parallel import initialize_distributed
 
-        # Before any computation: JAX must know the whole cluster first.
-        initialize_distributed(*distributed, timeout_s=args.init_timeout,
-                               config_hash=config.config_hash())
+    # Before any computation: JAX must know the whole cluster first.
+    initialize_distributed(*distributed, timeout_s=args.init_timeout,
+                           config_hash=config.config_hash())
+
+
+def _cpu_devices() -> None:
+    """On CPU one XLA device computes on one core; a device per core lets a sweep's sharded
+    model axis use them all (measured: scripts/benchmark.py --sweep). XLA reads the flag
+    when its backends start, so only before then (GPUs are unaffected: it counts CPUs)."""
+    from jax._src import xla_bridge
+
+    if not xla_bridge.backends_are_initialized() and (
+            "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform"
+                                   f"_device_count={len(os.sched_getaffinity(0))}").strip()
+
+
+def _fit(args) -> int:
+    """``jaxmlp train`` and ``jaxmlp sweep``."""
+    sweep = args.command == "sweep"
+    if sweep:
+        _cpu_devices()
+        config, grid, order, out = _sweep_settings(args)
+    else:
+        config, out = config_from_args(args)
+        _distributed(args, config)
     enable_compilation_cache()
-    with _training_failures("train", out):
-        result = train_and_evaluate(config, out, resume=args.resume is not None,
-                                    overwrite=args.overwrite,
-                                    progress=not args.no_progress and sys.stderr.isatty(),
-                                    log=(lambda line: None) if args.quiet else print)
+    common = dict(resume=args.resume is not None, overwrite=args.overwrite,
+                  progress=not args.no_progress and sys.stderr.isatty(),
+                  log=(lambda line: None) if args.quiet else print)
+    with _training_failures(args.command, out):
+        if sweep:
+            from jaxmlp.sweep import format_summary, train_many
+
+            result = train_many(config, grid, out, order=order, **common)
+        else:
+            from jaxmlp.train import train_and_evaluate
+
+            result = train_and_evaluate(config, out, **common)
     import jax
 
     if jax.process_index() == 0:
+        if sweep:
+            print(format_summary(result["summary"]))
+            print(f"outputs in {out}")
+            return 0
         steps = result["steps"]
         val = result["val_accuracy"]
         print(f"final test accuracy {result['test_accuracy']:.4f}"
               + (f" (validation {val:.4f})" if val is not None else "")
               + f" after {steps} step{'s' if steps != 1 else ''}; outputs in {out}")
-    return 0
-
-
-def _sweep(args) -> int:
-    from jax._src import xla_bridge
-
-    # On CPU one XLA device computes on one core; a device per core lets the sharded model
-    # axis use them all (measured: scripts/benchmark.py --sweep). XLA reads the flag when its
-    # backends start, so only before then (GPUs are unaffected: it counts CPU devices).
-    if not xla_bridge.backends_are_initialized() and (
-            "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")):
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform"
-                                   f"_device_count={len(os.sched_getaffinity(0))}").strip()
-    from jaxmlp.sweep import Grid, format_summary, parse_floats, parse_seeds, read_sweep, train_many
-
-    from jaxmlp.optim import OPTIMIZERS
-
-    given = _given(args, skip=SWEPT)
-    # --lr's default is the optimizer's (a resume keeps the saved grid's unless --lr is given).
-    default_lr = OPTIMIZERS.get(args.optimizer or TrainConfig.optimizer, {}).get("lr", 0.1)
-    pick = lambda given, default: default if given is None else given  # "" is a mistake
-    grid = Grid(parse_seeds(pick(args.seeds, "1")), parse_floats(pick(args.lr, default_lr), "lr"),
-                parse_floats(pick(args.momentum, TrainConfig.momentum), "momentum"))
-    order = args.order or "shared"
-    if args.resume is not None:
-        out = _resumed_folder(args, "sweep")
-        saved, saved_grid, saved_order = read_sweep(out)  # train_many refuses other changes
-        grid = Grid(grid.seeds if args.seeds else saved_grid.seeds,
-                    grid.lrs if args.lr else saved_grid.lrs,
-                    grid.momenta if args.momentum else saved_grid.momenta)
-        order = args.order or saved_order
-        config = TrainConfig(**{**dataclasses.asdict(saved), **given})
-    else:
-        config = TrainConfig(**given)
-        out = Path(args.out) if args.out else Path("runs") / f"sweep-{default_out(config.arch, config.dataset).name}"
-    enable_compilation_cache()
-    with _training_failures("sweep", out):
-        result = train_many(config, grid, out, order=order, resume=args.resume is not None,
-                            overwrite=args.overwrite,
-                            log=(lambda line: None) if args.quiet else print)
-    print(format_summary(result["summary"]))
-    print(f"outputs in {out}")
     return 0
 
 
@@ -380,7 +405,7 @@ def _toy(args) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "sweep": _sweep, "eval": _eval, "predict": _predict, "gradcheck": _gradcheck,
+COMMANDS = {"train": _fit, "sweep": _fit, "eval": _eval, "predict": _predict, "gradcheck": _gradcheck,
             "toy": _toy}
 
 

@@ -5,10 +5,11 @@ setting is one edit here.
 """
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import typing
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -233,3 +234,31 @@ def resume_length(saved: TrainConfig, new: TrainConfig, done: int, steps_per_epo
         raise ValueError(f"the run is already at step {done}; {asked} ({total} steps) would end "
                          "before that: ask for more, or omit the length to finish a stopped run")
     return total
+
+
+# How a sweep's models take their batches (``jaxmlp.sweep``): all of the first seed's order,
+# or each its own seed's.
+ORDERS = ("shared", "independent")
+
+
+class Grid(NamedTuple):
+    """The settings a sweep varies: every combination of ``lrs`` × ``momenta`` × ``seeds``.
+
+    A single run is the grid of one: ``Grid.of(config)``."""
+
+    seeds: tuple[int, ...]
+    lrs: tuple[float, ...]
+    momenta: tuple[float, ...]
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> "Grid":
+        return cls((config.seed,), (config.lr,), (config.momentum,))
+
+    def models(self) -> list[dict]:
+        """One ``{"seed", "lr", "momentum"}`` per model: settings outer, seeds inner."""
+        return [{"seed": s, "lr": lr, "momentum": m}
+                for lr, m, s in itertools.product(self.lrs, self.momenta, self.seeds)]
+
+    def configs(self, base: TrainConfig) -> list[TrainConfig]:
+        """Each model as the single run that ``jaxmlp train`` would make of it."""
+        return [dataclasses.replace(base, **m) for m in self.models()]

@@ -149,6 +149,61 @@ def evaluate(params: Params, images, labels, arch, *,
     return {"loss": float(acc["loss"]) / n, "accuracy": int(acc["correct"]) / n}
 
 
+# The same sums for a stack of K models (a leading model axis on every leaf): one call per
+# chunk for all of them, the chunk's images shared, sharded along the models like training.
+_add_sums_models = partial(jax.jit, static_argnames=("rows", "arch"))(
+    jax.vmap(_add_sums.__wrapped__, in_axes=(0, 0, None, None, None, None, None)))
+
+
+def _unstacked(params: Params) -> Params:
+    return jax.tree.map(lambda a: a[0], params)
+
+
+def evaluate_models(params: Params, images, labels, arch, *,
+                    max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, np.ndarray]:
+    """``evaluate`` of K models at once: ``params`` has a leading model axis ``(K, ...)``
+    on every leaf (a sweep's stack). Each chunk is one jitted call for all K models, and
+    ``max_bytes`` bounds all K models' activations together.
+
+    Returns:
+      ``{"loss": (K,), "accuracy": (K,)}`` numpy arrays.
+    """
+    arch = parse_arch(arch)
+    images, labels = _check_set(_unstacked(params), images, labels, arch)
+    k = jax.tree.leaves(params)[0].shape[0]
+    acc = {"loss": jnp.zeros((k,), jnp.float32), "correct": jnp.zeros((k,), jnp.int32)}
+    add = lambda acc, p, *rest: _add_sums_models(acc, p, *rest)
+    num_examples = images.shape[0]
+    rows = chunk_rows(arch, params[0]["w"].shape[1], num_examples, max(max_bytes // k, 1))
+    for start in range(0, num_examples, rows):
+        acc = add(acc, params, images, labels, start, min(rows, num_examples - start), arch)
+    acc = jax.device_get(acc)  # the one host sync
+    n = labels.shape[0]
+    return {"loss": np.asarray(acc["loss"], np.float64) / n,
+            "accuracy": np.asarray(acc["correct"]) / n}
+
+
+@partial(jax.jit, static_argnames=("rows", "arch"))
+def _chunk_probs(params, images, start, rows, arch):
+    x = jax.lax.dynamic_slice_in_dim(images, start, rows)
+    in_dim = params[0]["w"].shape[1]
+    return jax.vmap(lambda p: softmax(forward(p, prepare_images(x, in_dim=in_dim), arch)))(params)
+
+
+def model_probabilities(params: Params, images, arch, *,
+                        max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+    """``softmax(forward(...))`` of K stacked models on every image: ``(K, N, classes)``,
+    in chunks as ``evaluate_models`` (for a sweep's ensembles)."""
+    arch = parse_arch(arch)
+    check_images(images, in_dim=params[0]["w"].shape[1])
+    images = jnp.asarray(images)
+    k, num_examples = jax.tree.leaves(params)[0].shape[0], images.shape[0]
+    rows = chunk_rows(arch, params[0]["w"].shape[1], num_examples, max(max_bytes // k, 1))
+    chunks = [_chunk_probs(params, images, start, min(rows, num_examples - start), arch)
+              for start in range(0, num_examples, rows)]
+    return np.array(jax.device_get(jnp.concatenate(chunks, axis=1)))  # a writable copy
+
+
 def _per_class_accuracy(confusion: np.ndarray) -> list:
     """``confusion[c, c] / Σ_j confusion[c, j]`` per true class ``c``; None for an absent class."""
     totals = confusion.sum(axis=1)

@@ -9,13 +9,15 @@ applies to the weights ``w`` only, never to biases.
 """
 import optax
 
-# Each optimizer's default learning rate and weight decay: the one place they are stated.
-# SGD's are the seed's; Adam's and AdamW's are Optax's; Lion's follow its paper (a learning
-# rate 3-10x below AdamW's, a weight decay 3-10x above).
-OPTIMIZERS = {"sgd": {"lr": 0.1, "weight_decay": 0.0},
-              "adam": {"lr": 1e-3, "weight_decay": 0.0},
-              "adamw": {"lr": 1e-3, "weight_decay": 1e-4},
-              "lion": {"lr": 1e-4, "weight_decay": 1e-3}}
+# Everything per optimizer, the one place it is stated: its default learning rate and weight
+# decay (SGD's are the seed's; Adam's and AdamW's are Optax's; Lion's follow its paper: a
+# learning rate 3-10x below AdamW's, a weight decay 3-10x above), and the float32 copies of
+# the params a model holds while it trains (params, gradients and the optimizer's state:
+# SGD's momentum; Adam's and AdamW's two moments; Lion's one), for a sweep's memory estimate.
+OPTIMIZERS = {"sgd": {"lr": 0.1, "weight_decay": 0.0, "copies": 3},
+              "adam": {"lr": 1e-3, "weight_decay": 0.0, "copies": 4},
+              "adamw": {"lr": 1e-3, "weight_decay": 1e-4, "copies": 4},
+              "lion": {"lr": 1e-4, "weight_decay": 1e-3, "copies": 3}}
 SCHEDULES = ("constant", "cosine")
 
 

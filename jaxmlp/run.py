@@ -28,7 +28,7 @@ import numpy as np
 from jaxmlp.arch import Arch, parse_arch
 from jaxmlp.checkpoint import (load_checkpoint, read_npz, save_checkpoint, save_npz_atomic,
                                write_atomic)
-from jaxmlp.config import TrainConfig
+from jaxmlp.config import ORDERS, Grid, TrainConfig
 from jaxmlp.data import MNIST, DatasetInfo
 from jaxmlp.images import check_image_shape
 
@@ -312,6 +312,27 @@ class RunFolder:
             files[CONFIG] = lambda p: write_json(p, dataclasses.asdict(config))
         self.save(files)
 
+    def save_sweep_epoch(self, config: TrainConfig, grid: Grid, order: str, state: dict,
+                         history: list[dict], info: DatasetInfo) -> None:
+        """A sweep's epoch, all or nothing: metrics, the stacked checkpoint, then (once)
+        ``sweep.json``, last, so the settings never run ahead of the models."""
+        files = {METRICS: lambda p: write_jsonl(p, history),
+                 CHECKPOINT: lambda p: save_checkpoint(p, state)}
+        if not self.saved:
+            meta = {"config": dataclasses.asdict(config), "seeds": list(grid.seeds),
+                    "lrs": list(grid.lrs), "momenta": list(grid.momenta), "order": order,
+                    "dataset": {"name": info.name, "image_shape": list(info.image_shape),
+                                "num_classes": info.num_classes}}
+            files[SWEEP] = lambda p: write_json(p, meta)
+        self.save(files)
+
+    def save_summary(self, summary: dict, history: list[dict], grid: Grid) -> None:
+        """A sweep's ``summary.json`` and its ``curves.png`` (every model, mean ± std)."""
+        from jaxmlp.plot import plot_sweep
+
+        self.save({SUMMARY: lambda p: write_json(p, summary),
+                   CURVES: lambda p: plot_sweep(history, grid, p)})
+
     def save_evaluation(self, report: dict, plots: dict, where: str = "") -> None:
         """``eval.json`` from ``report``, and each ``plots[name](path)`` drawn to ``name``,
         all in the subfolder ``where`` (``"models/3/"``; the run folder itself by default)."""
@@ -392,6 +413,71 @@ def load_model(path) -> tuple[Arch, list[dict], DatasetInfo]:
     return arch, params, info
 
 
+def read_sweep(folder) -> tuple[TrainConfig, Grid, str]:
+    """The base config, grid and order saved in ``folder/sweep.json``."""
+    path = Path(folder) / SWEEP
+    meta = read_json(path)
+    try:
+        config = TrainConfig.from_dict(meta["config"])
+        grid = Grid(tuple(meta["seeds"]), tuple(meta["lrs"]), tuple(meta["momenta"]))
+        if meta["order"] not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}")
+        return config, grid, meta["order"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunError(f"{path} is not a jaxmlp sweep ({e})") from None
+
+
+def read_sweep_info(folder) -> DatasetInfo:
+    """The dataset the sweep in ``folder`` trained on (``sweep.json``'s ``dataset``); a
+    sweep saved before datasets were recorded trained on MNIST."""
+    path = Path(folder) / SWEEP
+    meta = read_json(path)
+    if not isinstance(meta, dict) or "dataset" not in meta:
+        return MNIST
+    try:
+        d = meta["dataset"]
+        info = DatasetInfo(d["name"], check_image_shape(d["image_shape"]), d["num_classes"])
+        if not (isinstance(info.name, str) and type(info.num_classes) is int
+                and info.num_classes >= 1):
+            raise ValueError(f"dataset {d} is not a name, (height, width, channels) and a "
+                             "class count")
+        return info
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunError(f"{path} is not a jaxmlp sweep ({e})") from None
+
+
+def load_model_of_sweep(folder, model: int):
+    """``(config, params, history, info)`` of model ``model`` of the sweep in ``folder``:
+    its config as the single run it stands for, its params, its per-epoch records and the
+    dataset it takes (``DatasetInfo``)."""
+    config, grid, _ = read_sweep(folder)
+    info = read_sweep_info(folder)
+    configs = grid.configs(config)
+    if not 0 <= model < len(configs):
+        raise RunError(f"{folder} holds models 0 to {len(configs) - 1}, not {model}")
+    arch = parse_arch(config.arch)
+    try:
+        arrays = read_npz(Path(folder) / CHECKPOINT)
+        params = [{k: np.asarray(arrays[f"params/{j}/{k}"][model]) for k in ("w", "b")}
+                  for j in range(len(arch))]
+    except (FileNotFoundError, KeyError, IndexError, ValueError) as e:
+        raise RunError(f"{folder}/{CHECKPOINT}: cannot read model {model} ({e})") from None
+    fan_in = info.in_dim
+    for j, ((units, _), layer) in enumerate(zip(arch, params)):
+        if layer["w"].shape != (fan_in, units) or layer["b"].shape != (units,):
+            raise RunError(f"{folder}/{CHECKPOINT}: layer {j} of model {model} has w "
+                           f"{layer['w'].shape} and b {layer['b'].shape}, expected "
+                           f"({fan_in}, {units}) and ({units},) for {info.name}")
+        fan_in = units
+    history = [{"epoch": h["epoch"], "step": h["step"], **h["models"][model]}
+               for h in read_history(folder)]
+    if (history and history[-1].get("diverged")) or not all(
+            np.isfinite(layer[k]).all() for layer in params for k in ("w", "b")):
+        raise RunError(f"model {model} of the sweep in {folder} diverged: it has no usable "
+                       "weights (summary.json lists the models that trained)")
+    return configs[model], params, history, info
+
+
 class Run(NamedTuple):
     """A trained run, loaded: what ``load_run`` returns."""
 
@@ -425,8 +511,6 @@ def load_run(folder, model: Optional[int] = None) -> Run:
         if model is None:
             raise RunError(f"{folder} holds a sweep: load one of its models with "
                            "load_run(folder, model=i)")
-        from jaxmlp.sweep import load_model_of_sweep
-
         config, params, history, info = load_model_of_sweep(folder, model)
         evaluation = _read_evaluation(folder / MODELS / str(model) / EVAL)
         return Run(folder, config, parse_arch(config.arch), params, history, evaluation, info,

@@ -16,7 +16,7 @@ import numpy as np
 from jaxmlp.cli import enable_compilation_cache
 from jaxmlp.data import load_dataset
 from jaxmlp.optim import OPTIMIZERS
-from jaxmlp.train import TrainConfig, train_and_evaluate
+from jaxmlp import TrainConfig, train_and_evaluate
 
 
 def _mean_std(values) -> str:

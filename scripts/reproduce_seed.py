@@ -12,7 +12,7 @@ import time
 
 from jaxmlp.cli import enable_compilation_cache
 from jaxmlp.data import load_mnist
-from jaxmlp.train import TrainConfig, train_and_evaluate
+from jaxmlp import TrainConfig, train_and_evaluate
 
 # The last accuracy each of the seed's logs reached (its training-batch accuracy).
 SEED_ACCURACY = {"a": 0.53, "b": 0.70, "c": 0.90}

@@ -35,7 +35,7 @@ def main(argv=None) -> None:
         sys.exit(subprocess.call([sys.executable, __file__, *(argv or sys.argv[1:])], env=env))
 
     from jaxmlp.data import load_mnist
-    from jaxmlp.train import TrainConfig, train_and_evaluate
+    from jaxmlp import TrainConfig, train_and_evaluate
 
     data = load_mnist(data_dir=args.data_dir)
     n = args.steps * args.batch_size

@@ -18,7 +18,7 @@ TOL = 1e-5
 FOUR_DEVICES = r"""
 import json, jax, numpy as np
 from jaxmlp.data import load_mnist
-from jaxmlp.train import TrainConfig, train_and_evaluate
+from jaxmlp import TrainConfig, train_and_evaluate
 assert jax.device_count() == 4, jax.devices()
 data = load_mnist(download=False)
 out = {}

@@ -322,13 +322,18 @@ def test_sweep_failures_are_one_line(env, tmp_path, capsys):
     assert summary["best"]["lr"] == 0.05 and "every model diverged" in capsys.readouterr().out
 
 
-def test_a_sweep_takes_no_target_accuracy(capsys):
-    # Every model trains to the end; stopping on one model's accuracy would stop them all.
-    with pytest.raises(ValueError, match="takes no target accuracy"):
-        train_many(jaxmlp.TrainConfig(target_accuracy=0.9), Grid((0,), (0.1,), (0.9,)))
-    with pytest.raises(SystemExit):
-        main(["sweep", "--target-accuracy", "0.9"])
-    assert "unrecognized arguments: --target-accuracy" in capsys.readouterr().err
+def test_a_sweep_stops_at_its_target_once_every_live_model_reached_it(mnist, capsys):
+    config = jaxmlp.TrainConfig(arch="b", epochs=3, target_accuracy=0.9)
+    both = train_many(config, Grid((0, 1), (0.1,), (0.9,)), data=mnist)
+    assert both["steps"] == 468 and min(
+        m["test_acc"] for m in both["history"][-1]["models"]) >= 0.9
+    assert "reached test accuracy" in capsys.readouterr().out
+    # A model that learns nothing at lr 1e-6 keeps the sweep going to its end.
+    slow = train_many(config, Grid((0,), (0.1, 1e-6), (0.9,)), data=mnist)
+    assert slow["steps"] == 3 * 468 and slow["history"][0]["models"][0]["test_acc"] >= 0.9
+
+
+def test_a_sweep_takes_seeds_not_seed(capsys):
     with pytest.raises(SystemExit):  # not read as an abbreviation of --seeds
         main(["sweep", "--seed", "3"])
     assert ("unrecognized arguments: --seed 3 (a sweep takes --seeds: a count or a list)"
@@ -394,9 +399,10 @@ def test_sweep_models_from_the_command_line_and_their_faults(env, tmp_path, caps
     (out / "models").symlink_to(outside)
     assert main(["eval", str(out), "--model", "0"]) == 1
     assert "is a symbolic link" in capsys.readouterr().err and not any(outside.iterdir())
-    # The sweep's help describes a sweep: no target, no iter lines, its own device rule.
+    # The sweep's help describes a sweep: its target, its own device rule, train's flags.
     with pytest.raises(SystemExit):
         main(["sweep", "--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps to the terminal
-    assert "--target-accuracy" not in text and "iter N" not in text and "--log-every" not in text
+    assert "stop once every live model's validation (else test) accuracy" in text
     assert "default: all" not in text and "as many as divide" in text
+    assert "--no-progress" in text and "--coordinator" not in text

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from jaxmlp.checkpoint import load_checkpoint, save_checkpoint
-from jaxmlp.train import TrainConfig, TrainingDiverged, train_and_evaluate
+from jaxmlp.config import TrainConfig
+from jaxmlp.train import train_and_evaluate
+from jaxmlp.trainer import TrainingDiverged
 
 
 
@@ -202,7 +204,7 @@ def test_bad_configs(mnist):
 
 
 def test_shuffle_is_a_keyed_permutation():
-    from jaxmlp.train import shuffle
+    from jaxmlp.epoch import shuffle
 
     a, b = shuffle(jax.random.key(0), 1000), shuffle(jax.random.key(1), 1000)
     np.testing.assert_array_equal(np.sort(a), np.arange(1000))

@@ -1,0 +1,210 @@
+"""One epoch on the device: a jitted Optax step inside one ``lax.scan``, for one model or a
+stack of K (a sweep).
+
+The dataset lives on the device as uint8 and is scaled inside the compiled code; each
+epoch is one call, so the host syncs once per epoch, not once per step. Epoch ``e``'s data
+order is ``shuffle(fold_in(data_key, e))``: a function of the seed and the epoch alone, so a
+run resumed mid-epoch takes exactly the batches the uninterrupted run would have taken.
+
+A stack's params and optimizer states carry a leading model axis; its epoch runs
+``jax.vmap`` of the same step over that axis, each model with its own learning rate and
+momentum, the axis sharded over the devices (``PartitionSpec("model")``): the models never
+talk to each other, so no all-reduce is needed.
+"""
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxmlp.arch import parse_arch
+from jaxmlp.backprop import hand_value_and_grad
+from jaxmlp.config import TrainConfig
+from jaxmlp.cross_entropy import cross_entropy
+from jaxmlp.data import Dataset
+from jaxmlp.images import prepare_images
+from jaxmlp.metrics import metrics
+from jaxmlp.mlp import forward
+from jaxmlp.optim import make_optimizer
+from jaxmlp.parallel import DATA, feed_batches
+
+MODEL = "model"  # the mesh axis of a stack's models
+
+
+def _autodiff_value_and_grad(params, x, y, arch):
+    def loss_and_logits(params):
+        logits = forward(params, x, arch)
+        return jnp.mean(cross_entropy(logits, y)), logits
+    return jax.value_and_grad(loss_and_logits, has_aux=True)(params)
+
+
+def make_step(arch, optimizer: optax.GradientTransformation, grad: str):
+    """One SGD step ``(params, opt_state, images_u8, labels) → (params, opt_state, metrics)``.
+
+    ``metrics`` is ``jaxmlp.metrics.metrics`` of the batch (``loss``, ``accuracy``). Not
+    jitted by itself: the epoch scan and the per-step baseline each jit it in their own way.
+    """
+    arch = parse_arch(arch)
+    value_and_grad = hand_value_and_grad if grad == "hand" else _autodiff_value_and_grad
+
+    def step(params, opt_state, images, labels):
+        x = prepare_images(images, in_dim=images.shape[-1])  # uint8 on device, scaled here
+        (_, logits), grads = value_and_grad(params, x, labels, arch)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, metrics(logits, labels)
+
+    return step
+
+
+def shuffle(key: jax.Array, n: int) -> jax.Array:
+    """A random permutation of ``range(n)``: the indices sorted by 32 random bits each.
+
+    One sort instead of ``jax.random.permutation``'s rounds, which cost a fifth of a
+    preset-b epoch on CPU. (Ties among the 32-bit keys, about n²/2³³ pairs, keep their
+    order: a negligible bias for an SGD shuffle.)
+    """
+    return jax.lax.sort_key_val(jax.random.bits(key, (n,), jnp.uint32),
+                                jnp.arange(n, dtype=jnp.int32))[1]
+
+
+def make_epoch(step, batch_size: int, mesh=None):
+    """A jitted epoch: ``num_steps`` steps of one shuffled order in one ``lax.scan``.
+
+    Returns ``run(params, opt_state, images, labels, key, start, num_steps)`` →
+    ``(params, opt_state, metrics)`` with per-step ``loss`` and ``accuracy`` arrays:
+    the batches are ``start`` to ``start + num_steps`` of ``shuffle(key)`` (the
+    remainder that does not fill a batch is never used, so every step has one shape).
+    Params and optimizer state are donated: their buffers are reused, not copied.
+    With a ``mesh``, each batch is split along its ``data`` axis (the dataset and params
+    being replicated), so every device gathers and trains on its share.
+    """
+    shard = ((lambda x: x) if mesh is None else lambda x: jax.lax.with_sharding_constraint(
+        x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(DATA))))
+
+    @functools.partial(jax.jit, static_argnums=6, donate_argnums=(0, 1))
+    def run(params, opt_state, images, labels, key, start, num_steps):
+        order = jax.lax.dynamic_slice_in_dim(shuffle(key, images.shape[0]),
+                                             start * batch_size, num_steps * batch_size)
+
+        def body(carry, idx):
+            params, opt_state, metrics = step(*carry, shard(images[idx]), shard(labels[idx]))
+            return (params, opt_state), metrics
+
+        (params, opt_state), metrics = jax.lax.scan(
+            body, (params, opt_state), order.reshape(num_steps, batch_size))
+        return params, opt_state, metrics
+
+    return run
+
+
+def make_fed_epoch(step):
+    """A jitted epoch over batches cut beforehand: ``run(params, opt_state, xs, ys)``.
+
+    For multi-process runs, where each process feeds its own columns of ``xs``
+    ``(steps, B, 784)`` and ``ys`` ``(steps, B)`` (see ``parallel.feed_batches``).
+    """
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def run(params, opt_state, xs, ys):
+        def body(carry, batch):
+            params, opt_state, metrics = step(*carry, *batch)
+            return (params, opt_state), metrics
+
+        (params, opt_state), metrics = jax.lax.scan(body, (params, opt_state), (xs, ys))
+        return params, opt_state, metrics
+
+    return run
+
+
+def _compiled_ahead(epoch, static: bool):
+    """``run(*args, n) → (*outputs, compile_s)``: one executable per epoch length ``n`` (a
+    ``--steps`` run may end mid-epoch), compiled ahead so its cost is reported apart."""
+    compiled = {}
+
+    def run(*args, n):
+        seconds = 0.0
+        if n not in compiled:
+            begin = time.perf_counter()
+            compiled[n] = epoch.lower(*args, *((n,) if static else ())).compile()
+            seconds = time.perf_counter() - begin
+        return (*compiled[n](*args), seconds)
+
+    return run
+
+
+def make_epoch_runner(step, data: Dataset, batch_size: int, mesh):
+    """``run(params, opt_state, key, start, n) → (params, opt_state, metrics, compile_s)``.
+
+    The same call for one process and for many: one process has the dataset on its
+    devices (``data`` holds device arrays) and gathers batches there; several each cut
+    their own columns of the same order from host arrays and feed only those.
+    """
+    if jax.process_count() == 1:
+        epoch = _compiled_ahead(make_epoch(step, batch_size, mesh), static=True)
+        inputs = lambda key, start, n: (data.train_images, data.train_labels, key, start)
+    else:
+        epoch = _compiled_ahead(make_fed_epoch(step), static=False)
+        inputs = lambda key, start, n: feed_batches(
+            data.train_images, data.train_labels,
+            np.asarray(shuffle(key, len(data.train_labels)))[start * batch_size:][:n * batch_size],
+            batch_size, mesh)
+
+    def run(params, opt_state, key, start, n):
+        return epoch(params, opt_state, *inputs(key, start, n), n=n)
+
+    return run
+
+
+def make_sweep_epoch(config: TrainConfig, num_steps: int, order: str, mesh: Mesh):
+    """A jitted epoch of K models: ``run(params, opt_state, hyper, images, labels, keys,
+    start, n)`` → ``(params, opt_state, metrics)`` with ``(n, K)`` losses and accuracies.
+
+    ``hyper`` holds each model's ``lr`` and ``momentum`` ``(K,)``; ``keys`` each model's
+    epoch key ``(K,)``. The batches are ``start`` to ``start + n`` of ``shuffle(keys[i])``
+    for model i (independent) or of ``shuffle(keys[0])`` for all (shared).
+    """
+    arch, batch = parse_arch(config.arch), config.batch_size
+
+    def step(params, opt_state, images, labels, hyper):
+        optimizer = make_optimizer(config, num_steps, lr=hyper["lr"], momentum=hyper["momentum"])
+        return make_step(arch, optimizer, config.grad)(params, opt_state, images, labels)
+
+    shared = order == "shared"
+    data_axis = None if shared else 0
+    many = jax.vmap(step, in_axes=(0, 0, data_axis, data_axis, 0))
+    per_model = NamedSharding(mesh, P(MODEL))
+
+    @functools.partial(jax.jit, static_argnums=7, donate_argnums=(0, 1))
+    def run(params, opt_state, hyper, images, labels, keys, start, n):
+        def batches(key):
+            order = shuffle(key, images.shape[0])
+            return jax.lax.dynamic_slice_in_dim(order, start * batch, n * batch).reshape(n, batch)
+
+        idx = batches(keys[0]) if shared else jnp.swapaxes(jax.vmap(batches)(keys), 0, 1)
+
+        def body(carry, idx):
+            x, y = images[idx], labels[idx]
+            if not shared:  # each device gathers its own models' batches
+                x, y = (jax.lax.with_sharding_constraint(a, per_model) for a in (x, y))
+            params, opt_state, metrics = many(*carry, x, y, hyper)
+            return (params, opt_state), metrics
+
+        (params, opt_state), metrics = jax.lax.scan(body, (params, opt_state), idx)
+        return params, opt_state, metrics
+
+    return run
+
+
+def make_stack_runner(config: TrainConfig, num_steps: int, order: str, data: Dataset, mesh: Mesh):
+    """``run(params, opt_state, hyper, keys, start, n) → (params, opt_state, metrics,
+    compile_s)`` for a stack: ``make_sweep_epoch`` on the dataset already on the devices,
+    compiled ahead per epoch length."""
+    epoch = _compiled_ahead(make_sweep_epoch(config, num_steps, order, mesh), static=True)
+
+    def run(params, opt_state, hyper, keys, start, n):
+        return epoch(params, opt_state, hyper, data.train_images, data.train_labels, keys,
+                     start, n=n)
+
+    return run

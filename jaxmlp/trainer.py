@@ -1,0 +1,363 @@
+"""The one training loop, for one model and for many: a single run is the grid of one.
+
+``fit`` trains the K ≥ 1 models of a ``Grid`` in sections: start (fresh from the seeds, or
+from the run folder's checkpoint), then per epoch: train (one jitted call), check for
+divergence, evaluate every model on every split at once, save, log; stop at the end, at
+the target accuracy, or at Ctrl-C. What differs between one model and many is only how
+their state is laid out, and that lives in two small classes:
+
+- ``_One``: a single run (``jaxmlp train``). The plain, un-vmapped step (no model axis),
+  the batch split over a ``data`` mesh, one process or many (multi-process stays here).
+- ``jaxmlp.sweep._Stack``: a sweep (``jaxmlp sweep``). Params and optimizer states stacked
+  along a model axis, the step vmapped over it, the axis sharded over a ``model`` mesh.
+
+The run folder (``jaxmlp.run``) reads and writes every file of both.
+"""
+import contextlib
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmlp.arch import parse_arch
+from jaxmlp.config import ORDERS, Grid, TrainConfig, check_resume, resume_length
+from jaxmlp.data import Dataset, check_dataset, default_data_dir, load_dataset, with_validation
+from jaxmlp.epoch import make_epoch_runner, make_step
+from jaxmlp.metrics import evaluate_models
+from jaxmlp.mlp import init_params
+from jaxmlp.optim import make_optimizer
+from jaxmlp.parallel import check_batch, make_mesh, put_replicated, to_host
+from jaxmlp.run import (RunFolder, RunWriteError, kept, read_checkpoint, read_config,
+                        read_history, read_sweep)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite (every model's, in a sweep); the last good
+    checkpoint is kept."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; ``step`` is the last saved step (None: nothing was saved)."""
+
+    def __init__(self, step: Optional[int]):
+        super().__init__(step)
+        self.step = step
+
+
+def seconds_since_process_start() -> Optional[float]:
+    """Wall time since this process started; None where the OS does not say.
+
+    Linux: ``/proc/uptime`` minus the process's start tick, both counted from boot
+    (psutil's ``create_time`` adds the boot time, rounded to whole seconds: up to 1 s off).
+    """
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
+        return None
+
+
+def load_data(config: TrainConfig, data: Optional[Dataset]) -> tuple[Dataset, TrainConfig]:
+    """The data to train on (``config.val_size`` held out for validation), and the config
+    with the data folder it came from: recorded, so that ``jaxmlp eval`` finds the data
+    again from a shell without ``$TFDS_DATA_DIR``.
+
+    Raises:
+      ValueError: ``data`` is not ``config.dataset``, the output layer does not fit it, or
+        a batch is larger than the training split.
+    """
+    if data is not None:
+        if data.info.name != config.dataset:
+            raise ValueError(f"the data given is {data.info.name}, but the config says "
+                             f"dataset {config.dataset!r}")
+        check_dataset(data)
+        config.check_output(data.info)
+    else:
+        data = load_dataset(config.dataset, data_dir=config.data_dir,
+                            manual_dir=config.manual_dir, download=config.download,
+                            check=config.check_output)  # before any download
+        where = str(Path(config.data_dir or default_data_dir()).expanduser().resolve())
+        config = dataclasses.replace(config, data_dir=where)
+    data = with_validation(data, config.val_size)
+    if config.batch_size > len(data.train_labels):
+        held = f" (--val-size {config.val_size} holds out the rest)" if config.val_size else ""
+        raise ValueError(f"batch size {config.batch_size} is larger than the "
+                         f"{len(data.train_labels)} training examples{held}")
+    return data, config
+
+
+def put_dataset(data: Dataset, mesh) -> Dataset:
+    """``data`` with every array replicated on the mesh's devices (``info`` stays)."""
+    arrays = {k: v for k, v in data._asdict().items() if k != "info" and v is not None}
+    return data._replace(**dict(zip(arrays, put_replicated(tuple(arrays.values()), mesh))))
+
+
+def _state(params, opt_state, step, key) -> dict:
+    """The checkpoint: params, optimizer state, step and the data key(s)."""
+    return {"params": params, "opt_state": opt_state, "step": jnp.asarray(step, jnp.int32),
+            "key": jax.random.key_data(key)}
+
+
+def _stack(tree):
+    """A single model's pytree with a model axis of 1 (to evaluate it as a stack)."""
+    return jax.tree.map(lambda a: np.asarray(a)[None], tree)
+
+
+class _One:
+    """A single run: one model, the plain step, the batch split over a ``data`` mesh."""
+
+    single = True
+
+    def __init__(self, config: TrainConfig, grid: Grid, order: str, data: Dataset):
+        self.config, self.info, self.num_models = config, data.info, 1
+        self.mesh = make_mesh(config.devices)
+        check_batch(config.batch_size, self.mesh)
+        # One process: the arrays go to the devices once; every epoch reuses them.
+        self.data = put_dataset(data, self.mesh) if jax.process_count() == 1 else data
+
+    def start(self, folder, resume: bool, spe: int):
+        """``(state, history, num_steps)``: fresh from the seed, or as saved in ``folder``."""
+        config = self.config
+        # The optimizer state's structure does not depend on the schedule's length, which
+        # a resume learns only from its checkpoint.
+        optimizer = make_optimizer(config, 1)
+        data_key, init_key = jax.random.split(jax.random.key(config.seed))
+        # Jitted: one executable (cached across runs) instead of an eager op per layer.
+        params = jax.jit(init_params, static_argnums=(1, 2))(init_key, parse_arch(config.arch),
+                                                             self.info.in_dim)
+        state = _state(params, optimizer.init(params), 0, data_key)
+        if not resume:
+            return state, [], config.num_steps(spe)
+        saved = read_config(folder)
+        state = read_checkpoint(folder, state)
+        done = int(state["step"])
+        num_steps = resume_length(saved, config, done, spe)
+        history = [h for h in read_history(folder) if h["step"] <= done]  # a lost epoch's
+        return state, history, num_steps
+
+    def place(self, state, num_steps: int):
+        step = make_step(self.config.arch, make_optimizer(self.config, num_steps),
+                         self.config.grad)
+        self._run = make_epoch_runner(step, self.data, self.config.batch_size, self.mesh)
+        self._key = jax.random.wrap_key_data(jnp.asarray(state["key"]))
+        return put_replicated((state["params"], state["opt_state"]), self.mesh)
+
+    def train(self, params, opt_state, epoch: int, start: int, n: int):
+        params, opt_state, batch, compile_s = self._run(
+            params, opt_state, jax.random.fold_in(self._key, epoch), start, n)
+        losses = to_host(batch["loss"])[:, None]  # the one host sync of the epoch
+        return params, opt_state, losses, to_host(batch["accuracy"])[:, None], compile_s
+
+    def host_state(self, params, opt_state, step: int) -> dict:
+        return jax.tree.map(to_host, _state(params, opt_state, step, self._key))
+
+    def evaluate(self, params, host_params) -> dict:
+        """``{split: {"loss": (1,), "accuracy": (1,)}}``, from the host copy (several
+        processes each evaluate their own full copy)."""
+        arch = parse_arch(self.config.arch)
+        return {split: evaluate_models(_stack(host_params), images, labels, arch)
+                for split, (images, labels) in self.data.splits().items()}
+
+    def record(self, evals: dict, losses, diverged) -> dict:
+        record = {}
+        for split, result in evals.items():
+            record[f"{split}_loss"] = float(result["loss"][0])
+            record[f"{split}_acc"] = float(result["accuracy"][0])
+        return record
+
+    def save(self, folder: RunFolder, host: dict, history: list) -> None:
+        folder.save_epoch(self.config, host, history, self.info)
+
+    def describe(self, record: dict, splits) -> str:
+        return " | ".join(f"{split} J={record[split + '_loss']:.4f} "
+                          f"accu={record[split + '_acc']:.4f}" for split in splits)
+
+    def watched(self, record: dict, watch: str) -> list:
+        return [record[watch]]
+
+    def diverged_in(self, history) -> np.ndarray:
+        return np.zeros(1, bool)
+
+    def divergence(self, losses, step: int, epoch: int, diverged) -> str:
+        bad = np.flatnonzero(~np.isfinite(losses[:, 0]))
+        return f"loss became {losses[bad[0], 0]} at step {step + bad[0]} (epoch {epoch}); stopping"
+
+    def finish(self, folder, params, history, diverged) -> dict:
+        last = history[-1] if history else {}  # (curves.png: drawn by the loop, Ctrl-C too)
+        return {"params": params, "test_accuracy": last.get("test_acc"),
+                "val_accuracy": last.get("val_acc")}
+
+
+def fit(config: TrainConfig, grid: Optional[Grid] = None, out=None, *, order: str = "shared",
+        resume: bool = False, overwrite: bool = False, data: Optional[Dataset] = None,
+        log=print, progress: bool = False, layout=None) -> dict:
+    """Trains the models of ``grid`` (``None``: the single run ``config`` describes) and
+    evaluates each on every split after every epoch. ``train_and_evaluate`` and
+    ``train_many`` document the arguments and what they return; ``layout`` is how the
+    models' state is laid out (``_One``; a sweep passes its ``jaxmlp.sweep._Stack``)."""
+    layout = layout or _One
+    if not isinstance(config, TrainConfig):  # TrainConfig checked its settings when built
+        raise TypeError(f"config must be a jaxmlp.TrainConfig, got {type(config).__name__}")
+    if grid is not None and not isinstance(grid, Grid):
+        raise TypeError(f"grid must be a jaxmlp.Grid, got {type(grid).__name__}")
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    if (resume or overwrite) and out is None:
+        raise ValueError("resume and overwrite need the run's folder (out)")
+    if grid is not None and jax.process_count() > 1:  # the one place that says so
+        raise ValueError("a multi-process run trains a single model: use jaxmlp train")
+    if layout is not _One and resume:  # before the folder opens: nothing changes on disk
+        saved = read_sweep(out)
+        if saved[1:] != (grid, order):
+            raise ValueError("--resume cannot change the grid (--seeds, --lr, --momentum) "
+                             "or --order of a sweep")
+        check_resume(saved[0], config)
+    writer = jax.process_index() == 0  # only process 0 speaks and writes
+    folder = RunFolder.open(out, resume=resume, overwrite=overwrite) if out and writer else None
+    if not writer:
+        log = lambda line: None
+    # A start that fails inside the folder's context changes nothing on disk (RunFolder).
+    with folder or contextlib.nullcontext():
+        if resume and grid is None:  # before the data: a new --dataset or --arch is named
+            check_resume(read_config(out), config)
+        data, config = load_data(config, data)
+        models = layout(config, grid, order, data)
+        spe = len(data.train_labels) // config.batch_size  # steps per epoch
+        state, history, num_steps = models.start(out and Path(out), resume, spe)
+        config.check_length(num_steps)
+        if resume:
+            log(f"resumed from {out} at step {int(state['step'])}")
+        return _Loop(config, models, data.splits(), folder, log, progress).run(
+            state, history, num_steps, spe)
+
+
+class _Loop:
+    """The epochs: train, check, evaluate, save, log, until the end or the target."""
+
+    def __init__(self, config, models, splits, folder, log, progress):
+        self.config, self.models, self.folder, self.log = config, models, folder, log
+        self.splits, self.progress = list(splits), progress
+        self.saved_step = None  # the step of the newest checkpoint on disk
+        # What --target-accuracy (and any choice among epochs) looks at: never the test set
+        # when there is a validation split.
+        self.watch = "val_acc" if "val" in self.splits else "test_acc"
+
+    def run(self, state, history, num_steps, spe) -> dict:
+        config, folder, log, models = self.config, self.folder, self.log, self.models
+        step = int(state["step"])
+        params, opt_state = models.place(state, num_steps)
+        if folder is not None and step:
+            self.saved_step = step  # resumed from it
+        diverged = models.diverged_in(history)
+        target = config.target_accuracy
+        reached = bool(history) and self._reached(history[-1], target)
+        if reached:
+            num_steps = step  # a run that stopped at its target is complete
+        bar = self._bar(num_steps, step) if step < num_steps else None
+        first = True
+        try:
+            while step < num_steps:
+                # Train.
+                epoch, start = step // spe + 1, step % spe
+                n = min(spe - start, num_steps - step)
+                startup = seconds_since_process_start() if first else None
+                begin = time.perf_counter()
+                params, opt_state, losses, accuracies, compile_s = models.train(
+                    params, opt_state, epoch, start, n)
+                seconds = time.perf_counter() - begin - compile_s
+                # Check.
+                diverged = diverged | ~np.isfinite(losses).all(axis=0)
+                if diverged.all():
+                    left = "" if folder is None else "; " + kept(folder.path, self.saved_step)
+                    raise TrainingDiverged(
+                        models.divergence(losses, step, epoch, diverged) + left + ". Try a "
+                        "smaller --lr" + (" or --weight-decay" if config.weight_decay else "")
+                        + ".")
+                self._log_steps(losses, accuracies, step, diverged)
+                step += n
+                # Evaluate.
+                host = models.host_state(params, opt_state, step)
+                begin_eval = time.perf_counter()
+                evals = models.evaluate(params, host["params"])
+                record = {"epoch": epoch, "step": step,
+                          **models.record(evals, losses, diverged), "epoch_seconds": seconds,
+                          "eval_seconds": time.perf_counter() - begin_eval}
+                if models.single:
+                    record["batch_loss_mean"] = float(losses.mean())
+                record["compile_seconds"] = compile_s
+                if startup is not None:
+                    record["startup_seconds"] = startup  # process start → this first step
+                first = False
+                # One line per epoch: a partial epoch's line is replaced when a resume ends it.
+                history = [h for h in history if h["epoch"] != epoch] + [record]
+                # Save, before it is announced: a kill loses no epoch.
+                if folder is not None:
+                    self._save(host, history)
+                # Log.
+                log(f"epoch {epoch}, step {step}: " + models.describe(record, self.splits)
+                    + f" ({seconds:.2f}s)")
+                if bar is not None:
+                    bar.update(n)
+                    bar.set_postfix({self.watch: f"{min(models.watched(record, self.watch)):.4f}"})
+                if self._reached(record, target):
+                    what = "validation" if self.watch == "val_acc" else "test"
+                    every = "" if models.single else " (every live model)"
+                    log(f"reached {what} accuracy {min(models.watched(record, self.watch)):.4f} "
+                        f">= {target}{every} at step {step}: stopping")
+                    break
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(self.saved_step) from None
+        finally:
+            if bar is not None:
+                bar.close()
+            if models.single and folder is not None and folder.saved:
+                folder.plot(history, title=f"arch {config.arch}")  # also after Ctrl-C
+        if step == int(state["step"]) and reached:
+            log(f"the run stopped at its target at step {step} ({self.watch} "
+                f"{min(models.watched(history[-1], self.watch)):.4f} >= {target}): nothing to "
+                "do (pass a higher --target-accuracy, up to 1, to train on)")
+        elif step == int(state["step"]) and history:
+            log(f"the run is already complete at step {step}: nothing to do (ask for more "
+                "--epochs or --steps to extend it)")
+        result = models.finish(folder, params, history, diverged)
+        return {**result, "history": history, "steps": step}
+
+    def _reached(self, record, target) -> bool:
+        if target is None:
+            return False
+        watched = self.models.watched(record, self.watch)
+        return bool(watched) and min(watched) >= target
+
+    def _log_steps(self, losses, accuracies, step, diverged) -> None:
+        """The seed's ``iter N, J=…, accu=…`` lines (a sweep's: the mean of its live models)."""
+        live = ~diverged
+        for i in range(len(losses)):
+            if (step + i) % self.config.log_every == 0:
+                over = "" if self.models.single else f" (mean of {live.sum()} models)"
+                self.log(f"iter {step + i}, J={losses[i, live].mean():.6f}, "
+                         f"accu={accuracies[i, live].mean():.2f}{over}")
+
+    def _save(self, host_state, history) -> None:
+        try:
+            self.models.save(self.folder, host_state, history)
+        except RunWriteError as e:
+            raise RunWriteError(e.errno, f"{e.strerror}; {kept(self.folder.path, self.saved_step)}"
+                                ) from None
+        self.saved_step = int(host_state["step"])
+
+    def _bar(self, total, initial):
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, initial=initial, unit="step", file=sys.stderr,
+                    desc=f"arch {self.config.arch}")
