@@ -283,3 +283,29 @@ def test_evaluate_on_mnist_train_set(mnist, preset_a):
     np.testing.assert_allclose(result["loss"], ref["loss"], rtol=1e-5)
     assert result["accuracy"] == pytest.approx(np.mean(ref["predicted"] == labels),
                                                abs=ref["near_ties"] / len(labels))
+
+
+@pytest.mark.parametrize("max_bytes", [2**26, 3000])  # one chunk; many, and a shorter last
+def test_evaluate_models_equals_each_model_alone(max_bytes):
+    # K = 3 stacked models, one call per chunk for all: each model's loss and accuracy are
+    # those of evaluate() on it alone (the counts exactly, the summed loss to rounding).
+    arch = parse_arch("12:relu,10:linear")
+    keys = jax.random.split(jax.random.key(0), 3)
+    stacked = jax.vmap(lambda k: init_params(k, arch, 20))(keys)
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (57, 20), dtype=np.uint8)
+    labels = rng.integers(0, 10, 57)
+    got = metrics_module.evaluate_models(stacked, images, labels, arch, max_bytes=max_bytes)
+    assert got["loss"].shape == got["accuracy"].shape == (3,)
+    for i in range(3):
+        alone = evaluate(jax.tree.map(lambda a: a[i], stacked), images, labels, arch)
+        assert got["accuracy"][i] == alone["accuracy"]
+        np.testing.assert_allclose(got["loss"][i], alone["loss"], rtol=1e-6)
+    assert len(set(got["loss"].tolist())) == 3  # three different models, not one thrice
+    probs = metrics_module.model_probabilities(stacked, images, arch, max_bytes=max_bytes)
+    assert probs.shape == (3, 57, 10)
+    np.testing.assert_allclose(probs.sum(-1), 1, rtol=1e-5)
+    for i in range(3):
+        z = forward(jax.tree.map(lambda a: a[i], stacked), prepare_images(images, in_dim=20), arch)
+        np.testing.assert_allclose(probs[i], jax.nn.softmax(z), rtol=1e-5, atol=1e-7)
+        assert np.mean(probs[i].argmax(-1) == labels) == got["accuracy"][i]

@@ -406,3 +406,31 @@ def test_sweep_models_from_the_command_line_and_their_faults(env, tmp_path, caps
     assert "stop once every live model's validation (else test) accuracy" in text
     assert "default: all" not in text and "as many as divide" in text
     assert "--no-progress" in text and "--coordinator" not in text
+
+
+def test_the_one_loop_gives_a_sweep_every_feature_of_a_single_run(small, tmp_path, capsys):
+    """iter lines, the progress bar, startup and evaluation times, Ctrl-C that keeps the
+    finished epochs, and a bit-exact resume: the loop of `jaxmlp train` is the sweep's."""
+    from jaxmlp.trainer import TrainingInterrupted
+
+    config = jaxmlp.TrainConfig(arch="b", epochs=3, log_every=20)  # 46 steps an epoch
+    grid = Grid((0, 1), (0.1,), (0.9,))
+    whole = train_many(config, grid, tmp_path / "whole", data=small, progress=True)
+    out, err = capsys.readouterr()
+    assert "iter 0, J=" in out and "iter 40, J=" in out and "(mean of 2 models)" in out
+    assert "138/138" in err  # tqdm's bar, on stderr, to the last step
+    first = whole["history"][0]
+    assert first["startup_seconds"] > 0 and first["eval_seconds"] > 0
+    assert "startup_seconds" not in whole["history"][1]
+
+    def stop_after_epoch_2(line):
+        if line.startswith("epoch 2,"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train_many(config, grid, tmp_path / "cut", data=small, log=stop_after_epoch_2)
+    assert stopped.value.step == 92  # epoch 2 was saved before it was announced
+    resumed = train_many(config, grid, tmp_path / "cut", data=small, resume=True, log=quiet)
+    for a, b in zip(jax.tree.leaves(whole["params"]), jax.tree.leaves(resumed["params"])):
+        np.testing.assert_array_equal(a, b)
+    assert [h["step"] for h in resumed["history"]] == [46, 92, 138]
