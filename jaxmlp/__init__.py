@@ -13,15 +13,21 @@ _WHERE = {
     "ACTIVATIONS": "activations", "Activation": "activations",
     "PRESETS": "arch", "Arch": "arch", "Layer": "arch", "parse_arch": "arch",
     "hand_grad": "backprop", "hand_loss": "backprop", "hand_value_and_grad": "backprop",
-    "TrainConfig": "config",
+    "Grid": "config", "TrainConfig": "config",
     "cross_entropy": "cross_entropy", "cross_entropy_grad": "cross_entropy",
-    "load_dataset": "data",
+    "Dataset": "data", "DatasetInfo": "data", "load_dataset": "data",
+    "gradcheck": "gradcheck",
     "prepare_images": "images",
+    "evaluate": "metrics", "evaluate_models": "metrics", "evaluation_report": "metrics",
     "forward": "mlp", "forward_layers": "mlp", "init_params": "mlp", "loss": "mlp",
-    "predict": "predict",
-    "Run": "run", "RunError": "run", "load_run": "run",
+    "make_optimizer": "optim",
+    "predict": "predict", "top_k": "predict",
+    "Run": "run", "RunError": "run", "evaluate_run": "run", "load_model": "run",
+    "load_run": "run",
     "log_softmax": "softmax", "softmax": "softmax", "softmax_jacobian": "softmax",
+    "train_many": "sweep",
     "train_and_evaluate": "train",
+    "TrainingDiverged": "trainer", "TrainingInterrupted": "trainer",
 }
 
 __all__ = [
@@ -29,8 +35,11 @@ __all__ = [
     "init_params", "forward", "forward_layers", "loss",
     "softmax", "log_softmax", "softmax_jacobian", "cross_entropy", "cross_entropy_grad",
     "hand_grad", "hand_loss", "hand_value_and_grad",
-    "TrainConfig", "train_and_evaluate", "load_dataset", "load_run", "Run", "RunError", "predict",
-    "prepare_images",
+    "TrainConfig", "Grid", "make_optimizer", "train_and_evaluate", "train_many",
+    "TrainingDiverged", "TrainingInterrupted",
+    "Dataset", "DatasetInfo", "load_dataset", "prepare_images",
+    "evaluate", "evaluate_models", "evaluation_report", "gradcheck",
+    "Run", "RunError", "load_run", "load_model", "evaluate_run", "predict", "top_k",
 ]
 
 

@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 
 from jaxmlp.config import ORDERS, TrainConfig
-from jaxmlp.data import DEFAULT_DATASET
+from jaxmlp.data import DEFAULT_DATASET, MNIST
 
 PROG = "jaxmlp"
 SWEPT = ("seed", "lr", "momentum")  # list-valued in `jaxmlp sweep`
@@ -148,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     gc = commands.add_parser("gradcheck", allow_abbrev=False, help="hand backward pass vs jax.grad in float64")
     gc.add_argument("arch", metavar="ARCH", help="a preset or 'units:act,...'")
     gc.add_argument("--batch-size", type=int, default=8, help="random examples (default: 8)")
-    gc.add_argument("--in-dim", type=int, default=784, help="input width (default: 784)")
+    gc.add_argument("--in-dim", type=int, default=MNIST.in_dim,
+                    help=f"input width (default: {MNIST.in_dim}, MNIST's)")
     gc.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
 
     toy = commands.add_parser("toy", allow_abbrev=False, help="the seed's 2x2 worked example, traced")

@@ -3,11 +3,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmlp._checks import label_range
+
 from jaxmlp.softmax import log_softmax, softmax
-
-
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
 
 
 def check_targets(z, y) -> None:
@@ -26,11 +24,7 @@ def check_targets(z, y) -> None:
         if y_shape != z_shape[:-1]:
             raise ValueError(f"integer labels must have shape {z_shape[:-1]} for logits of shape "
                              f"{z_shape}, got {y_shape}")
-        if _is_concrete(y) and np.size(y):
-            lo, hi = int(np.min(y)), int(np.max(y))
-            if lo < 0 or hi >= n:
-                raise ValueError(f"label out of range: labels must lie in [0, {n}) for {n} "
-                                 f"classes, got values in [{lo}, {hi}]")
+        label_range(y, n)
     elif jnp.issubdtype(dtype, jnp.floating):
         if y_shape != z_shape:
             raise ValueError(f"target rows must have the logits' shape {z_shape}, got {y_shape} "

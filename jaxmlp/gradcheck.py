@@ -17,8 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmlp._checks import positive_int
 from jaxmlp.arch import parse_arch
 from jaxmlp.backprop import hand_grad
+from jaxmlp.data import MNIST
 from jaxmlp.mlp import init_params, loss
 
 _TINY = float(np.finfo(np.float64).tiny)
@@ -58,7 +60,7 @@ def _compare(hand, auto) -> tuple[float, float]:
 MAX_NUMBERS = 10 ** 8  # 0.75 GiB of float64: far above any real layer, far below a crash
 
 
-def gradcheck(arch, *, in_dim: int = 784, batch_size: int = 8, seed: int = 0,
+def gradcheck(arch, *, in_dim: int = MNIST.in_dim, batch_size: int = 8, seed: int = 0,
               rtol: float = 1e-10, hand: Callable | None = None) -> dict:
     """Compares the hand-written gradient with ``jax.grad(loss)``, layer by layer, in float64.
 
@@ -84,11 +86,9 @@ def gradcheck(arch, *, in_dim: int = 784, batch_size: int = 8, seed: int = 0,
         not have the params' structure and shapes.
     """
     arch = parse_arch(arch)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    positive_int(batch_size, "batch_size")
     hand = hand_grad if hand is None else hand
-    if isinstance(in_dim, bool) or not isinstance(in_dim, (int, np.integer)) or in_dim < 1:
-        raise ValueError(f"in_dim must be a positive int, got {in_dim!r}")
+    positive_int(in_dim, "in_dim")
     # Bounded before XLA sees it: a shape too large for memory aborts the process there.
     numbers = int(in_dim) * (int(batch_size) + arch[0].units)  # x and the first layer's w
     if numbers > MAX_NUMBERS:

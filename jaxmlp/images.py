@@ -5,9 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
+from jaxmlp._checks import is_concrete
+from jaxmlp.data import MNIST
 
 
 def _dtype(images) -> np.dtype:
@@ -40,7 +39,7 @@ def image_forms(in_dim=None, image_shape=None) -> tuple[int, list[tuple[int, ...
     ``(H, W, C)``; ``in_dim``, if given too, must be ``H·W·C``.
     """
     if image_shape is None:
-        in_dim = 28 * 28 if in_dim is None else int(in_dim)
+        in_dim = MNIST.in_dim if in_dim is None else int(in_dim)
         side = math.isqrt(in_dim) if in_dim >= 0 else 0
         return in_dim, [(in_dim,)] + ([(side, side), (side, side, 1)]
                                       if side * side == in_dim else [])
@@ -101,7 +100,7 @@ def prepare_images(images, *, in_dim: int | None = None, image_shape=None) -> ja
     shape, dtype = np.shape(images), _dtype(images)
     if dtype == jnp.uint8:
         return jnp.reshape(images, (shape[0], in_dim)).astype(jnp.float32) / 255.0
-    if _is_concrete(images):
+    if is_concrete(images):
         lo, hi = float(np.min(images)), float(np.max(images))
         if not (0.0 <= lo and hi <= 1.0):  # NaN fails too
             raise ValueError(f"floating images must already be scaled to [0, 1], got values in "

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmlp._checks import label_range
 from jaxmlp.arch import Arch, parse_arch
 from jaxmlp.cross_entropy import cross_entropy
 from jaxmlp.images import check_images, prepare_images
@@ -107,9 +108,8 @@ def _check_set(params: Params, images, labels, arch: Arch):
     if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
         raise TypeError(f"labels must be integer classes, got dtype {jnp.result_type(labels)}")
     n = arch[-1].units
-    if isinstance(labels, np.ndarray) and (labels.min() < 0 or labels.max() >= n):
-        raise ValueError(f"labels must lie in [0, {n}) for {n} output units, got values in "
-                         f"[{labels.min()}, {labels.max()}]")
+    if isinstance(labels, np.ndarray):  # free to read; device arrays are not read
+        label_range(labels, n, "output units")
     return jnp.asarray(images), jnp.asarray(labels, jnp.int32)
 
 

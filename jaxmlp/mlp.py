@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmlp._checks import positive_int
 from jaxmlp.activations import ACTIVATIONS
 from jaxmlp.arch import Arch, parse_arch
 from jaxmlp.cross_entropy import cross_entropy
@@ -29,8 +30,7 @@ def init_params(key: jax.Array, arch, in_dim: int, *, dtype=jnp.float32) -> Para
       A list with one ``{"w": (fan_in, fan_out), "b": (fan_out,)}`` dict per layer.
     """
     arch = parse_arch(arch)
-    if isinstance(in_dim, bool) or not isinstance(in_dim, (int, np.integer)) or in_dim <= 0:
-        raise ValueError(f"in_dim must be a positive int, got {in_dim!r}")
+    positive_int(in_dim, "in_dim")
     params = []
     fan_in = int(in_dim)
     for layer_key, (units, activation) in zip(jax.random.split(key, len(arch)), arch):

@@ -15,14 +15,16 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jaxmlp._checks import positive_int
 from jaxmlp.arch import parse_arch
+from jaxmlp.data import MNIST
 from jaxmlp.images import check_image_shape, check_images, image_forms, prepare_images
 from jaxmlp.mlp import Params, forward
 from jaxmlp.softmax import softmax
 
-SIDE = 28  # MNIST images are 28×28 ...
-BOX = 20  # ... with the digit scaled into a 20×20 box
-MNIST_SHAPE = (SIDE, SIDE, 1)  # image files for this shape go through the digit pipeline ...
+MNIST_SHAPE = MNIST.image_shape  # image files of this shape go through the digit pipeline
+SIDE = MNIST_SHAPE[0]  # MNIST images are 28×28 ...
+BOX = 20  # ... with the digit scaled into a 20×20 box; the pipeline serves ...
 # ... when the dataset is handwriting made the way MNIST was (centred in a 20×20 box):
 # not Fashion-MNIST, whose items fill the frame.
 HANDWRITING = ("mnist", "emnist", "kmnist")
@@ -76,8 +78,7 @@ def predict(params: Params, images, arch, *, chunk_size: int = 4096,
       ValueError, TypeError: as ``prepare_images`` and ``forward`` raise them.
     """
     arch = parse_arch(arch)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    positive_int(chunk_size, "chunk_size")
     if not hasattr(images, "shape"):
         images = np.asarray(images)
     in_dim = int(np.shape(params[0]["w"])[0])
@@ -111,8 +112,7 @@ def top_k(probs, k: int = 3) -> list[list[tuple[int, float]]]:
     probs = np.asarray(probs)
     if probs.ndim != 2:
         raise ValueError(f"probs must have shape (N, n_classes), got {probs.shape}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    positive_int(k, "k")
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     return [[(int(c), float(row[c])) for c in idx] for row, idx in zip(probs, order)]
 
