@@ -50,7 +50,7 @@ def _name(path) -> str:
     return "/".join(parts)
 
 
-def named_leaves(tree) -> dict[str, np.ndarray]:
+def _named_leaves(tree) -> dict[str, np.ndarray]:
     """The pytree's leaves as numpy arrays under readable names (``params/0/w``, ``step``)."""
     return {_name(path): np.asarray(leaf)
             for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
@@ -58,7 +58,7 @@ def named_leaves(tree) -> dict[str, np.ndarray]:
 
 def save_checkpoint(path, state) -> None:
     """Writes the pytree ``state`` to ``path`` atomically, each leaf under its name."""
-    save_npz_atomic(path, **named_leaves(state))
+    save_npz_atomic(path, **_named_leaves(state))
 
 
 def read_npz(path) -> dict[str, np.ndarray]:
@@ -90,7 +90,7 @@ def load_checkpoint(path, template):
       ValueError: the file is unreadable, or does not fit the template (names, shapes, dtypes).
     """
     saved = read_npz(path)
-    want = named_leaves(template)
+    want = _named_leaves(template)
     if set(saved) != set(want):
         missing, extra = sorted(set(want) - set(saved)), sorted(set(saved) - set(want))
         raise ValueError(f"checkpoint {path} does not fit this run (missing {missing[:3]}, "

@@ -28,7 +28,7 @@ from jaxmlp.config import ORDERS, TrainConfig
 from jaxmlp.data import DEFAULT_DATASET, MNIST
 
 PROG = "jaxmlp"
-SWEPT = ("seed", "lr", "momentum")  # list-valued in `jaxmlp sweep`
+_SWEPT = ("seed", "lr", "momentum")  # list-valued in `jaxmlp sweep`
 
 
 class _Failure(Exception):
@@ -78,7 +78,7 @@ def _add_training_flags(commands, name: str) -> None:
     parser = commands.add_parser(name, allow_abbrev=False, help=(
         "train a grid of seeds x learning rates x momenta at once (vmap)" if sweep else
         "train an MLP on MNIST (or --dataset) into a run folder"))
-    add_config_flags(parser, skip=SWEPT if sweep else (), helps={
+    add_config_flags(parser, skip=_SWEPT if sweep else (), helps={
         "val_size": "hold out the last N training examples as a validation split, evaluated "
                     "every epoch; the best setting is then chosen by it",
         "devices": "devices the models are spread over (default: as many as divide the "
@@ -252,7 +252,7 @@ def _sweep_settings(args):
     from jaxmlp.run import read_sweep
     from jaxmlp.sweep import Grid, parse_floats, parse_seeds
 
-    given = _given(args, skip=SWEPT)
+    given = _given(args, skip=_SWEPT)
     # --lr's default is the optimizer's (TrainConfig's rule: an unset lr is the optimizer's).
     default_lr = TrainConfig(optimizer=args.optimizer or TrainConfig.optimizer).lr
     pick = lambda given, default: default if given is None else given  # "" is a mistake
@@ -406,7 +406,7 @@ def _toy(args) -> int:
     return 0
 
 
-COMMANDS = {"train": _fit, "sweep": _fit, "eval": _eval, "predict": _predict, "gradcheck": _gradcheck,
+_COMMANDS = {"train": _fit, "sweep": _fit, "eval": _eval, "predict": _predict, "gradcheck": _gradcheck,
             "toy": _toy}
 
 
@@ -429,7 +429,7 @@ def _run(args) -> int:
     from jaxmlp.run import RunWriteError
 
     try:
-        return COMMANDS[args.command](args)
+        return _COMMANDS[args.command](args)
     except _Failure as e:
         message, code = str(e), e.code
     except KeyboardInterrupt:

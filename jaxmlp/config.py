@@ -18,8 +18,8 @@ from jaxmlp.data import DEFAULT_DATASET, DatasetInfo, check_name
 from jaxmlp.optim import OPTIMIZERS, SCHEDULES
 
 GRADS = ("hand", "autodiff")
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-SEED_LIMIT = 2 ** 32  # jax.random.key takes 32 bits; larger seeds would silently wrap
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_SEED_LIMIT = 2 ** 32  # jax.random.key takes 32 bits; larger seeds would silently wrap
 
 
 def _setting(default, help: str, **cli):
@@ -95,7 +95,7 @@ class TrainConfig:
         # a momentum of 0.999999999 becomes 1) is refused here, not met as a silent no-op
         # or a NaN.
         number = lambda v: (isinstance(v, (int, float)) and math.isfinite(v)
-                            and abs(v) <= FLOAT32_MAX)
+                            and abs(v) <= _FLOAT32_MAX)
         positive = lambda v: number(v) and np.float32(v) > 0
         checks = [
             (self.optimizer in OPTIMIZERS,
@@ -114,7 +114,7 @@ class TrainConfig:
             (self.clip_norm is None or positive(self.clip_norm),
              f"clip norm must be positive, got {self.clip_norm}{_f32(self.clip_norm)}"),
             (self.val_size >= 0, f"val size must be >= 0, got {self.val_size}"),
-            (0 <= self.seed < SEED_LIMIT, f"seed must be in [0, 2**32), got {self.seed}"),
+            (0 <= self.seed < _SEED_LIMIT, f"seed must be in [0, 2**32), got {self.seed}"),
             (self.grad in GRADS, f"grad must be one of {GRADS}, got {self.grad!r}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
             (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
@@ -150,7 +150,7 @@ class TrainConfig:
 
     def config_hash(self) -> str:
         """A digest of the settings that every process of one run must share."""
-        shared = {k: v for k, v in dataclasses.asdict(self).items() if k not in LOCAL}
+        shared = {k: v for k, v in dataclasses.asdict(self).items() if k not in _LOCAL}
         return hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
@@ -192,21 +192,21 @@ def _fits(value, annotation) -> bool:
 
 
 # Settings that may differ between processes of one run (each host's own data location).
-LOCAL = {"data_dir", "manual_dir", "download"}
+_LOCAL = {"data_dir", "manual_dir", "download"}
 # Settings a resumed run may change: its length, logging, data location and devices.
 # Any other would make it a different run.
-RESUMABLE = {"epochs", "steps", "log_every", "target_accuracy", "devices"} | LOCAL
+_RESUMABLE = {"epochs", "steps", "log_every", "target_accuracy", "devices"} | _LOCAL
 
 
 def check_resume(saved: TrainConfig, new: TrainConfig) -> None:
     """Raises ``ValueError`` unless ``new`` may continue the run ``saved``: only
-    ``RESUMABLE`` settings change (``"b"`` and its spec are one arch), and the length keeps
+    ``_RESUMABLE`` settings change (``"b"`` and its spec are one arch), and the length keeps
     its unit (a run counted in epochs is extended with ``epochs``, one in steps with
     ``steps``)."""
     same = lambda name: (parse_arch(saved.arch) == parse_arch(new.arch) if name == "arch"
                          else getattr(saved, name) == getattr(new, name))
     changed = [f.name for f in dataclasses.fields(TrainConfig)
-               if f.name not in RESUMABLE and not same(f.name)]
+               if f.name not in _RESUMABLE and not same(f.name)]
     if changed:
         raise ValueError(f"--resume cannot change {', '.join(changed)}: the run would no longer "
                          "be the same run (start a new one with --out)")

@@ -8,7 +8,7 @@ from jaxmlp._checks import label_range
 from jaxmlp.softmax import log_softmax, softmax
 
 
-def check_targets(z, y) -> None:
+def _check_targets(z, y) -> None:
     """Raises a clear error unless ``y`` fits logits ``z`` of shape ``(..., n)``.
 
     ``y`` is either integer labels of shape ``z.shape[:-1]`` with values in ``[0, n)``,
@@ -68,7 +68,7 @@ def cross_entropy(z: jax.Array, y: jax.Array) -> jax.Array:
     Returns:
       per-example losses, shape ``(...)``; the caller reduces.
     """
-    check_targets(z, y)
+    _check_targets(z, y)
     logp = log_softmax(z)
     if jnp.issubdtype(jnp.result_type(y), jnp.integer):
         label, factor = _label_mask(z, y)
@@ -94,7 +94,7 @@ def cross_entropy_grad(z: jax.Array, y: jax.Array) -> jax.Array:
     Returns:
       per-example gradients, shape ``(..., n)``.
     """
-    check_targets(z, y)
+    _check_targets(z, y)
     p = softmax(z)
     if jnp.issubdtype(jnp.result_type(y), jnp.integer):
         label, factor = _label_mask(z, y)

@@ -29,11 +29,11 @@ DEFAULT_DATASET = "mnist"
 # safe to use in cache file names and paths: the config may hold dots but not start with
 # one, so "mnist/.." cannot make the cache's glob climb out of the data folder.
 NAME = re.compile(r"[a-z][a-z0-9_]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)?")
-TEST_SPLITS = ("test", "validation")
+_TEST_SPLITS = ("test", "validation")
 # TFDS stores EMNIST as its source files do, each image transposed (tensorflow/datasets#812):
 # turned upright on load, so predictions on real photos, mistakes.png and weights.png see
 # the characters as they are written.
-TRANSPOSED = ("emnist",)  # the first the dataset has is the reported test set
+_TRANSPOSED = ("emnist",)  # the first the dataset has is the reported test set
 
 
 class DatasetInfo(NamedTuple):
@@ -267,7 +267,7 @@ def _builder(tfds, name: str, data_dir: Path):
                            f"({reason})") from None
 
 
-def dataset_info(builder) -> tuple[DatasetInfo, str, str, tuple[str, str]]:
+def _dataset_info(builder) -> tuple[DatasetInfo, str, str, tuple[str, str]]:
     """``(info, image_key, label_key, (train_split, test_split))`` of a TFDS builder, or
     ``DatasetError`` saying why it is not an image-classification set an MLP can take."""
     name = builder.info.full_name.rsplit("/", 1)[0]  # without the version
@@ -294,7 +294,7 @@ def dataset_info(builder) -> tuple[DatasetInfo, str, str, tuple[str, str]]:
         raise DatasetError(f"{name} images have shape {shape}: an MLP needs one fixed size "
                            "(height, width, channels)")
     splits = set(builder.info.splits.keys()) or {"train", "test"}  # unknown until prepared
-    test = next((s for s in TEST_SPLITS if s in splits), None)
+    test = next((s for s in _TEST_SPLITS if s in splits), None)
     if "train" not in splits or test is None:
         raise DatasetError(f"{name} needs a train split and a test (or validation) split; it "
                            f"has {', '.join(sorted(splits))}")
@@ -340,7 +340,7 @@ def _read_split(tfds, builder, split: str, keys: tuple[str, str], info: DatasetI
                 data_dir: Path, held=lambda: "") -> tuple[np.ndarray, np.ndarray]:
     images, labels, failure = [], [], None
     try:
-        upright = info.name.split("/")[0] in TRANSPOSED
+        upright = info.name.split("/")[0] in _TRANSPOSED
         for batch in tfds.as_numpy(builder.as_dataset(split=split).batch(10_000)):
             pixels = np.asarray(batch[keys[0]])
             if upright:
@@ -368,10 +368,10 @@ def _load_tfds(name: str, data_dir: Path, manual_dir: Optional[Path], download: 
         tfds = _import_tfds()
         builder = _builder(tfds, name, data_dir)
         # Refuse a dataset jaxmlp (or the caller) cannot use before preparing it.
-        check(dataset_info(builder)[0]._replace(name=name))
+        check(_dataset_info(builder)[0]._replace(name=name))
         if not builder.is_prepared():
             _prepare(tfds, builder, name, data_dir, manual_dir, download)
-        info, image_key, label_key, (train, test) = dataset_info(builder)  # splits now known
+        info, image_key, label_key, (train, test) = _dataset_info(builder)  # splits now known
         info = info._replace(name=name)
         arrays = {}
         for ours, split in (("train", train), ("test", test)):

@@ -100,7 +100,7 @@ def make_epoch(step, batch_size: int, mesh=None):
     return run
 
 
-def make_fed_epoch(step):
+def _make_fed_epoch(step):
     """A jitted epoch over batches cut beforehand: ``run(params, opt_state, xs, ys)``.
 
     For multi-process runs, where each process feeds its own columns of ``xs``
@@ -145,7 +145,7 @@ def make_epoch_runner(step, data: Dataset, batch_size: int, mesh):
         epoch = _compiled_ahead(make_epoch(step, batch_size, mesh), static=True)
         inputs = lambda key, start, n: (data.train_images, data.train_labels, key, start)
     else:
-        epoch = _compiled_ahead(make_fed_epoch(step), static=False)
+        epoch = _compiled_ahead(_make_fed_epoch(step), static=False)
         inputs = lambda key, start, n: feed_batches(
             data.train_images, data.train_labels,
             np.asarray(shuffle(key, len(data.train_labels)))[start * batch_size:][:n * batch_size],

@@ -57,7 +57,7 @@ def _compare(hand, auto) -> tuple[float, float]:
     return abs_diff, abs_diff / max(float(np.max(np.abs(auto))), _TINY)
 
 
-MAX_NUMBERS = 10 ** 8  # 0.75 GiB of float64: far above any real layer, far below a crash
+_MAX_NUMBERS = 10 ** 8  # 0.75 GiB of float64: far above any real layer, far below a crash
 
 
 def gradcheck(arch, *, in_dim: int = MNIST.in_dim, batch_size: int = 8, seed: int = 0,
@@ -82,7 +82,7 @@ def gradcheck(arch, *, in_dim: int = MNIST.in_dim, batch_size: int = 8, seed: in
 
     Raises:
       ValueError: a bad ``arch`` (``parse_arch``'s message), ``batch_size`` or ``in_dim``
-        below 1 or too large together (``MAX_NUMBERS``), or a ``hand`` whose result does
+        below 1 or too large together (``_MAX_NUMBERS``), or a ``hand`` whose result does
         not have the params' structure and shapes.
     """
     arch = parse_arch(arch)
@@ -91,10 +91,10 @@ def gradcheck(arch, *, in_dim: int = MNIST.in_dim, batch_size: int = 8, seed: in
     positive_int(in_dim, "in_dim")
     # Bounded before XLA sees it: a shape too large for memory aborts the process there.
     numbers = int(in_dim) * (int(batch_size) + arch[0].units)  # x and the first layer's w
-    if numbers > MAX_NUMBERS:
+    if numbers > _MAX_NUMBERS:
         raise ValueError(f"--in-dim {in_dim} with --batch-size {batch_size} needs "
                          f"{numbers * 8 / 2**30:.3g} GiB of float64 inputs and weights; "
-                         f"gradcheck takes at most {MAX_NUMBERS:.0e} numbers (in_dim x "
+                         f"gradcheck takes at most {_MAX_NUMBERS:.0e} numbers (in_dim x "
                          "(batch_size + first layer's units))")
     with jax.enable_x64(True):
         got, auto = _gradients(seed, arch=arch, in_dim=int(in_dim), batch_size=int(batch_size),

@@ -41,7 +41,7 @@ def init_params(key: jax.Array, arch, in_dim: int, *, dtype=jnp.float32) -> Para
     return params
 
 
-def check_inputs(params: Params, x, arch: Arch) -> None:
+def _check_inputs(params: Params, x, arch: Arch) -> None:
     """Raises a clear error unless ``params`` and ``x`` fit ``arch`` (shapes and dtypes)."""
     if len(params) != len(arch):
         raise ValueError(f"params have {len(params)} layers but the architecture has {len(arch)}")
@@ -72,7 +72,7 @@ def forward_layers(params: Params, x: jax.Array, arch) -> list[tuple[jax.Array, 
     The backward pass needs all of them; ``forward`` keeps only the last ``a``.
     """
     arch = parse_arch(arch)
-    check_inputs(params, x, arch)
+    _check_inputs(params, x, arch)
     cache, a = [], x
     for layer, (_, activation) in zip(params, arch):
         z = a @ layer["w"] + layer["b"]

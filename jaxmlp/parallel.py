@@ -297,7 +297,7 @@ def put_replicated(tree, mesh: Mesh):
         lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
 
 
-def put_batches(local: np.ndarray, global_shape: tuple, mesh: Mesh):
+def _put_batches(local: np.ndarray, global_shape: tuple, mesh: Mesh):
     """Pre-cut batches ``(steps, B, ...)`` sharded along B, from this process's columns.
 
     Each process passes only its own share ``(steps, B / processes, ...)``.
@@ -317,9 +317,9 @@ def feed_batches(images, labels, order, batch_size: int, mesh):
     """This process's columns of the batches ``order`` cuts, as global sharded arrays.
 
     ``order`` holds the global order of ``n`` whole batches; process ``p`` of ``P`` feeds
-    columns ``p`` of each batch split ``P`` ways (``put_batches``).
+    columns ``p`` of each batch split ``P`` ways (``_put_batches``).
     """
     processes, n = jax.process_count(), len(order) // batch_size
     mine = order.reshape(n, processes, -1)[:, jax.process_index()]
-    return (put_batches(images[mine], (n, batch_size, images.shape[-1]), mesh),
-            put_batches(labels[mine], (n, batch_size), mesh))
+    return (_put_batches(images[mine], (n, batch_size, images.shape[-1]), mesh),
+            _put_batches(labels[mine], (n, batch_size), mesh))

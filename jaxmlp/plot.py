@@ -13,8 +13,8 @@ import numpy as np
 from jaxmlp.checkpoint import write_atomic
 from jaxmlp.images import check_image_shape, prepare_images
 
-MAX_MISTAKES_SHOWN = 36  # a 6 × 6 grid
-MAX_WEIGHT_TILES = 100
+_MAX_MISTAKES_SHOWN = 36  # a 6 × 6 grid
+_MAX_WEIGHT_TILES = 100
 
 
 def _new_figure(figsize):
@@ -32,7 +32,7 @@ def _save(fig, path) -> None:
     write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
 
 
-def history_figure(history: list[dict], *, title: str = ""):
+def _history_figure(history: list[dict], *, title: str = ""):
     """Train/test loss and accuracy per epoch, from ``metrics.jsonl`` records; validation
     too (``val_loss``/``val_acc``, dashed) when the records hold it."""
     fig = _new_figure((10, 4))
@@ -60,10 +60,10 @@ def history_figure(history: list[dict], *, title: str = ""):
 def plot_history(history: list[dict], path, *, title: str = "") -> None:
     """Writes ``history_figure(history, title=title)`` as a PNG at ``path``: train/test (and
     validation) loss and accuracy per epoch from ``metrics.jsonl`` records."""
-    _save(history_figure(history, title=title), path)
+    _save(_history_figure(history, title=title), path)
 
 
-def sweep_figure(history: list[dict], grid):
+def _sweep_figure(history: list[dict], grid):
     """Test accuracy per epoch of every model of a sweep (thin lines), and per setting of
     ``grid`` (``jaxmlp.sweep.Grid``) the mean over its seeds with a ± std band."""
     fig = _new_figure((7, 4.5))
@@ -89,11 +89,11 @@ def sweep_figure(history: list[dict], grid):
 
 
 def plot_sweep(history: list[dict], grid, path) -> None:
-    """``sweep_figure`` as a PNG at ``path``."""
-    _save(sweep_figure(history, grid), path)
+    """``_sweep_figure`` as a PNG at ``path``."""
+    _save(_sweep_figure(history, grid), path)
 
 
-def confusion_figure(confusion, *, title: str = ""):
+def _confusion_figure(confusion, *, title: str = ""):
     """The ``n × n`` confusion matrix as an image, each cell labelled with its count.
 
     Args:
@@ -122,7 +122,7 @@ def confusion_figure(confusion, *, title: str = ""):
 
 def plot_confusion(confusion, path, *, title: str = "") -> None:
     """Writes ``confusion_figure(confusion, title=title)`` as a PNG at ``path``."""
-    _save(confusion_figure(confusion, title=title), path)
+    _save(_confusion_figure(confusion, title=title), path)
 
 
 def _grid(count: int) -> tuple[int, int]:
@@ -212,7 +212,7 @@ def _draw_tiles(fig, tiles: np.ndarray, captions: list[str], cols: int, *, cmap:
     return image
 
 
-def mistakes_figure(images, labels, predicted, confidence, *, image_shape=None):
+def _mistakes_figure(images, labels, predicted, confidence, *, image_shape=None):
     """Misclassified images in a grid (up to 6 × 6), each captioned with its labels.
 
     Args:
@@ -234,7 +234,7 @@ def mistakes_figure(images, labels, predicted, confidence, *, image_shape=None):
         raise ValueError(f"images, labels, predicted and confidence must have one entry per "
                          f"example, got {np.shape(images)[0]}, {k}, {len(predicted)} and "
                          f"{len(confidence)}")
-    shown = min(k, MAX_MISTAKES_SHOWN)
+    shown = min(k, _MAX_MISTAKES_SHOWN)
     rows, cols = _grid(shown)
     fig = _new_figure((1.5 * cols, 1.7 * rows))
     if not shown:  # a perfect score still gets a picture that says so
@@ -256,10 +256,10 @@ def mistakes_figure(images, labels, predicted, confidence, *, image_shape=None):
 def plot_mistakes(images, labels, predicted, confidence, path, *, image_shape=None) -> None:
     """Writes ``mistakes_figure(images, labels, predicted, confidence, image_shape=…)`` as a
     PNG at ``path``."""
-    _save(mistakes_figure(images, labels, predicted, confidence, image_shape=image_shape), path)
+    _save(_mistakes_figure(images, labels, predicted, confidence, image_shape=image_shape), path)
 
 
-def weights_figure(w, *, labels=None, image_shape=None):
+def _weights_figure(w, *, labels=None, image_shape=None):
     """First-layer weights, one tile per unit, laid out as the input image.
 
     Tile ``j`` is column ``j`` of ``w`` reshaped to ``image_shape`` (28 × 28 for MNIST).
@@ -283,7 +283,7 @@ def weights_figure(w, *, labels=None, image_shape=None):
     if w.ndim != 2 or 0 in w.shape:
         raise ValueError(f"w must have shape (in_dim, units), both non-zero, got {w.shape}")
     shape = _image_shape(image_shape, w.shape[0])
-    tiles = _tiles(w[:, :MAX_WEIGHT_TILES].T, shape)
+    tiles = _tiles(w[:, :_MAX_WEIGHT_TILES].T, shape)
     labels = [str(j) for j in range(w.shape[1])] if labels is None else [str(s) for s in labels]
     if len(labels) != w.shape[1]:
         raise ValueError(f"labels must have one caption per unit ({w.shape[1]}), "
@@ -312,4 +312,4 @@ def weights_figure(w, *, labels=None, image_shape=None):
 def plot_weights(w, path, *, labels=None, image_shape=None) -> None:
     """Writes ``weights_figure(w, labels=labels, image_shape=image_shape)`` as a PNG at
     ``path``."""
-    _save(weights_figure(w, labels=labels, image_shape=image_shape), path)
+    _save(_weights_figure(w, labels=labels, image_shape=image_shape), path)

@@ -1,9 +1,9 @@
 """Predictions from a trained network, and image files turned into network inputs.
 
 ``predict`` gives class probabilities for images in any form ``prepare_images`` takes.
-``load_image`` turns a PNG or JPEG (any size or mode) into a network input: for MNIST-shaped
+``_load_image`` turns a PNG or JPEG (any size or mode) into a network input: for MNIST-shaped
 models (28×28, one channel) a white-on-black digit made the way MNIST itself was made, for
-any other image shape a plain resize (see ``load_image``); ``load_inputs`` reads a list of
+any other image shape a plain resize (see ``_load_image``); ``load_inputs`` reads a list of
 PNG/JPEG/``.npy`` files into one batch with a name per row; ``top_k`` picks the likeliest
 classes.
 """
@@ -22,26 +22,26 @@ from jaxmlp.images import check_image_shape, check_images, image_forms, prepare_
 from jaxmlp.mlp import Params, forward
 from jaxmlp.softmax import softmax
 
-MNIST_SHAPE = MNIST.image_shape  # image files of this shape go through the digit pipeline
-SIDE = MNIST_SHAPE[0]  # MNIST images are 28×28 ...
-BOX = 20  # ... with the digit scaled into a 20×20 box; the pipeline serves ...
+_MNIST_SHAPE = MNIST.image_shape  # image files of this shape go through the digit pipeline
+_SIDE = _MNIST_SHAPE[0]  # MNIST images are 28×28 ...
+_BOX = 20  # ... with the digit scaled into a 20×20 box; the pipeline serves ...
 # ... when the dataset is handwriting made the way MNIST was (centred in a 20×20 box):
 # not Fashion-MNIST, whose items fill the frame.
-HANDWRITING = ("mnist", "emnist", "kmnist")
+_HANDWRITING = ("mnist", "emnist", "kmnist")
 
 
 def digit_pipeline(info) -> bool:
     """Whether photos for a model of ``info`` (a ``DatasetInfo``) are cut out and centred as
-    MNIST digits (``load_image``'s ``digits``), rather than only resized."""
-    return tuple(info.image_shape) == MNIST_SHAPE and info.name.split("/")[0] in HANDWRITING
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+    MNIST digits (``_load_image``'s ``digits``), rather than only resized."""
+    return tuple(info.image_shape) == _MNIST_SHAPE and info.name.split("/")[0] in _HANDWRITING
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Image files are read reduced so that their longer side is at most this many pixels: the
 # digit ends up 20 px tall, so more detail only costs time and memory (read whole, a
 # 108-megapixel JPEG took 12 s and 2.7 GB; reduced, 0.3 s).
-MAX_SIDE = 1600
+_MAX_SIDE = 1600
 # The filter that resizes image files for models of other image shapes (``load_image``):
 # Lanczos, which Pillow widens to the scale factor when shrinking (anti-aliased).
-RESAMPLE = "LANCZOS"  # a PIL.Image.Resampling name
+_RESAMPLE = "LANCZOS"  # a PIL.Image.Resampling name
 # Grey levels (of 255) the digit must stand out from the background by.
 _INK_LEVEL = 32
 
@@ -156,10 +156,10 @@ def _open(path: Path):
 
 def _read_gray(path: Path) -> np.ndarray:
     """The image as float64 grey levels in [0, 255], transparency composited away, reduced
-    to at most ``MAX_SIDE`` pixels a side (a JPEG decoded at 1/2 to 1/8 scale already)."""
+    to at most ``_MAX_SIDE`` pixels a side (a JPEG decoded at 1/2 to 1/8 scale already)."""
     scale = 1.0
     with _reading(path), _open(path) as image:
-        factor = -(-max(image.size) // MAX_SIDE)
+        factor = -(-max(image.size) // _MAX_SIDE)
         if factor > 1:  # JPEG: decode at a reduced scale; other formats ignore it
             image.draft(None, (image.width // factor, image.height // factor))
         if image.mode.startswith("I;16") or image.mode == "I":
@@ -170,7 +170,7 @@ def _read_gray(path: Path) -> np.ndarray:
             image = image.convert("RGBA").convert("LA")
         else:
             image = image.convert("L")
-        factor = -(-max(image.size) // MAX_SIDE)
+        factor = -(-max(image.size) // _MAX_SIDE)
         if factor > 1:  # box averages, over premultiplied alpha for "LA"
             image = image.reduce(factor)
         la = np.clip(np.asarray(image, np.float64) * scale, 0, 255)
@@ -185,7 +185,7 @@ def _has_alpha(image) -> bool:
 
 
 def _read_resized(path: Path, image_shape: tuple[int, int, int]) -> np.ndarray:
-    """The image as uint8 ``(H, W, C)``, ``C`` 1 (grey) or 3 (RGB): see ``load_image``."""
+    """The image as uint8 ``(H, W, C)``, ``C`` 1 (grey) or 3 (RGB): see ``_load_image``."""
     from PIL import Image, ImageOps
 
     h, w, c = image_shape
@@ -205,7 +205,7 @@ def _read_resized(path: Path, image_shape: tuple[int, int, int]) -> np.ndarray:
             rgba = image.convert("RGBA")
             image = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             image.alpha_composite(rgba)
-        image = image.convert(mode).resize((w, h), Image.Resampling[RESAMPLE])
+        image = image.convert(mode).resize((w, h), Image.Resampling[_RESAMPLE])
         pixels = np.asarray(image, np.uint8)
     return pixels.reshape(h, w, c)
 
@@ -285,7 +285,7 @@ def _cut_out(gray: np.ndarray, path: Path, inverted: bool) -> np.ndarray:
     rows, cols = np.nonzero(ink)
     box = np.s_[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
     ink, crop = ink[box], gray[box]
-    reach = max(1, round(max(crop.shape) / (2 * BOX)))
+    reach = max(1, round(max(crop.shape) / (2 * _BOX)))
     near = ndimage.maximum_filter(ink, size=2 * reach + 1)
     # Background to 0 and the digit's ink to 255, as in MNIST: its 90th percentile, not its
     # maximum, so that one noisy or darker spot does not dim the whole stroke.
@@ -303,7 +303,7 @@ def _normalise(digit: np.ndarray) -> np.ndarray:
     from PIL import Image
 
     h, w = digit.shape
-    scale = BOX / max(h, w)
+    scale = _BOX / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     # Float mode ("F") keeps the resampling free of 8-bit rounding. Bilinear, which Pillow
     # widens to the scale factor when shrinking, anti-aliases like an area average, without
@@ -316,21 +316,21 @@ def _normalise(digit: np.ndarray) -> np.ndarray:
     cy = (small.sum(axis=1) @ np.arange(h)) / total
     cx = (small.sum(axis=0) @ np.arange(w)) / total
     # Move the centre of mass onto pixel (14, 14), staying inside the field.
-    top = int(np.clip(round(SIDE / 2 - cy), 0, SIDE - h))
-    left = int(np.clip(round(SIDE / 2 - cx), 0, SIDE - w))
-    field = np.zeros((SIDE, SIDE))
+    top = int(np.clip(round(_SIDE / 2 - cy), 0, _SIDE - h))
+    left = int(np.clip(round(_SIDE / 2 - cx), 0, _SIDE - w))
+    field = np.zeros((_SIDE, _SIDE))
     field[top:top + h, left:left + w] = small
     return field
 
 
-def load_image(path, *, invert: bool | None = None, image_shape=MNIST_SHAPE,
+def _load_image(path, *, invert: bool | None = None, image_shape=_MNIST_SHAPE,
                digits: bool | None = None) -> np.ndarray:
     """A PNG or JPEG as one input of a model taking ``image_shape`` images.
 
     With ``digits`` (by default: for ``image_shape`` ``(28, 28, 1)``; ``digit_pipeline``
     says it for a dataset: MNIST, EMNIST, KMNIST, not Fashion-MNIST) an MNIST image: 28×28 grey levels, white digit on black. Steps: grey levels (any
     mode; transparent pixels composited onto a backdrop that contrasts with the drawing, see
-    ``_backdrop``; images over ``MAX_SIDE`` pixels a side read reduced); inversion when the
+    ``_backdrop``; images over ``_MAX_SIDE`` pixels a side read reduced); inversion when the
     digit is dark on a light background; then, unless the image is already 28×28 (taken as
     MNIST-formatted, as is), the digit cut out (see ``_cut_out``: background subtracted,
     ink at the image's edge ignored, contrast stretched to 255) and MNIST's normalisation
@@ -339,7 +339,7 @@ def load_image(path, *, invert: bool | None = None, image_shape=MNIST_SHAPE,
     Otherwise, for any ``(H, W, C)``, a plain conversion: the image turned upright by its EXIF
     orientation, converted to grey (``C`` 1) or RGB (``C`` 3) by Pillow (transparent pixels
     composited onto white, 16-bit grey scaled to 8 bits), and resized to W×H with a
-    Lanczos filter (``RESAMPLE``; anti-aliased when shrinking), stretched if its aspect
+    Lanczos filter (``_RESAMPLE``; anti-aliased when shrinking), stretched if its aspect
     ratio differs: nothing is cropped, and nothing is inverted unless ``invert`` is True.
 
     Args:
@@ -365,8 +365,8 @@ def load_image(path, *, invert: bool | None = None, image_shape=MNIST_SHAPE,
         not 1 or 3 channels.
     """
     image_shape = check_image_shape(image_shape)
-    digits = image_shape == MNIST_SHAPE if digits is None else digits
-    if digits and image_shape != MNIST_SHAPE:
+    digits = image_shape == _MNIST_SHAPE if digits is None else digits
+    if digits and image_shape != _MNIST_SHAPE:
         raise ValueError(f"the digit pipeline makes (28, 28, 1) images, not {image_shape}")
     if not digits:
         if image_shape[2] not in (1, 3):
@@ -386,13 +386,13 @@ def load_image(path, *, invert: bool | None = None, image_shape=MNIST_SHAPE,
         invert = hi - median < median - lo
     if invert:
         gray = 255.0 - gray
-    if gray.shape != (SIDE, SIDE):
+    if gray.shape != (_SIDE, _SIDE):
         gray = _normalise(_cut_out(gray, path, invert))
-    return np.clip(np.rint(gray), 0, 255).astype(np.uint8).reshape(SIDE * SIDE)
+    return np.clip(np.rint(gray), 0, 255).astype(np.uint8).reshape(_SIDE * _SIDE)
 
 
 def _load_npy(path: Path, invert: bool | None = None,
-              image_shape=MNIST_SHAPE) -> tuple[np.ndarray, list[str]]:
+              image_shape=_MNIST_SHAPE) -> tuple[np.ndarray, list[str]]:
     """The images a ``.npy`` holds, as float32 ``(N, in_dim)`` in [0, 1], named ``path[i]``.
 
     Arrays are taken as already in the model's format: only ``invert=True`` changes them,
@@ -422,23 +422,23 @@ def _load_npy(path: Path, invert: bool | None = None,
     return images, names
 
 
-def load_inputs(paths, *, invert: bool | None = None, image_shape=MNIST_SHAPE,
+def load_inputs(paths, *, invert: bool | None = None, image_shape=_MNIST_SHAPE,
                 digits: bool | None = None) -> tuple[np.ndarray, list[str]]:
     """Reads PNG/JPEG images and ``.npy`` arrays into one batch, naming every row.
 
     Args:
-      paths: files. A ``.png``/``.jpg``/``.jpeg`` gives one row (``load_image``), named by
+      paths: files. A ``.png``/``.jpg``/``.jpeg`` gives one row (``_load_image``), named by
         its path. A ``.npy`` gives the images it holds, for ``image_shape`` ``(H, W, C)``:
         ``(N, H, W, C)``, ``(N, H·W·C)``, ``(N, H, W)`` when ``C`` is 1, or one image
         ``(H, W, C)``/``(H·W·C,)``/``(H, W)`` (MNIST: ``(N, 28, 28)``, ``(N, 28, 28, 1)``,
         ``(N, 784)``, ``(28, 28)``, ``(28, 28, 1)``, ``(784,)``); uint8, or floating in
         [0, 1]; rows named ``path[i]`` (a single image: ``path``). Read without pickle.
-      invert: passed to ``load_image``. ``.npy`` images are taken as already in the model's
+      invert: passed to ``_load_image``. ``.npy`` images are taken as already in the model's
         format, so ``None`` leaves them as they are; ``True`` inverts them too (255 − x for
         uint8, 1 − x for floating), ``False`` never.
       image_shape: the model's ``(height, width, channels)`` (``Run.info.image_shape``);
         MNIST's by default.
-      digits: passed to ``load_image`` (``digit_pipeline(run.info)`` for a run).
+      digits: passed to ``_load_image`` (``digit_pipeline(run.info)`` for a run).
 
     Returns:
       ``(images, names)``: float32 ``(N, H·W·C)`` in [0, 1] and one name per row.
@@ -458,8 +458,8 @@ def load_inputs(paths, *, invert: bool | None = None, image_shape=MNIST_SHAPE,
         _existing_file(path)
         if suffix == ".npy":
             images, block_names = _load_npy(path, invert, image_shape)
-        elif suffix in IMAGE_SUFFIXES:
-            images = load_image(path, invert=invert, image_shape=image_shape,
+        elif suffix in _IMAGE_SUFFIXES:
+            images = _load_image(path, invert=invert, image_shape=image_shape,
                                 digits=digits)[None].astype(
                 np.float32) / np.float32(255)
             block_names = [str(path)]

@@ -34,11 +34,11 @@ from jaxmlp.images import check_image_shape
 
 CONFIG, METRICS, CHECKPOINT, MODEL = "config.json", "metrics.jsonl", "checkpoint.npz", "model.npz"
 CURVES, EVAL = "curves.png", "eval.json"
-EVAL_PLOTS = ("confusion.png", "mistakes.png", "weights.png")
+_EVAL_PLOTS = ("confusion.png", "mistakes.png", "weights.png")
 SWEEP, SUMMARY, MODELS = "sweep.json", "summary.json", "models"  # a sweep's (jaxmlp.sweep)
-RUN_FILES = (CONFIG, METRICS, CHECKPOINT, MODEL, CURVES, EVAL, *EVAL_PLOTS, SWEEP, SUMMARY,
+_RUN_FILES = (CONFIG, METRICS, CHECKPOINT, MODEL, CURVES, EVAL, *_EVAL_PLOTS, SWEEP, SUMMARY,
              MODELS)
-LOCK = ".lock"
+_LOCK = ".lock"
 
 
 class RunError(ValueError):
@@ -57,7 +57,7 @@ def write_json(path: Path, obj) -> None:
     _write_text(path, json.dumps(obj, indent=1) + "\n")
 
 
-def write_jsonl(path: Path, records: list[dict]) -> None:
+def _write_jsonl(path: Path, records: list[dict]) -> None:
     """One JSON object per line, the whole file at once (``write_atomic``)."""
     _write_text(path, "".join(json.dumps(r) + "\n" for r in records))
 
@@ -70,7 +70,7 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def read_json(path: Path):
+def _read_json(path: Path):
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -90,14 +90,14 @@ def read_config(folder) -> TrainConfig:
         if _holder(Path(folder)):  # a new run still in its first epoch
             _lock(Path(folder))  # raises the "in use" error
         raise RunError(f"{folder} is not a run folder: it has no {CONFIG}")
-    values = read_json(path)
+    values = _read_json(path)
     try:
         return TrainConfig.from_dict(values)  # checked as it is built
     except (TypeError, ValueError) as e:
         raise RunError(f"{path}: {e}") from None
 
 
-RECORD_KEYS = ("train_loss", "train_acc", "test_loss", "test_acc")  # a single run's epoch line
+_RECORD_KEYS = ("train_loss", "train_acc", "test_loss", "test_acc")  # a single run's epoch line
 
 
 def read_history(folder) -> list[dict]:
@@ -117,7 +117,7 @@ def read_history(folder) -> list[dict]:
         except json.JSONDecodeError as e:
             raise RunError(f"{path} line {i} is not valid JSON ({e.msg})") from None
         keys = ("epoch", "step", *(("models",) if (Path(folder) / SWEEP).exists()
-                                    else RECORD_KEYS))
+                                    else _RECORD_KEYS))
         if not (isinstance(record, dict) and all(k in record for k in keys)
                 and isinstance(record["epoch"], int) and isinstance(record["step"], int)):
             raise RunError(f"{path} line {i} is not an epoch record (needs {', '.join(keys)})")
@@ -128,7 +128,7 @@ def read_history(folder) -> list[dict]:
 def _holder(folder: Path) -> bool:
     """Whether another process holds ``folder``'s lock right now."""
     try:
-        fd = os.open(folder / LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(folder / _LOCK, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return False
     try:
@@ -142,7 +142,7 @@ def _holder(folder: Path) -> bool:
 
 def _lock(folder: Path) -> int:
     """Takes ``folder/.lock`` for this process; ``RunError`` if another one holds it."""
-    path = folder / LOCK
+    path = folder / _LOCK
     while True:
         try:  # O_NOFOLLOW: a link planted as .lock must not make us write where it points
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
@@ -208,7 +208,7 @@ class RunFolder:
             except OSError as e:
                 raise RunWriteError(e.errno, f"cannot write to {path}: {e.strerror or e}") from None
             # Checked under the lock: a run that another process finished a moment ago counts.
-            holds = [f for f in RUN_FILES if os.path.lexists(path / f)]
+            holds = [f for f in _RUN_FILES if os.path.lexists(path / f)]
             if holds and not (resume or overwrite):
                 raise RunError(f"{path} already holds a run ({', '.join(holds)}): resume it with "
                                f"--resume {path}, replace it with --overwrite, or choose another "
@@ -216,7 +216,7 @@ class RunFolder:
             return cls(path, created=created, replace=overwrite, resume=resume, lock_fd=lock_fd)
         except BaseException:
             if lock_fd is not None:
-                os.unlink(path / LOCK)
+                os.unlink(path / _LOCK)
                 os.close(lock_fd)
             _remove_empty(created)
             raise
@@ -232,7 +232,7 @@ class RunFolder:
         if self._lock_fd is None:
             return
         try:
-            os.unlink(self.path / LOCK)
+            os.unlink(self.path / _LOCK)
         except OSError:
             pass
         os.close(self._lock_fd)
@@ -286,10 +286,10 @@ class RunFolder:
             written = []
             if not self.saved and self._resume:
                 # The run moved on: the evaluation of its old model no longer describes it.
-                for name in (EVAL, *EVAL_PLOTS, MODELS):
+                for name in (EVAL, *_EVAL_PLOTS, MODELS):
                     _remove(self.path / name)
             if staging != self.path:
-                for name in RUN_FILES:  # the old run goes now, whole
+                for name in _RUN_FILES:  # the old run goes now, whole
                     _remove(self.path / name)
                     if (staging / name).exists():
                         os.replace(staging / name, self.path / name)
@@ -305,7 +305,7 @@ class RunFolder:
         """Saves an epoch, all or nothing (``save``): metrics first, then checkpoint and
         model, so that a crash between the renames leaves a checkpoint no newer than the
         metrics (resume redoes that epoch), and the settings last."""
-        files = {METRICS: lambda p: write_jsonl(p, history),
+        files = {METRICS: lambda p: _write_jsonl(p, history),
                  CHECKPOINT: lambda p: save_checkpoint(p, state),
                  MODEL: lambda p: save_model(p, state["params"], config.arch, info)}
         if not self.saved:  # last: the settings never run ahead of the model they describe
@@ -316,7 +316,7 @@ class RunFolder:
                          history: list[dict], info: DatasetInfo) -> None:
         """A sweep's epoch, all or nothing: metrics, the stacked checkpoint, then (once)
         ``sweep.json``, last, so the settings never run ahead of the models."""
-        files = {METRICS: lambda p: write_jsonl(p, history),
+        files = {METRICS: lambda p: _write_jsonl(p, history),
                  CHECKPOINT: lambda p: save_checkpoint(p, state)}
         if not self.saved:
             meta = {"config": dataclasses.asdict(config), "seeds": list(grid.seeds),
@@ -416,7 +416,7 @@ def load_model(path) -> tuple[Arch, list[dict], DatasetInfo]:
 def read_sweep(folder) -> tuple[TrainConfig, Grid, str]:
     """The base config, grid and order saved in ``folder/sweep.json``."""
     path = Path(folder) / SWEEP
-    meta = read_json(path)
+    meta = _read_json(path)
     try:
         config = TrainConfig.from_dict(meta["config"])
         grid = Grid(tuple(meta["seeds"]), tuple(meta["lrs"]), tuple(meta["momenta"]))
@@ -427,11 +427,11 @@ def read_sweep(folder) -> tuple[TrainConfig, Grid, str]:
         raise RunError(f"{path} is not a jaxmlp sweep ({e})") from None
 
 
-def read_sweep_info(folder) -> DatasetInfo:
+def _read_sweep_info(folder) -> DatasetInfo:
     """The dataset the sweep in ``folder`` trained on (``sweep.json``'s ``dataset``); a
     sweep saved before datasets were recorded trained on MNIST."""
     path = Path(folder) / SWEEP
-    meta = read_json(path)
+    meta = _read_json(path)
     if not isinstance(meta, dict) or "dataset" not in meta:
         return MNIST
     try:
@@ -446,12 +446,12 @@ def read_sweep_info(folder) -> DatasetInfo:
         raise RunError(f"{path} is not a jaxmlp sweep ({e})") from None
 
 
-def load_model_of_sweep(folder, model: int):
+def _load_model_of_sweep(folder, model: int):
     """``(config, params, history, info)`` of model ``model`` of the sweep in ``folder``:
     its config as the single run it stands for, its params, its per-epoch records and the
     dataset it takes (``DatasetInfo``)."""
     config, grid, _ = read_sweep(folder)
-    info = read_sweep_info(folder)
+    info = _read_sweep_info(folder)
     configs = grid.configs(config)
     if not 0 <= model < len(configs):
         raise RunError(f"{folder} holds models 0 to {len(configs) - 1}, not {model}")
@@ -511,7 +511,7 @@ def load_run(folder, model: Optional[int] = None) -> Run:
         if model is None:
             raise RunError(f"{folder} holds a sweep: load one of its models with "
                            "load_run(folder, model=i)")
-        config, params, history, info = load_model_of_sweep(folder, model)
+        config, params, history, info = _load_model_of_sweep(folder, model)
         evaluation = _read_evaluation(folder / MODELS / str(model) / EVAL)
         return Run(folder, config, parse_arch(config.arch), params, history, evaluation, info,
                    model)
@@ -525,7 +525,7 @@ def load_run(folder, model: Optional[int] = None) -> Run:
 
 def _read_evaluation(path: Path) -> Optional[dict]:
     try:  # eval.json only caches `jaxmlp eval`'s output, which rewrites it: unreadable = absent
-        return read_json(path) if path.exists() else None
+        return _read_json(path) if path.exists() else None
     except RunError:
         return None
 

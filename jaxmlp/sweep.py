@@ -37,14 +37,14 @@ from jaxmlp.mlp import init_params
 from jaxmlp.optim import OPTIMIZERS, make_optimizer
 from jaxmlp.parallel import make_mesh, to_host
 from jaxmlp.run import RunFolder, read_checkpoint, read_history, read_sweep
-from jaxmlp.trainer import _state, fit, put_dataset
+from jaxmlp.trainer import checkpoint_state, fit, put_dataset
 
 __all__ = ["Grid", "ORDERS", "train_many", "parse_seeds", "parse_floats", "check_grid",
            "estimate_bytes", "check_memory", "summarize", "format_summary"]
 
 # More models than any device holds at once (preset a: about 31 KiB each, so 100,000 is
 # 3 GiB): refused before their configs are even built.
-MAX_MODELS = 100_000
+_MAX_MODELS = 100_000
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -52,8 +52,8 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     try:
         if "," not in text:
             count = int(text)
-            if not 1 <= count <= MAX_MODELS:
-                raise ValueError(f"--seeds takes a count from 1 to {MAX_MODELS} or a list, got "
+            if not 1 <= count <= _MAX_MODELS:
+                raise ValueError(f"--seeds takes a count from 1 to {_MAX_MODELS} or a list, got "
                                  f"{text!r}")
             return tuple(range(count))
         seeds = tuple(int(t) for t in text.split(","))  # an empty item is a mistake
@@ -79,8 +79,8 @@ def parse_floats(text: str, name: str) -> tuple[float, ...]:
 def check_grid(base: TrainConfig, grid: Grid) -> None:
     """Every model's config is valid (``TrainConfig.validate``), or ``ValueError``."""
     count = len(grid.seeds) * len(grid.lrs) * len(grid.momenta)
-    if count > MAX_MODELS:
-        raise ValueError(f"the grid has {count} models, more than {MAX_MODELS}: sweep in parts")
+    if count > _MAX_MODELS:
+        raise ValueError(f"the grid has {count} models, more than {_MAX_MODELS}: sweep in parts")
     grid.configs(base)  # each model's TrainConfig checks itself as it is built
 
 
@@ -107,14 +107,14 @@ def check_memory(config: TrainConfig, num_models: int, order: str, data: Dataset
     need = estimate_bytes(config, num_models, order, in_dim=data.info.in_dim,
                           num_examples=sum(len(y) for _, y in data.splits().values()))
     # The CPU "devices" of a sweep are one host's cores: they share its memory, not add to it.
-    have = available_bytes(devices[0]) * (1 if devices[0].platform == "cpu" else len(devices))
+    have = _available_bytes(devices[0]) * (1 if devices[0].platform == "cpu" else len(devices))
     if need > 0.8 * have:
         raise ValueError(f"{num_models} models of {config.arch} on {data.info.name} need about "
                          f"{need / 2**30:.1f} GiB, more than 80% of the {have / 2**30:.1f} GiB "
                          "available: sweep fewer models at once")
 
 
-def available_bytes(device) -> int:
+def _available_bytes(device) -> int:
     """What the device can hold: its allocator's limit, or the host's memory on CPU."""
     stats = device.memory_stats() if hasattr(device, "memory_stats") else None
     if stats and stats.get("bytes_limit"):
@@ -214,7 +214,7 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def summarize_models(grid: Grid, config: TrainConfig, params, history: list[dict],
+def _summarize_models(grid: Grid, config: TrainConfig, params, history: list[dict],
                      diverged: np.ndarray, data: Dataset) -> dict:
     """``summarize`` of a trained stack: the last epoch's records and every model's
     probabilities on the test (and validation) images, computed on the devices at once."""
@@ -265,7 +265,7 @@ class _Stack:
                  "momentum": jnp.asarray([m["momentum"] for m in models], jnp.float32)}
         opt_state = jax.vmap(lambda p, h: make_optimizer(
             config, num_steps, lr=h["lr"], momentum=h["momentum"]).init(p))(params, hyper)
-        return _state(params, opt_state, 0, data_keys), hyper
+        return checkpoint_state(params, opt_state, 0, data_keys), hyper
 
     def start(self, folder, resume: bool, spe: int):
         num_steps = self.config.num_steps(spe)
@@ -294,7 +294,7 @@ class _Stack:
         return params, opt_state, losses, np.asarray(batch["accuracy"]), compile_s
 
     def host_state(self, params, opt_state, step: int) -> dict:
-        return jax.tree.map(to_host, _state(params, opt_state, step, self._keys))
+        return jax.tree.map(to_host, checkpoint_state(params, opt_state, step, self._keys))
 
     def evaluate(self, params, host_params) -> dict:
         """All K models at once, on the devices where they are sharded."""
@@ -345,7 +345,7 @@ class _Stack:
 
     def finish(self, folder, params, history, diverged) -> dict:
         host_params = jax.tree.map(to_host, params)
-        summary = summarize_models(self.grid, self.config, params, history, diverged,
+        summary = _summarize_models(self.grid, self.config, params, history, diverged,
                                    self.host_data)
         if folder is not None and history:
             folder.save_summary(summary, history, self.grid)

@@ -45,7 +45,7 @@ def toy_trace(x, y, w, b, *, lr: float = 2.0, iterations: int = 2) -> list[dict[
     return rows
 
 
-def format_trace(rows: list[dict[str, np.ndarray]]) -> str:
+def _format_trace(rows: list[dict[str, np.ndarray]]) -> str:
     """The seed's layout: ``iteration = k`` then ``z``, ``dz``, ``p``, ``dW``, ``db`` lines."""
     lines = []
     for k, row in enumerate(rows):
@@ -62,4 +62,4 @@ def trace_text(*, lr: float = 2.0, iterations: int = 2) -> str:
     with jax.enable_x64(True):
         eye = np.eye(2)
         rows = toy_trace(eye, eye, np.zeros((2, 2)), np.zeros(2), lr=lr, iterations=iterations)
-    return format_trace(rows)
+    return _format_trace(rows)

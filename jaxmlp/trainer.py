@@ -50,7 +50,7 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.step = step
 
 
-def seconds_since_process_start() -> Optional[float]:
+def _seconds_since_process_start() -> Optional[float]:
     """Wall time since this process started; None where the OS does not say.
 
     Linux: ``/proc/uptime`` minus the process's start tick, both counted from boot
@@ -101,7 +101,7 @@ def put_dataset(data: Dataset, mesh) -> Dataset:
     return data._replace(**dict(zip(arrays, put_replicated(tuple(arrays.values()), mesh))))
 
 
-def _state(params, opt_state, step, key) -> dict:
+def checkpoint_state(params, opt_state, step, key) -> dict:
     """The checkpoint: params, optimizer state, step and the data key(s)."""
     return {"params": params, "opt_state": opt_state, "step": jnp.asarray(step, jnp.int32),
             "key": jax.random.key_data(key)}
@@ -134,7 +134,7 @@ class _One:
         # Jitted: one executable (cached across runs) instead of an eager op per layer.
         params = jax.jit(init_params, static_argnums=(1, 2))(init_key, parse_arch(config.arch),
                                                              self.info.in_dim)
-        state = _state(params, optimizer.init(params), 0, data_key)
+        state = checkpoint_state(params, optimizer.init(params), 0, data_key)
         if not resume:
             return state, [], config.num_steps(spe)
         saved = read_config(folder)
@@ -158,7 +158,7 @@ class _One:
         return params, opt_state, losses, to_host(batch["accuracy"])[:, None], compile_s
 
     def host_state(self, params, opt_state, step: int) -> dict:
-        return jax.tree.map(to_host, _state(params, opt_state, step, self._key))
+        return jax.tree.map(to_host, checkpoint_state(params, opt_state, step, self._key))
 
     def evaluate(self, params, host_params) -> dict:
         """``{split: {"loss": (1,), "accuracy": (1,)}}``, from the host copy (several
@@ -269,7 +269,7 @@ class _Loop:
                 # Train.
                 epoch, start = step // spe + 1, step % spe
                 n = min(spe - start, num_steps - step)
-                startup = seconds_since_process_start() if first else None
+                startup = _seconds_since_process_start() if first else None
                 begin = time.perf_counter()
                 params, opt_state, losses, accuracies, compile_s = models.train(
                     params, opt_state, epoch, start, n)

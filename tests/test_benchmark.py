@@ -1,58 +1,132 @@
-"""The benchmark's --quick mode runs and reports a complete, sane table (not its timings)."""
+"""scripts/benchmark.py at tiny sizes: every figure present, finite, and the arithmetic of
+the timings it reports (not the timings themselves, which only a quiet machine can judge).
+
+The benchmark runs in this process (``main(argv)``, as ``python scripts/benchmark.py``
+would), so only what it starts itself costs a process: the time-to-accuracy runs and the
+2-device sweep child, which runs the script as ``python scripts/benchmark.py``. Its
+compiles, and theirs, skip XLA's optimisation passes (as the unit tests' do): the speed of
+the compiled code is never checked here, and compiling is most of a tiny benchmark's time.
+"""
 import importlib.util
 import json
 import math
-import os
-import subprocess
+import statistics
 import sys
+from pathlib import Path
 
+import jax
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _numbers(tree):
     if isinstance(tree, dict):
         for v in tree.values():
             yield from _numbers(v)
-    elif isinstance(tree, list):
+    elif isinstance(tree, (list, tuple)):
         for v in tree:
             yield from _numbers(v)
     elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
         yield tree
 
 
-def test_quick_benchmark_reports_every_figure(tfds_dir, cache_dir, mnist, tmp_path):
+@pytest.fixture
+def benchmark(env, monkeypatch):
+    """``scripts/benchmark.py`` as a module, on the real MNIST, its compiles (and those of
+    the processes it starts) without XLA's optimisation passes."""
+    monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+    monkeypatch.delenv("XLA_FLAGS", raising=False)  # the 2-device child sets its own
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts scripts/ first
+    spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    jax.config.update("jax_disable_most_optimizations", True)
+    try:
+        yield module
+    finally:
+        jax.config.update("jax_disable_most_optimizations", False)
+
+
+def _has_torch() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def test_timing_helper_rotates_the_rounds_and_settles_after_each_call(benchmark):
+    from bench.timing import round_robin, summary
+
+    order = []
+    calls = round_robin({name: (lambda n=name: order.append(n)) for name in "abc"}, 3)
+    assert "".join(order) == "abcbcacab"  # each round starts one driver later
+    assert all(len(c) == 3 for c in calls.values())
+    assert all(c.wall >= 0 and 0 < c.settle < 2 for cs in calls.values() for c in cs)
+    figures = summary(calls["a"])
+    assert figures["median"] == statistics.median(c.wall for c in calls["a"])
+    assert figures["min"] == min(figures["all"]) and len(figures["all"]) == 3
+
+
+def test_flags_quick_and_unknown_drivers(benchmark, capsys):
+    args = benchmark.parse_args(["--quick"])
+    assert (args.presets, args.examples, args.epochs, args.tta_arch) == (["a", "b"], 4096, 1, "a")
+    args = benchmark.parse_args(["--sweep", "--quick"])
+    assert (args.sweep_presets, args.sweep_k, args.sweep_steps, args.sweep_rounds,
+            args.eval_k) == (["b"], [1, 2], 3, 1, 2)
+    assert benchmark.parse_args(["--drivers", "step-loop"]).drivers == ["step-loop"]
+    with pytest.raises(SystemExit) as e:
+        benchmark.parse_args(["--drivers", "scan-hand,warp-drive"])
+    assert e.value.code == 2 and "no driver warp-drive here" in capsys.readouterr().err
+
+
+def test_benchmark_reports_every_figure(benchmark, tmp_path, capsys):
+    """One preset on 1,024 examples (8 steps an epoch), 2 timed epochs, every driver, then
+    ``jaxmlp train`` to 85% twice in fresh processes."""
     out = tmp_path / "bench.json"
-    env = {**os.environ, "TFDS_DATA_DIR": str(tfds_dir), "JAXMLP_CACHE_DIR": str(cache_dir)}
-    proc = subprocess.run([sys.executable, "scripts/benchmark.py", "--quick", "--json", str(out)],
-                          capture_output=True, text=True, timeout=400, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(out.read_text())
-    assert set(report["presets"]) == {"a", "b"}
-    drivers = {"scan-hand", "scan-autodiff", "step-loop", "dispatch-only"}
-    for preset, entry in report["presets"].items():
-        assert drivers <= set(entry["runs"])
-        assert set(entry["speedup_of_scan_hand"]) == set(entry["runs"]) - {"scan-hand",
-                                                                           "dispatch-only"}
-        for run in entry["runs"].values():
-            assert run["epoch_seconds"] > 0 and run["examples_per_second"] > 0
-            # Each driver left the cores idle before the next began (2 s: it never did).
-            assert 0 < run["settle_seconds_after"] < 2
-        # Ratios are the epoch times' quotients, measured in this run.
-        hand = entry["runs"]["scan-hand"]["epoch_seconds"]
-        for name, ratio in entry["speedup_of_scan_hand"].items():
-            assert ratio == pytest.approx(entry["runs"][name]["epoch_seconds"] / hand)
+    report = benchmark.main(["--presets", "a", "--examples", "1024", "--epochs", "2",
+                             "--tta-arch", "a", "--tta-target", "0.85", "--tta-epochs", "2",
+                             "--json", str(out)])
+    stdout = capsys.readouterr().out
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    assert set(report["presets"]) == {"a"} and report["examples"] == 1024
+    entry = report["presets"]["a"]
+    drivers = {"scan-hand", "scan-autodiff", "step-loop", "dispatch-only"} | (
+        {"torch-eager"} if _has_torch() else set())
+    assert set(entry["runs"]) == drivers
+    for name, run in entry["runs"].items():
+        # The median and min of the timed epochs after the first; examples/s of 8 steps.
+        assert len(run["epoch_seconds_all"]) == 2 and run["first_epoch_seconds"] > 0
+        assert run["epoch_seconds"] == statistics.median(run["epoch_seconds_all"])
+        assert run["epoch_seconds_min"] == min(run["epoch_seconds_all"])
+        assert run["examples_per_second"] == pytest.approx(8 * 128 / run["epoch_seconds"])
+        # Each driver left the cores idle before the next began (2 s: it never did).
+        assert 0 < run["settle_seconds_after"] < 2
+        assert (run["compile_seconds"] > 0) == (name != "torch-eager"), name
+    assert entry["runs"]["scan-hand"]["hlo_instructions"] > 100
+    assert entry["runs"]["scan-autodiff"]["hlo_instructions"] > 100
+    # Ratios are the epoch times' quotients, measured in this run.
+    hand = entry["runs"]["scan-hand"]["epoch_seconds"]
+    assert set(entry["speedup_of_scan_hand"]) == drivers - {"scan-hand", "dispatch-only"}
+    for name, ratio in entry["speedup_of_scan_hand"].items():
+        assert ratio == pytest.approx(entry["runs"][name]["epoch_seconds"] / hand)
+    assert entry["scan_hand_us_per_step"] == pytest.approx(hand / 8 * 1e6)
+    assert entry["dispatch_us_per_step"] == pytest.approx(
+        entry["runs"]["dispatch-only"]["epoch_seconds"] / 8 * 1e6)
     tta = report["time_to_accuracy"]
+    assert (tta["arch"], tta["target"]) == ("a", 0.85)
     for run in ("first_run", "second_run"):
-        assert tta[run]["reached"] and tta[run]["wall_seconds"] > 0
-        assert tta[run]["startup_seconds"] > 0
+        r = tta[run]
+        assert r["reached"] and r["test_acc"] >= 0.85 and 1 <= r["epochs"] <= 2
+        assert 0 < r["startup_seconds"] < r["wall_seconds"]
+    # The second run found the caches the first one filled.
+    assert tta["second_run"]["startup_seconds"] < tta["first_run"]["startup_seconds"]
     assert report["peak_rss_mib"]["benchmark_process"] > 0
+    assert report["peak_rss_mib"]["training_processes"] > 0
     numbers = list(_numbers({k: v for k, v in report.items() if k != "torch"}))
     assert numbers and all(math.isfinite(x) and x >= 0 for x in numbers)
-    # The printed table carries the same rows.
-    table = [l for l in proc.stdout.splitlines() if l.startswith("| a |") or l.startswith("| b |")]
-    assert len(table) == sum(len(e["runs"]) for e in report["presets"].values())
-    assert "first run" in proc.stdout and "second run" in proc.stdout
+    # The printed table carries the same rows, and the numbers.
+    table = [l for l in stdout.splitlines() if l.startswith("| a |")]
+    assert len(table) == len(entry["runs"])
+    assert f"| a | scan-hand | {hand * 1e3:.1f} |" in stdout
+    assert "first run" in stdout and "second run" in stdout
 
 
 SWEEP_DRIVERS = {"vmap_shared", "vmap_independent", "sequential"}
@@ -62,41 +136,93 @@ TWO_DEVICE = {"vmap_shared_2dev", "vmap_independent_2dev", "vmap_shared_1dev_in_
 TWO_DEVICE_TORCH = {"torch_eager_in_2dev_process"}
 
 
-def test_quick_sweep_benchmark_reports_every_figure(tfds_dir, cache_dir, mnist, tmp_path):
-    """``--sweep --quick``: preset b, K = 1 and 2, 3 steps a call, plus the 2-device child
-    process; every throughput present, positive and finite."""
+def _counting(monkeypatch, cls, name, counts):
+    original = getattr(cls, name)
+
+    def counted(self, *args, **kwargs):
+        counts[f"{cls.__name__}.{name}"] = counts.get(f"{cls.__name__}.{name}", 0) + 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, name, counted)
+
+
+def test_sweep_benchmark_reports_every_figure(benchmark, tmp_path, capsys, monkeypatch):
+    """``--sweep`` of preset b, K = 1 and 2, 2 steps a call, 2 timed rounds, plus the
+    2-device child process; then training against evaluation for K = 2. The jaxmlp drivers
+    run the trainer's own epochs and evaluation (``_Stack.train``, ``_One.train``,
+    ``_Stack.evaluate``), counted here; the file's one-model figures stay beside them."""
+    from jaxmlp.sweep import _Stack
+    from jaxmlp.trainer import _One
+
+    counts = {}
+    for cls, name in ((_Stack, "train"), (_Stack, "evaluate"), (_One, "train")):
+        _counting(monkeypatch, cls, name, counts)
     out = tmp_path / "sweep.json"
-    env = {**os.environ, "TFDS_DATA_DIR": str(tfds_dir), "JAXMLP_CACHE_DIR": str(cache_dir)}
-    env.pop("XLA_FLAGS", None)
-    proc = subprocess.run([sys.executable, "scripts/benchmark.py", "--sweep", "--quick",
-                           "--json", str(out)], capture_output=True, text=True, timeout=400,
-                          env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(out.read_text())
-    assert "presets" not in report  # --sweep measures the sweep alone
-    torch = importlib.util.find_spec("torch") is not None
+    out.write_text(json.dumps({"presets": {"a": {"runs": {}}}, "date": "earlier"}))
+    report = benchmark.main(["--sweep", "--sweep-presets", "b", "--sweep-k", "1,2",
+                             "--sweep-steps", "2", "--sweep-rounds", "2", "--eval-k", "2",
+                             "--examples", "1024", "--json", str(out)])
+    stdout = capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    # Written beside what the file held; --sweep measures the sweep alone.
+    assert saved["presets"] == {"a": {"runs": {}}} and saved["date"] == "earlier"
+    assert "presets" not in report
+    for key in ("sweep_setup", "sweep", "sweep_details", "sweep_ratios", "sweep_evaluation"):
+        assert saved[key] == json.loads(json.dumps(report[key])), key
+    # Per K, 2 vmapped drivers and K single runs each train a first (compiling) epoch, a
+    # warm-up and 2 timed ones; the evaluation part a first epoch and 2 timed ones.
+    assert counts == {"_Stack.train": 2 * 2 * 4 + 3, "_One.train": (1 + 2) * 4,
+                      "_Stack.evaluate": 3}
+    torch = _has_torch()
     drivers = SWEEP_DRIVERS | (TORCH_DRIVERS if torch else set())
     two_device = TWO_DEVICE | (TWO_DEVICE_TORCH if torch else set())
     assert set(report["sweep"]) == {"b"} and set(report["sweep"]["b"]) == {"1", "2"}
     for k, figures in report["sweep"]["b"].items():
         # The 2-device sweep splits K models over two forced CPU devices: K >= 2 only.
         assert set(figures) == drivers | (two_device if k == "2" else set()), k
-        assert all(math.isfinite(v) and v > 0 for v in figures.values()), figures
-        ratios = report["sweep_ratios"]["b"][k]
-        assert ratios["vmap_shared/sequential"] == pytest.approx(
-            figures["vmap_shared"] / figures["sequential"])
-        if k == "2":  # the 2-device sweep against the sequential runs timed beside it
-            assert ratios["vmap_shared_2dev/sequential"] == pytest.approx(
-                figures["vmap_shared_2dev"] / figures["sequential_in_2dev_process"])
-        # Model-epochs per second are K * steps / 468 over the median call's seconds.
         details = report["sweep_details"]["b"][k]
-        assert figures["sequential"] == pytest.approx(
-            int(k) * details["steps_per_call"] / 468 / details["sequential"]["seconds_per_call"])
+        assert details["steps_per_call"] == 2
+        assert ("2dev_process" in details) == (k == "2")
+        timed = {**details, **details.get("2dev_process", {})}
+        for name, fig in figures.items():
+            # Model-epochs per second: K * steps / 468 over the median call's seconds.
+            d = timed[name]
+            assert len(d["seconds_all"]) == 2
+            assert d["seconds_per_call"] == statistics.median(d["seconds_all"])
+            assert fig == pytest.approx(int(k) * 2 / 468 / d["seconds_per_call"]), name
+            assert (d["compile_seconds"] > 0) == (not name.startswith("torch")), name
+            assert d["build_seconds"] >= d["compile_seconds"]
+        ratios = report["sweep_ratios"]["b"][k]
+        for ratio, value in ratios.items():
+            top, bottom = ratio.split("/")
+            bottom += "_in_2dev_process" if top.endswith("_2dev") else ""
+            assert value == pytest.approx(figures[top] / figures[bottom]), ratio
+        assert ("vmap_shared_2dev/sequential" in ratios) == (k == "2")
+        assert ("vmap_shared/torch_eager" in ratios) == torch
+    ev = report["sweep_evaluation"]
+    # 1,024 examples, the last sixth held out: 854 train (6 steps), 170 val; all 10,000 test.
+    assert (ev["preset"], ev["k"], ev["steps_per_epoch"]) == ("b", 2, 6)
+    assert ev["examples"] == {"train": 854, "val": 170, "test": 10000}
+    assert ev["evaluate_calls_per_model_way"] == 2 * 3
+    seconds = ev["seconds_all"]
+    assert all(len(s) == 2 for s in seconds.values())
+    t, e, old = (statistics.median(seconds[n]) for n in
+                 ("train", "evaluate", "evaluate_per_model"))
+    assert (ev["train_seconds"], ev["evaluate_seconds"], ev["evaluate_per_model_seconds"]) == (
+        t, e, old)
+    assert ev["eval_share"] == pytest.approx(e / (t + e))
+    assert ev["eval_share_per_model"] == pytest.approx(old / (t + old))
+    assert ev["evaluate_speedup"] == pytest.approx(old / e)
+    assert ev["target_met"] == (ev["eval_share"] <= 0.2)
+    assert ev["max_correct_difference"] <= 1  # both evaluations count the same predictions
     numbers = list(_numbers({k: v for k, v in report.items() if k != "torch"}))
     assert numbers and all(math.isfinite(x) and x >= 0 for x in numbers)
-    # The printed tables (throughputs, ratios) have one row per preset and K.
-    rows = [l.split("|")[2].strip() for l in proc.stdout.splitlines() if l.startswith("| b |")]
+    # The printed tables (throughputs, ratios) have one row per preset and K; the
+    # evaluation's lines its figures.
+    rows = [l.split("|")[2].strip() for l in stdout.splitlines() if l.startswith("| b |")]
     assert rows == ["1", "2"] * 2 + ["2"]  # throughputs, ratios, 2-device process controls
+    assert f"{t:8.3f} s\n" in stdout and f"{e:8.3f} s = {ev['eval_share']:.1%}" in stdout
+    assert f"{old:8.3f} s = {ev['eval_share_per_model']:.1%}" in stdout
 
 
 def test_optimizer_comparison_prints_its_table(tfds_dir, cache_dir, mnist, monkeypatch, capsys):

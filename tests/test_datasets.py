@@ -23,7 +23,7 @@ from jaxmlp.arch import parse_arch
 from jaxmlp.cli import main
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import (MNIST, Dataset, DatasetError, DatasetInfo, DatasetNotFoundError,
-                         _prepared_info, check_dataset, check_name, dataset_info, load_dataset,
+                         _prepared_info, check_dataset, check_name, _dataset_info, load_dataset,
                          with_validation)
 from jaxmlp.metrics import evaluate
 from jaxmlp.run import load_model
@@ -223,14 +223,14 @@ def test_cli_trains_on_another_dataset(tfds, offline, env, tfds_dir, tmp_path, c
     # `jaxmlp predict` resizes a photo for it (an item fills the frame), not cut out as a digit.
     from PIL import Image
 
-    from jaxmlp.predict import load_image, predict
+    from jaxmlp.predict import _load_image, predict
 
     photo = tmp_path / "item.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 50), np.uint8)).save(photo)
     assert main(["predict", str(out), str(photo), "--json"]) == 0
     (row,) = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
     model = jaxmlp.load_run(out)
-    probs = predict(model.params, load_image(photo, digits=False)[None], model.arch)[0]
+    probs = predict(model.params, _load_image(photo, digits=False)[None], model.arch)[0]
     assert row["class"] == int(probs.argmax())
     assert row["top3"][0]["prob"] == pytest.approx(float(probs.max()), abs=1e-6)
 
@@ -341,7 +341,7 @@ def test_prepared_splits_are_checked(tfds, offline, tfds_dir, tmp_path):
     with mocked(tfds, tmp_path / "other"):
         prepare(tfds, tmp_path / "other", "kmnist", splits=("train", "validation"))
         builder = tfds.builder("kmnist", data_dir=str(tmp_path / "other"))
-        assert dataset_info(builder) == (EXPECTED["kmnist"], "image", "label", ("train", "validation"))
+        assert _dataset_info(builder) == (EXPECTED["kmnist"], "image", "label", ("train", "validation"))
         data = load_dataset("kmnist", data_dir=tmp_path / "other", cache_dir=tmp_path / "cache")
     assert data.test_labels.shape == (N,) and data.info == EXPECTED["kmnist"]
 
@@ -413,7 +413,7 @@ def test_unusable_datasets_are_refused_before_preparing(tfds, offline, tfds_dir,
     features, kwargs, message = BAD[case]
     builder = fake_builder(tfds, features(tfds), **kwargs)
     with pytest.raises(DatasetError, match="^" + message):
-        dataset_info(builder)
+        _dataset_info(builder)
     monkeypatch.setattr(jaxmlp.data, "_builder", lambda tfds, name, data_dir: builder)
     with pytest.raises(DatasetError, match="^" + message):
         load_dataset("fake_set", data_dir=tfds_dir, use_cache=False)
@@ -424,7 +424,7 @@ def test_image_and_label_found_without_supervised_keys(tfds):
     builder = fake_builder(tfds, {"id": tfds.features.Text(), "img": _image(tfds, shape=(8, 6, 3)),
                                   "y": tfds.features.ClassLabel(num_classes=5)}, keys=None,
                            splits=("train", "validation"))
-    info, image, label, splits = dataset_info(builder)
+    info, image, label, splits = _dataset_info(builder)
     assert info == DatasetInfo("fake_set", (8, 6, 3), 5) and info.in_dim == 144
     assert (image, label, splits) == ("img", "y", ("train", "validation"))
 

@@ -75,7 +75,7 @@ def test_failed_save_keeps_old_file_and_leaves_no_temporary(tmp_path):
 
 
 def test_history_figure_draws_the_records():
-    fig = plot.history_figure(HISTORY, title="arch a")
+    fig = plot._history_figure(HISTORY, title="arch a")
     ax_loss, ax_acc = fig.axes
     assert [list(line.get_ydata()) for line in ax_loss.lines] == [[0.9, 0.4], [1.0, 0.5]]
     assert [list(line.get_ydata()) for line in ax_acc.lines] == [[0.7, 0.9], [0.6, 0.8]]
@@ -83,7 +83,7 @@ def test_history_figure_draws_the_records():
 
 
 def test_confusion_figure_content():
-    fig = plot.confusion_figure(CONFUSION, title="test set")
+    fig = plot._confusion_figure(CONFUSION, title="test set")
     ax = fig.axes[0]
     np.testing.assert_array_equal(ax.images[0].get_array(), CONFUSION)
     assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("predicted", "true", "test set")
@@ -91,11 +91,11 @@ def test_confusion_figure_content():
     cells = {(t.get_position(), t.get_text()) for t in ax.texts}
     assert cells == {((p, t), str(CONFUSION[t][p])) for t in range(3) for p in range(3)}
     with pytest.raises(ValueError, match="n x n"):
-        plot.confusion_figure([[1, 2, 3]])
+        plot._confusion_figure([[1, 2, 3]])
 
 
 def test_confusion_png_shades_cells_by_count(tmp_path):
-    fig = plot.confusion_figure(CONFUSION)
+    fig = plot._confusion_figure(CONFUSION)
     plot._save(fig, tmp_path / "c.png")
     image = matplotlib.image.imread(tmp_path / "c.png")
     ax = fig.axes[0]
@@ -130,34 +130,34 @@ def test_mosaic_layout():
 
 def test_mistakes_figure_content():
     labels, predicted = [4, 1, 7, 3, 9], [9, 7, 1, 5, 4]
-    fig = plot.mistakes_figure(DIGITS, labels, predicted, [0.994, 0.9, 0.8, 0.7, 0.6])
+    fig = plot._mistakes_figure(DIGITS, labels, predicted, [0.994, 0.9, 0.8, 0.7, 0.6])
     assert [t.get_text() for t in fig.axes[0].texts] == [
         "true 4, pred 9 (0.99)", "true 1, pred 7 (0.90)", "true 7, pred 1 (0.80)",
         "true 3, pred 5 (0.70)", "true 9, pred 4 (0.60)"]
     for i in range(5):  # uint8 pixels drawn scaled to [0, 1], in the images' layout
         np.testing.assert_allclose(_tile(fig, i), DIGITS[i].reshape(28, 28) / 255, rtol=1e-6)
     # Float [0, 1] and (k, 28, 28) images draw the same.
-    same = plot.mistakes_figure(DIGITS.reshape(5, 28, 28) / 255.0, labels, predicted, [0.5] * 5)
+    same = plot._mistakes_figure(DIGITS.reshape(5, 28, 28) / 255.0, labels, predicted, [0.5] * 5)
     np.testing.assert_allclose(_tile(same, 3), _tile(fig, 3), rtol=1e-6)
 
 
 def test_mistakes_figure_shows_at_most_36():
     images = np.repeat(np.arange(40, dtype=np.uint8)[:, None], 784, axis=1)
-    fig = plot.mistakes_figure(images, [1] * 40, [2] * 40, [0.5] * 40)
+    fig = plot._mistakes_figure(images, [1] * 40, [2] * 40, [0.5] * 40)
     assert len(fig.axes[0].texts) == 36  # a 6 x 6 grid
     np.testing.assert_allclose(_tile(fig, 35), 35 / 255, rtol=1e-6)
 
 
 def test_mistakes_figure_edge_cases():
-    empty = plot.mistakes_figure(np.zeros((0, 784), np.uint8), [], [], [])
+    empty = plot._mistakes_figure(np.zeros((0, 784), np.uint8), [], [], [])
     assert [t.get_text() for t in empty.texts] == ["no mistakes"]
     with pytest.raises(ValueError, match="one entry per example"):
-        plot.mistakes_figure(DIGITS, [1, 2], [1, 2], [0.5, 0.5])
+        plot._mistakes_figure(DIGITS, [1, 2], [1, 2], [0.5, 0.5])
 
 
 def test_weights_figure_content():
     w = WEIGHTS
-    fig = plot.weights_figure(w)
+    fig = plot._weights_figure(w)
     ax, bar = fig.axes
     assert [t.get_text() for t in ax.texts] == [str(d) for d in range(10)]  # preset a: digits
     for j in range(10):
@@ -165,17 +165,17 @@ def test_weights_figure_content():
     image = ax.images[0]
     assert image.get_clim() == (-np.abs(w).max(), np.abs(w).max())  # symmetric around 0
     assert image.get_cmap().name.startswith("RdBu_r")
-    custom = plot.weights_figure(w[:, :2], labels=["up", "down"])
+    custom = plot._weights_figure(w[:, :2], labels=["up", "down"])
     assert [t.get_text() for t in custom.axes[0].texts] == ["up", "down"]
     with pytest.raises(ValueError, match="one caption per unit"):
-        plot.weights_figure(w, labels=["0"])
+        plot._weights_figure(w, labels=["0"])
     with pytest.raises(ValueError, match="square"):
-        plot.weights_figure(np.zeros((780, 3)))
+        plot._weights_figure(np.zeros((780, 3)))
 
 
 def test_weights_figure_shows_first_100_units():
     w = np.tile(np.arange(150.0), (784, 1))  # unit j's weights all equal j
-    fig = plot.weights_figure(w)
+    fig = plot._weights_figure(w)
     assert [t.get_text() for t in fig.axes[0].texts] == [str(j) for j in range(100)]
     np.testing.assert_array_equal(_tile(fig, 99), 99.0)
     assert fig.axes[0].images[0].get_clim() == (-99.0, 99.0)  # the scale of what is shown
@@ -185,7 +185,7 @@ def test_weights_png_colours_signs(tmp_path):
     # Units at +0.5, -0.5, 0 and +1 (the largest |w|, so the scale is [-1, 1]): in RdBu_r
     # that is light red, light blue, white and the darkest red.
     w = np.stack([np.full(784, v) for v in (0.5, -0.5, 0.0, 1.0)], axis=1)
-    fig = plot.weights_figure(w)
+    fig = plot._weights_figure(w)
     plot._save(fig, tmp_path / "w.png")
     image = matplotlib.image.imread(tmp_path / "w.png")[..., :3]
     ax = fig.axes[0]
@@ -204,7 +204,7 @@ def test_weights_png_colours_signs(tmp_path):
 # Validation curves, and images of other shapes (issue 10).
 
 def test_history_figure_draws_validation_beside_train_and_test():
-    fig = plot.history_figure(HISTORY_VAL)
+    fig = plot._history_figure(HISTORY_VAL)
     ax_loss, ax_acc = fig.axes
     # Train and test first, as without validation (their colours kept), then validation.
     assert [line.get_label() for line in ax_loss.lines] == ["train", "test", "validation"]
@@ -215,12 +215,12 @@ def test_history_figure_draws_validation_beside_train_and_test():
     assert [t.get_text() for t in ax_acc.get_legend().get_texts()] == ["train", "test",
                                                                       "validation"]
     assert ax_acc.lines[2].get_linestyle() == "--"
-    old = plot.history_figure(HISTORY)
+    old = plot._history_figure(HISTORY)
     assert [t.get_text() for t in old.axes[0].get_legend().get_texts()] == ["train", "test"]
     assert [line.get_color() for line in old.axes[0].lines] == [
         line.get_color() for line in ax_loss.lines[:2]]
     # An epoch without validation (a record from before it was held out) is a gap.
-    gap = plot.history_figure([HISTORY[0], HISTORY_VAL[1]])
+    gap = plot._history_figure([HISTORY[0], HISTORY_VAL[1]])
     assert np.isnan(gap.axes[1].lines[2].get_ydata()[0])
     assert gap.axes[1].lines[2].get_ydata()[1] == 0.85
 
@@ -245,40 +245,40 @@ def _png_pixel(fig, path, x, y):
 
 def test_mistakes_figure_draws_rgb_images(tmp_path):
     labels, predicted, confidence = [4, 1, 7, 3, 9], [9, 7, 1, 5, 4], [0.9] * 5
-    fig = plot.mistakes_figure(PHOTOS, labels, predicted, confidence, image_shape=CIFAR)
+    fig = plot._mistakes_figure(PHOTOS, labels, predicted, confidence, image_shape=CIFAR)
     for i in range(5):  # in their own colours, scaled to [0, 1], opaque
         tile = _rgba_tile(fig, i)
         np.testing.assert_allclose(tile[..., :3], PHOTOS[i] / 255, rtol=1e-6)
         assert (tile[..., 3] == 1).all()
     mosaic = fig.axes[0].images[0].get_array()
     assert (mosaic[:plot._TOP, :, 3] == 0).all()  # the background is transparent
-    flat = plot.mistakes_figure(PHOTOS.reshape(5, 3072), labels, predicted, confidence,
+    flat = plot._mistakes_figure(PHOTOS.reshape(5, 3072), labels, predicted, confidence,
                                 image_shape=CIFAR)
     np.testing.assert_array_equal(_rgba_tile(flat, 4), _rgba_tile(fig, 4))
     # Rendered: a pure-red image is red, a pure-blue one blue.
     images = np.zeros((2, *CIFAR), np.uint8)
     images[0, ..., 0] = 255
     images[1, ..., 2] = 255
-    fig = plot.mistakes_figure(images, [0, 1], [1, 0], [0.5, 0.5], image_shape=CIFAR)
+    fig = plot._mistakes_figure(images, [0, 1], [1, 0], [0.5, 0.5], image_shape=CIFAR)
     np.testing.assert_allclose(_png_pixel(fig, tmp_path / "red.png", 16, plot._TOP + 16),
                                (1, 0, 0), atol=0.02)
     np.testing.assert_allclose(_png_pixel(fig, tmp_path / "blue.png", 32 + plot._GAP + 16,
                                           plot._TOP + 16), (0, 0, 1), atol=0.02)
     with pytest.raises(ValueError, match=r"images must have shape \(N, 3072\) or \(N, 32, 32, 3\)"):
-        plot.mistakes_figure(DIGITS, labels, predicted, confidence, image_shape=CIFAR)
+        plot._mistakes_figure(DIGITS, labels, predicted, confidence, image_shape=CIFAR)
 
 
 def test_mistakes_figure_other_shapes():
     # One channel, not square: grey, in the images' own layout (5 tall, 7 wide).
     grey = RNG.integers(0, 256, (3, 35), dtype=np.uint8)
-    fig = plot.mistakes_figure(grey, [0, 1, 2], [1, 2, 0], [0.5] * 3, image_shape=(5, 7, 1))
+    fig = plot._mistakes_figure(grey, [0, 1, 2], [1, 2, 0], [0.5] * 3, image_shape=(5, 7, 1))
     for i in range(3):
         np.testing.assert_allclose(_tile_of(fig, i, 5, 7), grey[i].reshape(5, 7) / 255,
                                    rtol=1e-6)
     assert fig.axes[0].images[0].get_cmap().name.startswith("gray_r")
     # Two channels: side by side, one background column between them.
     two = RNG.integers(0, 256, (2, 4, 3, 2), dtype=np.uint8)
-    fig = plot.mistakes_figure(two, [0, 1], [1, 0], [0.5] * 2, image_shape=(4, 3, 2))
+    fig = plot._mistakes_figure(two, [0, 1], [1, 0], [0.5] * 2, image_shape=(4, 3, 2))
     tile = _tile_of(fig, 1, 4, 7)
     np.testing.assert_allclose(tile[:, :3], two[1, ..., 0] / 255, rtol=1e-6)
     assert np.isnan(tile[:, 3]).all()
@@ -301,7 +301,7 @@ def test_weights_figure_draws_rgb_units_in_colour(tmp_path):
     w[..., 0, 0], w[..., 1:, 0] = 2.0, -2.0
     w[..., 0, 1] = 0.5
     w[..., 2, 3] = 1.0
-    fig = plot.weights_figure(w.reshape(3072, 4), image_shape=CIFAR)
+    fig = plot._weights_figure(w.reshape(3072, 4), image_shape=CIFAR)
     assert len(fig.axes) == 1  # no colour bar: each tile has its own scale
     assert [t.get_text() for t in fig.axes[0].texts] == ["0", "1", "2", "3"]
     expected = {0: (1, 0, 0), 1: (1, 0.5, 0.5), 2: (0.5, 0.5, 0.5), 3: (0.5, 0.5, 1)}
@@ -312,31 +312,31 @@ def test_weights_figure_draws_rgb_units_in_colour(tmp_path):
     red = _png_pixel(fig, tmp_path / "w.png", 16, plot._TOP + 16)
     np.testing.assert_allclose(red, (1, 0, 0), atol=0.02)
     # Random weights: each tile's own largest |w| reaches 0 or 1, and 0 stays at 0.5.
-    fig = plot.weights_figure(RGB_WEIGHTS, image_shape=CIFAR)
+    fig = plot._weights_figure(RGB_WEIGHTS, image_shape=CIFAR)
     for j in range(6):
         tile = _rgba_tile(fig, j)[..., :3]
         unit = RGB_WEIGHTS[:, j].reshape(CIFAR)
         np.testing.assert_allclose(tile, 0.5 + unit / (2 * np.abs(unit).max()))
     with pytest.raises(ValueError, match=r"image_shape \(28, 28, 1\) has 784 pixels, the images "
                                          r"3072"):
-        plot.weights_figure(RGB_WEIGHTS, image_shape=(28, 28, 1))
+        plot._weights_figure(RGB_WEIGHTS, image_shape=(28, 28, 1))
     with pytest.raises(ValueError, match="3072 pixels per image do not make a square image"):
-        plot.weights_figure(RGB_WEIGHTS)
+        plot._weights_figure(RGB_WEIGHTS)
 
 
 def test_weights_figure_other_shapes():
     # One channel, not square: the shared diverging scale, as for MNIST.
     w = RNG.normal(size=(35, 3))
-    fig = plot.weights_figure(w, image_shape=(5, 7, 1))
+    fig = plot._weights_figure(w, image_shape=(5, 7, 1))
     for j in range(3):
         np.testing.assert_allclose(_tile_of(fig, j, 5, 7), w[:, j].reshape(5, 7))
     assert fig.axes[0].images[0].get_clim() == (-np.abs(w).max(), np.abs(w).max())
     # MNIST's shape given explicitly: the same figure as by default.
-    same = plot.weights_figure(WEIGHTS, image_shape=(28, 28, 1))
-    np.testing.assert_array_equal(_tile(same, 3), _tile(plot.weights_figure(WEIGHTS), 3))
+    same = plot._weights_figure(WEIGHTS, image_shape=(28, 28, 1))
+    np.testing.assert_array_equal(_tile(same, 3), _tile(plot._weights_figure(WEIGHTS), 3))
     # Two channels: side by side on the shared scale.
     w = RNG.normal(size=(4 * 3 * 2, 2))
-    fig = plot.weights_figure(w, image_shape=(4, 3, 2))
+    fig = plot._weights_figure(w, image_shape=(4, 3, 2))
     tile = _tile_of(fig, 1, 4, 7)
     unit = w[:, 1].reshape(4, 3, 2)
     np.testing.assert_allclose(tile[:, :3], unit[..., 0])

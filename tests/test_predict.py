@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from jaxmlp import forward, init_params, loss, parse_arch, softmax
-from jaxmlp.predict import load_image, load_inputs, predict, top_k
+from jaxmlp.predict import _load_image, load_inputs, predict, top_k
 
 
 def _digit() -> np.ndarray:
@@ -37,7 +37,7 @@ def _com(image: np.ndarray) -> tuple[float, float]:
 
 
 def test_load_image_is_mnist_formatted(white_on_black):
-    image = load_image(white_on_black)
+    image = _load_image(white_on_black)
     assert image.dtype == np.uint8 and image.shape == (784,)
     cy, cx = _com(image)
     assert abs(cy - 14) <= 1 and abs(cx - 14) <= 1
@@ -49,7 +49,7 @@ def test_load_image_is_mnist_formatted(white_on_black):
 
 def test_image_modes_and_backgrounds_agree(tmp_path, white_on_black):
     digit = _digit()
-    reference = load_image(white_on_black).astype(int)
+    reference = _load_image(white_on_black).astype(int)
     rgba_dark = np.zeros((*digit.shape, 4), np.uint8)  # black ink, alpha = the stroke
     rgba_dark[..., 3] = digit
     rgba_white = np.full((*digit.shape, 4), 255, np.uint8)  # white ink on transparent
@@ -61,49 +61,49 @@ def test_image_modes_and_backgrounds_agree(tmp_path, white_on_black):
         "rgba_white_ink.png": (rgba_white, "RGBA"),
     }
     for name, (array, mode) in variants.items():
-        got = load_image(_save(array, tmp_path / name, mode)).astype(int)
+        got = _load_image(_save(array, tmp_path / name, mode)).astype(int)
         assert np.abs(got - reference).max() <= 3, name
     palette = Image.fromarray(255 - digit).convert("P")
     palette.save(tmp_path / "palette.png")
-    assert np.abs(load_image(tmp_path / "palette.png").astype(int) - reference).max() <= 3
+    assert np.abs(_load_image(tmp_path / "palette.png").astype(int) - reference).max() <= 3
     # JPEG blurs the edges a little: a few grey levels.
     jpeg = _save(np.stack([255 - digit] * 3, -1), tmp_path / "dark.jpg", quality=90)
-    assert np.abs(load_image(jpeg).astype(int) - reference).max() <= 8
+    assert np.abs(_load_image(jpeg).astype(int) - reference).max() <= 8
 
 
 def test_grey_paper_is_background(tmp_path, white_on_black):
     # A photo-like page: grey paper (200), dark grey ink (40): inverted, background
     # subtracted and stretched, it is the clean digit again.
     page = np.where(_digit() > 0, 40, 200).astype(np.uint8)
-    got = load_image(_save(page, tmp_path / "page.png")).astype(int)
-    assert np.abs(got - load_image(white_on_black).astype(int)).max() <= 3
+    got = _load_image(_save(page, tmp_path / "page.png")).astype(int)
+    assert np.abs(got - _load_image(white_on_black).astype(int)).max() <= 3
 
 
 def test_invert_forces(tmp_path, white_on_black):
     dark = _save(255 - _digit(), tmp_path / "dark.png")
-    np.testing.assert_array_equal(load_image(dark, invert=True), load_image(dark))
-    np.testing.assert_array_equal(load_image(white_on_black, invert=False),
-                                  load_image(white_on_black))
+    np.testing.assert_array_equal(_load_image(dark, invert=True), _load_image(dark))
+    np.testing.assert_array_equal(_load_image(white_on_black, invert=False),
+                                  _load_image(white_on_black))
     # The messages reach CLI users too: both spellings.
     with pytest.raises(ValueError, match="dark.png: no digit brighter than the background "
                                          r"\(not inverted; invert it: --invert, or invert=True\)"):
-        load_image(dark, invert=False)
+        _load_image(dark, invert=False)
     with pytest.raises(ValueError, match=r"one.png: no digit brighter than the background \(inverted; "
                                          r"do not invert it: --no-invert, or invert=False\)"):
-        load_image(white_on_black, invert=True)
+        _load_image(white_on_black, invert=True)
     # A 28×28 image is taken as is: forced inversion is exactly 255 − x.
     small = np.zeros((28, 28), np.uint8)
     small[6:22, 12:16] = 255
     small[5, 12:16] = 90
     path = _save(small, tmp_path / "small.png")
-    np.testing.assert_array_equal(load_image(path, invert=True), 255 - small.reshape(-1))
+    np.testing.assert_array_equal(_load_image(path, invert=True), 255 - small.reshape(-1))
 
 
 def test_28x28_round_trips_exactly(tmp_path):
     rng = np.random.default_rng(0)
     image = np.zeros((28, 28), np.uint8)
     image[4:24, 8:20] = rng.integers(0, 256, (20, 12))  # off-centre grey levels, kept as is
-    np.testing.assert_array_equal(load_image(_save(image, tmp_path / "x.png")), image.reshape(-1))
+    np.testing.assert_array_equal(_load_image(_save(image, tmp_path / "x.png")), image.reshape(-1))
     images, names = load_inputs([tmp_path / "x.png"])
     assert names == [str(tmp_path / "x.png")]
     np.testing.assert_array_equal(images, image.reshape(1, -1) / np.float32(255))
@@ -147,7 +147,7 @@ def _corr_shifted(a, b) -> float:
 
 
 def test_photo_of_dark_digit_on_vignetted_paper(tmp_path, white_on_black):
-    reference = load_image(white_on_black).astype(int)
+    reference = _load_image(white_on_black).astype(int)
     plain = _photo(_digit() / 255)
     border = np.concatenate([plain[0], plain[-1], plain[1:-1, 0], plain[1:-1, -1]])
     # The border darker than mid-grey, the median light: a border rule would not invert.
@@ -155,7 +155,7 @@ def test_photo_of_dark_digit_on_vignetted_paper(tmp_path, white_on_black):
     for name, kwargs in PHOTOS.items():
         path = _save(_photo(_digit() / 255, **kwargs), tmp_path / f"{name}.jpg", quality=90)
         for invert in (None, True):  # decided from the median, or forced: the same digit
-            got = load_image(path, invert=invert).astype(int)
+            got = _load_image(path, invert=invert).astype(int)
             assert _corr(got, reference) > 0.99, (name, invert)
             assert np.abs(got - reference).max() <= 40, (name, invert)
 
@@ -164,8 +164,8 @@ def test_white_on_black_photo_ignores_edge_glare(tmp_path, white_on_black):
     # The other polarity: chalk on a dark board, a bright glare along the top edge.
     photo = 255 - _photo(_digit() / 255, seed=1)
     photo[:30] = 240
-    got = load_image(_save(photo, tmp_path / "board.png")).astype(int)
-    assert _corr(got, load_image(white_on_black)) > 0.99
+    got = _load_image(_save(photo, tmp_path / "board.png")).astype(int)
+    assert _corr(got, _load_image(white_on_black)) > 0.99
 
 
 def test_big_photo_is_read_reduced_quietly_and_fast(tmp_path, capfd):
@@ -178,7 +178,7 @@ def test_big_photo_is_read_reduced_quietly_and_fast(tmp_path, capfd):
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no DecompressionBombWarning, nor any other
-        got = load_image(tmp_path / "big.jpg").reshape(28, 28)
+        got = _load_image(tmp_path / "big.jpg").reshape(28, 28)
     assert time.perf_counter() - start < 5  # decoded at 1/8 scale: a fraction of a second
     assert capfd.readouterr() == ("", "")
     # The blob (1500 × 3000): 10 × 20 in the 28×28, centred.
@@ -195,19 +195,19 @@ def test_png_over_the_size_limits(tmp_path, monkeypatch, white_on_black):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2_000_000)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        got = load_image(path).astype(int)
-    assert np.abs(got - load_image(white_on_black).astype(int)).max() <= 6  # read at 1/2 scale
+        got = _load_image(path).astype(int)
+    assert np.abs(got - _load_image(white_on_black).astype(int)).max() <= 6  # read at 1/2 scale
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)
     with pytest.raises(ValueError, match=r"big.png: image too large: over 2 megapixels, "
                                          r"Pillow's limit against decompression bombs$"):
-        load_image(path)
+        _load_image(path)
 
 
 def test_blank_image_is_an_error(tmp_path):
     for value in (0, 255, 128):
         path = _save(np.full((40, 30), value, np.uint8), tmp_path / f"blank{value}.png")
         with pytest.raises(ValueError, match=rf"blank{value}.png: blank image, no digit found"):
-            load_image(path)
+            _load_image(path)
 
 
 def test_npy_uint8_and_float_give_the_same_rows(tmp_path):
@@ -250,7 +250,7 @@ def test_mixed_inputs_keep_order(tmp_path, white_on_black):
     np.save(tmp_path / "two.npy", np.zeros((2, 784), np.uint8))
     images, names = load_inputs([tmp_path / "two.npy", white_on_black])
     assert names == [f"{tmp_path / 'two.npy'}[0]", f"{tmp_path / 'two.npy'}[1]", str(white_on_black)]
-    np.testing.assert_array_equal(images[2], load_image(white_on_black) / np.float32(255))
+    np.testing.assert_array_equal(images[2], _load_image(white_on_black) / np.float32(255))
     assert images[:2].max() == 0
 
 
@@ -297,9 +297,9 @@ def test_every_bad_file_is_one_clear_error_naming_it(tmp_path):
 def test_load_image_errors_name_the_file(tmp_path):
     _bad_files(tmp_path)
     with pytest.raises(FileNotFoundError, match="missing.png: no such file"):
-        load_image(tmp_path / "missing.png")
+        _load_image(tmp_path / "missing.png")
     with pytest.raises(ValueError, match="truncated.png: not a readable PNG/JPEG image"):
-        load_image(tmp_path / "truncated.png")
+        _load_image(tmp_path / "truncated.png")
     with pytest.raises(ValueError, match="no input files given"):
         load_inputs([])
 
@@ -518,20 +518,20 @@ def test_load_image_resizes_for_other_shapes(tmp_path):
     rgb[:20] //= 4  # dark on top, light below: an automatic inversion would show
     path = _save(rgb, tmp_path / "photo.png")
     expected = np.asarray(Image.fromarray(rgb).resize((20, 12), Image.Resampling.LANCZOS))
-    got = load_image(path, image_shape=(12, 20, 3))
+    got = _load_image(path, image_shape=(12, 20, 3))
     assert got.dtype == np.uint8 and got.shape == (12 * 20 * 3,)
     np.testing.assert_array_equal(got, expected.reshape(-1))
-    np.testing.assert_array_equal(load_image(path, image_shape=(12, 20, 3), invert=False), got)
-    np.testing.assert_array_equal(load_image(path, image_shape=(12, 20, 3), invert=True),
+    np.testing.assert_array_equal(_load_image(path, image_shape=(12, 20, 3), invert=False), got)
+    np.testing.assert_array_equal(_load_image(path, image_shape=(12, 20, 3), invert=True),
                                   255 - got)
     # One channel: Pillow's grey ("L"), resized the same way; a 28×28 RGB model is not MNIST.
     grey = np.asarray(Image.fromarray(rgb).convert("L").resize((9, 16), Image.Resampling.LANCZOS))
-    np.testing.assert_array_equal(load_image(path, image_shape=(16, 9, 1)), grey.reshape(-1))
+    np.testing.assert_array_equal(_load_image(path, image_shape=(16, 9, 1)), grey.reshape(-1))
     np.testing.assert_array_equal(
-        load_image(path, image_shape=(28, 28, 3)),
+        _load_image(path, image_shape=(28, 28, 3)),
         np.asarray(Image.fromarray(rgb).resize((28, 28), Image.Resampling.LANCZOS)).reshape(-1))
     # The same size: the pixels as they are (a JPEG would only add its own artefacts).
-    np.testing.assert_array_equal(load_image(path, image_shape=(40, 70, 3)), rgb.reshape(-1))
+    np.testing.assert_array_equal(_load_image(path, image_shape=(40, 70, 3)), rgb.reshape(-1))
 
 
 def test_fashion_photos_are_resized_not_cut_out_as_digits(tmp_path):
@@ -547,14 +547,14 @@ def test_fashion_photos_are_resized_not_cut_out_as_digits(tmp_path):
     rgb = _noise_rgb(60, 50)
     path = _save(rgb, tmp_path / "shirt.png")
     grey = np.asarray(Image.fromarray(rgb).convert("L").resize((28, 28), Image.Resampling.LANCZOS))
-    plain = load_image(path, digits=False)
+    plain = _load_image(path, digits=False)
     np.testing.assert_array_equal(plain, grey.reshape(-1))
-    assert not np.array_equal(load_image(path), plain)  # 28×28×1 alone: the digit pipeline
+    assert not np.array_equal(_load_image(path), plain)  # 28×28×1 alone: the digit pipeline
     rows, _ = load_inputs([path], digits=digit_pipeline(fashion))
     np.testing.assert_array_equal(rows[0], plain / np.float32(255))
     with pytest.raises(ValueError, match=r"the digit pipeline makes \(28, 28, 1\) images, not "
                                          r"\(32, 32, 3\)"):
-        load_image(path, image_shape=(32, 32, 3), digits=True)
+        _load_image(path, image_shape=(32, 32, 3), digits=True)
 
 
 def test_load_image_plain_conversion_details(tmp_path):
@@ -562,7 +562,7 @@ def test_load_image_plain_conversion_details(tmp_path):
     rgba = np.zeros((10, 12, 4), np.uint8)
     rgba[:, :6] = (255, 0, 0, 255)  # opaque red left half, transparent black right half
     rgba[:, 6:, 3] = 0
-    got = load_image(_save(rgba, tmp_path / "t.png", "RGBA"), image_shape=(10, 12, 3))
+    got = _load_image(_save(rgba, tmp_path / "t.png", "RGBA"), image_shape=(10, 12, 3))
     got = got.reshape(10, 12, 3)
     assert (got[:, :6] == (255, 0, 0)).all() and (got[:, 6:] == 255).all()
     # The EXIF orientation is applied: tag 6 (camera held upright) means rotate 90° clockwise.
@@ -570,25 +570,25 @@ def test_load_image_plain_conversion_details(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.fromarray(rgb).save(tmp_path / "turned.png", exif=exif)
-    np.testing.assert_array_equal(load_image(tmp_path / "turned.png", image_shape=(30, 20, 3)),
+    np.testing.assert_array_equal(_load_image(tmp_path / "turned.png", image_shape=(30, 20, 3)),
                                   np.rot90(rgb, k=-1).reshape(-1))
     # 16-bit grey is scaled to 8 bits, not clipped at 255.
     Image.fromarray(np.full((16, 16), 100 * 257, np.uint16)).save(tmp_path / "deep.png")
-    assert (load_image(tmp_path / "deep.png", image_shape=(16, 16, 1)) == 100).all()
+    assert (_load_image(tmp_path / "deep.png", image_shape=(16, 16, 1)) == 100).all()
     # The digit pipeline only for MNIST's shape, given or by default.
     white_on_black = _save(_digit(), tmp_path / "one.png")
-    np.testing.assert_array_equal(load_image(white_on_black, image_shape=(28, 28, 1)),
-                                  load_image(white_on_black))
-    assert load_image(white_on_black, image_shape=(28, 28, 1)).reshape(28, 28)[0].max() == 0
+    np.testing.assert_array_equal(_load_image(white_on_black, image_shape=(28, 28, 1)),
+                                  _load_image(white_on_black))
+    assert _load_image(white_on_black, image_shape=(28, 28, 1)).reshape(28, 28)[0].max() == 0
     # Errors: the file named as for MNIST; channel counts Pillow cannot give.
     with pytest.raises(ValueError, match="noise.png: not a readable PNG/JPEG image"):
         (tmp_path / "noise.png").write_bytes(np.random.default_rng(0).bytes(2000))
-        load_image(tmp_path / "noise.png", image_shape=CIFAR)
+        _load_image(tmp_path / "noise.png", image_shape=CIFAR)
     with pytest.raises(FileNotFoundError, match="missing.png: no such file"):
-        load_image(tmp_path / "missing.png", image_shape=CIFAR)
+        _load_image(tmp_path / "missing.png", image_shape=CIFAR)
     with pytest.raises(ValueError, match=r"1 or 3 channels, this one takes 4 \(8, 8, 4\): pass "
                                          r"\.npy arrays"):
-        load_image(white_on_black, image_shape=(8, 8, 4))
+        _load_image(white_on_black, image_shape=(8, 8, 4))
 
 
 def test_load_inputs_for_a_cifar_shaped_model(tmp_path):

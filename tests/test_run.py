@@ -13,7 +13,7 @@ import pytest
 
 import jaxmlp
 from jaxmlp.cli import main
-from jaxmlp.run import LOCK, RunError, RunFolder, load_run
+from jaxmlp.run import _LOCK, RunError, RunFolder, load_run
 
 QUICK = ["--arch", "a", "--steps", "60", "--no-progress", "--quiet"]
 
@@ -95,9 +95,9 @@ def test_second_writer_is_stopped_and_stale_locks_are_taken_over(done, tmp_path,
             code, err = _train(capsys, "--resume", str(fresh))
             assert code == 2 and "is in use by another jaxmlp process" in err
     # A killed process's lock file stays behind but holds no lock: it is stale, taken over.
-    (done / LOCK).write_text("999999")
+    (done / _LOCK).write_text("999999")
     assert _train(capsys, "--resume", str(done), "--steps", "120")[0] == 0
-    assert not (done / LOCK).exists()
+    assert not (done / _LOCK).exists()
     # Steps 60 and 120 both lie in epoch 1: its one line now says where it ended.
     assert [(h["epoch"], h["step"]) for h in load_run(done).history] == [(1, 120)]
 
@@ -215,7 +215,7 @@ def test_ctrl_c_saves_draws_and_says_how_to_resume(env, tmp_path):
     step = load_run(out).history[-1]["step"]
     assert err.strip() == (f"jaxmlp train: interrupted at step {step}; resume with "
                            f"`jaxmlp train --resume {out}`")
-    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG" and not (out / LOCK).exists()
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG" and not (out / _LOCK).exists()
 
 
 def test_file_too_large_is_one_line_and_leaves_nothing(env, tmp_path):
@@ -293,7 +293,7 @@ def test_sigterm_and_broken_pipe_end_cleanly(env, tmp_path):
     out = tmp_path / "run"
     code, err = _signal_after_first_epoch(env, out, signal.SIGTERM)  # `kill`, `timeout`
     assert code == 130 and "interrupted at step" in err and err.count("\n") == 1
-    assert not (out / LOCK).exists()
+    assert not (out / _LOCK).exists()
     # `jaxmlp train | head -1`: the reader leaves; the command ends as SIGPIPE would, not 0.
     piped = subprocess.run(f"{sys.executable} -m jaxmlp train --arch a --epochs 2 --log-every 1 "
                            f"--out {tmp_path / 'pipe'} | head -1; exit ${{PIPESTATUS[0]}}",
@@ -308,12 +308,12 @@ def test_no_link_in_a_run_folder_makes_jaxmlp_write_outside_it(done, tmp_path, c
     outside.mkdir()
     victim = outside / "victim"
     victim.write_text("keep")
-    (done / LOCK).symlink_to(victim)
+    (done / _LOCK).symlink_to(victim)
     code, err = _train(capsys, "--resume", str(done), "--steps", "120")
-    assert code == 2 and f"{done / LOCK} is a symbolic link, not jaxmlp's lock file" in err
+    assert code == 2 and f"{done / _LOCK} is a symbolic link, not jaxmlp's lock file" in err
     assert main(["eval", str(done)]) == 2 and "is a symbolic link" in capsys.readouterr().err
     assert victim.read_text() == "keep"
-    (done / LOCK).unlink()
+    (done / _LOCK).unlink()
     # Files only written, and files read then written (links to outside copies of them).
     written = ["curves.png", "eval.json", "confusion.png", "mistakes.png", "weights.png"]
     for name in written:

@@ -345,9 +345,9 @@ def test_cpu_devices_share_the_hosts_memory(mnist):
     # which the cores share: two of them must not count it twice.
     import types
 
-    from jaxmlp.sweep import available_bytes
+    from jaxmlp.sweep import _available_bytes
 
-    host = available_bytes(jax.devices("cpu")[0])
+    host = _available_bytes(jax.devices("cpu")[0])
     cores = [types.SimpleNamespace(platform="cpu", memory_stats=lambda: None)] * 2
     config = jaxmlp.TrainConfig(arch="wide")
     per_model = estimate_bytes(config, 1, "shared", in_dim=784, num_examples=0) - \

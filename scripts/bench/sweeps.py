@@ -181,7 +181,7 @@ def measure(mnist: Dataset, *, presets, ks, batch_size: int, lr: float, steps, r
     """``({preset: {K: {driver: model-epochs/s}}}, details)`` of this process's drivers;
     ``two_devices``: the 2-device process's (even K only). ``steps`` None: ``STEPS``."""
     epoch_steps = MNIST_EPOCH // batch_size  # one MNIST epoch, whatever slice is timed
-    figures, details = {}, {}
+    figures, details, began = {}, {}, time.perf_counter()
     for preset in presets:
         n = steps_for(preset, steps)
         if n * batch_size > len(mnist.train_labels):
@@ -198,8 +198,8 @@ def measure(mnist: Dataset, *, presets, ks, batch_size: int, lr: float, steps, r
             fig, det = _figures(makers, k, n, epoch_steps, rounds)
             figures[preset][str(k)] = fig
             details[preset][str(k)] = {"steps_per_call": n, **det}
-            print(f"  sweep {preset} K={k}{' (2 devices)' if two_devices else ''}: done",
-                  file=sys.stderr, flush=True)
+            print(f"  sweep {preset} K={k}{' (2 devices)' if two_devices else ''}: done "
+                  f"({time.perf_counter() - began:.0f} s)", file=sys.stderr, flush=True)
     return figures, details
 
 
