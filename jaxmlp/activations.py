@@ -39,9 +39,24 @@ def _tanh_grad(z, a):  # tanh'(z) = 1 − tanh²(z)
     return 1 - a * a
 
 
+# LeCun's scaled tanh (Efficient BackProp, 1998): f(z) = A tanh(S z), A = 1.7159, S = 2/3,
+# chosen so that f(±1) = ±1 and the gain is largest there.
+_LECUN_A, _LECUN_S = 1.7159, 2.0 / 3.0
+
+
+def _lecun_tanh(z):
+    return _LECUN_A * jnp.tanh(_LECUN_S * z)
+
+
+def _lecun_tanh_grad(z, a):  # f'(z) = A S (1 − tanh²(S z)) = S (A − a²/A), from a = f(z)
+    del z
+    return _LECUN_S * (_LECUN_A - a * a / _LECUN_A)
+
+
 ACTIVATIONS: dict[str, Activation] = {
     "relu": Activation(jax.nn.relu, _relu_grad),
     "linear": Activation(lambda z: z, _linear_grad),
     "sigmoid": Activation(jax.nn.sigmoid, _sigmoid_grad),
     "tanh": Activation(jnp.tanh, _tanh_grad),
+    "lecun_tanh": Activation(_lecun_tanh, _lecun_tanh_grad),
 }

@@ -4,9 +4,11 @@
 (``clip_norm``), L2 weight decay added to the gradient (``weight_decay``, SGD and Adam;
 AdamW and Lion decay the weights themselves, decoupled from the gradient), then the
 optimizer with a learning rate that rises linearly from 0 over ``warmup_steps`` and then
-follows the schedule (cosine decay to 0 at the last step, or constant). Weight decay
-applies to the weights ``w`` only, never to biases.
+follows the schedule (cosine decay to 0 at the last step, or constant), and last the
+max-norm projection (``max_norm``). Weight decay applies to the weights ``w`` only, never to
+biases.
 """
+import jax.numpy as jnp
 import optax
 
 # Everything per optimizer, the one place it is stated: its default learning rate and weight
@@ -36,6 +38,27 @@ def schedule(peak, num_steps: int, warmup_steps: int = 0, kind: str = "cosine"):
 def _decay_mask(params):
     """True for weights, False for biases: ``{"w", "b"}`` per layer."""
     return [{k: k == "w" for k in layer} for layer in params]
+
+
+def max_norm(c: float) -> optax.GradientTransformation:
+    """Max-norm (Srivastava et al. 2014): after the update, each unit's incoming weight
+    vector, a column ``w[:, j]``, is projected onto the ball ``‖w[:, j]‖₂ ≤ c``:
+
+        w' = w + u,   w'[:, j] ← w'[:, j] · c / ‖w'[:, j]‖₂   where ‖w'[:, j]‖₂ > c.
+
+    As an update: ``u[:, j]`` itself inside the ball (exactly: no ``(w + u) − w`` rounding),
+    ``proj(w + u)[:, j] − w[:, j]`` outside. Biases are never constrained. Chain it last, so
+    it sees the final update."""
+    def update(updates, state, params):
+        def layer(u, p):
+            w = p["w"] + u["w"]
+            norm = jnp.sqrt(jnp.sum(w * w, axis=0, keepdims=True))
+            outside = norm > c
+            projected = w * (c / jnp.where(outside, norm, 1)) - p["w"]
+            return {**u, "w": jnp.where(outside, projected, u["w"])}
+        return [layer(u, p) for u, p in zip(updates, params)], state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def make_optimizer(config, num_steps: int, *, lr=None,
@@ -69,5 +92,6 @@ def make_optimizer(config, num_steps: int, *, lr=None,
         parts.append(optax.clip_by_global_norm(config.clip_norm))
     if decay and config.optimizer in ("sgd", "adam"):  # L2: added to the gradient
         parts.append(optax.add_decayed_weights(decay, mask=_decay_mask))
-    return optax.chain(*parts, core) if parts else core
+    after = [max_norm(config.max_norm)] if config.max_norm is not None else []
+    return optax.chain(*parts, core, *after) if parts or after else core
 

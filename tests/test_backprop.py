@@ -184,3 +184,15 @@ def test_out_of_range_label_under_jit_gives_nan_in_both(x64, spec):
         # The same batch with a valid label is finite: the NaN comes from the label alone.
         good = _hand(params, x, y.at[1].set(n - 1), arch)
         assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(good))
+
+
+def test_lecun_tanh_by_hand_and_against_autodiff(x64):
+    # f(z) = 1.7159 tanh(2z/3): f(0) = 0, f(1) = 1.7159 tanh(2/3) ≈ 1.0000 (LeCun's choice),
+    # f'(0) = 1.7159 · 2/3.
+    f = jaxmlp.ACTIVATIONS["lecun_tanh"]
+    z = jnp.array([0.0, 1.0, -1.0, 3.0])
+    a = f.fn(z)
+    np.testing.assert_allclose(a[:3], [0.0, 1.7159 * np.tanh(2 / 3), -1.7159 * np.tanh(2 / 3)])
+    assert abs(float(a[1]) - 1.0) < 2e-4
+    np.testing.assert_allclose(f.grad(z, a)[0], 1.7159 * 2 / 3)
+    np.testing.assert_allclose(f.grad(z, a), jax.vmap(jax.grad(f.fn))(z), atol=1e-14)

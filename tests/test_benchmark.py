@@ -32,18 +32,25 @@ def _numbers(tree):
 
 
 @pytest.fixture
-def benchmark(env, monkeypatch):
-    """``scripts/benchmark.py`` as a module, on the real MNIST, its compiles (and those of
-    the processes it starts) without XLA's optimisation passes."""
-    monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
-    monkeypatch.delenv("XLA_FLAGS", raising=False)  # the 2-device child sets its own
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts scripts/ first
+def script(monkeypatch):
+    """``scripts/benchmark.py`` as a module (it puts scripts/ first on ``sys.path``, for
+    ``bench``: undone after the test)."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
     spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "benchmark.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def benchmark(script, env, monkeypatch):
+    """The script on the real MNIST, its compiles (and those of the processes it starts)
+    without XLA's optimisation passes."""
+    monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+    monkeypatch.delenv("XLA_FLAGS", raising=False)  # the 2-device child sets its own
     jax.config.update("jax_disable_most_optimizations", True)
     try:
-        yield module
+        yield script
     finally:
         jax.config.update("jax_disable_most_optimizations", False)
 
@@ -52,7 +59,7 @@ def _has_torch() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def test_timing_helper_rotates_the_rounds_and_settles_after_each_call(benchmark):
+def test_timing_helper_rotates_the_rounds_and_settles_after_each_call(script):
     from bench.timing import round_robin, summary
 
     order = []
@@ -65,28 +72,28 @@ def test_timing_helper_rotates_the_rounds_and_settles_after_each_call(benchmark)
     assert figures["min"] == min(figures["all"]) and len(figures["all"]) == 3
 
 
-def test_flags_quick_and_unknown_drivers(benchmark, capsys):
-    args = benchmark.parse_args(["--quick"])
+def test_flags_quick_and_unknown_drivers(script, capsys):
+    args = script.parse_args(["--quick"])
     assert (args.presets, args.examples, args.epochs, args.tta_arch) == (["a", "b"], 4096, 1, "a")
-    args = benchmark.parse_args(["--sweep", "--quick"])
+    args = script.parse_args(["--sweep", "--quick"])
     assert (args.sweep_presets, args.sweep_k, args.sweep_steps, args.sweep_rounds,
             args.eval_k) == (["b"], [1, 2], 3, 1, 2)
-    assert benchmark.parse_args(["--drivers", "step-loop"]).drivers == ["step-loop"]
+    assert script.parse_args(["--drivers", "step-loop"]).drivers == ["step-loop"]
     with pytest.raises(SystemExit) as e:
-        benchmark.parse_args(["--drivers", "scan-hand,warp-drive"])
+        script.parse_args(["--drivers", "scan-hand,warp-drive"])
     assert e.value.code == 2 and "no driver warp-drive here" in capsys.readouterr().err
 
 
 def test_benchmark_reports_every_figure(benchmark, tmp_path, capsys):
-    """One preset on 1,024 examples (8 steps an epoch), 2 timed epochs, every driver, then
-    ``jaxmlp train`` to 85% twice in fresh processes."""
+    """One preset on 1,024 examples (8 steps an epoch), 2 timed epochs, every driver (the
+    time-to-accuracy runs: the next test)."""
     out = tmp_path / "bench.json"
     report = benchmark.main(["--presets", "a", "--examples", "1024", "--epochs", "2",
-                             "--tta-arch", "a", "--tta-target", "0.85", "--tta-epochs", "2",
-                             "--json", str(out)])
+                             "--no-tta", "--json", str(out)])
     stdout = capsys.readouterr().out
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
     assert set(report["presets"]) == {"a"} and report["examples"] == 1024
+    assert "time_to_accuracy" not in report
     entry = report["presets"]["a"]
     drivers = {"scan-hand", "scan-autodiff", "step-loop", "dispatch-only"} | (
         {"torch-eager"} if _has_torch() else set())
@@ -110,23 +117,45 @@ def test_benchmark_reports_every_figure(benchmark, tmp_path, capsys):
     assert entry["scan_hand_us_per_step"] == pytest.approx(hand / 8 * 1e6)
     assert entry["dispatch_us_per_step"] == pytest.approx(
         entry["runs"]["dispatch-only"]["epoch_seconds"] / 8 * 1e6)
-    tta = report["time_to_accuracy"]
-    assert (tta["arch"], tta["target"]) == ("a", 0.85)
-    for run in ("first_run", "second_run"):
-        r = tta[run]
-        assert r["reached"] and r["test_acc"] >= 0.85 and 1 <= r["epochs"] <= 2
-        assert 0 < r["startup_seconds"] < r["wall_seconds"]
-    # The second run found the caches the first one filled.
-    assert tta["second_run"]["startup_seconds"] < tta["first_run"]["startup_seconds"]
     assert report["peak_rss_mib"]["benchmark_process"] > 0
-    assert report["peak_rss_mib"]["training_processes"] > 0
     numbers = list(_numbers({k: v for k, v in report.items() if k != "torch"}))
     assert numbers and all(math.isfinite(x) and x >= 0 for x in numbers)
     # The printed table carries the same rows, and the numbers.
     table = [l for l in stdout.splitlines() if l.startswith("| a |")]
     assert len(table) == len(entry["runs"])
     assert f"| a | scan-hand | {hand * 1e3:.1f} |" in stdout
-    assert "first run" in stdout and "second run" in stdout
+    assert "peak memory (max RSS): benchmark process" in stdout
+
+
+def test_time_to_accuracy(benchmark, cache_dir, tmp_path, monkeypatch, capsys):
+    """One real ``jaxmlp train`` to 85% in a fresh process (on the session's filled caches:
+    the benchmark's first run, on empty ones, spends its seconds filling them), its figures
+    read back from the run's metrics.jsonl; and the two runs of the measurement share one
+    fresh cache folder."""
+    from bench import startup
+
+    r = startup.time_to_accuracy("a", 0.85, 2, None, cache_dir, tmp_path / "run")
+    assert r["reached"] and r["test_acc"] >= 0.85 and 1 <= r["epochs"] <= 2
+    records = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert (r["test_acc"], r["epochs"]) == (records[-1]["test_acc"], len(records))
+    assert 0 < r["compile_seconds"] and 0 < r["startup_seconds"] < r["wall_seconds"]
+    runs = []
+
+    def fake(arch, target, epochs, data_dir, cache, out):
+        runs.append((cache, out, cache.exists()))
+        cache.mkdir(exist_ok=True)  # what a run leaves for the next
+        return {"wall_seconds": 2.0 / len(runs), "reached": True, "test_acc": 0.9,
+                "epochs": 1, "startup_seconds": 1.0 / len(runs), "compile_seconds": 0.5}
+
+    monkeypatch.setattr(startup, "time_to_accuracy", fake)
+    tta = startup.measure("a", 0.85, 2)
+    assert runs[0][0] == runs[1][0] and runs[0][1] != runs[1][1]  # one cache, two folders
+    assert [exists for _, _, exists in runs] == [False, True]  # empty first, then filled
+    assert (tta["arch"], tta["target"], tta["second_run"]["startup_seconds"]) == ("a", 0.85, 0.5)
+    startup.print_table({"time_to_accuracy": tta, "peak_rss_mib": startup.peak_rss_mib()})
+    stdout = capsys.readouterr().out
+    assert "| first run | 2.0 | 1 | 1.00 | 0.50 |" in stdout
+    assert "| second run | 1.0 | 1 | 0.50 | 0.50 |" in stdout
 
 
 SWEEP_DRIVERS = {"vmap_shared", "vmap_independent", "sequential"}

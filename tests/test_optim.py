@@ -125,3 +125,31 @@ def test_every_optimizer_takes_a_traced_lr_and_momentum():
         np.testing.assert_allclose(many[0], second(0.1, 0.9), rtol=1e-6)
         assert np.abs(np.asarray(many[0] - many[1])).max() > 1e-4  # the values took effect
     assert isinstance(make_optimizer(TrainConfig(), 10), optax.GradientTransformation)
+
+
+def test_max_norm_by_hand():
+    # Two units: column 0 has norm 5 (3, 4) after the update, column 1 norm 1 (0.6, 0.8).
+    from jaxmlp.optim import max_norm
+
+    params = [{"w": jnp.array([[1.0, 0.5], [2.0, 0.5]]), "b": jnp.array([7.0, 8.0])}]
+    updates = [{"w": jnp.array([[2.0, 0.1], [2.0, 0.3]]), "b": jnp.array([1.0, 1.0])}]
+    new, _ = max_norm(2.0).update(updates, max_norm(2.0).init(params), params)
+    w = optax.apply_updates(params, new)[0]["w"]
+    np.testing.assert_allclose(w[:, 0], [3 * 2 / 5, 4 * 2 / 5], rtol=1e-6)  # onto the ball
+    np.testing.assert_array_equal(new[0]["w"][:, 1], updates[0]["w"][:, 1])  # inside: as is
+    np.testing.assert_array_equal(new[0]["b"], updates[0]["b"])  # biases never constrained
+    np.testing.assert_allclose(jnp.linalg.norm(w[:, 0]), 2.0, rtol=1e-6)
+
+
+def test_max_norm_is_the_last_step_of_the_optimizer():
+    config = TrainConfig(max_norm=1.5, lr=1.0, momentum=0.0, schedule="constant")
+    opt = make_optimizer(config, 10)
+    params = [{"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}]
+    grads = [{"w": -jnp.ones((3, 2)) * 4, "b": jnp.ones(2)}]
+    updates, _ = opt.update(grads, opt.init(params), params)
+    w = optax.apply_updates(params, updates)[0]["w"]  # 1 + 4 = 5 per entry, norm 5√3
+    np.testing.assert_allclose(jnp.linalg.norm(w, axis=0), [1.5, 1.5], rtol=1e-6)
+    plain = make_optimizer(TrainConfig(lr=1.0, momentum=0.0, schedule="constant"), 10)
+    assert jax.tree.structure(plain.init(params)) != jax.tree.structure(opt.init(params))
+    with pytest.raises(ValueError, match="max norm must be positive, got -1"):
+        TrainConfig(max_norm=-1.0)
