@@ -57,6 +57,8 @@ class TrainConfig:
     clip_norm: Optional[float] = _setting(None, "clip each step's gradient to this global norm")
     max_norm: Optional[float] = _setting(None, "after every update, project each unit's incoming "
                                          "weights onto the ball ||w||_2 <= C (max-norm)")
+    label_smoothing: float = _setting(0.0, "train against (1 - e)*onehot + e/classes instead of "
+                                      "the one-hot labels")
     seed: int = _setting(0, "PRNG seed, 0 to 2**32-1: init and data order")
     grad: str = _setting("hand", "hand-written backward pass, or jax.grad", choices=GRADS)
     log_every: int = _setting(1000, "log a seed-style 'iter N' line every N steps")
@@ -117,6 +119,8 @@ class TrainConfig:
              f"clip norm must be positive, got {self.clip_norm}{_f32(self.clip_norm)}"),
             (self.max_norm is None or positive(self.max_norm),
              f"max norm must be positive, got {self.max_norm}{_f32(self.max_norm)}"),
+            (number(self.label_smoothing) and 0 <= self.label_smoothing < 1,
+             f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.val_size >= 0, f"val size must be >= 0, got {self.val_size}"),
             (0 <= self.seed < _SEED_LIMIT, f"seed must be in [0, 2**32), got {self.seed}"),
             (self.grad in GRADS, f"grad must be one of {GRADS}, got {self.grad!r}"),

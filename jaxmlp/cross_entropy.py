@@ -47,6 +47,12 @@ def _label_mask(z, y):
     return jnp.clip(y, 0, n - 1), factor
 
 
+def smooth_labels(labels, n: int, epsilon: float):
+    """Label smoothing (Szegedy et al. 2016): soft targets ``(1 − ε)·onehot(y) + ε/n``,
+    ``(B,) → (B, n)``. The loss's gradient stays ``p − y``, with these ``y``."""
+    return (1 - epsilon) * jax.nn.one_hot(labels, n) + epsilon / n
+
+
 def cross_entropy(z: jax.Array, y: jax.Array) -> jax.Array:
     """Per-example cross-entropy ``J = −Σ_i y_i log p_i`` with ``p = softmax(z)``.
 

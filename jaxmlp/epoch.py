@@ -23,7 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxmlp.arch import parse_arch
 from jaxmlp.backprop import hand_value_and_grad
 from jaxmlp.config import TrainConfig
-from jaxmlp.cross_entropy import cross_entropy
+from jaxmlp.cross_entropy import cross_entropy, smooth_labels
 from jaxmlp.data import Dataset
 from jaxmlp.images import prepare_images
 from jaxmlp.metrics import metrics
@@ -41,18 +41,23 @@ def _autodiff_value_and_grad(params, x, y, arch):
     return jax.value_and_grad(loss_and_logits, has_aux=True)(params)
 
 
-def make_step(arch, optimizer: optax.GradientTransformation, grad: str):
+def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
+              label_smoothing: float = 0.0):
     """One SGD step ``(params, opt_state, images_u8, labels) → (params, opt_state, metrics)``.
 
-    ``metrics`` is ``jaxmlp.metrics.metrics`` of the batch (``loss``, ``accuracy``). Not
-    jitted by itself: the epoch scan and the per-step baseline each jit it in their own way.
+    ``metrics`` is ``jaxmlp.metrics.metrics`` of the batch (``loss``, ``accuracy``, against
+    the true labels). With ``label_smoothing`` ε the gradient is that of the cross-entropy
+    against ``smooth_labels(labels, n, ε)``. Not jitted by itself: the epoch scan and the
+    per-step baseline each jit it in their own way.
     """
     arch = parse_arch(arch)
     value_and_grad = hand_value_and_grad if grad == "hand" else _autodiff_value_and_grad
 
     def step(params, opt_state, images, labels):
         x = prepare_images(images, in_dim=images.shape[-1])  # uint8 on device, scaled here
-        (_, logits), grads = value_and_grad(params, x, labels, arch)
+        targets = labels if not label_smoothing else smooth_labels(  # in the params' dtype
+            labels, arch[-1].units, label_smoothing).astype(params[0]["w"].dtype)
+        (_, logits), grads = value_and_grad(params, x, targets, arch)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, metrics(logits, labels)
 
@@ -169,7 +174,8 @@ def make_sweep_epoch(config: TrainConfig, num_steps: int, order: str, mesh: Mesh
 
     def step(params, opt_state, images, labels, hyper):
         optimizer = make_optimizer(config, num_steps, lr=hyper["lr"], momentum=hyper["momentum"])
-        return make_step(arch, optimizer, config.grad)(params, opt_state, images, labels)
+        return make_step(arch, optimizer, config.grad, label_smoothing=config.label_smoothing)(
+            params, opt_state, images, labels)
 
     shared = order == "shared"
     data_axis = None if shared else 0

@@ -146,7 +146,7 @@ class _One:
 
     def place(self, state, num_steps: int):
         step = make_step(self.config.arch, make_optimizer(self.config, num_steps),
-                         self.config.grad)
+                         self.config.grad, label_smoothing=self.config.label_smoothing)
         self._run = make_epoch_runner(step, self.data, self.config.batch_size, self.mesh)
         self._key = jax.random.wrap_key_data(jnp.asarray(state["key"]))
         return put_replicated((state["params"], state["opt_state"]), self.mesh)

@@ -176,8 +176,8 @@ def _counting(monkeypatch, cls, name, counts):
 
 
 def test_sweep_benchmark_reports_every_figure(benchmark, tmp_path, capsys, monkeypatch):
-    """``--sweep`` of preset b, K = 1 and 2, 2 steps a call, 2 timed rounds, plus the
-    2-device child process; then training against evaluation for K = 2. The jaxmlp drivers
+    """``--sweep`` of preset b, K = 2, 2 steps a call, 2 timed rounds, plus the 2-device
+    child process; then training against evaluation for K = 2. The jaxmlp drivers
     run the trainer's own epochs and evaluation (``_Stack.train``, ``_One.train``,
     ``_Stack.evaluate``), counted here; the file's one-model figures stay beside them."""
     from jaxmlp.sweep import _Stack
@@ -188,7 +188,7 @@ def test_sweep_benchmark_reports_every_figure(benchmark, tmp_path, capsys, monke
         _counting(monkeypatch, cls, name, counts)
     out = tmp_path / "sweep.json"
     out.write_text(json.dumps({"presets": {"a": {"runs": {}}}, "date": "earlier"}))
-    report = benchmark.main(["--sweep", "--sweep-presets", "b", "--sweep-k", "1,2",
+    report = benchmark.main(["--sweep", "--sweep-presets", "b", "--sweep-k", "2",
                              "--sweep-steps", "2", "--sweep-rounds", "2", "--eval-k", "2",
                              "--examples", "1024", "--json", str(out)])
     stdout = capsys.readouterr().out
@@ -198,20 +198,17 @@ def test_sweep_benchmark_reports_every_figure(benchmark, tmp_path, capsys, monke
     assert "presets" not in report
     for key in ("sweep_setup", "sweep", "sweep_details", "sweep_ratios", "sweep_evaluation"):
         assert saved[key] == json.loads(json.dumps(report[key])), key
-    # Per K, 2 vmapped drivers and K single runs each train a first (compiling) epoch, a
+    # 2 vmapped drivers and K = 2 single runs each train a first (compiling) epoch, a
     # warm-up and 2 timed ones; the evaluation part a first epoch and 2 timed ones.
-    assert counts == {"_Stack.train": 2 * 2 * 4 + 3, "_One.train": (1 + 2) * 4,
-                      "_Stack.evaluate": 3}
+    assert counts == {"_Stack.train": 2 * 4 + 3, "_One.train": 2 * 4, "_Stack.evaluate": 3}
     torch = _has_torch()
     drivers = SWEEP_DRIVERS | (TORCH_DRIVERS if torch else set())
     two_device = TWO_DEVICE | (TWO_DEVICE_TORCH if torch else set())
-    assert set(report["sweep"]) == {"b"} and set(report["sweep"]["b"]) == {"1", "2"}
+    assert set(report["sweep"]) == {"b"} and set(report["sweep"]["b"]) == {"2"}
     for k, figures in report["sweep"]["b"].items():
-        # The 2-device sweep splits K models over two forced CPU devices: K >= 2 only.
-        assert set(figures) == drivers | (two_device if k == "2" else set()), k
+        assert set(figures) == drivers | two_device, k
         details = report["sweep_details"]["b"][k]
         assert details["steps_per_call"] == 2
-        assert ("2dev_process" in details) == (k == "2")
         timed = {**details, **details.get("2dev_process", {})}
         for name, fig in figures.items():
             # Model-epochs per second: K * steps / 468 over the median call's seconds.
@@ -226,8 +223,14 @@ def test_sweep_benchmark_reports_every_figure(benchmark, tmp_path, capsys, monke
             top, bottom = ratio.split("/")
             bottom += "_in_2dev_process" if top.endswith("_2dev") else ""
             assert value == pytest.approx(figures[top] / figures[bottom]), ratio
-        assert ("vmap_shared_2dev/sequential" in ratios) == (k == "2")
+        assert "vmap_shared_2dev/sequential" in ratios
         assert ("vmap_shared/torch_eager" in ratios) == torch
+    # The 2-device sweep splits K models over two forced CPU devices: even K only.
+    from bench import sweeps
+
+    assert sweeps.measure(benchmark._load(1024, None), presets=["b"], ks=[1, 3], batch_size=128,
+                          lr=0.05, steps=2, rounds=2, has_torch=torch,
+                          two_devices=True) == ({"b": {}}, {"b": {}})
     ev = report["sweep_evaluation"]
     # 1,024 examples, the last sixth held out: 854 train (6 steps), 170 val; all 10,000 test.
     assert (ev["preset"], ev["k"], ev["steps_per_epoch"]) == ("b", 2, 6)
@@ -249,7 +252,7 @@ def test_sweep_benchmark_reports_every_figure(benchmark, tmp_path, capsys, monke
     # The printed tables (throughputs, ratios) have one row per preset and K; the
     # evaluation's lines its figures.
     rows = [l.split("|")[2].strip() for l in stdout.splitlines() if l.startswith("| b |")]
-    assert rows == ["1", "2"] * 2 + ["2"]  # throughputs, ratios, 2-device process controls
+    assert rows == ["2"] * 3  # throughputs, ratios, 2-device process controls
     assert f"{t:8.3f} s\n" in stdout and f"{e:8.3f} s = {ev['eval_share']:.1%}" in stdout
     assert f"{old:8.3f} s = {ev['eval_share_per_model']:.1%}" in stdout
 

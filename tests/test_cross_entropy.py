@@ -166,3 +166,28 @@ def test_positive_target_on_zero_probability_is_infinite():
     z = jnp.array([[0.0, -jnp.inf]])
     assert cross_entropy(z, jnp.array([[0.5, 0.5]]))[0] == np.inf
     assert cross_entropy(z, jnp.array([1]))[0] == np.inf
+
+
+def test_label_smoothing_by_hand_and_in_both_gradient_paths(x64):
+    from jaxmlp.cross_entropy import smooth_labels
+    from jaxmlp.epoch import make_step
+    import optax
+    from jaxmlp import init_params, loss, parse_arch, prepare_images
+
+    np.testing.assert_allclose(smooth_labels(jnp.array([2, 0]), 4, 0.2),
+                               [[0.05, 0.05, 0.85, 0.05], [0.85, 0.05, 0.05, 0.05]])
+    # One SGD step (lr 1, no momentum) of each path moves the params by −∇ of the loss
+    # against the smoothed targets.
+    arch = parse_arch("6:tanh,4:linear")
+    params = init_params(jax.random.key(0), arch, 9, dtype=jnp.float64)
+    images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (5, 9)), jnp.uint8)
+    labels = jnp.array([0, 3, 1, 1, 2])
+    x = prepare_images(images, in_dim=9)  # as the step scales them
+    want = jax.grad(loss)(params, x, smooth_labels(labels, 4, 0.1), arch)
+    for grad in ("hand", "autodiff"):
+        step = make_step(arch, optax.sgd(1.0), grad, label_smoothing=0.1)
+        new, _, batch = step(params, optax.sgd(1.0).init(params), images, labels)
+        for p, n, g in zip(jax.tree.leaves(params), jax.tree.leaves(new), jax.tree.leaves(want)):
+            np.testing.assert_allclose(p - n, g, atol=1e-12)
+        # The batch's reported loss is against the true labels.
+        np.testing.assert_allclose(batch["loss"], loss(params, x, labels, arch), rtol=1e-12)
