@@ -19,7 +19,8 @@ def label_range(labels, n: int, units: str = "classes") -> None:
     concrete (under ``jit`` a label cannot be checked: the loss is then NaN instead)."""
     if not is_concrete(labels) or not np.size(labels):
         return
-    lo, hi = int(np.min(labels)), int(np.max(labels))
+    values = np.asarray(labels)  # concrete: read on the host, even while jit traces around it
+    lo, hi = int(values.min()), int(values.max())
     if lo < 0 or hi >= n:
         raise ValueError(f"label out of range: labels must lie in [0, {n}) for {n} {units}, "
                          f"got values in [{lo}, {hi}]")

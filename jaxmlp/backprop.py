@@ -4,7 +4,11 @@ With ``δ`` the gradient of the mean loss with respect to a layer's pre-activati
 
     δ_L    = (p·Σy − y) / B ⊙ f'_L(z_L)          (cross_entropy_grad, seed Problem 2)
     dW_l   = a_{l−1}ᵀ δ_l,   db_l = Σ_batch δ_l
-    δ_{l−1} = (δ_l W_lᵀ) ⊙ f'_{l−1}(z_{l−1}),   and ∂J/∂x = δ_1 W_1ᵀ.
+    δ_{l−1} = (δ_l W_lᵀ) ⊙ m_{l−1} ⊙ f'_{l−1}(z_{l−1}),   and ∂J/∂x = (δ_1 W_1ᵀ) ⊙ m_0.
+
+``m_l`` is dropout's mask on layer ``l``'s input (``mlp.dropout_masks``; 1 without dropout):
+the forward rule ``z_l = (a_{l−1} ⊙ m_{l−1}) W_l + b`` scales the inputs, so the backward rule
+scales their gradient by the same mask, and ``dW_l`` uses the masked inputs.
 
 No ``jax.grad``, ``vjp`` or ``jvp`` is used here; the tests prove the result equal to them.
 """
@@ -16,41 +20,50 @@ import jax.numpy as jnp
 from jaxmlp.activations import ACTIVATIONS
 from jaxmlp.arch import parse_arch
 from jaxmlp.cross_entropy import cross_entropy, cross_entropy_grad
-from jaxmlp.mlp import Params, forward_layers
+from jaxmlp.mlp import Params, masks_of, forward_layers
 from jaxmlp.softmax import log_softmax
 
 
-def _backward(params, x, cache, y, arch):
+def _backward(params, x, cache, y, arch, masks=None):
     """Returns ``(grads, dx)`` of the mean loss from the forward ``cache``."""
     batch = x.shape[0]
+    mask = (lambda i: None) if masks is None else (lambda i: masks[i])
     z, a = cache[-1]
     delta = cross_entropy_grad(a, y) / batch * ACTIVATIONS[arch[-1].activation].grad(z, a)
     grads = [None] * len(params)
     for i in reversed(range(len(params))):
         a_in = x if i == 0 else cache[i - 1][1]
+        if mask(i) is not None:  # the layer's input, as the forward rule masked it
+            a_in = a_in * mask(i)
         grads[i] = {"w": a_in.T @ delta, "b": jnp.sum(delta, axis=0)}
         delta = delta @ params[i]["w"].T
+        if mask(i) is not None:
+            delta = delta * mask(i)
         if i:
             z, a = cache[i - 1]
             delta = delta * ACTIVATIONS[arch[i - 1].activation].grad(z, a)
     return grads, delta
 
 
-def hand_value_and_grad(params: Params, x: jax.Array, y: jax.Array, arch):
+def hand_value_and_grad(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
+                        key=None):
     """``((loss, logits), grads)`` in one forward and one hand-written backward pass.
 
     The same shape as ``jax.value_and_grad(f, has_aux=True)`` for an ``f`` returning
     ``(loss, logits)``, so a training step can swap the two and still get the logits
-    (for accuracy) at no extra cost.
+    (for accuracy) at no extra cost. ``dropout`` and ``key`` as for ``loss``: the same key
+    draws the same masks, so this equals ``jax.value_and_grad`` of ``loss`` under it.
     """
     arch = parse_arch(arch)
-    cache = forward_layers(params, x, arch)
+    masks = masks_of(key, x, arch, dropout)
+    cache = forward_layers(params, x, arch, masks=masks)
     logits = cache[-1][1]
-    grads, _ = _backward(params, x, cache, y, arch)
+    grads, _ = _backward(params, x, cache, y, arch, masks)
     return (jnp.mean(cross_entropy(logits, y)), logits), grads
 
 
-def hand_grad(params: Params, x: jax.Array, y: jax.Array, arch) -> Params:
+def hand_grad(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
+              key=None) -> Params:
     """Gradient of ``loss`` with respect to ``params`` by the explicit backward pass.
 
     Args:
@@ -58,41 +71,48 @@ def hand_grad(params: Params, x: jax.Array, y: jax.Array, arch) -> Params:
       x: inputs ``(B, in_dim)``.
       y: integer labels ``(B,)`` or target rows ``(B, n)``.
       arch: anything ``parse_arch`` accepts.
+      dropout, key: as for ``loss`` (``mlp.dropout_masks``).
 
     Returns:
       A pytree with the structure of ``params``.
     """
-    return hand_value_and_grad(params, x, y, arch)[1]
+    return hand_value_and_grad(params, x, y, arch, dropout=dropout, key=key)[1]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def hand_loss(params: Params, x: jax.Array, y: jax.Array, arch) -> jax.Array:
+def hand_loss(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
+              key=None) -> jax.Array:
     """``loss``, but ``jax.grad`` of it runs the hand-written backward pass.
 
     Composes with ``jit``/``vmap``/``grad`` like any JAX function; ``arch`` must be
     hashable (as ``parse_arch`` returns it). Gradients flow to ``params``, ``x`` and
-    floating targets ``y``.
+    floating targets ``y``; ``dropout`` and ``key`` as for ``loss``.
     """
-    return _hand_loss_fwd(params, x, y, arch)[0]
+    return _hand_loss(params, x, y, masks_of(key, x, arch, dropout), arch)
 
 
-def _hand_loss_fwd(params, x, y, arch):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _hand_loss(params, x, y, masks, arch):
+    return _hand_loss_fwd(params, x, y, masks, arch)[0]
+
+
+def _hand_loss_fwd(params, x, y, masks, arch):
     arch = parse_arch(arch)
-    cache = forward_layers(params, x, arch)
+    cache = forward_layers(params, x, arch, masks=masks)
     value = jnp.mean(cross_entropy(cache[-1][1], y))
-    return value, (params, x, cache, y)
+    return value, (params, x, cache, y, masks)
 
 
 def _hand_loss_bwd(arch, residuals, g):
-    params, x, cache, y = residuals
+    params, x, cache, y, masks = residuals
     arch = parse_arch(arch)
-    grads, dx = _backward(params, x, cache, y, arch)
+    grads, dx = _backward(params, x, cache, y, arch, masks)
     grads = jax.tree.map(lambda t: g * t, grads)
     if jnp.issubdtype(y.dtype, jnp.integer):
         dy = None  # labels are not differentiable
     else:
         dy = -g * log_softmax(cache[-1][1]) / x.shape[0]  # ∂J/∂y_i = −log p_i / B
-    return grads, g * dx, dy
+    dmasks = None if masks is None else [None if m is None else jnp.zeros_like(m) for m in masks]
+    return grads, g * dx, dy, dmasks  # the masks are drawn, not learned
 
 
-hand_loss.defvjp(_hand_loss_fwd, _hand_loss_bwd)
+_hand_loss.defvjp(_hand_loss_fwd, _hand_loss_bwd)

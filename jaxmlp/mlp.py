@@ -66,15 +66,42 @@ def _check_inputs(params: Params, x, arch: Arch) -> None:
                         "(scale uint8 images to [0, 1] first)")
 
 
-def forward_layers(params: Params, x: jax.Array, arch) -> list[tuple[jax.Array, jax.Array]]:
-    """Every layer's ``(z, a)``: ``z = a_prev W + b``, ``a = f(z)``, with ``a_0 = x``.
+def dropout_masks(key: jax.Array, x: jax.Array, arch, dropout) -> list:
+    """Inverted-dropout masks (Srivastava et al. 2014) for the input and every hidden layer.
 
-    The backward pass needs all of them; ``forward`` keeps only the last ``a``.
+    ``dropout = (p_in, p_hidden)``: the probability of dropping an input pixel, and a hidden
+    unit. Mask ``l`` multiplies layer ``l``'s input (``l = 0``: the image ``x``; ``l ≥ 1``:
+    hidden layer ``l``'s activation), each entry ``0`` with probability ``p`` and ``1/(1 − p)``
+    otherwise, so the expected input is unchanged and evaluation needs no rescaling. One key
+    per layer, ``split(key, len(arch))``: the same key gives the same masks to ``loss`` and
+    to the hand backward pass. A rate of 0 gives ``None`` (no mask).
+    """
+    arch = parse_arch(arch)
+    p_in, p_hidden = (float(p) for p in dropout)
+    keys = jax.random.split(key, len(arch))
+    widths = [np.shape(x)[1]] + [units for units, _ in arch[:-1]]
+    masks = []
+    for i, (k, width) in enumerate(zip(keys, widths)):
+        p = p_in if i == 0 else p_hidden
+        keep = jax.random.bernoulli(k, 1 - p, (np.shape(x)[0], width))
+        masks.append(None if p == 0 else keep.astype(jnp.result_type(x)) / (1 - p))
+    return masks
+
+
+def forward_layers(params: Params, x: jax.Array, arch, *,
+                   masks=None) -> list[tuple[jax.Array, jax.Array]]:
+    """Every layer's ``(z, a)``: ``z = (a_prev ⊙ m) W + b``, ``a = f(z)``, with ``a_0 = x``.
+
+    ``masks`` (``dropout_masks``; ``None``: no dropout) multiply each layer's input; ``a`` is
+    kept unmasked, since ``f'(z, a)`` needs ``a = f(z)``. The backward pass needs all of them;
+    ``forward`` keeps only the last ``a``.
     """
     arch = parse_arch(arch)
     _check_inputs(params, x, arch)
     cache, a = [], x
-    for layer, (_, activation) in zip(params, arch):
+    for i, (layer, (_, activation)) in enumerate(zip(params, arch)):
+        if masks is not None and masks[i] is not None:
+            a = a * masks[i]
         z = a @ layer["w"] + layer["b"]
         a = ACTIVATIONS[activation].fn(z)
         cache.append((z, a))
@@ -90,6 +117,21 @@ def forward(params: Params, x: jax.Array, arch) -> jax.Array:
     return forward_layers(params, x, arch)[-1][1]
 
 
-def loss(params: Params, x: jax.Array, y: jax.Array, arch) -> jax.Array:
-    """Mean cross-entropy over the batch: ``(1/B) Σ_b cross_entropy(forward(x)_b, y_b)``."""
-    return jnp.mean(cross_entropy(forward(params, x, arch), y))
+def loss(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
+         key=None) -> jax.Array:
+    """Mean cross-entropy over the batch: ``(1/B) Σ_b cross_entropy(forward(x)_b, y_b)``.
+
+    With ``dropout = (p_in, p_hidden)`` and a ``key``, the network of ``dropout_masks(key)``
+    (training's); evaluation and ``predict`` never drop.
+    """
+    masks = masks_of(key, x, arch, dropout)
+    return jnp.mean(cross_entropy(forward_layers(params, x, arch, masks=masks)[-1][1], y))
+
+
+def masks_of(key, x, arch, dropout):
+    """``dropout_masks``, or None without dropout; a rate without a key is a mistake."""
+    if dropout is None or not any(dropout):
+        return None
+    if key is None:
+        raise ValueError("dropout needs a key: loss(..., dropout=(p_in, p_hidden), key=key)")
+    return dropout_masks(key, x, arch, dropout)

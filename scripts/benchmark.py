@@ -47,7 +47,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, when imported elsewhere
+if str(Path(__file__).resolve().parent) not in sys.path:  # bench/, when imported elsewhere
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jax  # noqa: E402
 
@@ -137,13 +138,13 @@ def parse_args(argv):
 
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--sweep-child"]:  # two forced devices, started by sweeps.run_child
+    args = parse_args(argv)
+    if args.sweep_child:  # two forced devices, started by sweeps.run_child; settings in JSON
         from jaxmlp.cli import enable_compilation_cache
 
         enable_compilation_cache()
-        sweeps.child_main(argv[1], _load)
+        sweeps.child_main(args.sweep_child, _load)
         return {}
-    args = parse_args(argv)
     mnist = _load(args.examples, args.data_dir)
     report = {"date": time.strftime("%Y-%m-%d"), "backend": jax.default_backend(),
               "devices": [str(d.device_kind) for d in jax.devices()],

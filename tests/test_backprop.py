@@ -196,3 +196,59 @@ def test_lecun_tanh_by_hand_and_against_autodiff(x64):
     assert abs(float(a[1]) - 1.0) < 2e-4
     np.testing.assert_allclose(f.grad(z, a)[0], 1.7159 * 2 / 3)
     np.testing.assert_allclose(f.grad(z, a), jax.vmap(jax.grad(f.fn))(z), atol=1e-14)
+
+
+_rates = st.tuples(st.sampled_from([0.0, 0.2, 0.5]), st.sampled_from([0.0, 0.3, 0.5]))
+
+
+@settings(max_examples=12, deadline=None)
+@given(layers=_layers, in_dim=st.integers(1, 11), batch=st.sampled_from([1, 2, 7]),
+       dropout=_rates, seed=st.integers(0, 2**31 - 1))
+def test_dropout_hand_gradient_equals_autodiff_under_the_same_key(layers, in_dim, batch,
+                                                                  dropout, seed):
+    # The same key draws the same masks in loss and in the hand backward pass.
+    arch = parse_arch(layers)
+    with jax.enable_x64(True):
+        params, x, y = _problem(arch, in_dim, batch, seed)
+        key = jax.random.key(seed)
+        hand = jax.jit(lambda p: hand_grad(p, x, y, arch, dropout=dropout, key=key))(params)
+        auto = jax.jit(jax.grad(lambda p: loss(p, x, y, arch, dropout=dropout, key=key)))(params)
+        _assert_trees_close(hand, auto, atol=1e-10)
+        via = jax.jit(jax.grad(lambda p: hand_loss(p, x, y, arch, dropout=dropout, key=key)))(params)
+        _assert_trees_close(via, auto, atol=1e-10)
+
+
+def test_dropout_masks_by_hand_and_their_effect(x64):
+    from jaxmlp.mlp import dropout_masks
+
+    arch = parse_arch("400:relu,300:relu,10:linear")
+    x = jnp.ones((50, 200))
+    masks = dropout_masks(jax.random.key(0), x, arch, (0.2, 0.5))
+    assert [m.shape for m in masks] == [(50, 200), (50, 400), (50, 300)]
+    # Inverted dropout: entries are 0 or 1/(1 − p), kept at the rate 1 − p.
+    np.testing.assert_array_equal(np.unique(masks[0]), [0, 1 / 0.8])
+    np.testing.assert_array_equal(np.unique(masks[1]), [0, 2])
+    assert abs(float(jnp.mean(masks[0] > 0)) - 0.8) < 0.01
+    assert abs(float(jnp.mean(masks[2] > 0)) - 0.5) < 0.02
+    again = dropout_masks(jax.random.key(0), x, arch, (0.2, 0.5))
+    other = dropout_masks(jax.random.key(1), x, arch, (0.2, 0.5))
+    assert all(np.array_equal(a, b) for a, b in zip(masks, again))
+    assert not np.array_equal(masks[1], other[1])
+    assert dropout_masks(jax.random.key(0), x, arch, (0.0, 0.5))[0] is None
+    # No dropout (None, or both rates 0) is the plain loss, bit for bit; a rate needs a key.
+    params, xs, ys = _problem(parse_arch("5:tanh,3:linear"), 4, 6, seed=0)
+    plain = loss(params, xs, ys, "5:tanh,3:linear")
+    assert loss(params, xs, ys, "5:tanh,3:linear", dropout=(0.0, 0.0)) == plain
+    assert hand_loss(params, xs, ys, "5:tanh,3:linear", dropout=None) == plain
+    dropped = loss(params, xs, ys, "5:tanh,3:linear", dropout=(0.0, 0.5), key=jax.random.key(3))
+    assert dropped != plain
+    with pytest.raises(ValueError, match="dropout needs a key"):
+        loss(params, xs, ys, "5:tanh,3:linear", dropout=(0.0, 0.5))
+
+
+def test_dropout_custom_vjp_passes_check_grads(x64):
+    arch = parse_arch("7:tanh,5:relu,3:linear")
+    params, x, y = _problem(arch, 6, 4, seed=1, soft=True)
+    key = jax.random.key(7)
+    check_grads(lambda p, x, y: hand_loss(p, x, y, arch, dropout=(0.3, 0.5), key=key),
+                (params, x, y), order=1, modes=["rev"], eps=1e-6)

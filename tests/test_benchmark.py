@@ -218,6 +218,7 @@ def test_sweep_benchmark_reports_every_figure(benchmark, tmp_path, capsys, monke
             assert fig == pytest.approx(int(k) * 2 / 468 / d["seconds_per_call"]), name
             assert (d["compile_seconds"] > 0) == (not name.startswith("torch")), name
             assert d["build_seconds"] >= d["compile_seconds"]
+            assert 0 < d["settle_seconds_after"] < 2
         ratios = report["sweep_ratios"]["b"][k]
         for ratio, value in ratios.items():
             top, bottom = ratio.split("/")

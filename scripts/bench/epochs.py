@@ -152,8 +152,8 @@ def measure(presets, images, labels, *, batch_size: int, lr: float, epochs: int,
 def print_table(report: dict) -> None:
     """The epochs table of ``report`` (``report["presets"]``) and a line per preset."""
     names = ["scan-hand", "scan-autodiff", "step-loop", "torch-eager", "dispatch-only"]
-    print(f"jaxmlp benchmark, {report['date']}: {report['backend']} ({', '.join(report['devices'])}),"
-          f" {report['machine']}; jax {report['jax']}, torch {report['torch']}; batch "
+    print(f"jaxmlp benchmark, {report['date']}: {report['backend']} "
+          f"({', '.join(report['devices'])}), {report['machine']}; jax {report['jax']}, torch {report['torch']}; batch "
           f"{report['batch_size']}, {report['examples']} examples, median of "
           f"{report['timed_epochs']} epochs after the first")
     print()

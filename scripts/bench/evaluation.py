@@ -27,7 +27,6 @@ Reproduce: ``python scripts/benchmark.py --sweep --sweep-k 16 --sweep-presets b`
 import itertools
 
 import jax
-import numpy as np
 
 from jaxmlp.arch import parse_arch
 from jaxmlp.config import Grid

@@ -171,6 +171,7 @@ def _figures(makers: dict, k: int, steps: int, epoch_steps: int, rounds: int):
         # CPU seconds per wall second: how many cores the driver kept busy (about 1 or 2 here)
         details[name] = {"seconds_per_call": timed["median"], "seconds_all": timed["all"],
                          "cores_busy": timed["cores_busy"],
+                         "settle_seconds_after": timed["settle_max"],
                          "compile_seconds": driver.compile_seconds,
                          "build_seconds": build_seconds[name]}
     return figures, details
