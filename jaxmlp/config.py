@@ -57,6 +57,9 @@ class TrainConfig:
     clip_norm: Optional[float] = _setting(None, "clip each step's gradient to this global norm")
     max_norm: Optional[float] = _setting(None, "after every update, project each unit's incoming "
                                          "weights onto the ball ||w||_2 <= C (max-norm)")
+    dropout: Optional[str] = _setting(None, "IN,HIDDEN: drop probabilities of the input pixels "
+                                      "and of every hidden unit while training (inverted "
+                                      "dropout; evaluation never drops), e.g. 0.2,0.5")
     label_smoothing: float = _setting(0.0, "train against (1 - e)*onehot + e/classes instead of "
                                       "the one-hot labels")
     seed: int = _setting(0, "PRNG seed, 0 to 2**32-1: init and data order")
@@ -121,6 +124,8 @@ class TrainConfig:
              f"max norm must be positive, got {self.max_norm}{_f32(self.max_norm)}"),
             (number(self.label_smoothing) and 0 <= self.label_smoothing < 1,
              f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (self.dropout is None or self.dropout_rates is not None or _rates(self.dropout),
+             f"dropout takes IN,HIDDEN, two probabilities in [0, 1), got {self.dropout!r}"),
             (self.val_size >= 0, f"val size must be >= 0, got {self.val_size}"),
             (0 <= self.seed < _SEED_LIMIT, f"seed must be in [0, 2**32), got {self.seed}"),
             (self.grad in GRADS, f"grad must be one of {GRADS}, got {self.grad!r}"),
@@ -134,6 +139,12 @@ class TrainConfig:
             if not ok:
                 raise ValueError(message)
         return self
+
+    @property
+    def dropout_rates(self) -> Optional[tuple[float, float]]:
+        """``(p_in, p_hidden)`` from ``dropout``, or None for no dropout (or both 0)."""
+        rates = _rates(self.dropout) if self.dropout is not None else None
+        return rates if rates and any(rates) else None
 
     def check_output(self, info: DatasetInfo) -> None:
         """Raises ``ValueError`` unless the output layer has one unit per class of ``info``."""
@@ -171,6 +182,16 @@ class TrainConfig:
             if key not in types:
                 raise ValueError(f"unknown setting {key!r}")
         return cls(**values)  # checks every type and range
+
+
+def _rates(text: str):
+    """``"0.2,0.5"`` → ``(0.2, 0.5)``; None unless two numbers in [0, 1)."""
+    try:
+        rates = tuple(float(t) for t in str(text).split(","))
+    except ValueError:
+        return None
+    ok = len(rates) == 2 and all(math.isfinite(p) and 0 <= p < 1 for p in rates)
+    return rates if ok else None
 
 
 def _f32(value) -> str:

@@ -27,40 +27,47 @@ from jaxmlp.cross_entropy import cross_entropy, smooth_labels
 from jaxmlp.data import Dataset
 from jaxmlp.images import prepare_images
 from jaxmlp.metrics import metrics
-from jaxmlp.mlp import forward
+from jaxmlp.mlp import forward_layers, masks_of
 from jaxmlp.optim import make_optimizer
 from jaxmlp.parallel import DATA, feed_batches
 
 MODEL = "model"  # the mesh axis of a stack's models
 
 
-def _autodiff_value_and_grad(params, x, y, arch):
+def _autodiff_value_and_grad(params, x, y, arch, *, dropout=None, key=None):
+    masks = masks_of(key, x, arch, dropout)
+
     def loss_and_logits(params):
-        logits = forward(params, x, arch)
+        logits = forward_layers(params, x, arch, masks=masks)[-1][1]
         return jnp.mean(cross_entropy(logits, y)), logits
     return jax.value_and_grad(loss_and_logits, has_aux=True)(params)
 
 
 def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
-              label_smoothing: float = 0.0):
+              label_smoothing: float = 0.0, dropout=None):
     """One SGD step ``(params, opt_state, images_u8, labels) → (params, opt_state, metrics)``.
 
     ``metrics`` is ``jaxmlp.metrics.metrics`` of the batch (``loss``, ``accuracy``, against
     the true labels). With ``label_smoothing`` ε the gradient is that of the cross-entropy
-    against ``smooth_labels(labels, n, ε)``. Not jitted by itself: the epoch scan and the
+    against ``smooth_labels(labels, n, ε)``. With ``dropout = (p_in, p_hidden)`` the step
+    takes a ``key`` (``step(..., key)``) that draws its masks (``mlp.dropout_masks``); the
+    step's ``uses_key`` says so. Not jitted by itself: the epoch scan and the
     per-step baseline each jit it in their own way.
     """
     arch = parse_arch(arch)
     value_and_grad = hand_value_and_grad if grad == "hand" else _autodiff_value_and_grad
 
-    def step(params, opt_state, images, labels):
+    dropout = tuple(dropout) if dropout is not None and any(dropout) else None
+
+    def step(params, opt_state, images, labels, key=None):
         x = prepare_images(images, in_dim=images.shape[-1])  # uint8 on device, scaled here
         targets = labels if not label_smoothing else smooth_labels(  # in the params' dtype
             labels, arch[-1].units, label_smoothing).astype(params[0]["w"].dtype)
-        (_, logits), grads = value_and_grad(params, x, targets, arch)
+        (_, logits), grads = value_and_grad(params, x, targets, arch, dropout=dropout, key=key)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, metrics(logits, labels)
 
+    step.uses_key = dropout is not None
     return step
 
 
@@ -94,12 +101,17 @@ def make_epoch(step, batch_size: int, mesh=None):
         order = jax.lax.dynamic_slice_in_dim(shuffle(key, images.shape[0]),
                                              start * batch_size, num_steps * batch_size)
 
-        def body(carry, idx):
-            params, opt_state, metrics = step(*carry, shard(images[idx]), shard(labels[idx]))
+        def body(carry, xs):
+            idx, i = xs
+            # Step i of the epoch draws its noise from fold_in(key, i): the same on a resume.
+            noise = (jax.random.fold_in(key, i),) if step.uses_key else ()
+            params, opt_state, metrics = step(*carry, shard(images[idx]), shard(labels[idx]),
+                                              *noise)
             return (params, opt_state), metrics
 
         (params, opt_state), metrics = jax.lax.scan(
-            body, (params, opt_state), order.reshape(num_steps, batch_size))
+            body, (params, opt_state), (order.reshape(num_steps, batch_size),
+                                        start + jnp.arange(num_steps)))
         return params, opt_state, metrics
 
     return run
@@ -172,14 +184,17 @@ def make_sweep_epoch(config: TrainConfig, num_steps: int, order: str, mesh: Mesh
     """
     arch, batch = parse_arch(config.arch), config.batch_size
 
-    def step(params, opt_state, images, labels, hyper):
+    noisy = config.dropout_rates is not None
+
+    def step(params, opt_state, images, labels, hyper, key):
         optimizer = make_optimizer(config, num_steps, lr=hyper["lr"], momentum=hyper["momentum"])
-        return make_step(arch, optimizer, config.grad, label_smoothing=config.label_smoothing)(
-            params, opt_state, images, labels)
+        return make_step(arch, optimizer, config.grad, label_smoothing=config.label_smoothing,
+                         dropout=config.dropout_rates)(
+            params, opt_state, images, labels, *((key,) if noisy else ()))
 
     shared = order == "shared"
     data_axis = None if shared else 0
-    many = jax.vmap(step, in_axes=(0, 0, data_axis, data_axis, 0))
+    many = jax.vmap(step, in_axes=(0, 0, data_axis, data_axis, 0, 0))
     per_model = NamedSharding(mesh, P(MODEL))
 
     @functools.partial(jax.jit, static_argnums=7, donate_argnums=(0, 1))
@@ -190,14 +205,18 @@ def make_sweep_epoch(config: TrainConfig, num_steps: int, order: str, mesh: Mesh
 
         idx = batches(keys[0]) if shared else jnp.swapaxes(jax.vmap(batches)(keys), 0, 1)
 
-        def body(carry, idx):
+        def body(carry, xs):
+            idx, i = xs
             x, y = images[idx], labels[idx]
             if not shared:  # each device gathers its own models' batches
                 x, y = (jax.lax.with_sharding_constraint(a, per_model) for a in (x, y))
-            params, opt_state, metrics = many(*carry, x, y, hyper)
+            # Each model draws its own noise, as its single run would (fold_in(key_i, i)).
+            noise = jax.vmap(jax.random.fold_in, (0, None))(keys, i) if noisy else keys
+            params, opt_state, metrics = many(*carry, x, y, hyper, noise)
             return (params, opt_state), metrics
 
-        (params, opt_state), metrics = jax.lax.scan(body, (params, opt_state), idx)
+        (params, opt_state), metrics = jax.lax.scan(body, (params, opt_state),
+                                                    (idx, start + jnp.arange(n)))
         return params, opt_state, metrics
 
     return run

@@ -119,6 +119,8 @@ class _One:
 
     def __init__(self, config: TrainConfig, grid: Grid, order: str, data: Dataset):
         self.config, self.info, self.num_models = config, data.info, 1
+        if jax.process_count() > 1 and config.dropout_rates is not None:
+            raise ValueError("--dropout is not yet supported across several processes")
         self.mesh = make_mesh(config.devices)
         check_batch(config.batch_size, self.mesh)
         # One process: the arrays go to the devices once; every epoch reuses them.
@@ -146,7 +148,8 @@ class _One:
 
     def place(self, state, num_steps: int):
         step = make_step(self.config.arch, make_optimizer(self.config, num_steps),
-                         self.config.grad, label_smoothing=self.config.label_smoothing)
+                         self.config.grad, label_smoothing=self.config.label_smoothing,
+                         dropout=self.config.dropout_rates)
         self._run = make_epoch_runner(step, self.data, self.config.batch_size, self.mesh)
         self._key = jax.random.wrap_key_data(jnp.asarray(state["key"]))
         return put_replicated((state["params"], state["opt_state"]), self.mesh)

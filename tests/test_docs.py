@@ -500,13 +500,18 @@ def _state(folder: Path) -> dict:
 def _lanes(pages: dict, lanes: int = 2) -> list[list[str]]:
     """Pages split into ``lanes`` sequences of about equal cost. The pages that sweep share
     one lane, so that the first to compile a sweep's programs leaves them in the cache for
-    the others, instead of all compiling them side by side."""
-    cost = {p: sum(6 if "sweep" in c.argv[:2] else 3 for c in cs) for p, cs in pages.items()}
-    groups = [[p for p in pages if any("sweep" in c.argv[:2] for c in pages[p])]]
-    groups += [[p] for p in pages if p not in groups[0]]
+    the others, instead of all compiling them side by side; in the other lanes the pages
+    with pure commands come first, so that the sweeping lane finds their output ready."""
+    kind = lambda c: c.argv[1] if c.argv[0] == "jaxmlp" else "train"
+    weight = {"sweep": 10, "train": 5}
+    cost = {p: sum(weight.get(kind(c), 3) for c in cs) for p, cs in pages.items()}
+    sweeping = [p for p in pages if any(kind(c) == "sweep" for c in pages[p])]
+    groups = [sweeping] + [[p] for p in pages if p not in sweeping]
     result = [[] for _ in range(lanes)]
     for group in sorted(filter(None, groups), key=lambda g: -sum(cost[p] for p in g)):
         min(result, key=lambda lane: sum(cost[p] for p in lane)).extend(group)
+    for lane in result:
+        lane.sort(key=lambda p: (p in sweeping, not any(kind(c) in PURE for c in pages[p])))
     return result
 
 
@@ -581,7 +586,7 @@ def test_python_examples_without_data_run(tmp_path, monkeypatch):
             exec(compile(block.body, block.where, "exec"), {"__name__": "__docs__"})
 
 
-def test_python_examples_with_a_run_run(env, mnist, default_run, tmp_path, monkeypatch, capsys):
+def test_python_examples_with_a_run_folder_run(env, mnist, default_run, tmp_path, monkeypatch, capsys):
     shutil.copytree(default_run, tmp_path / "runs" / "default")
     monkeypatch.chdir(tmp_path)
     test_acc = _last_epoch(default_run)["test_acc"]

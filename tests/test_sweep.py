@@ -37,7 +37,9 @@ def _model(params, i):
     # Every part of make_optimizer at once, the lr and b1 traced per model under vmap:
     # AdamW's decoupled, masked weight decay, warm-up, then cosine decay, and clipping.
     ("hand", {"optimizer": "adamw", "weight_decay": 0.01, "warmup_steps": 10, "clip_norm": 0.5}),
-], ids=["sgd-hand", "sgd-autodiff", "adamw-warmup-clip"])
+    # Each model draws its own dropout masks, those of its single run.
+    ("hand", {"dropout": "0.2,0.5", "max_norm": 3.0}),
+], ids=["sgd-hand", "sgd-autodiff", "adamw-warmup-clip", "dropout-maxnorm"])
 def test_independent_models_equal_single_runs(small, grad, optimizer):
     config = jaxmlp.TrainConfig(arch="b", steps=50, grad=grad,  # past the slice's first epoch
                                 **optimizer)

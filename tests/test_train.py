@@ -63,10 +63,14 @@ def _kill_after_epoch(n):
     # (On a fifth of MNIST: 54 steps an epoch, the warm-up ending in the second.)
     TrainConfig(arch="b", epochs=2, optimizer="adamw", warmup_steps=80, clip_norm=1.0,
                 val_size=5000),
-], ids=["sgd", "adamw-warmup-clip-val"])
+    # The recipes' parts: dropout's masks (drawn per step), max-norm, label smoothing and
+    # LeCun's tanh.
+    TrainConfig(arch="64:lecun_tanh,10:linear", epochs=2, dropout="0.2,0.5", max_norm=2.0,
+                label_smoothing=0.1),
+], ids=["sgd", "adamw-warmup-clip-val", "dropout-maxnorm-smoothing"])
 def test_killed_run_resumes_exactly(mnist, tmp_path, config):
     # Cosine schedule over the whole run: the resumed half must pick up mid-schedule.
-    if config.optimizer != "sgd":
+    if config.optimizer != "sgd" or config.dropout:
         mnist = mnist._replace(train_images=mnist.train_images[:12_000],
                                train_labels=mnist.train_labels[:12_000])
     straight = train_and_evaluate(config, tmp_path / "straight", data=mnist, log=lambda _: None)
@@ -213,3 +217,29 @@ def test_shuffle_is_a_keyed_permutation():
     # Uniform enough: each position's mean index over 200 keys is near (n − 1)/2.
     means = np.mean([np.asarray(shuffle(jax.random.key(k), 50)) for k in range(200)], axis=0)
     assert np.abs(means - 24.5).max() < 5
+
+
+def test_dropout_resumes_exactly_mid_epoch_and_never_drops_in_evaluation(mnist, tmp_path):
+    # Step s of epoch e draws its masks from fold_in(fold_in(data_key, e), s): a run stopped
+    # at step 30 and resumed to 60 takes the masks the straight run took.
+    from jaxmlp import evaluate
+
+    small = mnist._replace(train_images=mnist.train_images[:6000],
+                           train_labels=mnist.train_labels[:6000])
+    config = TrainConfig(arch="b", steps=60, dropout="0.2,0.5", schedule="constant")
+    quiet = lambda _: None
+    straight = train_and_evaluate(config, tmp_path / "straight", data=small, log=quiet)
+    train_and_evaluate(dataclasses.replace(config, steps=30), tmp_path / "split", data=small,
+                       log=quiet)
+    resumed = train_and_evaluate(config, tmp_path / "split", resume=True, data=small, log=quiet)
+    for a, b in zip(_leaves(straight["params"]), _leaves(resumed["params"]), strict=True):
+        np.testing.assert_array_equal(a, b)
+    plain = train_and_evaluate(dataclasses.replace(config, dropout=None), data=small, log=quiet)
+    assert not np.array_equal(_leaves(plain["params"])[0], _leaves(straight["params"])[0])
+    # The recorded test accuracy is the undropped network's.
+    test = evaluate(straight["params"], small.test_images, small.test_labels, "b")
+    assert straight["test_accuracy"] == test["accuracy"]
+    with pytest.raises(ValueError, match="dropout takes IN,HIDDEN, two probabilities"):
+        TrainConfig(dropout="0.5")
+    with pytest.raises(ValueError, match="dropout takes IN,HIDDEN"):
+        TrainConfig(dropout="0.2,1")
