@@ -68,6 +68,8 @@ class TrainConfig:
     target_accuracy: Optional[float] = _setting(None, "stop after the epoch whose validation "
                                                 "accuracy (test accuracy without --val-size) "
                                                 "reaches this")
+    train_eval_size: int = _setting(10_000, "training examples evaluated after each epoch for "
+                                    "train_loss/train_acc: the first N, a fixed sample (0: all)")
     devices: Optional[int] = _setting(None, "devices of the data-parallel mesh (default: all)")
     data_dir: Optional[str] = _setting(None, "TFDS data folder (default: $TFDS_DATA_DIR, else "
                                        "~/tensorflow_datasets)")
@@ -126,6 +128,8 @@ class TrainConfig:
              f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.dropout is None or self.dropout_rates is not None or _rates(self.dropout),
              f"dropout takes IN,HIDDEN, two probabilities in [0, 1), got {self.dropout!r}"),
+            (self.train_eval_size >= 0,
+             f"train eval size must be >= 0, got {self.train_eval_size}"),
             (self.val_size >= 0, f"val size must be >= 0, got {self.val_size}"),
             (0 <= self.seed < _SEED_LIMIT, f"seed must be in [0, 2**32), got {self.seed}"),
             (self.grad in GRADS, f"grad must be one of {GRADS}, got {self.grad!r}"),
@@ -224,7 +228,8 @@ def _fits(value, annotation) -> bool:
 _LOCAL = {"data_dir", "manual_dir", "download"}
 # Settings a resumed run may change: its length, logging, data location and devices.
 # Any other would make it a different run.
-_RESUMABLE = {"epochs", "steps", "log_every", "target_accuracy", "devices"} | _LOCAL
+_RESUMABLE = {"epochs", "steps", "log_every", "target_accuracy", "devices",
+              "train_eval_size"} | _LOCAL
 
 
 def check_resume(saved: TrainConfig, new: TrainConfig) -> None:

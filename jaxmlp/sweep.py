@@ -37,7 +37,7 @@ from jaxmlp.mlp import init_params
 from jaxmlp.optim import OPTIMIZERS, make_optimizer
 from jaxmlp.parallel import make_mesh, to_host
 from jaxmlp.run import RunFolder, read_checkpoint, read_history, read_sweep
-from jaxmlp.trainer import checkpoint_state, fit, put_dataset
+from jaxmlp.trainer import checkpoint_state, eval_sets, fit, put_dataset
 
 __all__ = ["Grid", "ORDERS", "train_many", "parse_seeds", "parse_floats", "check_grid",
            "estimate_bytes", "check_memory", "summarize", "format_summary"]
@@ -251,6 +251,7 @@ class _Stack:
         # On the devices once: every model's training and evaluation of every epoch reuse them.
         self.data = put_dataset(data, self.mesh)
         self.per_model = NamedSharding(self.mesh, P(MODEL))
+        self.sets = eval_sets(self.data, config)  # sliced once, on the devices
 
     def _fresh(self, num_steps: int):
         """Stacked params, optimizer states, hyperparameters and data keys of every model:
@@ -300,7 +301,7 @@ class _Stack:
         """All K models at once, on the devices where they are sharded."""
         arch = parse_arch(self.config.arch)
         return {split: evaluate_models(params, images, labels, arch)
-                for split, (images, labels) in self.data.splits().items()}
+                for split, (images, labels) in self.sets.items()}
 
     def record(self, evals: dict, losses, diverged) -> dict:
         """Each model's loss and accuracy on every split (``{split}_loss``, ``{split}_acc``),

@@ -243,3 +243,17 @@ def test_dropout_resumes_exactly_mid_epoch_and_never_drops_in_evaluation(mnist, 
         TrainConfig(dropout="0.5")
     with pytest.raises(ValueError, match="dropout takes IN,HIDDEN"):
         TrainConfig(dropout="0.2,1")
+
+
+def test_training_metrics_come_from_a_fixed_sample_of_train_eval_size(mnist):
+    from jaxmlp import evaluate
+
+    small = mnist._replace(train_images=mnist.train_images[:6000],
+                           train_labels=mnist.train_labels[:6000])
+    run = lambda n: train_and_evaluate(TrainConfig(arch="a", steps=20, train_eval_size=n),
+                                       data=small, log=lambda _: None)
+    for n, rows in ((1000, 1000), (0, 6000)):  # 0: the whole split
+        result = run(n)
+        want = evaluate(result["params"], small.train_images[:rows], small.train_labels[:rows], "a")
+        assert result["history"][-1]["train_acc"] == want["accuracy"]
+    assert TrainConfig().train_eval_size == 10_000

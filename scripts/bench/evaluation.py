@@ -110,7 +110,7 @@ def print_table(ev: dict) -> None:
           f"per epoch, median of {ev['rounds']} calls after a first (compiling) one:")
     print()
     for label, seconds, note in rows:
-        print(f"  {label + ':':<50} {seconds:8.3f} s{note}")
+        print(f"  {label + ':':<54} {seconds:8.3f} s{note}")
     print(f"  speed-up of evaluating all K at once over the old way: "
           f"{ev['evaluate_speedup']:.2f}x (" + ("the same correct predictions" if same == 0
                                                else f"correct predictions differ by up to "
