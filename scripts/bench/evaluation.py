@@ -1,8 +1,8 @@
 """A sweep epoch's two halves: training against evaluation, and evaluation against the old
 way of it.
 
-For K models of one preset (b, K = 16 by default) on one device it times, on the whole
-training set, the three calls a sweep's epoch is made of or was made of:
+For K models of one preset (b, K = 16 by default) on one device it times the three calls
+a sweep's epoch is made of or was made of:
 
   train              ``_Stack.train``: one jitted epoch of all K models (the trainer's own,
                      with its host sync of the losses)
@@ -15,8 +15,8 @@ training set, the three calls a sweep's epoch is made of or was made of:
 round-robin (``bench.timing``) after a first call of each (compilation), median of
 ``rounds`` calls. The last sixth of the training examples is held out as the validation
 split (10,000 of 60,000, as ``jaxmlp sweep --val-size 10000``), so every epoch evaluates
-three splits: train, val and test, 70,000 examples in all, as many as an epoch without a
-validation split evaluates. Reported: seconds per epoch of each, evaluation's share of the
+three splits: train (its fixed sample of ``train_eval_size``, 10,000 by default), val and
+test; both evaluations read the same sets. Reported: seconds per epoch of each, evaluation's share of the
 epoch, eval / (train + eval), against the target that it be at most a fifth, the same
 share the old way, and the speed-up of evaluating all K at once. The two evaluations'
 accuracies are compared too (they count the same predictions).
@@ -54,7 +54,7 @@ def measure(mnist: Dataset, *, preset: str, k: int, batch_size: int, lr: float,
     epochs = itertools.count(1)
     box = [params, opt_state]
     arch = parse_arch(preset)
-    splits = stack.data.splits()  # on the device, as the trainer's evaluation reads them
+    splits = stack.sets  # on the device, as the trainer's evaluation reads them
 
     def train():
         box[0], box[1], _, _, compile_s = stack.train(*box, next(epochs), 0, spe)
