@@ -16,22 +16,41 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.mnist)
+    # The unit tests first, then those on MNIST: each process switches compiler modes once.
+    items.sort(key=lambda item: item.get_closest_marker("mnist") is not None)
+
+
+_LIGHT = {"on": False}  # the compiler mode this process is in
+
+
+def _light(on: bool) -> None:
+    if _LIGHT["on"] != on:
+        # JAX's caches do not record the flag an executable was compiled under: without
+        # this, a test that trains on MNIST could run a program compiled for a unit test.
+        jax.clear_caches()
+        jax.config.update("jax_disable_most_optimizations", on)  # read at each compile
+        _LIGHT["on"] = on
 
 
 @pytest.fixture(autouse=True)
 def _light_compiles(request, monkeypatch):
     """Tests without the real data prove math on tiny shapes, where XLA's optimisation passes
     are most of the time: they compile with those passes off, in this process and in the
-    ones they start. Tests that train on MNIST keep the production compiler."""
-    if request.node.get_closest_marker("mnist"):
-        yield
-        return
+    ones they start. Tests that train on MNIST keep the production compiler (they run after
+    the others, so a process switches once)."""
+    mnist = request.node.get_closest_marker("mnist") is not None
+    if not mnist:
+        monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+    _light(not mnist)
+    yield
+
+
+@pytest.fixture
+def light_compiler(_light_compiles, monkeypatch):
+    """A test on MNIST whose speed does not matter (it times nothing it asserts on) may
+    compile light too; the switch back clears the caches, as every switch does."""
     monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
-    jax.config.update("jax_disable_most_optimizations", True)  # read at each compile
-    try:
-        yield
-    finally:
-        jax.config.update("jax_disable_most_optimizations", False)
+    _light(True)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import statistics
 import sys
 from pathlib import Path
 
-import jax
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,16 +42,11 @@ def script(monkeypatch):
 
 
 @pytest.fixture
-def benchmark(script, env, monkeypatch):
+def benchmark(script, env, light_compiler, monkeypatch):
     """The script on the real MNIST, its compiles (and those of the processes it starts)
-    without XLA's optimisation passes."""
-    monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+    without XLA's optimisation passes (``conftest.light_compiler``)."""
     monkeypatch.delenv("XLA_FLAGS", raising=False)  # the 2-device child sets its own
-    jax.config.update("jax_disable_most_optimizations", True)
-    try:
-        yield script
-    finally:
-        jax.config.update("jax_disable_most_optimizations", False)
+    return script
 
 
 def _has_torch() -> bool:
