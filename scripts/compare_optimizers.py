@@ -1,4 +1,4 @@
-"""Optimizers on one dataset, same network, same epochs: the README's optimizer table.
+"""Optimizers on one dataset, same network, same epochs: the optimizer table of docs/results.md.
 
 Each optimizer trains with its defaults (``jaxmlp.optim.OPTIMIZERS``: nothing is tuned) for
 every seed, holding out the last ``--val-size`` training examples; the table gives mean ±
