@@ -156,7 +156,8 @@ _add_sums_models = partial(jax.jit, static_argnames=("rows", "arch"))(
 
 
 def _unstacked(params: Params) -> Params:
-    return jax.tree.map(lambda a: a[0], params)
+    """One model's shapes and dtypes, for the checks: no device work per call."""
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), params)
 
 
 def evaluate_models(params: Params, images, labels, arch, *,

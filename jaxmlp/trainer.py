@@ -180,7 +180,8 @@ class _One:
         """``{split: {"loss": (1,), "accuracy": (1,)}}``, from the host copy (several
         processes each evaluate their own full copy)."""
         arch = parse_arch(self.config.arch)
-        return {split: evaluate_models(_stack(host_params), images, labels, arch)
+        stacked = jax.device_put(_stack(host_params))  # once for every split
+        return {split: evaluate_models(stacked, images, labels, arch)
                 for split, (images, labels) in self.sets.items()}
 
     def record(self, evals: dict, losses, diverged) -> dict:

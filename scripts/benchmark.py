@@ -1,17 +1,9 @@
 """How fast jaxmlp trains an MLP, against the usual ways, measured in one process.
 
 For each preset (a, b, c, wide by default) at one batch size it times whole training
-epochs, the first apart (compilation) and then the median of the rest, for:
-
-  scan-hand      jaxmlp: a whole epoch in one jitted lax.scan, hand-written backward pass
-  scan-autodiff  the same with jax.grad
-  step-loop      the way JAX's own MNIST examples train: one jitted step per batch, batches
-                 cut from host numpy arrays by a Python loop (same step function as jaxmlp)
-  dispatch-only  the step loop with an empty step: what driving from Python costs by itself
-  torch-eager    PyTorch eager, data preloaded as tensors, same net, optimizer and batch
-                 (when torch is importable)
-
-and prints the ratios of scan-hand against each, measured in the same run; between calls
+epochs, the first apart (compilation) and then the median of the rest, for each driver
+that ``scripts/bench/epochs.py`` lists (scan-hand, scan-autodiff, step-loop, dispatch-only,
+torch-eager), and prints the ratios of scan-hand against each, measured in the same run; between calls
 it waits until the process is idle, so no driver's threads run into the next one's time
 (scripts/bench/timing.py). Then it runs ``jaxmlp train --arch wide --target-accuracy 0.98``
 twice in fresh processes, first with empty caches and then with warm ones, and reports the
