@@ -27,19 +27,25 @@ _WHERE = {
     "log_softmax": "softmax", "softmax": "softmax", "softmax_jacobian": "softmax",
     "train_many": "sweep",
     "train_and_evaluate": "train",
-    "TrainingDiverged": "trainer", "TrainingInterrupted": "trainer",
+    "TrainingDiverged": "trainer", "TrainingInterrupted": "trainer", "fit": "trainer",
+    "smooth_labels": "cross_entropy", "DatasetError": "data", "DatasetNotFoundError": "data",
+    "MNIST": "data", "make_step": "epoch", "make_epoch": "epoch", "shuffle": "epoch",
+    "model_probabilities": "metrics", "dropout_masks": "mlp", "schedule": "optim",
+    "max_norm": "optim", "OPTIMIZERS": "optim", "make_mesh": "parallel",
+    "initialize_distributed": "parallel", "toy_trace": "toy", "load_inputs": "predict",
 }
 
 __all__ = [
     "ACTIVATIONS", "Activation", "Arch", "Layer", "PRESETS", "parse_arch",
-    "init_params", "forward", "forward_layers", "loss",
+    "init_params", "forward", "forward_layers", "loss", "dropout_masks",
     "softmax", "log_softmax", "softmax_jacobian", "cross_entropy", "cross_entropy_grad",
-    "hand_grad", "hand_loss", "hand_value_and_grad",
-    "TrainConfig", "Grid", "make_optimizer", "train_and_evaluate", "train_many",
-    "TrainingDiverged", "TrainingInterrupted",
-    "Dataset", "DatasetInfo", "load_dataset", "prepare_images",
-    "evaluate", "evaluate_models", "evaluation_report", "gradcheck",
-    "Run", "RunError", "load_run", "load_model", "evaluate_run", "predict", "top_k",
+    "smooth_labels", "hand_grad", "hand_loss", "hand_value_and_grad", "gradcheck", "toy_trace",
+    "TrainConfig", "Grid", "make_optimizer", "OPTIMIZERS", "schedule", "max_norm",
+    "make_step", "make_epoch", "shuffle", "fit", "train_and_evaluate", "train_many",
+    "TrainingDiverged", "TrainingInterrupted", "make_mesh", "initialize_distributed",
+    "Dataset", "DatasetInfo", "MNIST", "DatasetError", "DatasetNotFoundError", "load_dataset",
+    "prepare_images", "evaluate", "evaluate_models", "model_probabilities", "evaluation_report",
+    "Run", "RunError", "load_run", "load_model", "evaluate_run", "predict", "top_k", "load_inputs",
 ]
 
 

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jaxmlp.activations import ACTIVATIONS
 from jaxmlp.arch import parse_arch
 from jaxmlp.cross_entropy import cross_entropy, cross_entropy_grad
-from jaxmlp.mlp import Params, masks_of, forward_layers
+from jaxmlp.mlp import _Params, _masks_of, forward_layers
 from jaxmlp.softmax import log_softmax
 
 
@@ -45,7 +45,7 @@ def _backward(params, x, cache, y, arch, masks=None):
     return grads, delta
 
 
-def hand_value_and_grad(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
+def hand_value_and_grad(params: _Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
                         key=None):
     """``((loss, logits), grads)`` in one forward and one hand-written backward pass.
 
@@ -55,15 +55,15 @@ def hand_value_and_grad(params: Params, x: jax.Array, y: jax.Array, arch, *, dro
     draws the same masks, so this equals ``jax.value_and_grad`` of ``loss`` under it.
     """
     arch = parse_arch(arch)
-    masks = masks_of(key, x, arch, dropout)
+    masks = _masks_of(key, x, arch, dropout)
     cache = forward_layers(params, x, arch, masks=masks)
     logits = cache[-1][1]
     grads, _ = _backward(params, x, cache, y, arch, masks)
     return (jnp.mean(cross_entropy(logits, y)), logits), grads
 
 
-def hand_grad(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
-              key=None) -> Params:
+def hand_grad(params: _Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
+              key=None) -> _Params:
     """Gradient of ``loss`` with respect to ``params`` by the explicit backward pass.
 
     Args:
@@ -79,7 +79,7 @@ def hand_grad(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
     return hand_value_and_grad(params, x, y, arch, dropout=dropout, key=key)[1]
 
 
-def hand_loss(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
+def hand_loss(params: _Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
               key=None) -> jax.Array:
     """``loss``, but ``jax.grad`` of it runs the hand-written backward pass.
 
@@ -87,7 +87,7 @@ def hand_loss(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
     hashable (as ``parse_arch`` returns it). Gradients flow to ``params``, ``x`` and
     floating targets ``y``; ``dropout`` and ``key`` as for ``loss``.
     """
-    return _hand_loss(params, x, y, masks_of(key, x, arch, dropout), arch)
+    return _hand_loss(params, x, y, _masks_of(key, x, arch, dropout), arch)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 
-def write_atomic(path, write) -> None:
+def _write_atomic(path, write) -> None:
     """Calls ``write(f)`` on a binary file that becomes ``path`` all or nothing.
 
     The bytes go to a temporary file in the same folder, are flushed to disk, then
@@ -34,9 +34,9 @@ def write_atomic(path, write) -> None:
         raise
 
 
-def save_npz_atomic(path, *arrays, **named) -> None:
-    """``np.savez(path, *arrays, **named)``, all or nothing (``write_atomic``)."""
-    write_atomic(path, lambda f: np.savez(f, *arrays, **named))
+def _save_npz_atomic(path, *arrays, **named) -> None:
+    """``np.savez(path, *arrays, **named)``, all or nothing (``_write_atomic``)."""
+    _write_atomic(path, lambda f: np.savez(f, *arrays, **named))
 
 
 def _name(path) -> str:
@@ -56,12 +56,12 @@ def _named_leaves(tree) -> dict[str, np.ndarray]:
             for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
-def save_checkpoint(path, state) -> None:
+def _save_checkpoint(path, state) -> None:
     """Writes the pytree ``state`` to ``path`` atomically, each leaf under its name."""
-    save_npz_atomic(path, **_named_leaves(state))
+    _save_npz_atomic(path, **_named_leaves(state))
 
 
-def read_npz(path) -> dict[str, np.ndarray]:
+def _read_npz(path) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` (never unpickling), or one clear error naming the file.
 
     Raises:
@@ -82,14 +82,14 @@ def read_npz(path) -> dict[str, np.ndarray]:
                          "corrupt, or not written by jaxmlp") from None
 
 
-def load_checkpoint(path, template):
+def _load_checkpoint(path, template):
     """Reads ``path`` into a pytree shaped like ``template``, matching arrays by name.
 
     Raises:
       FileNotFoundError: no checkpoint at ``path``.
       ValueError: the file is unreadable, or does not fit the template (names, shapes, dtypes).
     """
-    saved = read_npz(path)
+    saved = _read_npz(path)
     want = _named_leaves(template)
     if set(saved) != set(want):
         missing, extra = sorted(set(want) - set(saved)), sorted(set(saved) - set(want))

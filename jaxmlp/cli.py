@@ -24,10 +24,10 @@ import typing
 import warnings
 from pathlib import Path
 
-from jaxmlp.config import ORDERS, TrainConfig
-from jaxmlp.data import DEFAULT_DATASET, MNIST
+from jaxmlp.config import _ORDERS, TrainConfig
+from jaxmlp.data import _DEFAULT_DATASET, MNIST
 
-PROG = "jaxmlp"
+_PROG = "jaxmlp"
 _SWEPT = ("seed", "lr", "momentum")  # list-valued in `jaxmlp sweep`
 
 
@@ -46,7 +46,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, skip=(), helps=None) -> None:
+def _add_config_flags(parser: argparse.ArgumentParser, skip=(), helps=None) -> None:
     """One flag per ``TrainConfig`` field, its help and choices taken from the field.
 
     Every default is None here, so a resume can tell which flags were given; the help
@@ -78,7 +78,7 @@ def _add_training_flags(commands, name: str) -> None:
     parser = commands.add_parser(name, allow_abbrev=False, help=(
         "train a grid of seeds x learning rates x momenta at once (vmap)" if sweep else
         "train an MLP on MNIST (or --dataset) into a run folder"))
-    add_config_flags(parser, skip=_SWEPT if sweep else (), helps={
+    _add_config_flags(parser, skip=_SWEPT if sweep else (), helps={
         "val_size": "hold out the last N training examples as a validation split, evaluated "
                     "every epoch; the best setting is then chosen by it",
         "devices": "devices the models are spread over (default: as many as divide the "
@@ -92,7 +92,7 @@ def _add_training_flags(commands, name: str) -> None:
                             "the optimizer's, as for train)")
         parser.add_argument("--momentum", help="SGD momenta (Adam/AdamW/Lion b1), e.g. "
                             f"0.8,0.9 (default: {TrainConfig.momentum})")
-        parser.add_argument("--order", choices=ORDERS,
+        parser.add_argument("--order", choices=_ORDERS,
                             help="every model sees the same batches (shared), or each follows "
                             "the order of `jaxmlp train --seed S` (independent) (default: "
                             "shared)")
@@ -114,9 +114,9 @@ def _add_training_flags(commands, name: str) -> None:
                            help="seconds to wait for every process to join (default: 60)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _build_parser() -> argparse.ArgumentParser:
     # No abbreviated flags: `jaxmlp sweep --seed 3` must not quietly mean --seeds 3.
-    parser = _Parser(prog=PROG, allow_abbrev=False, description="Multilayer perceptrons on MNIST "
+    parser = _Parser(prog=_PROG, allow_abbrev=False, description="Multilayer perceptrons on MNIST "
                                      "and other TFDS image sets "
                                      "with JAX: train, evaluate, predict, prove the gradients.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _parse(argv):
     """``args``; a flag unknown to a subcommand is reported in that subcommand's usage."""
-    parser = build_parser()
+    parser = _build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
         commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -170,14 +170,14 @@ def _parse(argv):
     return args
 
 
-def default_out(arch: str, dataset: str = DEFAULT_DATASET) -> Path:
+def _default_out(arch: str, dataset: str = _DEFAULT_DATASET) -> Path:
     """``runs/<arch>``: ``"50:relu,10:linear"`` → ``runs/50_relu_10_linear``; on a dataset
     other than MNIST ``runs/<dataset>-<arch>`` (``runs/fashion_mnist-b``).
 
     A long spec is cut and given a digest of the whole, so the name stays within the
     file system's limits and distinct specs stay distinct folders.
     """
-    if dataset != DEFAULT_DATASET:
+    if dataset != _DEFAULT_DATASET:
         arch = f"{dataset}-{arch}"
     name = re.sub(r"[^\w.-]+", "_", arch)
     if len(name) > 64:
@@ -204,26 +204,26 @@ def _resumed_folder(args, kind: str) -> Path:
     return out
 
 
-def config_from_args(args) -> tuple[TrainConfig, Path]:
+def _config_from_args(args) -> tuple[TrainConfig, Path]:
     """The ``TrainConfig`` and run folder that ``args`` ask for (resume included)."""
     given = _given(args)
     if args.resume is None:
         config = TrainConfig(**given)
-        return config, Path(args.out) if args.out else default_out(config.arch, config.dataset)
+        return config, Path(args.out) if args.out else _default_out(config.arch, config.dataset)
     out = _resumed_folder(args, "run")
-    from jaxmlp.run import read_config
+    from jaxmlp.run import _read_config
 
-    saved = read_config(out)  # train_and_evaluate checks what may change
+    saved = _read_config(out)  # train_and_evaluate checks what may change
     return TrainConfig(**{**dataclasses.asdict(saved), **given}), out
 
 
-def enable_compilation_cache() -> None:
+def _enable_compilation_cache() -> None:
     """Turns on JAX's persistent compilation cache, so a second run skips compiling."""
     import jax
 
-    from jaxmlp.data import default_cache_dir
+    from jaxmlp.data import _default_cache_dir
 
-    jax.config.update("jax_compilation_cache_dir", str(default_cache_dir() / "xla"))
+    jax.config.update("jax_compilation_cache_dir", str(_default_cache_dir() / "xla"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     # A cache that cannot be written (full disk, ulimit -f), or an entry left torn by such a
@@ -249,22 +249,22 @@ def _training_failures(command: str, out):
 def _sweep_settings(args):
     """A sweep's ``(config, grid, order, out)``; a resume keeps the saved grid and order
     unless flags name new ones (``train_many`` refuses what may not change)."""
-    from jaxmlp.run import read_sweep
-    from jaxmlp.sweep import Grid, parse_floats, parse_seeds
+    from jaxmlp.run import _read_sweep
+    from jaxmlp.sweep import Grid, _parse_floats, _parse_seeds
 
     given = _given(args, skip=_SWEPT)
     # --lr's default is the optimizer's (TrainConfig's rule: an unset lr is the optimizer's).
     default_lr = TrainConfig(optimizer=args.optimizer or TrainConfig.optimizer).lr
     pick = lambda given, default: default if given is None else given  # "" is a mistake
-    grid = Grid(parse_seeds(pick(args.seeds, "1")), parse_floats(pick(args.lr, default_lr), "lr"),
-                parse_floats(pick(args.momentum, TrainConfig.momentum), "momentum"))
+    grid = Grid(_parse_seeds(pick(args.seeds, "1")), _parse_floats(pick(args.lr, default_lr), "lr"),
+                _parse_floats(pick(args.momentum, TrainConfig.momentum), "momentum"))
     if args.resume is None:
         config = TrainConfig(**given)
         out = Path(args.out) if args.out else Path("runs") / (
-            "sweep-" + default_out(config.arch, config.dataset).name)
+            "sweep-" + _default_out(config.arch, config.dataset).name)
         return config, grid, args.order or "shared", out
     out = _resumed_folder(args, "sweep")
-    saved, saved_grid, saved_order = read_sweep(out)
+    saved, saved_grid, saved_order = _read_sweep(out)
     grid = Grid(grid.seeds if args.seeds else saved_grid.seeds,
                 grid.lrs if args.lr else saved_grid.lrs,
                 grid.momenta if args.momentum else saved_grid.momenta)
@@ -306,15 +306,15 @@ def _fit(args) -> int:
         _cpu_devices()
         config, grid, order, out = _sweep_settings(args)
     else:
-        config, out = config_from_args(args)
+        config, out = _config_from_args(args)
         _distributed(args, config)
-    enable_compilation_cache()
+    _enable_compilation_cache()
     common = dict(resume=args.resume is not None, overwrite=args.overwrite,
                   progress=not args.no_progress and sys.stderr.isatty(),
                   log=(lambda line: None) if args.quiet else print)
     with _training_failures(args.command, out):
         if sweep:
-            from jaxmlp.sweep import format_summary, train_many
+            from jaxmlp.sweep import _format_summary, train_many
 
             result = train_many(config, grid, out, order=order, **common)
         else:
@@ -325,7 +325,7 @@ def _fit(args) -> int:
 
     if jax.process_index() == 0:
         if sweep:
-            print(format_summary(result["summary"]))
+            print(_format_summary(result["summary"]))
             print(f"outputs in {out}")
             return 0
         steps = result["steps"]
@@ -369,12 +369,12 @@ def _eval(args) -> int:
 
 
 def _predict(args) -> int:
-    from jaxmlp.predict import digit_pipeline, load_inputs, predict, top_k
+    from jaxmlp.predict import _digit_pipeline, load_inputs, predict, top_k
 
     run = _load_run(args)
     shape = run.info.image_shape
     images, names = load_inputs(args.files, invert=args.invert, image_shape=shape,
-                                digits=digit_pipeline(run.info))
+                                digits=_digit_pipeline(run.info))
     probs = predict(run.params, images, run.arch, image_shape=shape)
     for name, top in zip(names, top_k(probs, 3)):
         if args.json:  # "class"; "digit" too, as before datasets other than MNIST
@@ -386,23 +386,23 @@ def _predict(args) -> int:
 
 
 def _gradcheck(args) -> int:
-    from jaxmlp.gradcheck import format_gradcheck, gradcheck
+    from jaxmlp.gradcheck import _format_gradcheck, gradcheck
 
     if args.batch_size < 1 or args.in_dim < 1:
         raise ValueError("--batch-size and --in-dim must be >= 1")
     result = gradcheck(args.arch, in_dim=args.in_dim, batch_size=args.batch_size, seed=args.seed)
-    print(format_gradcheck(result))
+    print(_format_gradcheck(result))
     return 0 if result["passed"] else 1
 
 
 def _toy(args) -> int:
-    from jaxmlp.toy import trace_text
+    from jaxmlp.toy import _trace_text
 
     if args.iterations < 1:
         raise ValueError(f"--iterations must be >= 1, got {args.iterations}")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise ValueError(f"--lr must be a positive number, got {args.lr}")
-    print(trace_text(lr=args.lr, iterations=args.iterations))
+    print(_trace_text(lr=args.lr, iterations=args.iterations))
     return 0
 
 
@@ -426,7 +426,7 @@ def main(argv=None) -> int:
 
 
 def _run(args) -> int:
-    from jaxmlp.run import RunWriteError
+    from jaxmlp.run import _RunWriteError
 
     try:
         return _COMMANDS[args.command](args)
@@ -437,11 +437,11 @@ def _run(args) -> int:
     except BrokenPipeError:  # `jaxmlp toy | head`: the reader left; end as SIGPIPE would
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
-    except RunWriteError as e:
+    except _RunWriteError as e:
         message, code = f"error: {e.strerror}", 1
     except (ValueError, TypeError, RuntimeError, OSError) as e:  # bad input, named
         message, code = f"error: {e}", 2
-    print(f"{PROG} {args.command}: {message}", file=sys.stderr)
+    print(f"{_PROG} {args.command}: {message}", file=sys.stderr)
     return code
 
 

@@ -14,10 +14,10 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from jaxmlp.arch import PRESETS, parse_arch
-from jaxmlp.data import DEFAULT_DATASET, DatasetInfo, check_name
-from jaxmlp.optim import OPTIMIZERS, SCHEDULES
+from jaxmlp.data import _DEFAULT_DATASET, DatasetInfo, _check_name
+from jaxmlp.optim import OPTIMIZERS, _SCHEDULES
 
-GRADS = ("hand", "autodiff")
+_GRADS = ("hand", "autodiff")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _SEED_LIMIT = 2 ** 32  # jax.random.key takes 32 bits; larger seeds would silently wrap
 
@@ -35,7 +35,7 @@ class TrainConfig:
     epochs: int = _setting(10, "epochs to train")
     steps: Optional[int] = _setting(None, "total optimizer steps, instead of --epochs")
     batch_size: int = _setting(128, "examples per step")
-    dataset: str = _setting(DEFAULT_DATASET, "TFDS image-classification dataset: mnist, "
+    dataset: str = _setting(_DEFAULT_DATASET, "TFDS image-classification dataset: mnist, "
                             "fashion_mnist, kmnist, emnist/digits, cifar10, ...")
     val_size: int = _setting(0, "hold out the last N training examples as a validation split, "
                              "evaluated every epoch; --target-accuracy then uses it")
@@ -51,7 +51,7 @@ class TrainConfig:
                                                  f"{v['weight_decay']:g} for {k}"
                                                  for k, v in OPTIMIZERS.items()) + ")")
     schedule: str = _setting("cosine", "learning rate: constant, or cosine decay to 0 over the "
-                             "run", choices=SCHEDULES)
+                             "run", choices=_SCHEDULES)
     warmup_steps: int = _setting(0, "steps of linear learning-rate warm-up from 0 into the "
                                  "schedule")
     clip_norm: Optional[float] = _setting(None, "clip each step's gradient to this global norm")
@@ -63,7 +63,7 @@ class TrainConfig:
     label_smoothing: float = _setting(0.0, "train against (1 - e)*onehot + e/classes instead of "
                                       "the one-hot labels")
     seed: int = _setting(0, "PRNG seed, 0 to 2**32-1: init and data order")
-    grad: str = _setting("hand", "hand-written backward pass, or jax.grad", choices=GRADS)
+    grad: str = _setting("hand", "hand-written backward pass, or jax.grad", choices=_GRADS)
     log_every: int = _setting(1000, "log a seed-style 'iter N' line every N steps")
     target_accuracy: Optional[float] = _setting(None, "stop after the epoch whose validation "
                                                 "accuracy (test accuracy without --val-size) "
@@ -99,7 +99,7 @@ class TrainConfig:
         The output layer's width is checked against the dataset once it is loaded
         (``check_output``)."""
         parse_arch(self.arch)
-        check_name(self.dataset)
+        _check_name(self.dataset)
         # Training runs in float32: a value it cannot hold (1e39 overflows, 1e-50 becomes 0,
         # a momentum of 0.999999999 becomes 1) is refused here, not met as a silent no-op
         # or a NaN.
@@ -132,8 +132,8 @@ class TrainConfig:
              f"train eval size must be >= 0, got {self.train_eval_size}"),
             (self.val_size >= 0, f"val size must be >= 0, got {self.val_size}"),
             (0 <= self.seed < _SEED_LIMIT, f"seed must be in [0, 2**32), got {self.seed}"),
-            (self.grad in GRADS, f"grad must be one of {GRADS}, got {self.grad!r}"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
+            (self.grad in _GRADS, f"grad must be one of {_GRADS}, got {self.grad!r}"),
+            (self.schedule in _SCHEDULES, f"schedule must be one of {_SCHEDULES}, got {self.schedule!r}"),
             (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
             (self.devices is None or self.devices >= 1, f"devices must be >= 1, got {self.devices}"),
             (self.target_accuracy is None or 0 < self.target_accuracy <= 1,
@@ -232,7 +232,7 @@ _RESUMABLE = {"epochs", "steps", "log_every", "target_accuracy", "devices",
               "train_eval_size"} | _LOCAL
 
 
-def check_resume(saved: TrainConfig, new: TrainConfig) -> None:
+def _check_resume(saved: TrainConfig, new: TrainConfig) -> None:
     """Raises ``ValueError`` unless ``new`` may continue the run ``saved``: only
     ``_RESUMABLE`` settings change (``"b"`` and its spec are one arch), and the length keeps
     its unit (a run counted in epochs is extended with ``epochs``, one in steps with
@@ -252,16 +252,16 @@ def check_resume(saved: TrainConfig, new: TrainConfig) -> None:
                          "--steps, not --epochs")
 
 
-def resume_length(saved: TrainConfig, new: TrainConfig, done: int, steps_per_epoch: int) -> int:
+def _resume_length(saved: TrainConfig, new: TrainConfig, done: int, steps_per_epoch: int) -> int:
     """The total steps a resume of ``saved`` (now at step ``done``) as ``new`` trains to.
 
-    The rules: ``check_resume``'s, and a length shorter than what is done is refused.
+    The rules: ``_check_resume``'s, and a length shorter than what is done is refused.
     Equal means the run is complete.
 
     Raises:
       ValueError: the resume breaks a rule; the message says which and what to do.
     """
-    check_resume(saved, new)
+    _check_resume(saved, new)
     total = new.num_steps(steps_per_epoch)
     if total < done:
         asked = f"--steps {new.steps}" if new.steps is not None else f"--epochs {new.epochs}"
@@ -272,7 +272,7 @@ def resume_length(saved: TrainConfig, new: TrainConfig, done: int, steps_per_epo
 
 # How a sweep's models take their batches (``jaxmlp.sweep``): all of the first seed's order,
 # or each its own seed's.
-ORDERS = ("shared", "independent")
+_ORDERS = ("shared", "independent")
 
 
 class Grid(NamedTuple):

@@ -26,16 +26,16 @@ from jaxmlp.config import TrainConfig
 from jaxmlp.cross_entropy import cross_entropy, smooth_labels
 from jaxmlp.data import Dataset
 from jaxmlp.images import prepare_images
-from jaxmlp.metrics import metrics
-from jaxmlp.mlp import forward_layers, masks_of
+from jaxmlp.metrics import _metrics
+from jaxmlp.mlp import forward_layers, _masks_of
 from jaxmlp.optim import make_optimizer
-from jaxmlp.parallel import DATA, feed_batches
+from jaxmlp.parallel import _DATA, _feed_batches
 
-MODEL = "model"  # the mesh axis of a stack's models
+_MODEL = "model"  # the mesh axis of a stack's models
 
 
 def _autodiff_value_and_grad(params, x, y, arch, *, dropout=None, key=None):
-    masks = masks_of(key, x, arch, dropout)
+    masks = _masks_of(key, x, arch, dropout)
 
     def loss_and_logits(params):
         logits = forward_layers(params, x, arch, masks=masks)[-1][1]
@@ -47,7 +47,7 @@ def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
               label_smoothing: float = 0.0, dropout=None):
     """One SGD step ``(params, opt_state, images_u8, labels) → (params, opt_state, metrics)``.
 
-    ``metrics`` is ``jaxmlp.metrics.metrics`` of the batch (``loss``, ``accuracy``, against
+    ``metrics`` is ``jaxmlp.metrics._metrics`` of the batch (``loss``, ``accuracy``, against
     the true labels). With ``label_smoothing`` ε the gradient is that of the cross-entropy
     against ``smooth_labels(labels, n, ε)``. With ``dropout = (p_in, p_hidden)`` the step
     takes a ``key`` (``step(..., key)``) that draws its masks (``mlp.dropout_masks``); the
@@ -65,7 +65,7 @@ def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
             labels, arch[-1].units, label_smoothing).astype(params[0]["w"].dtype)
         (_, logits), grads = value_and_grad(params, x, targets, arch, dropout=dropout, key=key)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, metrics(logits, labels)
+        return optax.apply_updates(params, updates), opt_state, _metrics(logits, labels)
 
     step.uses_key = dropout is not None
     return step
@@ -94,7 +94,7 @@ def make_epoch(step, batch_size: int, mesh=None):
     being replicated), so every device gathers and trains on its share.
     """
     shard = ((lambda x: x) if mesh is None else lambda x: jax.lax.with_sharding_constraint(
-        x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(DATA))))
+        x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(_DATA))))
 
     @functools.partial(jax.jit, static_argnums=6, donate_argnums=(0, 1))
     def run(params, opt_state, images, labels, key, start, num_steps):
@@ -151,7 +151,7 @@ def _compiled_ahead(epoch, static: bool):
     return run
 
 
-def make_epoch_runner(step, data: Dataset, batch_size: int, mesh):
+def _make_epoch_runner(step, data: Dataset, batch_size: int, mesh):
     """``run(params, opt_state, key, start, n) → (params, opt_state, metrics, compile_s)``.
 
     The same call for one process and for many: one process has the dataset on its
@@ -163,7 +163,7 @@ def make_epoch_runner(step, data: Dataset, batch_size: int, mesh):
         inputs = lambda key, start, n: (data.train_images, data.train_labels, key, start)
     else:
         epoch = _compiled_ahead(_make_fed_epoch(step), static=False)
-        inputs = lambda key, start, n: feed_batches(
+        inputs = lambda key, start, n: _feed_batches(
             data.train_images, data.train_labels,
             np.asarray(shuffle(key, len(data.train_labels)))[start * batch_size:][:n * batch_size],
             batch_size, mesh)
@@ -174,7 +174,7 @@ def make_epoch_runner(step, data: Dataset, batch_size: int, mesh):
     return run
 
 
-def make_sweep_epoch(config: TrainConfig, num_steps: int, order: str, mesh: Mesh):
+def _make_sweep_epoch(config: TrainConfig, num_steps: int, order: str, mesh: Mesh):
     """A jitted epoch of K models: ``run(params, opt_state, hyper, images, labels, keys,
     start, n)`` → ``(params, opt_state, metrics)`` with ``(n, K)`` losses and accuracies.
 
@@ -195,7 +195,7 @@ def make_sweep_epoch(config: TrainConfig, num_steps: int, order: str, mesh: Mesh
     shared = order == "shared"
     data_axis = None if shared else 0
     many = jax.vmap(step, in_axes=(0, 0, data_axis, data_axis, 0, 0))
-    per_model = NamedSharding(mesh, P(MODEL))
+    per_model = NamedSharding(mesh, P(_MODEL))
 
     @functools.partial(jax.jit, static_argnums=7, donate_argnums=(0, 1))
     def run(params, opt_state, hyper, images, labels, keys, start, n):
@@ -222,11 +222,11 @@ def make_sweep_epoch(config: TrainConfig, num_steps: int, order: str, mesh: Mesh
     return run
 
 
-def make_stack_runner(config: TrainConfig, num_steps: int, order: str, data: Dataset, mesh: Mesh):
+def _make_stack_runner(config: TrainConfig, num_steps: int, order: str, data: Dataset, mesh: Mesh):
     """``run(params, opt_state, hyper, keys, start, n) → (params, opt_state, metrics,
-    compile_s)`` for a stack: ``make_sweep_epoch`` on the dataset already on the devices,
+    compile_s)`` for a stack: ``_make_sweep_epoch`` on the dataset already on the devices,
     compiled ahead per epoch length."""
-    epoch = _compiled_ahead(make_sweep_epoch(config, num_steps, order, mesh), static=True)
+    epoch = _compiled_ahead(_make_sweep_epoch(config, num_steps, order, mesh), static=True)
 
     def run(params, opt_state, hyper, keys, start, n):
         return epoch(params, opt_state, hyper, data.train_images, data.train_labels, keys,

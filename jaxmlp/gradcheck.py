@@ -122,7 +122,7 @@ def _worst(result: dict) -> dict:
                                                   np.nan_to_num(row["max_rel_diff"])))
 
 
-def format_gradcheck(result: dict) -> str:
+def _format_gradcheck(result: dict) -> str:
     """A table of ``gradcheck``'s result, one row per layer and parameter, and a verdict line.
 
     The last line is ``PASS: hand backward pass equals jax.grad (largest relative difference

@@ -15,7 +15,7 @@ def _dtype(images) -> np.dtype:
     return np.dtype(images.dtype) if hasattr(images, "dtype") else np.asarray(images).dtype
 
 
-def check_image_shape(image_shape) -> tuple[int, int, int]:
+def _check_image_shape(image_shape) -> tuple[int, int, int]:
     """``image_shape`` as a tuple ``(height, width, channels)`` of positive ints, or
     ``ValueError``."""
     try:
@@ -30,7 +30,7 @@ def check_image_shape(image_shape) -> tuple[int, int, int]:
     return tuple(int(s) for s in shape)
 
 
-def image_forms(in_dim=None, image_shape=None) -> tuple[int, list[tuple[int, ...]]]:
+def _image_forms(in_dim=None, image_shape=None) -> tuple[int, list[tuple[int, ...]]]:
     """``(in_dim, forms)``: the pixels per image, and the shapes one image may have.
 
     Without ``image_shape``: ``(in_dim,)``, and for a square ``in_dim`` also ``(side,
@@ -43,21 +43,21 @@ def image_forms(in_dim=None, image_shape=None) -> tuple[int, list[tuple[int, ...
         side = math.isqrt(in_dim) if in_dim >= 0 else 0
         return in_dim, [(in_dim,)] + ([(side, side), (side, side, 1)]
                                       if side * side == in_dim else [])
-    h, w, c = check_image_shape(image_shape)
+    h, w, c = _check_image_shape(image_shape)
     if in_dim is not None and int(in_dim) != h * w * c:
         raise ValueError(f"image_shape {(h, w, c)} has {h * w * c} pixels, but in_dim is "
                          f"{int(in_dim)}")
     return h * w * c, [(h * w * c,)] + ([(h, w)] if c == 1 else []) + [(h, w, c)]
 
 
-def check_images(images, *, in_dim: int | None = None, image_shape=None) -> None:
+def _check_images(images, *, in_dim: int | None = None, image_shape=None) -> None:
     """The shape and dtype checks of ``prepare_images``, without tracing or touching values.
 
     Takes anything with ``shape`` and ``dtype`` (numpy or JAX arrays, tracers,
     ``jax.ShapeDtypeStruct``); raises as ``prepare_images`` does, with the
     input's real dtype in the message.
     """
-    in_dim, accepted = image_forms(in_dim, image_shape)
+    in_dim, accepted = _image_forms(in_dim, image_shape)
     shape, dtype = np.shape(images), _dtype(images)
     if len(shape) < 2 or tuple(shape[1:]) not in accepted or shape[0] == 0:
         forms = " or ".join(str(("N", *a)).replace("'", "") for a in accepted)
@@ -95,8 +95,8 @@ def prepare_images(images, *, in_dim: int | None = None, image_shape=None) -> ja
         floating pixels outside [0, 1].
       TypeError: integer pixels that are not uint8 (their scale is unknown), or booleans.
     """
-    check_images(images, in_dim=in_dim, image_shape=image_shape)
-    in_dim, _ = image_forms(in_dim, image_shape)
+    _check_images(images, in_dim=in_dim, image_shape=image_shape)
+    in_dim, _ = _image_forms(in_dim, image_shape)
     shape, dtype = np.shape(images), _dtype(images)
     if dtype == jnp.uint8:
         return jnp.reshape(images, (shape[0], in_dim)).astype(jnp.float32) / 255.0

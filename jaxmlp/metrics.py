@@ -15,14 +15,14 @@ import numpy as np
 from jaxmlp._checks import label_range
 from jaxmlp.arch import Arch, parse_arch
 from jaxmlp.cross_entropy import cross_entropy
-from jaxmlp.images import check_images, prepare_images
-from jaxmlp.mlp import Params, forward
+from jaxmlp.images import _check_images, prepare_images
+from jaxmlp.mlp import _Params, forward
 from jaxmlp.softmax import softmax
 
-DEFAULT_MAX_BYTES = 64 * 2**20
+_DEFAULT_MAX_BYTES = 64 * 2**20
 
 
-def metrics(logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
+def _metrics(logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
     """Mean cross-entropy and accuracy of one batch.
 
     ``loss = (1/B) Σ_b J(z_b, y_b)`` with ``J`` the cross-entropy of ``softmax(z_b)``, and
@@ -44,7 +44,7 @@ def metrics(logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
             "accuracy": jnp.mean(jnp.argmax(logits, axis=-1) == labels)}
 
 
-def chunk_rows(arch: Arch, in_dim: int, num_examples: int, max_bytes: int) -> int:
+def _chunk_rows(arch: Arch, in_dim: int, num_examples: int, max_bytes: int) -> int:
     """Rows per chunk: ``clamp(max_bytes // (4 · widest), 1, num_examples)``.
 
     ``widest`` is the widest layer, the input included: a chunk of ``r`` rows holds at most
@@ -54,7 +54,7 @@ def chunk_rows(arch: Arch, in_dim: int, num_examples: int, max_bytes: int) -> in
     return int(min(max(max_bytes // (4 * widest), 1), num_examples))
 
 
-def _chunk_logits(params: Params, images, labels, start, rows: int, arch: Arch):
+def _chunk_logits(params: _Params, images, labels, start, rows: int, arch: Arch):
     """Logits ``(rows, n)`` and labels ``(rows,)`` of the rows ``[start, start + rows)``."""
     x = jax.lax.dynamic_slice_in_dim(images, start, rows)
     y = jax.lax.dynamic_slice_in_dim(labels, start, rows)
@@ -90,7 +90,7 @@ def _add_report(acc, params, images, labels, start, rows, arch):
                                                               start, 0)}
 
 
-def _check_set(params: Params, images, labels, arch: Arch):
+def _check_set(params: _Params, images, labels, arch: Arch):
     """Validates the set and returns ``(images, labels)`` as device arrays.
 
     Shapes and dtypes are always checked; values only where they are host numpy arrays
@@ -101,7 +101,7 @@ def _check_set(params: Params, images, labels, arch: Arch):
     if isinstance(images, np.ndarray) and np.issubdtype(images.dtype, np.floating):
         images = prepare_images(images, in_dim=in_dim)  # checks the range; float32 once
     else:  # shape and dtype checks only; uint8 stays uint8 (4x smaller) until each chunk
-        check_images(images, in_dim=in_dim)
+        _check_images(images, in_dim=in_dim)
     if np.shape(labels) != (num_examples,):
         raise ValueError(f"labels must have shape ({num_examples},) for {num_examples} images, "
                          f"got {np.shape(labels)}")
@@ -113,20 +113,20 @@ def _check_set(params: Params, images, labels, arch: Arch):
     return jnp.asarray(images), jnp.asarray(labels, jnp.int32)
 
 
-def _fold_chunks(add, acc, params: Params, images, labels, arch: Arch, max_bytes: int):
+def _fold_chunks(add, acc, params: _Params, images, labels, arch: Arch, max_bytes: int):
     """Runs ``acc = add(acc, ..., start, rows, arch)`` over consecutive chunks of the set."""
     num_examples = images.shape[0]
-    rows = chunk_rows(arch, params[0]["w"].shape[0], num_examples, max_bytes)
+    rows = _chunk_rows(arch, params[0]["w"].shape[0], num_examples, max_bytes)
     for start in range(0, num_examples, rows):
         acc = add(acc, params, images, labels, start, min(rows, num_examples - start), arch)
     return acc
 
 
-def evaluate(params: Params, images, labels, arch, *,
-             max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, float]:
+def evaluate(params: _Params, images, labels, arch, *,
+             max_bytes: int = _DEFAULT_MAX_BYTES) -> dict[str, float]:
     """Mean loss and accuracy over a whole set, in chunks of bounded memory.
 
-    Equals ``metrics(forward(params, prepare_images(images), arch), labels)`` up to float32
+    Equals ``_metrics(forward(params, prepare_images(images), arch), labels)`` up to float32
     rounding of the summed loss (the accuracy is an exact count), without holding all
     ``N × width`` activations at once.
 
@@ -155,13 +155,13 @@ _add_sums_models = partial(jax.jit, static_argnames=("rows", "arch"))(
     jax.vmap(_add_sums.__wrapped__, in_axes=(0, 0, None, None, None, None, None)))
 
 
-def _unstacked(params: Params) -> Params:
+def _unstacked(params: _Params) -> _Params:
     """One model's shapes and dtypes, for the checks: no device work per call."""
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), params)
 
 
-def evaluate_models(params: Params, images, labels, arch, *,
-                    max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, np.ndarray]:
+def evaluate_models(params: _Params, images, labels, arch, *,
+                    max_bytes: int = _DEFAULT_MAX_BYTES) -> dict[str, np.ndarray]:
     """``evaluate`` of K models at once: ``params`` has a leading model axis ``(K, ...)``
     on every leaf (a sweep's stack). Each chunk is one jitted call for all K models, and
     ``max_bytes`` bounds all K models' activations together.
@@ -175,7 +175,7 @@ def evaluate_models(params: Params, images, labels, arch, *,
     acc = {"loss": jnp.zeros((k,), jnp.float32), "correct": jnp.zeros((k,), jnp.int32)}
     add = lambda acc, p, *rest: _add_sums_models(acc, p, *rest)
     num_examples = images.shape[0]
-    rows = chunk_rows(arch, params[0]["w"].shape[1], num_examples, max(max_bytes // k, 1))
+    rows = _chunk_rows(arch, params[0]["w"].shape[1], num_examples, max(max_bytes // k, 1))
     for start in range(0, num_examples, rows):
         acc = add(acc, params, images, labels, start, min(rows, num_examples - start), arch)
     acc = jax.device_get(acc)  # the one host sync
@@ -191,15 +191,15 @@ def _chunk_probs(params, images, start, rows, arch):
     return jax.vmap(lambda p: softmax(forward(p, prepare_images(x, in_dim=in_dim), arch)))(params)
 
 
-def model_probabilities(params: Params, images, arch, *,
-                        max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+def model_probabilities(params: _Params, images, arch, *,
+                        max_bytes: int = _DEFAULT_MAX_BYTES) -> np.ndarray:
     """``softmax(forward(...))`` of K stacked models on every image: ``(K, N, classes)``,
     in chunks as ``evaluate_models`` (for a sweep's ensembles)."""
     arch = parse_arch(arch)
-    check_images(images, in_dim=params[0]["w"].shape[1])
+    _check_images(images, in_dim=params[0]["w"].shape[1])
     images = jnp.asarray(images)
     k, num_examples = jax.tree.leaves(params)[0].shape[0], images.shape[0]
-    rows = chunk_rows(arch, params[0]["w"].shape[1], num_examples, max(max_bytes // k, 1))
+    rows = _chunk_rows(arch, params[0]["w"].shape[1], num_examples, max(max_bytes // k, 1))
     chunks = [_chunk_probs(params, images, start, min(rows, num_examples - start), arch)
               for start in range(0, num_examples, rows)]
     return np.array(jax.device_get(jnp.concatenate(chunks, axis=1)))  # a writable copy
@@ -221,8 +221,8 @@ def _confident_mistakes(labels: np.ndarray, predicted: np.ndarray, confidence: n
              "confidence": float(confidence[i])} for i in order]
 
 
-def evaluation_report(params: Params, images, labels, arch, *,
-                      max_bytes: int = DEFAULT_MAX_BYTES, mistakes: int = 36) -> dict:
+def evaluation_report(params: _Params, images, labels, arch, *,
+                      max_bytes: int = _DEFAULT_MAX_BYTES, mistakes: int = 36) -> dict:
     """Loss, accuracy, per-class accuracy, confusion matrix and the most confident mistakes.
 
     One chunked pass over the set (as in ``evaluate``). With ``n`` the arch's output units,

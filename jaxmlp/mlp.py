@@ -10,10 +10,10 @@ from jaxmlp.activations import ACTIVATIONS
 from jaxmlp.arch import Arch, parse_arch
 from jaxmlp.cross_entropy import cross_entropy
 
-Params = list[dict[str, jax.Array]]
+_Params = list[dict[str, jax.Array]]
 
 
-def init_params(key: jax.Array, arch, in_dim: int, *, dtype=jnp.float32) -> Params:
+def init_params(key: jax.Array, arch, in_dim: int, *, dtype=jnp.float32) -> _Params:
     """Random parameters for ``arch`` on inputs of width ``in_dim``.
 
     Weights are normal with He variance ``2/fan_in`` before a ReLU (keeps the
@@ -41,7 +41,7 @@ def init_params(key: jax.Array, arch, in_dim: int, *, dtype=jnp.float32) -> Para
     return params
 
 
-def _check_inputs(params: Params, x, arch: Arch) -> None:
+def _check_inputs(params: _Params, x, arch: Arch) -> None:
     """Raises a clear error unless ``params`` and ``x`` fit ``arch`` (shapes and dtypes)."""
     if len(params) != len(arch):
         raise ValueError(f"params have {len(params)} layers but the architecture has {len(arch)}")
@@ -88,7 +88,7 @@ def dropout_masks(key: jax.Array, x: jax.Array, arch, dropout) -> list:
     return masks
 
 
-def forward_layers(params: Params, x: jax.Array, arch, *,
+def forward_layers(params: _Params, x: jax.Array, arch, *,
                    masks=None) -> list[tuple[jax.Array, jax.Array]]:
     """Every layer's ``(z, a)``: ``z = (a_prev ⊙ m) W + b``, ``a = f(z)``, with ``a_0 = x``.
 
@@ -108,7 +108,7 @@ def forward_layers(params: Params, x: jax.Array, arch, *,
     return cache
 
 
-def forward(params: Params, x: jax.Array, arch) -> jax.Array:
+def forward(params: _Params, x: jax.Array, arch) -> jax.Array:
     """Logits ``(B, n)`` for inputs ``x`` of shape ``(B, in_dim)``.
 
     Every layer applies its own activation, the last one included, before the
@@ -117,18 +117,18 @@ def forward(params: Params, x: jax.Array, arch) -> jax.Array:
     return forward_layers(params, x, arch)[-1][1]
 
 
-def loss(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
+def loss(params: _Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
          key=None) -> jax.Array:
     """Mean cross-entropy over the batch: ``(1/B) Σ_b cross_entropy(forward(x)_b, y_b)``.
 
     With ``dropout = (p_in, p_hidden)`` and a ``key``, the network of ``dropout_masks(key)``
     (training's); evaluation and ``predict`` never drop.
     """
-    masks = masks_of(key, x, arch, dropout)
+    masks = _masks_of(key, x, arch, dropout)
     return jnp.mean(cross_entropy(forward_layers(params, x, arch, masks=masks)[-1][1], y))
 
 
-def masks_of(key, x, arch, dropout):
+def _masks_of(key, x, arch, dropout):
     """``dropout_masks``, or None without dropout; a rate without a key is a mistake."""
     if dropout is None or not any(dropout):
         return None

@@ -20,7 +20,7 @@ OPTIMIZERS = {"sgd": {"lr": 0.1, "weight_decay": 0.0, "copies": 3},
               "adam": {"lr": 1e-3, "weight_decay": 0.0, "copies": 4},
               "adamw": {"lr": 1e-3, "weight_decay": 1e-4, "copies": 4},
               "lion": {"lr": 1e-4, "weight_decay": 1e-3, "copies": 3}}
-SCHEDULES = ("constant", "cosine")
+_SCHEDULES = ("constant", "cosine")
 
 
 def schedule(peak, num_steps: int, warmup_steps: int = 0, kind: str = "cosine"):

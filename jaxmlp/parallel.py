@@ -18,7 +18,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-DATA = "data"
+_DATA = "data"
 
 
 def initialize_distributed(coordinator: str, num_processes: int, process_id: int, *,
@@ -274,23 +274,23 @@ def make_mesh(num_devices: Optional[int] = None) -> Mesh:
                          "--xla_force_host_platform_device_count=N makes N")
     if jax.process_count() > 1 and n != len(devices):
         raise ValueError(f"a multi-process run trains on all {len(devices)} devices, got {n}")
-    return Mesh(np.asarray(devices[:n]), (DATA,))
+    return Mesh(np.asarray(devices[:n]), (_DATA,))
 
 
-def check_batch(batch_size: int, mesh: Mesh) -> None:
+def _check_batch(batch_size: int, mesh: Mesh) -> None:
     """Raises unless the global batch splits evenly over the mesh."""
     if batch_size % mesh.size:
         raise ValueError(f"batch size {batch_size} does not divide evenly over {mesh.size} "
                          f"devices; use a multiple of {mesh.size}")
 
 
-def replicated(mesh: Mesh) -> NamedSharding:
+def _replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def put_replicated(tree, mesh: Mesh):
+def _put_replicated(tree, mesh: Mesh):
     """Every leaf on every device of the mesh (in each process, from its own identical copy)."""
-    sharding = replicated(mesh)
+    sharding = _replicated(mesh)
     if jax.process_count() == 1:
         return jax.device_put(tree, sharding)
     return jax.tree.map(
@@ -302,18 +302,18 @@ def _put_batches(local: np.ndarray, global_shape: tuple, mesh: Mesh):
 
     Each process passes only its own share ``(steps, B / processes, ...)``.
     """
-    sharding = NamedSharding(mesh, P(None, DATA))
+    sharding = NamedSharding(mesh, P(None, _DATA))
     return jax.make_array_from_process_local_data(sharding, local, global_shape)
 
 
-def to_host(x) -> np.ndarray:
+def _to_host(x) -> np.ndarray:
     """A replicated (or local) array as numpy, also when other processes hold parts of it."""
     if getattr(x, "is_fully_addressable", True):
         return np.asarray(x)
     return np.asarray(x.addressable_data(0))
 
 
-def feed_batches(images, labels, order, batch_size: int, mesh):
+def _feed_batches(images, labels, order, batch_size: int, mesh):
     """This process's columns of the batches ``order`` cuts, as global sharded arrays.
 
     ``order`` holds the global order of ``n`` whole batches; process ``p`` of ``P`` feeds

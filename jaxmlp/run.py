@@ -26,11 +26,11 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from jaxmlp.arch import Arch, parse_arch
-from jaxmlp.checkpoint import (load_checkpoint, read_npz, save_checkpoint, save_npz_atomic,
-                               write_atomic)
-from jaxmlp.config import ORDERS, Grid, TrainConfig
+from jaxmlp.checkpoint import (_load_checkpoint, _read_npz, _save_checkpoint, _save_npz_atomic,
+                               _write_atomic)
+from jaxmlp.config import _ORDERS, Grid, TrainConfig
 from jaxmlp.data import MNIST, DatasetInfo
-from jaxmlp.images import check_image_shape
+from jaxmlp.images import _check_image_shape
 
 CONFIG, METRICS, CHECKPOINT, MODEL = "config.json", "metrics.jsonl", "checkpoint.npz", "model.npz"
 CURVES, EVAL = "curves.png", "eval.json"
@@ -45,20 +45,20 @@ class RunError(ValueError):
     """A run folder or one of its files cannot be used; the message names it."""
 
 
-class RunWriteError(OSError):
+class _RunWriteError(OSError):
     """Writing a run's file failed (disk full, file too large, permissions)."""
 
 
 def _write_text(path: Path, text: str) -> None:
-    write_atomic(path, lambda f: f.write(text.encode()))
+    _write_atomic(path, lambda f: f.write(text.encode()))
 
 
-def write_json(path: Path, obj) -> None:
+def _write_json(path: Path, obj) -> None:
     _write_text(path, json.dumps(obj, indent=1) + "\n")
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
-    """One JSON object per line, the whole file at once (``write_atomic``)."""
+    """One JSON object per line, the whole file at once (``_write_atomic``)."""
     _write_text(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
@@ -81,7 +81,7 @@ def _read_json(path: Path):
         raise RunError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
 
 
-def read_config(folder) -> TrainConfig:
+def _read_config(folder) -> TrainConfig:
     """The ``TrainConfig`` saved in ``folder/config.json``; ``RunError`` names what is wrong."""
     path = Path(folder) / CONFIG
     if not path.is_file():
@@ -100,7 +100,7 @@ def read_config(folder) -> TrainConfig:
 _RECORD_KEYS = ("train_loss", "train_acc", "test_loss", "test_acc")  # a single run's epoch line
 
 
-def read_history(folder) -> list[dict]:
+def _read_history(folder) -> list[dict]:
     """The records of ``folder/metrics.jsonl`` (none if it is absent); ``RunError`` names a
     line that is not an epoch record (a sweep's lines hold ``models`` instead of metrics)."""
     path = Path(folder) / METRICS
@@ -146,7 +146,7 @@ def _lock(folder: Path) -> int:
     while True:
         try:  # O_NOFOLLOW: a link planted as .lock must not make us write where it points
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        except OSError as e:
+        except OSError:
             if not path.is_symlink():
                 raise
             raise RunError(f"{path} is a symbolic link, not jaxmlp's lock file: jaxmlp writes "
@@ -167,7 +167,7 @@ def _lock(folder: Path) -> int:
         os.close(fd)
 
 
-class RunFolder:
+class _RunFolder:
     """A run folder held for writing; use as a context manager (``RunFolder.open``).
 
     Attributes:
@@ -183,7 +183,7 @@ class RunFolder:
         self._resume = resume
 
     @classmethod
-    def open(cls, path, *, resume: bool = False, overwrite: bool = False) -> "RunFolder":
+    def open(cls, path, *, resume: bool = False, overwrite: bool = False) -> "_RunFolder":
         """Claims ``path`` for a new run, a resumed one (``resume``) or a replacement.
 
         Raises:
@@ -206,7 +206,7 @@ class RunFolder:
                 path.mkdir(parents=True, exist_ok=True)
                 lock_fd = _lock(path)
             except OSError as e:
-                raise RunWriteError(e.errno, f"cannot write to {path}: {e.strerror or e}") from None
+                raise _RunWriteError(e.errno, f"cannot write to {path}: {e.strerror or e}") from None
             # Checked under the lock: a run that another process finished a moment ago counts.
             holds = [f for f in _RUN_FILES if os.path.lexists(path / f)]
             if holds and not (resume or overwrite):
@@ -256,7 +256,7 @@ class RunFolder:
             path.parent.mkdir(parents=True, exist_ok=True)
             write(path)
         except OSError as e:
-            raise RunWriteError(e.errno, f"cannot write {self.path / name}: "
+            raise _RunWriteError(e.errno, f"cannot write {self.path / name}: "
                                 f"{e.strerror or e}") from None
 
     def save(self, files: dict) -> None:
@@ -306,10 +306,10 @@ class RunFolder:
         model, so that a crash between the renames leaves a checkpoint no newer than the
         metrics (resume redoes that epoch), and the settings last."""
         files = {METRICS: lambda p: _write_jsonl(p, history),
-                 CHECKPOINT: lambda p: save_checkpoint(p, state),
-                 MODEL: lambda p: save_model(p, state["params"], config.arch, info)}
+                 CHECKPOINT: lambda p: _save_checkpoint(p, state),
+                 MODEL: lambda p: _save_model(p, state["params"], config.arch, info)}
         if not self.saved:  # last: the settings never run ahead of the model they describe
-            files[CONFIG] = lambda p: write_json(p, dataclasses.asdict(config))
+            files[CONFIG] = lambda p: _write_json(p, dataclasses.asdict(config))
         self.save(files)
 
     def save_sweep_epoch(self, config: TrainConfig, grid: Grid, order: str, state: dict,
@@ -317,38 +317,38 @@ class RunFolder:
         """A sweep's epoch, all or nothing: metrics, the stacked checkpoint, then (once)
         ``sweep.json``, last, so the settings never run ahead of the models."""
         files = {METRICS: lambda p: _write_jsonl(p, history),
-                 CHECKPOINT: lambda p: save_checkpoint(p, state)}
+                 CHECKPOINT: lambda p: _save_checkpoint(p, state)}
         if not self.saved:
             meta = {"config": dataclasses.asdict(config), "seeds": list(grid.seeds),
                     "lrs": list(grid.lrs), "momenta": list(grid.momenta), "order": order,
                     "dataset": {"name": info.name, "image_shape": list(info.image_shape),
                                 "num_classes": info.num_classes}}
-            files[SWEEP] = lambda p: write_json(p, meta)
+            files[SWEEP] = lambda p: _write_json(p, meta)
         self.save(files)
 
     def save_summary(self, summary: dict, history: list[dict], grid: Grid) -> None:
         """A sweep's ``summary.json`` and its ``curves.png`` (every model, mean ± std)."""
-        from jaxmlp.plot import plot_sweep
+        from jaxmlp.plot import _plot_sweep
 
-        self.save({SUMMARY: lambda p: write_json(p, summary),
-                   CURVES: lambda p: plot_sweep(history, grid, p)})
+        self.save({SUMMARY: lambda p: _write_json(p, summary),
+                   CURVES: lambda p: _plot_sweep(history, grid, p)})
 
     def save_evaluation(self, report: dict, plots: dict, where: str = "") -> None:
         """``eval.json`` from ``report``, and each ``plots[name](path)`` drawn to ``name``,
         all in the subfolder ``where`` (``"models/3/"``; the run folder itself by default)."""
-        self._write(where + EVAL, lambda p: write_json(p, report))
+        self._write(where + EVAL, lambda p: _write_json(p, report))
         for name, draw in plots.items():
             self._write(where + name, draw)
 
     def plot(self, history: list[dict], title: str) -> None:
         """``curves.png`` from the records of finished epochs."""
-        from jaxmlp.plot import plot_history
+        from jaxmlp.plot import _plot_history
 
         if history:
-            self._write(CURVES, lambda p: plot_history(history, p, title=title))
+            self._write(CURVES, lambda p: _plot_history(history, p, title=title))
 
 
-def kept(folder: Path, saved_step) -> str:
+def _kept(folder: Path, saved_step) -> str:
     """What a run that failed leaves in ``folder``: its last checkpoint, or nothing."""
     if saved_step is None:
         return "no epoch had finished, so nothing was saved"
@@ -364,11 +364,11 @@ def _remove_empty(folders: list[Path]) -> None:
             return  # not empty: someone else's files are there, keep them
 
 
-def read_checkpoint(folder, template) -> dict:
+def _read_checkpoint(folder, template) -> dict:
     """The checkpoint state of ``folder``, shaped like ``template``; ``RunError`` if unusable."""
     path = Path(folder) / CHECKPOINT
     try:
-        return load_checkpoint(path, template)
+        return _load_checkpoint(path, template)
     except FileNotFoundError:
         raise RunError(f"{folder} has no {CHECKPOINT} to resume from (did its first epoch "
                        "finish?)") from None
@@ -376,13 +376,13 @@ def read_checkpoint(folder, template) -> dict:
         raise RunError(str(e)) from None
 
 
-def save_model(path, params, arch, info: DatasetInfo = MNIST) -> None:
+def _save_model(path, params, arch, info: DatasetInfo = MNIST) -> None:
     """``model.npz``: the params (``params/0/w`` …), the architecture spec (``arch``) and
     the dataset the model takes (``dataset``, ``image_shape``)."""
     arrays = {f"params/{i}/{k}": np.asarray(v) for i, layer in enumerate(params)
               for k, v in layer.items()}
     spec = ",".join(f"{units}:{activation}" for units, activation in parse_arch(arch))
-    save_npz_atomic(path, arch=np.array(spec), dataset=np.array(info.name),
+    _save_npz_atomic(path, arch=np.array(spec), dataset=np.array(info.name),
                     image_shape=np.asarray(info.image_shape, np.int64), **arrays)
 
 
@@ -391,14 +391,14 @@ def load_model(path) -> tuple[Arch, list[dict], DatasetInfo]:
 
     A model saved before datasets were recorded is an MNIST model."""
     try:
-        arrays = read_npz(path)
+        arrays = _read_npz(path)
         arch = parse_arch(str(arrays.pop("arch")))
         params = [{"w": arrays.pop(f"params/{i}/w"), "b": arrays.pop(f"params/{i}/b")}
                   for i in range(len(arch))]
         info = MNIST
         if "image_shape" in arrays:
             info = DatasetInfo(str(arrays.pop("dataset")),
-                               check_image_shape(arrays.pop("image_shape")), arch[-1].units)
+                               _check_image_shape(arrays.pop("image_shape")), arch[-1].units)
     except FileNotFoundError:
         raise RunError(f"no model at {path} (has the run finished an epoch?)") from None
     except (KeyError, ValueError, TypeError) as e:
@@ -413,15 +413,15 @@ def load_model(path) -> tuple[Arch, list[dict], DatasetInfo]:
     return arch, params, info
 
 
-def read_sweep(folder) -> tuple[TrainConfig, Grid, str]:
+def _read_sweep(folder) -> tuple[TrainConfig, Grid, str]:
     """The base config, grid and order saved in ``folder/sweep.json``."""
     path = Path(folder) / SWEEP
     meta = _read_json(path)
     try:
         config = TrainConfig.from_dict(meta["config"])
         grid = Grid(tuple(meta["seeds"]), tuple(meta["lrs"]), tuple(meta["momenta"]))
-        if meta["order"] not in ORDERS:
-            raise ValueError(f"order must be one of {ORDERS}")
+        if meta["order"] not in _ORDERS:
+            raise ValueError(f"order must be one of {_ORDERS}")
         return config, grid, meta["order"]
     except (KeyError, TypeError, ValueError) as e:
         raise RunError(f"{path} is not a jaxmlp sweep ({e})") from None
@@ -436,7 +436,7 @@ def _read_sweep_info(folder) -> DatasetInfo:
         return MNIST
     try:
         d = meta["dataset"]
-        info = DatasetInfo(d["name"], check_image_shape(d["image_shape"]), d["num_classes"])
+        info = DatasetInfo(d["name"], _check_image_shape(d["image_shape"]), d["num_classes"])
         if not (isinstance(info.name, str) and type(info.num_classes) is int
                 and info.num_classes >= 1):
             raise ValueError(f"dataset {d} is not a name, (height, width, channels) and a "
@@ -450,14 +450,14 @@ def _load_model_of_sweep(folder, model: int):
     """``(config, params, history, info)`` of model ``model`` of the sweep in ``folder``:
     its config as the single run it stands for, its params, its per-epoch records and the
     dataset it takes (``DatasetInfo``)."""
-    config, grid, _ = read_sweep(folder)
+    config, grid, _ = _read_sweep(folder)
     info = _read_sweep_info(folder)
     configs = grid.configs(config)
     if not 0 <= model < len(configs):
         raise RunError(f"{folder} holds models 0 to {len(configs) - 1}, not {model}")
     arch = parse_arch(config.arch)
     try:
-        arrays = read_npz(Path(folder) / CHECKPOINT)
+        arrays = _read_npz(Path(folder) / CHECKPOINT)
         params = [{k: np.asarray(arrays[f"params/{j}/{k}"][model]) for k in ("w", "b")}
                   for j in range(len(arch))]
     except (FileNotFoundError, KeyError, IndexError, ValueError) as e:
@@ -470,7 +470,7 @@ def _load_model_of_sweep(folder, model: int):
                            f"({fan_in}, {units}) and ({units},) for {info.name}")
         fan_in = units
     history = [{"epoch": h["epoch"], "step": h["step"], **h["models"][model]}
-               for h in read_history(folder)]
+               for h in _read_history(folder)]
     if (history and history[-1].get("diverged")) or not all(
             np.isfinite(layer[k]).all() for layer in params for k in ("w", "b")):
         raise RunError(f"model {model} of the sweep in {folder} diverged: it has no usable "
@@ -517,9 +517,9 @@ def load_run(folder, model: Optional[int] = None) -> Run:
                    model)
     if model is not None:
         raise RunError(f"{folder} holds a single run, not a sweep: drop model={model}")
-    config = read_config(folder)
+    config = _read_config(folder)
     arch, params, info = load_model(folder / MODEL)
-    return Run(folder, config, arch, params, read_history(folder),
+    return Run(folder, config, arch, params, _read_history(folder),
                _read_evaluation(folder / EVAL), info)
 
 
@@ -543,24 +543,24 @@ def evaluate_run(run: Run, data) -> dict:
       the report, as saved in ``eval.json``.
     """
     from jaxmlp.metrics import evaluation_report
-    from jaxmlp.plot import plot_confusion, plot_mistakes, plot_weights
+    from jaxmlp.plot import _plot_confusion, _plot_mistakes, _plot_weights
 
     report = evaluation_report(run.params, data.test_images, data.test_labels, run.arch)
     wrong = report["mistakes"]
     index = np.asarray([m["index"] for m in wrong], dtype=int)
     plots = {
-        "confusion.png": lambda p: plot_confusion(
+        "confusion.png": lambda p: _plot_confusion(
             report["confusion"], p, title=f"{run.path.name}: test accuracy {report['test_acc']:.4f}"),
-        "mistakes.png": lambda p: plot_mistakes(
+        "mistakes.png": lambda p: _plot_mistakes(
             np.asarray(data.test_images)[index], [m["label"] for m in wrong],
             [m["predicted"] for m in wrong], [m["confidence"] for m in wrong], p,
             image_shape=run.info.image_shape),
-        "weights.png": lambda p: plot_weights(  # preset a: each unit is one class's template
+        "weights.png": lambda p: _plot_weights(  # preset a: each unit is one class's template
             np.asarray(run.params[0]["w"]), p,
             labels=list(range(run.arch[0].units)) if len(run.arch) == 1 else None,
             image_shape=run.info.image_shape),
     }
     where = "" if run.model is None else f"{MODELS}/{run.model}/"
-    with RunFolder.open(run.path, resume=True) as folder:
+    with _RunFolder.open(run.path, resume=True) as folder:
         folder.save_evaluation(report, plots, where)
     return report

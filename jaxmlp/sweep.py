@@ -29,25 +29,23 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxmlp.arch import parse_arch
-from jaxmlp.config import ORDERS, Grid, TrainConfig, resume_length
+from jaxmlp.config import Grid, TrainConfig, _resume_length
 from jaxmlp.data import Dataset
-from jaxmlp.epoch import MODEL, make_stack_runner
+from jaxmlp.epoch import _MODEL, _make_stack_runner
 from jaxmlp.metrics import evaluate_models, model_probabilities
 from jaxmlp.mlp import init_params
 from jaxmlp.optim import OPTIMIZERS, make_optimizer
-from jaxmlp.parallel import make_mesh, to_host
-from jaxmlp.run import RunFolder, read_checkpoint, read_history, read_sweep
-from jaxmlp.trainer import checkpoint_state, eval_sets, fit, put_dataset
+from jaxmlp.parallel import make_mesh, _to_host
+from jaxmlp.run import _RunFolder, _read_checkpoint, _read_history, _read_sweep
+from jaxmlp.trainer import _checkpoint_state, _eval_sets, fit, _put_dataset
 
-__all__ = ["Grid", "ORDERS", "train_many", "parse_seeds", "parse_floats", "check_grid",
-           "estimate_bytes", "check_memory", "summarize", "format_summary"]
 
 # More models than any device holds at once (preset a: about 31 KiB each, so 100,000 is
 # 3 GiB): refused before their configs are even built.
 _MAX_MODELS = 100_000
 
 
-def parse_seeds(text: str) -> tuple[int, ...]:
+def _parse_seeds(text: str) -> tuple[int, ...]:
     """``"16"`` → seeds 0 to 15; ``"0,3,7"`` (any comma) → those seeds."""
     try:
         if "," not in text:
@@ -65,7 +63,7 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def parse_floats(text: str, name: str) -> tuple[float, ...]:
+def _parse_floats(text: str, name: str) -> tuple[float, ...]:
     """``"0.02,0.05,0.1"`` → ``(0.02, 0.05, 0.1)``."""
     try:
         values = tuple(float(t) for t in str(text).split(","))  # "0.1,,0.2": a mistake
@@ -76,7 +74,7 @@ def parse_floats(text: str, name: str) -> tuple[float, ...]:
     return values
 
 
-def check_grid(base: TrainConfig, grid: Grid) -> None:
+def _check_grid(base: TrainConfig, grid: Grid) -> None:
     """Every model's config is valid (``TrainConfig.validate``), or ``ValueError``."""
     count = len(grid.seeds) * len(grid.lrs) * len(grid.momenta)
     if count > _MAX_MODELS:
@@ -84,7 +82,7 @@ def check_grid(base: TrainConfig, grid: Grid) -> None:
     grid.configs(base)  # each model's TrainConfig checks itself as it is built
 
 
-def estimate_bytes(config: TrainConfig, num_models: int, order: str, *, in_dim: int,
+def _estimate_bytes(config: TrainConfig, num_models: int, order: str, *, in_dim: int,
                    num_examples: int) -> int:
     """Device memory a sweep needs, roughly: per model its params, gradients and optimizer
     state (``OPTIMIZERS[...]["copies"]``) and a batch's activations (forward values and their gradients), plus
@@ -101,10 +99,10 @@ def estimate_bytes(config: TrainConfig, num_models: int, order: str, *, in_dim: 
     return num_models * per_model + inputs + num_examples * (in_dim + 4)
 
 
-def check_memory(config: TrainConfig, num_models: int, order: str, data: Dataset,
+def _check_memory(config: TrainConfig, num_models: int, order: str, data: Dataset,
                  devices) -> None:
     """``ValueError`` unless the sweep fits, roughly, in 80% of the ``devices``' memory."""
-    need = estimate_bytes(config, num_models, order, in_dim=data.info.in_dim,
+    need = _estimate_bytes(config, num_models, order, in_dim=data.info.in_dim,
                           num_examples=sum(len(y) for _, y in data.splits().values()))
     # The CPU "devices" of a sweep are one host's cores: they share its memory, not add to it.
     have = _available_bytes(devices[0]) * (1 if devices[0].platform == "cpu" else len(devices))
@@ -133,7 +131,7 @@ def _stats(values: list, split: str) -> dict:
             f"{split}_acc_max": float(ok.max()) if ok.size else None}
 
 
-def summarize(grid: Grid, records: list[dict], probs: np.ndarray, labels: np.ndarray, *,
+def _summarize(grid: Grid, records: list[dict], probs: np.ndarray, labels: np.ndarray, *,
               val_probs: Optional[np.ndarray] = None,
               val_labels: Optional[np.ndarray] = None) -> dict:
     """``summary.json``: one record per model, and per setting the mean, std (over its
@@ -171,7 +169,7 @@ def summarize(grid: Grid, records: list[dict], probs: np.ndarray, labels: np.nda
                                                "chosen_by": f"ensemble_{split}_acc"}}
 
 
-def format_summary(summary: dict) -> str:
+def _format_summary(summary: dict) -> str:
     """The printed table: one line per model, then per setting mean ± std and ensemble
     (validation first, when there is a validation split), then the best setting and the
     split that chose it."""
@@ -232,7 +230,7 @@ def _summarize_models(grid: Grid, config: TrainConfig, params, history: list[dic
 
     val = ({"val_probs": probs(data.val_images), "val_labels": data.val_labels}
            if data.val_labels is not None else {})
-    return summarize(grid, records, probs(data.test_images), data.test_labels, **val)
+    return _summarize(grid, records, probs(data.test_images), data.test_labels, **val)
 
 
 class _Stack:
@@ -246,12 +244,12 @@ class _Stack:
         self.host_data = data
         devices = _model_devices(config, self.num_models)
         # Before anything is allocated on the devices: the estimate needs the dataset's size.
-        check_memory(config, self.num_models, order, data, devices)
-        self.mesh = Mesh(np.asarray(devices), (MODEL,))
+        _check_memory(config, self.num_models, order, data, devices)
+        self.mesh = Mesh(np.asarray(devices), (_MODEL,))
         # On the devices once: every model's training and evaluation of every epoch reuse them.
-        self.data = put_dataset(data, self.mesh)
-        self.per_model = NamedSharding(self.mesh, P(MODEL))
-        self.sets = eval_sets(self.data, config)  # sliced once, on the devices
+        self.data = _put_dataset(data, self.mesh)
+        self.per_model = NamedSharding(self.mesh, P(_MODEL))
+        self.sets = _eval_sets(self.data, config)  # sliced once, on the devices
 
     def _fresh(self, num_steps: int):
         """Stacked params, optimizer states, hyperparameters and data keys of every model:
@@ -266,21 +264,21 @@ class _Stack:
                  "momentum": jnp.asarray([m["momentum"] for m in models], jnp.float32)}
         opt_state = jax.vmap(lambda p, h: make_optimizer(
             config, num_steps, lr=h["lr"], momentum=h["momentum"]).init(p))(params, hyper)
-        return checkpoint_state(params, opt_state, 0, data_keys), hyper
+        return _checkpoint_state(params, opt_state, 0, data_keys), hyper
 
     def start(self, folder, resume: bool, spe: int):
         num_steps = self.config.num_steps(spe)
         state, self.hyper = self._fresh(num_steps)
         if not resume:
             return state, [], num_steps
-        saved = read_sweep(folder)[0]
-        state = read_checkpoint(folder, state)
+        saved = _read_sweep(folder)[0]
+        state = _read_checkpoint(folder, state)
         done = int(state["step"])
-        history = [h for h in read_history(folder) if h["step"] <= done]
-        return state, history, resume_length(saved, self.config, done, spe)
+        history = [h for h in _read_history(folder) if h["step"] <= done]
+        return state, history, _resume_length(saved, self.config, done, spe)
 
     def place(self, state, num_steps: int):
-        self._run = make_stack_runner(self.config, num_steps, self.order, self.data, self.mesh)
+        self._run = _make_stack_runner(self.config, num_steps, self.order, self.data, self.mesh)
         self._keys = jax.random.wrap_key_data(jnp.asarray(state["key"]))
         params, opt_state, self.hyper = jax.device_put(
             (state["params"], state["opt_state"], self.hyper), self.per_model)
@@ -295,7 +293,7 @@ class _Stack:
         return params, opt_state, losses, np.asarray(batch["accuracy"]), compile_s
 
     def host_state(self, params, opt_state, step: int) -> dict:
-        return jax.tree.map(to_host, checkpoint_state(params, opt_state, step, self._keys))
+        return jax.tree.map(_to_host, _checkpoint_state(params, opt_state, step, self._keys))
 
     def evaluate(self, params, host_params) -> dict:
         """All K models at once, on the devices where they are sharded."""
@@ -319,7 +317,7 @@ class _Stack:
             records.append(record)
         return {"models": records}
 
-    def save(self, folder: RunFolder, host: dict, history: list) -> None:
+    def save(self, folder: _RunFolder, host: dict, history: list) -> None:
         folder.save_sweep_epoch(self.config, self.grid, self.order, host, history, self.info)
 
     def describe(self, record: dict, splits) -> str:
@@ -345,7 +343,7 @@ class _Stack:
         return f"every model's loss became NaN or infinite by step {step + len(losses)} (epoch {epoch})"
 
     def finish(self, folder, params, history, diverged) -> dict:
-        host_params = jax.tree.map(to_host, params)
+        host_params = jax.tree.map(_to_host, params)
         summary = _summarize_models(self.grid, self.config, params, history, diverged,
                                    self.host_data)
         if folder is not None and history:
@@ -386,6 +384,6 @@ def train_many(config: TrainConfig, grid: Grid, out=None, *, order: str = "share
         raise TypeError(f"config must be a jaxmlp.TrainConfig, got {type(config).__name__}")
     if not isinstance(grid, Grid):
         raise TypeError(f"grid must be a jaxmlp.Grid, got {type(grid).__name__}")
-    check_grid(config, grid)
+    _check_grid(config, grid)
     return fit(config, grid, out, order=order, resume=resume, overwrite=overwrite, data=data,
                log=log, progress=progress, layout=_Stack)

@@ -54,7 +54,7 @@ def _format_trace(rows: list[dict[str, np.ndarray]]) -> str:
     return "\n".join(lines)
 
 
-def trace_text(*, lr: float = 2.0, iterations: int = 2) -> str:
+def _trace_text(*, lr: float = 2.0, iterations: int = 2) -> str:
     """The seed's example (X = I₂, Y = I₂, W = 0, b = 0) traced in float64, as printed text.
 
     Float64, so the printout carries the seed's 17 significant digits.

@@ -10,7 +10,6 @@ from typing import Optional
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import Dataset
 
-__all__ = ["train_and_evaluate"]
 
 
 def train_and_evaluate(config: TrainConfig, out=None, *, resume: bool = False,
@@ -22,7 +21,7 @@ def train_and_evaluate(config: TrainConfig, out=None, *, resume: bool = False,
       config: the run.
       out: its run folder (``jaxmlp.run``); nothing is written when ``None``.
       resume: continue the run saved in ``out`` (exactly: same data order, same
-        arithmetic) up to ``config``'s length, under ``jaxmlp.config.resume_length``'s rules.
+        arithmetic) up to ``config``'s length, under ``jaxmlp.config._resume_length``'s rules.
       overwrite: replace the run in ``out`` (its files go when this run saves an epoch).
       data: the dataset's arrays (``Dataset``, without a validation split: ``config.val_size``
         holds one out); loaded with ``load_dataset`` from the config when ``None``.

@@ -26,15 +26,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp.arch import parse_arch
-from jaxmlp.config import ORDERS, Grid, TrainConfig, check_resume, resume_length
-from jaxmlp.data import Dataset, check_dataset, default_data_dir, load_dataset, with_validation
-from jaxmlp.epoch import make_epoch_runner, make_step
+from jaxmlp.config import _ORDERS, Grid, TrainConfig, _check_resume, _resume_length
+from jaxmlp.data import Dataset, _check_dataset, _default_data_dir, load_dataset, _with_validation
+from jaxmlp.epoch import _make_epoch_runner, make_step
 from jaxmlp.metrics import evaluate_models
 from jaxmlp.mlp import init_params
 from jaxmlp.optim import make_optimizer
-from jaxmlp.parallel import check_batch, make_mesh, put_replicated, to_host
-from jaxmlp.run import (RunFolder, RunWriteError, kept, read_checkpoint, read_config,
-                        read_history, read_sweep)
+from jaxmlp.parallel import _check_batch, make_mesh, _put_replicated, _to_host
+from jaxmlp.run import (_RunFolder, _RunWriteError, _kept, _read_checkpoint, _read_config,
+                        _read_history, _read_sweep)
 
 
 class TrainingDiverged(RuntimeError):
@@ -66,7 +66,7 @@ def _seconds_since_process_start() -> Optional[float]:
         return None
 
 
-def load_data(config: TrainConfig, data: Optional[Dataset]) -> tuple[Dataset, TrainConfig]:
+def _load_data(config: TrainConfig, data: Optional[Dataset]) -> tuple[Dataset, TrainConfig]:
     """The data to train on (``config.val_size`` held out for validation), and the config
     with the data folder it came from: recorded, so that ``jaxmlp eval`` finds the data
     again from a shell without ``$TFDS_DATA_DIR``.
@@ -79,15 +79,15 @@ def load_data(config: TrainConfig, data: Optional[Dataset]) -> tuple[Dataset, Tr
         if data.info.name != config.dataset:
             raise ValueError(f"the data given is {data.info.name}, but the config says "
                              f"dataset {config.dataset!r}")
-        check_dataset(data)
+        _check_dataset(data)
         config.check_output(data.info)
     else:
         data = load_dataset(config.dataset, data_dir=config.data_dir,
                             manual_dir=config.manual_dir, download=config.download,
                             check=config.check_output)  # before any download
-        where = str(Path(config.data_dir or default_data_dir()).expanduser().resolve())
+        where = str(Path(config.data_dir or _default_data_dir()).expanduser().resolve())
         config = dataclasses.replace(config, data_dir=where)
-    data = with_validation(data, config.val_size)
+    data = _with_validation(data, config.val_size)
     if config.batch_size > len(data.train_labels):
         held = f" (--val-size {config.val_size} holds out the rest)" if config.val_size else ""
         raise ValueError(f"batch size {config.batch_size} is larger than the "
@@ -95,13 +95,13 @@ def load_data(config: TrainConfig, data: Optional[Dataset]) -> tuple[Dataset, Tr
     return data, config
 
 
-def put_dataset(data: Dataset, mesh) -> Dataset:
+def _put_dataset(data: Dataset, mesh) -> Dataset:
     """``data`` with every array replicated on the mesh's devices (``info`` stays)."""
     arrays = {k: v for k, v in data._asdict().items() if k != "info" and v is not None}
-    return data._replace(**dict(zip(arrays, put_replicated(tuple(arrays.values()), mesh))))
+    return data._replace(**dict(zip(arrays, _put_replicated(tuple(arrays.values()), mesh))))
 
 
-def eval_sets(data: Dataset, config: TrainConfig) -> dict:
+def _eval_sets(data: Dataset, config: TrainConfig) -> dict:
     """What each epoch evaluates: ``data.splits()``, the training split cut to its first
     ``config.train_eval_size`` examples (a fixed sample: the whole split costs a sweep of 16
     more than half its epoch, for a figure the sample gives to about ±0.1%)."""
@@ -113,7 +113,7 @@ def eval_sets(data: Dataset, config: TrainConfig) -> dict:
     return sets
 
 
-def checkpoint_state(params, opt_state, step, key) -> dict:
+def _checkpoint_state(params, opt_state, step, key) -> dict:
     """The checkpoint: params, optimizer state, step and the data key(s)."""
     return {"params": params, "opt_state": opt_state, "step": jnp.asarray(step, jnp.int32),
             "key": jax.random.key_data(key)}
@@ -134,10 +134,10 @@ class _One:
         if jax.process_count() > 1 and config.dropout_rates is not None:
             raise ValueError("--dropout is not yet supported across several processes")
         self.mesh = make_mesh(config.devices)
-        check_batch(config.batch_size, self.mesh)
+        _check_batch(config.batch_size, self.mesh)
         # One process: the arrays go to the devices once; every epoch reuses them.
-        self.data = put_dataset(data, self.mesh) if jax.process_count() == 1 else data
-        self.sets = eval_sets(self.data, config)  # sliced once
+        self.data = _put_dataset(data, self.mesh) if jax.process_count() == 1 else data
+        self.sets = _eval_sets(self.data, config)  # sliced once
 
     def start(self, folder, resume: bool, spe: int):
         """``(state, history, num_steps)``: fresh from the seed, or as saved in ``folder``."""
@@ -149,32 +149,32 @@ class _One:
         # Jitted: one executable (cached across runs) instead of an eager op per layer.
         params = jax.jit(init_params, static_argnums=(1, 2))(init_key, parse_arch(config.arch),
                                                              self.info.in_dim)
-        state = checkpoint_state(params, optimizer.init(params), 0, data_key)
+        state = _checkpoint_state(params, optimizer.init(params), 0, data_key)
         if not resume:
             return state, [], config.num_steps(spe)
-        saved = read_config(folder)
-        state = read_checkpoint(folder, state)
+        saved = _read_config(folder)
+        state = _read_checkpoint(folder, state)
         done = int(state["step"])
-        num_steps = resume_length(saved, config, done, spe)
-        history = [h for h in read_history(folder) if h["step"] <= done]  # a lost epoch's
+        num_steps = _resume_length(saved, config, done, spe)
+        history = [h for h in _read_history(folder) if h["step"] <= done]  # a lost epoch's
         return state, history, num_steps
 
     def place(self, state, num_steps: int):
         step = make_step(self.config.arch, make_optimizer(self.config, num_steps),
                          self.config.grad, label_smoothing=self.config.label_smoothing,
                          dropout=self.config.dropout_rates)
-        self._run = make_epoch_runner(step, self.data, self.config.batch_size, self.mesh)
+        self._run = _make_epoch_runner(step, self.data, self.config.batch_size, self.mesh)
         self._key = jax.random.wrap_key_data(jnp.asarray(state["key"]))
-        return put_replicated((state["params"], state["opt_state"]), self.mesh)
+        return _put_replicated((state["params"], state["opt_state"]), self.mesh)
 
     def train(self, params, opt_state, epoch: int, start: int, n: int):
         params, opt_state, batch, compile_s = self._run(
             params, opt_state, jax.random.fold_in(self._key, epoch), start, n)
-        losses = to_host(batch["loss"])[:, None]  # the one host sync of the epoch
-        return params, opt_state, losses, to_host(batch["accuracy"])[:, None], compile_s
+        losses = _to_host(batch["loss"])[:, None]  # the one host sync of the epoch
+        return params, opt_state, losses, _to_host(batch["accuracy"])[:, None], compile_s
 
     def host_state(self, params, opt_state, step: int) -> dict:
-        return jax.tree.map(to_host, checkpoint_state(params, opt_state, step, self._key))
+        return jax.tree.map(_to_host, _checkpoint_state(params, opt_state, step, self._key))
 
     def evaluate(self, params, host_params) -> dict:
         """``{split: {"loss": (1,), "accuracy": (1,)}}``, from the host copy (several
@@ -191,7 +191,7 @@ class _One:
             record[f"{split}_acc"] = float(result["accuracy"][0])
         return record
 
-    def save(self, folder: RunFolder, host: dict, history: list) -> None:
+    def save(self, folder: _RunFolder, host: dict, history: list) -> None:
         folder.save_epoch(self.config, host, history, self.info)
 
     def describe(self, record: dict, splits) -> str:
@@ -226,27 +226,27 @@ def fit(config: TrainConfig, grid: Optional[Grid] = None, out=None, *, order: st
         raise TypeError(f"config must be a jaxmlp.TrainConfig, got {type(config).__name__}")
     if grid is not None and not isinstance(grid, Grid):
         raise TypeError(f"grid must be a jaxmlp.Grid, got {type(grid).__name__}")
-    if order not in ORDERS:
-        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    if order not in _ORDERS:
+        raise ValueError(f"order must be one of {_ORDERS}, got {order!r}")
     if (resume or overwrite) and out is None:
         raise ValueError("resume and overwrite need the run's folder (out)")
     if grid is not None and jax.process_count() > 1:  # the one place that says so
         raise ValueError("a multi-process run trains a single model: use jaxmlp train")
     if layout is not _One and resume:  # before the folder opens: nothing changes on disk
-        saved = read_sweep(out)
+        saved = _read_sweep(out)
         if saved[1:] != (grid, order):
             raise ValueError("--resume cannot change the grid (--seeds, --lr, --momentum) "
                              "or --order of a sweep")
-        check_resume(saved[0], config)
+        _check_resume(saved[0], config)
     writer = jax.process_index() == 0  # only process 0 speaks and writes
-    folder = RunFolder.open(out, resume=resume, overwrite=overwrite) if out and writer else None
+    folder = _RunFolder.open(out, resume=resume, overwrite=overwrite) if out and writer else None
     if not writer:
         log = lambda line: None
     # A start that fails inside the folder's context changes nothing on disk (RunFolder).
     with folder or contextlib.nullcontext():
         if resume and grid is None:  # before the data: a new --dataset or --arch is named
-            check_resume(read_config(out), config)
-        data, config = load_data(config, data)
+            _check_resume(_read_config(out), config)
+        data, config = _load_data(config, data)
         models = layout(config, grid, order, data)
         spe = len(data.train_labels) // config.batch_size  # steps per epoch
         state, history, num_steps = models.start(out and Path(out), resume, spe)
@@ -294,7 +294,7 @@ class _Loop:
                 # Check.
                 diverged = diverged | ~np.isfinite(losses).all(axis=0)
                 if diverged.all():
-                    left = "" if folder is None else "; " + kept(folder.path, self.saved_step)
+                    left = "" if folder is None else "; " + _kept(folder.path, self.saved_step)
                     raise TrainingDiverged(
                         models.divergence(losses, step, epoch, diverged) + left + ". Try a "
                         "smaller --lr" + (" or --weight-decay" if config.weight_decay else "")
@@ -366,8 +366,8 @@ class _Loop:
     def _save(self, host_state, history) -> None:
         try:
             self.models.save(self.folder, host_state, history)
-        except RunWriteError as e:
-            raise RunWriteError(e.errno, f"{e.strerror}; {kept(self.folder.path, self.saved_step)}"
+        except _RunWriteError as e:
+            raise _RunWriteError(e.errno, f"{e.strerror}; {_kept(self.folder.path, self.saved_step)}"
                                 ) from None
         self.saved_step = int(host_state["step"])
 

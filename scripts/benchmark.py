@@ -44,7 +44,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # bench/, when importe
 
 import jax  # noqa: E402
 
-from jaxmlp.data import Dataset, load_mnist  # noqa: E402
+from jaxmlp.data import Dataset, _load_mnist  # noqa: E402
 
 from bench import epochs, evaluation, startup, sweeps  # noqa: E402
 
@@ -60,7 +60,7 @@ def _has_torch(wanted: bool):
 
 def _load(examples, data_dir) -> Dataset:
     """MNIST, its training split cut to the first ``examples`` (None: all)."""
-    mnist = load_mnist(data_dir=data_dir)
+    mnist = _load_mnist(data_dir=data_dir)
     return mnist._replace(train_images=mnist.train_images[:examples],
                           train_labels=mnist.train_labels[:examples])
 
@@ -132,9 +132,9 @@ def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.sweep_child:  # two forced devices, started by sweeps.run_child; settings in JSON
-        from jaxmlp.cli import enable_compilation_cache
+        from jaxmlp.cli import _enable_compilation_cache
 
-        enable_compilation_cache()
+        _enable_compilation_cache()
         sweeps.child_main(args.sweep_child, _load)
         return {}
     mnist = _load(args.examples, args.data_dir)
@@ -182,9 +182,9 @@ def write_json(path: Path, report: dict, *, sweep: bool) -> None:
 
 def sweep_report(args, mnist: Dataset, report: dict) -> dict:
     """--sweep: this process's sweeps, on CPU the 2-device child's, then the evaluation."""
-    from jaxmlp.cli import enable_compilation_cache
+    from jaxmlp.cli import _enable_compilation_cache
 
-    enable_compilation_cache()  # compile times are not this mode's figures
+    _enable_compilation_cache()  # compile times are not this mode's figures
     common = dict(presets=args.sweep_presets, ks=args.sweep_k, batch_size=args.batch_size,
                   lr=args.lr, steps=args.sweep_steps, rounds=args.sweep_rounds,
                   has_torch=args.has_torch)

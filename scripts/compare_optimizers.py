@@ -13,7 +13,7 @@ import argparse
 
 import numpy as np
 
-from jaxmlp.cli import enable_compilation_cache
+from jaxmlp.cli import _enable_compilation_cache
 from jaxmlp.data import load_dataset
 from jaxmlp.optim import OPTIMIZERS
 from jaxmlp import TrainConfig, train_and_evaluate
@@ -37,7 +37,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--val-size", type=int, default=5000)
     parser.add_argument("--data-dir")
     args = parser.parse_args(argv)
-    enable_compilation_cache()
+    _enable_compilation_cache()
     data = load_dataset(args.dataset, data_dir=args.data_dir)
     seeds = [int(s) for s in args.seeds.split(",")]
     names = args.optimizers or list(OPTIMIZERS)

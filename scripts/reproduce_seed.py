@@ -10,8 +10,8 @@ import argparse
 import dataclasses
 import time
 
-from jaxmlp.cli import enable_compilation_cache
-from jaxmlp.data import load_mnist
+from jaxmlp.cli import _enable_compilation_cache
+from jaxmlp.data import _load_mnist
 from jaxmlp import TrainConfig, train_and_evaluate
 
 # The last accuracy each of the seed's logs reached (its training-batch accuracy).
@@ -31,8 +31,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--data-dir")
     parser.add_argument("--out", help="write each run's outputs to OUT/<arch>")
     args = parser.parse_args(argv)
-    enable_compilation_cache()
-    data = load_mnist(data_dir=args.data_dir)
+    _enable_compilation_cache()
+    data = _load_mnist(data_dir=args.data_dir)
     rows = []
     for arch in args.archs or ["a", "b", "c", "wide"]:
         config = TrainConfig(arch=arch, steps=args.steps, batch_size=args.batch_size, lr=args.lr,

@@ -34,10 +34,10 @@ def main(argv=None) -> None:
             os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={max(counts)}")}
         sys.exit(subprocess.call([sys.executable, __file__, *(argv or sys.argv[1:])], env=env))
 
-    from jaxmlp.data import load_mnist
+    from jaxmlp.data import _load_mnist
     from jaxmlp import TrainConfig, train_and_evaluate
 
-    data = load_mnist(data_dir=args.data_dir)
+    data = _load_mnist(data_dir=args.data_dir)
     n = args.steps * args.batch_size
     subset = data._replace(train_images=data.train_images[:n], train_labels=data.train_labels[:n])
     print(f"{jax.device_count()} {jax.default_backend()} devices ({os.cpu_count()} cores), "

@@ -117,9 +117,9 @@ def cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def mnist(tfds_dir, cache_dir):
     """Real MNIST, read through TFDS once per session (never downloading)."""
-    from jaxmlp.data import load_mnist
+    from jaxmlp.data import _load_mnist
 
-    return load_mnist(data_dir=tfds_dir, cache_dir=cache_dir, download=False)
+    return _load_mnist(data_dir=tfds_dir, cache_dir=cache_dir, download=False)
 
 
 @pytest.fixture

@@ -98,19 +98,19 @@ def test_optimizer_and_validation_flags_are_recorded_and_resumable(env, mnist, t
 
 
 def test_default_output_folder_is_named_after_the_arch():
-    from jaxmlp.cli import build_parser, config_from_args
+    from jaxmlp.cli import _build_parser, _config_from_args
 
     for argv, folder in [([], "runs/b"), (["--arch", "wide"], "runs/wide"),
                          (["--arch", "50:relu,10:linear"], "runs/50_relu_10_linear"),
                          (["--out", "elsewhere"], "elsewhere"),
                          (["--dataset", "emnist/letters", "--arch", "c"],
                           "runs/emnist_letters-c")]:
-        assert str(config_from_args(build_parser().parse_args(["train", *argv]))[1]) == folder
+        assert str(_config_from_args(_build_parser().parse_args(["train", *argv]))[1]) == folder
     # A 40-layer spec: cut, with a digest of the whole, so the name stays a valid file name.
     deep = ",".join(["20:relu"] * 40 + ["10:linear"])
-    name = config_from_args(build_parser().parse_args(["train", "--arch", deep]))[1].name
+    name = _config_from_args(_build_parser().parse_args(["train", "--arch", deep]))[1].name
     assert len(name) <= 64 and name.startswith("20_relu_20_relu")
-    other = config_from_args(build_parser().parse_args(
+    other = _config_from_args(_build_parser().parse_args(
         ["train", "--arch", deep.replace("10:linear", "10:relu")]))[1].name
     assert other != name
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxmlp.data import (MNIST, DatasetError, DatasetNotFoundError, _cache_path, _prepared_info,
-                         check_dataset, load_mnist)
+                         _check_dataset, _load_mnist)
 
 
 
@@ -47,7 +47,7 @@ def test_cache_is_used_and_keyed_by_dataset_info(mnist, tfds_dir, cache_dir, tmp
     cached = _cache_path(cache_dir, "mnist", info)
     assert cached.exists()  # written by the session's first load
     assert cached.name.startswith("mnist-3.0.1-") and cached.suffix == ".npz"
-    again = load_mnist(data_dir=tfds_dir, cache_dir=cache_dir, download=False)
+    again = _load_mnist(data_dir=tfds_dir, cache_dir=cache_dir, download=False)
     np.testing.assert_array_equal(again.test_images, mnist.test_images)
     assert again.info == mnist.info == MNIST
     # Another dataset_info (re-prepared or upgraded data) means another cache file.
@@ -62,7 +62,7 @@ def test_cache_is_used_and_keyed_by_dataset_info(mnist, tfds_dir, cache_dir, tmp
 def test_damaged_cache_is_rebuilt(tfds_dir, tmp_path, mnist):
     cached = _cache_path(tmp_path, "mnist", _prepared_info(tfds_dir, "mnist"))
     cached.write_bytes(b"not an npz")
-    data = load_mnist(data_dir=tfds_dir, cache_dir=tmp_path, download=False)
+    data = _load_mnist(data_dir=tfds_dir, cache_dir=tmp_path, download=False)
     np.testing.assert_array_equal(data.train_labels, mnist.train_labels)
     assert data.info == MNIST
     with np.load(cached) as f:  # rewritten whole
@@ -71,10 +71,10 @@ def test_damaged_cache_is_rebuilt(tfds_dir, tmp_path, mnist):
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):
     with pytest.raises(DatasetNotFoundError, match=f"data dir {tmp_path / 'nope'} does not exist"):
-        load_mnist(data_dir=tmp_path / "nope")
+        _load_mnist(data_dir=tmp_path / "nope")
     (tmp_path / "file").write_text("")
     with pytest.raises(DatasetNotFoundError, match=f"data dir {tmp_path / 'file'} is not a folder"):
-        load_mnist(data_dir=tmp_path / "file")
+        _load_mnist(data_dir=tmp_path / "file")
 
 
 def test_damaged_dataset_info_is_named_as_such(tfds_dir, tmp_path):
@@ -84,12 +84,12 @@ def test_damaged_dataset_info_is_named_as_such(tfds_dir, tmp_path):
     info = next(copy.glob("mnist/*/dataset_info.json"))
     info.write_text(info.read_text()[:50])
     with pytest.raises(DatasetError, match=f"tensorflow-datasets could not open mnist in {copy} "):
-        load_mnist(data_dir=copy, download=False, use_cache=False)
+        _load_mnist(data_dir=copy, download=False, use_cache=False)
 
 
 def test_unprepared_and_offline_says_where_it_looked(tmp_path):
     with pytest.raises(DatasetNotFoundError) as e:
-        load_mnist(data_dir=tmp_path, download=False, use_cache=False)
+        _load_mnist(data_dir=tmp_path, download=False, use_cache=False)
     message = str(e.value)
     assert f"not prepared in {tmp_path}" in message and "mnist/3.0.1" in message
     assert "--data-dir" in message and "TFDS_DATA_DIR" in message and "--manual-dir" in message
@@ -98,26 +98,26 @@ def test_unprepared_and_offline_says_where_it_looked(tmp_path):
 def test_check_dataset_rejects_wrong_data(mnist):
     def broken(**changes):
         return mnist._replace(**changes)
-    assert check_dataset(mnist) is mnist
+    assert _check_dataset(mnist) is mnist
     with pytest.raises(DatasetError, match=r"mnist train labels must be \(100,\) integers, "
                                            r"got \(60000,\)"):
-        check_dataset(broken(train_images=mnist.train_images[:100]))
+        _check_dataset(broken(train_images=mnist.train_images[:100]))
     with pytest.raises(DatasetError, match=r"mnist test images must be \(N, 784\) uint8"):
-        check_dataset(broken(test_images=mnist.test_images.reshape(-1, 28, 28)))
+        _check_dataset(broken(test_images=mnist.test_images.reshape(-1, 28, 28)))
     with pytest.raises(DatasetError, match=r"uint8 with N >= 1, got \(10000, 784\) float32"):
-        check_dataset(broken(test_images=mnist.test_images.astype(np.float32)))
+        _check_dataset(broken(test_images=mnist.test_images.astype(np.float32)))
     with pytest.raises(DatasetError, match=r"mnist test labels outside \[0, 10\): values in "
                                            r"\[0, 11\]"):
         labels = mnist.test_labels.copy()
         labels[5] = 11
-        check_dataset(broken(test_labels=labels))
+        _check_dataset(broken(test_labels=labels))
     with pytest.raises(DatasetError, match=r"mnist train labels must be \(60000,\) integers, "
                                            r"got \(60000,\) float32"):
-        check_dataset(broken(train_labels=mnist.train_labels.astype(np.float32)))
+        _check_dataset(broken(train_labels=mnist.train_labels.astype(np.float32)))
     # Dropped on purpose with the move to any dataset: no fixed split sizes, and a split
     # may miss a class (a small --val-size one often does).
     small = broken(train_images=mnist.train_images[:100], train_labels=np.zeros(100, np.int32))
-    assert check_dataset(small) is small
+    assert _check_dataset(small) is small
 
 
 def test_corrupt_tfrecords_are_a_clear_error(tfds_dir, tmp_path, capfd):
@@ -132,7 +132,7 @@ def test_corrupt_tfrecords_are_a_clear_error(tfds_dir, tmp_path, capfd):
     # and nothing it wrote to the terminal gets there, not even its iterator's destructor.
     with pytest.raises(DatasetError, match=r"could not read the mnist test split in .*: "
                                            r"DataLossError: DATA_LOSS: corrupted record at \d+$"):
-        load_mnist(data_dir=copy, download=False, use_cache=False)
+        _load_mnist(data_dir=copy, download=False, use_cache=False)
     gc.collect()
     assert capfd.readouterr() == ("", "")
 
@@ -141,7 +141,7 @@ def test_recompressed_manual_files_are_rejected_clearly(idx_dir, tmp_path):
     # The shared .gz files hold the original bytes but not the original gzip wrapper,
     # so TFDS's checksum check refuses them: a clear error, no download, no silent result.
     with pytest.raises(DatasetError, match="do not match the originals' checksums"):
-        load_mnist(data_dir=tmp_path, manual_dir=idx_dir, download=False, use_cache=False)
+        _load_mnist(data_dir=tmp_path, manual_dir=idx_dir, download=False, use_cache=False)
 
 
 def _write_idx_gz(path, array, magic):
@@ -181,7 +181,7 @@ def test_manual_dir_prepares_with_tfds_offline(idx_dir, tmp_path, monkeypatch):
 
     data_dir = tmp_path / "tfds"
     data_dir.mkdir()
-    data = load_mnist(data_dir=data_dir, manual_dir=manual, download=False, cache_dir=tmp_path)
+    data = _load_mnist(data_dir=data_dir, manual_dir=manual, download=False, cache_dir=tmp_path)
     for split in ("train", "test"):
         got = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
         assert (_sorted_rows(*got) == _sorted_rows(*want[split])).all()
@@ -200,5 +200,5 @@ def test_offline_download_fails_fast_and_clearly(tmp_path, monkeypatch):
     monkeypatch.setattr(jaxmlp.data.socket, "create_connection", unreachable)
     with pytest.raises(DatasetNotFoundError, match=r"download site \S+ cannot be reached "
                                                  r"\(Network is unreachable\)\. Offline\?"):
-        load_mnist(data_dir=tmp_path, download=True, use_cache=False)
+        _load_mnist(data_dir=tmp_path, download=True, use_cache=False)
     assert not (tmp_path / "mnist").exists()  # nothing half-prepared left behind

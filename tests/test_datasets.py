@@ -23,8 +23,8 @@ from jaxmlp.arch import parse_arch
 from jaxmlp.cli import main
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import (MNIST, Dataset, DatasetError, DatasetInfo, DatasetNotFoundError,
-                         _prepared_info, check_dataset, check_name, _dataset_info, load_dataset,
-                         with_validation)
+                         _prepared_info, _check_dataset, _check_name, _dataset_info, load_dataset,
+                         _with_validation)
 from jaxmlp.metrics import evaluate
 from jaxmlp.run import load_model
 from jaxmlp.train import train_and_evaluate
@@ -434,11 +434,11 @@ def test_image_and_label_found_without_supervised_keys(tfds):
 def test_dataset_names():
     for name in ("mnist", "fashion_mnist", "emnist/letters", "cifar10",
                  "imagenet2012_subset/1pct", "cifar10_corrupted/brightness_1"):
-        assert check_name(name) == name
+        assert _check_name(name) == name
     for bad in ("../x", "mnist/..", "mnist/.hidden", "MNIST", "", "mnist/", "a/b/c", "/mnist",
                 "mnist x", None, 3):
         with pytest.raises(ValueError, match="is not a TFDS dataset name") as e:
-            check_name(bad)
+            _check_name(bad)
         assert ("(names are lower case: mnist)" in str(e.value)) == (bad == "MNIST")
     assert MNIST == DatasetInfo("mnist", (28, 28, 1), 10) and MNIST.in_dim == 784
     assert EXPECTED["cifar10"].in_dim == 3072
@@ -458,8 +458,8 @@ def tiny(n_train=10, n_test=4, info=TINY):
 
 def test_check_dataset_uses_the_datasets_own_shape_and_classes():
     good = tiny()
-    assert check_dataset(good) is good
-    assert check_dataset(with_validation(good, 3)).val_labels.tolist() == [2, 3, 4]
+    assert _check_dataset(good) is good
+    assert _check_dataset(_with_validation(good, 3)).val_labels.tolist() == [2, 3, 4]
     cases = [
         (good._replace(train_images=np.zeros((10, 784), np.uint8)),
          r"^tiny train images must be \(N, 12\) uint8 with N >= 1, got \(10, 784\) uint8$"),
@@ -475,26 +475,26 @@ def test_check_dataset_uses_the_datasets_own_shape_and_classes():
          r"^tiny train labels must be \(10,\) integers, got \(9,\) int32$"),
         (good._replace(test_labels=good.test_labels.astype(np.float32)),
          r"^tiny test labels must be \(4,\) integers, got \(4,\) float32$"),
-        (with_validation(good, 3)._replace(val_labels=np.array([0, 9, 1], np.int32)),
+        (_with_validation(good, 3)._replace(val_labels=np.array([0, 9, 1], np.int32)),
          r"^tiny val labels outside \[0, 5\): values in \[0, 9\]$"),
-        (with_validation(good, 3)._replace(val_images=np.zeros((3, 13), np.uint8)),
+        (_with_validation(good, 3)._replace(val_images=np.zeros((3, 13), np.uint8)),
          r"^tiny val images must be \(N, 12\)"),
     ]
     for data, message in cases:
         with pytest.raises(DatasetError, match=message):
-            check_dataset(data)
+            _check_dataset(data)
     # Labels up to 36 fit emnist/letters' 37 classes, not MNIST's 10.
     letters = tiny(info=DatasetInfo("emnist/letters", (28, 28, 1), 37))._replace(
         train_labels=np.arange(27, 37, dtype=np.int32))
-    assert check_dataset(letters) is letters
+    assert _check_dataset(letters) is letters
     with pytest.raises(DatasetError, match=r"^mnist train labels outside \[0, 10\): values in "
                                            r"\[27, 36\]$"):
-        check_dataset(letters._replace(info=MNIST))
+        _check_dataset(letters._replace(info=MNIST))
 
 
 def test_with_validation_holds_out_exactly_the_last_examples():
     data = tiny()
-    split = with_validation(data, 3)
+    split = _with_validation(data, 3)
     assert split.train_images[:, 0].tolist() == list(range(7))
     assert split.val_images[:, 0].tolist() == [7, 8, 9]
     np.testing.assert_array_equal(split.train_labels, data.train_labels[:7])
@@ -503,13 +503,13 @@ def test_with_validation_holds_out_exactly_the_last_examples():
     assert split.test_images is data.test_images and split.test_labels is data.test_labels
     assert split.info == TINY
     assert list(split.splits()) == ["train", "val", "test"] and list(data.splits()) == ["train", "test"]
-    assert with_validation(data, 0) is data
-    assert with_validation(data, 9).train_labels.tolist() == [0]  # one left is enough
+    assert _with_validation(data, 0) is data
+    assert _with_validation(data, 9).train_labels.tolist() == [0]  # one left is enough
     for size in (10, 11):
         with pytest.raises(ValueError, match=rf"^--val-size {size} leaves no training examples: "
                                              r"tiny has 10$"):
-            with_validation(data, size)
+            _with_validation(data, size)
     with pytest.raises(ValueError, match="must be >= 0, got -1"):
-        with_validation(data, -1)
+        _with_validation(data, -1)
     with pytest.raises(ValueError, match="already has a validation split"):
-        with_validation(split, 2)
+        _with_validation(split, 2)

@@ -10,7 +10,7 @@ import pytest
 import jaxmlp.metrics as metrics_module
 from jaxmlp.arch import parse_arch
 from jaxmlp.images import prepare_images
-from jaxmlp.metrics import chunk_rows, evaluate, evaluation_report, metrics
+from jaxmlp.metrics import _chunk_rows, evaluate, evaluation_report, _metrics
 from jaxmlp.mlp import forward, init_params, loss
 
 
@@ -19,7 +19,7 @@ def test_metrics_hand_values():
     z = jnp.array([[0.0, math.log(3)], [math.log(3), 0.0], [0.0, 0.0]])
     y = jnp.array([1, 1, 0])
     expected_loss = (math.log(4 / 3) + math.log(4) + math.log(2)) / 3
-    for fn in (metrics, jax.jit(metrics)):
+    for fn in (_metrics, jax.jit(_metrics)):
         m = fn(z, y)
         assert set(m) == {"loss", "accuracy"}
         np.testing.assert_allclose(m["loss"], expected_loss, rtol=1e-6)
@@ -28,7 +28,7 @@ def test_metrics_hand_values():
 
 def test_metrics_refuses_soft_targets():
     with pytest.raises(TypeError, match="integer classes"):
-        metrics(jnp.zeros((2, 3)), jnp.full((2, 3), 1 / 3))
+        _metrics(jnp.zeros((2, 3)), jnp.full((2, 3), 1 / 3))
 
 
 @pytest.mark.parametrize("arch, in_dim, n, max_bytes, rows", [
@@ -39,7 +39,7 @@ def test_metrics_refuses_soft_targets():
     ("a", 784, 60_000, 4 * 784 * 7 + 4 * 784 - 1, 7),          # rounded down
 ])
 def test_chunk_rows(arch, in_dim, n, max_bytes, rows):
-    assert chunk_rows(parse_arch(arch), in_dim, n, max_bytes) == rows
+    assert _chunk_rows(parse_arch(arch), in_dim, n, max_bytes) == rows
 
 
 def _random_set(n, seed=0, arch="16:tanh,5:linear"):
@@ -53,7 +53,7 @@ def _random_set(n, seed=0, arch="16:tanh,5:linear"):
 def _one_shot(params, images, labels, arch):
     """The reference: every example through the network at once (accuracy as an exact count)."""
     z = forward(params, prepare_images(images), arch)
-    m = metrics(z, jnp.asarray(labels))
+    m = _metrics(z, jnp.asarray(labels))
     return float(m["loss"]), float(np.mean(np.argmax(np.asarray(z), 1) == np.asarray(labels)))
 
 
@@ -98,7 +98,7 @@ def test_evaluate_wide_layer_in_chunks():
     arch = "1000:relu,10:linear"
     params, images, labels = _random_set(20, seed=1, arch=arch)
     max_bytes = 4 * 1000 * 8
-    assert chunk_rows(parse_arch(arch), 784, 20, max_bytes) == 8
+    assert _chunk_rows(parse_arch(arch), 784, 20, max_bytes) == 8
     result = evaluate(params, images, labels, arch, max_bytes=max_bytes)
     ref_loss, ref_acc = _one_shot(params, images, labels, arch)
     np.testing.assert_allclose(result["loss"], ref_loss, rtol=2e-6)

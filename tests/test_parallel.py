@@ -1,6 +1,5 @@
 """Data-parallel training: many devices and many processes give one device's result."""
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -10,17 +9,17 @@ import numpy as np
 import pytest
 
 from jaxmlp.cli import main
-from jaxmlp.parallel import check_batch, make_mesh
+from jaxmlp.parallel import _check_batch, make_mesh
 
 # Few steps of a real run; float32 all-reduces sum in another order than one device does.
 TOL = 1e-5
 
 FOUR_DEVICES = r"""
 import json, jax, numpy as np
-from jaxmlp.data import load_mnist
+from jaxmlp.data import _load_mnist
 from jaxmlp import TrainConfig, train_and_evaluate
 assert jax.device_count() == 4, jax.devices()
-data = load_mnist(download=False)
+data = _load_mnist(download=False)
 out = {}
 for grad in ("hand", "autodiff"):
     runs = {n: train_and_evaluate(TrainConfig(arch="b", steps=40, batch_size=128, grad=grad,
@@ -108,9 +107,9 @@ def test_mesh_and_batch_checks():
     assert mesh.axis_names == ("data",) and mesh.size == 1
     with pytest.raises(ValueError, match="asked for 3 devices but only 1 is available"):
         make_mesh(3)
-    check_batch(7, mesh)
+    _check_batch(7, mesh)
     with pytest.raises(ValueError, match="batch size 5 does not divide evenly over 2 devices"):
-        check_batch(5, type("M", (), {"size": 2})())
+        _check_batch(5, type("M", (), {"size": 2})())
 
 
 def test_processes_with_different_settings_refuse_to_train(tmp_path):

@@ -22,16 +22,16 @@ HISTORY_VAL = [{**h, "val_loss": v_loss, "val_acc": v_acc}
 
 # Each plot_* function with small inputs: (name, call(path)).
 PLOTS = [
-    ("history", lambda path: plot.plot_history(HISTORY, path, title="arch a")),
-    ("confusion", lambda path: plot.plot_confusion(CONFUSION, path, title="test set")),
-    ("mistakes", lambda path: plot.plot_mistakes(DIGITS, [4, 1, 7, 3, 9], [9, 7, 1, 5, 4],
+    ("history", lambda path: plot._plot_history(HISTORY, path, title="arch a")),
+    ("confusion", lambda path: plot._plot_confusion(CONFUSION, path, title="test set")),
+    ("mistakes", lambda path: plot._plot_mistakes(DIGITS, [4, 1, 7, 3, 9], [9, 7, 1, 5, 4],
                                                  [0.99, 0.9, 0.8, 0.7, 0.6], path)),
-    ("weights", lambda path: plot.plot_weights(WEIGHTS, path)),
-    ("history_val", lambda path: plot.plot_history(HISTORY_VAL, path, title="arch a")),
-    ("mistakes_rgb", lambda path: plot.plot_mistakes(PHOTOS, [4, 1, 7, 3, 9], [9, 7, 1, 5, 4],
+    ("weights", lambda path: plot._plot_weights(WEIGHTS, path)),
+    ("history_val", lambda path: plot._plot_history(HISTORY_VAL, path, title="arch a")),
+    ("mistakes_rgb", lambda path: plot._plot_mistakes(PHOTOS, [4, 1, 7, 3, 9], [9, 7, 1, 5, 4],
                                                      [0.99, 0.9, 0.8, 0.7, 0.6], path,
                                                      image_shape=CIFAR)),
-    ("weights_rgb", lambda path: plot.plot_weights(RGB_WEIGHTS, path, image_shape=CIFAR)),
+    ("weights_rgb", lambda path: plot._plot_weights(RGB_WEIGHTS, path, image_shape=CIFAR)),
 ]
 
 
@@ -353,7 +353,7 @@ def test_evaluate_run_draws_in_the_models_image_shape(tmp_path):
     from jaxmlp import init_params, parse_arch
     from jaxmlp.config import TrainConfig
     from jaxmlp.data import Dataset, DatasetInfo
-    from jaxmlp.run import evaluate_run, load_run, save_model, write_json
+    from jaxmlp.run import evaluate_run, load_run, _save_model, _write_json
 
     info = DatasetInfo("cifar10", CIFAR, 10)
     arch = parse_arch("a")
@@ -362,8 +362,8 @@ def test_evaluate_run_draws_in_the_models_image_shape(tmp_path):
         np.where(np.arange(3072) % 3 == 0, 1.0, -1.0))
     folder = tmp_path / "run"
     folder.mkdir()
-    write_json(folder / "config.json", dataclasses.asdict(TrainConfig(dataset="cifar10", arch="a")))
-    save_model(folder / "model.npz", params, arch, info)
+    _write_json(folder / "config.json", dataclasses.asdict(TrainConfig(dataset="cifar10", arch="a")))
+    _save_model(folder / "model.npz", params, arch, info)
     run = load_run(folder)
     assert run.info == info
     images = RNG.integers(0, 256, (20, 3072), dtype=np.uint8)

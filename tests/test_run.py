@@ -13,7 +13,7 @@ import pytest
 
 import jaxmlp
 from jaxmlp.cli import main
-from jaxmlp.run import _LOCK, RunError, RunFolder, load_run
+from jaxmlp.run import _LOCK, RunError, _RunFolder, load_run
 
 QUICK = ["--arch", "a", "--steps", "60", "--no-progress", "--quiet"]
 
@@ -86,12 +86,12 @@ def test_a_failing_start_changes_nothing_on_disk(env, tmp_path, capsys):
 
 
 def test_second_writer_is_stopped_and_stale_locks_are_taken_over(done, tmp_path, capsys):
-    with RunFolder.open(done, resume=True):  # another trainer holds the folder
+    with _RunFolder.open(done, resume=True):  # another trainer holds the folder
         code, err = _train(capsys, "--resume", str(done), "--steps", "120")
         assert code == 2 and f"{done} is in use by another jaxmlp process (pid {os.getpid()})" in err
         fresh = tmp_path / "fresh"
         fresh.mkdir()
-        with RunFolder.open(fresh):  # a new run, still in its first epoch
+        with _RunFolder.open(fresh):  # a new run, still in its first epoch
             code, err = _train(capsys, "--resume", str(fresh))
             assert code == 2 and "is in use by another jaxmlp process" in err
     # A killed process's lock file stays behind but holds no lock: it is stale, taken over.
@@ -398,7 +398,7 @@ def test_an_interrupted_start_leaves_no_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(run_module, "_lock", interrupted)
     out = tmp_path / "new" / "run"
     with pytest.raises(KeyboardInterrupt):
-        RunFolder.open(out)
+        _RunFolder.open(out)
     assert not (tmp_path / "new").exists()
 
 

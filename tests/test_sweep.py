@@ -14,8 +14,8 @@ import jaxmlp
 from jaxmlp.cli import main
 from jaxmlp.data import MNIST, DatasetInfo
 from jaxmlp.run import RunError
-from jaxmlp.sweep import (Grid, check_grid, check_memory, estimate_bytes, format_summary, parse_floats, parse_seeds,
-                          summarize, train_many)
+from jaxmlp.sweep import (Grid, _check_grid, _check_memory, _estimate_bytes, _format_summary, _parse_floats, _parse_seeds,
+                          _summarize, train_many)
 
 quiet = lambda _: None
 
@@ -61,10 +61,10 @@ def test_independent_models_equal_single_runs(small, grad, optimizer):
 SHARDED = r"""
 import json, jax, numpy as np
 from jaxmlp.config import TrainConfig
-from jaxmlp.data import load_mnist
+from jaxmlp.data import _load_mnist
 from jaxmlp.sweep import Grid, train_many
 assert jax.device_count() == 4
-data = load_mnist(download=False)
+data = _load_mnist(download=False)
 data = data._replace(train_images=data.train_images[:4000], train_labels=data.train_labels[:4000],
                      test_images=data.test_images[:1000], test_labels=data.test_labels[:1000])
 out = {}
@@ -100,7 +100,7 @@ def test_summary_statistics_and_ensembles_by_hand():
     # Setting 1's seeds: two vote wrongly on example 1 with low confidence, one rightly with high.
     probs = np.array([[[.9, .1], [.6, .4]], [[.9, .1], [.6, .4]], [[.9, .1], [.1, .9]],
                       [[.1, .9], [.2, .8]], [[.6, .4], [.2, .8]], [[1, 0], [0, 1]]])
-    s = summarize(grid, records, probs, labels)
+    s = _summarize(grid, records, probs, labels)
     first, second = s["settings"]
     assert first["test_acc_mean"] == pytest.approx(0.7)
     assert first["test_acc_std"] == pytest.approx(0.2)  # sample std of 0.5, 0.7, 0.9
@@ -110,7 +110,7 @@ def test_summary_statistics_and_ensembles_by_hand():
     assert second["ensemble_test_acc"] == 0.5  # the diverged model does not vote
     assert s["best"] == {"lr": 0.1, "momentum": 0.9, "test_acc_mean": pytest.approx(0.7),
                          "ensemble_test_acc": 1.0, "chosen_by": "ensemble_test_acc"}
-    text = format_summary(s)
+    text = _format_summary(s)
     assert "val_acc" not in text and "validation accuracy" not in text
 
 
@@ -130,7 +130,7 @@ def test_best_setting_is_chosen_on_validation_not_test():
     val_probs = np.array([[[.8, .2]] * 4, [[.4, .6]] * 4,  # lr 0.1: class 0 four times: 0.5
                           [[.1, .9], [.1, .9], [.9, .1], [.9, .1]],  # lr 0.2: right, right
                           [[.4, .6]] * 4])
-    s = summarize(grid, records, probs, labels, val_probs=val_probs, val_labels=val_labels)
+    s = _summarize(grid, records, probs, labels, val_probs=val_probs, val_labels=val_labels)
     first, second = s["settings"]
     assert (first["ensemble_test_acc"], second["ensemble_test_acc"]) == (1.0, 0.5)
     assert (first["ensemble_val_acc"], second["ensemble_val_acc"]) == (0.5, 1.0)
@@ -140,16 +140,16 @@ def test_best_setting_is_chosen_on_validation_not_test():
     assert s["best"] == {"lr": 0.2, "momentum": 0.9, "val_acc_mean": 0.75,
                          "ensemble_val_acc": 1.0, "test_acc_mean": 0.5,
                          "ensemble_test_acc": 0.5, "chosen_by": "ensemble_val_acc"}
-    text = format_summary(s)
+    text = _format_summary(s)
     assert "best setting (by validation ensemble): lr 0.2," in text
     assert "validation accuracy 0.5000 ± 0.3536 (min 0.2500, max 0.7500); ensemble 0.5000; " \
            "test accuracy 0.7500" in text
     # The same records without a validation split: test chooses, as before.
     plain = [{k: v for k, v in r.items() if not k.startswith("val")} for r in records]
-    s = summarize(grid, plain, probs, labels)
+    s = _summarize(grid, plain, probs, labels)
     assert s["best"]["lr"] == 0.1 and s["best"]["chosen_by"] == "ensemble_test_acc"
     assert "val_acc_mean" not in s["settings"][0]
-    assert "best setting (by test ensemble: no validation split): lr 0.1" in format_summary(s)
+    assert "best setting (by test ensemble: no validation split): lr 0.1" in _format_summary(s)
 
 
 def test_sweep_with_validation_split_and_lion(small, tmp_path):
@@ -238,25 +238,25 @@ def test_sweep_on_another_dataset(cifar100, tmp_path, capsys):
 
 
 def test_grid_parsing():
-    assert parse_seeds("4") == (0, 1, 2, 3) and parse_seeds("0,3,7") == (0, 3, 7)
-    assert parse_floats("0.02,0.05", "lr") == (0.02, 0.05)
+    assert _parse_seeds("4") == (0, 1, 2, 3) and _parse_seeds("0,3,7") == (0, 3, 7)
+    assert _parse_floats("0.02,0.05", "lr") == (0.02, 0.05)
     for text, message in [("0", "a count from 1 to 100000"), ("a,b", r"a count \(16\) or a list"),
                           ("1,1", "each seed once"), ("100001", "a count from 1 to 100000"),
                           ("9,", r"or a list \(0,3,7\), got '9,'"), ("", "a count"),
                           ("0,,1", "or a list")]:
         with pytest.raises(ValueError, match=message):
-            parse_seeds(text)
+            _parse_seeds(text)
     for text in ("fast", "", "0.1,,0.2", ","):  # an empty item is a typo, not a default
         with pytest.raises(ValueError, match="--lr takes numbers"):
-            parse_floats(text, "lr")
+            _parse_floats(text, "lr")
     # A grid too large to even list is refused before its configs are built.
     with pytest.raises(ValueError, match="the grid has 200000 models, more than 100000"):
-        check_grid(jaxmlp.TrainConfig(), Grid(tuple(range(100_000)), (0.1, 0.2), (0.9,)))
+        _check_grid(jaxmlp.TrainConfig(), Grid(tuple(range(100_000)), (0.1, 0.2), (0.9,)))
     grid = Grid((0, 1), (0.1, 0.2), (0.8, 0.9))
     assert len(grid.models()) == 8 and grid.models()[1] == {"seed": 1, "lr": 0.1, "momentum": 0.8}
     # Memory grows linearly in K (params, optimizer state, gradients, activations per model).
     config = jaxmlp.TrainConfig(arch="wide")
-    size = lambda k, config=config, in_dim=784: estimate_bytes(
+    size = lambda k, config=config, in_dim=784: _estimate_bytes(
         config, k, "shared", in_dim=in_dim, num_examples=70_000)
     one, eight = size(1), size(8)
     assert 7 * (one - size(0)) == pytest.approx(eight - one, rel=1e-9)
@@ -352,13 +352,13 @@ def test_cpu_devices_share_the_hosts_memory(mnist):
     host = _available_bytes(jax.devices("cpu")[0])
     cores = [types.SimpleNamespace(platform="cpu", memory_stats=lambda: None)] * 2
     config = jaxmlp.TrainConfig(arch="wide")
-    per_model = estimate_bytes(config, 1, "shared", in_dim=784, num_examples=0) - \
-        estimate_bytes(config, 0, "shared", in_dim=784, num_examples=0)
+    per_model = _estimate_bytes(config, 1, "shared", in_dim=784, num_examples=0) - \
+        _estimate_bytes(config, 0, "shared", in_dim=784, num_examples=0)
     k = int(1.2 * host / per_model)  # over 80% of the host, under 160%
     with pytest.raises(ValueError, match=f"{k} models of wide on mnist need about .* GiB, more "
                                          r"than 80% of the .* GiB available"):
-        check_memory(config, k, "shared", mnist, cores)
-    check_memory(config, k // 4, "shared", mnist, cores)  # 30% of the host: fits
+        _check_memory(config, k, "shared", mnist, cores)
+    _check_memory(config, k // 4, "shared", mnist, cores)  # 30% of the host: fits
 
 
 def test_sweep_models_from_the_command_line_and_their_faults(env, tmp_path, capsys):

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxmlp.checkpoint import load_checkpoint, save_checkpoint
+from jaxmlp.checkpoint import _load_checkpoint, _save_checkpoint
 from jaxmlp.config import TrainConfig
 from jaxmlp.train import train_and_evaluate
 from jaxmlp.trainer import TrainingDiverged
@@ -165,8 +165,8 @@ def test_huge_learning_rate_diverges_with_clear_error(mnist):
 def test_checkpoint_round_trip_and_mismatch(tmp_path):
     state = {"params": [{"w": np.arange(6.0).reshape(2, 3), "b": np.ones(3, np.float32)}],
              "step": np.int32(7)}
-    save_checkpoint(tmp_path / "c.npz", state)
-    back = load_checkpoint(tmp_path / "c.npz", state)
+    _save_checkpoint(tmp_path / "c.npz", state)
+    back = _load_checkpoint(tmp_path / "c.npz", state)
     assert jax.tree.structure(back) == jax.tree.structure(state)
     for a, b in zip(_leaves(back), _leaves(state)):
         np.testing.assert_array_equal(a, b)
@@ -175,12 +175,12 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path):
         assert sorted(f.files) == ["params/0/b", "params/0/w", "step"]
     with pytest.raises(ValueError, match=r"does not fit this run \(missing \['a', 'b'\], "
                                          r"unexpected \['params/0/b', 'params/0/w', 'step'\]\)"):
-        load_checkpoint(tmp_path / "c.npz", {"a": np.zeros(1), "b": np.zeros(1)})
+        _load_checkpoint(tmp_path / "c.npz", {"a": np.zeros(1), "b": np.zeros(1)})
     with pytest.raises(ValueError, match=r"params/0/b is \(3,\) float32, expected \(4,\)"):
-        load_checkpoint(tmp_path / "c.npz", {"params": [{"b": np.zeros(4, np.float32),
+        _load_checkpoint(tmp_path / "c.npz", {"params": [{"b": np.zeros(4, np.float32),
                                                          "w": np.zeros((2, 3))}], "step": 0})
     with pytest.raises(FileNotFoundError, match="no file at"):
-        load_checkpoint(tmp_path / "missing.npz", state)
+        _load_checkpoint(tmp_path / "missing.npz", state)
 
 
 def test_bad_configs(mnist):

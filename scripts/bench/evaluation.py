@@ -30,9 +30,9 @@ import jax
 
 from jaxmlp.arch import parse_arch
 from jaxmlp.config import Grid
-from jaxmlp.data import Dataset, with_validation
+from jaxmlp.data import Dataset, _with_validation
 from jaxmlp.metrics import evaluate
-from jaxmlp.parallel import to_host
+from jaxmlp.parallel import _to_host
 from jaxmlp.sweep import _Stack
 
 from bench.sweeps import config_for
@@ -45,7 +45,7 @@ def measure(mnist: Dataset, *, preset: str, k: int, batch_size: int, lr: float,
             rounds: int) -> dict:
     """Seconds per epoch of training and of the two evaluations, and their shares."""
     val_size = len(mnist.train_labels) // 6
-    data = with_validation(mnist, val_size)
+    data = _with_validation(mnist, val_size)
     spe = len(data.train_labels) // batch_size
     config = config_for(preset, batch_size, lr, rounds + 2, 1, val_size=val_size)
     stack = _Stack(config, Grid(tuple(range(k)), (lr,), (0.9,)), "shared", data)
@@ -64,7 +64,7 @@ def measure(mnist: Dataset, *, preset: str, k: int, batch_size: int, lr: float,
         return stack.evaluate(box[0], None)
 
     def evaluate_per_model():
-        host = jax.tree.map(to_host, box[0])
+        host = jax.tree.map(_to_host, box[0])
         return {split: [evaluate(jax.tree.map(lambda a: a[i], host), images, labels, arch)
                         for i in range(k)] for split, (images, labels) in splits.items()}
 

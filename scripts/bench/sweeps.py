@@ -43,7 +43,7 @@ from jaxmlp.config import Grid, TrainConfig
 from jaxmlp.data import Dataset
 from jaxmlp.parallel import make_mesh
 from jaxmlp.sweep import _Stack
-from jaxmlp.trainer import _One, put_dataset
+from jaxmlp.trainer import _One, _put_dataset
 
 from bench.timing import Driver, round_robin, summary
 
@@ -97,7 +97,7 @@ def make_sequential(arch, k, data: Dataset, batch_size, lr, steps, calls) -> Dri
     dataset goes to the device once, for all of them; each compiles its own epoch (as K
     separate runs would; the compilation cache makes that quick), here."""
     config = config_for(arch, batch_size, lr, calls + 1, 1)
-    on_device = put_dataset(data, make_mesh(1))
+    on_device = _put_dataset(data, make_mesh(1))
     runs, compile_s = [], 0.0
     for seed in range(k):
         one = _One(dataclasses.replace(config, seed=seed), None, "shared", on_device)
