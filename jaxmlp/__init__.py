@@ -33,6 +33,10 @@ _WHERE = {
     "model_probabilities": "metrics", "dropout_masks": "mlp", "schedule": "optim",
     "max_norm": "optim", "OPTIMIZERS": "optim", "make_mesh": "parallel",
     "initialize_distributed": "parallel", "toy_trace": "toy", "load_inputs": "predict",
+    "Augmentation": "augment", "parse_augment": "augment", "augment": "augment",
+    "elastic": "augment", "elastic_field": "augment", "affine": "augment",
+    "affine_field": "augment", "resample": "augment",
+    "Recipe": "recipes", "RECIPES": "recipes", "recipe_settings": "recipes", "ema": "optim",
 }
 
 __all__ = [
@@ -40,9 +44,11 @@ __all__ = [
     "init_params", "forward", "forward_layers", "loss", "dropout_masks",
     "softmax", "log_softmax", "softmax_jacobian", "cross_entropy", "cross_entropy_grad",
     "smooth_labels", "hand_grad", "hand_loss", "hand_value_and_grad", "gradcheck", "toy_trace",
-    "TrainConfig", "Grid", "make_optimizer", "OPTIMIZERS", "schedule", "max_norm",
+    "TrainConfig", "Grid", "make_optimizer", "OPTIMIZERS", "schedule", "max_norm", "ema",
     "make_step", "make_epoch", "shuffle", "fit", "train_and_evaluate", "train_many",
     "TrainingDiverged", "TrainingInterrupted", "make_mesh", "initialize_distributed",
+    "Augmentation", "parse_augment", "augment", "elastic", "elastic_field", "affine",
+    "affine_field", "resample", "Recipe", "RECIPES", "recipe_settings",
     "Dataset", "DatasetInfo", "MNIST", "DatasetError", "DatasetNotFoundError", "load_dataset",
     "prepare_images", "evaluate", "evaluate_models", "model_probabilities", "evaluation_report",
     "Run", "RunError", "load_run", "load_model", "evaluate_run", "predict", "top_k", "load_inputs",

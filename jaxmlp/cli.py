@@ -85,6 +85,11 @@ def _add_training_flags(commands, name: str) -> None:
                    "number of models evenly)",
         "target_accuracy": "stop once every live model's validation (else test) accuracy "
                            "reaches this"} if sweep else {})
+    from jaxmlp.recipes import RECIPES
+
+    parser.add_argument("--recipe", choices=tuple(RECIPES), default=None, help=(
+        "start from a published record's settings (docs/results.md#records); the flags "
+        "given beside it override them"))
     if sweep:
         parser.add_argument("--seeds", help="a count (16: seeds 0-15) or a list (0,3,7) "
                             "(default: 1)")
@@ -152,6 +157,19 @@ def _build_parser() -> argparse.ArgumentParser:
                     help=f"input width (default: {MNIST.in_dim}, MNIST's)")
     gc.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
 
+    au = commands.add_parser("augment", allow_abbrev=False,
+                             help="draw training images beside their distortions (a PNG)")
+    au.add_argument("spec", metavar="SPEC", help="as train's --augment, e.g. alpha=34,sigma=4")
+    au.add_argument("--out", default="augment.png", help="the PNG to write (default: "
+                    "augment.png; an existing file only with --overwrite)")
+    au.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    au.add_argument("--dataset", default=_DEFAULT_DATASET, help="TFDS dataset (default: mnist)")
+    au.add_argument("--data-dir", default=None, help="TFDS data folder")
+    au.add_argument("--manual-dir", default=None, help="folder with the original MNIST .gz files")
+    au.add_argument("--images", type=int, default=8, help="training images, one a row (default: 8)")
+    au.add_argument("--draws", type=int, default=6, help="distortions of each (default: 6)")
+    au.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
+
     toy = commands.add_parser("toy", allow_abbrev=False, help="the seed's 2x2 worked example, traced")
     toy.add_argument("--lr", type=float, default=2.0, help="SGD learning rate (default: 2.0)")
     toy.add_argument("--iterations", type=int, default=2, help="iterations (default: 2)")
@@ -189,6 +207,13 @@ def _given(args, skip=()) -> dict:
     """The ``TrainConfig`` settings that ``args`` name (the rest keep their defaults)."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
              if f.name not in skip and getattr(args, f.name, None) is not None}
+    if getattr(args, "recipe", None):
+        from jaxmlp.recipes import recipe_settings
+
+        recipe = recipe_settings(args.recipe)
+        if "steps" in given:  # a length given in steps replaces the recipe's epochs
+            recipe.pop("epochs", None)
+        given = {**{k: v for k, v in recipe.items() if k not in skip}, **given}
     if "epochs" in given and "steps" in given:
         raise ValueError("give --epochs or --steps, not both: a run's length is counted in one")
     return given
@@ -209,7 +234,9 @@ def _config_from_args(args) -> tuple[TrainConfig, Path]:
     given = _given(args)
     if args.resume is None:
         config = TrainConfig(**given)
-        return config, Path(args.out) if args.out else _default_out(config.arch, config.dataset)
+        default = Path("runs") / args.recipe if args.recipe else _default_out(config.arch,
+                                                                                config.dataset)
+        return config, Path(args.out) if args.out else default
     out = _resumed_folder(args, "run")
     from jaxmlp.run import _read_config
 
@@ -253,15 +280,23 @@ def _sweep_settings(args):
     from jaxmlp.sweep import Grid, _parse_floats, _parse_seeds
 
     given = _given(args, skip=_SWEPT)
-    # --lr's default is the optimizer's (TrainConfig's rule: an unset lr is the optimizer's).
-    default_lr = TrainConfig(optimizer=args.optimizer or TrainConfig.optimizer).lr
+    from jaxmlp.recipes import RECIPES
+
+    recipe = RECIPES[args.recipe] if args.recipe else None
+    picked = recipe.settings if recipe else {}
+    # --lr's default is the recipe's, else the optimizer's (TrainConfig's rule).
+    default_lr = picked.get("lr") or TrainConfig(
+        optimizer=given.get("optimizer", TrainConfig.optimizer)).lr
     pick = lambda given, default: default if given is None else given  # "" is a mistake
-    grid = Grid(_parse_seeds(pick(args.seeds, "1")), _parse_floats(pick(args.lr, default_lr), "lr"),
-                _parse_floats(pick(args.momentum, TrainConfig.momentum), "momentum"))
+    seeds = str(recipe.seeds) if recipe and recipe.seeds else "1"
+    grid = Grid(_parse_seeds(pick(args.seeds, seeds)),
+                _parse_floats(pick(args.lr, default_lr), "lr"),
+                _parse_floats(pick(args.momentum, picked.get("momentum", TrainConfig.momentum)),
+                              "momentum"))
     if args.resume is None:
         config = TrainConfig(**given)
         out = Path(args.out) if args.out else Path("runs") / (
-            "sweep-" + _default_out(config.arch, config.dataset).name)
+            "sweep-" + (args.recipe or _default_out(config.arch, config.dataset).name))
         return config, grid, args.order or "shared", out
     out = _resumed_folder(args, "sweep")
     saved, saved_grid, saved_order = _read_sweep(out)
@@ -406,8 +441,36 @@ def _toy(args) -> int:
     return 0
 
 
-_COMMANDS = {"train": _fit, "sweep": _fit, "eval": _eval, "predict": _predict, "gradcheck": _gradcheck,
-            "toy": _toy}
+def _augment_command(args) -> int:
+    import jax
+
+    from jaxmlp.augment import augment, parse_augment
+    from jaxmlp.data import load_dataset
+    from jaxmlp.plot import _plot_augment
+
+    aug = parse_augment(args.spec)
+    from jaxmlp._checks import positive_int
+
+    positive_int(args.images, "--images")
+    positive_int(args.draws, "--draws")
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"{out} exists: pass --overwrite to replace it, or another --out")
+    data = load_dataset(args.dataset, data_dir=args.data_dir, manual_dir=args.manual_dir,
+                        download=False)
+    shape = data.info.image_shape
+    images = data.train_images[:args.images]
+    x = jax.numpy.asarray(images).reshape(-1, *shape).astype("float32") / 255
+    draw = jax.jit(lambda key: augment(key, x, aug))
+    distorted = [draw(jax.random.fold_in(jax.random.key(args.seed), d)).reshape(len(images), -1)
+                 for d in range(args.draws)]
+    _plot_augment(images, distorted, out, image_shape=shape, title=f"--augment {args.spec}")
+    print(f"wrote {out}")
+    return 0
+
+
+_COMMANDS = {"train": _fit, "sweep": _fit, "eval": _eval, "predict": _predict,
+             "gradcheck": _gradcheck, "augment": _augment_command, "toy": _toy}
 
 
 def main(argv=None) -> int:

@@ -14,6 +14,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from jaxmlp.arch import PRESETS, parse_arch
+from jaxmlp.augment import Augmentation, parse_augment
 from jaxmlp.data import _DEFAULT_DATASET, DatasetInfo, _check_name
 from jaxmlp.optim import OPTIMIZERS, _SCHEDULES
 
@@ -60,6 +61,14 @@ class TrainConfig:
     dropout: Optional[str] = _setting(None, "IN,HIDDEN: drop probabilities of the input pixels "
                                       "and of every hidden unit while training (inverted "
                                       "dropout; evaluation never drops), e.g. 0.2,0.5")
+    augment: Optional[str] = _setting(None, "distort every training batch on the device: "
+                                      "NAME=VALUE pairs of alpha and sigma (elastic, Simard "
+                                      "2003; pixels), rotation and shear (degrees), scale "
+                                      "(fraction) and translation (pixels), each drawn in "
+                                      "+-VALUE per image, e.g. alpha=34,sigma=4")
+    ema: Optional[float] = _setting(None, "evaluate and save the exponential moving average "
+                                    "of the weights with this decay (e.g. 0.999), not the "
+                                    "last weights")
     label_smoothing: float = _setting(0.0, "train against (1 - e)*onehot + e/classes instead of "
                                       "the one-hot labels")
     seed: int = _setting(0, "PRNG seed, 0 to 2**32-1: init and data order")
@@ -100,6 +109,7 @@ class TrainConfig:
         (``check_output``)."""
         parse_arch(self.arch)
         _check_name(self.dataset)
+        self.augmentation  # parse_augment names what is wrong
         # Training runs in float32: a value it cannot hold (1e39 overflows, 1e-50 becomes 0,
         # a momentum of 0.999999999 becomes 1) is refused here, not met as a silent no-op
         # or a NaN.
@@ -124,6 +134,9 @@ class TrainConfig:
              f"clip norm must be positive, got {self.clip_norm}{_f32(self.clip_norm)}"),
             (self.max_norm is None or positive(self.max_norm),
              f"max norm must be positive, got {self.max_norm}{_f32(self.max_norm)}"),
+            (self.ema is None or (number(self.ema) and 0 < self.ema < 1
+                                  and np.float32(self.ema) < 1),
+             f"ema decay must be in (0, 1), got {self.ema}{_f32(self.ema)}"),
             (number(self.label_smoothing) and 0 <= self.label_smoothing < 1,
              f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.dropout is None or self.dropout_rates is not None or _rates(self.dropout),
@@ -143,6 +156,12 @@ class TrainConfig:
             if not ok:
                 raise ValueError(message)
         return self
+
+    @property
+    def augmentation(self) -> Optional[Augmentation]:
+        """``augment`` parsed (``parse_augment``), or None for none (or all zero)."""
+        aug = parse_augment(self.augment) if self.augment is not None else None
+        return aug if aug is not None and (aug.alpha or aug.affine) else None
 
     @property
     def dropout_rates(self) -> Optional[tuple[float, float]]:

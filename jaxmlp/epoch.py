@@ -13,6 +13,7 @@ talk to each other, so no all-reduce is needed.
 """
 import functools
 import time
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +22,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxmlp.arch import parse_arch
+from jaxmlp.augment import Augmentation, augment as _augment
 from jaxmlp.backprop import hand_value_and_grad
 from jaxmlp.config import TrainConfig
 from jaxmlp.cross_entropy import cross_entropy, smooth_labels
@@ -44,31 +46,48 @@ def _autodiff_value_and_grad(params, x, y, arch, *, dropout=None, key=None):
 
 
 def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
-              label_smoothing: float = 0.0, dropout=None):
+              label_smoothing: float = 0.0, dropout=None, augment: Optional[Augmentation] = None,
+              image_shape=None):
     """One SGD step ``(params, opt_state, images_u8, labels) → (params, opt_state, metrics)``.
 
     ``metrics`` is ``jaxmlp.metrics._metrics`` of the batch (``loss``, ``accuracy``, against
     the true labels). With ``label_smoothing`` ε the gradient is that of the cross-entropy
     against ``smooth_labels(labels, n, ε)``. With ``dropout = (p_in, p_hidden)`` the step
     takes a ``key`` (``step(..., key)``) that draws its masks (``mlp.dropout_masks``); the
-    step's ``uses_key`` says so. Not jitted by itself: the epoch scan and the
-    per-step baseline each jit it in their own way.
+    step's ``uses_key`` says so. With ``augment`` (an ``Augmentation``) each batch is
+    distorted first (``jaxmlp.augment.augment``, images of ``image_shape`` ``(H, W, C)``),
+    from ``fold_in(key, 1)``, so the same key gives dropout the masks it gives without
+    augmentation. Not jitted by itself: the epoch scan and the per-step baseline each jit
+    it in their own way.
     """
     arch = parse_arch(arch)
     value_and_grad = hand_value_and_grad if grad == "hand" else _autodiff_value_and_grad
 
     dropout = tuple(dropout) if dropout is not None and any(dropout) else None
+    augment = augment if augment is not None and (augment.alpha or augment.affine) else None
+    if augment is not None and image_shape is None:
+        raise ValueError("augmentation needs the images' shape (H, W, C)")
 
     def step(params, opt_state, images, labels, key=None):
         x = prepare_images(images, in_dim=images.shape[-1])  # uint8 on device, scaled here
+        if augment is not None:
+            x = _augment(jax.random.fold_in(key, 1), x.reshape(-1, *image_shape),
+                         augment).reshape(x.shape)
         targets = labels if not label_smoothing else smooth_labels(  # in the params' dtype
             labels, arch[-1].units, label_smoothing).astype(params[0]["w"].dtype)
         (_, logits), grads = value_and_grad(params, x, targets, arch, dropout=dropout, key=key)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, _metrics(logits, labels)
 
-    step.uses_key = dropout is not None
+    step.uses_key = dropout is not None or augment is not None
     return step
+
+
+def _config_step(config: TrainConfig, optimizer, image_shape):
+    """``make_step`` with every setting of ``config`` that shapes a step."""
+    return make_step(config.arch, optimizer, config.grad, label_smoothing=config.label_smoothing,
+                     dropout=config.dropout_rates, augment=config.augmentation,
+                     image_shape=image_shape)
 
 
 def shuffle(key: jax.Array, n: int) -> jax.Array:
@@ -174,7 +193,8 @@ def _make_epoch_runner(step, data: Dataset, batch_size: int, mesh):
     return run
 
 
-def _make_sweep_epoch(config: TrainConfig, num_steps: int, order: str, mesh: Mesh):
+def _make_sweep_epoch(config: TrainConfig, num_steps: int, order: str, mesh: Mesh,
+                      image_shape=None):
     """A jitted epoch of K models: ``run(params, opt_state, hyper, images, labels, keys,
     start, n)`` → ``(params, opt_state, metrics)`` with ``(n, K)`` losses and accuracies.
 
@@ -184,12 +204,11 @@ def _make_sweep_epoch(config: TrainConfig, num_steps: int, order: str, mesh: Mes
     """
     arch, batch = parse_arch(config.arch), config.batch_size
 
-    noisy = config.dropout_rates is not None
+    noisy = _config_step(config, None, image_shape).uses_key
 
     def step(params, opt_state, images, labels, hyper, key):
         optimizer = make_optimizer(config, num_steps, lr=hyper["lr"], momentum=hyper["momentum"])
-        return make_step(arch, optimizer, config.grad, label_smoothing=config.label_smoothing,
-                         dropout=config.dropout_rates)(
+        return _config_step(config, optimizer, image_shape)(
             params, opt_state, images, labels, *((key,) if noisy else ()))
 
     shared = order == "shared"
@@ -226,7 +245,8 @@ def _make_stack_runner(config: TrainConfig, num_steps: int, order: str, data: Da
     """``run(params, opt_state, hyper, keys, start, n) → (params, opt_state, metrics,
     compile_s)`` for a stack: ``_make_sweep_epoch`` on the dataset already on the devices,
     compiled ahead per epoch length."""
-    epoch = _compiled_ahead(_make_sweep_epoch(config, num_steps, order, mesh), static=True)
+    epoch = _compiled_ahead(_make_sweep_epoch(config, num_steps, order, mesh,
+                                              data.info.image_shape), static=True)
 
     def run(params, opt_state, hyper, keys, start, n):
         return epoch(params, opt_state, hyper, data.train_images, data.train_labels, keys,

@@ -5,9 +5,13 @@
 AdamW and Lion decay the weights themselves, decoupled from the gradient), then the
 optimizer with a learning rate that rises linearly from 0 over ``warmup_steps`` and then
 follows the schedule (cosine decay to 0 at the last step, or constant), and last the
-max-norm projection (``max_norm``). Weight decay applies to the weights ``w`` only, never to
+max-norm projection (``max_norm``), then the average of the weights (``ema``). Weight decay
+applies to the weights ``w`` only, never to
 biases.
 """
+from typing import NamedTuple
+
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -61,6 +65,45 @@ def max_norm(c: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
+class _EmaState(NamedTuple):
+    """``ema``'s state: updates seen, and the average of the params after each."""
+
+    count: jax.Array
+    params: list
+
+
+def ema(decay: float) -> optax.GradientTransformation:
+    """Averaged weights (Polyak averaging, exponential): after each update the average
+    ``a`` of the new params ``w' = w + u`` moves towards them,
+
+        a ← d_t·a + (1 − d_t)·w',   d_t = min(decay, (1 + t) / (10 + t)),
+
+    ``t`` the updates before this one (TensorFlow's ``ExponentialMovingAverage`` with
+    ``num_updates``: early on the average forgets the initialisation quickly). The updates
+    pass unchanged; the average is state (so it is checkpointed and resumed), read by
+    ``_ema_of``. Chain it last, so it sees the final update (max-norm's included)."""
+    def init(params):
+        # A copy: the epoch donates params and optimizer state, which must not share buffers.
+        return _EmaState(jnp.zeros([], jnp.int32),
+                         jax.tree.map(lambda p: jnp.array(p, copy=True), params))
+
+    def update(updates, state, params):
+        t = state.count.astype(jnp.float32)
+        d = jnp.minimum(decay, (1 + t) / (10 + t))
+        average = jax.tree.map(lambda a, w, u: d * a + (1 - d) * (w + u),
+                               state.params, params, updates)
+        return updates, _EmaState(state.count + 1, average)
+
+    return optax.GradientTransformation(init, update)
+
+
+def _ema_of(opt_state):
+    """The averaged params inside an optimizer state built with ``ema`` (None without)."""
+    found = [s for s in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, _EmaState))
+             if isinstance(s, _EmaState)]
+    return found[0].params if found else None
+
+
 def make_optimizer(config, num_steps: int, *, lr=None,
                    momentum=None) -> optax.GradientTransformation:
     """The run's Optax optimizer, from ``config``'s ``optimizer``, ``lr``, ``momentum``,
@@ -93,5 +136,7 @@ def make_optimizer(config, num_steps: int, *, lr=None,
     if decay and config.optimizer in ("sgd", "adam"):  # L2: added to the gradient
         parts.append(optax.add_decayed_weights(decay, mask=_decay_mask))
     after = [max_norm(config.max_norm)] if config.max_norm is not None else []
+    if config.ema is not None:
+        after.append(ema(config.ema))
     return optax.chain(*parts, core, *after) if parts or after else core
 

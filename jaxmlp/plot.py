@@ -313,3 +313,27 @@ def _plot_weights(w, path, *, labels=None, image_shape=None) -> None:
     """Writes ``weights_figure(w, labels=labels, image_shape=image_shape)`` as a PNG at
     ``path``."""
     _save(_weights_figure(w, labels=labels, image_shape=image_shape), path)
+
+
+def _augment_figure(images, distorted, *, image_shape, title: str = ""):
+    """Each training image (first column) beside its distortions: ``images`` ``(k, H·W·C)``
+    uint8, ``distorted`` ``(n, k, H·W·C)`` in [0, 1], one row per image."""
+    k, n = len(images), len(distorted)
+    shape = _image_shape(image_shape, np.shape(images)[1])
+    rows = [np.asarray(prepare_images(np.asarray(images), image_shape=shape))] + [
+        np.clip(np.asarray(d), 0.0, 1.0) for d in distorted]
+    pixels = np.stack(rows, 1).reshape(k * (n + 1), -1)  # row by row: original, then its n
+    tiles = _tiles(pixels, shape)
+    captions = [("original" if j == 0 else f"draw {j}") if i == 0 else ""
+                for i in range(k) for j in range(n + 1)]
+    fig = _new_figure((1.1 * (n + 1), 1.15 * k + 0.4))
+    if title:
+        fig.suptitle(title, fontsize=8)
+    _draw_tiles(fig, tiles, captions, n + 1, cmap="gray_r",
+                rect=(0.0, 0.0, 1.0, 0.95 if title else 1.0))
+    return fig
+
+
+def _plot_augment(images, distorted, path, *, image_shape, title: str = "") -> None:
+    """Writes ``_augment_figure`` as a PNG at ``path``."""
+    _save(_augment_figure(images, distorted, image_shape=image_shape, title=title), path)

@@ -301,13 +301,15 @@ class _RunFolder:
         self.saved = True
 
     def save_epoch(self, config: TrainConfig, state: dict, history: list[dict],
-                   info: DatasetInfo) -> None:
+                   info: DatasetInfo, model=None) -> None:
         """Saves an epoch, all or nothing (``save``): metrics first, then checkpoint and
         model, so that a crash between the renames leaves a checkpoint no newer than the
-        metrics (resume redoes that epoch), and the settings last."""
+        metrics (resume redoes that epoch), and the settings last. ``model``: the params
+        ``model.npz`` holds, when not the checkpoint's (``--ema``: their average)."""
+        model = state["params"] if model is None else model
         files = {METRICS: lambda p: _write_jsonl(p, history),
                  CHECKPOINT: lambda p: _save_checkpoint(p, state),
-                 MODEL: lambda p: _save_model(p, state["params"], config.arch, info)}
+                 MODEL: lambda p: _save_model(p, model, config.arch, info)}
         if not self.saved:  # last: the settings never run ahead of the model they describe
             files[CONFIG] = lambda p: _write_json(p, dataclasses.asdict(config))
         self.save(files)
@@ -458,9 +460,13 @@ def _load_model_of_sweep(folder, model: int):
     arch = parse_arch(config.arch)
     try:
         arrays = _read_npz(Path(folder) / CHECKPOINT)
-        params = [{k: np.asarray(arrays[f"params/{j}/{k}"][model]) for k in ("w", "b")}
+        where = "params"
+        if config.ema is not None:  # the model is the average, kept in the optimizer state
+            where = next(k[:-len("/0/w")] for k in arrays
+                         if k.startswith("opt_state/") and k.endswith("/params/0/w"))
+        params = [{k: np.asarray(arrays[f"{where}/{j}/{k}"][model]) for k in ("w", "b")}
                   for j in range(len(arch))]
-    except (FileNotFoundError, KeyError, IndexError, ValueError) as e:
+    except (FileNotFoundError, KeyError, IndexError, ValueError, StopIteration) as e:
         raise RunError(f"{folder}/{CHECKPOINT}: cannot read model {model} ({e})") from None
     fan_in = info.in_dim
     for j, ((units, _), layer) in enumerate(zip(arch, params)):

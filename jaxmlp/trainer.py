@@ -28,10 +28,10 @@ import numpy as np
 from jaxmlp.arch import parse_arch
 from jaxmlp.config import _ORDERS, Grid, TrainConfig, _check_resume, _resume_length
 from jaxmlp.data import Dataset, _check_dataset, _default_data_dir, load_dataset, _with_validation
-from jaxmlp.epoch import _make_epoch_runner, make_step
+from jaxmlp.epoch import _config_step, _make_epoch_runner
 from jaxmlp.metrics import evaluate_models
 from jaxmlp.mlp import init_params
-from jaxmlp.optim import make_optimizer
+from jaxmlp.optim import _ema_of, make_optimizer
 from jaxmlp.parallel import _check_batch, make_mesh, _put_replicated, _to_host
 from jaxmlp.run import (_RunFolder, _RunWriteError, _kept, _read_checkpoint, _read_config,
                         _read_history, _read_sweep)
@@ -119,6 +119,12 @@ def _checkpoint_state(params, opt_state, step, key) -> dict:
             "key": jax.random.key_data(key)}
 
 
+def _model_params(config: TrainConfig, params, opt_state):
+    """What a run is evaluated as, saves as its model and returns: its params, or with
+    ``--ema`` their average (kept in the optimizer state, ``optim.ema``)."""
+    return _ema_of(opt_state) if config.ema is not None else params
+
+
 def _stack(tree):
     """A single model's pytree with a model axis of 1 (to evaluate it as a stack)."""
     return jax.tree.map(lambda a: np.asarray(a)[None], tree)
@@ -131,8 +137,9 @@ class _One:
 
     def __init__(self, config: TrainConfig, grid: Grid, order: str, data: Dataset):
         self.config, self.info, self.num_models = config, data.info, 1
-        if jax.process_count() > 1 and config.dropout_rates is not None:
-            raise ValueError("--dropout is not yet supported across several processes")
+        if jax.process_count() > 1 and (config.dropout_rates or config.augmentation):
+            raise ValueError("--dropout and --augment are not yet supported across several "
+                             "processes")
         self.mesh = make_mesh(config.devices)
         _check_batch(config.batch_size, self.mesh)
         # One process: the arrays go to the devices once; every epoch reuses them.
@@ -160,9 +167,8 @@ class _One:
         return state, history, num_steps
 
     def place(self, state, num_steps: int):
-        step = make_step(self.config.arch, make_optimizer(self.config, num_steps),
-                         self.config.grad, label_smoothing=self.config.label_smoothing,
-                         dropout=self.config.dropout_rates)
+        step = _config_step(self.config, make_optimizer(self.config, num_steps),
+                            self.info.image_shape)
         self._run = _make_epoch_runner(step, self.data, self.config.batch_size, self.mesh)
         self._key = jax.random.wrap_key_data(jnp.asarray(state["key"]))
         return _put_replicated((state["params"], state["opt_state"]), self.mesh)
@@ -192,7 +198,8 @@ class _One:
         return record
 
     def save(self, folder: _RunFolder, host: dict, history: list) -> None:
-        folder.save_epoch(self.config, host, history, self.info)
+        folder.save_epoch(self.config, host, history, self.info,
+                          model=_model_params(self.config, host["params"], host["opt_state"]))
 
     def describe(self, record: dict, splits) -> str:
         return " | ".join(f"{split} J={record[split + '_loss']:.4f} "
@@ -304,7 +311,8 @@ class _Loop:
                 # Evaluate.
                 host = models.host_state(params, opt_state, step)
                 begin_eval = time.perf_counter()
-                evals = models.evaluate(params, host["params"])
+                evals = models.evaluate(_model_params(config, params, opt_state),
+                                        _model_params(config, host["params"], host["opt_state"]))
                 record = {"epoch": epoch, "step": step,
                           **models.record(evals, losses, diverged), "epoch_seconds": seconds,
                           "eval_seconds": time.perf_counter() - begin_eval}
@@ -345,7 +353,8 @@ class _Loop:
         elif step == int(state["step"]) and history:
             log(f"the run is already complete at step {step}: nothing to do (ask for more "
                 "--epochs or --steps to extend it)")
-        result = models.finish(folder, params, history, diverged)
+        result = models.finish(folder, _model_params(config, params, opt_state), history,
+                               diverged)
         return {**result, "history": history, "steps": step}
 
     def _reached(self, record, target) -> bool:

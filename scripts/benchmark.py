@@ -21,7 +21,11 @@ that evaluation against the old way, K x 3 separate ``jaxmlp.metrics.evaluate`` 
 Figures go under "sweep" and "sweep_evaluation" in the JSON, beside what the file already
 holds.
 
-Each measurement is a module of scripts/bench/ (epochs, startup, sweeps, evaluation), whose
+With --augment it measures what on-device augmentation costs against a plain epoch of the
+same net, beside the same distortions in PyTorch, per image in a DataLoader and batched
+(scripts/bench/augment.py).
+
+Each measurement is a module of scripts/bench/ (epochs, startup, sweeps, evaluation, augment), whose
 docstring says what it measures and how; all share one timing helper (bench/timing.py).
 
 Usage:
@@ -29,6 +33,8 @@ Usage:
                               [--drivers scan-hand,...] [--json runs/benchmark.json] [--quick]
   python scripts/benchmark.py --sweep [--sweep-presets b,wide] [--sweep-k 1,4,16]
                               [--sweep-steps N] [--sweep-rounds 5] [--eval-k 16] [--quick]
+  python scripts/benchmark.py --augment [--augment-arch 800:relu,10:linear]
+                              [--augment-spec alpha=34,sigma=4] [--quick]
 """
 import argparse
 import json
@@ -46,7 +52,7 @@ import jax  # noqa: E402
 
 from jaxmlp.data import Dataset, _load_mnist  # noqa: E402
 
-from bench import epochs, evaluation, startup, sweeps  # noqa: E402
+from bench import augment, epochs, evaluation, startup, sweeps  # noqa: E402
 
 
 def _has_torch(wanted: bool):
@@ -106,6 +112,13 @@ def parse_args(argv):
                         help="--sweep: the models of that sweep (default 16)")
     parser.add_argument("--no-eval", action="store_true",
                         help="--sweep: skip timing training and evaluation apart")
+    parser.add_argument("--augment", action="store_true",
+                        help="measure instead what on-device augmentation costs, beside the "
+                             "same distortions in PyTorch (scripts/bench/augment.py)")
+    parser.add_argument("--augment-arch", default="800:relu,10:linear")
+    parser.add_argument("--augment-spec", default="alpha=34,sigma=4",
+                        help="what to distort by (default: simard2003's elastic field)")
+    parser.add_argument("--augment-torch-batches", type=int, default=40)
     parser.add_argument("--sweep-child", help=argparse.SUPPRESS)  # internal: 2-device part
     args = parser.parse_args(argv)
     if args.quick:
@@ -145,7 +158,14 @@ def main(argv=None) -> dict:
               "jax": jax.__version__, "torch": args.torch_version,
               "batch_size": args.batch_size, "examples": len(mnist.train_labels),
               "timed_epochs": args.epochs, "command": " ".join([Path(sys.argv[0]).name, *argv])}
-    if args.sweep:
+    if args.augment:
+        report["augment"] = augment.measure(
+            mnist, arch=args.augment_arch, spec=args.augment_spec, batch_size=args.batch_size,
+            lr=args.lr, rounds=1 if args.quick else 5,
+            torch_batches=4 if args.quick else args.augment_torch_batches,
+            has_torch=args.has_torch)
+        augment.print_table(report["augment"])
+    elif args.sweep:
         report = sweep_report(args, mnist, report)
     else:
         report["presets"] = epochs.measure(args.presets, mnist.train_images, mnist.train_labels,

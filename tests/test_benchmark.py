@@ -268,3 +268,35 @@ def test_optimizer_comparison_prints_its_table(tfds_dir, cache_dir, mnist, monke
     table = capsys.readouterr().out.split("| optimizer |")[1].splitlines()
     assert table[2].startswith("| sgd | 0.1 | 0 | 0.") and table[2].endswith("| 1.00× |")
     assert table[3].startswith("| adam | 0.001 | 0 | 0.")
+
+
+def test_augment_benchmark_reports_every_driver(benchmark, tmp_path, capsys):
+    report = benchmark.main(["--augment", "--quick", "--json",
+                             str(tmp_path / "b.json")])["augment"]
+    drivers = ["jaxmlp-plain", "jaxmlp-augment"] + (
+        ["torch-per-image", "torch-batched"] if _has_torch() else [])
+    assert [k for k in report if isinstance(report[k], list)] == drivers
+    assert all(len(report[d]) == 1 and all(s > 0 for s in report[d]) for d in drivers)
+    assert report["steps"] == 4096 // 128  # --quick: the first 4,096 examples
+    out = capsys.readouterr().out
+    plain, aug = (statistics.median(report[d]) for d in drivers[:2])
+    assert f"augmentation costs {(aug - plain) / plain:.2f}x a plain epoch" in out
+    assert json.loads((tmp_path / "b.json").read_text())["augment"]["augment"] == report["augment"]
+
+
+def test_records_script_prints_its_table(env, light_compiler, monkeypatch, capsys, tmp_path):
+    # --quick: 30 steps per recipe on a slice; the figures are the runs' own.
+    monkeypatch.setattr(sys, "path", [str(ROOT / "scripts"), *sys.path])
+    spec = importlib.util.spec_from_file_location("records", ROOT / "scripts" / "records.py")
+    records = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(records)
+    rows = records.main(["--quick", "--recipes", "simard2003", "--estimate", "keras_mlp",
+                         "--out", str(tmp_path)])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("# MNIST MLP records, ") and "cores, jax" in out[0]
+    trained, timed = rows
+    run = json.loads((tmp_path / "simard2003" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert trained["error"] == pytest.approx(100 * (1 - run["test_acc"]))
+    assert f"| `simard2003` | Simard" in out[3] and f"**{trained['error']:.2f}%**" in out[3]
+    assert "s/epoch measured here over 8 steps" in timed["estimate"]
+    assert out[4].startswith("| `keras_mlp` |") and "not trained here" in out[4]

@@ -428,8 +428,9 @@ def _check_train(command, args, proc, cwd, mnist):
                      r"(\d+) steps?; outputs in (\S+)", lines[-1])
     assert m, f"last line: {lines[-1]!r}"
     out = cwd / m[5]
-    assert m[5] == (args.resume or args.out or str(_default_out(args.arch or "b",
-                                                               args.dataset or "mnist")))
+    default = (f"runs/{args.recipe}" if getattr(args, "recipe", None)
+               else str(_default_out(args.arch or "b", args.dataset or "mnist")))
+    assert m[5] == (args.resume or args.out or default)
     for name in ("config.json", "metrics.jsonl", "checkpoint.npz", "model.npz", "curves.png"):
         assert (out / name).is_file(), f"no {name}"
     last = _last_epoch(out)

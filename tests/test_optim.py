@@ -153,3 +153,36 @@ def test_max_norm_is_the_last_step_of_the_optimizer():
     assert jax.tree.structure(plain.init(params)) != jax.tree.structure(opt.init(params))
     with pytest.raises(ValueError, match="max norm must be positive, got -1"):
         TrainConfig(max_norm=-1.0)
+
+
+def test_ema_averages_the_new_params_by_hand_and_passes_updates_on():
+    from jaxmlp.optim import _ema_of, ema
+
+    avg = ema(0.9)
+    params = [{"w": jnp.array([1.0]), "b": jnp.array([0.0])}]
+    state = avg.init(params)
+    np.testing.assert_array_equal(_ema_of(state)[0]["w"], [1.0])  # starts at the params
+    step = [{"w": jnp.array([1.0]), "b": jnp.array([2.0])}]
+    out, state = avg.update(step, state, params)
+    assert out is step                                  # the updates pass unchanged
+    # t = 0: d = min(0.9, 1/10) = 0.1, a = 0.1·1 + 0.9·(1 + 1) = 1.9 (b: 0.9·2 = 1.8).
+    np.testing.assert_allclose(_ema_of(state)[0]["w"], [1.9], rtol=1e-6)
+    np.testing.assert_allclose(_ema_of(state)[0]["b"], [1.8], rtol=1e-6)
+    params = [{"w": jnp.array([2.0]), "b": jnp.array([2.0])}]
+    _, state = avg.update(step, state, params)
+    # t = 1: d = 2/11, a = (2/11)·1.9 + (9/11)·3.
+    np.testing.assert_allclose(_ema_of(state)[0]["w"], [2 / 11 * 1.9 + 9 / 11 * 3], rtol=1e-6)
+    # Late on, d is the decay itself.
+    state = state._replace(count=jnp.array(10_000))
+    _, state = avg.update(step, state, params)
+    np.testing.assert_allclose(_ema_of(state)[0]["w"],
+                               [0.9 * (2 / 11 * 1.9 + 9 / 11 * 3) + 0.1 * 3], rtol=1e-6)
+    # make_optimizer chains it last, after max-norm; without --ema there is none.
+    from jaxmlp import TrainConfig, make_optimizer
+
+    p = [{"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}]
+    with_ema = make_optimizer(TrainConfig(arch="2:linear", ema=0.99, max_norm=1.0), 10)
+    assert _ema_of(with_ema.init(p)) is not None
+    assert _ema_of(make_optimizer(TrainConfig(arch="2:linear"), 10).init(p)) is None
+    with pytest.raises(ValueError, match=r"ema decay must be in \(0, 1\), got 1"):
+        TrainConfig(ema=1.0)

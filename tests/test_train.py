@@ -63,11 +63,12 @@ def _kill_after_epoch(n):
     # (On a fifth of MNIST: 54 steps an epoch, the warm-up ending in the second.)
     TrainConfig(arch="b", epochs=2, optimizer="adamw", warmup_steps=80, clip_norm=1.0,
                 val_size=5000),
-    # The recipes' parts: dropout's masks (drawn per step), max-norm, label smoothing and
-    # LeCun's tanh.
+    # The recipes' parts: distortions and dropout's masks (both drawn per step), max-norm,
+    # label smoothing and LeCun's tanh.
     TrainConfig(arch="64:lecun_tanh,10:linear", epochs=2, dropout="0.2,0.5", max_norm=2.0,
-                label_smoothing=0.1),
-], ids=["sgd", "adamw-warmup-clip-val", "dropout-maxnorm-smoothing"])
+                label_smoothing=0.1, augment="alpha=34,sigma=4,rotation=10,translation=2",
+                ema=0.99),
+], ids=["sgd", "adamw-warmup-clip-val", "augment-dropout-maxnorm-smoothing-ema"])
 def test_killed_run_resumes_exactly(mnist, tmp_path, config):
     # Cosine schedule over the whole run: the resumed half must pick up mid-schedule.
     if config.optimizer != "sgd" or config.dropout:
@@ -257,3 +258,34 @@ def test_training_metrics_come_from_a_fixed_sample_of_train_eval_size(mnist):
         want = evaluate(result["params"], small.train_images[:rows], small.train_labels[:rows], "a")
         assert result["history"][-1]["train_acc"] == want["accuracy"]
     assert TrainConfig().train_eval_size == 10_000
+
+
+def test_ema_is_what_a_run_evaluates_saves_and_returns(mnist, tmp_path, light_compiler):
+    # The average lives in the optimizer state (so in checkpoint.npz, resumed with it);
+    # model.npz, the recorded accuracy and the returned params are the average's.
+    from jaxmlp import evaluate, load_run
+    from jaxmlp.checkpoint import _read_npz
+
+    small = mnist._replace(train_images=mnist.train_images[:6000],
+                           train_labels=mnist.train_labels[:6000])
+    # A constant learning rate: the last weights stay far from their average.
+    config = TrainConfig(arch="b", steps=60, ema=0.9, schedule="constant")
+    result = train_and_evaluate(config, tmp_path / "run", data=small, log=lambda _: None)
+    saved = _read_npz(tmp_path / "run" / "checkpoint.npz")
+    average = [saved[f"opt_state/1/params/{j}/w"] for j in range(3)]
+    trained = [saved[f"params/{j}/w"] for j in range(3)]
+    assert np.abs(average[0] - trained[0]).max() > 1e-3   # not the last weights
+    for j in range(3):
+        np.testing.assert_array_equal(np.asarray(result["params"][j]["w"]), average[j])
+        np.testing.assert_array_equal(load_run(tmp_path / "run").params[j]["w"], average[j])
+    test = evaluate(result["params"], small.test_images, small.test_labels, "b")
+    assert result["test_accuracy"] == test["accuracy"]
+    # A sweep's model i, as `jaxmlp eval --model i` reads it, is its average too.
+    from jaxmlp import Grid, train_many
+
+    sweep = train_many(config, Grid(seeds=(0, 1), lrs=(0.1,), momenta=(0.9,)),
+                       tmp_path / "sweep", data=small, log=lambda _: None)
+    for i in (0, 1):
+        np.testing.assert_array_equal(load_run(tmp_path / "sweep", model=i).params[0]["w"],
+                                      np.asarray(sweep["params"][0]["w"])[i])
+    np.testing.assert_allclose(np.asarray(sweep["params"][0]["w"])[0], average[0], atol=2e-6)

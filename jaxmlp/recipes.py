@@ -1,0 +1,64 @@
+"""Named settings that reproduce published MNIST MLP records (``--recipe NAME``).
+
+Each recipe keeps its paper's network and distortions and changes how it is trained
+(optimizer, schedule, epochs) so that it needs far less compute; ``differs`` says how.
+Flags given beside ``--recipe`` override its settings. ``scripts/records.py`` trains them
+and prints the table in ``docs/results.md``.
+"""
+from typing import NamedTuple, Optional
+
+
+class Recipe(NamedTuple):
+    """A paper's MLP as ``TrainConfig`` settings; ``seeds``: a sweep of that many for an
+    ensemble (a committee), else one model."""
+
+    paper: str
+    error: float  # the paper's test error, in percent
+    settings: dict
+    differs: str
+    seeds: Optional[int] = None
+
+
+_ELASTIC = "alpha=34,sigma=4"  # Simard et al. 2003: σ = 4, α = 34 on 28×28 digits
+
+RECIPES = {
+    "keras_mlp": Recipe(
+        "Keras examples/mnist_mlp.py", 1.60,
+        dict(arch="512:relu,512:relu,10:linear", dropout="0,0.2", epochs=20, optimizer="adam",
+             lr=1e-3),
+        "Adam with cosine decay instead of RMSprop; batch 128 as there"),
+    "simard2003": Recipe(
+        "Simard, Steinkraus & Platt 2003, 2-layer MLP with elastic distortions", 0.70,
+        dict(arch="800:relu,10:linear", augment=_ELASTIC, epochs=120, lr=0.05, momentum=0.9,
+             nesterov=True),
+        "ReLU instead of sigmoid units; minibatches of 128 with Nesterov momentum and "
+        "cosine decay instead of per-example SGD; 120 epochs"),
+    "dropout2014": Recipe(
+        "Srivastava et al. 2014 (dropout), 3x1024 ReLU, permutation-invariant", 1.06,
+        dict(arch="1024:relu,1024:relu,1024:relu,10:linear", dropout="0.2,0.5", max_norm=3.0,
+             epochs=40, lr=0.05, momentum=0.9, nesterov=True),
+        "40 epochs (about 19,000 updates, not a million) with Nesterov momentum and cosine "
+        "decay"),
+    "meier2011": Recipe(
+        "Meier et al. 2011, committee of 784-800-10 nets with elastic distortions", 0.39,
+        dict(arch="800:relu,10:linear", augment=_ELASTIC, epochs=40, lr=0.05, momentum=0.9,
+             nesterov=True),
+        "a committee of 8 (not 25) trained at once as one sweep, 40 epochs each; no width "
+        "normalisation", seeds=8),
+    "ciresan2010": Recipe(
+        "Ciresan et al. 2010, 2500-2000-1500-1000-500 with elastic and affine distortions",
+        0.35,
+        dict(arch="2500:lecun_tanh,2000:lecun_tanh,1500:lecun_tanh,1000:lecun_tanh,"
+                  "500:lecun_tanh,10:linear",
+             augment=_ELASTIC + ",rotation=15,scale=0.15,shear=15", epochs=100, lr=0.02,
+             momentum=0.9, nesterov=True),
+        "100 epochs (not about 800) with Nesterov momentum and cosine decay; one scale "
+        "range for both axes"),
+}
+
+
+def recipe_settings(name: str) -> dict:
+    """The ``TrainConfig`` settings of recipe ``name``; ``ValueError`` naming the choices."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}: one of {', '.join(RECIPES)}")
+    return dict(RECIPES[name].settings)

@@ -1,0 +1,124 @@
+"""The published MNIST MLP records, trained by their recipes (``jaxmlp.recipes``): one table.
+
+Each recipe that fits the machine trains as ``jaxmlp train --recipe NAME`` would (a recipe
+with ``seeds`` as ``jaxmlp sweep --recipe NAME``: a committee whose ensemble is the mean of
+its models' probabilities) into ``--out/NAME``; the table gives the paper's test error
+beside jaxmlp's (a committee: its ensemble, and its models' mean ± std), the epochs, the
+wall time (start-up and evaluation included) and the machine. A recipe named in
+``--estimate`` instead trains ``--estimate-steps`` steps and states its measured seconds
+per epoch and what its full length would take here.
+
+Usage: python scripts/records.py [--recipes simard2003,dropout2014,meier2011]
+         [--estimate ciresan2010] [--out runs/records] [--quick]
+``--quick`` (for the tests): every recipe on a 6,000-image slice for 30 steps.
+"""
+import argparse
+import dataclasses
+import datetime
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from jaxmlp import Grid, TrainConfig, train_and_evaluate, train_many
+from jaxmlp.cli import _enable_compilation_cache
+from jaxmlp.data import load_dataset
+from jaxmlp.recipes import RECIPES
+
+
+def _machine() -> str:
+    import jax
+
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor()
+    device = jax.devices()[0]
+    where = cpu if device.platform == "cpu" else device.device_kind
+    return f"{where}, {os.cpu_count()} cores, jax {jax.__version__} on {device.platform}"
+
+
+def _train(name: str, config: TrainConfig, out: Path, data, seeds):
+    quiet = lambda _: None
+    begin = time.perf_counter()
+    if seeds:
+        grid = Grid(seeds=tuple(range(seeds)), lrs=(config.lr,), momenta=(config.momentum,))
+        result = train_many(config, grid, out / name, order="independent", data=data,
+                            log=quiet)
+        setting = result["summary"]["settings"][0]
+        models = [m["test_acc"] for m in result["summary"]["models"]]
+        error = 100 * (1 - setting["ensemble_test_acc"])
+        detail = (f"ensemble of {seeds}; models {100 * (1 - np.mean(models)):.2f} ± "
+                  f"{100 * np.std(models, ddof=1):.2f}")
+    else:
+        result = train_and_evaluate(config, out / name, data=data, log=quiet)
+        error, detail = 100 * (1 - result["test_accuracy"]), "one model"
+    return error, detail, time.perf_counter() - begin
+
+
+def _estimate(config: TrainConfig, data, steps: int) -> str:
+    """Trains ``steps`` steps; their seconds (compilation and evaluation excluded, as the
+    run records them) give the seconds per epoch here."""
+    spe = len(data.train_labels) // config.batch_size
+    short = dataclasses.replace(config, epochs=1, steps=steps)
+    result = train_and_evaluate(short, data=data, log=lambda _: None)
+    per_epoch = result["history"][-1]["epoch_seconds"] / steps * spe
+    return (f"{per_epoch:.1f} s/epoch measured here over {steps} steps: its "
+            f"{config.epochs} epochs would take {per_epoch * config.epochs / 3600:.1f} h")
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipes", default="simard2003,dropout2014,meier2011")
+    parser.add_argument("--estimate", default="ciresan2010",
+                        help="recipes to time, not to train (comma-separated; '' for none)")
+    parser.add_argument("--estimate-steps", type=int, default=40)
+    parser.add_argument("--out", default="runs/records")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    names = [n for n in args.recipes.split(",") if n]
+    estimated = [n for n in args.estimate.split(",") if n]
+    for name in names + estimated:
+        if name not in RECIPES:
+            parser.error(f"unknown recipe {name!r}: one of {', '.join(RECIPES)}")
+    _enable_compilation_cache()
+    data = load_dataset("mnist", data_dir=args.data_dir, download=False)
+    if args.quick:
+        data = data._replace(train_images=data.train_images[:6000],
+                             train_labels=data.train_labels[:6000])
+    out = Path(args.out)
+    rows = []
+    print(f"# MNIST MLP records, {datetime.date.today()}, {_machine()}")
+    print("| recipe | paper | paper's error | jaxmlp's error | epochs | wall | what differs |")
+    print("|---|---|---|---|---|---|---|")
+    for name in names:
+        recipe = RECIPES[name]
+        settings = dict(recipe.settings)
+        if args.quick:
+            settings.pop("epochs", None)
+            settings["steps"] = 30
+        config = TrainConfig(**settings)
+        error, detail, seconds = _train(name, config, out, data, recipe.seeds)
+        epochs = settings.get("epochs", f"{settings.get('steps')} steps")
+        rows.append(dict(recipe=name, paper_error=recipe.error, error=error, seconds=seconds))
+        print(f"| `{name}` | {recipe.paper} | {recipe.error:.2f}% | **{error:.2f}%** ({detail}) "
+              f"| {epochs} | {seconds / 60:.1f} min | {recipe.differs} |", flush=True)
+    for name in estimated:
+        recipe = RECIPES[name]
+        config = TrainConfig(**recipe.settings)
+        steps = 8 if args.quick else args.estimate_steps
+        note = _estimate(config, data, steps)
+        rows.append(dict(recipe=name, paper_error=recipe.error, estimate=note))
+        print(f"| `{name}` | {recipe.paper} | {recipe.error:.2f}% | not trained here: {note} "
+              f"| {recipe.settings['epochs']} | – | {recipe.differs} |", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
