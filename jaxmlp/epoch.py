@@ -202,8 +202,7 @@ def _make_sweep_epoch(config: TrainConfig, num_steps: int, order: str, mesh: Mes
     epoch key ``(K,)``. The batches are ``start`` to ``start + n`` of ``shuffle(keys[i])``
     for model i (independent) or of ``shuffle(keys[0])`` for all (shared).
     """
-    arch, batch = parse_arch(config.arch), config.batch_size
-
+    batch = config.batch_size
     noisy = _config_step(config, None, image_shape).uses_key
 
     def step(params, opt_state, images, labels, hyper, key):

@@ -41,10 +41,10 @@ RECIPES = {
         "decay"),
     "meier2011": Recipe(
         "Meier et al. 2011, committee of 784-800-10 nets with elastic distortions", 0.39,
-        dict(arch="800:relu,10:linear", augment=_ELASTIC, epochs=40, lr=0.05, momentum=0.9,
+        dict(arch="800:relu,10:linear", augment=_ELASTIC, epochs=120, lr=0.05, momentum=0.9,
              nesterov=True),
-        "a committee of 8 (not 25) trained at once as one sweep, 40 epochs each; no width "
-        "normalisation", seeds=8),
+        "a committee of 8 (not 25): simard2003's recipe, trained at once as one sweep; no "
+        "width normalisation", seeds=8),
     "ciresan2010": Recipe(
         "Ciresan et al. 2010, 2500-2000-1500-1000-500 with elastic and affine distortions",
         0.35,

@@ -1,5 +1,4 @@
 """Distortions on the device (jaxmlp/augment.py): hand values, Simard's field, determinism."""
-import json
 import subprocess
 import sys
 

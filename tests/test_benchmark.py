@@ -297,6 +297,6 @@ def test_records_script_prints_its_table(env, light_compiler, monkeypatch, capsy
     trained, timed = rows
     run = json.loads((tmp_path / "simard2003" / "metrics.jsonl").read_text().splitlines()[-1])
     assert trained["error"] == pytest.approx(100 * (1 - run["test_acc"]))
-    assert f"| `simard2003` | Simard" in out[3] and f"**{trained['error']:.2f}%**" in out[3]
+    assert "| `simard2003` | Simard" in out[3] and f"**{trained['error']:.2f}%**" in out[3]
     assert "s/epoch measured here over 8 steps" in timed["estimate"]
     assert out[4].startswith("| `keras_mlp` |") and "not trained here" in out[4]

@@ -3,11 +3,13 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
+from jaxmlp import TrainConfig
 from jaxmlp.cli import main
 
 
@@ -221,3 +223,23 @@ def test_first_run_prints_nothing_but_its_lines(tfds_dir, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert [l.split(" ")[0] for l in proc.stdout.splitlines()] == ["iter", "epoch", "final"]
+
+
+def test_a_recipe_sets_its_settings_and_given_flags_override_them():
+    from jaxmlp.cli import _config_from_args, _parse, _sweep_settings
+    from jaxmlp.recipes import RECIPES
+
+    config, out = _config_from_args(_parse(["train", "--recipe", "simard2003", "--lr", "0.1"]))
+    recipe = RECIPES["simard2003"].settings
+    assert (config.arch, config.augment, config.epochs, config.nesterov) == (
+        recipe["arch"], recipe["augment"], recipe["epochs"], True)
+    assert config.lr == 0.1 and out == Path("runs/simard2003")     # the flag wins
+    config, _ = _config_from_args(_parse(["train", "--recipe", "simard2003", "--steps", "7"]))
+    assert config.steps == 7 and config.epochs == TrainConfig.epochs  # steps replace epochs
+    # A committee's recipe gives a sweep its seeds, lr and momentum unless flags do.
+    config, grid, order, out = _sweep_settings(_parse(["sweep", "--recipe", "meier2011"]))
+    assert grid.seeds == tuple(range(8)) and grid.lrs == (0.05,) and grid.momenta == (0.9,)
+    assert config.augment == "alpha=34,sigma=4" and out == Path("runs/sweep-meier2011")
+    _, grid, _, _ = _sweep_settings(_parse(["sweep", "--recipe", "meier2011", "--seeds", "2",
+                                            "--lr", "0.1,0.2"]))
+    assert grid.seeds == (0, 1) and grid.lrs == (0.1, 0.2)

@@ -23,7 +23,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxmlp import TrainConfig, init_params, make_epoch, make_optimizer, make_step, parse_arch
 from jaxmlp.augment import parse_augment
