@@ -44,6 +44,11 @@ class Augmentation:
     def affine(self) -> bool:
         return any((self.rotation, self.scale, self.shear, self.translation))
 
+    @property
+    def active(self) -> bool:
+        """Whether it distorts at all (every strength 0: the identity)."""
+        return bool(self.alpha) or self.affine
+
 
 def parse_augment(spec: str) -> Augmentation:
     """``"alpha=34,sigma=4,rotation=15"`` → ``Augmentation``; ``ValueError`` naming the fault."""
@@ -204,17 +209,16 @@ def affine(key: jax.Array, images: jax.Array, *, rotation: float = 0.0, scale: f
 def augment(key: jax.Array, images: jax.Array, aug: Optional[Augmentation]) -> jax.Array:
     """``images`` ``(B, H, W, C)`` under ``aug``'s affine map and elastic field, composed
     into one field and one resampling; float32 (``aug`` None or all zero: the images)."""
+    if aug is None or not aug.active:
+        return images.astype(jnp.float32)
     b, shape = images.shape[0], images.shape[1:]
-    dy = dx = jnp.zeros((b,) + shape[:2], jnp.float32)
-    if aug is not None and aug.affine:
+    fields = []
+    if aug.affine:
         matrix, offset = _random_affine(jax.random.fold_in(key, 0), b, rotation=aug.rotation,
                                         scale=aug.scale, shear=aug.shear,
                                         translation=aug.translation)
-        dy, dx = affine_field(shape, matrix, offset)
-    if aug is not None and aug.alpha:
-        ey, ex = elastic_field(jax.random.fold_in(key, 1), b, shape, sigma=aug.sigma,
-                               alpha=aug.alpha)
-        dy, dx = dy + ey, dx + ex
-    if aug is None or not (aug.affine or aug.alpha):
-        return images.astype(jnp.float32)
-    return resample(images, dy, dx)
+        fields.append(affine_field(shape, matrix, offset))
+    if aug.alpha:
+        fields.append(elastic_field(jax.random.fold_in(key, 1), b, shape, sigma=aug.sigma,
+                                    alpha=aug.alpha))
+    return resample(images, *(functools.reduce(jnp.add, parts) for parts in zip(*fields)))

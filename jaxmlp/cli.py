@@ -444,13 +444,13 @@ def _toy(args) -> int:
 def _augment_command(args) -> int:
     import jax
 
+    from jaxmlp._checks import positive_int
     from jaxmlp.augment import augment, parse_augment
     from jaxmlp.data import load_dataset
+    from jaxmlp.images import prepare_images
     from jaxmlp.plot import _plot_augment
 
     aug = parse_augment(args.spec)
-    from jaxmlp._checks import positive_int
-
     positive_int(args.images, "--images")
     positive_int(args.draws, "--draws")
     out = Path(args.out)
@@ -460,7 +460,7 @@ def _augment_command(args) -> int:
                         download=False)
     shape = data.info.image_shape
     images = data.train_images[:args.images]
-    x = jax.numpy.asarray(images).reshape(-1, *shape).astype("float32") / 255
+    x = prepare_images(images, image_shape=shape).reshape(-1, *shape)  # as a training step
     draw = jax.jit(lambda key: augment(key, x, aug))
     distorted = [draw(jax.random.fold_in(jax.random.key(args.seed), d)).reshape(len(images), -1)
                  for d in range(args.draws)]

@@ -161,7 +161,7 @@ class TrainConfig:
     def augmentation(self) -> Optional[Augmentation]:
         """``augment`` parsed (``parse_augment``), or None for none (or all zero)."""
         aug = parse_augment(self.augment) if self.augment is not None else None
-        return aug if aug is not None and (aug.alpha or aug.affine) else None
+        return aug if aug is not None and aug.active else None
 
     @property
     def dropout_rates(self) -> Optional[tuple[float, float]]:

@@ -64,7 +64,7 @@ def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
     value_and_grad = hand_value_and_grad if grad == "hand" else _autodiff_value_and_grad
 
     dropout = tuple(dropout) if dropout is not None and any(dropout) else None
-    augment = augment if augment is not None and (augment.alpha or augment.affine) else None
+    augment = augment if augment is not None and augment.active else None
     if augment is not None and image_shape is None:
         raise ValueError("augmentation needs the images' shape (H, W, C)")
 

@@ -5,9 +5,8 @@
 AdamW and Lion decay the weights themselves, decoupled from the gradient), then the
 optimizer with a learning rate that rises linearly from 0 over ``warmup_steps`` and then
 follows the schedule (cosine decay to 0 at the last step, or constant), and last the
-max-norm projection (``max_norm``), then the average of the weights (``ema``). Weight decay
-applies to the weights ``w`` only, never to
-biases.
+max-norm projection (``max_norm``), then the average of the weights (``ema``). Weight
+decay applies to the weights ``w`` only, never to biases.
 """
 from typing import NamedTuple
 

@@ -20,6 +20,9 @@ class Recipe(NamedTuple):
 
 
 _ELASTIC = "alpha=34,sigma=4"  # Simard et al. 2003: σ = 4, α = 34 on 28×28 digits
+# Simard's network and distortion as jaxmlp trains it; Meier's committee is made of these.
+_SIMARD = dict(arch="800:relu,10:linear", augment=_ELASTIC, epochs=120, lr=0.05, momentum=0.9,
+               nesterov=True)
 
 RECIPES = {
     "keras_mlp": Recipe(
@@ -28,9 +31,7 @@ RECIPES = {
              lr=1e-3),
         "Adam with cosine decay instead of RMSprop; batch 128 as there"),
     "simard2003": Recipe(
-        "Simard, Steinkraus & Platt 2003, 2-layer MLP with elastic distortions", 0.70,
-        dict(arch="800:relu,10:linear", augment=_ELASTIC, epochs=120, lr=0.05, momentum=0.9,
-             nesterov=True),
+        "Simard, Steinkraus & Platt 2003, 2-layer MLP with elastic distortions", 0.70, _SIMARD,
         "ReLU instead of sigmoid units; minibatches of 128 with Nesterov momentum and "
         "cosine decay instead of per-example SGD; 120 epochs"),
     "dropout2014": Recipe(
@@ -40,9 +41,7 @@ RECIPES = {
         "40 epochs (about 19,000 updates, not a million) with Nesterov momentum and cosine "
         "decay"),
     "meier2011": Recipe(
-        "Meier et al. 2011, committee of 784-800-10 nets with elastic distortions", 0.39,
-        dict(arch="800:relu,10:linear", augment=_ELASTIC, epochs=120, lr=0.05, momentum=0.9,
-             nesterov=True),
+        "Meier et al. 2011, committee of 784-800-10 nets with elastic distortions", 0.39, _SIMARD,
         "a committee of 8 (not 25): simard2003's recipe, trained at once as one sweep; no "
         "width normalisation", seeds=8),
     "ciresan2010": Recipe(
