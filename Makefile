@@ -9,7 +9,7 @@ SHARED_TFDS := $(wildcard ../shared/data/tensorflow_datasets)
 TFDS_DATA_DIR ?= $(SHARED_TFDS)
 export TFDS_DATA_DIR
 
-.PHONY: setup train test test-offline lock reproduce benchmark clean
+.PHONY: setup browser train test test-offline lock reproduce benchmark clean
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -25,11 +25,22 @@ OUT ?= runs/default
 train: setup
 	$(BIN)/jaxmlp train --out $(OUT) $(ARGS)
 
-test: setup
+# The browser tests' Chromium (Debian's package), installed when missing and this machine
+# allows it (root, apt-get); elsewhere those tests skip and say why (under CI=true they fail).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Chromium for the browser tests (apt-get install chromium)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends chromium) >/tmp/jaxmlp-apt.log 2>&1 || \
+		echo "could not install Chromium (/tmp/jaxmlp-apt.log says why): the browser tests skip"; \
+	else echo "no Chromium (apt-get install chromium): the browser tests skip"; fi
+
+test: setup browser
 	$(BIN)/python -m pytest -q -n auto --dist worksteal $(PYTEST_ARGS)
 
 # The tests that need no data, run as if there were none (a missing-data skip fails here).
-test-offline: setup
+test-offline: setup browser
 	CI=true JAXMLP_TEST_DATA=/nonexistent TFDS_DATA_DIR=/nonexistent \
 		$(BIN)/python -m pytest -q -n auto --dist worksteal -m "not mnist" $(PYTEST_ARGS)
 

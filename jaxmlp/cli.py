@@ -5,6 +5,8 @@
     jaxmlp eval RUN                   re-evaluate a run's model on the test split
     jaxmlp predict RUN FILE...        classify PNG/JPEG images or .npy arrays
     jaxmlp gradcheck ARCH             hand backward pass vs jax.grad, float64
+    jaxmlp augment SPEC               draw training images beside their distortions
+    jaxmlp serve [DIR]                a local web page: runs, live curves, draw a digit
     jaxmlp toy                        the seed's 2×2 example, traced
 
 Every failure ends in one line on stderr and an exit status: 2 for bad input, 1 for a
@@ -169,6 +171,14 @@ def _build_parser() -> argparse.ArgumentParser:
     au.add_argument("--images", type=int, default=8, help="training images, one a row (default: 8)")
     au.add_argument("--draws", type=int, default=6, help="distortions of each (default: 6)")
     au.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
+
+    sv = commands.add_parser("serve", allow_abbrev=False, help="a local web page of the runs "
+                             "under DIR, live curves, and a canvas to draw a digit on")
+    sv.add_argument("dir", metavar="DIR", nargs="?", default="runs",
+                    help="the folder of runs to show (default: runs)")
+    sv.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0: any free one)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
+                    "127.0.0.1, this machine only; 0.0.0.0 shows the runs to the network)")
 
     toy = commands.add_parser("toy", allow_abbrev=False, help="the seed's 2x2 worked example, traced")
     toy.add_argument("--lr", type=float, default=2.0, help="SGD learning rate (default: 2.0)")
@@ -469,8 +479,26 @@ def _augment_command(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    from jaxmlp.serve import _make_server, _url
+
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be in 0..65535, got {args.port}")
+    server = _make_server(args.dir, args.host, args.port)
+    print(f"serving the runs under {args.dir} at {_url(server)} (Ctrl-C to stop)")
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:  # the way to stop a server: exit 0
+        print(f"{_PROG} serve: stopped")
+        return 0
+    finally:
+        server.server_close()
+    return 0
+
+
 _COMMANDS = {"train": _fit, "sweep": _fit, "eval": _eval, "predict": _predict,
-             "gradcheck": _gradcheck, "augment": _augment_command, "toy": _toy}
+             "gradcheck": _gradcheck, "augment": _augment_command, "serve": _serve,
+             "toy": _toy}
 
 
 def main(argv=None) -> int:

@@ -90,6 +90,11 @@ def _read_config(folder) -> TrainConfig:
         if _holder(Path(folder)):  # a new run still in its first epoch
             _lock(Path(folder))  # raises the "in use" error
         raise RunError(f"{folder} is not a run folder: it has no {CONFIG}")
+    return _config_of(path)
+
+
+def _config_of(path: Path) -> TrainConfig:
+    """The ``TrainConfig`` in the file ``path``: read only, never locking (``jaxmlp serve``)."""
     values = _read_json(path)
     try:
         return TrainConfig.from_dict(values)  # checked as it is built

@@ -12,12 +12,27 @@ import pytest
 DATA_FIXTURES = {"shared_data", "tfds_dir", "idx_dir", "mnist"}
 
 
+# The longest tests (pytest --durations, 2-core machine, 2026-12-01), started first in their
+# tier: xdist's work stealing takes from the end of a worker's queue, so the run ends on
+# short tests instead of one worker finishing a long one alone.
+_LONGEST = ("test_every_command_runs_as_documented", "test_sweep_benchmark_reports_every_figure",
+            "test_independent_models_equal_single_runs", "test_first_run_prints_nothing_but_its_lines",
+            "test_sharded_sweep_equals_unsharded", "test_two_processes_match_one",
+            "test_benchmark_reports_every_figure", "test_four_devices_match_one",
+            "test_sweep_failures_are_one_line", "test_sweep_with_validation_split_and_lion",
+            "test_dropout_resumes_exactly_mid_epoch_and_never_drops_in_evaluation")
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.mnist)
     # The unit tests first, then those on MNIST: each process switches compiler modes once.
-    items.sort(key=lambda item: item.get_closest_marker("mnist") is not None)
+    def order(item):
+        name = getattr(item, "originalname", item.name)
+        return (item.get_closest_marker("mnist") is not None,
+                _LONGEST.index(name) if name in _LONGEST else len(_LONGEST))
+    items.sort(key=order)  # stable: otherwise in file order
 
 
 # XLA:CPU's older emitters compile small programs about a third faster than its fusion
@@ -129,3 +144,38 @@ def env(tfds_dir, cache_dir, mnist, monkeypatch) -> dict:
     monkeypatch.setenv("TFDS_DATA_DIR", str(tfds_dir))
     monkeypatch.setenv("JAXMLP_CACHE_DIR", str(cache_dir))
     return {**os.environ}
+
+
+# A network with every activation jaxmlp has, so that the page's forward pass is held to
+# jaxmlp's for each (test_serve checks the list is complete).
+SERVED_ARCH = "24:relu,16:tanh,12:sigmoid,12:lecun_tanh,10:linear"
+
+
+def _quiet(*args, **kwargs):
+    pass
+
+
+@pytest.fixture(scope="session")
+def served_runs(tmp_path_factory):
+    """``(root, data, config)``: a folder of runs for ``jaxmlp serve``'s tests, trained on
+    random images in seconds: ``one`` (SERVED_ARCH, 2 epochs, with a validation split) and
+    ``grid/sweep`` (2 learning rates × 2 seeds, 2 epochs); ``one`` has ``jaxmlp eval``'s
+    files."""
+    import numpy as np
+
+    from jaxmlp import (Dataset, Grid, TrainConfig, evaluate_run, load_run, train_and_evaluate,
+                        train_many)
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (320, 784), dtype=np.uint8)
+    labels = rng.integers(0, 10, 320).astype(np.int32)
+    data = Dataset(images[:256], labels[:256], images[256:], labels[256:])
+    root = tmp_path_factory.mktemp("served")
+    config = TrainConfig(arch=SERVED_ARCH, epochs=2, batch_size=32, val_size=32,
+                         train_eval_size=64)
+    train_and_evaluate(config, root / "one", data=data, log=_quiet)
+    evaluate_run(load_run(root / "one"), data)  # eval.json and its pictures, for the run page
+    train_many(TrainConfig(arch="16:relu,10:linear", epochs=2, batch_size=32, train_eval_size=64),
+               Grid(seeds=(0, 1), lrs=(0.05, 0.1), momenta=(0.9,)), root / "grid" / "sweep",
+               order="independent", data=data, log=_quiet)
+    return root, data, config

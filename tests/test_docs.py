@@ -49,6 +49,9 @@ NOT_RUN = [
      lambda page, cmd, code: code == 0 and re.search(r"--dataset[ =](?!mnist\b)", cmd)),
     ("measurement", "docs/results.md: the commands that made its tables, minutes to hours each",
      lambda page, cmd, code: page == "docs/results.md"),
+    ("serve", "serves until Ctrl-C: tests/test_serve.py starts the command, asks it and stops "
+     "it; tests/test_browser.py drives its page",
+     lambda page, cmd, code: code == 0 and cmd.startswith("jaxmlp serve")),
 ]
 
 # Documented before the code that takes them lands: expected to fail today (exit 2, the

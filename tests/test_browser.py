@@ -1,0 +1,233 @@
+"""``jaxmlp serve``'s page in a real browser: headless Chromium (Debian's ``chromium``)
+driven by Playwright. A digit drawn with the mouse gets the answer ``jaxmlp.predict`` gives
+(1e-4), from the 28×28 input Python's own preparation makes of the drawing; a run page
+gains a point while the run trains; a sweep's page draws its models and bands; hostile
+requests from the page are refused. Each test saves a screenshot in its temporary folder.
+
+Without Chromium or Playwright these tests skip with the reason, except under CI=true,
+where they fail: ``make test`` installs both (the Makefile's ``browser`` target).
+"""
+import base64
+import dataclasses
+import os
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+from jaxmlp import forward_layers, load_run, predict, train_and_evaluate
+from jaxmlp.predict import _load_image
+from jaxmlp.serve import _make_server
+
+# As Playwright's own tests start it in a container; without the background-networking
+# flags Chromium keeps trying to reach Google's servers, which this machine's closed
+# network refuses, many connections at a time.
+_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run",
+         "--disable-dev-shm-usage"]
+
+
+def _chromium():
+    """The Chromium to drive, or the reason there is none."""
+    import importlib.util
+
+    if importlib.util.find_spec("playwright") is None:
+        return None, "Playwright is not installed (pip install playwright; make test does)"
+    for exe in (os.environ.get("JAXMLP_CHROMIUM"), shutil.which("chromium"),
+                shutil.which("chromium-browser")):
+        if exe and os.path.exists(exe):
+            return exe, None
+    return None, "no Chromium to drive (Debian: apt-get install chromium; make test does)"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    exe, reason = _chromium()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=_ARGS)
+        yield b
+        b.close()
+
+
+def start(root):
+    server = _make_server(root, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.fixture(scope="module")
+def site(served_runs):
+    server, url = start(served_runs[0])
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def page(browser, tmp_path):
+    """A fresh page; any script error or console error fails the test."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    p = context.new_page()
+    errors = []
+    p.on("pageerror", lambda e: errors.append(str(e)))
+    p.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    p.errors = errors
+    yield p
+    context.close()
+
+
+def shot(page, tmp_path, name):
+    page.screenshot(path=tmp_path / f"{name}.png", full_page=True)
+
+
+def stroke(page, points):
+    """One mouse stroke on the drawing canvas through ``points`` (canvas pixels)."""
+    box = page.locator("#pad").bounding_box()
+    scale = box["width"] / 280
+    page.mouse.move(box["x"] + points[0][0] * scale, box["y"] + points[0][1] * scale)
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=6)
+    page.mouse.up()
+
+
+def answer(page):
+    """The page's state once Python's check of the last stroke is in."""
+    page.wait_for_selector("#python[data-state=agree], #python[data-state=differ], "
+                           "#python[data-state=error]", timeout=30_000)
+    state = page.evaluate("({...window.jaxmlpDraw, png: window.jaxmlpDraw.canvasPNG()})")
+    state["python_text"] = page.inner_text("#python")
+    return state
+
+
+def check_against_python(state, run, tmp_path):
+    """The page's input is Python's preparation of the drawing; its probabilities and hidden
+    activations are jaxmlp's for that input."""
+    png = tmp_path / "drawing.png"
+    png.write_bytes(base64.b64decode(state["png"].split(",", 1)[1]))
+    pixels = np.asarray(state["pixels"], np.uint8)
+    prepared = _load_image(png)  # jaxmlp predict's preparation of the same drawing
+    assert np.abs(pixels.astype(int) - prepared).max() <= 1  # Pillow's float32 resize, in JS
+    assert (pixels != prepared).sum() <= 3, np.nonzero(pixels != prepared)
+    want = predict(run.params, pixels[None], run.arch)[0]
+    np.testing.assert_allclose(state["probs"], want, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(state["python"], want, atol=1e-6, rtol=0)
+    assert state["maxDiff"] <= 1e-4 and "(agrees)" in state["python_text"]
+    x = pixels[None].astype(np.float32) / 255
+    for got, (_, a) in zip(state["layers"], forward_layers(run.params, x, run.arch)):
+        np.testing.assert_allclose(got, np.asarray(a)[0], atol=1e-4, rtol=1e-4)
+
+
+def test_a_drawn_digit_gets_jaxmlp_predicts_answer(page, site, served_runs, tmp_path):
+    page.goto(f"{site}/draw?path=one")
+    page.wait_for_selector("#pad")
+    assert page.get_attribute("#answer", "data-state") == "empty"  # nothing drawn yet
+    stroke(page, [(70, 50), (200, 50), (120, 240)])  # a 7
+    first = answer(page)
+    run = load_run(served_runs[0] / "one")
+    check_against_python(first, run, tmp_path)
+    shot(page, tmp_path, "draw-7")
+    stroke(page, [(100, 150), (210, 150)])  # its bar: the answer follows the drawing
+    page.wait_for_function("() => window.jaxmlpDraw.strokes === 2 && window.jaxmlpDraw.maxDiff !== null")
+    second = answer(page)
+    assert second["pixels"] != first["pixels"]
+    check_against_python(second, run, tmp_path)
+    top = [int(li.split(":")[0]) for li in page.locator(".top3 li").all_inner_texts()]
+    assert top == list(np.argsort(-np.asarray(second["probs"]), kind="stable")[:3])
+    page.click("#clear")
+    page.wait_for_selector("#answer[data-state=empty]")
+    shot(page, tmp_path, "draw-cleared")
+    assert page.errors == []
+
+
+def test_a_digit_drawn_by_touch(browser, site, served_runs, tmp_path):
+    """A finger on a touch screen (Chromium's touch events, as a phone sends them)."""
+    context = browser.new_context(viewport={"width": 800, "height": 900}, has_touch=True)
+    page = context.new_page()
+    try:
+        page.goto(f"{site}/draw?path=one")
+        box = page.locator("#pad").bounding_box()
+        cdp = context.new_cdp_session(page)
+        points = [(box["x"] + 140, box["y"] + y) for y in range(40, 250, 15)]  # a 1
+        for kind, point in [("touchStart", points[0]), *(("touchMove", q) for q in points[1:]),
+                            ("touchEnd", None)]:
+            cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [] if point is None
+                                                  else [{"x": point[0], "y": point[1]}]})
+        state = answer(page)
+        assert state["strokes"] == 1
+        check_against_python(state, load_run(served_runs[0] / "one"), tmp_path)
+        shot(page, tmp_path, "draw-touch")
+    finally:
+        context.close()
+
+
+def test_a_run_page_gains_a_point_while_the_run_trains(page, served_runs, tmp_path):
+    root, data, config = served_runs
+    shutil.copytree(root / "one", tmp_path / "runs" / "live")
+    server, url = start(tmp_path / "runs")
+    try:
+        page.goto(f"{url}/run?path=live")
+        page.wait_for_selector("#acc-chart svg[data-points='2']")
+        cells = page.locator("table.confusion tbody td").all_inner_texts()
+        evaluation = load_run(tmp_path / "runs" / "live").evaluation
+        assert [int(c) for c in cells] == [n for row in evaluation["confusion"] for n in row]
+        assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+        shot(page, tmp_path, "run-2-epochs")
+        train_and_evaluate(dataclasses.replace(config, epochs=3), tmp_path / "runs" / "live",
+                           resume=True, data=data, log=lambda *a: None)
+        page.wait_for_selector("#acc-chart svg[data-points='3']", timeout=20_000)  # no reload
+        assert page.locator("#loss-chart svg").get_attribute("data-points") == "3"
+        shot(page, tmp_path, "run-3-epochs")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert page.errors == []
+
+
+def test_the_runs_page_and_a_sweep(page, site, served_runs, tmp_path):
+    page.goto(site + "/")
+    page.wait_for_selector("table.runs")
+    rows = page.locator("table.runs tbody tr").all_inner_texts()
+    assert [r.split("\t")[0] for r in rows] == ["grid/sweep", "one"]
+    assert "sweep of 4" in rows[0]
+    shot(page, tmp_path, "runs")
+    page.click("text=grid/sweep")
+    page.wait_for_selector("#acc-chart svg[data-points='2']")
+    chart = page.locator("#acc-chart")
+    assert chart.locator("polyline.thin").count() == 4  # every model
+    assert chart.locator("polygon.band").count() == 2  # mean ± std of each setting
+    assert chart.locator("figcaption .key").all_inner_texts() == [
+        "lr 0.05, momentum 0.9: mean ± std of 2", "lr 0.1, momentum 0.9: mean ± std of 2"]
+    shot(page, tmp_path, "sweep")
+    page.locator("table.models a", has_text="draw").nth(1).click()
+    page.wait_for_selector("#pad")
+    stroke(page, [(140, 40), (140, 240)])  # a 1
+    state = answer(page)
+    check_against_python(state, load_run(served_runs[0] / "grid/sweep", model=1), tmp_path)
+    shot(page, tmp_path, "sweep-model-1")
+    assert page.errors == []
+
+
+def test_hostile_requests_from_the_page_are_refused(page, site, tmp_path):
+    page.goto(f"{site}/run?path=../..")
+    page.wait_for_selector(".error")
+    assert page.inner_text(".error") == "no run '../..' here"
+    shot(page, tmp_path, "refused")
+    statuses = page.evaluate("""async () => {
+        const big = JSON.stringify({pixels: new Array(100000).fill(0)});
+        const post = (body) => fetch('/api/predict?path=one', {method: 'POST',
+            headers: {'Content-Type': 'application/json'}, body}).then(async r => [r.status, (await r.json()).error]);
+        return [await post(big), await post('{'),
+                (await fetch('/files/one/..%2f..%2fconfig.json')).status];
+    }""")
+    assert statuses[0][0] == 413 and "at most 65536" in statuses[0][1]
+    assert statuses[1][0] == 400 and "not JSON" in statuses[1][1]
+    assert statuses[2] == 404
+    page.errors.clear()  # the browser reports each refused fetch as a console error

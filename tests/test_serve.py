@@ -1,0 +1,322 @@
+"""``jaxmlp serve`` without a browser: its JSON, its refusals, and that it writes nothing.
+
+The page itself, drawn on in Chromium, is tests/test_browser.py."""
+import base64
+import dataclasses
+import http.client
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SERVED_ARCH
+
+from jaxmlp import ACTIVATIONS, load_model, load_run, parse_arch, predict
+from jaxmlp.run import _read_history
+from jaxmlp.serve import _ASSETS, _MAX_BODY, _make_server
+
+WEB = Path(__file__).resolve().parents[1] / "jaxmlp" / "web"
+
+
+@pytest.fixture(scope="module")
+def site(served_runs):
+    """``(root, port)`` of a server of the served runs, in a thread of this process."""
+    root = served_runs[0]
+    server = _make_server(root, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def request(port, method, path, body=None, headers=None):
+    """``(status, headers, body)`` of one raw request: the path is sent as written
+    (``..`` included), as a browser never would."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.putrequest(method, path, skip_accept_encoding=True, skip_host="Host" in (headers or {}))
+    for k, v in {**({"Content-Length": str(len(body))} if body is not None else {}),
+                 **(headers or {})}.items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    if body is not None:
+        conn.send(body)
+    r = conn.getresponse()
+    out = r.status, dict(r.getheaders()), r.read()
+    conn.close()
+    return out
+
+
+def get_json(port, path, **kw):
+    status, _, body = request(port, "GET", path, **kw)
+    assert status == 200, (status, body)
+    return json.loads(body)
+
+
+def post(port, path, obj=None, raw=None, kind="application/json"):
+    body = raw if raw is not None else json.dumps(obj).encode()
+    status, _, answer = request(port, "POST", path, body, {"Content-Type": kind})
+    return status, json.loads(answer)
+
+
+def test_runs_are_listed_newest_first_with_their_best_accuracies(site):
+    root, port = site
+    runs = get_json(port, "/api/runs")["runs"]
+    assert [r["path"] for r in runs] == ["grid/sweep", "one"]  # the sweep was trained last
+    assert runs[0]["modified"] >= runs[1]["modified"]
+    sweep, one = runs
+    history = _read_history(root / "one")
+    assert one["kind"] == "run" and one["arch"] == SERVED_ARCH and one["epochs"] == 2
+    assert one["best_test_acc"] == max(r["test_acc"] for r in history)
+    assert one["best_val_acc"] == max(r["val_acc"] for r in history)
+    assert sweep["kind"] == "sweep" and sweep["models"] == 4 and sweep["best_val_acc"] is None
+    assert sweep["best_test_acc"] == max(m["test_acc"] for r in _read_history(root / "grid/sweep")
+                                         for m in r["models"])
+
+
+def test_a_run_is_its_config_history_and_evaluation(site):
+    root, port = site
+    view = get_json(port, "/api/run?path=one")
+    run = load_run(root / "one")
+    assert view["kind"] == "run" and view["config"] == dataclasses.asdict(run.config)
+    assert view["history"] == run.history and view["evaluation"] == run.evaluation
+    assert view["pictures"] == ["curves.png", "confusion.png", "mistakes.png", "weights.png"]
+    sweep = get_json(port, "/api/run?path=grid%2Fsweep")
+    assert [(s["lr"], s["models"]) for s in sweep["settings"]] == [(0.05, [0, 1]), (0.1, [2, 3])]
+    assert [m["seed"] for m in sweep["models"]] == [0, 1, 0, 1]
+    assert sweep["history"] == _read_history(root / "grid/sweep")
+    assert sweep["summary"]["settings"][1]["lr"] == 0.1
+
+
+def test_an_unchanged_run_answers_304(site):
+    _, port = site
+    _, headers, _ = request(port, "GET", "/api/run?path=one")
+    tag = headers["ETag"]
+    assert request(port, "GET", "/api/run?path=one", headers={"If-None-Match": tag})[0] == 304
+    assert request(port, "GET", "/api/run?path=one", headers={"If-None-Match": '"x"'})[0] == 200
+
+
+def test_the_weights_are_the_models_float32_arrays(site):
+    root, port = site
+    got = get_json(port, "/api/model?path=one")
+    arch, params, info = load_model(root / "one" / "model.npz")
+    assert got["arch"] == [{"units": u, "activation": a} for u, a in arch]
+    assert got["digits"] is True and got["image_shape"] == [28, 28, 1]
+    for layer, want in zip(got["layers"], params):
+        w = np.frombuffer(base64.b64decode(layer["w"]), "<f4").reshape(layer["shape"])
+        np.testing.assert_array_equal(w, want["w"])
+        np.testing.assert_array_equal(np.frombuffer(base64.b64decode(layer["b"]), "<f4"), want["b"])
+    model = get_json(port, "/api/model?path=grid/sweep&model=3")
+    w = np.frombuffer(base64.b64decode(model["layers"][0]["w"]), "<f4").reshape(784, 16)
+    np.testing.assert_array_equal(w, load_run(root / "grid/sweep", model=3).params[0]["w"])
+
+
+@pytest.mark.parametrize("which,model", [("one", None), ("grid/sweep", 2)])
+def test_the_predict_endpoint_is_jaxmlp_predict(site, which, model):
+    root, port = site
+    pixels = np.random.default_rng(1).integers(0, 256, 784)
+    query = f"/api/predict?path={which}" + ("" if model is None else f"&model={model}")
+    status, got = post(port, query, {"pixels": pixels.tolist()})
+    assert status == 200, got
+    run = load_run(root / which, model=model)
+    want = predict(run.params, pixels.astype(np.uint8)[None], run.arch)[0]
+    np.testing.assert_allclose(got["probs"], want, rtol=1e-6, atol=1e-9)
+    assert got["top3"][0] == {"class": int(want.argmax()), "prob": got["probs"][int(want.argmax())]}
+
+
+def link_out(tmp_path, target) -> Path:
+    """A root whose ``escape`` is a symbolic link to ``target``, outside it."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "escape").symlink_to(target)
+    return root
+
+
+@pytest.mark.parametrize("path", [
+    "/files/../../../../etc/passwd", "/files/%2e%2e/%2e%2e/etc/passwd", "/files//etc/passwd",
+    "/files/one/../../one/curves.png", "/files/one/config.json", "/files/one/model.npz",
+    "/api/run?path=..", "/api/run?path=/etc", "/api/run?path=one/../..", "/api/run?path=./one",
+    "/api/run?path=one%00", "/api/run?path=nothing", "/static/../serve.py", "/etc/passwd",
+    "/api/model?path=../one",
+])
+def test_nothing_outside_the_runs_is_served(site, path):
+    status, _, body = request(site[1], "GET", path)
+    assert status == 404, (path, status, body)
+    assert b"passwd" not in body or b"no " in body  # the message, never the file
+
+
+def test_a_link_out_of_the_root_is_refused(served_runs, tmp_path):
+    root = link_out(tmp_path, served_runs[0] / "one")
+    server = _make_server(root, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        assert get_json(port, "/api/runs")["runs"] == []  # links are not followed
+        for path in ("/files/escape/curves.png", "/api/run?path=escape",
+                     "/api/model?path=escape"):
+            assert request(port, "GET", path)[0] == 404, path
+        assert post(port, "/api/predict?path=escape", {"pixels": [0] * 784})[0] == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_picture_of_a_run_is_served(site):
+    root, port = site
+    status, headers, body = request(port, "GET", "/files/one/confusion.png")
+    assert status == 200 and headers["Content-Type"] == "image/png"
+    assert body == (root / "one" / "confusion.png").read_bytes()
+
+
+@pytest.mark.parametrize("body,kind,status,message", [
+    (b"x" * (_MAX_BODY + 1), "application/json", 413, "at most 65536"),
+    (b"{", "application/json", 400, "not JSON"),
+    (b"\xff\xfe", "application/json", 400, "not JSON"),
+    (b"[" * 100_00 + b"]" * 100_00, "application/json", 400, "not JSON"),
+    (b'{"pixels": [1, 2]}', "application/json", 400, "784 grey levels"),
+    (json.dumps({"pixels": [256] * 784}).encode(), "application/json", 400, "0..255"),
+    (json.dumps({"pixels": [0.5] * 784}).encode(), "application/json", 400, "integers"),
+    (json.dumps({"pixels": [True] * 784}).encode(), "application/json", 400, "integers"),
+    (json.dumps([0] * 784).encode(), "application/json", 400, '{"pixels"'),
+    (json.dumps({"pixels": [0] * 784}).encode(), "text/plain", 415, "application/json"),
+])
+def test_a_bad_request_gets_one_clear_answer(site, body, kind, status, message, capfd):
+    got_status, got = post(site[1], "/api/predict?path=one", raw=body, kind=kind)
+    assert got_status == status and message in got["error"], got
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err
+
+
+def test_requests_that_name_no_model_or_the_wrong_one(site):
+    port = site[1]
+    assert post(port, "/api/predict", {"pixels": [0] * 784}) == (
+        400, {"error": "which run? add ?path=FOLDER (as /api/runs lists them)"})
+    assert post(port, "/api/predict?path=grid/sweep", {"pixels": [0] * 784})[1]["error"] \
+        .startswith("a sweep's folder holds many models")
+    assert post(port, "/api/predict?path=one&model=0", {"pixels": [0] * 784})[0] == 400
+    assert post(port, "/api/predict?path=grid/sweep&model=x", {"pixels": [0] * 784})[0] == 400
+    status, got = post(port, "/api/predict?path=grid/sweep&model=9", {"pixels": [0] * 784})
+    assert status == 409 and "holds models 0 to 3, not 9" in got["error"]
+    assert post(port, "/api/runs", {})[0] == 404
+
+
+def test_a_post_without_a_length_is_refused(site):
+    with socket.create_connection(("127.0.0.1", site[1]), timeout=10) as s:
+        s.sendall(b"POST /api/predict?path=one HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        assert s.recv(200).startswith(b"HTTP/1.1 411")
+
+
+def test_only_requests_addressed_to_this_server_are_answered(site):
+    """DNS rebinding: a page on evil.example whose name now points at 127.0.0.1."""
+    status, _, body = request(site[1], "GET", "/api/runs", headers={"Host": "evil.example"})
+    assert status == 403 and b"evil.example" in body
+    assert request(site[1], "GET", "/api/runs", headers={"Host": "localhost:1"})[0] == 200
+
+
+def tree(root: Path) -> dict:
+    return {p: (p.is_symlink(), p.stat(follow_symlinks=False).st_mtime_ns,
+                p.stat(follow_symlinks=False).st_size) for p in root.rglob("*")}
+
+
+def test_serving_writes_nothing(served_runs, tmp_path):
+    root = served_runs[0]
+    before = tree(root)
+    server = _make_server(root, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        for path in ("/", "/api/runs", "/api/run?path=one", "/api/run?path=grid/sweep",
+                     "/api/model?path=one", "/api/model?path=grid/sweep&model=1",
+                     "/files/one/mistakes.png"):
+            assert request(port, "GET", path)[0] == 200, path
+        assert post(port, "/api/predict?path=one", {"pixels": [9] * 784})[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert tree(root) == before
+    assert not list(root.rglob(".lock"))  # a trainer's lock is never taken, nor made
+
+
+def test_a_broken_run_is_named_in_its_row_and_page(served_runs, tmp_path, capfd):
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(served_runs[0] / "one", root / "broken")
+    with open(root / "broken" / "metrics.jsonl", "a") as f:
+        f.write("not json\n")
+    server = _make_server(root, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        row, = get_json(port, "/api/runs")["runs"]
+        assert row["error"] == f"{root.resolve()}/broken/metrics.jsonl line 3 is not valid JSON " \
+                               "(Expecting value)"
+        status, _, body = request(port, "GET", "/api/run?path=broken")
+        assert status == 409 and json.loads(body)["error"] == row["error"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    out, err = capfd.readouterr()
+    assert out + err == ""
+
+
+def test_the_page_ships_every_file_it_uses_and_fetches_nothing_from_elsewhere():
+    index = (WEB / "index.html").read_text()
+    used = set(re.findall(r'/static/([\w.]+)', index))
+    for name in _ASSETS:
+        text = (WEB / name).read_text()
+        used |= set(re.findall(r'from "\./([\w.]+)"', text))
+        # The only URL in the page's files is SVG's namespace, which is a name, not a fetch.
+        assert re.findall(r"https?://[^\s\"'`]+", text.replace("http://www.w3.org/2000/svg", "")) == [], name
+    assert used == set(_ASSETS)
+    assert set(_ASSETS) <= {p.name for p in WEB.iterdir()}
+    pyproject = (WEB.parents[1] / "pyproject.toml").read_text()
+    assert 'jaxmlp = ["web/*"]' in pyproject  # shipped in the wheel too
+
+
+def test_the_page_knows_every_activation():
+    digit = (WEB / "digit.js").read_text()
+    table = digit[digit.index("export const ACTIVATIONS"):]
+    table = table[:table.index("};")]
+    assert set(re.findall(r"^\s+(\w+):", table, re.M)) == set(ACTIVATIONS)
+    assert {a for _, a in parse_arch(SERVED_ARCH)} == set(ACTIVATIONS)  # the browser tests' net
+
+
+def serve(*args, env=None):
+    return subprocess.Popen([sys.executable, "-m", "jaxmlp", "serve", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_the_command_serves_until_ctrl_c_then_exits_0_with_one_line(served_runs):
+    proc = serve(served_runs[0], "--port", 0)
+    line = proc.stdout.readline()
+    url = re.fullmatch(r"serving the runs under (.+) at http://127\.0\.0\.1:(\d+)/ \(Ctrl-C to stop\)\n",
+                       line)
+    assert url and url[1] == str(served_runs[0]), line
+    assert get_json(int(url[2]), "/api/runs")["runs"][1]["path"] == "one"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, out, err) == (0, "jaxmlp serve: stopped\n", "")
+
+
+def test_the_command_refuses_a_missing_folder_and_a_taken_port(tmp_path, served_runs):
+    proc = serve(tmp_path / "nothing")
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, out) == (2, "")
+    assert err == f"jaxmlp serve: error: no folder {tmp_path}/nothing (train a run first: " \
+                  f"jaxmlp train --out {tmp_path}/nothing/NAME)\n"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = serve(served_runs[0], "--port", port)
+        out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, out) == (2, "")
+    assert err == f"jaxmlp serve: error: cannot serve on 127.0.0.1:{port}: Address already in " \
+                  "use (another server there? choose another --port)\n"
