@@ -18,29 +18,24 @@ never refused), serves only the pictures of run folders under the root (a ``..``
 absolute path or a link that leads out of the root is a 404), refuses request bodies over
 ``_MAX_BODY`` (413), answers bad JSON with 400 and a message, and prints no tracebacks.
 """
-import base64
-import dataclasses
-import hashlib
 import http.server
 import json
-import os
 import sys
 import threading
 import urllib.parse
 from importlib import resources
 from pathlib import Path
 
+from jaxmlp._pages import (_PICTURES, _BadRequest, _describe, _find_runs, _model_json,
+                           _predict_json, _run_view, _stamp)
 from jaxmlp.run import (CHECKPOINT, CONFIG, EVAL, METRICS, MODEL, MODELS, SUMMARY, SWEEP,
-                        RunError, _config_of, _read_evaluation, _read_history,
-                        _read_sweep, _read_sweep_info, load_model)
+                        RunError, load_model)
 
 _MAX_BODY = 64 * 1024  # a 28×28 image as JSON is ~3 KB; a 32×32×3 one ~12 KB
 _DRAIN = 8 << 20  # a larger body is refused unread: the client may then miss the 413
-_PICTURES = ("curves.png", "confusion.png", "mistakes.png", "weights.png")
 _ASSETS = {**{f"{m}.js": "text/javascript" for m in ("app", "dom", "plot", "draw", "digit")},
            "style.css": "text/css", "favicon.svg": "image/svg+xml"}
 _PAGES = ("/", "/run", "/draw")  # each is index.html; app.js draws the page the path names
-_DEPTH = 4  # how deep under the root runs are looked for (runs/records/simard2003 is 2)
 # The page's own files only: no inline script, nothing from another origin.
 _CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
         "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
@@ -67,93 +62,6 @@ def _inside(root: Path, rel: str) -> Path:
     return path
 
 
-def _stamp(*paths: Path) -> str:
-    """A version of the files ``paths``: changes whenever one is written (they are replaced
-    whole, by rename, so a new inode or time or size)."""
-    parts = []
-    for p in paths:
-        try:
-            st = p.stat()
-            parts.append(f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}")
-        except OSError:
-            parts.append("-")
-    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
-
-
-def _find_runs(root: Path) -> list[Path]:
-    """Every run and sweep folder under ``root`` (the root itself included), not following
-    links, not looking inside a run (``models/``, ``.new/``) or hidden folders."""
-    found = []
-    for here, dirs, files in os.walk(root):
-        if CONFIG in files or SWEEP in files:
-            found.append(Path(here))
-            dirs[:] = []
-            continue
-        depth = len(Path(here).relative_to(root).parts)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if depth < _DEPTH else []
-    return found
-
-
-def _best(values) -> float | None:
-    values = [v for v in values if isinstance(v, (int, float))]
-    return max(values) if values else None
-
-
-def _describe(root: Path, folder: Path) -> dict:
-    """One row of the runs page: what the run is, how far it is, how good it got."""
-    rel = folder.relative_to(root).as_posix() or "."
-    sweep = (folder / SWEEP).exists()
-    times = []
-    for name in (METRICS, SWEEP, CONFIG):
-        try:
-            times.append((folder / name).stat().st_mtime)
-        except OSError:  # absent, or replaced this very moment
-            pass
-    row = {"path": rel, "kind": "sweep" if sweep else "run", "modified": max(times, default=0)}
-    try:
-        history = _read_history(folder)
-        if sweep:
-            config, grid, _ = _read_sweep(folder)
-            records = [m for h in history for m in h["models"] if not m.get("diverged")]
-            row["models"] = len(grid.configs(config))
-        else:
-            config, records = _config_of(folder / CONFIG), history
-    except RunError as e:
-        return {**row, "error": str(e)}
-    return {**row, "dataset": config.dataset, "arch": config.arch,
-            "epochs": history[-1]["epoch"] if history else 0, "planned_epochs": config.epochs,
-            "planned_steps": config.steps, "step": history[-1]["step"] if history else 0,
-            "best_test_acc": _best(r.get("test_acc") for r in records),
-            "best_val_acc": _best(r.get("val_acc") for r in records)}
-
-
-def _run_view(root: Path, folder: Path) -> dict:
-    """A run's page: its settings, every epoch's record, and ``jaxmlp eval``'s results."""
-    rel = folder.relative_to(root).as_posix() or "."
-    pictures = [n for n in _PICTURES if (folder / n).is_file()]
-    if (folder / SWEEP).exists():
-        config, grid, order = _read_sweep(folder)
-        info = _read_sweep_info(folder)
-        models = [{"index": i, "seed": c.seed, "lr": c.lr, "momentum": c.momentum}
-                  for i, c in enumerate(grid.configs(config))]
-        settings = []
-        for m in models:
-            if not settings or (settings[-1]["lr"], settings[-1]["momentum"]) != (m["lr"], m["momentum"]):
-                settings.append({"lr": m["lr"], "momentum": m["momentum"], "models": []})
-            settings[-1]["models"].append(m["index"])
-        summary = _read_evaluation(folder / SUMMARY)  # written at the end; None before
-        evaluations = {str(m["index"]): e for m in models
-                       if (e := _read_evaluation(folder / MODELS / str(m["index"]) / EVAL))}
-        return {"path": rel, "kind": "sweep", "config": dataclasses.asdict(config),
-                "order": order, "dataset": info._asdict(), "models": models,
-                "settings": settings, "history": _read_history(folder), "summary": summary,
-                "evaluations": evaluations, "pictures": pictures}
-    config = _config_of(folder / CONFIG)
-    return {"path": rel, "kind": "run", "config": dataclasses.asdict(config),
-            "history": _read_history(folder), "evaluation": _read_evaluation(folder / EVAL),
-            "has_model": (folder / MODEL).is_file(), "pictures": pictures}
-
-
 def _model_index(query: dict) -> int | None:
     value = query.get("model")
     if value is None:
@@ -172,6 +80,7 @@ class _Site:
         self.index = (web / "index.html").read_bytes()
         self.assets = {name: (web / name).read_bytes() for name in _ASSETS}
         self._models: dict = {}  # (folder, model) -> (stamp, run): reloaded when rewritten
+        self._rows: dict = {}  # folder -> (stamp, its row of the runs page)
         self._lock = threading.Lock()
 
     def folder(self, query: dict) -> Path:
@@ -184,7 +93,18 @@ class _Site:
         return folder
 
     def runs(self) -> list[dict]:
-        rows = [_describe(self.root, f) for f in _find_runs(self.root)]
+        """Every run's row, newest first; a row is read again only when its files change
+        (the page asks every 2 s)."""
+        rows = []
+        for folder in _find_runs(self.root):
+            stamp = _stamp(*(folder / n for n in (CONFIG, SWEEP, METRICS)))
+            with self._lock:
+                cached = self._rows.get(folder)
+            if not cached or cached[0] != stamp:
+                cached = stamp, _describe(self.root, folder)
+                with self._lock:
+                    self._rows[folder] = cached
+            rows.append(cached[1])
         return sorted(rows, key=lambda r: -r["modified"])
 
     def model(self, folder: Path, model: int | None):
@@ -209,44 +129,6 @@ class _Site:
         with self._lock:
             self._models[(folder, model)] = (stamp, loaded)
         return loaded
-
-
-def _model_json(arch, params, info) -> dict:
-    """The weights for the page's forward pass: float32, little-endian, base64."""
-    import numpy as np
-
-    from jaxmlp.predict import _digit_pipeline
-
-    def b64(a):
-        return base64.b64encode(np.ascontiguousarray(a, "<f4").tobytes()).decode()
-
-    return {"arch": [{"units": u, "activation": a} for u, a in arch],
-            "dataset": info.name, "image_shape": list(info.image_shape),
-            "in_dim": info.in_dim, "digits": _digit_pipeline(info),
-            "layers": [{"w": b64(p["w"]), "b": b64(p["b"]), "shape": list(np.shape(p["w"]))}
-                       for p in params]}
-
-
-def _predict_json(arch, params, info, body: bytes) -> dict:
-    """``jaxmlp.predict`` on the request's pixels: what the page checks itself against."""
-    import numpy as np
-
-    from jaxmlp.predict import predict, top_k
-
-    try:
-        request = json.loads(body)
-    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
-        raise _HttpError(400, f"the body is not JSON ({str(e)[:120]})") from None
-    pixels = request.get("pixels") if isinstance(request, dict) else None
-    n = info.in_dim
-    if not (isinstance(pixels, list) and len(pixels) == n
-            and all(type(v) is int and 0 <= v <= 255 for v in pixels)):
-        raise _HttpError(400, f'expected {{"pixels": [...]}}: {n} grey levels, integers in '
-                         "0..255, row by row (as the page's 28×28 input)")
-    probs = predict(params, np.asarray(pixels, np.uint8)[None], arch,
-                    image_shape=info.image_shape)
-    return {"probs": probs[0].tolist(),
-            "top3": [{"class": c, "prob": p} for c, p in top_k(probs, 3)[0]]}
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -275,6 +157,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             status, kind, body, extra = route(urllib.parse.unquote(url.path), query)
         except _HttpError as e:
             status, kind, body, extra = e.status, "application/json", _error(e), {}
+        except _BadRequest as e:
+            status, kind, body, extra = 400, "application/json", _error(e), {}
         except RunError as e:  # a run file that cannot be read: the page says which
             status, kind, body, extra = 409, "application/json", _error(e), {}
         except Exception as e:  # a bug: one line here, a message in the page

@@ -126,12 +126,20 @@ def idx_dir(shared_data) -> Path:
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("jaxmlp-cache")
+    """jaxmlp's cache (MNIST as .npz, XLA's compiled programs) for the session, one for all
+    its xdist workers: MNIST is read through TFDS and TensorFlow (~12 s of CPU) once."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session's own folder, above every worker's
+    path = base / "jaxmlp-cache"
+    path.mkdir(exist_ok=True)
+    return path
 
 
 @pytest.fixture(scope="session")
 def mnist(tfds_dir, cache_dir):
-    """Real MNIST, read through TFDS once per session (never downloading)."""
+    """Real MNIST, read through TFDS (never downloading) by the first worker that needs it,
+    from its cache by the others (the cache file is written whole, then renamed in)."""
     from jaxmlp.data import _load_mnist
 
     return _load_mnist(data_dir=tfds_dir, cache_dir=cache_dir, download=False)

@@ -166,6 +166,21 @@ def test_a_link_out_of_the_root_is_refused(served_runs, tmp_path):
         server.server_close()
 
 
+def test_a_run_folder_itself_can_be_served(served_runs):
+    root = served_runs[0] / "one"
+    server = _make_server(root, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        assert [r["path"] for r in get_json(port, "/api/runs")["runs"]] == ["."]
+        assert get_json(port, "/api/run?path=.")["history"] == _read_history(root)
+        assert request(port, "GET", "/files/curves.png")[2] == (root / "curves.png").read_bytes()
+        assert request(port, "GET", "/files/../one/curves.png")[0] == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_picture_of_a_run_is_served(site):
     root, port = site
     status, headers, body = request(port, "GET", "/files/one/confusion.png")

@@ -39,6 +39,7 @@ function errorBox(message) {
 // ---- the runs page ---------------------------------------------------------------------
 async function runsPage() {
   crumbs();
+  document.title = "jaxmlp: runs";
   let last = "";
   poll(async () => {
     try {
@@ -48,7 +49,7 @@ async function runsPage() {
       last = text;
       const rows = data.runs.map((r) =>
         r.error
-          ? h("tr", { class: "broken" }, h("td", {}, r.path), h("td", { colspan: 7 }, r.error))
+          ? h("tr", { class: "broken" }, h("td", {}, r.path), h("td", { colspan: 8 }, r.error))
           : h("tr", {},
             h("td", {}, h("a", { href: runURL(r.path) }, r.path)),
             h("td", {}, r.kind === "sweep" ? `sweep of ${r.models}` : "run"),
@@ -56,14 +57,15 @@ async function runsPage() {
             h("td", { class: "num" }, progress(r)),
             h("td", { class: "num" }, pct(r.best_test_acc)),
             h("td", { class: "num" }, pct(r.best_val_acc)),
-            h("td", { class: "num" }, ago(r.modified))));
+            h("td", { class: "num" }, ago(r.modified)),
+            h("td", {}, r.kind === "run" ? h("a", { href: drawURL(r.path) }, "draw") : "")));
       app.replaceChildren(
         h("h1", {}, "Runs"),
         h("p", { class: "note" }, `under ${data.root}, newest first; updates by itself`),
         data.runs.length
           ? h("table", { class: "runs" },
             h("thead", {}, h("tr", {}, ...["run", "kind", "dataset", "arch", "epochs",
-              "best test acc", "best val acc", "updated"].map((t) => h("th", {}, t)))),
+              "best test acc", "best val acc", "updated", ""].map((t) => h("th", {}, t)))),
             h("tbody", {}, rows))
           : h("p", {}, "No runs here yet: ", h("code", {}, "jaxmlp train --out DIR/NAME"),
             " makes one, and it appears here as soon as it has an epoch."));
@@ -204,6 +206,7 @@ function sweepRun(view) {
 
 async function runPage(path) {
   crumbs(h("a", { href: runURL(path) }, path));
+  document.title = `jaxmlp: ${path}`;
   let version = null;
   poll(async () => {
     try {

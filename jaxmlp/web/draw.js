@@ -36,6 +36,7 @@ export async function drawPage(app, path, model) {
   const which = `path=${encodeURIComponent(path)}` + (model === undefined ? "" : `&model=${encodeURIComponent(model)}`);
   crumbs(h("a", { href: `/run?path=${encodeURIComponent(path)}` }, path),
     model === undefined ? "draw" : `model ${model}: draw`);
+  document.title = `jaxmlp: draw for ${path}`;
   let net;
   try {
     net = loadModel(await getJSON(`/api/model?${which}`));
