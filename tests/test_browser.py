@@ -147,6 +147,75 @@ def test_a_drawn_digit_gets_jaxmlp_predicts_answer(page, site, served_runs, tmp_
     assert page.errors == []
 
 
+def images_for_the_preparation():
+    """Grey images that take every branch of jaxmlp predict's preparation: ink on black,
+    dark ink on light paper (inverted), an uneven background, a table edge at the border,
+    specks, a faint stroke beside a bright one, a 28×28 image (taken as it is), a blank one
+    and one without contrast (both refused)."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    rng = np.random.default_rng(0)
+
+    def digit(size, strokes, ink=255, paper=0, width=6):
+        image = Image.new("L", size, paper)
+        draw = ImageDraw.Draw(image)
+        for points in strokes:
+            draw.line(points, fill=ink, width=width, joint="curve")
+        return image
+
+    seven = [[(30, 30), (90, 30), (55, 110)]]
+    cases = {
+        "white on black": digit((120, 140), seven),
+        "dark on light": digit((120, 140), seven, ink=20, paper=235),
+        "blurred, uneven paper": Image.fromarray(np.clip(np.asarray(digit(
+            (150, 120), [[(40, 20), (40, 100)], [(40, 20), (90, 60)]], ink=200, paper=0),
+            float) + np.linspace(0, 60, 150)[None, :], 0, 255).astype(np.uint8)).filter(
+            ImageFilter.GaussianBlur(2)),
+        "table edge": digit((130, 130), [[(0, 120), (129, 120)], *seven], width=8),
+        "specks": Image.fromarray(np.maximum(np.asarray(digit((100, 100), seven)),
+                                             (rng.random((100, 100)) > 0.995) * 255).astype(np.uint8)),
+        "faint beside bright": Image.fromarray(np.maximum(
+            np.asarray(digit((140, 100), [[(20, 20), (20, 80)]])),
+            np.asarray(digit((140, 100), [[(70, 20), (120, 80)]], ink=90)))),
+        "28x28": Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)),
+        "blank": Image.new("L", (60, 60), 128),
+        "no contrast": Image.fromarray((rng.random((50, 50)) * 40 + 100).astype(np.uint8)),
+    }
+    return {name: np.asarray(image, np.uint8) for name, image in cases.items()}
+
+
+def test_the_pages_preparation_is_jaxmlp_predicts(page, site, tmp_path):
+    """digit.js's prepareDigit against predict.py's _load_image, image by image."""
+    from PIL import Image
+
+    page.goto(site + "/")
+    images = images_for_the_preparation()
+    got = page.evaluate("""async (images) => {
+        const { prepareDigit } = await import('/static/digit.js');
+        const out = {};
+        for (const [name, { h, w, gray }] of Object.entries(images)) {
+            const r = prepareDigit(Float64Array.from(gray), h, w);
+            out[name] = r.error ? { error: r.error } : { pixels: Array.from(r.pixels) };
+        }
+        return out;
+    }""", {name: {"h": a.shape[0], "w": a.shape[1], "gray": a.ravel().tolist()}
+           for name, a in images.items()})
+    for name, gray in images.items():
+        png = tmp_path / f"{name}.png"
+        Image.fromarray(gray).save(png)
+        try:
+            want = _load_image(png)
+        except ValueError as e:
+            assert "error" in got[name], (name, str(e))
+            continue
+        assert "pixels" in got[name], (name, got[name])
+        pixels = np.asarray(got[name]["pixels"])
+        assert np.abs(pixels - want.astype(int)).max() <= 1, name
+        assert (pixels != want).sum() <= 3, (name, int((pixels != want).sum()))
+        assert want.max() > 0  # a digit, not an empty field
+    assert page.errors == []
+
+
 def test_a_digit_drawn_by_touch(browser, site, served_runs, tmp_path):
     """A finger on a touch screen (Chromium's touch events, as a phone sends them)."""
     context = browser.new_context(viewport={"width": 800, "height": 900}, has_touch=True)

@@ -25,6 +25,19 @@ function percentile(sorted, q) {
   return g >= 0.5 ? b - d * (1 - g) : a + d * g;
 }
 
+// The values in ascending order: a counting sort when they are all grey levels 0..255 (a
+// canvas's, ten times faster than sorting 78,400 floats on every stroke), else a sort.
+function ascending(values) {
+  const counts = new Uint32Array(256);
+  for (const v of values) {
+    if (!(Number.isInteger(v) && v >= 0 && v <= 255)) return Float64Array.from(values).sort();
+    counts[v]++;
+  }
+  const out = new Float64Array(values.length);
+  for (let v = 0, i = 0; v < 256; v++) out.fill(v, i, (i += counts[v]));
+  return out;
+}
+
 function median(sorted) {  // numpy.median: the mean of the middle two when n is even
   const n = sorted.length, m = n >> 1;
   return n % 2 ? sorted[m] : (sorted[m - 1] + sorted[m]) / 2;
@@ -84,7 +97,7 @@ function pieces(gray, h, w, level) {
 
 // predict.py's _cut_out: the digit cropped to its ink, background 0, ink up to 255.
 function cutOut(gray, h, w) {
-  const sorted = Float64Array.from(gray).sort();
+  const sorted = ascending(gray);
   const background = median(sorted);
   let peak = sorted[sorted.length - 1];
   if (peak - background < INK_LEVEL) return { error: "no digit brighter than the background" };
@@ -121,7 +134,7 @@ function cutOut(gray, h, w) {
     }
   const reach = Math.max(1, roundHalfEven(Math.max(ch, cw) / (2 * BOX)));
   const near = dilate(cropInk, ch, cw, 2 * reach + 1);
-  const full = percentile(Float64Array.from(inkValues).sort(), 90);
+  const full = percentile(ascending(inkValues), 90);
   const out = new Float64Array(ch * cw);
   for (let p = 0; p < ch * cw; p++)
     out[p] = Math.min(255, Math.max(0, ((crop[p] - background) / (full - background)) * 255.0)) * near[p];
@@ -203,7 +216,7 @@ function normalise(digit, h, w) {
 // The 28×28 input (uint8, row by row) that `jaxmlp predict` makes of an image whose grey
 // levels are `gray` (h × w, 0..255); {error} for a blank one, as predict refuses it.
 export function prepareDigit(gray, h, w) {
-  const sorted = Float64Array.from(gray).sort();
+  const sorted = ascending(gray);
   const lo = percentile(sorted, 0), mid = percentile(sorted, 50), hi = percentile(sorted, 100);
   if (hi - lo < INK_LEVEL) return { error: "blank: draw a digit" };
   if (hi - mid < mid - lo) gray = gray.map((v) => 255.0 - v);  // dark ink on light paper
