@@ -49,6 +49,37 @@ def _find_runs(root: Path) -> list[Path]:
     return found
 
 
+def _check_files(folder: Path) -> None:
+    """Every run file present is a regular file: reading a FIFO planted as ``metrics.jsonl``
+    would block forever."""
+    for name in (CONFIG, SWEEP, METRICS, SUMMARY, EVAL, MODEL):
+        path = folder / name
+        if (path.exists() or path.is_symlink()) and not path.is_file():
+            raise RunError(f"{path} is not a regular file")
+
+
+# What a page needs of eval.json, and the type of each.
+_EVAL_KEYS = {"test_acc": (int, float), "test_loss": (int, float), "per_class_acc": list,
+              "confusion": list, "mistakes": list}
+
+
+def _evaluation(path: Path) -> tuple[dict | None, str | None]:
+    """``(eval.json, None)``, ``(None, None)`` when absent or being rewritten, or ``(None, why)``
+    when it is not what ``jaxmlp eval`` writes."""
+    report = _read_evaluation(path)
+    if report is None:
+        return None, None
+    if not (isinstance(report, dict) and all(isinstance(report.get(k), t) for k, t in _EVAL_KEYS.items())
+            and all(isinstance(row, list) for row in report["confusion"])):
+        return None, (f"{path} is not jaxmlp eval's output (needs {', '.join(_EVAL_KEYS)}): "
+                      "run jaxmlp eval again")
+    return report, None
+
+
+def _pictures(folder: Path) -> list[str]:
+    return [n for n in _PICTURES if (folder / n).is_file()]
+
+
 def _best(values) -> float | None:
     values = [v for v in values if isinstance(v, (int, float))]
     return max(values) if values else None
@@ -66,6 +97,7 @@ def _describe(root: Path, folder: Path) -> dict:
             pass
     row = {"path": rel, "kind": "sweep" if sweep else "run", "modified": max(times, default=0)}
     try:
+        _check_files(folder)
         history = _read_history(folder)
         if sweep:
             config, grid, _ = _read_sweep(folder)
@@ -85,7 +117,7 @@ def _describe(root: Path, folder: Path) -> dict:
 def _run_view(root: Path, folder: Path) -> dict:
     """A run's page: its settings, every epoch's record, and ``jaxmlp eval``'s results."""
     rel = folder.relative_to(root).as_posix() or "."
-    pictures = [n for n in _PICTURES if (folder / n).is_file()]
+    _check_files(folder)
     if (folder / SWEEP).exists():
         config, grid, order = _read_sweep(folder)
         info = _read_sweep_info(folder)
@@ -96,21 +128,30 @@ def _run_view(root: Path, folder: Path) -> dict:
             if not settings or (settings[-1]["lr"], settings[-1]["momentum"]) != (m["lr"], m["momentum"]):
                 settings.append({"lr": m["lr"], "momentum": m["momentum"], "models": []})
             settings[-1]["models"].append(m["index"])
-        summary = _read_evaluation(folder / SUMMARY)  # written at the end; None before
-        evaluations = {str(m["index"]): e for m in models
-                       if (e := _read_evaluation(folder / MODELS / str(m["index"]) / EVAL))}
+        evaluations, errors, pictures = {}, {}, {}
+        for m in models:
+            where = folder / MODELS / str(m["index"])
+            report, error = _evaluation(where / EVAL)
+            if report or error:
+                evaluations[str(m["index"])], errors[str(m["index"])] = report, error
+                pictures[str(m["index"])] = _pictures(where)
         return {"path": rel, "kind": "sweep", "config": dataclasses.asdict(config),
-                "order": order, "dataset": info._asdict(), "models": models,
-                "settings": settings, "history": _read_history(folder), "summary": summary,
-                "evaluations": evaluations, "pictures": pictures}
+                "grid": grid._asdict(), "order": order, "dataset": info._asdict(),
+                "models": models, "settings": settings, "history": _read_history(folder),
+                "summary": _read_evaluation(folder / SUMMARY),  # written at the end
+                "evaluations": evaluations, "evaluation_errors": errors,
+                "model_pictures": pictures, "pictures": _pictures(folder)}
     config = _config_of(folder / CONFIG)
+    evaluation, error = _evaluation(folder / EVAL)
     return {"path": rel, "kind": "run", "config": dataclasses.asdict(config),
-            "history": _read_history(folder), "evaluation": _read_evaluation(folder / EVAL),
-            "has_model": (folder / MODEL).is_file(), "pictures": pictures}
+            "history": _read_history(folder), "evaluation": evaluation,
+            "evaluation_error": error, "has_model": (folder / MODEL).is_file(),
+            "pictures": _pictures(folder)}
 
 
-def _model_json(arch, params, info) -> dict:
-    """The weights for the page's forward pass: float32, little-endian, base64."""
+def _model_json(arch, params, info, version: str) -> dict:
+    """The weights for the page's forward pass: float32, little-endian, base64; ``version``
+    changes when the run saves new weights (the page then fetches them again)."""
     import numpy as np
 
     from jaxmlp.predict import _digit_pipeline
@@ -118,14 +159,14 @@ def _model_json(arch, params, info) -> dict:
     def b64(a):
         return base64.b64encode(np.ascontiguousarray(a, "<f4").tobytes()).decode()
 
-    return {"arch": [{"units": u, "activation": a} for u, a in arch],
+    return {"version": version, "arch": [{"units": u, "activation": a} for u, a in arch],
             "dataset": info.name, "image_shape": list(info.image_shape),
             "in_dim": info.in_dim, "digits": _digit_pipeline(info),
             "layers": [{"w": b64(p["w"]), "b": b64(p["b"]), "shape": list(np.shape(p["w"]))}
                        for p in params]}
 
 
-def _predict_json(arch, params, info, body: bytes) -> dict:
+def _predict_json(arch, params, info, version: str, body: bytes) -> dict:
     """``jaxmlp.predict`` on the request's pixels: what the page checks itself against."""
     import numpy as np
 
@@ -143,5 +184,5 @@ def _predict_json(arch, params, info, body: bytes) -> dict:
                          "0..255, row by row (as the page's 28×28 input)")
     probs = predict(params, np.asarray(pixels, np.uint8)[None], arch,
                     image_shape=info.image_shape)
-    return {"probs": probs[0].tolist(),
+    return {"version": version, "probs": probs[0].tolist(),
             "top3": [{"class": c, "prob": p} for c, p in top_k(probs, 3)[0]]}

@@ -409,7 +409,8 @@ def _eval(args) -> int:
           f"{report['test_acc']:.4f}")
     print("per class: " + "  ".join(f"{c}: {a:.3f}" for c, a in
                                     enumerate(report["per_class_acc"]) if a is not None))
-    print(f"wrote {run.path}/eval.json, confusion.png, mistakes.png, weights.png")
+    where = run.path if run.model is None else run.path / "models" / str(run.model)
+    print(f"wrote {where}/eval.json, confusion.png, mistakes.png, weights.png")
     return 0
 
 

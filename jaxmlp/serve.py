@@ -20,6 +20,7 @@ absolute path or a link that leads out of the root is a 404), refuses request bo
 """
 import http.server
 import json
+import socket
 import sys
 import threading
 import urllib.parse
@@ -108,7 +109,8 @@ class _Site:
         return sorted(rows, key=lambda r: -r["modified"])
 
     def model(self, folder: Path, model: int | None):
-        """``(arch, params, info)`` of the run in ``folder`` (model ``model`` of a sweep)."""
+        """``(arch, params, info, version)`` of the run in ``folder`` (model ``model`` of a
+        sweep); ``version`` changes whenever the run saves new weights."""
         from jaxmlp.run import _load_model_of_sweep
 
         sweep = (folder / SWEEP).exists()
@@ -119,7 +121,7 @@ class _Site:
         with self._lock:
             cached = self._models.get((folder, model))
         if cached and cached[0] == stamp:
-            return cached[1]
+            return (*cached[1], stamp)
         if sweep:
             config, params, _, info = _load_model_of_sweep(folder, model)
             from jaxmlp.arch import parse_arch
@@ -128,7 +130,7 @@ class _Site:
             loaded = load_model(folder / MODEL)
         with self._lock:
             self._models[(folder, model)] = (stamp, loaded)
-        return loaded
+        return (*loaded, stamp)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -137,8 +139,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "jaxmlp"
     site: _Site  # set on the subclass _make_server makes
 
-    def log_message(self, format, *args):  # quiet: one line per failure only (_fail)
+    def log_message(self, format, *args):  # quiet: a request is no news
         pass
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own refusals (a method it lacks, a malformed request line, too
+        many headers) as the one-line JSON of every other answer."""
+        self.close_connection = True
+        reason = message or self.responses.get(code, ("error",))[0]
+        self._send(code, "application/json", _error(Exception(reason)), {"Connection": "close"},
+                   head=self.command == "HEAD" or code < 200 or code in (204, 304))
 
     def do_GET(self):
         self._answer(self._get)
@@ -183,8 +193,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _check_host(self):
         """Only requests addressed to this server: a web page elsewhere whose name was
         made to point at 127.0.0.1 (DNS rebinding) must not read the runs."""
+        if len(self.headers.get_all("Host") or ()) > 1:
+            raise _HttpError(400, "one Host header, please")
         host = self.server.server_address[0]
-        if host in ("0.0.0.0", "::", ""):
+        if host in ("0.0.0.0", "::"):
             return
         given = (self.headers.get("Host") or "").lower()
         given = given[1:given.find("]")] if given.startswith("[") else given.split(":")[0]
@@ -210,8 +222,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._json({"root": str(site.shown), "runs": site.runs()})
         if path == "/api/run":
             folder = site.folder(query)
-            files = [folder / n for n in (CONFIG, SWEEP, METRICS, SUMMARY, EVAL, MODEL)]
-            files += sorted((folder / MODELS).glob(f"*/{EVAL}"))
+            # Pictures too: jaxmlp eval writes them after eval.json, and the page shows
+            # them once they are there.
+            files = [folder / n for n in (CONFIG, SWEEP, METRICS, SUMMARY, EVAL, MODEL,
+                                          *_PICTURES)]
+            files += sorted((folder / MODELS).glob("*/*"))
             version = _stamp(*files)
             if self.headers.get("If-None-Match") == f'"{version}"':
                 return 304, "application/json", b"", {"ETag": f'"{version}"'}
@@ -224,6 +239,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._json(_model_json(*site.model(folder, model)))
         if path.startswith("/files/"):
             return self._picture(path[len("/files/"):])
+        if not path.startswith(("/api/", "/static/")):  # a mistyped page: the page says so
+            return 404, "text/html; charset=utf-8", site.index, {}
         raise _HttpError(404, f"no page {path[:100]!r}")
 
     def _picture(self, rel):
@@ -241,7 +258,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise _HttpError(404, f"nothing to POST to at {path[:100]!r}")
         # A JSON type: a page on another site cannot send it without asking first (CORS),
         # and this server never says yes.
-        if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
+        if (self.headers.get("Content-Type") or "").split(";")[0].strip().lower() != "application/json":
             raise _HttpError(415, "send the pixels as application/json")
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
@@ -272,6 +289,10 @@ class _Server(http.server.ThreadingHTTPServer):
             print(f"jaxmlp serve: {type(e).__name__}: {e}", file=sys.stderr)
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 def _make_server(root, host: str = "127.0.0.1", port: int = 8000) -> _Server:
     """A server of the runs under ``root`` on ``host:port`` (port 0: any free one), bound
     and ready: ``serve_forever()`` answers, ``server_address`` says where."""
@@ -279,9 +300,12 @@ def _make_server(root, host: str = "127.0.0.1", port: int = 8000) -> _Server:
     if not root.is_dir():
         raise ValueError(f"no folder {root} (train a run first: jaxmlp train --out "
                          f"{root}/NAME)" if not root.exists() else f"{root} is not a folder")
+    if not host:
+        raise ValueError("--host must name an address (0.0.0.0 for every interface)")
     handler = type("Handler", (_Handler,), {"site": _Site(root.resolve(), root)})
+    server = _Server6 if ":" in host else _Server
     try:
-        return _Server((host, port), handler)
+        return server((host, port), handler)
     except OSError as e:
         raise OSError(f"cannot serve on {host}:{port}: {e.strerror or e}"
                       + (" (another server there? choose another --port)"

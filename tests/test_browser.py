@@ -143,7 +143,13 @@ def test_a_drawn_digit_gets_jaxmlp_predicts_answer(page, site, served_runs, tmp_
     assert top == list(np.argsort(-np.asarray(second["probs"]), kind="stable")[:3])
     page.click("#clear")
     page.wait_for_selector("#answer[data-state=empty]")
+    assert page.inner_text("#python") == "Python's check comes when a stroke ends."
     shot(page, tmp_path, "draw-cleared")
+    box = page.locator("#pad").bounding_box()
+    page.mouse.click(box["x"] + 140, box["y"] + 140)  # a tap after clear: white ink, a dot
+    dot = answer(page)
+    assert dot["strokes"] == 3 and sum(dot["pixels"]) > 0
+    check_against_python(dot, run, tmp_path)
     assert page.errors == []
 
 
@@ -249,11 +255,21 @@ def test_a_run_page_gains_a_point_while_the_run_trains(page, served_runs, tmp_pa
         assert [int(c) for c in cells] == [n for row in evaluation["confusion"] for n in row]
         assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
         shot(page, tmp_path, "run-2-epochs")
+        draw = page.context.new_page()  # a draw page open while the run trains on
+        draw.goto(f"{url}/draw?path=live")
+        draw.wait_for_selector("#pad")
+        stroke(draw, [(70, 50), (200, 50), (120, 240)])
+        check_against_python(answer(draw), load_run(tmp_path / "runs" / "live"), tmp_path)
         train_and_evaluate(dataclasses.replace(config, epochs=3), tmp_path / "runs" / "live",
                            resume=True, data=data, log=lambda *a: None)
         page.wait_for_selector("#acc-chart svg[data-points='3']", timeout=20_000)  # no reload
         assert page.locator("#loss-chart svg").get_attribute("data-points") == "3"
         shot(page, tmp_path, "run-3-epochs")
+        # Its next check finds the new weights, which the page then uses.
+        stroke(draw, [(100, 150), (210, 150)])
+        state = answer(draw)
+        assert draw.inner_text("#notice") == "The run saved new weights: the page now uses them."
+        check_against_python(state, load_run(tmp_path / "runs" / "live"), tmp_path)
     finally:
         server.shutdown()
         server.server_close()

@@ -5,6 +5,7 @@ import base64
 import dataclasses
 import http.client
 import json
+import os
 import re
 import signal
 import socket
@@ -281,6 +282,79 @@ def test_a_broken_run_is_named_in_its_row_and_page(served_runs, tmp_path, capfd)
     assert out + err == ""
 
 
+def test_odd_run_files_are_named_never_waited_on(served_runs, tmp_path):
+    """A FIFO planted as metrics.jsonl (reading it would block for good), and an eval.json
+    that is JSON but not jaxmlp eval's: one line each, the rest of the page still served."""
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(served_runs[0] / "one", root / "fifo")
+    (root / "fifo" / "metrics.jsonl").unlink()
+    os.mkfifo(root / "fifo" / "metrics.jsonl")
+    shutil.copytree(served_runs[0] / "one", root / "odd-eval")
+    (root / "odd-eval" / "eval.json").write_text('{"test_acc": 0.9}')
+    server = _make_server(root, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        rows = {r["path"]: r for r in get_json(port, "/api/runs")["runs"]}
+        assert rows["fifo"]["error"] == f"{root.resolve()}/fifo/metrics.jsonl is not a regular file"
+        assert request(port, "GET", "/api/run?path=fifo")[0] == 409
+        view = get_json(port, "/api/run?path=odd-eval")
+        assert view["evaluation"] is None and view["history"] == _read_history(root / "odd-eval")
+        assert view["evaluation_error"].endswith("/odd-eval/eval.json is not jaxmlp eval's output "
+                                                 "(needs test_acc, test_loss, per_class_acc, "
+                                                 "confusion, mistakes): run jaxmlp eval again")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_weights_version_changes_when_the_run_saves_new_ones(served_runs, tmp_path):
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(served_runs[0] / "one", root / "one")
+    server = _make_server(root, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        first = get_json(port, "/api/model?path=one")["version"]
+        assert post(port, "/api/predict?path=one", {"pixels": [0] * 784})[1]["version"] == first
+        model = root / "one" / "model.npz"
+        arrays = dict(np.load(model))
+        arrays["params/0/b"] = arrays["params/0/b"] + 1  # as a trainer's next epoch would
+        np.savez(root / "one" / "next.npz", **arrays)
+        os.replace(root / "one" / "next.npz", model)
+        second = get_json(port, "/api/model?path=one")
+        assert second["version"] != first
+        b = np.frombuffer(base64.b64decode(second["layers"][0]["b"]), "<f4")
+        np.testing.assert_array_equal(b, arrays["params/0/b"])
+        assert post(port, "/api/predict?path=one", {"pixels": [0] * 784})[1]["version"] == \
+            second["version"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_http_servers_own_refusals_are_one_json_line_too(site):
+    port = site[1]
+    status, headers, body = request(port, "PUT", "/api/runs", b"")
+    assert status == 501 and json.loads(body) == {"error": "Unsupported method ('PUT')"}
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /a b HTTP/1.1\r\n\r\n")
+        reply = b"".join(iter(lambda: s.recv(1000), b""))  # until the server closes
+    assert reply.startswith(b"HTTP/1.1 400"), reply
+    assert reply.endswith(b'{"error": "Bad request syntax (\'GET /a b HTTP/1.1\')"}'), reply
+    status, headers, body = request(port, "GET", "/runs")  # a mistyped page: the page says so
+    assert status == 404 and headers["Content-Type"].startswith("text/html")
+    assert post(port, "/api/predict?path=one", {"pixels": [0] * 784},
+                kind="Application/JSON; charset=utf-8")[0] == 200
+    status, _, body = request(port, "GET", "/api/runs",
+                              headers={"Host": "127.0.0.1", "host": "evil.example"})
+    assert status == 400 and b"one Host header" in body
+
+
 def test_the_page_ships_every_file_it_uses_and_fetches_nothing_from_elsewhere():
     index = (WEB / "index.html").read_text()
     used = set(re.findall(r'/static/([\w.]+)', index))
@@ -318,6 +392,23 @@ def test_the_command_serves_until_ctrl_c_then_exits_0_with_one_line(served_runs)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert (proc.returncode, out, err) == (0, "jaxmlp serve: stopped\n", "")
+
+
+def test_an_ipv6_host_is_served_and_an_empty_one_refused(served_runs):
+    with pytest.raises(ValueError, match=r"--host must name an address \(0.0.0.0 for every"):
+        _make_server(served_runs[0], "", 0)
+    try:
+        server = _make_server(served_runs[0], "::1", 0)
+    except OSError as e:  # a machine without IPv6 on loopback
+        pytest.skip(f"no IPv6 loopback here: {e}")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        conn = http.client.HTTPConnection("::1", server.server_address[1], timeout=10)
+        conn.request("GET", "/api/runs")
+        assert conn.getresponse().status == 200
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_the_command_refuses_a_missing_folder_and_a_taken_port(tmp_path, served_runs):

@@ -393,7 +393,9 @@ def test_sweep_models_from_the_command_line_and_their_faults(env, tmp_path, caps
     assert "diverged" in capsys.readouterr().err
     assert main(["eval", str(out), "--model", "0"]) == 0
     report = json.loads((out / "models" / "0" / "eval.json").read_text())
-    assert f"test accuracy {report['test_acc']:.4f}" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert f"test accuracy {report['test_acc']:.4f}" in said
+    assert f"wrote {out}/models/0/eval.json, confusion.png" in said  # where it wrote them
     assert jaxmlp.load_run(out, model=0).evaluation == report
     digit = tmp_path / "digit.npy"
     np.save(digit, np.zeros((28, 28), np.uint8))

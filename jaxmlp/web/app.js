@@ -63,11 +63,11 @@ async function runsPage() {
         h("h1", {}, "Runs"),
         h("p", { class: "note" }, `under ${data.root}, newest first; updates by itself`),
         data.runs.length
-          ? h("table", { class: "runs" },
+          ? h("div", { class: "scroll" }, h("table", { class: "runs" },
             h("thead", {}, h("tr", {}, ...["run", "kind", "dataset", "arch", "epochs",
               "best test acc", "best val acc", "updated", ""].map((t) => h("th", {}, t)))),
-            h("tbody", {}, rows))
-          : h("p", {}, "No runs here yet: ", h("code", {}, "jaxmlp train --out DIR/NAME"),
+            h("tbody", {}, rows)))
+          : h("p", {}, "No runs here yet: ", h("code", {}, `jaxmlp train --out ${data.root}/NAME`),
             " makes one, and it appears here as soon as it has an epoch."));
     } catch (e) {
       app.replaceChildren(errorBox(e.message));
@@ -100,7 +100,8 @@ function confusionTable(confusion) {
     })))));
 }
 
-function evaluationSection(evaluation, path, prefix) {
+function evaluationSection(evaluation, path, prefix, pictures, version, error) {
+  if (error) return h("p", { class: "error" }, error);
   if (!evaluation) return null;
   const bars = evaluation.per_class_acc.map((a, c) => {
     const bar = h("span", { class: "bar" });
@@ -110,8 +111,10 @@ function evaluationSection(evaluation, path, prefix) {
   const mistakes = (evaluation.mistakes || []).slice(0, 24).map((m) =>
     h("tr", {}, h("td", { class: "num" }, m.index), h("td", {}, m.label), h("td", {}, m.predicted),
       h("td", { class: "num" }, m.confidence.toFixed(3))));
-  const picture = (name, alt) => h("a", { href: fileURL(path, prefix + name) },
-    h("img", { src: fileURL(path, prefix + name), alt, class: "picture" }));
+  // Only pictures already written; the version in the URL fetches a rewritten one anew.
+  const picture = (name, alt) => pictures.includes(name)
+    ? h("a", { href: fileURL(path, prefix + name) }, h("img", { src: `${fileURL(path, prefix + name)}?v=${version}`, alt, class: "picture" }))
+    : h("p", { class: "note" }, `${name} is not written yet`);
   return h("section", { class: "evaluation" },
     h("h2", {}, `jaxmlp eval: test accuracy ${pct(evaluation.test_acc)}, loss ${evaluation.test_loss.toFixed(4)}`),
     h("div", { class: "cols" },
@@ -136,7 +139,7 @@ function singleRun(view) {
     h("div", { class: "cols" },
       h("div", { id: "acc-chart" }, curves(hist, ["train_acc", "test_acc", "val_acc"], "accuracy", "accuracy")),
       h("div", { id: "loss-chart" }, curves(hist, ["train_loss", "test_loss", "val_loss"], "loss", "cross-entropy"))),
-    evaluationSection(view.evaluation, view.path, "") ||
+    evaluationSection(view.evaluation, view.path, "", view.pictures, view.version, view.evaluation_error) ||
       h("p", { class: "note" }, "Run ", h("code", {}, `jaxmlp eval ${view.folder}`), " for the confusion matrix, per-class accuracy and mistakes."),
     h("h2", {}, "settings"), settingsTable(c),
   ];
@@ -172,7 +175,7 @@ function sweepChart(view, key, title, ylabel) {
 function sweepRun(view) {
   const c = view.config, last = view.history[view.history.length - 1];
   const rows = view.models.map((m) => {
-    const now = last ? last.models[m.index] : null, ev = view.evaluations[String(m.index)];
+    const now = last ? last.models[m.index] : null, ev = view.evaluations[String(m.index)] || null;
     const bestAcc = Math.max(...view.history.map((r) => r.models[m.index].test_acc).filter((v) => typeof v === "number"));
     return h("tr", {}, h("td", { class: "num" }, m.index), h("td", { class: "num" }, m.seed),
       h("td", { class: "num" }, m.lr), h("td", { class: "num" }, m.momentum),
@@ -188,7 +191,8 @@ function sweepRun(view) {
       h("td", { class: "num" }, typeof s.test_acc_std === "number" ? (100 * s.test_acc_std).toFixed(2) : "–"),
       h("td", { class: "num" }, pct(s.ensemble_test_acc))))));
   const evaluated = Object.entries(view.evaluations).map(([i, ev]) =>
-    h("details", {}, h("summary", {}, `model ${i}: jaxmlp eval's results`), evaluationSection(ev, view.path, `models/${i}/`)));
+    h("details", {}, h("summary", {}, `model ${i}: jaxmlp eval's results`),
+      evaluationSection(ev, view.path, `models/${i}/`, view.model_pictures[i], view.version, view.evaluation_errors[i])));
   return [
     h("h1", {}, view.path),
     h("p", { class: "facts" }, `sweep of ${view.models.length} models · ${c.dataset} · ${c.arch} · order ${view.order} · epoch ${last ? last.epoch : 0} of ${c.steps ? `${c.steps} steps` : c.epochs}`),
@@ -200,7 +204,8 @@ function sweepRun(view) {
     h("table", { class: "models" }, h("thead", {}, h("tr", {}, ...["model", "seed", "lr", "momentum", "test acc now", "best", "eval", ""].map((t) => h("th", {}, t)))),
       h("tbody", {}, rows)),
     evaluated,
-    h("h2", {}, "settings"), settingsTable(c),
+    h("h2", {}, "settings"),
+    settingsTable({ ...c, seed: view.grid.seeds, lr: view.grid.lrs, momentum: view.grid.momenta }),
   ];
 }
 

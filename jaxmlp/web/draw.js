@@ -6,6 +6,7 @@ import { crumbs, getJSON, h } from "./dom.js";
 import { forward, loadModel, prepareDigit } from "./digit.js";
 
 const PAD = 280, AGREE = 1e-4;  // the canvas's pixels a side; the largest difference allowed
+const IDLE = "Python's check comes when a stroke ends.";
 
 function heat(v) {  // 0..1 to black → orange → pale yellow
   const t = Math.min(1, Math.max(0, v));
@@ -52,11 +53,12 @@ export async function drawPage(app, path, model) {
   const pad = h("canvas", { id: "pad", width: PAD, height: PAD, "aria-label": "draw a digit here" });
   const input = h("canvas", { id: "input", width: 28, height: 28 });
   const top = h("div", { id: "top" }), bars = h("table", { class: "probs" });
-  const python = h("p", { id: "python", dataset: { state: "idle" } }, "Python's check comes when a stroke ends.");
-  const answer = h("div", { id: "answer", dataset: { state: "empty" } }, top, bars, python);
+  const python = h("p", { id: "python", dataset: { state: "idle" } }, IDLE);
+  const notice = h("p", { class: "note", id: "notice" });
+  const answer = h("div", { id: "answer", dataset: { state: "empty" } }, top, bars, python, notice);
   const hidden = net.arch.slice(0, -1).map(({ units, activation }, i) => {
     const canvas = h("canvas", { class: "layer", id: `layer-${i}` });
-    return { canvas, box: h("div", { class: "layerbox" }, h("h4", {}, `layer ${i + 1}: ${units} ${activation}`), canvas) };
+    return { canvas, units, box: h("div", { class: "layerbox" }, h("h4", {}, `layer ${i + 1}: ${units} ${activation}`), canvas) };
   });
   const clear = h("button", { id: "clear", type: "button" }, "clear");
   app.replaceChildren(
@@ -67,13 +69,17 @@ export async function drawPage(app, path, model) {
       h("div", {}, pad, h("div", {}, clear)),
       h("div", {}, h("h3", {}, "what the network sees"), input),
       answer),
-    hidden.length ? h("section", {}, h("h3", {}, "hidden layers (brighter: larger |activation|)"),
-      h("div", { class: "layers" }, hidden.map((l) => l.box))) : null);
+    ...(hidden.length ? [h("section", {}, h("h3", {}, "hidden layers (brighter: larger |activation|)"),
+      h("div", { class: "layers" }, hidden.map((l) => l.box)))] : []));
 
   const ctx = pad.getContext("2d", { willReadFrequently: true });
-  const blank = () => { ctx.fillStyle = "#000"; ctx.fillRect(0, 0, PAD, PAD); };
+  const blank = () => {
+    ctx.fillStyle = "#000";
+    ctx.fillRect(0, 0, PAD, PAD);
+    ctx.fillStyle = "#fff";  // the ink again: a tap draws a white dot
+  };
   blank();
-  ctx.strokeStyle = ctx.fillStyle = "#fff";
+  ctx.strokeStyle = "#fff";
   ctx.lineWidth = 20;
   ctx.lineCap = ctx.lineJoin = "round";
   const state = { pixels: null, probs: null, layers: null, python: null, maxDiff: null, strokes: 0,
@@ -90,9 +96,13 @@ export async function drawPage(app, path, model) {
     if (prepared.error) {
       Object.assign(state, { pixels: null, probs: null, layers: null, python: null, maxDiff: null });
       answer.dataset.state = "empty";
+      checkAfter = false;
+      python.dataset.state = "idle";
+      python.textContent = IDLE;
       top.replaceChildren(h("p", { class: "note" }, prepared.error));
       bars.replaceChildren();
       paintInput(input, new Uint8Array(784));
+      hidden.forEach((l) => paintLayer(l.canvas, new Float64Array(l.units)));
       return;
     }
     const { layers, probs } = forward(net, prepared.pixels);
@@ -122,6 +132,13 @@ export async function drawPage(app, path, model) {
         method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ pixels }),
       });
       if (mine !== seq) return;  // drawn on since: a newer check follows
+      if (got.version !== net.version) {  // the run has saved new weights since the page loaded
+        net = loadModel(await getJSON(`/api/model?${which}`));
+        notice.textContent = "The run saved new weights: the page now uses them.";
+        checkAfter = true;
+        update();
+        return;
+      }
       const diff = Math.max(...got.probs.map((p, c) => Math.abs(p - probs[c])));
       Object.assign(state, { python: got.probs, maxDiff: diff });
       python.dataset.state = diff <= AGREE ? "agree" : "differ";
