@@ -124,14 +124,17 @@ def idx_dir(shared_data) -> Path:
     return _require(shared_data / "mnist" / "train-images-idx3-ubyte.gz", "the MNIST .gz files").parent
 
 
+def _session_dir(tmp_path_factory) -> Path:
+    """The session's own folder, above every xdist worker's."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     """jaxmlp's cache (MNIST as .npz, XLA's compiled programs) for the session, one for all
     its xdist workers: MNIST is read through TFDS and TensorFlow (~12 s of CPU) once."""
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # the session's own folder, above every worker's
-    path = base / "jaxmlp-cache"
+    path = _session_dir(tmp_path_factory) / "jaxmlp-cache"
     path.mkdir(exist_ok=True)
     return path
 
@@ -168,7 +171,10 @@ def served_runs(tmp_path_factory):
     """``(root, data, config)``: a folder of runs for ``jaxmlp serve``'s tests, trained on
     random images in seconds: ``one`` (SERVED_ARCH, 2 epochs, with a validation split) and
     ``grid/sweep`` (2 learning rates × 2 seeds, 2 epochs); ``one`` has ``jaxmlp eval``'s
-    files."""
+    files. Made once a session, by the first worker that needs it (the tests only read it:
+    test_serve checks that serving writes nothing)."""
+    import fcntl
+
     import numpy as np
 
     from jaxmlp import (Dataset, Grid, TrainConfig, evaluate_run, load_run, train_and_evaluate,
@@ -178,12 +184,17 @@ def served_runs(tmp_path_factory):
     images = rng.integers(0, 256, (320, 784), dtype=np.uint8)
     labels = rng.integers(0, 10, 320).astype(np.int32)
     data = Dataset(images[:256], labels[:256], images[256:], labels[256:])
-    root = tmp_path_factory.mktemp("served")
     config = TrainConfig(arch=SERVED_ARCH, epochs=2, batch_size=32, val_size=32,
                          train_eval_size=64)
-    train_and_evaluate(config, root / "one", data=data, log=_quiet)
-    evaluate_run(load_run(root / "one"), data)  # eval.json and its pictures, for the run page
-    train_many(TrainConfig(arch="16:relu,10:linear", epochs=2, batch_size=32, train_eval_size=64),
-               Grid(seeds=(0, 1), lrs=(0.05, 0.1), momenta=(0.9,)), root / "grid" / "sweep",
-               order="independent", data=data, log=_quiet)
+    root = _session_dir(tmp_path_factory) / "served"
+    with open(_session_dir(tmp_path_factory) / ".served-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another worker making it: wait for it
+        if not (root / "done").exists():
+            train_and_evaluate(config, root / "one", data=data, log=_quiet)
+            evaluate_run(load_run(root / "one"), data)  # eval.json and pictures, for the page
+            train_many(TrainConfig(arch="16:relu,10:linear", epochs=2, batch_size=32,
+                                   train_eval_size=64),
+                       Grid(seeds=(0, 1), lrs=(0.05, 0.1), momenta=(0.9,)),
+                       root / "grid" / "sweep", order="independent", data=data, log=_quiet)
+            (root / "done").touch()
     return root, data, config
