@@ -39,10 +39,11 @@ browser:
 test: setup browser
 	$(BIN)/python -m pytest -q -n auto --dist worksteal $(PYTEST_ARGS)
 
-# The tests that need no data, run as if there were none (a missing-data skip fails here).
-test-offline: setup browser
+# The tests that need no data and no browser, run as if there were no data (a missing-data
+# skip fails here); `make test` runs the browser tests.
+test-offline: setup
 	CI=true JAXMLP_TEST_DATA=/nonexistent TFDS_DATA_DIR=/nonexistent \
-		$(BIN)/python -m pytest -q -n auto --dist worksteal -m "not mnist" $(PYTEST_ARGS)
+		$(BIN)/python -m pytest -q -n auto --dist worksteal -m "not mnist and not browser" $(PYTEST_ARGS)
 
 # Re-resolves pyproject.toml's ranges against today's registry into requirements.lock.
 # Then run `make test`; commit the new lock only if it passes.

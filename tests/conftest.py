@@ -27,6 +27,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.mnist)
+        if "browser" in getattr(item, "fixturenames", ()):  # tests/test_browser.py
+            item.add_marker(pytest.mark.browser)
     # The unit tests first, then those on MNIST: each process switches compiler modes once.
     def order(item):
         name = getattr(item, "originalname", item.name)
@@ -37,7 +39,8 @@ def pytest_collection_modifyitems(items):
 
 # XLA:CPU's older emitters compile small programs about a third faster than its fusion
 # emitters (measured on this project's 2-core machine; every test passes under both). XLA reads its
-# flags once per process, so only the offline tier (`-m "not mnist"`), and every subprocess
+# flags once per process, so only the offline tier (`-m "not mnist"`, with or without
+# `and not browser`), and every subprocess
 # a unit test starts, gets them: tests that train on MNIST keep the production compiler.
 _LIGHT_XLA_FLAGS = "--xla_cpu_use_fusion_emitters=false --xla_cpu_parallel_codegen_split_count=1"
 
@@ -48,7 +51,7 @@ def _with_light_xla_flags() -> str:
 
 def pytest_configure(config):
     # Before collection: importing the tests starts XLA, which then has read its flags.
-    if config.option.markexpr.replace("'", '"') == 'not mnist':
+    if config.option.markexpr.replace("'", '"') in ('not mnist', 'not mnist and not browser'):
         os.environ["XLA_FLAGS"] = _with_light_xla_flags()
 
 
