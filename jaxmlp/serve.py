@@ -267,7 +267,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             left = int(length) if int(length) <= _DRAIN else 0
             while left > 0:  # read and dropped, so that the client sees the answer
-                left -= len(self.rfile.read(min(1 << 16, left)) or b"\0" * left)
+                chunk = self.rfile.read(min(1 << 16, left))
+                left = left - len(chunk) if chunk else 0  # b"": the client has gone
             raise _HttpError(413, f"request body of {int(length)} bytes: at most {_MAX_BODY}")
         body = self.rfile.read(int(length))
         folder = self.site.folder(query)
