@@ -11,8 +11,7 @@ import os
 from pathlib import Path
 
 from jaxmlp.run import (CONFIG, EVAL, METRICS, MODEL, MODELS, SUMMARY, SWEEP, RunError,
-                        _config_of, _read_evaluation, _read_history, _read_sweep,
-                        _read_sweep_info)
+                        _config_of, _read_history, _read_json, _read_sweep, _read_sweep_info)
 
 _PICTURES = ("curves.png", "confusion.png", "mistakes.png", "weights.png")
 _DEPTH = 4  # how deep under the root runs are looked for (runs/records/simard2003 is 2)
@@ -49,24 +48,28 @@ def _find_runs(root: Path) -> list[Path]:
     return found
 
 
-def _check_files(folder: Path) -> None:
-    """Every run file present is a regular file: reading a FIFO planted as ``metrics.jsonl``
-    would block forever."""
-    for name in (CONFIG, SWEEP, METRICS, SUMMARY, EVAL, MODEL):
-        path = folder / name
-        if (path.exists() or path.is_symlink()) and not path.is_file():
-            raise RunError(f"{path} is not a regular file")
-
-
 # What a page needs of eval.json, and the type of each.
 _EVAL_KEYS = {"test_acc": (int, float), "test_loss": (int, float), "per_class_acc": list,
               "confusion": list, "mistakes": list}
 
 
+def _rel(root: Path, folder: Path) -> str:
+    """How the page names ``folder``: relative to the served root (``"."``: the root)."""
+    return folder.relative_to(root).as_posix() or "."
+
+
+def _optional_json(path: Path):
+    """``path``'s JSON, or None while it is not written (``RunError`` if it cannot be read)."""
+    return _read_json(path) if path.exists() or path.is_symlink() else None
+
+
 def _evaluation(path: Path) -> tuple[dict | None, str | None]:
-    """``(eval.json, None)``, ``(None, None)`` when absent or being rewritten, or ``(None, why)``
-    when it is not what ``jaxmlp eval`` writes."""
-    report = _read_evaluation(path)
+    """``(eval.json, None)``, ``(None, None)`` when absent, or ``(None, why)`` when it cannot
+    be read or is not what ``jaxmlp eval`` writes: the rest of the page still shows."""
+    try:
+        report = _optional_json(path)
+    except RunError as e:
+        return None, str(e)
     if report is None:
         return None, None
     if not (isinstance(report, dict) and all(isinstance(report.get(k), t) for k, t in _EVAL_KEYS.items())
@@ -87,7 +90,7 @@ def _best(values) -> float | None:
 
 def _describe(root: Path, folder: Path) -> dict:
     """One row of the runs page: what the run is, how far it is, how good it got."""
-    rel = folder.relative_to(root).as_posix() or "."
+    rel = _rel(root, folder)
     sweep = (folder / SWEEP).exists()
     times = []
     for name in (METRICS, SWEEP, CONFIG):
@@ -97,7 +100,6 @@ def _describe(root: Path, folder: Path) -> dict:
             pass
     row = {"path": rel, "kind": "sweep" if sweep else "run", "modified": max(times, default=0)}
     try:
-        _check_files(folder)
         history = _read_history(folder)
         if sweep:
             config, grid, _ = _read_sweep(folder)
@@ -116,8 +118,7 @@ def _describe(root: Path, folder: Path) -> dict:
 
 def _run_view(root: Path, folder: Path) -> dict:
     """A run's page: its settings, every epoch's record, and ``jaxmlp eval``'s results."""
-    rel = folder.relative_to(root).as_posix() or "."
-    _check_files(folder)
+    rel = _rel(root, folder)
     if (folder / SWEEP).exists():
         config, grid, order = _read_sweep(folder)
         info = _read_sweep_info(folder)
@@ -138,7 +139,7 @@ def _run_view(root: Path, folder: Path) -> dict:
         return {"path": rel, "kind": "sweep", "config": dataclasses.asdict(config),
                 "grid": grid._asdict(), "order": order, "dataset": info._asdict(),
                 "models": models, "settings": settings, "history": _read_history(folder),
-                "summary": _read_evaluation(folder / SUMMARY),  # written at the end
+                "summary": _optional_json(folder / SUMMARY),  # written at the end
                 "evaluations": evaluations, "evaluation_errors": errors,
                 "model_pictures": pictures, "pictures": _pictures(folder)}
     config = _config_of(folder / CONFIG)

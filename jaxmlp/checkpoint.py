@@ -71,6 +71,8 @@ def _read_npz(path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no file at {path}")
+    if not path.is_file():  # a FIFO would block np.load forever
+        raise ValueError(f"{path} is not a regular file")
     try:
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}

@@ -70,7 +70,15 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _regular(path: Path) -> None:
+    """``RunError`` unless ``path``, when there, is a regular file: reading a FIFO planted as
+    a run's file would block forever (``jaxmlp serve`` reads every run under its folder)."""
+    if path.exists() and not path.is_file():
+        raise RunError(f"{path} is not a regular file")
+
+
 def _read_json(path: Path):
+    _regular(path)
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -111,6 +119,7 @@ def _read_history(folder) -> list[dict]:
     path = Path(folder) / METRICS
     if not path.exists():
         return []
+    _regular(path)
     try:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as e:

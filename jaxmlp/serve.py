@@ -28,9 +28,10 @@ from importlib import resources
 from pathlib import Path
 
 from jaxmlp._pages import (_PICTURES, _BadRequest, _describe, _find_runs, _model_json,
-                           _predict_json, _run_view, _stamp)
+                           _predict_json, _rel, _run_view, _stamp)
+from jaxmlp.arch import parse_arch
 from jaxmlp.run import (CHECKPOINT, CONFIG, EVAL, METRICS, MODEL, MODELS, SUMMARY, SWEEP,
-                        RunError, load_model)
+                        RunError, _load_model_of_sweep, load_model)
 
 _MAX_BODY = 64 * 1024  # a 28×28 image as JSON is ~3 KB; a 32×32×3 one ~12 KB
 _DRAIN = 8 << 20  # a larger body is refused unread: the client may then miss the 413
@@ -111,8 +112,6 @@ class _Site:
     def model(self, folder: Path, model: int | None):
         """``(arch, params, info, version)`` of the run in ``folder`` (model ``model`` of a
         sweep); ``version`` changes whenever the run saves new weights."""
-        from jaxmlp.run import _load_model_of_sweep
-
         sweep = (folder / SWEEP).exists()
         if sweep != (model is not None):
             raise _HttpError(400, "a sweep's folder holds many models: add &model=I" if sweep
@@ -124,7 +123,6 @@ class _Site:
             return (*cached[1], stamp)
         if sweep:
             config, params, _, info = _load_model_of_sweep(folder, model)
-            from jaxmlp.arch import parse_arch
             loaded = (parse_arch(config.arch), params, info)
         else:
             loaded = load_model(folder / MODEL)
@@ -203,20 +201,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if given not in ("localhost", "127.0.0.1", "::1", host.lower()):
             raise _HttpError(403, f"this server answers to {host}, not {given!r}")
 
-    def _json(self, obj, version=None):
-        extra = {}
-        if version is not None:
-            extra["ETag"] = f'"{version}"'
-            if self.headers.get("If-None-Match") == extra["ETag"]:
-                return 304, "application/json", b"", extra
-        return 200, "application/json", json.dumps(obj).encode(), extra
+    def _json(self, obj, extra=None):
+        return 200, "application/json", json.dumps(obj).encode(), extra or {}
 
     def _get(self, path, query):
         site = self.site
         if path in _PAGES:
             return 200, "text/html; charset=utf-8", site.index, {}
-        if path.startswith("/static/") and path[len("/static/"):] in _ASSETS:
-            name = path[len("/static/"):]
+        name = path.removeprefix("/static/")
+        if path.startswith("/static/") and name in _ASSETS:
             return 200, _ASSETS[name] + "; charset=utf-8", site.assets[name], {}
         if path == "/api/runs":
             return self._json({"root": str(site.shown), "runs": site.runs()})
@@ -228,11 +221,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                                           *_PICTURES)]
             files += sorted((folder / MODELS).glob("*/*"))
             version = _stamp(*files)
-            if self.headers.get("If-None-Match") == f'"{version}"':
-                return 304, "application/json", b"", {"ETag": f'"{version}"'}
+            tag = {"ETag": f'"{version}"'}
+            if self.headers.get("If-None-Match") == tag["ETag"]:  # unchanged: not read again
+                return 304, "application/json", b"", tag
             return self._json({**_run_view(site.root, folder), "version": version,
-                               "folder": str(site.shown / folder.relative_to(site.root))},
-                              version)
+                               "folder": str(site.shown / _rel(site.root, folder))}, tag)
         if path == "/api/model":
             folder = site.folder(query)
             model = _model_index(query)

@@ -1,7 +1,9 @@
 """Shared fixtures. Tests that need the real MNIST get the ``mnist`` mark from the fixtures
 they use (``pytest -m "not mnist"`` runs without any data); ``env`` points a test's
 subprocesses and the default folders at that data and a cache of the session's own."""
+import contextlib
 import os
+import threading
 from pathlib import Path
 
 import jax
@@ -201,3 +203,18 @@ def served_runs(tmp_path_factory):
                        root / "grid" / "sweep", order="independent", data=data, log=_quiet)
             (root / "done").touch()
     return root, data, config
+
+
+@contextlib.contextmanager
+def serving(root, host="127.0.0.1"):
+    """``jaxmlp serve``'s server of ``root`` on a free port, answering from a thread of this
+    process while the block runs; ``server.server_address[1]`` is its port."""
+    from jaxmlp.serve import _make_server
+
+    server = _make_server(root, host, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

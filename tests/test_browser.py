@@ -11,14 +11,13 @@ import base64
 import dataclasses
 import os
 import shutil
-import threading
 
 import numpy as np
 import pytest
+from conftest import serving
 
 from jaxmlp import forward_layers, load_run, predict, train_and_evaluate
 from jaxmlp.predict import _load_image
-from jaxmlp.serve import _make_server
 
 # As Playwright's own tests start it in a container; without the background-networking
 # flags Chromium keeps trying to reach Google's servers, which this machine's closed
@@ -56,18 +55,14 @@ def browser():
         b.close()
 
 
-def start(root):
-    server = _make_server(root, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
+def address(server) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"
 
 
 @pytest.fixture(scope="module")
 def site(served_runs):
-    server, url = start(served_runs[0])
-    yield url
-    server.shutdown()
-    server.server_close()
+    with serving(served_runs[0]) as server:
+        yield address(server)
 
 
 @pytest.fixture
@@ -246,9 +241,9 @@ def test_a_digit_drawn_by_touch(browser, site, served_runs, tmp_path):
 def test_a_run_page_gains_a_point_while_the_run_trains(page, served_runs, tmp_path):
     root, data, config = served_runs
     shutil.copytree(root / "one", tmp_path / "runs" / "live")
-    server, url = start(tmp_path / "runs")
-    try:
-        page.goto(f"{url}/run?path=live")
+    with serving(tmp_path / "runs") as server:
+        base = address(server)
+        page.goto(f"{base}/run?path=live")
         page.wait_for_selector("#acc-chart svg[data-points='2']")
         cells = page.locator("table.confusion tbody td").all_inner_texts()
         evaluation = load_run(tmp_path / "runs" / "live").evaluation
@@ -256,7 +251,7 @@ def test_a_run_page_gains_a_point_while_the_run_trains(page, served_runs, tmp_pa
         assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
         shot(page, tmp_path, "run-2-epochs")
         draw = page.context.new_page()  # a draw page open while the run trains on
-        draw.goto(f"{url}/draw?path=live")
+        draw.goto(f"{base}/draw?path=live")
         draw.wait_for_selector("#pad")
         stroke(draw, [(70, 50), (200, 50), (120, 240)])
         check_against_python(answer(draw), load_run(tmp_path / "runs" / "live"), tmp_path)
@@ -270,9 +265,6 @@ def test_a_run_page_gains_a_point_while_the_run_trains(page, served_runs, tmp_pa
         state = answer(draw)
         assert draw.inner_text("#notice") == "The run saved new weights: the page now uses them."
         check_against_python(state, load_run(tmp_path / "runs" / "live"), tmp_path)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert page.errors == []
 
 

@@ -11,15 +11,14 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SERVED_ARCH
+from conftest import SERVED_ARCH, serving
 
 from jaxmlp import ACTIVATIONS, load_model, load_run, parse_arch, predict
-from jaxmlp.run import _read_history
+from jaxmlp.run import RunError, _read_history
 from jaxmlp.serve import _ASSETS, _MAX_BODY, _make_server
 
 WEB = Path(__file__).resolve().parents[1] / "jaxmlp" / "web"
@@ -28,12 +27,8 @@ WEB = Path(__file__).resolve().parents[1] / "jaxmlp" / "web"
 @pytest.fixture(scope="module")
 def site(served_runs):
     """``(root, port)`` of a server of the served runs, in a thread of this process."""
-    root = served_runs[0]
-    server = _make_server(root, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield root, server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with serving(served_runs[0]) as server:
+        yield served_runs[0], server.server_address[1]
 
 
 def request(port, method, path, body=None, headers=None):
@@ -153,33 +148,23 @@ def test_nothing_outside_the_runs_is_served(site, path):
 
 def test_a_link_out_of_the_root_is_refused(served_runs, tmp_path):
     root = link_out(tmp_path, served_runs[0] / "one")
-    server = _make_server(root, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(root) as server:
         port = server.server_address[1]
         assert get_json(port, "/api/runs")["runs"] == []  # links are not followed
         for path in ("/files/escape/curves.png", "/api/run?path=escape",
                      "/api/model?path=escape"):
             assert request(port, "GET", path)[0] == 404, path
         assert post(port, "/api/predict?path=escape", {"pixels": [0] * 784})[0] == 404
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_run_folder_itself_can_be_served(served_runs):
     root = served_runs[0] / "one"
-    server = _make_server(root, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(root) as server:
         port = server.server_address[1]
         assert [r["path"] for r in get_json(port, "/api/runs")["runs"]] == ["."]
         assert get_json(port, "/api/run?path=.")["history"] == _read_history(root)
         assert request(port, "GET", "/files/curves.png")[2] == (root / "curves.png").read_bytes()
         assert request(port, "GET", "/files/../one/curves.png")[0] == 404
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_picture_of_a_run_is_served(site):
@@ -243,18 +228,13 @@ def tree(root: Path) -> dict:
 def test_serving_writes_nothing(served_runs, tmp_path):
     root = served_runs[0]
     before = tree(root)
-    server = _make_server(root, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(root) as server:
         port = server.server_address[1]
         for path in ("/", "/api/runs", "/api/run?path=one", "/api/run?path=grid/sweep",
                      "/api/model?path=one", "/api/model?path=grid/sweep&model=1",
                      "/files/one/mistakes.png"):
             assert request(port, "GET", path)[0] == 200, path
         assert post(port, "/api/predict?path=one", {"pixels": [9] * 784})[0] == 200
-    finally:
-        server.shutdown()
-        server.server_close()
     assert tree(root) == before
     assert not list(root.rglob(".lock"))  # a trainer's lock is never taken, nor made
 
@@ -266,18 +246,13 @@ def test_a_broken_run_is_named_in_its_row_and_page(served_runs, tmp_path, capfd)
     shutil.copytree(served_runs[0] / "one", root / "broken")
     with open(root / "broken" / "metrics.jsonl", "a") as f:
         f.write("not json\n")
-    server = _make_server(root, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(root) as server:
         port = server.server_address[1]
         row, = get_json(port, "/api/runs")["runs"]
         assert row["error"] == f"{root.resolve()}/broken/metrics.jsonl line 3 is not valid JSON " \
                                "(Expecting value)"
         status, _, body = request(port, "GET", "/api/run?path=broken")
         assert status == 409 and json.loads(body)["error"] == row["error"]
-    finally:
-        server.shutdown()
-        server.server_close()
     out, err = capfd.readouterr()
     assert out + err == ""
 
@@ -293,9 +268,7 @@ def test_odd_run_files_are_named_never_waited_on(served_runs, tmp_path):
     os.mkfifo(root / "fifo" / "metrics.jsonl")
     shutil.copytree(served_runs[0] / "one", root / "odd-eval")
     (root / "odd-eval" / "eval.json").write_text('{"test_acc": 0.9}')
-    server = _make_server(root, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(root) as server:
         port = server.server_address[1]
         rows = {r["path"]: r for r in get_json(port, "/api/runs")["runs"]}
         assert rows["fifo"]["error"] == f"{root.resolve()}/fifo/metrics.jsonl is not a regular file"
@@ -305,9 +278,9 @@ def test_odd_run_files_are_named_never_waited_on(served_runs, tmp_path):
         assert view["evaluation_error"].endswith("/odd-eval/eval.json is not jaxmlp eval's output "
                                                  "(needs test_acc, test_loss, per_class_acc, "
                                                  "confusion, mistakes): run jaxmlp eval again")
-    finally:
-        server.shutdown()
-        server.server_close()
+    # The check is jaxmlp.run's readers', so every command names it too.
+    with pytest.raises(RunError, match="fifo/metrics.jsonl is not a regular file"):
+        load_run(root / "fifo")
 
 
 def test_the_weights_version_changes_when_the_run_saves_new_ones(served_runs, tmp_path):
@@ -315,9 +288,7 @@ def test_the_weights_version_changes_when_the_run_saves_new_ones(served_runs, tm
 
     root = tmp_path / "runs"
     shutil.copytree(served_runs[0] / "one", root / "one")
-    server = _make_server(root, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(root) as server:
         port = server.server_address[1]
         first = get_json(port, "/api/model?path=one")["version"]
         assert post(port, "/api/predict?path=one", {"pixels": [0] * 784})[1]["version"] == first
@@ -332,9 +303,6 @@ def test_the_weights_version_changes_when_the_run_saves_new_ones(served_runs, tm
         np.testing.assert_array_equal(b, arrays["params/0/b"])
         assert post(port, "/api/predict?path=one", {"pixels": [0] * 784})[1]["version"] == \
             second["version"]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_http_servers_own_refusals_are_one_json_line_too(site):
@@ -398,17 +366,14 @@ def test_an_ipv6_host_is_served_and_an_empty_one_refused(served_runs):
     with pytest.raises(ValueError, match=r"--host must name an address \(0.0.0.0 for every"):
         _make_server(served_runs[0], "", 0)
     try:
-        server = _make_server(served_runs[0], "::1", 0)
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
     except OSError as e:  # a machine without IPv6 on loopback
         pytest.skip(f"no IPv6 loopback here: {e}")
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(served_runs[0], "::1") as server:
         conn = http.client.HTTPConnection("::1", server.server_address[1], timeout=10)
         conn.request("GET", "/api/runs")
         assert conn.getresponse().status == 200
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_the_command_refuses_a_missing_folder_and_a_taken_port(tmp_path, served_runs):

@@ -1,7 +1,7 @@
 // jaxmlp serve's page: the runs under the served folder, one run's curves (redrawn as
 // epochs arrive), its evaluation, and the draw page (draw.js). Plain DOM, no framework.
 import { COLORS, lineChart } from "./plot.js";
-import { crumbs, getJSON, h } from "./dom.js";
+import { crumbs, drawURL, getJSON, h, runURL } from "./dom.js";
 import { drawPage } from "./draw.js";
 
 const app = document.getElementById("app");
@@ -14,9 +14,6 @@ function poll(load, ms) {
 }
 
 const pct = (v) => (typeof v === "number" ? (100 * v).toFixed(2) + "%" : "–");
-const runURL = (path) => `/run?path=${encodeURIComponent(path)}`;
-const drawURL = (path, model) =>
-  `/draw?path=${encodeURIComponent(path)}` + (model === undefined ? "" : `&model=${model}`);
 const fileURL = (path, name) => `/files/${path === "." ? "" : path.split("/").map(encodeURIComponent).join("/") + "/"}${name}`;
 
 function ago(seconds) {

@@ -22,3 +22,8 @@ export async function getJSON(url, options = {}) {
 export function crumbs(...parts) {
   document.getElementById("crumbs").replaceChildren(...parts.flatMap((p) => [" / ", p]));
 }
+
+// The pages of a run, and of its draw page (a sweep's model: `model`).
+export const runURL = (path) => `/run?path=${encodeURIComponent(path)}`;
+export const drawURL = (path, model) =>
+  `/draw?path=${encodeURIComponent(path)}` + (model === undefined ? "" : `&model=${model}`);

@@ -2,7 +2,7 @@
 // sees, its top 3 classes and its hidden layers' activations, computed here (digit.js);
 // when a stroke ends, the same pixels go to the server's jaxmlp.predict and the page shows
 // how far Python's probabilities are from its own.
-import { crumbs, getJSON, h } from "./dom.js";
+import { crumbs, getJSON, h, runURL } from "./dom.js";
 import { forward, loadModel, prepareDigit } from "./digit.js";
 
 const PAD = 280, AGREE = 1e-4;  // the canvas's pixels a side; the largest difference allowed
@@ -35,7 +35,7 @@ function paintInput(canvas, pixels) {
 
 export async function drawPage(app, path, model) {
   const which = `path=${encodeURIComponent(path)}` + (model === undefined ? "" : `&model=${encodeURIComponent(model)}`);
-  crumbs(h("a", { href: `/run?path=${encodeURIComponent(path)}` }, path),
+  crumbs(h("a", { href: runURL(path) }, path),
     model === undefined ? "draw" : `model ${model}: draw`);
   document.title = `jaxmlp: draw for ${path}`;
   let net;
