@@ -1,6 +1,28 @@
-"""The small checks several modules make, each stated once."""
+"""The checks the public API makes on its arguments, each rule stated once.
+
+Every check raises ``TypeError`` (a value of the wrong kind: a string for a number, a float
+for a count) or ``ValueError`` (the right kind, out of range), with a message that names the
+argument, before any work: ``_Invalid``/``_WrongType`` (a ``ValueError``/``TypeError``) whose
+``rule`` says what is wrong without the value, so that a reader of a file can report it
+without quoting the file. Values are read only where they are concrete: under ``jit`` an
+argument may be a tracer, whose shape and dtype are checked and whose value is not (reading
+it would need a host round trip, and cannot be done while tracing).
+"""
+import functools
+import math
+from collections.abc import Mapping
+
 import jax
+import jax.numpy as jnp
 import numpy as np
+
+from jaxmlp._errors import _Invalid, _WrongType
+
+# Sizes and counts (widths, batch sizes, steps) stay below this: JAX indexes with int32.
+INDEX_LIMIT = 2 ** 31
+# Seeds: jax.random.key takes 32 bits; larger seeds would wrap or overflow.
+SEED_LIMIT = 2 ** 32
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def is_concrete(x) -> bool:
@@ -8,19 +30,283 @@ def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-def positive_int(value, name: str) -> None:
-    """``ValueError`` unless ``value`` is an int (numpy's too, never a bool) of at least 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+def _is_int(value) -> bool:
+    """A Python or numpy int; never a bool (an int to ``isinstance``, but not a count)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def label_range(labels, n: int, units: str = "classes") -> None:
+def integer(value, name: str, *, low: int = 0, high: int | None = INDEX_LIMIT) -> int:
+    """``value`` as an int in ``[low, high)`` (``high`` None: no upper bound); ``TypeError``
+    for anything but an int (a bool, a float, a string), ``ValueError`` out of range."""
+    if not _is_int(value):
+        raise _WrongType(f"{name} must be an int", _shown(value))
+    if value < low:
+        raise _Invalid(f"{name} must be an int >= {low}", _shown(value))
+    if high is not None and value >= high:
+        raise _Invalid(f"{name} must be an int below {_power(high)}", _shown(value))
+    return int(value)
+
+
+def positive_int(value, name: str, *, limit: int | None = None) -> int:
+    """``value`` as an int of at least 1 (numpy's too, never a bool), below ``limit`` if
+    given: ``TypeError`` for another kind of value, ``ValueError`` out of range."""
+    if not _is_int(value):
+        raise _WrongType(f"{name} must be a positive int", _shown(value))
+    if value < 1:
+        raise _Invalid(f"{name} must be a positive int", _shown(value))
+    if limit is not None and value >= limit:
+        raise _Invalid(f"{name} must be a positive int below {_power(limit)}",
+                       _shown(value))
+    return int(value)
+
+
+def _power(n: int) -> str:
+    """``2**31`` for a power of two, else the number."""
+    return f"2**{n.bit_length() - 1}" if n > 2 and n & (n - 1) == 0 else str(n)
+
+
+def seed(value, name: str = "seed") -> int:
+    """A PRNG seed: an int in ``[0, 2**32)``."""
+    if not _is_int(value):
+        raise _WrongType(f"{name} must be an int in [0, 2**32)", _shown(value))
+    if not 0 <= value < SEED_LIMIT:
+        raise _Invalid(f"{name} must be an int in [0, 2**32)", _shown(value))
+    return int(value)
+
+
+def one_of(value, choices, name: str):
+    """``value`` if it is one of ``choices`` (compared as strings are: no ``1 == True``)."""
+    if not isinstance(value, str) or value not in choices:
+        raise _Invalid(f"{name} must be one of {tuple(choices)}", _shown(value))
+    return value
+
+
+def flag(value, name: str, *, none: bool = False):
+    """A bool (or None where ``none``): never 0/1 or a string that reads as one."""
+    if isinstance(value, (bool, np.bool_)) or (none and value is None):
+        return value
+    raise _WrongType(f"{name} must be True or False{' or None' if none else ''}",
+                     _shown(value))
+
+
+def number(value, name: str, *, traced: bool = False) -> float | None:
+    """``value`` as a finite float; ``None`` for a traced value where ``traced`` allows one.
+
+    A number is a Python or numpy int or float (never a bool), or a 0-d real array. A JAX
+    array is read only when concrete; a tracer is checked for its shape and dtype only.
+    """
+    if isinstance(value, (jax.Array, np.ndarray)):  # tracers included
+        if np.ndim(value) != 0 or not _real_dtype(value.dtype):
+            raise _WrongType(f"{name} must be a number", f"an array of shape "
+                             f"{np.shape(value)} and dtype {value.dtype}")
+        if not is_concrete(value):
+            if traced:
+                return None
+            raise _WrongType(f"{name} must be a concrete number, not a value traced by jit")
+    elif isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
+        raise _WrongType(f"{name} must be a number", _shown(value))
+    try:
+        as_float = float(value)
+    except OverflowError:  # an int beyond float64
+        as_float = math.inf if value > 0 else -math.inf
+    if not math.isfinite(as_float):
+        raise _Invalid(f"{name} must be a finite number", _shown(value))
+    return as_float
+
+
+def _real_dtype(dtype) -> bool:
+    return (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)) \
+        and not jnp.issubdtype(dtype, jnp.bool_)
+
+
+def _shown(value) -> str:
+    """A value for a message: Python numbers as written, one-element arrays by their value,
+    others by their shape, a traced value as such, anything long cut short."""
+    if isinstance(value, (np.ndarray, jax.Array)):
+        if not is_concrete(value):
+            return f"a value traced by jit (shape {np.shape(value)}, dtype {value.dtype})"
+        if np.size(value) != 1:
+            return f"an array of shape {np.shape(value)} and dtype {value.dtype}"
+        value = value.item()
+    if _is_int(value) and len(digits := str(abs(int(value)))) > 20:  # 10**400: not all of it
+        return f"{'-' if value < 0 else ''}{digits[:3]}… ({len(digits)} digits)"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def int_as_float(value):
+    """A Python or numpy int as a float (the same number: ints reach here checked, far below
+    2**53), anything else as it is. JAX reads a Python int as an int32: ``10**30`` would
+    overflow where ``1e30`` is a float32 like any other."""
+    return float(value) if _is_int(value) else value
+
+
+def float32_note(value: float) -> str:
+    """`` (0 as a float32, …)`` where float32, the precision of training, turns ``value`` into
+    0, 1 or infinity (a boundary the check refused); else ``""``."""
+    with np.errstate(over="ignore"):
+        as32 = float(np.float32(value))
+    if as32 == value or (as32 not in (0.0, 1.0) and math.isfinite(as32)):
+        return ""
+    return f" ({as32:g} as a float32, the precision training runs in)"
+
+
+def positive_number(value, name: str, *, traced: bool = False) -> float | None:
+    """A number above 0 that stays above 0 and finite in float32 (``1e-50`` and ``1e39``
+    are refused); a tracer where ``traced`` allows one (``None``)."""
+    v = number(value, name, traced=traced)
+    if v is not None and not (v > 0 and abs(v) <= _FLOAT32_MAX and np.float32(v) > 0):
+        raise _Invalid(f"{name} must be a positive number", _shown(value) + float32_note(v))
+    return v
+
+
+def non_negative_number(value, name: str, *, traced: bool = False) -> float | None:
+    """A number of at least 0, finite in float32."""
+    v = number(value, name, traced=traced)
+    if v is not None and not (0 <= v <= _FLOAT32_MAX):
+        raise _Invalid(f"{name} must be a number >= 0", _shown(value) + float32_note(v))
+    return v
+
+
+def probability(value, name: str, *, lower_open: bool = False, upper_open: bool = True,
+                float32: bool = True, traced: bool = False) -> float | None:
+    """A number in ``[0, 1)`` (by default; ``lower_open``: ``(0, …``, ``upper_open=False``:
+    ``…, 1]``). With ``float32``, an open end must stay open in float32 too (``0.999999999``
+    is 1 there: a decay that never decays, a rate that drops everything)."""
+    v = number(value, name, traced=traced)
+    if v is None:
+        return None
+    above = v > 0 if lower_open else v >= 0
+    below = v < 1 if upper_open else v <= 1
+    if float32:
+        above = above and (not lower_open or np.float32(v) > 0)
+        below = below and (not upper_open or np.float32(v) < 1)
+    if not (above and below):
+        interval = f"{'(' if lower_open else '['}0, 1{')' if upper_open else ']'}"
+        raise _Invalid(f"{name} must be a number in {interval}",
+                       _shown(value) + (float32_note(v) if float32 else ""))
+    return v
+
+
+def rates(value, name: str = "dropout") -> tuple[float, float]:
+    """Dropout's ``(p_in, p_hidden)``: exactly two concrete numbers, each in ``[0, 1)``."""
+    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__len__") \
+            or len(value) != 2:
+        raise _WrongType(f"{name} must be two rates (p_in, p_hidden)", _shown(value))
+    p_in, p_hidden = value
+    return (probability(p_in, f"{name}[0] (the input rate)", float32=False),
+            probability(p_hidden, f"{name}[1] (the hidden rate)", float32=False))
+
+
+def array(value, name: str):
+    """``value`` itself if it has a shape and a dtype (numpy and JAX arrays, tracers,
+    ``jax.ShapeDtypeStruct``), else ``np.asarray(value)``: ``TypeError`` naming ``name`` for
+    what is no array (ragged lists, objects)."""
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return value
+    try:
+        out = np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise TypeError(f"{name} must be an array, got {type(value).__name__} ({e})") from None
+    if out.dtype == object:
+        raise TypeError(f"{name} must be an array of numbers, got {type(value).__name__}")
+    return out
+
+
+def floating_dtype(dtype, name: str = "dtype"):
+    """``dtype`` as a numpy dtype, which must be floating."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise _WrongType(f"{name} must be a floating dtype", repr(dtype)) from None
+    if not jnp.issubdtype(dt, jnp.floating):
+        raise _WrongType(f"{name} must be a floating dtype", str(dt))
+    return dt
+
+
+@functools.cache
+def _raw_key_shape() -> tuple:
+    """The shape of a raw ``uint32`` key (``jax.random.PRNGKey``) of the default PRNG."""
+    return tuple(jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0))).shape)
+
+
+def prng_key(key, name: str = "key") -> None:
+    """One PRNG key: ``jax.random.key(seed)``, or a raw ``jax.random.PRNGKey(seed)``."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if np.shape(key) != ():
+            raise ValueError(f"{name} must be one PRNG key, got an array of keys of shape "
+                             f"{np.shape(key)}")
+        return
+    if dtype is not None and np.dtype(dtype) == np.uint32 and np.shape(key) == _raw_key_shape():
+        return
+    got = (f"an array of shape {np.shape(key)} and dtype {dtype}" if dtype is not None
+           else repr(key))
+    raise _WrongType(f"{name} must be a PRNG key (jax.random.key(seed))", got)
+
+
+def label_range(labels, n: int, units: str = "classes", name: str = "labels") -> None:
     """``ValueError`` unless every label lies in ``[0, n)``; read only where the values are
-    concrete (under ``jit`` a label cannot be checked: the loss is then NaN instead)."""
+    concrete (under ``jit`` a label cannot be checked: the loss is then NaN instead). An
+    argument not called ``labels`` (``y``) is named first."""
     if not is_concrete(labels) or not np.size(labels):
         return
     values = np.asarray(labels)  # concrete: read on the host, even while jit traces around it
     lo, hi = int(values.min()), int(values.max())
     if lo < 0 or hi >= n:
-        raise ValueError(f"label out of range: labels must lie in [0, {n}) for {n} {units}, "
+        raise ValueError(f"{'' if name == 'labels' else name + ': '}"
+                         f"label out of range: labels must lie in [0, {n}) for {n} {units}, "
                          f"got values in [{lo}, {hi}]")
+
+
+def params_fit(params, arch, *, in_dim: int | None = None, stacked: bool = False,
+               name: str = "params") -> int | None:
+    """Raises unless ``params`` are a network of ``arch`` (a parsed ``Arch``): a list of one
+    ``{"w": (fan_in, units), "b": (units,)}`` dict per layer, floating, each ``fan_in`` the
+    previous layer's units (the first: ``in_dim``, when given). With ``stacked``, every array
+    has a leading model axis ``K`` (a sweep's stack), the same for all; returns ``K``.
+
+    Only shapes and dtypes are read (tracers and ``jax.ShapeDtypeStruct`` do), never values.
+    """
+    if not isinstance(params, (list, tuple)):
+        raise TypeError(f"{name} must be a list of one {{'w', 'b'}} dict per layer "
+                        f"({len(arch)} for this architecture), got {type(params).__name__}")
+    if len(params) != len(arch):
+        raise ValueError(f"{name} have {len(params)} layers but the architecture has "
+                         f"{len(arch)}")
+    k = None
+    for i, (layer, (units, activation)) in enumerate(zip(params, arch)):
+        if not isinstance(layer, Mapping) or set(layer) != {"w", "b"}:
+            got = sorted(map(str, layer)) if isinstance(layer, Mapping) else type(layer).__name__
+            raise _WrongType(f"{name}[{i}] must be a dict with keys 'w' and 'b'", got)
+        for key in ("w", "b"):
+            value = layer[key]
+            if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+                raise TypeError(f"{name}[{i}]['{key}'] must be an array, got "
+                                f"{type(value).__name__}")
+            if not jnp.issubdtype(value.dtype, jnp.floating):
+                raise TypeError(f"{name}[{i}]['{key}'] must be floating point, got dtype "
+                                f"{value.dtype}")
+        w_shape, b_shape = tuple(np.shape(layer["w"])), tuple(np.shape(layer["b"]))
+        if stacked:
+            if (not w_shape or not b_shape or w_shape[0] != b_shape[0]
+                    or (k is not None and w_shape[0] != k)):
+                raise ValueError(f"{name} must be a stack of models, every array with the same "
+                                 f"leading model axis (K, ...): layer {i} has w {w_shape} and "
+                                 f"b {b_shape}")
+            k = w_shape[0]
+            if k < 1:
+                raise ValueError(f"{name} hold no models: the leading model axis is 0")
+            w_shape, b_shape = w_shape[1:], b_shape[1:]
+        fan_in = in_dim if i == 0 else arch[i - 1].units
+        model = "(K, " if stacked else "("
+        if len(w_shape) != 2 or w_shape[1] != units or b_shape != (units,):
+            expected_in = "in_dim" if fan_in is None else fan_in
+            raise ValueError(f"{name} layer {i}: expected w {model}{expected_in}, {units}) and "
+                             f"b {model}{units},) for {units}:{activation}, got w "
+                             f"{(k,) * stacked + w_shape} and b {(k,) * stacked + b_shape}")
+        if fan_in is not None and w_shape[0] != fan_in:
+            what = f"layer {i - 1} has {fan_in} units" if i else f"in_dim is {fan_in}"
+            raise ValueError(f"{name} layer {i}: w has {w_shape[0]} inputs but {what}")
+    return k

@@ -1,19 +1,27 @@
 """What ``jaxmlp serve``'s page is told, as JSON-ready dicts: each run's row of the runs
 page, a run's or a sweep's view, a model's weights, and ``jaxmlp.predict`` on a drawing.
 
-Run files are read through ``jaxmlp.run``'s readers only, and never a run's lock.
+Run files are read through ``jaxmlp.run``'s readers only, and never a run's lock; pictures
+through ``_png`` only. No link is followed: a file or folder that is a symbolic link is
+looked at (``lstat``), never through.
 """
 import base64
 import dataclasses
 import hashlib
 import json
+import math
 import os
+import stat
+import sys
 from pathlib import Path
 
+from jaxmlp._files import _open_file
 from jaxmlp.run import (CONFIG, EVAL, METRICS, MODEL, MODELS, SUMMARY, SWEEP, RunError,
                         _config_of, _read_history, _read_json, _read_sweep, _read_sweep_info)
 
 _PICTURES = ("curves.png", "confusion.png", "mistakes.png", "weights.png")
+_PNG = b"\x89PNG\r\n\x1a\n"  # how every PNG file starts
+_MAX_PICTURE = 64 << 20  # jaxmlp's pictures are a few hundred kB; a larger one is not served
 _DEPTH = 4  # how deep under the root runs are looked for (runs/records/simard2003 is 2)
 
 
@@ -27,7 +35,7 @@ def _stamp(*paths: Path) -> str:
     parts = []
     for p in paths:
         try:
-            st = p.stat()
+            st = p.lstat()  # a link's own: what it points at is never read
             parts.append(f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}")
         except OSError:
             parts.append("-")
@@ -48,9 +56,68 @@ def _find_runs(root: Path) -> list[Path]:
     return found
 
 
-# What a page needs of eval.json, and the type of each.
-_EVAL_KEYS = {"test_acc": (int, float), "test_loss": (int, float), "per_class_acc": list,
-              "confusion": list, "mistakes": list}
+def _there(path: Path) -> bool:
+    """Whether ``path`` is there, a link included (dangling or not): its reader then says
+    what is wrong with it, instead of the run looking like another kind."""
+    return os.path.lexists(path)
+
+
+def _regular_file(path: Path) -> bool:
+    """Whether ``path`` itself is a regular file (a link to one is not)."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def _png(root: Path, path: Path, whole: bool = True) -> bytes | None:
+    """The picture ``path`` under ``root`` (only its signature unless ``whole``), or None
+    unless it is a regular file reached from ``root`` without a link (``_open_file``) that
+    starts as a PNG does: a ``curves.png`` that is another run's ``model.npz``, linked or
+    hard-linked, is no picture."""
+    try:
+        with _open_file(path, within=root) as f:
+            # Size and signature first: a large file, or one of another kind, is never read.
+            if os.fstat(f.fileno()).st_size > _MAX_PICTURE or f.read(len(_PNG)) != _PNG:
+                return None
+            data = _PNG + f.read(_MAX_PICTURE + 1) if whole else _PNG
+    except (OSError, RunError, ValueError):  # absent, a link, not a file, outside root
+        return None
+    return data if len(data) <= _MAX_PICTURE else None  # grown since: refused all the same
+
+
+def _number(v) -> bool:
+    """A finite int or float (``True`` is no number here, nor NaN)."""
+    return type(v) in (int, float) and math.isfinite(v)
+
+
+def _count(v) -> bool:
+    return type(v) is int and v >= 0
+
+
+def _is_mistake(m) -> bool:
+    return (isinstance(m, dict) and all(_count(m.get(k)) for k in ("index", "label", "predicted"))
+            and _number(m.get("confidence")))
+
+
+def _is_evaluation(report) -> bool:
+    """Whether ``report`` is what ``jaxmlp eval`` writes, element by element: accuracies and
+    a loss that are finite numbers, an n×n confusion of counts with n per-class accuracies
+    (None for a class absent from the test set), and mistakes of the shape it lists."""
+    if not (isinstance(report, dict) and _number(report.get("test_acc"))
+            and 0 <= report["test_acc"] <= 1 and _number(report.get("test_loss"))):
+        return False
+    per_class, confusion = report.get("per_class_acc"), report.get("confusion")
+    mistakes = report.get("mistakes")
+    return (isinstance(per_class, list) and all(a is None or _number(a) for a in per_class)
+            and isinstance(confusion, list) and 0 < len(confusion) == len(per_class)
+            and all(isinstance(row, list) and len(row) == len(confusion)
+                    and all(_count(n) for n in row) for row in confusion)
+            and isinstance(mistakes, list) and all(_is_mistake(m) for m in mistakes))
+
+
+# What a page needs of eval.json, named when it is not there.
+_EVAL_KEYS = ("test_acc", "test_loss", "per_class_acc", "confusion", "mistakes")
 
 
 def _rel(root: Path, folder: Path) -> str:
@@ -58,57 +125,69 @@ def _rel(root: Path, folder: Path) -> str:
     return folder.relative_to(root).as_posix() or "."
 
 
-def _optional_json(path: Path):
-    """``path``'s JSON, or None while it is not written (``RunError`` if it cannot be read)."""
-    return _read_json(path) if path.exists() or path.is_symlink() else None
+def _optional_json(path: Path, within: Path | None = None):
+    """``path``'s JSON, or None while it is not written (``RunError`` if it cannot be read);
+    ``within``: the run folder, when ``path`` lies below it (no folder between may be a link)."""
+    return _read_json(path, within=within) if _there(path) else None
 
 
-def _evaluation(path: Path) -> tuple[dict | None, str | None]:
+def _evaluation(path: Path, within: Path | None = None) -> tuple[dict | None, str | None]:
     """``(eval.json, None)``, ``(None, None)`` when absent, or ``(None, why)`` when it cannot
     be read or is not what ``jaxmlp eval`` writes: the rest of the page still shows."""
     try:
-        report = _optional_json(path)
+        report = _optional_json(path, within)
     except RunError as e:
         return None, str(e)
     if report is None:
         return None, None
-    if not (isinstance(report, dict) and all(isinstance(report.get(k), t) for k, t in _EVAL_KEYS.items())
-            and all(isinstance(row, list) for row in report["confusion"])):
+    if not _is_evaluation(report):  # the message never quotes what the file holds
         return None, (f"{path} is not jaxmlp eval's output (needs {', '.join(_EVAL_KEYS)}): "
                       "run jaxmlp eval again")
     return report, None
 
 
-def _pictures(folder: Path) -> list[str]:
-    return [n for n in _PICTURES if (folder / n).is_file()]
+def _pictures(root: Path, folder: Path) -> list[str]:
+    """The pictures of ``folder`` that ``/files/`` serves: exactly those ``_png`` reads."""
+    return [n for n in _PICTURES if _png(root, folder / n, whole=False)]
 
 
 def _best(values) -> float | None:
-    values = [v for v in values if isinstance(v, (int, float))]
+    values = [v for v in values if _number(v)]
     return max(values) if values else None
 
 
 def _describe(root: Path, folder: Path) -> dict:
-    """One row of the runs page: what the run is, how far it is, how good it got."""
+    """One row of the runs page: what the run is, how far it is, how good it got; or, for a
+    run whose files cannot be read, what is wrong, so the other rows still show."""
     rel = _rel(root, folder)
-    sweep = (folder / SWEEP).exists()
+    sweep = _there(folder / SWEEP)
     times = []
     for name in (METRICS, SWEEP, CONFIG):
         try:
-            times.append((folder / name).stat().st_mtime)
+            times.append((folder / name).lstat().st_mtime)
         except OSError:  # absent, or replaced this very moment
             pass
     row = {"path": rel, "kind": "sweep" if sweep else "run", "modified": max(times, default=0)}
     try:
-        history = _read_history(folder)
-        if sweep:
-            config, grid, _ = _read_sweep(folder)
-            records = [m for h in history for m in h["models"] if not m.get("diverged")]
-            row["models"] = len(grid.configs(config))
-        else:
-            config, records = _config_of(folder / CONFIG), history
+        return {**row, **_progress(folder, sweep)}
     except RunError as e:
         return {**row, "error": str(e)}
+    except Exception as e:  # a file no reader foresaw: a bug to report, but only this row's
+        print(f"jaxmlp serve: {folder}: {type(e).__name__}: {e}"[:300], file=sys.stderr)
+        return {**row, "error": f"cannot show the run in {folder} ({type(e).__name__}; "
+                                "jaxmlp serve's console says more)"}
+
+
+def _progress(folder: Path, sweep: bool) -> dict:
+    """What a row says of a readable run: settings, epochs and steps done, best accuracies."""
+    if sweep:
+        config, grid, _ = _read_sweep(folder)
+        row = {"models": len(grid.configs(config))}
+        history = _read_history(folder, models=row["models"])
+        records = [m for h in history for m in h["models"] if not m.get("diverged")]
+    else:
+        config, row = _config_of(folder / CONFIG), {}
+        history = records = _read_history(folder)
     return {**row, "dataset": config.dataset, "arch": config.arch,
             "epochs": history[-1]["epoch"] if history else 0, "planned_epochs": config.epochs,
             "planned_steps": config.steps, "step": history[-1]["step"] if history else 0,
@@ -119,7 +198,7 @@ def _describe(root: Path, folder: Path) -> dict:
 def _run_view(root: Path, folder: Path) -> dict:
     """A run's page: its settings, every epoch's record, and ``jaxmlp eval``'s results."""
     rel = _rel(root, folder)
-    if (folder / SWEEP).exists():
+    if _there(folder / SWEEP):
         config, grid, order = _read_sweep(folder)
         info = _read_sweep_info(folder)
         models = [{"index": i, "seed": c.seed, "lr": c.lr, "momentum": c.momentum}
@@ -132,22 +211,23 @@ def _run_view(root: Path, folder: Path) -> dict:
         evaluations, errors, pictures = {}, {}, {}
         for m in models:
             where = folder / MODELS / str(m["index"])
-            report, error = _evaluation(where / EVAL)
+            report, error = _evaluation(where / EVAL, within=folder)
             if report or error:
                 evaluations[str(m["index"])], errors[str(m["index"])] = report, error
-                pictures[str(m["index"])] = _pictures(where)
+                pictures[str(m["index"])] = _pictures(root, where)
         return {"path": rel, "kind": "sweep", "config": dataclasses.asdict(config),
                 "grid": grid._asdict(), "order": order, "dataset": info._asdict(),
-                "models": models, "settings": settings, "history": _read_history(folder),
+                "models": models, "settings": settings,
+                "history": _read_history(folder, models=len(models)),
                 "summary": _optional_json(folder / SUMMARY),  # written at the end
                 "evaluations": evaluations, "evaluation_errors": errors,
-                "model_pictures": pictures, "pictures": _pictures(folder)}
+                "model_pictures": pictures, "pictures": _pictures(root, folder)}
     config = _config_of(folder / CONFIG)
     evaluation, error = _evaluation(folder / EVAL)
     return {"path": rel, "kind": "run", "config": dataclasses.asdict(config),
             "history": _read_history(folder), "evaluation": evaluation,
-            "evaluation_error": error, "has_model": (folder / MODEL).is_file(),
-            "pictures": _pictures(folder)}
+            "evaluation_error": error, "has_model": _regular_file(folder / MODEL),
+            "pictures": _pictures(root, folder)}
 
 
 def _model_json(arch, params, info, version: str) -> dict:

@@ -14,6 +14,13 @@ class Layer(NamedTuple):
 
 Arch = tuple[Layer, ...]
 
+# The largest net a spec may describe: 64 times the widest published MLP layer (Srivastava
+# et al.'s 8,192 units is an eighth of it) and far deeper than any MLP trains. Widths and
+# depth past these only overflow index arithmetic or memory; a run still checks that its
+# net fits the machine (``trainer._check_memory``).
+_MAX_UNITS = 1 << 19
+_MAX_LAYERS = 256
+
 PRESETS: dict[str, str] = {
     # The seed's three networks (HW2, Problem 4).
     "a": "10:linear",
@@ -60,6 +67,8 @@ def parse_arch(spec: Union[str, Sequence]) -> Arch:
                         f"pairs, got {type(spec).__name__}")
     if not pairs:
         raise ValueError("architecture has no layers")
+    if len(pairs) > _MAX_LAYERS:
+        raise ValueError(f"architecture has {len(pairs)} layers, more than {_MAX_LAYERS}")
     layers = []
     for pair in pairs:
         if not (isinstance(pair, Sequence) and len(pair) == 2):
@@ -69,6 +78,8 @@ def parse_arch(spec: Union[str, Sequence]) -> Arch:
             raise TypeError(f"layer width must be an int, got {units!r}")
         if units <= 0:
             raise ValueError(f"layer width must be positive, got {units}")
+        if units > _MAX_UNITS:
+            raise ValueError(f"layer width must be at most {_MAX_UNITS:,}, got {units}")
         if activation not in ACTIVATIONS:
             raise ValueError(
                 f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")

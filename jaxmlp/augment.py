@@ -23,7 +23,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmlp._errors import _Invalid, _WrongType
+
 _KEPT_VARIANCE = 0.999
+
+
+# Each strength's range, the one place it is stated: its largest value (``open``: only
+# below it) and unit. Beyond these a distortion is no longer one (a shear of 90° is a line,
+# a scale of 1 a point), or its arithmetic leaves what float32 and memory hold: the Gaussian
+# of ``sigma`` has 8σ + 1 taps (σ = 1e8 took 12.8 GB), alpha = 1e39 overflows float32. A
+# field of 1,000 pixels (alpha 10,000 is 300 times Simard's 34) already moves any image
+# jaxmlp trains on out of its frame.
+_RANGES = {"alpha": (1e4, False, "pixels"), "sigma": (1e3, False, "pixels"),
+           "rotation": (180.0, False, "degrees"), "scale": (1.0, True, "(factors in 1 ± scale)"),
+           "shear": (90.0, True, "degrees"), "translation": (1e3, False, "pixels")}
+_MIN_SIGMA = 0.01  # pixels: a Gaussian is one tap below 0.125 already; at 0 it divides by 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +45,8 @@ class Augmentation:
     """What ``--augment`` sets: elastic ``alpha`` (0: none) and ``sigma`` in pixels; affine
     ``rotation`` and ``shear`` in degrees, ``scale`` as a fraction (each axis its own factor
     in 1 ± scale), ``translation`` in pixels (each axis); each drawn uniformly in ± its
-    value, per image."""
+    value, per image. Every value is checked when it is built (``_RANGES``): ``ValueError``
+    or ``TypeError`` naming the field."""
 
     alpha: float = 0.0
     sigma: float = 4.0
@@ -39,6 +54,20 @@ class Augmentation:
     scale: float = 0.0
     shear: float = 0.0
     translation: float = 0.0
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
+                                                                 np.floating)):
+                raise _WrongType(f"augment {f.name} must be a number", repr(value))
+            top, open_, unit = _RANGES[f.name]
+            low = _MIN_SIGMA if f.name == "sigma" else 0
+            if not (math.isfinite(value) and low <= value and (value < top if open_
+                                                               else value <= top)):
+                raise _Invalid(f"augment {f.name} must be in [{low:g}, {top:g}{')' if open_ else ']'}"
+                               f" {unit}", f"{float(value):g}")
+            object.__setattr__(self, f.name, float(value))
 
     @property
     def affine(self) -> bool:
@@ -49,34 +78,68 @@ class Augmentation:
         """Whether it distorts at all (every strength 0: the identity)."""
         return bool(self.alpha) or self.affine
 
+    @property
+    def spec(self) -> str:
+        """The canonical ``--augment`` text: the fields that distort, in field order, each
+        value as Python writes it (``sigma`` whenever ``alpha`` is on); ``""`` for none.
+        Two spellings of one distortion give one spec (a resume compares them so)."""
+        parts = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if (self.alpha if f.name == "sigma" else value):  # sigma only shapes alpha's field
+                parts.append(f"{f.name}={_number(value)}")
+        return ",".join(parts)
+
+
+def _number(value: float) -> str:
+    """``34.0`` → ``"34"``, ``0.15`` → ``"0.15"``: exact (``repr``), without a bare ``.0``."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
 
 def parse_augment(spec: str) -> Augmentation:
-    """``"alpha=34,sigma=4,rotation=15"`` → ``Augmentation``; ``ValueError`` naming the fault."""
+    """``"alpha=34,sigma=4,rotation=15"`` → ``Augmentation``; ``ValueError`` naming the fault
+    (the ranges are ``Augmentation``'s)."""
+    if not isinstance(spec, str):
+        raise _WrongType("augment spec must be a string of NAME=VALUE pairs", repr(spec))
     names = [f.name for f in dataclasses.fields(Augmentation)]
     values = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, eq, value = part.partition("=")
         name = name.strip()
         if not eq or name not in names:
-            raise ValueError(f"augment takes NAME=VALUE pairs, NAME one of {', '.join(names)}; "
-                             f"got {part!r}")
+            raise _Invalid(f"augment takes NAME=VALUE pairs, NAME one of {', '.join(names)}",
+                           repr(part))
         if name in values:
-            raise ValueError(f"augment sets {name} twice")
+            raise _Invalid(f"augment sets {name} twice")
         try:
             values[name] = float(value)
         except ValueError:
-            raise ValueError(f"augment {name} must be a number, got {value.strip()!r}") from None
-        if not math.isfinite(values[name]) or values[name] < 0:
-            raise ValueError(f"augment {name} must be a finite number >= 0, got {value.strip()}")
-    aug = Augmentation(**values)
-    if aug.sigma <= 0:
-        raise ValueError(f"augment sigma must be positive, got {aug.sigma:g}")
-    if aug.scale >= 1:
-        raise ValueError(f"augment scale must be below 1 (factors in 1 ± scale), got "
-                         f"{aug.scale:g}")
-    if aug.shear >= 90 or aug.rotation > 180:
-        raise ValueError("augment shear must be below 90 degrees and rotation at most 180")
-    return aug
+            raise _Invalid(f"augment {name} must be a number", repr(value.strip())) from None
+    return Augmentation(**values)
+
+
+def _check_images(images, name: str = "images") -> tuple:
+    """``images``' shape ``(B, H, W, C)``, each at least 1, else ``ValueError`` naming it."""
+    shape = tuple(getattr(images, "shape", ()))
+    if not hasattr(images, "shape") or len(shape) != 4 or min(shape) < 1:
+        raise ValueError(f"{name} must be a batch (B, H, W, C) of at least one image, got "
+                         f"{shape if hasattr(images, 'shape') else type(images).__name__}")
+    return shape
+
+
+def _check_field(shape, batch) -> tuple:
+    """``(batch, (H, W))`` for a field of ``batch`` images of ``shape`` ``(H, W[, C])``."""
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ValueError(f"batch must be a positive int, got {batch!r}")
+    try:
+        h, w = (int(d) for d in tuple(shape)[:2])
+        ok = len(tuple(shape)) in (2, 3) and h >= 1 and w >= 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"shape must be an image's (H, W) or (H, W, C), got {shape!r}")
+    return int(batch), (h, w)
 
 
 # --- sampling -------------------------------------------------------------------------
@@ -89,7 +152,10 @@ def resample(images: jax.Array, dy: jax.Array, dx: jax.Array) -> jax.Array:
     gather, from a copy of the image whose pixel ``(i, j)`` holds its 2×2 block (faster
     than four gathers on CPU). Whole-pixel displacements read exact pixels.
     """
-    b, h, w, c = images.shape
+    b, h, w, c = _check_images(images)
+    if tuple(jnp.shape(dy)) != (b, h, w) or tuple(jnp.shape(dx)) != (b, h, w):
+        raise ValueError(f"dy and dx must have shape (B, H, W) = {(b, h, w)}, got "
+                         f"{tuple(jnp.shape(dy))} and {tuple(jnp.shape(dx))}")
     # Clipped to one pixel outside: a point beyond it reads the zero border alone.
     y = jnp.clip(jnp.arange(h, dtype=jnp.float32)[:, None] + dy, -1, h)
     x = jnp.clip(jnp.arange(w, dtype=jnp.float32)[None, :] + dx, -1, w)
@@ -155,7 +221,8 @@ def _modes(n: int, sigma: float) -> np.ndarray:
 def elastic_field(key: jax.Array, batch: int, shape, *, sigma: float, alpha: float):
     """Simard's displacement field, ``(dy, dx)`` ``(batch, H, W)`` each (see the module's
     docstring for how it is drawn)."""
-    h, w = shape[:2]
+    batch, (h, w) = _check_field(shape, batch)
+    Augmentation(alpha=alpha, sigma=sigma)  # their ranges, named
     mh, mw = jnp.asarray(_modes(h, float(sigma))), jnp.asarray(_modes(w, float(sigma)))
     z = _uniform(key, (2, batch, mh.shape[1], mw.shape[1]))
     field = alpha * jnp.einsum("ik,cbkl,jl->cbij", mh, z, mw)
@@ -164,6 +231,7 @@ def elastic_field(key: jax.Array, batch: int, shape, *, sigma: float, alpha: flo
 
 def elastic(key: jax.Array, images: jax.Array, *, sigma: float, alpha: float) -> jax.Array:
     """``images`` ``(B, H, W, C)`` under Simard's elastic distortion; float32."""
+    _check_images(images)
     return resample(images, *elastic_field(key, images.shape[0], images.shape[1:],
                                            sigma=sigma, alpha=alpha))
 
@@ -174,7 +242,11 @@ def elastic(key: jax.Array, images: jax.Array, *, sigma: float, alpha: float) ->
 def affine_field(shape, matrix: jax.Array, offset: jax.Array):
     """The field of ``source = c + matrix @ (p − c) + offset`` about the centre ``c``:
     ``matrix`` ``(B, 2, 2)`` and ``offset`` ``(B, 2)`` in (row, column) order."""
-    h, w = shape[:2]
+    b = int(jnp.shape(matrix)[0]) if jnp.ndim(matrix) == 3 else 0
+    _, (h, w) = _check_field(shape, b or 1)
+    if tuple(jnp.shape(matrix)) != (b, 2, 2) or tuple(jnp.shape(offset)) != (b, 2) or not b:
+        raise ValueError(f"matrix must be (B, 2, 2) and offset (B, 2), got "
+                         f"{tuple(jnp.shape(matrix))} and {tuple(jnp.shape(offset))}")
     py = jnp.arange(h, dtype=jnp.float32)[:, None] - (h - 1) / 2  # (H, 1)
     px = jnp.arange(w, dtype=jnp.float32)[None, :] - (w - 1) / 2  # (1, W)
     m, t = matrix[:, :, :, None, None], offset[:, :, None, None]
@@ -198,6 +270,8 @@ def _random_affine(key, batch, *, rotation, scale, shear, translation):
 def affine(key: jax.Array, images: jax.Array, *, rotation: float = 0.0, scale: float = 0.0,
            shear: float = 0.0, translation: float = 0.0) -> jax.Array:
     """``images`` ``(B, H, W, C)`` under a random affine map per image; float32."""
+    _check_images(images)
+    Augmentation(rotation=rotation, scale=scale, shear=shear, translation=translation)
     matrix, offset = _random_affine(key, images.shape[0], rotation=rotation, scale=scale,
                                     shear=shear, translation=translation)
     return resample(images, *affine_field(images.shape[1:], matrix, offset))
@@ -209,6 +283,10 @@ def affine(key: jax.Array, images: jax.Array, *, rotation: float = 0.0, scale: f
 def augment(key: jax.Array, images: jax.Array, aug: Optional[Augmentation]) -> jax.Array:
     """``images`` ``(B, H, W, C)`` under ``aug``'s affine map and elastic field, composed
     into one field and one resampling; float32 (``aug`` None or all zero: the images)."""
+    _check_images(images)
+    if aug is not None and not isinstance(aug, Augmentation):
+        raise TypeError(f"aug must be an Augmentation (parse_augment makes one) or None, got "
+                        f"{type(aug).__name__}")
     if aug is None or not aug.active:
         return images.astype(jnp.float32)
     b, shape = images.shape[0], images.shape[1:]

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jaxmlp.activations import ACTIVATIONS
 from jaxmlp.arch import parse_arch
 from jaxmlp.cross_entropy import cross_entropy, cross_entropy_grad
-from jaxmlp.mlp import _Params, _masks_of, forward_layers
+from jaxmlp.mlp import _Params, _check_loss_inputs, _masks_of, forward_layers
 from jaxmlp.softmax import log_softmax
 
 
@@ -54,7 +54,7 @@ def hand_value_and_grad(params: _Params, x: jax.Array, y: jax.Array, arch, *, dr
     (for accuracy) at no extra cost. ``dropout`` and ``key`` as for ``loss``: the same key
     draws the same masks, so this equals ``jax.value_and_grad`` of ``loss`` under it.
     """
-    arch = parse_arch(arch)
+    arch = _check_loss_inputs(params, x, y, arch, dropout, key)
     masks = _masks_of(key, x, arch, dropout)
     cache = forward_layers(params, x, arch, masks=masks)
     logits = cache[-1][1]
@@ -83,10 +83,12 @@ def hand_loss(params: _Params, x: jax.Array, y: jax.Array, arch, *, dropout=None
               key=None) -> jax.Array:
     """``loss``, but ``jax.grad`` of it runs the hand-written backward pass.
 
-    Composes with ``jit``/``vmap``/``grad`` like any JAX function; ``arch`` must be
-    hashable (as ``parse_arch`` returns it). Gradients flow to ``params``, ``x`` and
-    floating targets ``y``; ``dropout`` and ``key`` as for ``loss``.
+    Composes with ``jit``/``vmap``/``grad`` like any JAX function; ``arch`` is anything
+    ``parse_arch`` accepts (hashable, as ``parse_arch`` returns it, where ``jit`` takes it
+    as static). Gradients flow to ``params``, ``x`` and floating targets ``y``; ``dropout``
+    and ``key`` as for ``loss``, and the arguments checked as ``loss`` checks them.
     """
+    arch = _check_loss_inputs(params, x, y, arch, dropout, key)
     return _hand_loss(params, x, y, _masks_of(key, x, arch, dropout), arch)
 
 

@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import re
 import signal
@@ -31,6 +30,7 @@ from jaxmlp.data import _DEFAULT_DATASET, MNIST
 
 _PROG = "jaxmlp"
 _SWEPT = ("seed", "lr", "momentum")  # list-valued in `jaxmlp sweep`
+_FLAG_OF = {"seeds": "--seeds", "lrs": "--lr", "momenta": "--momentum"}  # a Grid's fields
 
 
 class _Failure(Exception):
@@ -186,9 +186,32 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# A value that starts like a negative number ("-0.1,0.5" for --dropout): argparse takes
+# only "-1" or "-0.5" for a value, anything else with a leading "-" for a flag, and would
+# answer "expected one argument" instead of the setting's own rule.
+_NEGATIVE = re.compile(r"-\.?[0-9]")
+
+
+def _negative_values(parser, argv: list) -> list:
+    """``["--dropout", "-0.1,0.5"]`` → ``["--dropout=-0.1,0.5"]`` for the flags that take a
+    value, so the value reaches the check that names what is wrong with it."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    takes_value = {option for command in commands.choices.values() for a in command._actions
+                   if a.option_strings and a.nargs is None and a.const is None
+                   for option in a.option_strings}
+    out = []
+    for token in argv:
+        if out and _NEGATIVE.match(token) and out[-1] in takes_value:
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def _parse(argv):
     """``args``; a flag unknown to a subcommand is reported in that subcommand's usage."""
     parser = _build_parser()
+    argv = _negative_values(parser, list(sys.argv[1:] if argv is None else argv))
     args, extra = parser.parse_known_args(argv)
     if extra:
         commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -213,20 +236,51 @@ def _default_out(arch: str, dataset: str = _DEFAULT_DATASET) -> Path:
     return Path("runs") / name
 
 
+def _flags(args, skip=()) -> dict:
+    """The ``TrainConfig`` settings that ``args``' flags name."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+            if f.name not in skip and getattr(args, f.name, None) is not None}
+
+
 def _given(args, skip=()) -> dict:
-    """The ``TrainConfig`` settings that ``args`` name (the rest keep their defaults)."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-             if f.name not in skip and getattr(args, f.name, None) is not None}
+    """The ``TrainConfig`` settings that ``args`` ask for: the flags, over ``--recipe``'s.
+
+    A recipe's settings are defaults, never a request to train longer: its length counts
+    for a new run only (not beside ``--steps``, not on ``--resume``, where a stopped run
+    finishes what it was asked)."""
+    given = _flags(args, skip)
     if getattr(args, "recipe", None):
         from jaxmlp.recipes import recipe_settings
 
         recipe = recipe_settings(args.recipe)
-        if "steps" in given:  # a length given in steps replaces the recipe's epochs
+        if "steps" in given or args.resume is not None:
             recipe.pop("epochs", None)
         given = {**{k: v for k, v in recipe.items() if k not in skip}, **given}
     if "epochs" in given and "steps" in given:
         raise ValueError("give --epochs or --steps, not both: a run's length is counted in one")
     return given
+
+
+def _resumed_config(args, saved: TrainConfig, out: Path, skip=()) -> TrainConfig:
+    """``saved`` with what ``args`` ask for on ``--resume``; a ``--recipe`` whose settings
+    are not the run's (by value: ``alpha=34.0`` is ``alpha=34``) is refused by name, since
+    resuming cannot change them."""
+    given, flags = _given(args, skip), _flags(args, skip)
+    config = TrainConfig(**{**dataclasses.asdict(saved), **given})
+    from_recipe = sorted(k for k in given if k not in flags
+                         and _setting_value(config, k) != _setting_value(saved, k))
+    if from_recipe:
+        raise ValueError(f"--recipe {args.recipe} sets {', '.join(from_recipe)} otherwise than "
+                         f"the run in {out} has them, and a resume cannot change them: resume "
+                         "without --recipe (the run keeps its own settings)")
+    return config
+
+
+def _setting_value(config: TrainConfig, name: str):
+    """A setting as a value: an architecture as its layers (``b`` is its spec)."""
+    from jaxmlp.arch import parse_arch
+
+    return parse_arch(config.arch) if name == "arch" else getattr(config, name)
 
 
 def _resumed_folder(args, kind: str) -> Path:
@@ -250,8 +304,8 @@ def _config_from_args(args) -> tuple[TrainConfig, Path]:
     out = _resumed_folder(args, "run")
     from jaxmlp.run import _read_config
 
-    saved = _read_config(out)  # train_and_evaluate checks what may change
-    return TrainConfig(**{**dataclasses.asdict(saved), **given}), out
+    saved = _read_config(out)  # train_and_evaluate checks what else may change
+    return _resumed_config(args, saved, out), out
 
 
 def _enable_compilation_cache() -> None:
@@ -299,10 +353,15 @@ def _sweep_settings(args):
         optimizer=given.get("optimizer", TrainConfig.optimizer)).lr
     pick = lambda given, default: default if given is None else given  # "" is a mistake
     seeds = str(recipe.seeds) if recipe and recipe.seeds else "1"
-    grid = Grid(_parse_seeds(pick(args.seeds, seeds)),
-                _parse_floats(pick(args.lr, default_lr), "lr"),
-                _parse_floats(pick(args.momentum, picked.get("momentum", TrainConfig.momentum)),
-                              "momentum"))
+    try:
+        grid = Grid(_parse_seeds(pick(args.seeds, seeds)),
+                    _parse_floats(pick(args.lr, default_lr), "lr"),
+                    _parse_floats(pick(args.momentum, picked.get("momentum",
+                                                                 TrainConfig.momentum)),
+                                  "momentum"))
+    except ValueError as e:  # the Grid's rule, in the flags' words
+        raise ValueError(re.sub(r"Grid (seeds|lrs|momenta)\[\d+\]", lambda m: _FLAG_OF[m[1]],
+                                str(e))) from None
     if args.resume is None:
         config = TrainConfig(**given)
         out = Path(args.out) if args.out else Path("runs") / (
@@ -313,8 +372,8 @@ def _sweep_settings(args):
     grid = Grid(grid.seeds if args.seeds else saved_grid.seeds,
                 grid.lrs if args.lr else saved_grid.lrs,
                 grid.momenta if args.momentum else saved_grid.momenta)
-    return (TrainConfig(**{**dataclasses.asdict(saved), **given}), grid,
-            args.order or saved_order, out)
+    return (_resumed_config(args, saved, out, skip=_SWEPT), grid, args.order or saved_order,
+            out)
 
 
 def _distributed(args, config: TrainConfig) -> None:
@@ -383,12 +442,13 @@ def _fit(args) -> int:
 
 def _load_run(args):
     """The run ``jaxmlp eval``/``predict`` name: a run folder, or ``--model I`` of a sweep's."""
-    from jaxmlp.run import SWEEP, load_run
+    from jaxmlp.run import _is_sweep, load_run
 
-    if (Path(args.run) / SWEEP).exists() and args.model is None:
+    sweep = _is_sweep(args.run)  # (a sweep.json that is a link: load_run then refuses it)
+    if sweep and args.model is None:
         raise ValueError(f"{args.run} holds a sweep: name one of its models with --model I "
                          f"(jaxmlp {args.command} {args.run} --model 0 ...)")
-    if not (Path(args.run) / SWEEP).exists() and args.model is not None:
+    if not sweep and args.model is not None:
         raise ValueError(f"{args.run} holds a single run, not a sweep: drop --model")
     return load_run(args.run, model=args.model)
 
@@ -434,8 +494,6 @@ def _predict(args) -> int:
 def _gradcheck(args) -> int:
     from jaxmlp.gradcheck import _format_gradcheck, gradcheck
 
-    if args.batch_size < 1 or args.in_dim < 1:
-        raise ValueError("--batch-size and --in-dim must be >= 1")
     result = gradcheck(args.arch, in_dim=args.in_dim, batch_size=args.batch_size, seed=args.seed)
     print(_format_gradcheck(result))
     return 0 if result["passed"] else 1
@@ -444,29 +502,32 @@ def _gradcheck(args) -> int:
 def _toy(args) -> int:
     from jaxmlp.toy import _trace_text
 
-    if args.iterations < 1:
-        raise ValueError(f"--iterations must be >= 1, got {args.iterations}")
-    if not (math.isfinite(args.lr) and args.lr > 0):
-        raise ValueError(f"--lr must be a positive number, got {args.lr}")
     print(_trace_text(lr=args.lr, iterations=args.iterations))
     return 0
+
+
+# What ``jaxmlp augment`` draws at most: a page of 64 rows of 17 pictures.
+_MAX_IMAGES, _MAX_DRAWS = 64, 16
 
 
 def _augment_command(args) -> int:
     import jax
 
-    from jaxmlp._checks import positive_int
+    from jaxmlp._checks import seed
     from jaxmlp.augment import augment, parse_augment
     from jaxmlp.data import load_dataset
     from jaxmlp.images import prepare_images
     from jaxmlp.plot import _plot_augment
+    from jaxmlp.run import _check_new_file, _write_new_file
 
     aug = parse_augment(args.spec)
-    positive_int(args.images, "--images")
-    positive_int(args.draws, "--draws")
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise ValueError(f"{out} exists: pass --overwrite to replace it, or another --out")
+    for flag, value, top in (("--images", args.images, _MAX_IMAGES),
+                             ("--draws", args.draws, _MAX_DRAWS)):
+        if not 1 <= value <= top:
+            raise ValueError(f"{flag} must be in [1, {top}], got {value}")
+    seed(args.seed, "--seed")
+    out = args.out
+    _check_new_file(out, overwrite=args.overwrite)  # before any work
     data = load_dataset(args.dataset, data_dir=args.data_dir, manual_dir=args.manual_dir,
                         download=False)
     shape = data.info.image_shape
@@ -475,7 +536,9 @@ def _augment_command(args) -> int:
     draw = jax.jit(lambda key: augment(key, x, aug))
     distorted = [draw(jax.random.fold_in(jax.random.key(args.seed), d)).reshape(len(images), -1)
                  for d in range(args.draws)]
-    _plot_augment(images, distorted, out, image_shape=shape, title=f"--augment {args.spec}")
+    _write_new_file(out, lambda path: _plot_augment(
+        images, distorted, path, image_shape=shape, title=f"--augment {aug.spec or 'none'}"),
+        overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0
 

@@ -13,14 +13,17 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from jaxmlp import _checks
+from jaxmlp._errors import _Invalid, _WrongType
 from jaxmlp.arch import PRESETS, parse_arch
-from jaxmlp.augment import Augmentation, parse_augment
+from jaxmlp.augment import Augmentation, _number, parse_augment
 from jaxmlp.data import _DEFAULT_DATASET, DatasetInfo, _check_name
 from jaxmlp.optim import OPTIMIZERS, _SCHEDULES
 
 _GRADS = ("hand", "autodiff")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _SEED_LIMIT = 2 ** 32  # jax.random.key takes 32 bits; larger seeds would silently wrap
+_MAX_STEPS = 2 ** 31 - 1  # a run's step counter (checkpointed) is int32
 
 
 def _setting(default, help: str, **cli):
@@ -93,81 +96,98 @@ class TrainConfig:
         # of the command line before any work (a float epoch count, an lr given as text).
         for name, kind in typing.get_type_hints(TrainConfig).items():
             if not _fits(getattr(self, name), kind):
-                raise TypeError(f"setting {name!r} has the wrong type: {getattr(self, name)!r} "
-                                f"(expected {_kind_name(kind)})")
+                raise _WrongType(f"setting {name!r} has the wrong type (expected "
+                                 f"{_kind_name(kind)})", repr(getattr(self, name)))
         # An unset lr or weight decay is the optimizer's default (optim.OPTIMIZERS), so
         # config.json always records the values the run used.
         for name in ("lr", "weight_decay"):
             if getattr(self, name) is None and self.optimizer in OPTIMIZERS:
                 object.__setattr__(self, name, OPTIMIZERS[self.optimizer][name])
         self.validate()
+        # Parsed once, here: the distortion and dropout as values, their text canonical, so
+        # that two spellings of one setting are one setting (a resume compares them).
+        aug = parse_augment(self.augment) if self.augment is not None else None
+        aug = aug if aug is not None and aug.active else None
+        rates = _rates(self.dropout) if self.dropout is not None else None
+        rates = rates if rates and any(rates) else None
+        object.__setattr__(self, "augment", aug.spec if aug else None)
+        object.__setattr__(self, "dropout", ",".join(map(_number, rates)) if rates else None)
+        object.__setattr__(self, "_parsed", (aug, rates))  # not a field: not saved, not compared
 
     def validate(self) -> "TrainConfig":
         """Raises ``ValueError`` naming the first setting that cannot work; returns self.
 
         The output layer's width is checked against the dataset once it is loaded
         (``check_output``)."""
-        parse_arch(self.arch)
+        try:
+            parse_arch(self.arch)
+        except (TypeError, ValueError) as e:
+            raise _Invalid("arch is not a preset or a list of units:activation layers that "
+                           "jaxmlp can build", message=str(e)) from None
         _check_name(self.dataset)
-        self.augmentation  # parse_augment names what is wrong
+        if self.augment is not None:
+            parse_augment(self.augment)  # names what is wrong (Augmentation's ranges)
         # Training runs in float32: a value it cannot hold (1e39 overflows, 1e-50 becomes 0,
         # a momentum of 0.999999999 becomes 1) is refused here, not met as a silent no-op
         # or a NaN.
         number = lambda v: (isinstance(v, (int, float)) and math.isfinite(v)
                             and abs(v) <= _FLOAT32_MAX)
         positive = lambda v: number(v) and np.float32(v) > 0
+        f32 = lambda v: f"{v}{_f32(v)}"
+        # (holds, the rule, the value it was given: None where the rule names no value)
         checks = [
-            (self.optimizer in OPTIMIZERS,
-             f"optimizer must be one of {tuple(OPTIMIZERS)}, got {self.optimizer!r}"),
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.steps is None or self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
-            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
-            (positive(self.lr), f"learning rate must be positive, got {self.lr}{_f32(self.lr)}"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {tuple(OPTIMIZERS)}",
+             repr(self.optimizer)),
+            (self.epochs >= 1, "epochs must be >= 1", self.epochs),
+            (self.epochs <= _MAX_STEPS, f"epochs must be at most {_MAX_STEPS}", self.epochs),
+            (self.steps is None or 1 <= self.steps <= _MAX_STEPS,
+             f"steps must be in [1, {_MAX_STEPS}]", self.steps),
+            (self.batch_size >= 1, "batch size must be >= 1", self.batch_size),
+            (positive(self.lr), "learning rate must be positive", f32(self.lr)),
             (0 <= self.momentum < 1 and np.float32(self.momentum) < 1,
-             f"momentum must be in [0, 1), got {self.momentum}{_f32(self.momentum)}"),
-            (not self.nesterov or self.momentum > 0, "--nesterov needs a momentum above 0"),
-            (not self.nesterov or self.optimizer != "lion", "--nesterov does not apply to lion"),
-            (number(self.weight_decay) and self.weight_decay >= 0,
-             f"weight decay must be >= 0, got {self.weight_decay}{_f32(self.weight_decay)}"),
-            (self.warmup_steps >= 0, f"warmup steps must be >= 0, got {self.warmup_steps}"),
-            (self.clip_norm is None or positive(self.clip_norm),
-             f"clip norm must be positive, got {self.clip_norm}{_f32(self.clip_norm)}"),
-            (self.max_norm is None or positive(self.max_norm),
-             f"max norm must be positive, got {self.max_norm}{_f32(self.max_norm)}"),
+             "momentum must be in [0, 1)", f32(self.momentum)),
+            (not self.nesterov or self.momentum > 0, "--nesterov needs a momentum above 0", None),
+            (not self.nesterov or self.optimizer != "lion", "--nesterov does not apply to lion",
+             None),
+            (number(self.weight_decay) and self.weight_decay >= 0, "weight decay must be >= 0",
+             f32(self.weight_decay)),
+            (self.warmup_steps >= 0, "warmup steps must be >= 0", self.warmup_steps),
+            (self.clip_norm is None or positive(self.clip_norm), "clip norm must be positive",
+             f32(self.clip_norm)),
+            (self.max_norm is None or positive(self.max_norm), "max norm must be positive",
+             f32(self.max_norm)),
             (self.ema is None or (number(self.ema) and 0 < self.ema < 1
                                   and np.float32(self.ema) < 1),
-             f"ema decay must be in (0, 1), got {self.ema}{_f32(self.ema)}"),
+             "ema decay must be in (0, 1)", f32(self.ema)),
             (number(self.label_smoothing) and 0 <= self.label_smoothing < 1,
-             f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (self.dropout is None or self.dropout_rates is not None or _rates(self.dropout),
-             f"dropout takes IN,HIDDEN, two probabilities in [0, 1), got {self.dropout!r}"),
-            (self.train_eval_size >= 0,
-             f"train eval size must be >= 0, got {self.train_eval_size}"),
-            (self.val_size >= 0, f"val size must be >= 0, got {self.val_size}"),
-            (0 <= self.seed < _SEED_LIMIT, f"seed must be in [0, 2**32), got {self.seed}"),
-            (self.grad in _GRADS, f"grad must be one of {_GRADS}, got {self.grad!r}"),
-            (self.schedule in _SCHEDULES, f"schedule must be one of {_SCHEDULES}, got {self.schedule!r}"),
-            (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
-            (self.devices is None or self.devices >= 1, f"devices must be >= 1, got {self.devices}"),
+             "label smoothing must be in [0, 1)", self.label_smoothing),
+            (self.dropout is None or _rates(self.dropout) is not None,
+             "dropout takes IN,HIDDEN, two probabilities in [0, 1)", repr(self.dropout)),
+            (self.train_eval_size >= 0, "train eval size must be >= 0", self.train_eval_size),
+            (self.val_size >= 0, "val size must be >= 0", self.val_size),
+            (0 <= self.seed < _SEED_LIMIT, "seed must be in [0, 2**32)", self.seed),
+            (self.grad in _GRADS, f"grad must be one of {_GRADS}", repr(self.grad)),
+            (self.schedule in _SCHEDULES, f"schedule must be one of {_SCHEDULES}",
+             repr(self.schedule)),
+            (self.log_every >= 1, "log_every must be >= 1", self.log_every),
+            (self.devices is None or self.devices >= 1, "devices must be >= 1", self.devices),
             (self.target_accuracy is None or 0 < self.target_accuracy <= 1,
-             f"target accuracy must be in (0, 1], got {self.target_accuracy}"),
+             "target accuracy must be in (0, 1]", self.target_accuracy),
         ]
-        for ok, message in checks:
+        for ok, rule, got in checks:
             if not ok:
-                raise ValueError(message)
+                raise _Invalid(rule, got)
         return self
 
     @property
     def augmentation(self) -> Optional[Augmentation]:
         """``augment`` parsed (``parse_augment``), or None for none (or all zero)."""
-        aug = parse_augment(self.augment) if self.augment is not None else None
-        return aug if aug is not None and aug.active else None
+        return self._parsed[0]
 
     @property
     def dropout_rates(self) -> Optional[tuple[float, float]]:
         """``(p_in, p_hidden)`` from ``dropout``, or None for no dropout (or both 0)."""
-        rates = _rates(self.dropout) if self.dropout is not None else None
-        return rates if rates and any(rates) else None
+        return self._parsed[1]
 
     def check_output(self, info: DatasetInfo) -> None:
         """Raises ``ValueError`` unless the output layer has one unit per class of ``info``."""
@@ -181,7 +201,11 @@ class TrainConfig:
                 f"'{hidden}{classes}:{arch[-1].activation}')")
 
     def check_length(self, num_steps: int) -> None:
-        """Raises ``ValueError`` unless the warm-up ends before the run does."""
+        """Raises ``ValueError`` unless the run's steps fit the step counter and the warm-up
+        ends before the run does."""
+        if num_steps > _MAX_STEPS:
+            raise _Invalid(f"the run would take {num_steps} steps, more than the {_MAX_STEPS} "
+                           "a run can count (its step counter is int32)")
         if self.warmup_steps >= num_steps:
             raise ValueError(f"--warmup-steps {self.warmup_steps} is not shorter than the run "
                              f"({num_steps} steps): the learning rate would never reach --lr")
@@ -201,9 +225,10 @@ class TrainConfig:
         if not isinstance(values, dict):
             raise ValueError(f"expected an object of settings, got {type(values).__name__}")
         types = typing.get_type_hints(cls)
-        for key in values:
+        for i, key in enumerate(values, 1):
             if key not in types:
-                raise ValueError(f"unknown setting {key!r}")
+                raise _Invalid(f"setting {i} of {len(values)} is not a jaxmlp setting",
+                               message=f"unknown setting {key!r}")
         return cls(**values)  # checks every type and range
 
 
@@ -289,19 +314,57 @@ def _resume_length(saved: TrainConfig, new: TrainConfig, done: int, steps_per_ep
     return total
 
 
+# More models than any device holds at once (preset a: about 31 KiB each, so 100,000 is
+# 3 GiB): refused before their configs are even built.
+_MAX_MODELS = 100_000
+
+
+def _checked_grid(seeds, lrs, momenta) -> tuple[tuple, tuple, tuple]:
+    """The grid's three tuples, each value checked by ``TrainConfig``'s rule for it."""
+    fields = {"seeds": seeds, "lrs": lrs, "momenta": momenta}
+    for name, values in fields.items():
+        if isinstance(values, (str, bytes, dict)) or not isinstance(values, (tuple, list)):
+            raise _WrongType(f"Grid {name} must be a tuple of values", _checks._shown(values))
+        if not values:
+            raise _Invalid(f"Grid {name} must hold at least one value")
+    count = len(seeds) * len(lrs) * len(momenta)
+    if count > _MAX_MODELS:
+        raise _Invalid(f"the grid has {count} models, more than {_MAX_MODELS}: sweep in parts")
+    checked = (tuple(_checks.seed(v, f"Grid seeds[{i}]") for i, v in enumerate(seeds)),
+               tuple(_checks.positive_number(v, f"Grid lrs[{i}]") for i, v in enumerate(lrs)),
+               tuple(_checks.probability(v, f"Grid momenta[{i}]") for i, v in enumerate(momenta)))
+    for name, values in zip(fields, checked):
+        if len(set(values)) != len(values):
+            raise _Invalid(f"Grid {name} must list each value once", values)
+    return checked
+
+
 # How a sweep's models take their batches (``jaxmlp.sweep``): all of the first seed's order,
 # or each its own seed's.
 _ORDERS = ("shared", "independent")
 
 
-class Grid(NamedTuple):
-    """The settings a sweep varies: every combination of ``lrs`` × ``momenta`` × ``seeds``.
-
-    A single run is the grid of one: ``Grid.of(config)``."""
-
+class _GridFields(NamedTuple):
     seeds: tuple[int, ...]
     lrs: tuple[float, ...]
     momenta: tuple[float, ...]
+
+
+class Grid(_GridFields):
+    """The settings a sweep varies: every combination of ``lrs`` × ``momenta`` × ``seeds``.
+
+    Checked when built (``TrainConfig``'s rules for each value; each list non-empty, each
+    value once, at most ``_MAX_MODELS`` models): ``ValueError``/``TypeError`` naming the
+    field. A single run is the grid of one: ``Grid.of(config)``."""
+
+    __slots__ = ()
+
+    def __new__(cls, seeds, lrs, momenta):
+        return super().__new__(cls, *_checked_grid(seeds, lrs, momenta))
+
+    @classmethod
+    def _make(cls, iterable):  # _replace builds through here: checked too
+        return cls(*iterable)
 
     @classmethod
     def of(cls, config: TrainConfig) -> "Grid":

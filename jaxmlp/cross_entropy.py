@@ -3,34 +3,35 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmlp._checks import label_range
+from jaxmlp import _checks
+from jaxmlp.softmax import _check_logits, log_softmax, softmax
 
-from jaxmlp.softmax import log_softmax, softmax
 
+def _check_targets(z_shape, y, name: str = "y") -> None:
+    """Raises a clear error, naming ``y``, unless it fits logits of shape ``z_shape``
+    ``(..., n)``.
 
-def _check_targets(z, y) -> None:
-    """Raises a clear error unless ``y`` fits logits ``z`` of shape ``(..., n)``.
-
-    ``y`` is either integer labels of shape ``z.shape[:-1]`` with values in ``[0, n)``,
-    or floating rows of shape ``z.shape``. Values are checked only when ``y`` is concrete
+    ``y`` is either integer labels of shape ``z_shape[:-1]`` with values in ``[0, n)``,
+    or floating rows of shape ``z_shape``. Values are checked only when ``y`` is concrete
     (not traced by ``jit``), so checks cost nothing inside compiled code.
     """
-    z_shape, y_shape = np.shape(z), np.shape(y)
-    if len(z_shape) < 1:
-        raise ValueError(f"logits must have a class axis, got shape {z_shape}")
+    z_shape = tuple(z_shape)
     n = z_shape[-1]
-    dtype = jnp.result_type(y)
+    if not (hasattr(y, "shape") and hasattr(y, "dtype")):
+        raise TypeError(f"{name} must be an array of integer labels or floating rows, got "
+                        f"{type(y).__name__}")
+    y_shape, dtype = tuple(np.shape(y)), y.dtype
     if jnp.issubdtype(dtype, jnp.integer):
         if y_shape != z_shape[:-1]:
-            raise ValueError(f"integer labels must have shape {z_shape[:-1]} for logits of shape "
-                             f"{z_shape}, got {y_shape}")
-        label_range(y, n)
+            raise ValueError(f"{name}: integer labels must have shape {z_shape[:-1]} for logits "
+                             f"of shape {z_shape}, got {y_shape}")
+        _checks.label_range(y, n, name=name)
     elif jnp.issubdtype(dtype, jnp.floating):
         if y_shape != z_shape:
-            raise ValueError(f"target rows must have the logits' shape {z_shape}, got {y_shape} "
-                             f"(pass integer labels of shape {z_shape[:-1]} instead)")
+            raise ValueError(f"{name}: target rows must have the logits' shape {z_shape}, got "
+                             f"{y_shape} (pass integer labels of shape {z_shape[:-1]} instead)")
     else:
-        raise TypeError(f"targets must be integer labels or floating rows, got dtype {dtype}")
+        raise TypeError(f"{name} must be integer labels or floating rows, got dtype {dtype}")
 
 
 def _label_mask(z, y):
@@ -49,7 +50,18 @@ def _label_mask(z, y):
 
 def smooth_labels(labels, n: int, epsilon: float):
     """Label smoothing (Szegedy et al. 2016): soft targets ``(1 − ε)·onehot(y) + ε/n``,
-    ``(B,) → (B, n)``. The loss's gradient stays ``p − y``, with these ``y``."""
+    ``(B,) → (B, n)``. The loss's gradient stays ``p − y``, with these ``y``.
+
+    ``labels`` are integers in ``[0, n)`` (checked where concrete), ``n`` a positive int,
+    ``epsilon`` a number in ``[0, 1)`` (a traced one is not read).
+    """
+    if not (hasattr(labels, "shape") and hasattr(labels, "dtype")):
+        labels = _checks.array(labels, "labels")
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise TypeError(f"labels must be integer classes, got dtype {labels.dtype}")
+    n = _checks.positive_int(n, "n", limit=_checks.INDEX_LIMIT)
+    _checks.probability(epsilon, "epsilon", float32=False, traced=True)
+    _checks.label_range(labels, n)
     return (1 - epsilon) * jax.nn.one_hot(labels, n) + epsilon / n
 
 
@@ -74,7 +86,8 @@ def cross_entropy(z: jax.Array, y: jax.Array) -> jax.Array:
     Returns:
       per-example losses, shape ``(...)``; the caller reduces.
     """
-    _check_targets(z, y)
+    _check_logits(z)
+    _check_targets(np.shape(z), y)
     logp = log_softmax(z)
     if jnp.issubdtype(jnp.result_type(y), jnp.integer):
         label, factor = _label_mask(z, y)
@@ -100,7 +113,8 @@ def cross_entropy_grad(z: jax.Array, y: jax.Array) -> jax.Array:
     Returns:
       per-example gradients, shape ``(..., n)``.
     """
-    _check_targets(z, y)
+    _check_logits(z)
+    _check_targets(np.shape(z), y)
     p = softmax(z)
     if jnp.issubdtype(jnp.result_type(y), jnp.integer):
         label, factor = _label_mask(z, y)

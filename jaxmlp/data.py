@@ -13,6 +13,7 @@ import hashlib
 import math
 import os
 import re
+import shutil
 import socket
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from jaxmlp._errors import _Invalid
 from jaxmlp.checkpoint import _save_npz_atomic
 
 _DEFAULT_DATASET = "mnist"
@@ -100,8 +102,10 @@ def _check_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         hint = (f" (names are lower case: {name.lower()})"
                 if isinstance(name, str) and _NAME.fullmatch(name.lower()) else "")
-        raise ValueError(f"dataset {name!r} is not a TFDS dataset name (such as mnist, "
-                         f"fashion_mnist, kmnist, emnist/digits, cifar10){hint}")
+        rule = ("dataset must be a TFDS dataset name (such as mnist, fashion_mnist, kmnist, "
+                "emnist/digits, cifar10)")
+        raise _Invalid(rule, message=f"dataset {name!r} is not a TFDS dataset name (such as "
+                       f"mnist, fashion_mnist, kmnist, emnist/digits, cifar10){hint}")
     return name
 
 
@@ -195,6 +199,21 @@ def _logged_reason(text: str) -> str:
     found = [line.split(" status: ", 1)[1].strip() for line in text.splitlines()
              if " status: " in line]
     return found[-1][:300] if found else ""
+
+
+@contextlib.contextmanager
+def _tfds_tempdir():
+    """Gives TFDS a temporary folder of its own, removed afterwards: opening a dataset that
+    is not prepared makes ``DatasetInfo.initialize_from_bucket`` create a ``/tmp/tmp…tfds``
+    folder it never removes (empty, offline), one for every failed start."""
+    folder = tempfile.mkdtemp(prefix="jaxmlp-tfds-")
+    previous = tempfile.tempdir
+    tempfile.tempdir = folder
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _import_tfds():
@@ -364,7 +383,7 @@ def _read_split(tfds, builder, split: str, keys: tuple[str, str], info: DatasetI
 def _load_tfds(name: str, data_dir: Path, manual_dir: Optional[Path], download: bool,
                check) -> tuple[Dataset, Optional[Path]]:
     """The dataset read by TFDS, and its prepared ``dataset_info.json`` (the cache key)."""
-    with _held_stderr() as held:
+    with _held_stderr() as held, _tfds_tempdir():
         tfds = _import_tfds()
         builder = _builder(tfds, name, data_dir)
         # Refuse a dataset jaxmlp (or the caller) cannot use before preparing it.

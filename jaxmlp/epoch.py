@@ -21,17 +21,18 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxmlp import _checks
 from jaxmlp.arch import parse_arch
 from jaxmlp.augment import Augmentation, augment as _augment
 from jaxmlp.backprop import hand_value_and_grad
-from jaxmlp.config import TrainConfig
+from jaxmlp.config import _GRADS, TrainConfig
 from jaxmlp.cross_entropy import cross_entropy, smooth_labels
 from jaxmlp.data import Dataset
-from jaxmlp.images import prepare_images
+from jaxmlp.images import _check_image_shape, prepare_images
 from jaxmlp.metrics import _metrics
 from jaxmlp.mlp import forward_layers, _masks_of
 from jaxmlp.optim import make_optimizer
-from jaxmlp.parallel import _DATA, _feed_batches
+from jaxmlp.parallel import _DATA, _check_batch, _feed_batches
 
 _MODEL = "model"  # the mesh axis of a stack's models
 
@@ -59,14 +60,27 @@ def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
     from ``fold_in(key, 1)``, so the same key gives dropout the masks it gives without
     augmentation. Not jitted by itself: the epoch scan and the per-step baseline each jit
     it in their own way.
+
+    Every argument is checked here, once, when the step is built (never per step):
+    ``TypeError``/``ValueError`` naming it.
     """
     arch = parse_arch(arch)
+    _check_optimizer(optimizer)
+    _checks.one_of(grad, _GRADS, "grad")
+    _checks.probability(label_smoothing, "label_smoothing", float32=False)
+    if dropout is not None:
+        _checks.rates(dropout, "dropout")
+    if augment is not None and not isinstance(augment, Augmentation):
+        raise TypeError(f"augment must be an Augmentation (jaxmlp.parse_augment) or None, got "
+                        f"{type(augment).__name__}")
+    if image_shape is not None:
+        image_shape = _check_image_shape(image_shape)
     value_and_grad = hand_value_and_grad if grad == "hand" else _autodiff_value_and_grad
 
     dropout = tuple(dropout) if dropout is not None and any(dropout) else None
     augment = augment if augment is not None and augment.active else None
     if augment is not None and image_shape is None:
-        raise ValueError("augmentation needs the images' shape (H, W, C)")
+        raise ValueError("augmentation needs the images' shape (H, W, C): pass image_shape")
 
     def step(params, opt_state, images, labels, key=None):
         x = prepare_images(images, in_dim=images.shape[-1])  # uint8 on device, scaled here
@@ -83,6 +97,14 @@ def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
     return step
 
 
+def _check_optimizer(optimizer) -> None:
+    """Raises unless ``optimizer`` is an Optax transformation (``init`` and ``update``)."""
+    if not (callable(getattr(optimizer, "init", None))
+            and callable(getattr(optimizer, "update", None))):
+        raise TypeError(f"optimizer must be an optax.GradientTransformation "
+                        f"(jaxmlp.make_optimizer), got {type(optimizer).__name__}")
+
+
 def _config_step(config: TrainConfig, optimizer, image_shape):
     """``make_step`` with every setting of ``config`` that shapes a step."""
     return make_step(config.arch, optimizer, config.grad, label_smoothing=config.label_smoothing,
@@ -96,7 +118,11 @@ def shuffle(key: jax.Array, n: int) -> jax.Array:
     One sort instead of ``jax.random.permutation``'s rounds, which cost a fifth of a
     preset-b epoch on CPU. (Ties among the 32-bit keys, about n²/2³³ pairs, keep their
     order: a negligible bias for an SGD shuffle.)
+
+    ``key`` is one PRNG key, ``n`` an int in ``[0, 2**31)``.
     """
+    _checks.prng_key(key, "key")
+    _checks.integer(n, "n")
     return jax.lax.sort_key_val(jax.random.bits(key, (n,), jnp.uint32),
                                 jnp.arange(n, dtype=jnp.int32))[1]
 
@@ -111,7 +137,22 @@ def make_epoch(step, batch_size: int, mesh=None):
     Params and optimizer state are donated: their buffers are reused, not copied.
     With a ``mesh``, each batch is split along its ``data`` axis (the dataset and params
     being replicated), so every device gathers and trains on its share.
+
+    ``step`` is ``make_step``'s (any callable; its ``uses_key`` says whether it takes a key),
+    ``batch_size`` an int in ``[1, 2**31)`` (with a ``mesh``, a multiple of its size),
+    ``mesh`` None or ``make_mesh``'s. The returned ``run`` is jitted, its arguments not
+    checked again.
     """
+    if not callable(step):
+        raise TypeError(f"step must be a step function (jaxmlp.make_step), got "
+                        f"{type(step).__name__}")
+    _checks.positive_int(batch_size, "batch_size", limit=_checks.INDEX_LIMIT)
+    if mesh is not None:
+        if not isinstance(mesh, Mesh) or _DATA not in mesh.axis_names:
+            raise TypeError(f"mesh must be None or a mesh with a {_DATA!r} axis "
+                            f"(jaxmlp.make_mesh), got {mesh!r}")
+        _check_batch(batch_size, mesh)
+    uses_key = bool(getattr(step, "uses_key", False))
     shard = ((lambda x: x) if mesh is None else lambda x: jax.lax.with_sharding_constraint(
         x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(_DATA))))
 
@@ -123,7 +164,7 @@ def make_epoch(step, batch_size: int, mesh=None):
         def body(carry, xs):
             idx, i = xs
             # Step i of the epoch draws its noise from fold_in(key, i): the same on a resume.
-            noise = (jax.random.fold_in(key, i),) if step.uses_key else ()
+            noise = (jax.random.fold_in(key, i),) if uses_key else ()
             params, opt_state, metrics = step(*carry, shard(images[idx]), shard(labels[idx]),
                                               *noise)
             return (params, opt_state), metrics
@@ -203,7 +244,7 @@ def _make_sweep_epoch(config: TrainConfig, num_steps: int, order: str, mesh: Mes
     for model i (independent) or of ``shuffle(keys[0])`` for all (shared).
     """
     batch = config.batch_size
-    noisy = _config_step(config, None, image_shape).uses_key
+    noisy = _config_step(config, optax.identity(), image_shape).uses_key
 
     def step(params, opt_state, images, labels, hyper, key):
         optimizer = make_optimizer(config, num_steps, lr=hyper["lr"], momentum=hyper["momentum"])

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmlp import _checks
 from jaxmlp._checks import positive_int
 from jaxmlp.arch import parse_arch
 from jaxmlp.backprop import hand_grad
@@ -82,13 +83,21 @@ def gradcheck(arch, *, in_dim: int = MNIST.in_dim, batch_size: int = 8, seed: in
 
     Raises:
       ValueError: a bad ``arch`` (``parse_arch``'s message), ``batch_size`` or ``in_dim``
-        below 1 or too large together (``_MAX_NUMBERS``), or a ``hand`` whose result does
+        below 1 or too large together (``_MAX_NUMBERS``), a ``seed`` outside
+        ``[0, 2**32)``, a negative or non-finite ``rtol``, or a ``hand`` whose result does
         not have the params' structure and shapes.
+      TypeError: an argument of the wrong kind (a float ``seed``, a ``hand`` that is no
+        function); each message names the argument.
     """
     arch = parse_arch(arch)
     positive_int(batch_size, "batch_size")
-    hand = hand_grad if hand is None else hand
     positive_int(in_dim, "in_dim")
+    _checks.seed(seed, "seed")
+    if _checks.number(rtol, "rtol") < 0:
+        raise ValueError(f"rtol must be a number >= 0, got {rtol!r}")
+    if hand is not None and not callable(hand):
+        raise TypeError(f"hand must be None or a function (params, x, y, arch) -> grads, got "
+                        f"{type(hand).__name__}")
     # Bounded before XLA sees it: a shape too large for memory aborts the process there.
     numbers = int(in_dim) * (int(batch_size) + arch[0].units)  # x and the first layer's w
     if numbers > _MAX_NUMBERS:

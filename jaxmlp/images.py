@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmlp import _checks
 from jaxmlp._checks import is_concrete
 from jaxmlp.data import MNIST
 
@@ -38,6 +39,8 @@ def _image_forms(in_dim=None, image_shape=None) -> tuple[int, list[tuple[int, ..
     With ``image_shape`` ``(H, W, C)``: ``(H·W·C,)``, ``(H, W)`` when ``C`` is 1, and
     ``(H, W, C)``; ``in_dim``, if given too, must be ``H·W·C``.
     """
+    if in_dim is not None:
+        _checks.positive_int(in_dim, "in_dim", limit=_checks.INDEX_LIMIT)
     if image_shape is None:
         in_dim = MNIST.in_dim if in_dim is None else int(in_dim)
         side = math.isqrt(in_dim) if in_dim >= 0 else 0
@@ -58,6 +61,7 @@ def _check_images(images, *, in_dim: int | None = None, image_shape=None) -> Non
     input's real dtype in the message.
     """
     in_dim, accepted = _image_forms(in_dim, image_shape)
+    images = _checks.array(images, "images")
     shape, dtype = np.shape(images), _dtype(images)
     if len(shape) < 2 or tuple(shape[1:]) not in accepted or shape[0] == 0:
         forms = " or ".join(str(("N", *a)).replace("'", "") for a in accepted)
@@ -66,6 +70,15 @@ def _check_images(images, *, in_dim: int | None = None, image_shape=None) -> Non
         raise ValueError(f"images must have shape {forms} with N >= 1, got {tuple(shape)}{hint}")
     if dtype != np.uint8 and not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"images must be uint8 (0-255) or floating (0-1), got dtype {dtype}")
+
+
+def _check_range(images) -> None:
+    """Floating pixels, where concrete, must lie in [0, 1] (NaN does not)."""
+    if is_concrete(images) and _dtype(images) != np.uint8:
+        lo, hi = float(np.min(images)), float(np.max(images))
+        if not (0.0 <= lo and hi <= 1.0):  # NaN fails too
+            raise ValueError(f"floating images must already be scaled to [0, 1], got values in "
+                             f"[{lo:g}, {hi:g}] (pass uint8 pixels to have them scaled)")
 
 
 def prepare_images(images, *, in_dim: int | None = None, image_shape=None) -> jax.Array:
@@ -95,14 +108,11 @@ def prepare_images(images, *, in_dim: int | None = None, image_shape=None) -> ja
         floating pixels outside [0, 1].
       TypeError: integer pixels that are not uint8 (their scale is unknown), or booleans.
     """
+    images = _checks.array(images, "images")
     _check_images(images, in_dim=in_dim, image_shape=image_shape)
     in_dim, _ = _image_forms(in_dim, image_shape)
     shape, dtype = np.shape(images), _dtype(images)
     if dtype == jnp.uint8:
         return jnp.reshape(images, (shape[0], in_dim)).astype(jnp.float32) / 255.0
-    if is_concrete(images):
-        lo, hi = float(np.min(images)), float(np.max(images))
-        if not (0.0 <= lo and hi <= 1.0):  # NaN fails too
-            raise ValueError(f"floating images must already be scaled to [0, 1], got values in "
-                             f"[{lo:g}, {hi:g}] (pass uint8 pixels to have them scaled)")
+    _check_range(images)
     return jnp.reshape(images, (shape[0], in_dim)).astype(jnp.float32)

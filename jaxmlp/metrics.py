@@ -12,10 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmlp import _checks
 from jaxmlp._checks import label_range
 from jaxmlp.arch import Arch, parse_arch
 from jaxmlp.cross_entropy import cross_entropy
-from jaxmlp.images import _check_images, prepare_images
+from jaxmlp.images import _check_images, _check_range, prepare_images
 from jaxmlp.mlp import _Params, forward
 from jaxmlp.softmax import softmax
 
@@ -97,6 +98,8 @@ def _check_set(params: _Params, images, labels, arch: Arch):
     (free to read), so evaluating arrays already on the device costs no extra host sync.
     """
     in_dim = np.shape(params[0]["w"])[0]
+    images = _checks.array(images, "images")
+    labels = _checks.array(labels, "labels")
     num_examples = np.shape(images)[0] if np.ndim(images) else 0
     if isinstance(images, np.ndarray) and np.issubdtype(images.dtype, np.floating):
         images = prepare_images(images, in_dim=in_dim)  # checks the range; float32 once
@@ -142,6 +145,8 @@ def evaluate(params: _Params, images, labels, arch, *,
       ``{"loss": float, "accuracy": float}``.
     """
     arch = parse_arch(arch)
+    _checks.params_fit(params, arch)
+    _checks.positive_int(max_bytes, "max_bytes")
     images, labels = _check_set(params, images, labels, arch)
     acc = {"loss": jnp.zeros((), jnp.float32), "correct": jnp.zeros((), jnp.int32)}
     acc = jax.device_get(_fold_chunks(_add_sums, acc, params, images, labels, arch, max_bytes))
@@ -170,8 +175,9 @@ def evaluate_models(params: _Params, images, labels, arch, *,
       ``{"loss": (K,), "accuracy": (K,)}`` numpy arrays.
     """
     arch = parse_arch(arch)
+    k = _checks.params_fit(params, arch, stacked=True)
+    _checks.positive_int(max_bytes, "max_bytes")
     images, labels = _check_set(_unstacked(params), images, labels, arch)
-    k = jax.tree.leaves(params)[0].shape[0]
     acc = {"loss": jnp.zeros((k,), jnp.float32), "correct": jnp.zeros((k,), jnp.int32)}
     add = lambda acc, p, *rest: _add_sums_models(acc, p, *rest)
     num_examples = images.shape[0]
@@ -196,9 +202,14 @@ def model_probabilities(params: _Params, images, arch, *,
     """``softmax(forward(...))`` of K stacked models on every image: ``(K, N, classes)``,
     in chunks as ``evaluate_models`` (for a sweep's ensembles)."""
     arch = parse_arch(arch)
+    k = _checks.params_fit(params, arch, stacked=True)
+    _checks.positive_int(max_bytes, "max_bytes")
+    images = _checks.array(images, "images")
     _check_images(images, in_dim=params[0]["w"].shape[1])
+    if isinstance(images, np.ndarray):  # free to read; device arrays are not read
+        _check_range(images)
     images = jnp.asarray(images)
-    k, num_examples = jax.tree.leaves(params)[0].shape[0], images.shape[0]
+    num_examples = images.shape[0]
     rows = _chunk_rows(arch, params[0]["w"].shape[1], num_examples, max(max_bytes // k, 1))
     chunks = [_chunk_probs(params, images, start, min(rows, num_examples - start), arch)
               for start in range(0, num_examples, rows)]
@@ -245,9 +256,10 @@ def evaluation_report(params: _Params, images, labels, arch, *,
     Returns:
       A dict of plain Python ints, floats, lists and None (JSON-serialisable).
     """
-    if mistakes < 0:
-        raise ValueError(f"mistakes must be >= 0, got {mistakes}")
     arch = parse_arch(arch)
+    _checks.params_fit(params, arch)
+    _checks.positive_int(max_bytes, "max_bytes")
+    _checks.integer(mistakes, "mistakes")
     images, labels = _check_set(params, images, labels, arch)
     num_examples, n = labels.shape[0], arch[-1].units
     acc = {"loss": jnp.zeros((), jnp.float32), "confusion": jnp.zeros((n, n), jnp.int32),

@@ -5,10 +5,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmlp._checks import positive_int
+from jaxmlp import _checks
 from jaxmlp.activations import ACTIVATIONS
 from jaxmlp.arch import Arch, parse_arch
-from jaxmlp.cross_entropy import cross_entropy
+from jaxmlp.cross_entropy import _check_targets, cross_entropy
 
 _Params = list[dict[str, jax.Array]]
 
@@ -28,9 +28,15 @@ def init_params(key: jax.Array, arch, in_dim: int, *, dtype=jnp.float32) -> _Par
 
     Returns:
       A list with one ``{"w": (fan_in, fan_out), "b": (fan_out,)}`` dict per layer.
+
+    Raises:
+      TypeError, ValueError: naming the argument: ``key`` not one PRNG key, a bad ``arch``,
+        ``in_dim`` not an int in ``[1, 2**31)``, ``dtype`` not floating.
     """
+    _checks.prng_key(key, "key")
     arch = parse_arch(arch)
-    positive_int(in_dim, "in_dim")
+    _checks.positive_int(in_dim, "in_dim", limit=_checks.INDEX_LIMIT)
+    _checks.floating_dtype(dtype, "dtype")
     params = []
     fan_in = int(in_dim)
     for layer_key, (units, activation) in zip(jax.random.split(key, len(arch)), arch):
@@ -42,28 +48,48 @@ def init_params(key: jax.Array, arch, in_dim: int, *, dtype=jnp.float32) -> _Par
 
 
 def _check_inputs(params: _Params, x, arch: Arch) -> None:
-    """Raises a clear error unless ``params`` and ``x`` fit ``arch`` (shapes and dtypes)."""
-    if len(params) != len(arch):
-        raise ValueError(f"params have {len(params)} layers but the architecture has {len(arch)}")
-    for i, (layer, (units, _)) in enumerate(zip(params, arch)):
-        w_shape, b_shape = np.shape(layer["w"]), np.shape(layer["b"])
-        if len(w_shape) != 2 or w_shape[1] != units or b_shape != (units,):
-            raise ValueError(f"layer {i}: expected w (fan_in, {units}) and b ({units},), got "
-                             f"w {w_shape} and b {b_shape}")
-        if i and w_shape[0] != arch[i - 1].units:
-            raise ValueError(f"layer {i}: w has {w_shape[0]} inputs but layer {i - 1} has "
-                             f"{arch[i - 1].units} units")
+    """Raises a clear error, naming the argument, unless ``params`` fit ``arch``
+    (``_checks.params_fit``) and ``x`` is a floating batch ``(B ≥ 1, in_dim)`` they take.
+    Shapes and dtypes only: tracers pass through it under ``jit``."""
+    _checks.params_fit(params, arch)
+    _check_x(x, np.shape(params[0]["w"])[0])
+
+
+def _check_x(x, in_dim: int) -> None:
+    """Raises unless ``x`` is a floating batch ``(B ≥ 1, in_dim)``."""
+    if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+        raise TypeError(f"x must be an array (batch, in_dim), got {type(x).__name__}")
     x_shape = np.shape(x)
     if len(x_shape) != 2:
         raise ValueError(f"x must have shape (batch, in_dim), got {x_shape}")
-    if x_shape[1] != np.shape(params[0]["w"])[0]:
+    if x_shape[1] != in_dim:
         raise ValueError(f"x has width {x_shape[1]} but the first layer expects "
-                         f"{np.shape(params[0]['w'])[0]} inputs")
+                         f"{in_dim} inputs")
     if x_shape[0] == 0:
         raise ValueError("x is an empty batch")
-    if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
-        raise TypeError(f"x must be floating point, got dtype {jnp.result_type(x)} "
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"x must be floating point, got dtype {x.dtype} "
                         "(scale uint8 images to [0, 1] first)")
+
+
+def _check_masks(masks, x, arch: Arch) -> None:
+    """Raises unless ``masks`` is None or one mask (or None) per layer, each the shape of
+    that layer's input ``(B, width)``, as ``dropout_masks`` draws them."""
+    if masks is None:
+        return
+    if not isinstance(masks, (list, tuple)) or len(masks) != len(arch):
+        raise TypeError(f"masks must be None or a list of one mask (or None) per layer "
+                        f"({len(arch)}), got {type(masks).__name__}"
+                        + (f" of {len(masks)}" if isinstance(masks, (list, tuple)) else ""))
+    widths = [np.shape(x)[1]] + [units for units, _ in arch[:-1]]
+    for i, (mask, width) in enumerate(zip(masks, widths)):
+        if mask is None:
+            continue
+        if not (hasattr(mask, "shape") and hasattr(mask, "dtype")):
+            raise TypeError(f"masks[{i}] must be an array or None, got {type(mask).__name__}")
+        if tuple(np.shape(mask)) != (np.shape(x)[0], width):
+            raise ValueError(f"masks[{i}] must have shape {(np.shape(x)[0], width)} (layer {i}'s "
+                             f"input), got {tuple(np.shape(mask))}")
 
 
 def dropout_masks(key: jax.Array, x: jax.Array, arch, dropout) -> list:
@@ -76,8 +102,14 @@ def dropout_masks(key: jax.Array, x: jax.Array, arch, dropout) -> list:
     per layer, ``split(key, len(arch))``: the same key gives the same masks to ``loss`` and
     to the hand backward pass. A rate of 0 gives ``None`` (no mask).
     """
+    _checks.prng_key(key, "key")
     arch = parse_arch(arch)
-    p_in, p_hidden = (float(p) for p in dropout)
+    if not (hasattr(x, "shape") and hasattr(x, "dtype")) or np.ndim(x) != 2 or not np.shape(x)[0]:
+        raise ValueError(f"x must be a batch (batch, width) with batch >= 1, got "
+                         f"{np.shape(x) if hasattr(x, 'shape') else type(x).__name__}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"x must be floating point, got dtype {x.dtype}")
+    p_in, p_hidden = _checks.rates(dropout, "dropout")
     keys = jax.random.split(key, len(arch))
     widths = [np.shape(x)[1]] + [units for units, _ in arch[:-1]]
     masks = []
@@ -98,6 +130,7 @@ def forward_layers(params: _Params, x: jax.Array, arch, *,
     """
     arch = parse_arch(arch)
     _check_inputs(params, x, arch)
+    _check_masks(masks, x, arch)
     cache, a = [], x
     for i, (layer, (_, activation)) in enumerate(zip(params, arch)):
         if masks is not None and masks[i] is not None:
@@ -123,15 +156,37 @@ def loss(params: _Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
 
     With ``dropout = (p_in, p_hidden)`` and a ``key``, the network of ``dropout_masks(key)``
     (training's); evaluation and ``predict`` never drop.
+
+    Every argument is checked first, each error naming it: ``params`` against ``arch``
+    (``_checks.params_fit``), ``x`` a floating ``(B ≥ 1, in_dim)``, ``y`` labels ``(B,)`` in
+    ``[0, n)`` (read where concrete) or rows ``(B, n)``, ``dropout`` two rates in ``[0, 1)``,
+    ``key`` one PRNG key (needed with a non-zero rate).
     """
+    arch = _check_loss_inputs(params, x, y, arch, dropout, key)
     masks = _masks_of(key, x, arch, dropout)
     return jnp.mean(cross_entropy(forward_layers(params, x, arch, masks=masks)[-1][1], y))
 
 
-def _masks_of(key, x, arch, dropout):
-    """``dropout_masks``, or None without dropout; a rate without a key is a mistake."""
-    if dropout is None or not any(dropout):
+def _check_loss_inputs(params, x, y, arch, dropout, key) -> Arch:
+    """Every argument of ``loss`` (and of the hand passes) checked before any work: the
+    parsed ``arch``, or an error naming the argument. Shapes and dtypes only under ``jit``."""
+    arch = parse_arch(arch)
+    _check_inputs(params, x, arch)
+    _check_targets((np.shape(x)[0], arch[-1].units), y, "y")
+    _masks_of(key, None, arch, dropout, draw=False)
+    return arch
+
+
+def _masks_of(key, x, arch, dropout, *, draw: bool = True):
+    """``dropout_masks``, or None without dropout (``dropout`` None or both rates 0); a rate
+    without a key is a mistake. ``draw=False``: only the checks."""
+    if key is not None:
+        _checks.prng_key(key, "key")
+    if dropout is None:
+        return None
+    rates = _checks.rates(dropout, "dropout")
+    if not any(rates):
         return None
     if key is None:
         raise ValueError("dropout needs a key: loss(..., dropout=(p_in, p_hidden), key=key)")
-    return dropout_masks(key, x, arch, dropout)
+    return dropout_masks(key, x, arch, rates) if draw else None

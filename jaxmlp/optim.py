@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxmlp import _checks
+
 # Everything per optimizer, the one place it is stated: its default learning rate and weight
 # decay (SGD's are the seed's; Adam's and AdamW's are Optax's; Lion's follow its paper: a
 # learning rate 3-10x below AdamW's, a weight decay 3-10x above), and the float32 copies of
@@ -29,13 +31,27 @@ _SCHEDULES = ("constant", "cosine")
 def schedule(peak, num_steps: int, warmup_steps: int = 0, kind: str = "cosine"):
     """The learning rate at each step: linear warm-up from 0 to ``peak`` over
     ``warmup_steps``, then ``peak`` (constant) or cosine decay from ``peak`` to 0 at
-    ``num_steps``. ``peak`` may be a traced array (a sweep's per-model rate)."""
+    ``num_steps``. ``peak`` may be a traced array (a sweep's per-model rate).
+
+    ``peak`` is a positive number (not read when traced), ``num_steps`` an int in
+    ``[1, 2**31)``, ``warmup_steps`` one in ``[0, 2**31)`` (it may reach past ``num_steps``:
+    the rate then never leaves the warm-up), ``kind`` ``"cosine"`` or ``"constant"``."""
+    _check_schedule(peak, num_steps, warmup_steps, kind)
+    peak = _checks.int_as_float(peak)
     rest = max(num_steps - warmup_steps, 1)
     after = optax.cosine_decay_schedule(peak, rest) if kind == "cosine" else (lambda _: peak)
     if not warmup_steps:
         return after
     warmup = optax.linear_schedule(0.0, peak, warmup_steps)
     return optax.join_schedules([warmup, after], [warmup_steps])
+
+
+def _check_schedule(peak, num_steps, warmup_steps, kind) -> None:
+    """``schedule``'s checks."""
+    _checks.positive_number(peak, "peak", traced=True)
+    _checks.positive_int(num_steps, "num_steps", limit=_checks.INDEX_LIMIT)
+    _checks.integer(warmup_steps, "warmup_steps")
+    _checks.one_of(kind, _SCHEDULES, "kind")
 
 
 def _decay_mask(params):
@@ -51,7 +67,12 @@ def max_norm(c: float) -> optax.GradientTransformation:
 
     As an update: ``u[:, j]`` itself inside the ball (exactly: no ``(w + u) − w`` rounding),
     ``proj(w + u)[:, j] − w[:, j]`` outside. Biases are never constrained. Chain it last, so
-    it sees the final update."""
+    it sees the final update.
+
+    ``c`` is a positive number (finite and above 0 in float32)."""
+    _checks.positive_number(c, "c")
+    c = _checks.int_as_float(c)
+
     def update(updates, state, params):
         def layer(u, p):
             w = p["w"] + u["w"]
@@ -80,7 +101,12 @@ def ema(decay: float) -> optax.GradientTransformation:
     ``t`` the updates before this one (TensorFlow's ``ExponentialMovingAverage`` with
     ``num_updates``: early on the average forgets the initialisation quickly). The updates
     pass unchanged; the average is state (so it is checkpointed and resumed), read by
-    ``_ema_of``. Chain it last, so it sees the final update (max-norm's included)."""
+    ``_ema_of``. Chain it last, so it sees the final update (max-norm's included).
+
+    ``decay`` is a number in ``(0, 1)``, below 1 in float32 too (where ``0.999999999`` is 1:
+    an average that never moves)."""
+    _checks.probability(decay, "decay", lower_open=True)
+
     def init(params):
         # A copy: the epoch donates params and optimizer state, which must not share buffers.
         return _EmaState(jnp.zeros([], jnp.int32),
@@ -113,11 +139,21 @@ def make_optimizer(config, num_steps: int, *, lr=None,
     ``momentum`` replace the config's; they may be traced arrays (a sweep's per-model
     values under ``vmap``), in which case SGD's momentum is always on (0 is then a momentum
     of 0: the same updates, with a trace in the optimizer state).
+
+    ``config`` is a ``TrainConfig`` or any object with those settings, checked by
+    ``TrainConfig``'s rules, each named (``config.max_norm``); ``num_steps`` is an int in
+    ``[1, 2**31)``, ``lr`` a positive number and ``momentum`` one in ``[0, 1)`` (neither
+    read when traced).
     """
+    _check_config(config)
+    if lr is not None:
+        _checks.positive_number(lr, "lr", traced=True)
+    if momentum is not None:
+        _checks.probability(momentum, "momentum", traced=True)
     lr = config.lr if lr is None else lr
     momentum = config.momentum if momentum is None else momentum
     rate = schedule(lr, num_steps, config.warmup_steps, config.schedule)
-    decay = config.weight_decay
+    decay = _checks.int_as_float(config.weight_decay)
     if config.optimizer == "sgd":
         off = isinstance(momentum, (int, float)) and momentum == 0
         core = optax.sgd(rate, momentum=None if off else momentum, nesterov=config.nesterov)
@@ -131,7 +167,7 @@ def make_optimizer(config, num_steps: int, *, lr=None,
         raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)}, got {config.optimizer!r}")
     parts = []
     if config.clip_norm is not None:
-        parts.append(optax.clip_by_global_norm(config.clip_norm))
+        parts.append(optax.clip_by_global_norm(_checks.int_as_float(config.clip_norm)))
     if decay and config.optimizer in ("sgd", "adam"):  # L2: added to the gradient
         parts.append(optax.add_decayed_weights(decay, mask=_decay_mask))
     after = [max_norm(config.max_norm)] if config.max_norm is not None else []
@@ -139,3 +175,30 @@ def make_optimizer(config, num_steps: int, *, lr=None,
         after.append(ema(config.ema))
     return optax.chain(*parts, core, *after) if parts or after else core
 
+
+
+# The settings make_optimizer reads from its config.
+_SETTINGS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "warmup_steps",
+             "schedule", "clip_norm", "max_norm", "ema")
+
+
+def _check_config(config) -> None:
+    """Raises, naming ``config.<setting>``, unless ``config`` holds the optimizer settings
+    by ``TrainConfig``'s rules (which a ``TrainConfig`` met when it was made: checked again
+    all the same, for any object that has them)."""
+    missing = [name for name in _SETTINGS if not hasattr(config, name)]
+    if missing:
+        raise TypeError(f"config must be a TrainConfig (or hold its optimizer settings), got "
+                        f"{type(config).__name__} without {', '.join(missing)}")
+    _checks.one_of(config.optimizer, tuple(OPTIMIZERS), "config.optimizer")
+    _checks.positive_number(config.lr, "config.lr", traced=True)
+    _checks.probability(config.momentum, "config.momentum", traced=True)
+    _checks.flag(config.nesterov, "config.nesterov")
+    _checks.non_negative_number(config.weight_decay, "config.weight_decay")
+    _checks.integer(config.warmup_steps, "config.warmup_steps")
+    _checks.one_of(config.schedule, _SCHEDULES, "config.schedule")
+    for name in ("clip_norm", "max_norm"):
+        if getattr(config, name) is not None:
+            _checks.positive_number(getattr(config, name), f"config.{name}")
+    if config.ema is not None:
+        _checks.probability(config.ema, "config.ema", lower_open=True)

@@ -18,6 +18,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxmlp import _checks
+
 _DATA = "data"
 
 
@@ -42,14 +44,20 @@ def initialize_distributed(coordinator: str, num_processes: int, process_id: int
         raise ValueError(f"coordinator must be HOST:PORT, got {coordinator!r}")
     if not 1 <= int(coordinator.rsplit(":", 1)[1]) <= 65535:
         raise ValueError(f"the coordinator's port must be 1 to 65535, got {coordinator!r}")
-    if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0):
+    if (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
+            or not math.isfinite(timeout_s) or timeout_s <= 0):
         raise ValueError(f"the init timeout must be a positive number of seconds, got "
-                         f"{timeout_s!r}")
-    if num_processes < 1:
-        raise ValueError(f"number of processes must be >= 1, got {num_processes}")
+                         f"{timeout_s!r} (timeout_s, --init-timeout)")
+    if timeout_s > _MAX_TIMEOUT_S:
+        raise ValueError(f"the init timeout (timeout_s, --init-timeout) must be at most "
+                         f"{_MAX_TIMEOUT_S} seconds, got {timeout_s!r}")
+    _checks.positive_int(num_processes, "num_processes", limit=_checks.INDEX_LIMIT)
+    _checks.integer(process_id, "process_id", low=-_checks.INDEX_LIMIT)
     if not 0 <= process_id < num_processes:
         raise ValueError(f"process id {process_id} is out of range for {num_processes} "
                          f"processes (expected 0 to {num_processes - 1})")
+    if not isinstance(config_hash, str):
+        raise TypeError(f"config_hash must be a string, got {type(config_hash).__name__}")
     if num_processes > 1:
         # JAX aborts the whole process (SIGABRT, no exception) when peers never register,
         # and happily joins processes started with different settings. So the processes
@@ -66,6 +74,9 @@ def initialize_distributed(coordinator: str, num_processes: int, process_id: int
                                initialization_timeout=max(1, math.ceil(timeout_s)))
 
 
+# The longest wait for the processes: JAX takes its initialization timeout as an int32 of
+# seconds (68 years); sockets take far more.
+_MAX_TIMEOUT_S = 2 ** 31 - 1
 _GRACE_S = 2.0  # a peer waits this long past its own deadline, so process 0's reason wins
 _HELLO_S = 2.0  # a peer sends its one line at once; a connection silent this long is dropped
 _MAX_LINE = 4096  # a peer's line is ~100 bytes; anything longer is not one of ours
@@ -265,13 +276,15 @@ def make_mesh(num_devices: Optional[int] = None) -> Mesh:
     In a multi-process run the devices are the global ones, and the mesh must use all of
     them so that every process feeds its own share of each batch.
     """
+    if num_devices is not None:
+        _checks.integer(num_devices, "num_devices", low=-_checks.INDEX_LIMIT, high=None)
     devices = jax.devices()
     n = len(devices) if num_devices is None else num_devices
     if not 1 <= n <= len(devices):
         raise ValueError(f"asked for {n} devices but only {len(devices)} "
                          f"{'is' if len(devices) == 1 else 'are'} available "
-                         f"({jax.default_backend()}); on CPU, XLA_FLAGS="
-                         "--xla_force_host_platform_device_count=N makes N")
+                         f"({jax.default_backend()}): num_devices must be 1 to {len(devices)}; "
+                         "on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes N")
     if jax.process_count() > 1 and n != len(devices):
         raise ValueError(f"a multi-process run trains on all {len(devices)} devices, got {n}")
     return Mesh(np.asarray(devices[:n]), (_DATA,))

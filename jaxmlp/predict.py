@@ -9,12 +9,14 @@ classes.
 """
 import contextlib
 import functools
+import os
 import warnings
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from jaxmlp import _checks
 from jaxmlp._checks import positive_int
 from jaxmlp.arch import parse_arch
 from jaxmlp.data import MNIST
@@ -75,12 +77,16 @@ def predict(params: _Params, images, arch, *, chunk_size: int = 4096,
       ``(N, n_classes)`` numpy probabilities, each row summing to 1.
 
     Raises:
-      ValueError, TypeError: as ``prepare_images`` and ``forward`` raise them.
+      ValueError, TypeError: naming the argument, before any work: ``params`` that do not
+        fit ``arch`` (checked first: a transposed ``w`` is named as such, not as images of
+        the wrong width), then as ``prepare_images`` and ``forward`` raise them.
     """
     arch = parse_arch(arch)
+    _checks.params_fit(params, arch)
     positive_int(chunk_size, "chunk_size")
-    if not hasattr(images, "shape"):
-        images = np.asarray(images)
+    if image_shape is not None:
+        _check_image_shape(image_shape)
+    images = _checks.array(images, "images")
     in_dim = int(np.shape(params[0]["w"])[0])
     # Shape and dtype errors before any work, with the full shape and real dtype in the message.
     _check_images(images, in_dim=in_dim, image_shape=image_shape)
@@ -109,9 +115,13 @@ def top_k(probs, k: int = 3) -> list[list[tuple[int, float]]]:
     Returns:
       one list per row of ``(class, probability)`` pairs.
     """
+    probs = _checks.array(probs, "probs")
     probs = np.asarray(probs)
-    if probs.ndim != 2:
-        raise ValueError(f"probs must have shape (N, n_classes), got {probs.shape}")
+    if probs.ndim != 2 or probs.shape[1] < 1:
+        raise ValueError(f"probs must have shape (N, n_classes) with n_classes >= 1, got "
+                         f"{probs.shape}")
+    if not _checks._real_dtype(probs.dtype):
+        raise TypeError(f"probs must be numbers, got dtype {probs.dtype}")
     positive_int(k, "k")
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     return [[(int(c), float(row[c])) for c in idx] for row, idx in zip(probs, order)]
@@ -367,7 +377,8 @@ def _load_image(path, *, invert: bool | None = None, image_shape=_MNIST_SHAPE,
     image_shape = _check_image_shape(image_shape)
     digits = image_shape == _MNIST_SHAPE if digits is None else digits
     if digits and image_shape != _MNIST_SHAPE:
-        raise ValueError(f"the digit pipeline makes (28, 28, 1) images, not {image_shape}")
+        raise ValueError(f"digits=True: the digit pipeline makes (28, 28, 1) images, not "
+                         f"{image_shape}")
     if not digits:
         if image_shape[2] not in (1, 3):
             raise ValueError(f"image files can be read for models of 1 or 3 channels, this one "
@@ -422,6 +433,26 @@ def _load_npy(path: Path, invert: bool | None = None,
     return images, names
 
 
+def _paths(paths) -> list:
+    """``paths`` as a list: one path (a string or ``os.PathLike``) or an iterable of them;
+    ``TypeError`` naming ``paths`` otherwise (None, a number, bytes, an empty name)."""
+    one = lambda p: isinstance(p, (str, os.PathLike))  # noqa: E731
+    if one(paths):
+        items = [paths]
+    elif isinstance(paths, (bytes, bytearray)) or not hasattr(paths, "__iter__"):
+        raise TypeError(f"paths must be a file path or a list of them, got "
+                        f"{type(paths).__name__}")
+    else:
+        items = list(paths)
+    for p in items:
+        if not one(p):
+            raise TypeError(f"paths must be file paths (str or pathlib.Path), got "
+                            f"{type(p).__name__} {p!r}")
+        if not str(p) or "\0" in str(p):
+            raise ValueError(f"paths must be file paths, got {str(p)!r}")
+    return items
+
+
 def load_inputs(paths, *, invert: bool | None = None, image_shape=_MNIST_SHAPE,
                 digits: bool | None = None) -> tuple[np.ndarray, list[str]]:
     """Reads PNG/JPEG images and ``.npy`` arrays into one batch, naming every row.
@@ -449,9 +480,11 @@ def load_inputs(paths, *, invert: bool | None = None, image_shape=_MNIST_SHAPE,
         or range, or a blank image; each message names the file.
     """
     image_shape = _check_image_shape(image_shape)
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    _checks.flag(invert, "invert", none=True)
+    _checks.flag(digits, "digits", none=True)
+    paths = _paths(paths)
     if not paths:
-        raise ValueError("no input files given")
+        raise ValueError("no input files given (paths is empty)")
     blocks, names = [], []
     for path in map(Path, paths):
         suffix = path.suffix.lower()

@@ -25,9 +25,11 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from jaxmlp._errors import RunError, _without_value
+from jaxmlp._files import _read_bytes
 from jaxmlp.arch import Arch, parse_arch
-from jaxmlp.checkpoint import (_load_checkpoint, _read_npz, _save_checkpoint, _save_npz_atomic,
-                               _write_atomic)
+from jaxmlp.checkpoint import (_Npz, _exactly, _floats, _load_checkpoint, _save_checkpoint,
+                               _save_npz_atomic, _text, _write_atomic)
 from jaxmlp.config import _ORDERS, Grid, TrainConfig
 from jaxmlp.data import MNIST, DatasetInfo
 from jaxmlp.images import _check_image_shape
@@ -39,10 +41,6 @@ SWEEP, SUMMARY, MODELS = "sweep.json", "summary.json", "models"  # a sweep's (ja
 _RUN_FILES = (CONFIG, METRICS, CHECKPOINT, MODEL, CURVES, EVAL, *_EVAL_PLOTS, SWEEP, SUMMARY,
              MODELS)
 _LOCK = ".lock"
-
-
-class RunError(ValueError):
-    """A run folder or one of its files cannot be used; the message names it."""
 
 
 class _RunWriteError(OSError):
@@ -70,29 +68,45 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _regular(path: Path) -> None:
-    """``RunError`` unless ``path``, when there, is a regular file: reading a FIFO planted as
-    a run's file would block forever (``jaxmlp serve`` reads every run under its folder)."""
-    if path.exists() and not path.is_file():
-        raise RunError(f"{path} is not a regular file")
+# The most a run's JSON file may hold: a sweep of 1,000 models logs about 150 kB an epoch,
+# so 256 MiB is over a thousand such epochs; anything larger was not written by jaxmlp.
+_MAX_JSON = 256 << 20
 
 
-def _read_json(path: Path):
-    _regular(path)
+def _is_sweep(folder) -> bool:
+    """Whether ``folder`` holds a sweep (``sweep.json``, even a link: its reader refuses
+    that) rather than a single run."""
+    return os.path.lexists(Path(folder) / SWEEP)
+
+
+def _read_text(path: Path, within=None) -> str:
+    """``path``'s text, read as ``jaxmlp._files`` opens run files: never through a link,
+    regular files only, at most ``_MAX_JSON`` bytes. ``RunError`` names what is wrong;
+    ``FileNotFoundError`` when absent."""
+    data = _read_bytes(path, limit=_MAX_JSON, what="a jaxmlp run file", within=within)
     try:
-        return json.loads(path.read_text())
+        return data.decode()
+    except UnicodeDecodeError:
+        raise RunError(f"cannot read {path}: it is not UTF-8 text") from None
+
+
+def _read_json(path: Path, within=None):
+    """``path``'s JSON (``_read_text``'s rules); ``RunError`` names the file and the line of
+    a syntax error, never what the file holds."""
+    try:
+        return json.loads(_read_text(path, within))
+    except FileNotFoundError:
+        raise RunError(f"no file {path}") from None
     except json.JSONDecodeError as e:
         raise RunError(f"{path} is not valid JSON (line {e.lineno}: {e.msg})") from None
     except RecursionError:
         raise RunError(f"{path} is nested too deeply to be a jaxmlp file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise RunError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
 
 
 def _read_config(folder) -> TrainConfig:
     """The ``TrainConfig`` saved in ``folder/config.json``; ``RunError`` names what is wrong."""
     path = Path(folder) / CONFIG
-    if not path.is_file():
+    if not os.path.lexists(path):
         if not Path(folder).is_dir():
             raise RunError(f"no run folder at {str(folder) or repr(str(folder))}")
         if _holder(Path(folder)):  # a new run still in its first epoch
@@ -106,35 +120,42 @@ def _config_of(path: Path) -> TrainConfig:
     values = _read_json(path)
     try:
         return TrainConfig.from_dict(values)  # checked as it is built
-    except (TypeError, ValueError) as e:
-        raise RunError(f"{path}: {e}") from None
+    except (TypeError, ValueError) as e:  # the rule broken, never the value that broke it
+        raise RunError(f"{path}: {_without_value(e, 'holds settings jaxmlp cannot use')}") from None
 
 
 _RECORD_KEYS = ("train_loss", "train_acc", "test_loss", "test_acc")  # a single run's epoch line
 
 
-def _read_history(folder) -> list[dict]:
+def _read_history(folder, models: Optional[int] = None) -> list[dict]:
     """The records of ``folder/metrics.jsonl`` (none if it is absent); ``RunError`` names a
-    line that is not an epoch record (a sweep's lines hold ``models`` instead of metrics)."""
+    line that is not an epoch record. A sweep's lines hold ``models`` instead of metrics:
+    a list of one record (an object) per model, ``models`` of them when that is given (the
+    sweep's grid size)."""
     path = Path(folder) / METRICS
-    if not path.exists():
-        return []
-    _regular(path)
     try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise RunError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+        lines = _read_text(path).splitlines()
+    except FileNotFoundError:
+        return []
+    sweep = _is_sweep(folder)
+    keys = ("epoch", "step", *(("models",) if sweep else _RECORD_KEYS))
     history = []
     for i, line in enumerate(lines, 1):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise RunError(f"{path} line {i} is not valid JSON ({e.msg})") from None
-        keys = ("epoch", "step", *(("models",) if (Path(folder) / SWEEP).exists()
-                                    else _RECORD_KEYS))
+        except RecursionError:
+            raise RunError(f"{path} line {i} is nested too deeply to be an epoch record") from None
         if not (isinstance(record, dict) and all(k in record for k in keys)
-                and isinstance(record["epoch"], int) and isinstance(record["step"], int)):
+                and type(record["epoch"]) is int and type(record["step"]) is int):
             raise RunError(f"{path} line {i} is not an epoch record (needs {', '.join(keys)})")
+        if sweep and not (isinstance(record["models"], list)
+                          and all(isinstance(m, dict) for m in record["models"])
+                          and len(record["models"]) == (models or len(record["models"]) or 1)):
+            count = f"{models} " if models else ""
+            raise RunError(f"{path} line {i} is not a sweep's epoch record (its models must be a "
+                           f"list of {count}records, one per model)")
         history.append(record)
     return history
 
@@ -210,7 +231,7 @@ class _RunFolder:
             raise RunError("--resume and --overwrite exclude each other")
         if path.exists() and not path.is_dir():
             raise RunError(f"{path} is a file, not a run folder: choose another --out")
-        if resume and not ((path / CONFIG).is_file() or (path / SWEEP).is_file()):
+        if resume and not (os.path.lexists(path / CONFIG) or os.path.lexists(path / SWEEP)):
             raise RunError(f"cannot resume {path}: " + (f"it has no {CONFIG} (is it a run folder?)"
                                                       if path.is_dir() else "no such folder"))
         created = [p for p in (path, *path.parents) if not p.exists()]  # leaf first
@@ -364,6 +385,47 @@ class _RunFolder:
             self._write(CURVES, lambda p: _plot_history(history, p, title=title))
 
 
+def _check_new_file(path, *, overwrite: bool = False) -> Path:
+    """``RunError`` unless ``_write_new_file`` may write ``path``: it names a file, not a
+    folder, and nothing is there unless ``overwrite`` (a link there counts: it would be
+    replaced, never followed). Checked before any work, so a refusal costs nothing."""
+    text = str(path)
+    path = Path(path)
+    if not text.strip() or text.endswith(("/", os.sep)) or path.name in ("", ".", ".."):
+        raise RunError(f"{text!r} names no file to write")
+    if os.path.lexists(path):
+        if path.is_dir() and not path.is_symlink():
+            raise RunError(f"{path} is a folder, not a file to write")
+        if not overwrite:
+            what = "a symbolic link" if path.is_symlink() else "a file"
+            raise RunError(f"{path} exists ({what}): pass --overwrite to replace it, or "
+                           "choose another name")
+    return path
+
+
+def _write_new_file(path, write, *, overwrite: bool = False) -> None:
+    """Writes one file outside any run folder (``jaxmlp augment --out``) by a run folder's
+    rules (``_check_new_file``): the file is whole or absent (``write(path)`` writes it
+    through ``_write_atomic``), a link is replaced by rename, never followed, and a failed
+    write leaves no folder this call made.
+
+    Raises:
+      RunError: see ``_check_new_file``.
+      _RunWriteError: the write failed (the message names ``path``).
+    """
+    path = _check_new_file(path, overwrite=overwrite)
+    created = [p for p in path.parents if not p.exists()]  # leaf first
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(path)
+    except OSError as e:
+        _remove_empty(created)
+        raise _RunWriteError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
+    except BaseException:
+        _remove_empty(created)
+        raise
+
+
 def _kept(folder: Path, saved_step) -> str:
     """What a run that failed leaves in ``folder``: its last checkpoint, or nothing."""
     if saved_step is None:
@@ -402,28 +464,39 @@ def _save_model(path, params, arch, info: DatasetInfo = MNIST) -> None:
                     image_shape=np.asarray(info.image_shape, np.int64), **arrays)
 
 
+# What a model's metadata may be: an architecture spec longer than this is not jaxmlp's
+# (the longest preset spec is 30 characters; 100 layers of 65,536 units are 1,500).
+_MAX_SPEC = 10_000
+
+
 def load_model(path) -> tuple[Arch, list[dict], DatasetInfo]:
     """``(arch, params, info)`` from a ``model.npz``; ``RunError`` names the file if unusable.
 
-    A model saved before datasets were recorded is an MNIST model."""
+    Only the arrays a model needs are read, each once its header shows the shape the
+    architecture implies (``checkpoint._Npz``). A model saved before datasets were recorded
+    is an MNIST model."""
     try:
-        arrays = _read_npz(path)
-        arch = parse_arch(str(arrays.pop("arch")))
-        params = [{"w": arrays.pop(f"params/{i}/w"), "b": arrays.pop(f"params/{i}/b")}
-                  for i in range(len(arch))]
-        info = MNIST
-        if "image_shape" in arrays:
-            info = DatasetInfo(str(arrays.pop("dataset")),
-                               _check_image_shape(arrays.pop("image_shape")), arch[-1].units)
+        with _Npz(path) as npz:
+            arch = parse_arch(str(npz.read("arch", _text(_MAX_SPEC))))
+            info = MNIST
+            if "image_shape" in npz.names:
+                shape = _check_image_shape(npz.read("image_shape", _exactly((3,), np.int64)))
+                info = DatasetInfo(str(npz.read("dataset", _text(200))), shape, arch[-1].units)
+            params, fan_in = [], info.in_dim
+            for i, (units, _) in enumerate(arch):
+                params.append({"w": npz.read(f"params/{i}/w", _floats((fan_in, units))),
+                               "b": npz.read(f"params/{i}/b", _floats((units,)))})
+                fan_in = units
     except FileNotFoundError:
         raise RunError(f"no model at {path} (has the run finished an epoch?)") from None
-    except (KeyError, ValueError, TypeError) as e:
-        raise RunError(f"{path} is not a jaxmlp model: {str(e).strip(chr(39))}") from None
-    for i, ((units, _), layer) in enumerate(zip(arch, params)):
-        fan_in = params[i - 1]["w"].shape[1] if i else info.in_dim
-        if layer["w"].shape != (fan_in, units) or layer["b"].shape != (units,):
-            raise RunError(f"{path}: layer {i} has w {layer['w'].shape} and b "
-                           f"{layer['b'].shape}, expected ({fan_in}, {units}) and ({units},)")
+    except RunError:  # the file itself: _Npz named it
+        raise
+    except KeyError as e:
+        raise RunError(f"{path} is not a jaxmlp model: it has no array {e.args[0]!r}") from None
+    except (ValueError, TypeError):  # what the metadata says: never quoted
+        raise RunError(f"{path} is not a jaxmlp model: its architecture or image shape is not "
+                       "one jaxmlp writes") from None
+    for i, layer in enumerate(params):
         if not all(np.isfinite(layer[k]).all() for k in ("w", "b")):
             raise RunError(f"{path}: layer {i} holds NaN or infinite weights")
     return arch, params, info
@@ -439,8 +512,12 @@ def _read_sweep(folder) -> tuple[TrainConfig, Grid, str]:
         if meta["order"] not in _ORDERS:
             raise ValueError(f"order must be one of {_ORDERS}")
         return config, grid, meta["order"]
-    except (KeyError, TypeError, ValueError) as e:
-        raise RunError(f"{path} is not a jaxmlp sweep ({e})") from None
+    except KeyError as e:  # a key of jaxmlp's own vocabulary
+        raise RunError(f"{path} is not a jaxmlp sweep (it has no {e.args[0]!r})") from None
+    except (TypeError, ValueError) as e:
+        raise RunError(f"{path} is not a jaxmlp sweep ("
+                       f"{_without_value(e, 'its settings, grid or order are not jaxmlp’s')})"
+                       ) from None
 
 
 def _read_sweep_info(folder) -> DatasetInfo:
@@ -453,44 +530,47 @@ def _read_sweep_info(folder) -> DatasetInfo:
     try:
         d = meta["dataset"]
         info = DatasetInfo(d["name"], _check_image_shape(d["image_shape"]), d["num_classes"])
-        if not (isinstance(info.name, str) and type(info.num_classes) is int
-                and info.num_classes >= 1):
-            raise ValueError(f"dataset {d} is not a name, (height, width, channels) and a "
-                             "class count")
+        if not (isinstance(info.name, str) and len(info.name) <= 200
+                and type(info.num_classes) is int and info.num_classes >= 1):
+            raise TypeError
         return info
-    except (KeyError, TypeError, ValueError) as e:
-        raise RunError(f"{path} is not a jaxmlp sweep ({e})") from None
+    except (KeyError, TypeError, ValueError):
+        raise RunError(f"{path} is not a jaxmlp sweep (its dataset is not a name, (height, "
+                       "width, channels) and a class count)") from None
 
 
 def _load_model_of_sweep(folder, model: int):
     """``(config, params, history, info)`` of model ``model`` of the sweep in ``folder``:
     its config as the single run it stands for, its params, its per-epoch records and the
-    dataset it takes (``DatasetInfo``)."""
+    dataset it takes (``DatasetInfo``). Only that model's arrays are kept, and only arrays
+    of the shapes the grid and architecture imply are read."""
     config, grid, _ = _read_sweep(folder)
     info = _read_sweep_info(folder)
     configs = grid.configs(config)
     if not 0 <= model < len(configs):
         raise RunError(f"{folder} holds models 0 to {len(configs) - 1}, not {model}")
     arch = parse_arch(config.arch)
+    path = Path(folder) / CHECKPOINT
     try:
-        arrays = _read_npz(Path(folder) / CHECKPOINT)
-        where = "params"
-        if config.ema is not None:  # the model is the average, kept in the optimizer state
-            where = next(k[:-len("/0/w")] for k in arrays
-                         if k.startswith("opt_state/") and k.endswith("/params/0/w"))
-        params = [{k: np.asarray(arrays[f"{where}/{j}/{k}"][model]) for k in ("w", "b")}
-                  for j in range(len(arch))]
-    except (FileNotFoundError, KeyError, IndexError, ValueError, StopIteration) as e:
-        raise RunError(f"{folder}/{CHECKPOINT}: cannot read model {model} ({e})") from None
-    fan_in = info.in_dim
-    for j, ((units, _), layer) in enumerate(zip(arch, params)):
-        if layer["w"].shape != (fan_in, units) or layer["b"].shape != (units,):
-            raise RunError(f"{folder}/{CHECKPOINT}: layer {j} of model {model} has w "
-                           f"{layer['w'].shape} and b {layer['b'].shape}, expected "
-                           f"({fan_in}, {units}) and ({units},) for {info.name}")
-        fan_in = units
+        with _Npz(path) as npz:
+            where = "params"
+            if config.ema is not None:  # the model is the average, kept in the optimizer state
+                where = next(k[:-len("/0/w")] for k in sorted(npz.names)
+                             if k.startswith("opt_state/") and k.endswith("/params/0/w"))
+            params, fan_in = [], info.in_dim
+            for j, (units, _) in enumerate(arch):
+                shapes = {"w": (len(configs), fan_in, units), "b": (len(configs), units)}
+                # A copy of the one model's slice: the stack is let go at once.
+                params.append({k: npz.read(f"{where}/{j}/{k}", _floats(shape))[model].copy()
+                               for k, shape in shapes.items()})
+                fan_in = units
+    except FileNotFoundError:
+        raise RunError(f"{path}: no checkpoint to read model {model} from") from None
+    except (KeyError, StopIteration):
+        raise RunError(f"{path}: cannot read model {model} (its arrays are missing: not this "
+                       "sweep's checkpoint)") from None
     history = [{"epoch": h["epoch"], "step": h["step"], **h["models"][model]}
-               for h in _read_history(folder)]
+               for h in _read_history(folder, models=len(configs))]
     if (history and history[-1].get("diverged")) or not all(
             np.isfinite(layer[k]).all() for layer in params for k in ("w", "b")):
         raise RunError(f"model {model} of the sweep in {folder} diverged: it has no usable "
@@ -527,12 +607,12 @@ def load_run(folder, model: Optional[int] = None) -> Run:
     folder = Path(folder)
     if model is not None and type(model) is not int:  # "1" or True: not an index
         raise RunError(f"model must be an integer index, got {model!r}")
-    if (folder / SWEEP).exists():
+    if _is_sweep(folder):
         if model is None:
             raise RunError(f"{folder} holds a sweep: load one of its models with "
                            "load_run(folder, model=i)")
         config, params, history, info = _load_model_of_sweep(folder, model)
-        evaluation = _read_evaluation(folder / MODELS / str(model) / EVAL)
+        evaluation = _read_evaluation(folder / MODELS / str(model) / EVAL, within=folder)
         return Run(folder, config, parse_arch(config.arch), params, history, evaluation, info,
                    model)
     if model is not None:
@@ -543,9 +623,9 @@ def load_run(folder, model: Optional[int] = None) -> Run:
                _read_evaluation(folder / EVAL), info)
 
 
-def _read_evaluation(path: Path) -> Optional[dict]:
+def _read_evaluation(path: Path, within=None) -> Optional[dict]:
     try:  # eval.json only caches `jaxmlp eval`'s output, which rewrites it: unreadable = absent
-        return _read_json(path) if path.exists() else None
+        return _read_json(path, within) if os.path.lexists(path) else None
     except RunError:
         return None
 

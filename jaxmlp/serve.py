@@ -14,27 +14,45 @@ with mouse or touch. Its JSON comes from here:
 The standard library's threaded HTTP server is enough for one user on loopback, and adds
 nothing to install. It is read-only by construction: it opens run files only to read
 (through ``jaxmlp.run``, and never its lock, so a trainer starting on a served folder is
-never refused), serves only the pictures of run folders under the root (a ``..``, an
-absolute path or a link that leads out of the root is a 404), refuses request bodies over
-``_MAX_BODY`` (413), answers bad JSON with 400 and a message, and prints no tracebacks.
+never refused), serves only the pictures of run folders under the root, and only PNG files
+reached without a link (a ``..``, an absolute path, a link anywhere on the way, or a
+picture that is not a PNG is a 404), refuses request bodies over ``_MAX_BODY`` (413),
+answers bad JSON with 400 and a message, a malformed run with 409 naming its file, and
+prints no tracebacks. Its capacity is bounded: ``_THREADS`` handler threads, a listen
+backlog of ``_BACKLOG`` for the connections waiting for one, and ``_DEADLINE`` seconds for
+a request to arrive.
 """
 import http.server
+import io
 import json
+import math
+import re
 import socket
 import sys
 import threading
+import time
 import urllib.parse
 from importlib import resources
 from pathlib import Path
 
-from jaxmlp._pages import (_PICTURES, _BadRequest, _describe, _find_runs, _model_json,
-                           _predict_json, _rel, _run_view, _stamp)
+from jaxmlp._pages import (_PICTURES, _BadRequest, _describe, _find_runs, _model_json, _png,
+                           _predict_json, _rel, _run_view, _stamp, _there)
 from jaxmlp.arch import parse_arch
 from jaxmlp.run import (CHECKPOINT, CONFIG, EVAL, METRICS, MODEL, MODELS, SUMMARY, SWEEP,
                         RunError, _load_model_of_sweep, load_model)
 
 _MAX_BODY = 64 * 1024  # a 28×28 image as JSON is ~3 KB; a 32×32×3 one ~12 KB
 _DRAIN = 8 << 20  # a larger body is refused unread: the client may then miss the 413
+# A page open on the runs polls every second over a few keep-alive connections; a burst of a
+# few hundred (several pages, a script) waits in the kernel's backlog for one of the handler
+# threads instead of being reset (http.server's default backlog is 5) or starting a thread
+# each (a thread per connection has no bound).
+_BACKLOG = 1024
+_THREADS = 64
+# Seconds a request's line, headers and body have to arrive, from when the server starts
+# waiting for it; an idle keep-alive connection is closed after as long. A socket timeout
+# alone restarts at every byte: a client sending one byte every 20 s would hold a thread for ever.
+_DEADLINE = 10.0
 _ASSETS = {**{f"{m}.js": "text/javascript" for m in ("app", "dom", "plot", "draw", "digit")},
            "style.css": "text/css", "favicon.svg": "image/svg+xml"}
 _PAGES = ("/", "/run", "/draw")  # each is index.html; app.js draws the page the path names
@@ -52,14 +70,19 @@ class _HttpError(Exception):
 
 
 def _inside(root: Path, rel: str) -> Path:
-    """``root/rel`` resolved, when it names something inside ``root`` (``"."``: the root);
-    else a 404, with no hint of what lies outside."""
+    """``root/rel`` when it names something inside ``root`` (``"."``: the root) reached
+    without a link: no part of ``rel`` may be ``..``, ``.``, empty or a symbolic link (the
+    runs page lists no folder behind a link either). Else a 404, with no hint of what is there."""
     parts = rel.split("/")
     if rel != "." and (rel.startswith("/") or "\\" in rel or "\0" in rel
                        or any(p in ("", ".", "..") for p in parts)):
         raise _HttpError(404, f"no run {rel!r} here")
-    path = (root / rel).resolve()
-    if not path.is_relative_to(root) or not path.exists():
+    path = root
+    for part in parts if rel != "." else ():
+        path = path / part
+        if path.is_symlink():
+            raise _HttpError(404, f"no run {rel!r} here")
+    if not path.exists():
         raise _HttpError(404, f"no run {rel!r} here")
     return path
 
@@ -68,8 +91,9 @@ def _model_index(query: dict) -> int | None:
     value = query.get("model")
     if value is None:
         return None
-    if not value.isdigit():
-        raise _HttpError(400, f"model must be a model's index (0, 1, ...), got {value!r}")
+    # ASCII digits only: str.isdigit() also takes "²", which int() then refuses.
+    if not re.fullmatch(r"[0-9]{1,9}", value):
+        raise _HttpError(400, f"model must be a model's index (0, 1, ...), got {value[:20]!r}")
     return int(value)
 
 
@@ -90,7 +114,8 @@ class _Site:
         if rel is None:
             raise _HttpError(400, "which run? add ?path=FOLDER (as /api/runs lists them)")
         folder = _inside(self.root, rel)
-        if not ((folder / CONFIG).is_file() or (folder / SWEEP).is_file()):
+        # A link named config.json still makes a run: jaxmlp.run's reader then refuses it (409).
+        if not (folder.is_dir() and (_there(folder / CONFIG) or _there(folder / SWEEP))):
             raise _HttpError(404, f"no run {rel!r} here")
         return folder
 
@@ -112,7 +137,7 @@ class _Site:
     def model(self, folder: Path, model: int | None):
         """``(arch, params, info, version)`` of the run in ``folder`` (model ``model`` of a
         sweep); ``version`` changes whenever the run saves new weights."""
-        sweep = (folder / SWEEP).exists()
+        sweep = _there(folder / SWEEP)
         if sweep != (model is not None):
             raise _HttpError(400, "a sweep's folder holds many models: add &model=I" if sweep
                              else "a single run holds one model: drop model=")
@@ -131,14 +156,48 @@ class _Site:
         return (*loaded, stamp)
 
 
+class _DeadlineReader(io.RawIOBase):
+    """A connection's bytes as they arrive, each read waiting only for what is left before
+    its handler's ``deadline``: a client trickling its request is dropped when it passes
+    (``TimeoutError``), however often it sends a byte."""
+
+    def __init__(self, handler: "_Handler"):
+        self.handler = handler
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        late = TimeoutError(f"a request takes at most {_DEADLINE:g} s to arrive")
+        left = self.handler.deadline - time.monotonic()
+        if left <= 0:
+            raise late
+        self.handler.connection.settimeout(left)
+        try:
+            return self.handler.connection.recv_into(buffer)
+        except TimeoutError:
+            raise late from None
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the page polls every second
-    timeout = 30  # seconds a connection may stall (a slow body) before it is dropped
+    timeout = 30  # seconds an answer may take to be sent to a client that reads it slowly
     server_version = "jaxmlp"
     site: _Site  # set on the subclass _make_server makes
+    deadline = 0.0  # time.monotonic() by which the request being read must have arrived
 
     def log_message(self, format, *args):  # quiet: a request is no news
         pass
+
+    def setup(self):
+        super().setup()
+        self.rfile.close()  # http.server's reader waits `timeout` per read: one with a deadline
+        self.rfile = io.BufferedReader(_DeadlineReader(self))
+
+    def handle_one_request(self):
+        # Each request, and the wait for it on a kept-alive connection, has its own deadline.
+        self.deadline = time.monotonic() + _DEADLINE
+        super().handle_one_request()
 
     def send_error(self, code, message=None, explain=None):
         """http.server's own refusals (a method it lacks, a malformed request line, too
@@ -169,6 +228,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             status, kind, body, extra = 400, "application/json", _error(e), {}
         except RunError as e:  # a run file that cannot be read: the page says which
             status, kind, body, extra = 409, "application/json", _error(e), {}
+        except TimeoutError as e:  # a body that did not arrive in time (_DeadlineReader)
+            self.close_connection = True
+            status, kind, body, extra = 408, "application/json", _error(e), {}
         except Exception as e:  # a bug: one line here, a message in the page
             print(f"jaxmlp serve: {self.command} {self.path[:200]}: {type(e).__name__}: {e}",
                   file=sys.stderr)
@@ -176,6 +238,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._send(status, kind, body, extra, head)
 
     def _send(self, status, kind, body, extra, head=False):
+        # Reads left the socket with what remained of their deadline: answers get `timeout`.
+        self.connection.settimeout(self.timeout)
         self.send_response(status)
         headers = {"Content-Type": kind, "Content-Length": str(len(body)),
                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
@@ -202,7 +266,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise _HttpError(403, f"this server answers to {host}, not {given!r}")
 
     def _json(self, obj, extra=None):
-        return 200, "application/json", json.dumps(obj).encode(), extra or {}
+        try:
+            body = json.dumps(obj, allow_nan=False)
+        except ValueError:  # a NaN a run file held: JSON has none, and a browser refuses it
+            body = json.dumps(_finite(obj))
+        return 200, "application/json", body.encode(), extra or {}
 
     def _get(self, path, query):
         site = self.site
@@ -219,7 +287,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             # them once they are there.
             files = [folder / n for n in (CONFIG, SWEEP, METRICS, SUMMARY, EVAL, MODEL,
                                           *_PICTURES)]
-            files += sorted((folder / MODELS).glob("*/*"))
+            if not (folder / MODELS).is_symlink():  # a linked models/ is not looked into
+                files += sorted((folder / MODELS).glob("*/*"))
             version = _stamp(*files)
             tag = {"ETag": f'"{version}"'}
             if self.headers.get("If-None-Match") == tag["ETag"]:  # unchanged: not read again
@@ -237,14 +306,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         raise _HttpError(404, f"no page {path[:100]!r}")
 
     def _picture(self, rel):
-        """A picture of a run folder: ``P/NAME`` or a sweep's ``P/models/I/NAME``."""
+        """A picture of a run folder: ``P/NAME`` or a sweep's ``P/models/I/NAME``; only a
+        regular file, reached without a link, that is a PNG (else the 404 of a missing one)."""
         folder_rel, _, name = rel.rpartition("/")
         if name not in _PICTURES:
             raise _HttpError(404, f"no picture {rel[:100]!r}")
-        path = _inside(self.site.root, f"{folder_rel}/{name}" if folder_rel else name)
-        if not path.is_file():
+        try:
+            path = _inside(self.site.root, f"{folder_rel}/{name}" if folder_rel else name)
+        except _HttpError:
+            raise _HttpError(404, f"no picture {rel[:100]!r}") from None
+        data = _png(self.site.root, path)
+        if data is None:
             raise _HttpError(404, f"no picture {rel[:100]!r}")
-        return 200, "image/png", path.read_bytes(), {}
+        return 200, "image/png", data, {}
 
     def _post(self, path, query):
         if path != "/api/predict":
@@ -254,7 +328,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if (self.headers.get("Content-Type") or "").split(";")[0].strip().lower() != "application/json":
             raise _HttpError(415, "send the pixels as application/json")
         length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        if length is None or not re.fullmatch(r"[0-9]{1,18}", length):  # ASCII: not "²"
             raise _HttpError(411, "a POST needs a Content-Length")
         if int(length) > _MAX_BODY:
             self.close_connection = True
@@ -272,8 +346,49 @@ def _error(e: Exception) -> bytes:
     return json.dumps({"error": str(e)}).encode()
 
 
+def _finite(obj):
+    """``obj`` with every NaN or infinity as None (null), the rest as it is."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True  # Ctrl-C does not wait for a browser's open connection
+    # Ctrl-C does not wait for a browser's open connection: its thread is not joined either.
+    daemon_threads, block_on_close = True, False
+    request_queue_size = _BACKLOG  # listen()'s backlog (the kernel may cap it: somaxconn)
+
+    def __init__(self, *args, **kwargs):
+        self._slots = threading.BoundedSemaphore(_THREADS)  # read now: tests lower it
+        self._stopping = False
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address):
+        """A handler thread for the connection once fewer than ``_THREADS`` run; meanwhile
+        this (accepting) thread waits, and new connections wait in the listen backlog."""
+        while not self._slots.acquire(timeout=0.2):
+            if self._stopping:
+                self.shutdown_request(request)
+                return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: its slot is free again
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def shutdown(self):
+        self._stopping = True  # an accept loop waiting for a slot gives up
+        super().shutdown()
 
     def handle_error(self, request, client_address):
         """A browser that closes its connection early is no error; anything else is one

@@ -20,7 +20,6 @@ the best setting is the one whose ensemble is most accurate on it: the test spli
 reported, never chosen on.
 """
 import itertools
-import os
 from typing import Optional
 
 import jax
@@ -29,20 +28,17 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxmlp.arch import parse_arch
-from jaxmlp.config import Grid, TrainConfig, _resume_length
+from jaxmlp.config import _MAX_MODELS, Grid, TrainConfig, _resume_length
 from jaxmlp.data import Dataset
 from jaxmlp.epoch import _MODEL, _make_stack_runner
 from jaxmlp.metrics import evaluate_models, model_probabilities
 from jaxmlp.mlp import init_params
-from jaxmlp.optim import OPTIMIZERS, make_optimizer
+from jaxmlp.optim import make_optimizer
 from jaxmlp.parallel import make_mesh, _to_host
 from jaxmlp.run import _RunFolder, _read_checkpoint, _read_history, _read_sweep
-from jaxmlp.trainer import _checkpoint_state, _eval_sets, fit, _put_dataset
+from jaxmlp.trainer import _check_memory, _checkpoint_state, _eval_sets, _put_dataset, fit
 
 
-# More models than any device holds at once (preset a: about 31 KiB each, so 100,000 is
-# 3 GiB): refused before their configs are even built.
-_MAX_MODELS = 100_000
 
 
 def _parse_seeds(text: str) -> tuple[int, ...]:
@@ -76,48 +72,7 @@ def _parse_floats(text: str, name: str) -> tuple[float, ...]:
 
 def _check_grid(base: TrainConfig, grid: Grid) -> None:
     """Every model's config is valid (``TrainConfig.validate``), or ``ValueError``."""
-    count = len(grid.seeds) * len(grid.lrs) * len(grid.momenta)
-    if count > _MAX_MODELS:
-        raise ValueError(f"the grid has {count} models, more than {_MAX_MODELS}: sweep in parts")
-    grid.configs(base)  # each model's TrainConfig checks itself as it is built
-
-
-def _estimate_bytes(config: TrainConfig, num_models: int, order: str, *, in_dim: int,
-                   num_examples: int) -> int:
-    """Device memory a sweep needs, roughly: per model its params, gradients and optimizer
-    state (``OPTIMIZERS[...]["copies"]``) and a batch's activations (forward values and their gradients), plus
-    the dataset (``num_examples`` uint8 images of ``in_dim`` pixels and their int32 labels,
-    every split) and, for independent orders, each model's own input batch."""
-    arch, widths, batch_size = parse_arch(config.arch), [in_dim], config.batch_size
-    params = 0
-    for units, _ in arch:
-        params += (widths[-1] + 1) * units
-        widths.append(units)
-    copies = OPTIMIZERS[config.optimizer]["copies"] + (config.ema is not None)  # the average
-    per_model = 4 * (copies * params + 3 * batch_size * sum(widths[1:]))
-    inputs = 4 * batch_size * in_dim * (num_models if order == "independent" else 1)
-    return num_models * per_model + inputs + num_examples * (in_dim + 4)
-
-
-def _check_memory(config: TrainConfig, num_models: int, order: str, data: Dataset,
-                 devices) -> None:
-    """``ValueError`` unless the sweep fits, roughly, in 80% of the ``devices``' memory."""
-    need = _estimate_bytes(config, num_models, order, in_dim=data.info.in_dim,
-                          num_examples=sum(len(y) for _, y in data.splits().values()))
-    # The CPU "devices" of a sweep are one host's cores: they share its memory, not add to it.
-    have = _available_bytes(devices[0]) * (1 if devices[0].platform == "cpu" else len(devices))
-    if need > 0.8 * have:
-        raise ValueError(f"{num_models} models of {config.arch} on {data.info.name} need about "
-                         f"{need / 2**30:.1f} GiB, more than 80% of the {have / 2**30:.1f} GiB "
-                         "available: sweep fewer models at once")
-
-
-def _available_bytes(device) -> int:
-    """What the device can hold: its allocator's limit, or the host's memory on CPU."""
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-    if stats and stats.get("bytes_limit"):
-        return int(stats["bytes_limit"])
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    grid.configs(base)  # (the Grid checked its own values and size when it was built)  # each model's TrainConfig checks itself as it is built
 
 
 def _stats(values: list, split: str) -> dict:

@@ -5,10 +5,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxmlp import _checks
+from jaxmlp.arch import parse_arch
 from jaxmlp.backprop import hand_grad
-from jaxmlp.cross_entropy import cross_entropy_grad
-from jaxmlp.mlp import forward
+from jaxmlp.cross_entropy import _check_targets, cross_entropy_grad
+from jaxmlp.mlp import _check_inputs, forward
 from jaxmlp.softmax import softmax
+
+
+# The trace is for reading: a thousand iterations is already more than anyone reads, and
+# it keeps the time a (printed) trace takes bounded.
+_MAX_ITERATIONS = 1000
 
 
 def toy_trace(x, y, w, b, *, lr: float = 2.0, iterations: int = 2) -> list[dict[str, np.ndarray]]:
@@ -16,16 +23,31 @@ def toy_trace(x, y, w, b, *, lr: float = 2.0, iterations: int = 2) -> list[dict[
 
     Args:
       x: inputs ``(B, d)``; y: target rows ``(B, n)``; w: ``(d, n)``; b: ``(n,)``.
-      lr: learning rate of ``optax.sgd``.
-      iterations: how many iterations to record.
+      lr: learning rate of ``optax.sgd``, a positive number.
+      iterations: how many iterations to record, at least 1.
 
     Returns:
       One dict per iteration with ``z``, ``p``, ``dz`` (= ∂J/∂z of the *mean* loss,
       ``(p − y)/B``), ``dW`` (= xᵀ dz) and ``db`` (= Σ_batch dz), taken before that
       iteration's update.
     """
+    x, y, w, b = (_checks.array(v, name) for v, name in ((x, "x"), (y, "y"), (w, "w"), (b, "b")))
+    if np.ndim(w) != 2 or 0 in np.shape(w):
+        raise ValueError(f"w must have shape (d, n) with d, n >= 1, got {np.shape(w)}")
+    n = int(np.shape(w)[1])
+    if tuple(np.shape(b)) != (n,):
+        raise ValueError(f"b must have shape ({n},) for w of shape {np.shape(w)}, got "
+                         f"{np.shape(b)}")
+    _checks.positive_number(lr, "lr")
+    _checks.positive_int(iterations, "iterations", limit=_MAX_ITERATIONS + 1)
+    for value, name in ((w, "w"), (b, "b")):
+        if not jnp.issubdtype(value.dtype, jnp.floating):
+            raise TypeError(f"{name} must be floating point, got dtype {value.dtype}")
+    arch = ((n, "linear"),)
+    _check_inputs([{"w": w, "b": b}], x, parse_arch(arch))  # x: floating (B, d)
+    _check_targets((np.shape(x)[0], n), y)  # y: labels (B,) or rows (B, n)
+    lr = _checks.int_as_float(lr)
     x, y = jnp.asarray(x), jnp.asarray(y)
-    arch = ((int(np.shape(w)[1]), "linear"),)
     params = [{"w": jnp.asarray(w), "b": jnp.asarray(b)}]
     optimizer = optax.sgd(lr)
     opt_state = optimizer.init(params)

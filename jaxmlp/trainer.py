@@ -31,7 +31,7 @@ from jaxmlp.data import Dataset, _check_dataset, _default_data_dir, load_dataset
 from jaxmlp.epoch import _config_step, _make_epoch_runner
 from jaxmlp.metrics import evaluate_models
 from jaxmlp.mlp import init_params
-from jaxmlp.optim import _ema_of, make_optimizer
+from jaxmlp.optim import OPTIMIZERS, _ema_of, make_optimizer
 from jaxmlp.parallel import _check_batch, make_mesh, _put_replicated, _to_host
 from jaxmlp.run import (_RunFolder, _RunWriteError, _kept, _read_checkpoint, _read_config,
                         _read_history, _read_sweep)
@@ -130,6 +130,53 @@ def _stack(tree):
     return jax.tree.map(lambda a: np.asarray(a)[None], tree)
 
 
+def _estimate_bytes(config: TrainConfig, num_models: int, order: str, *, in_dim: int,
+                   num_examples: int) -> int:
+    """Device memory ``num_models`` models need (a sweep's, or one run's), roughly: per model its params, gradients and optimizer
+    state (``OPTIMIZERS[...]["copies"]``) and a batch's activations (forward values and their gradients), plus
+    the dataset (``num_examples`` uint8 images of ``in_dim`` pixels and their int32 labels,
+    every split) and, for independent orders, each model's own input batch."""
+    arch, widths, batch_size = parse_arch(config.arch), [in_dim], config.batch_size
+    params = 0
+    for units, _ in arch:
+        params += (widths[-1] + 1) * units
+        widths.append(units)
+    copies = OPTIMIZERS[config.optimizer]["copies"] + (config.ema is not None)  # the average
+    per_model = 4 * (copies * params + 3 * batch_size * sum(widths[1:]))
+    inputs = 4 * batch_size * in_dim * (num_models if order == "independent" else 1)
+    return num_models * per_model + inputs + num_examples * (in_dim + 4)
+
+
+def _check_memory(config: TrainConfig, num_models: int, order: str, data: Dataset,
+                 devices) -> None:
+    """``ValueError`` unless the models fit, roughly, in 80% of the ``devices``' memory
+    (before anything is allocated: a net too wide for the machine is named, not met as an
+    out-of-memory kill). A sweep's models are spread over the devices; a single run
+    (``num_models`` 1) is replicated on each, so one device must hold it."""
+    need = _estimate_bytes(config, num_models, order, in_dim=data.info.in_dim,
+                          num_examples=sum(len(y) for _, y in data.splits().values()))
+    # The CPU "devices" of a sweep are one host's cores: they share its memory, not add to it.
+    # This process's own devices: another process's cannot be asked (a multi-process run).
+    devices = [d for d in devices if d.process_index == jax.process_index()] or list(devices)
+    spread = devices[0].platform != "cpu" and num_models > 1
+    have = _available_bytes(devices[0]) * (len(devices) if spread else 1)
+    if need > 0.8 * have:
+        what = ((f"{num_models} models", "need", "sweep fewer models at once")
+                      if num_models > 1 else
+                      ("one model", "needs", "choose a narrower architecture or a smaller batch"))
+        raise ValueError(f"{what[0]} of {config.arch} on {data.info.name} {what[1]} about "
+                         f"{need / 2**30:.1f} GiB, more than 80% of the {have / 2**30:.1f} GiB "
+                         f"available: {what[2]}")
+
+
+def _available_bytes(device) -> int:
+    """What the device can hold: its allocator's limit, or the host's memory on CPU."""
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 class _One:
     """A single run: one model, the plain step, the batch split over a ``data`` mesh."""
 
@@ -142,6 +189,7 @@ class _One:
                              "processes")
         self.mesh = make_mesh(config.devices)
         _check_batch(config.batch_size, self.mesh)
+        _check_memory(config, 1, "shared", data, list(self.mesh.devices.flat))
         # One process: the arrays go to the devices once; every epoch reuses them.
         self.data = _put_dataset(data, self.mesh) if jax.process_count() == 1 else data
         self.sets = _eval_sets(self.data, config)  # sliced once
@@ -224,15 +272,25 @@ class _One:
 def fit(config: TrainConfig, grid: Optional[Grid] = None, out=None, *, order: str = "shared",
         resume: bool = False, overwrite: bool = False, data: Optional[Dataset] = None,
         log=print, progress: bool = False, layout=None) -> dict:
-    """Trains the models of ``grid`` (``None``: the single run ``config`` describes) and
-    evaluates each on every split after every epoch. ``train_and_evaluate`` and
-    ``train_many`` document the arguments and what they return; ``layout`` is how the
-    models' state is laid out (``_One``; a sweep passes its ``jaxmlp.sweep._Stack``)."""
-    layout = layout or _One
+    """Trains the models of ``grid`` and evaluates each on every split after every epoch.
+
+    ``grid`` ``None`` (or a grid of one model) trains the single run ``config`` describes
+    (with that model's seed, lr and momentum); a larger grid is a sweep, which
+    ``train_many`` trains (it passes ``layout``, the sweep's ``jaxmlp.sweep._Stack``: how
+    the models' state is laid out; here it is refused in one line). ``train_and_evaluate``
+    and ``train_many`` document the other arguments and what they return."""
     if not isinstance(config, TrainConfig):  # TrainConfig checked its settings when built
         raise TypeError(f"config must be a jaxmlp.TrainConfig, got {type(config).__name__}")
-    if grid is not None and not isinstance(grid, Grid):
+    if grid is not None and not isinstance(grid, Grid):  # a Grid checked its values too
         raise TypeError(f"grid must be a jaxmlp.Grid, got {type(grid).__name__}")
+    if layout is None and grid is not None:  # the plain layout trains one model
+        if len(grid.models()) > 1:
+            raise ValueError(f"fit trains a grid of one model here; this grid has "
+                             f"{len(grid.models())}: train it with jaxmlp.train_many(config, "
+                             "grid, ...)")
+        config, grid = dataclasses.replace(config, **grid.models()[0]), None
+    layout = layout or _One
+    _check_call(out, data, log, resume, overwrite, progress)
     if order not in _ORDERS:
         raise ValueError(f"order must be one of {_ORDERS}, got {order!r}")
     if (resume or overwrite) and out is None:
@@ -262,6 +320,23 @@ def fit(config: TrainConfig, grid: Optional[Grid] = None, out=None, *, order: st
             log(f"resumed from {out} at step {int(state['step'])}")
         return _Loop(config, models, data.splits(), folder, log, progress).run(
             state, history, num_steps, spe)
+
+
+def _check_call(out, data, log, resume, overwrite, progress) -> None:
+    """``TypeError`` naming the argument of ``fit`` (``train_and_evaluate``,
+    ``train_many``) that is not of its kind, before anything is read or written."""
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"out must be a folder (a str or path), got {type(out).__name__}")
+    if out is not None and not str(out).strip():
+        raise ValueError("out must name a folder, got an empty string")
+    if data is not None and not isinstance(data, Dataset):
+        raise TypeError(f"data must be a jaxmlp.Dataset (load_dataset makes one) or None, got "
+                        f"{type(data).__name__}")
+    if not callable(log):
+        raise TypeError(f"log must be a function of one line, got {type(log).__name__}")
+    for name, value in (("resume", resume), ("overwrite", overwrite), ("progress", progress)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 class _Loop:

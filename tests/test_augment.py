@@ -1,4 +1,5 @@
 """Distortions on the device (jaxmlp/augment.py): hand values, Simard's field, determinism."""
+import re
 import subprocess
 import sys
 
@@ -159,16 +160,75 @@ print(float(jnp.max(jnp.abs(a - b))))
     ("alpha=34,foo=1", "augment takes NAME=VALUE pairs, NAME one of alpha, sigma, rotation"),
     ("alpha", "augment takes NAME=VALUE pairs"),
     ("alpha=x", "augment alpha must be a number, got 'x'"),
-    ("alpha=-3", "augment alpha must be a finite number >= 0, got -3"),
-    ("alpha=nan", "augment alpha must be a finite number >= 0"),
+    ("alpha=-3", "augment alpha must be in [0, 10000] pixels, got -3"),
+    ("alpha=nan", "augment alpha must be in [0, 10000] pixels, got nan"),
     ("alpha=1,alpha=2", "augment sets alpha twice"),
-    ("sigma=0,alpha=3", "augment sigma must be positive, got 0"),
-    ("scale=1", "augment scale must be below 1"),
-    ("shear=90", "augment shear must be below 90 degrees"),
+    ("sigma=0,alpha=3", "augment sigma must be in [0.01, 1000] pixels, got 0"),
+    ("scale=1", "augment scale must be in [0, 1) (factors in 1 ± scale), got 1"),
+    ("shear=90", "augment shear must be in [0, 90) degrees, got 90"),
+    ("rotation=181", "augment rotation must be in [0, 180] degrees, got 181"),
+    # Issue 24: values past float32, or whose Gaussian would not fit in memory, or whose
+    # arithmetic overflows, are refused before any work (they ran 42 s at 12.8 GB, ended in
+    # MemoryError or OverflowError tracebacks, or trained on blank images).
+    ("alpha=1,sigma=1e8", "augment sigma must be in [0.01, 1000] pixels, got 1e+08"),
+    ("alpha=1,sigma=1e308", "augment sigma must be in [0.01, 1000] pixels, got 1e+308"),
+    ("alpha=1,sigma=1e30", "augment sigma must be in [0.01, 1000] pixels"),
+    ("alpha=1e39", "augment alpha must be in [0, 10000] pixels, got 1e+39"),
+    ("alpha=1e308", "augment alpha must be in [0, 10000] pixels, got 1e+308"),
+    ("translation=1e300", "augment translation must be in [0, 1000] pixels, got 1e+300"),
+    ("alpha=inf", "augment alpha must be in [0, 10000] pixels, got inf"),
 ])
 def test_bad_specs_are_named(spec, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         parse_augment(spec)
+
+
+@pytest.mark.parametrize("fields, kind, message", [
+    (dict(alpha=-5), ValueError, "augment alpha must be in [0, 10000] pixels, got -5"),
+    (dict(alpha=float("nan")), ValueError, "augment alpha must be in [0, 10000] pixels, got nan"),
+    (dict(sigma=0), ValueError, "augment sigma must be in [0.01, 1000] pixels, got 0"),
+    (dict(sigma=-1), ValueError, "augment sigma must be in [0.01, 1000] pixels, got -1"),
+    (dict(alpha="x"), TypeError, "augment alpha must be a number, got 'x'"),
+    (dict(rotation=True), TypeError, "augment rotation must be a number, got True"),
+    (dict(scale=None), TypeError, "augment scale must be a number, got None"),
+])
+def test_an_augmentation_checks_its_own_fields(fields, kind, message):
+    # The ranges have one owner, the dataclass: the API meets the CLI's rules.
+    with pytest.raises(kind, match=re.escape(message)):
+        Augmentation(**fields)
+
+
+def test_the_range_ends_are_accepted_and_the_api_names_bad_arguments():
+    Augmentation(alpha=1e4, sigma=1e3, rotation=180, scale=0.99, shear=89.9, translation=1e3)
+    Augmentation(sigma=0.01)
+    for bad in (None, 5, b"alpha=1"):
+        with pytest.raises(TypeError, match="augment spec must be a string"):
+            parse_augment(bad)
+    key = jax.random.key(0)
+    for images in (jnp.zeros((2, 784)), jnp.zeros((0, 28, 28, 1)), np.zeros((28, 28))):
+        with pytest.raises(ValueError, match=r"images must be a batch \(B, H, W, C\)"):
+            augment(key, images, ALL)
+    with pytest.raises(TypeError, match="aug must be an Augmentation"):
+        augment(key, IMAGES, {"alpha": 1})
+    with pytest.raises(ValueError, match="augment sigma must be in"):
+        elastic_field(key, 2, (28, 28), sigma=0, alpha=1)
+    with pytest.raises(ValueError, match="batch must be a positive int"):
+        elastic_field(key, 0, (28, 28), sigma=4, alpha=1)
+    with pytest.raises(ValueError, match=r"dy and dx must have shape"):
+        resample(IMAGES, jnp.zeros((1, 28, 28)), jnp.zeros((1, 28, 28)))
+
+
+def test_two_spellings_of_one_distortion_are_one_spec():
+    # Issue 24.8: a resume compares settings by value; the config keeps one spelling.
+    from jaxmlp import TrainConfig
+
+    same = ["alpha=34,sigma=4", "sigma=4,alpha=34", "alpha=34.0,sigma=4.0", " alpha=34, sigma=4 "]
+    assert {parse_augment(s).spec for s in same} == {"alpha=34,sigma=4"}
+    assert {TrainConfig(augment=s).augment for s in same} == {"alpha=34,sigma=4"}
+    assert parse_augment("alpha=0,sigma=9").spec == ""   # no elastic field: sigma says nothing
+    assert parse_augment("shear=15,rotation=0.15").spec == "rotation=0.15,shear=15"
+    for s in ("alpha=34,sigma=4,rotation=15,scale=0.15,shear=15", "alpha=0.1,sigma=0.3"):
+        assert parse_augment(parse_augment(s).spec) == parse_augment(s)   # exact round trip
 
 
 def test_specs_parse_and_the_config_checks_them():

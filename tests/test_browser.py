@@ -308,3 +308,143 @@ def test_hostile_requests_from_the_page_are_refused(page, site, tmp_path):
     assert statuses[1][0] == 400 and "not JSON" in statuses[1][1]
     assert statuses[2] == 404
     page.errors.clear()  # the browser reports each refused fetch as a console error
+
+
+# Views of a run that no jaxmlp writes, but that hand-edited run files (or a server that
+# misses a case) could send: (the view, a note the page must show). The page shows what it
+# can of each, says what it left out, and never stops with a script error.
+_SWEEP = {"kind": "sweep", "path": "junk", "version": "1", "order": "settings",
+          "config": {"dataset": "mnist", "arch": "16:relu,10:linear", "epochs": 3},
+          "grid": {"seeds": [0, 1], "lrs": [0.1], "momenta": [0.9]},
+          "models": [{"index": 0, "seed": 0, "lr": 0.1, "momentum": 0.9},
+                     {"index": 1, "seed": 1, "lr": 0.1, "momentum": 0.9}],
+          "settings": [{"lr": 0.1, "momentum": 0.9, "models": [0, 1]}],
+          "evaluations": {}, "evaluation_errors": {}, "model_pictures": {}, "summary": None}
+_RECORD = {"train_loss": 1.0, "train_acc": 0.5, "test_loss": 1.1, "test_acc": 0.5}
+_JUNK_VIEWS = {
+    "a single run's values as strings, nulls and junk records": ({
+        "kind": "run", "path": "junk", "version": "1", "config": {"dataset": "mnist", "arch": 7},
+        "history": [{"epoch": 1, "step": 1, "train_acc": "x", "test_acc": None, "train_loss": 1.2,
+                     "test_loss": "NaN"}, {"epoch": 2, "step": 2, **_RECORD}, "a line", None,
+                    {"epoch": "3"}, [1, 2]],
+        "evaluation": {"test_acc": "x", "test_loss": None, "per_class_acc": [1, "x", None, {}],
+                       "confusion": [["a"], None, 3, [1, -2, 1e308]],
+                       "mistakes": [1, "x", None, {"index": 3}]},
+        "pictures": "curves.png", "has_model": "yes"},
+        "4 of metrics.jsonl's records are not epoch records"),
+    "a sweep whose models are [] or a dict": ({
+        **_SWEEP, "history": [{"epoch": 1, "step": 1, "models": []},
+                              {"epoch": 2, "step": 2, "models": {"a": 1}},
+                              {"epoch": 3, "step": 3, "models": [None, {"test_acc": "x"}]},
+                              {"epoch": 4, "step": 4,
+                               "models": [_RECORD, {**_RECORD, "diverged": 1}]}],
+        "evaluations": {"0": {"per_class_acc": "x", "confusion": {"a": 1}}, "1": None},
+        "evaluation_errors": {"1": ["not", "a", "string"]}, "model_pictures": None,
+        "summary": {"settings": [None, {"lr": "x", "seeds": 3}]}},
+        "2 of metrics.jsonl's epoch records do not hold one result per model"),
+    "a sweep with nothing but its kind": ({"kind": "sweep"}, None),
+    "a sweep's every list a dict": ({**{k: {"a": 1} for k in _SWEEP}, "kind": "sweep"}, None),
+    "an empty object": ({}, None),
+    "a list": ([1, 2], "the server's answer is not a run's view"),
+    "null": (None, "the server's answer is not a run's view"),
+    "accuracies one float apart": ({  # a chart whose axis steps are below a float's precision
+        "kind": "run", "path": "junk", "version": "1", "config": {},
+        "history": [{"epoch": 1, "step": 1, **_RECORD}, {"epoch": 2, "step": 2, **_RECORD,
+                                                         "test_acc": 0.5000000000000001}]}, None),
+    "values too large to draw": ({
+        "kind": "run", "path": "junk", "version": "1", "config": {},
+        "history": [{"epoch": 1, "step": 1, **_RECORD, "test_loss": -1.7e308},
+                    {"epoch": 2, "step": 2, **_RECORD, "test_loss": 1.7e308}]}, None),
+}
+
+
+def test_a_run_page_survives_any_json(page, site, tmp_path):
+    """Each view above, sent as /api/run's answer (Playwright answers for the server): the
+    page draws the run's title and charts, the note that goes with the view, and no part
+    falls back to "could not be shown" (every case is handled, not caught)."""
+    import json
+
+    answer = {}
+    page.route("**/api/run?*", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=json.dumps(answer["view"])))
+    for i, (case, (view, note)) in enumerate(_JUNK_VIEWS.items()):
+        answer["view"] = view
+        page.goto(f"{site}/run?path=junk")  # the page from the server, its run from above
+        page.wait_for_selector("#acc-chart svg, #app .error", timeout=10_000)
+        shown = page.inner_text("#app")
+        shot(page, tmp_path, f"junk-{i}")
+        assert page.inner_text("h1") == "junk", case
+        for chart in ("#acc-chart svg", "#loss-chart svg"):
+            assert page.locator(chart).count() == 1, (case, chart)
+        assert "could not be shown" not in shown and "Cannot read" not in shown, (case, shown)
+        if note:
+            assert note in shown, (case, shown)
+        assert page.errors == [], (case, page.errors)
+    page.unroute("**/api/run?*")
+
+
+def test_the_runs_page_survives_any_json(page, site, tmp_path):
+    import json
+
+    runs = [{"path": "ok", "kind": "run", "dataset": "mnist", "arch": "a", "epochs": "x",
+             "planned_epochs": None, "step": [], "modified": "yesterday", "best_test_acc": "NaN",
+             "best_val_acc": 0.5}, None, "a row", [1], {"path": 3, "error": {"a": 1}},
+            {"path": {"a": 1}, "kind": "sweep", "models": None, "modified": 1e300,
+             "planned_steps": 5}]
+    answers = [{"root": "R", "runs": runs}, {"root": None, "runs": None}, [], None, "text"]
+    answer = {}
+    page.route("**/api/runs", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=json.dumps(answer["data"])))
+    for data in answers:
+        answer["data"] = data
+        page.goto(f"{site}/")
+        page.wait_for_selector("h1")
+        shown = page.inner_text("#app")
+        assert page.inner_text("h1") == "Runs" and "could not be shown" not in shown, (data, shown)
+        assert page.errors == [], (data, page.errors)
+    answer["data"] = answers[0]
+    page.goto(f"{site}/")
+    page.wait_for_selector("table.runs")
+    rows = page.locator("table.runs tbody tr").all_inner_texts()
+    assert len(rows) == 6 and rows[0].split("\t")[:2] == ["ok", "run"] and "50.00%" in rows[0]
+    shot(page, tmp_path, "junk-runs")
+
+
+def test_a_served_folder_of_malformed_runs_is_shown_as_far_as_it_can_be(page, served_runs,
+                                                                         tmp_path):
+    """Run files the server passes on as they are (a record's values of any type, NaN) or
+    refuses (an eval.json of the wrong values, a sweep whose models are []): the run page
+    shows its title, its curves from the values that are numbers, and the file at fault."""
+    import json
+
+    root = tmp_path / "runs"
+    run = shutil.copytree(served_runs[0] / "one", root / "odd")
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    lines[0].update(train_acc="x", test_acc=None, val_acc=[1], train_loss={"a": 1})
+    text = "".join(json.dumps(r) + "\n" for r in lines)
+    (run / "metrics.jsonl").write_text(text.replace('"test_loss": ', '"test_loss": NaN, "x": ', 1))
+    (run / "eval.json").write_text(json.dumps({"test_acc": 0.5, "test_loss": 1.0,
+                                               "per_class_acc": [], "confusion": [],
+                                               "mistakes": [1, "x", None]}))
+    sweep = shutil.copytree(served_runs[0] / "grid/sweep", root / "empty")
+    lines = [json.loads(line) for line in (sweep / "metrics.jsonl").read_text().splitlines()]
+    (sweep / "metrics.jsonl").write_text("".join(json.dumps({**r, "models": []}) + "\n"
+                                                 for r in lines))
+    with serving(root) as server:
+        page.goto(f"{address(server)}/run?path=odd")
+        page.wait_for_selector("#acc-chart svg[data-points='1']")  # epoch 1's are not numbers
+        assert page.inner_text("h1") == "odd"
+        assert page.locator("#acc-chart svg polyline").count() == 3
+        assert "odd/eval.json is not jaxmlp eval's output" in page.inner_text("#app .error")
+        shot(page, tmp_path, "malformed-run")
+        page.goto(f"{address(server)}/run?path=empty")
+        page.wait_for_selector("#app .error")
+        shown = page.inner_text("#app")
+        assert "empty/metrics.jsonl" in shown and "Cannot read" not in shown, shown
+        shot(page, tmp_path, "malformed-sweep")
+        page.goto(f"{address(server)}/")
+        page.wait_for_selector("table.runs")
+        rows = page.locator("table.runs tbody tr").all_inner_texts()
+        assert sorted(r.split("\t")[0] for r in rows) == ["empty", "odd"]
+    # The refused /api/run is a console message of the browser's own; no script failed.
+    assert [e for e in page.errors if "Failed to load resource" not in e] == []

@@ -243,3 +243,128 @@ def test_a_recipe_sets_its_settings_and_given_flags_override_them():
     _, grid, _, _ = _sweep_settings(_parse(["sweep", "--recipe", "meier2011", "--seeds", "2",
                                             "--lr", "0.1,0.2"]))
     assert grid.seeds == (0, 1) and grid.lrs == (0.1, 0.2)
+
+
+# --- Issue 24 ---------------------------------------------------------------------------
+
+
+def test_a_recipe_on_resume_never_trains_a_finished_run(env, mnist, tmp_path, capsys):
+    # Issue 24.2: the recipe's 120 epochs counted as a requested length: R trained on.
+    out = tmp_path / "R"
+    quick = ["--no-progress", "--quiet", "--train-eval-size", "100"]
+    assert main(["train", "--recipe", "simard2003", "--arch", "a", "--epochs", "1", "--out",
+                 str(out), *quick]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["train", "--resume", str(out), "--recipe", "simard2003", "--arch", "a",
+                 "--no-progress"]) == 0
+    assert "the run is already complete at step 468: nothing to do" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert json.loads((out / "config.json").read_text())["epochs"] == 1
+    # A recipe whose settings are not the run's is refused by name (nothing changes).
+    assert main(["train", "--resume", str(out), "--recipe", "dropout2014", "--arch", "a"]) == 2
+    assert capsys.readouterr().err == (
+        f"jaxmlp train: error: --recipe dropout2014 sets dropout, max_norm otherwise than the "
+        f"run in {out} has them, and a resume cannot change them: resume without --recipe "
+        "(the run keeps its own settings)\n")
+    # A step-counted run: the recipe brings no --epochs, so none is blamed.
+    steps = tmp_path / "S"
+    assert main(["train", "--recipe", "simard2003", "--arch", "a", "--steps", "5", "--out",
+                 str(steps), *quick]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(steps), "--recipe", "simard2003", "--arch", "a",
+                 "--no-progress"]) == 0
+    assert "already complete at step 5" in capsys.readouterr().out
+    # The same settings spelled another way are the same settings (issue 24.8).
+    assert main(["train", "--resume", str(out), "--augment", "sigma=4,alpha=34.0",
+                 "--no-progress"]) == 0
+    assert "already complete" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_negative_value_reaches_the_settings_rule(tmp_path, capsys):
+    # Issue 24.8: argparse said "expected one argument" for --dropout -0.1,0.5.
+    for args, message in [(["--dropout", "-0.1,0.5"],
+                           "dropout takes IN,HIDDEN, two probabilities in [0, 1), got '-0.1,0.5'"),
+                          (["--momentum", "-.5"], "momentum must be in [0, 1), got -0.5"),
+                          (["--lr", "-1e-3"], "learning rate must be positive, got -0.001")]:
+        assert main(["train", *args, "--out", str(tmp_path / "run")]) == 2
+        assert capsys.readouterr().err == f"jaxmlp train: error: {message}\n"
+    with pytest.raises(SystemExit) as e:  # a flag without a value: still a usage error
+        main(["train", "--quiet", "-0.5"])
+    assert e.value.code == 2 and "unrecognized arguments: -0.5" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["alpha=1,sigma=1e308"], "augment sigma must be in [0.01, 1000] pixels, got 1e+308"),
+    (["alpha=1,sigma=1e9"], "augment sigma must be in [0.01, 1000] pixels, got 1e+09"),
+    (["alpha=1e39"], "augment alpha must be in [0, 10000] pixels, got 1e+39"),
+    (["alpha=1", "--seed", "99999999999999999999999"],
+     "--seed must be an int in [0, 2**32), got 999… (23 digits)"),
+    (["alpha=1", "--images", "100000"], "--images must be in [1, 64], got 100000"),
+    (["alpha=1", "--out", ""], "'' names no file to write"),
+    (["alpha=1", "--out", "sub/"], "'sub/' names no file to write"),
+])
+def test_augment_refuses_bad_input_before_any_work(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["augment", *args]) == 2
+    assert capsys.readouterr().err == f"jaxmlp augment: error: {message}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_augment_writes_its_picture_by_the_run_folders_rules(env, tmp_path, monkeypatch,
+                                                             capsys):
+    # Issue 24.7: a dangling link was replaced without --overwrite; a failed write exited 2
+    # with errno text naming a temporary file, and left the folders it made.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere")
+    assert main(["augment", "alpha=34", "--out", "dangling.png", "--images", "1"]) == 2
+    assert capsys.readouterr().err == ("jaxmlp augment: error: dangling.png exists (a symbolic "
+                                       "link): pass --overwrite to replace it, or choose "
+                                       "another name\n")
+    assert (tmp_path / "dangling.png").is_symlink() and not (tmp_path / "nowhere").exists()
+    (tmp_path / "dir.png").mkdir()
+    for overwrite in ([], ["--overwrite"]):
+        assert main(["augment", "alpha=34", "--out", "dir.png", *overwrite]) == 2
+        assert "dir.png is a folder, not a file to write" in capsys.readouterr().err
+    # A write that fails: exit 1, the file named, no temporary file or new folder left.
+    script = ("import resource, sys; from jaxmlp.cli import main; "
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)); "
+              "sys.exit(main(['augment', 'alpha=34', '--out', 'new/deeper/a.png']))")
+    proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == "jaxmlp augment: error: cannot write new/deeper/a.png: File too large\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling.png", "dir.png"]
+    # With --overwrite the link itself is replaced, never followed.
+    assert main(["augment", "alpha=34", "--out", "dangling.png", "--overwrite",
+                 "--images", "1", "--draws", "1"]) == 0
+    assert not (tmp_path / "dangling.png").is_symlink() and not (tmp_path / "nowhere").exists()
+    assert (tmp_path / "dangling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_failed_start_leaves_no_temporary_folder(tmp_path):
+    # Issue 24.7: TFDS made an empty /tmp/tmp…tfds folder on every start on unprepared data.
+    empty, temp = tmp_path / "tfds", tmp_path / "tmp"
+    empty.mkdir(), temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp), "JAXMLP_CACHE_DIR": str(tmp_path / "cache")}
+    for command in (["train", "--dataset", "fashion_mnist", "--no-download",
+                     "--out", str(tmp_path / "run")],
+                    ["augment", "alpha=1", "--dataset", "kmnist", "--out", str(tmp_path / "a.png")]):
+        proc = subprocess.run([sys.executable, "-m", "jaxmlp", *command, "--data-dir", str(empty)],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and "is not prepared in" in proc.stderr, proc.stderr
+        assert list(temp.iterdir()) == [], command
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tfds", "tmp"]
+
+
+def test_gradcheck_and_toy_refuse_what_would_overflow_or_never_end(capsys):
+    for command, message in [
+            (["gradcheck", "a", "--seed", "99999999999999999999999"],
+             "seed must be an int in [0, 2**32), got 999… (23 digits)"),
+            (["toy", "--iterations", "10000000"], "iterations must be a positive int below 1001"),
+            (["toy", "--lr", "nan"], "lr must be a finite number")]:
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"jaxmlp {command[0]}: error: {message}") and err.count("\n") == 1

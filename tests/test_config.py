@@ -6,10 +6,10 @@ from jaxmlp import TrainConfig
 
 
 @pytest.mark.parametrize("settings, error, message", [
-    (dict(epochs=1.5), TypeError, r"setting .epochs. has the wrong type: 1.5 \(expected int\)"),
-    (dict(lr="0.1"), TypeError, r"setting .lr. has the wrong type: .0.1. \(expected float or None\)"),
-    (dict(seed=True), TypeError, "setting 'seed' has the wrong type: True"),
-    (dict(arch=3), TypeError, r"setting .arch. has the wrong type: 3 \(expected str\)"),
+    (dict(epochs=1.5), TypeError, r"setting .epochs. has the wrong type \(expected int\), got 1.5"),
+    (dict(lr="0.1"), TypeError, r"setting .lr. has the wrong type \(expected float or None\), got .0.1."),
+    (dict(seed=True), TypeError, r"setting 'seed' has the wrong type \(expected int\), got True"),
+    (dict(arch=3), TypeError, r"setting .arch. has the wrong type \(expected str\), got 3"),
     (dict(epochs=0), ValueError, "epochs must be >= 1, got 0"),
     (dict(lr=-1.0), ValueError, "learning rate must be positive, got -1.0"),
     (dict(momentum=1.0), ValueError, r"momentum must be in \[0, 1\)"),
@@ -34,3 +34,102 @@ def test_training_takes_only_a_config(tmp_path):
     with pytest.raises(TypeError, match="config must be a jaxmlp.TrainConfig, got dict"):
         train_many({"arch": "a"}, Grid((0,), (0.1,), (0.9,)))
     assert not (tmp_path / "run").exists()
+
+
+def test_one_setting_spelled_two_ways_is_one_setting():
+    # Issue 24.8: parsed once, when the config is built, and kept in one spelling; so a
+    # resume that writes a setting another way changes nothing (_check_resume compares).
+    from jaxmlp.config import _check_resume
+
+    saved = TrainConfig(arch="a", augment="alpha=34,sigma=4", dropout="0,0.5")
+    for augment, dropout in [("sigma=4,alpha=34", "0.0,0.5"), ("alpha=34.0", "0,.5"),
+                             ("alpha=34,sigma=4.0", "0.00,0.50")]:
+        again = TrainConfig(arch="10:linear", augment=augment, dropout=dropout)
+        assert (again.augment, again.dropout) == ("alpha=34,sigma=4", "0,0.5")
+        _check_resume(saved, again)  # the same run
+    assert TrainConfig(dropout="0.0,0.0").dropout is None      # no dropout is no dropout
+    assert TrainConfig(augment="alpha=0,rotation=0").augment is None
+    assert TrainConfig(dropout="0.2,0.5").dropout_rates == (0.2, 0.5)
+    with pytest.raises(ValueError, match="--resume cannot change augment"):
+        _check_resume(saved, TrainConfig(arch="a", augment="alpha=35,sigma=4", dropout="0,0.5"))
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(steps=2 ** 31), r"steps must be in \[1, 2147483647\], got 2147483648"),
+    (dict(epochs=10 ** 30), r"epochs must be at most 2147483647"),
+    (dict(augment="alpha=1e39"), r"augment alpha must be in \[0, 10000\] pixels, got 1e\+39"),
+    (dict(dropout="-0.1,0.5"), r"dropout takes IN,HIDDEN, two probabilities in \[0, 1\), got '-0.1,0.5'"),
+    (dict(dropout="nan,0.5"), "dropout takes IN,HIDDEN"),
+    (dict(arch="600000:relu,10:linear"), "layer width must be at most 524,288, got 600000"),
+    (dict(arch=",".join(["4:relu"] * 300) + ",10:linear"), "architecture has 301 layers"),
+])
+def test_every_setting_has_a_range_that_keeps_the_run_bounded(settings, message):
+    # Issue 24.3-5: sizes that overflow the step counter, distortions past float32, nets
+    # no machine holds: refused when the config is built, before any work.
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**settings)
+
+
+def test_a_run_too_long_for_its_step_counter_is_refused():
+    with pytest.raises(ValueError, match="the run would take 2147483648 steps, more than"):
+        TrainConfig(epochs=2 ** 30).check_length(2 ** 31)
+
+
+def test_a_files_settings_are_refused_without_quoting_the_file():
+    # Issue 24.1: what a reader of config.json says names the setting and the rule, never a
+    # value or key from the file (a link once led config.json to someone's secrets).
+    from jaxmlp._errors import _without_value
+
+    for values in [{"arch": "TOPSECRET"}, {"TOPSECRET": 1}, {"lr": "TOPSECRET"},
+                   {"augment": "TOPSECRET=1"}, {"dropout": "TOPSECRET"},
+                   {"optimizer": "TOPSECRET"}, {"dataset": "TOPSECRET"}, {"seed": -1}]:
+        with pytest.raises((TypeError, ValueError)) as e:
+            TrainConfig.from_dict(values)
+        safe = _without_value(e.value, "?")
+        assert "TOPSECRET" not in safe and safe != "?", (values, safe)
+        assert "TOPSECRET" in str(e.value) or "seed" in str(e.value)  # the caller's own values
+
+
+@pytest.mark.parametrize("fields, kind, message", [
+    (((), (0.1,), (0.9,)), ValueError, "Grid seeds must hold at least one value"),
+    ((("a",), (0.1,), (0.9,)), TypeError, r"Grid seeds\[0\] must be an int in \[0, 2\*\*32\), got 'a'"),
+    (((0,), (-1.0,), (0.9,)), ValueError, r"Grid lrs\[0\] must be a positive number, got -1.0"),
+    (((0,), (0.1,), (1.0,)), ValueError, r"Grid momenta\[0\] must be a number in \[0, 1\)"),
+    (((0, 0), (0.1,), (0.9,)), ValueError, "Grid seeds must list each value once"),
+    (("0", (0.1,), (0.9,)), TypeError, "Grid seeds must be a tuple of values"),
+    ((tuple(range(1000)), tuple(0.01 * i for i in range(1, 102)), (0.9,)), ValueError,
+     "the grid has 101000 models, more than 100000"),
+])
+def test_a_grid_checks_its_values_when_built(fields, kind, message):
+    with pytest.raises(kind, match=message):
+        jaxmlp.Grid(*fields)
+
+
+def test_fit_trains_the_grid_it_is_given_or_refuses_it(tmp_path):
+    # Issue 24.9: fit(config, grid) ignored its grid (six models asked, one trained).
+    grid = jaxmlp.Grid(seeds=(0, 1, 2), lrs=(0.1, 0.2), momenta=(0.9,))
+    with pytest.raises(ValueError, match="this grid has 6: train it with jaxmlp.train_many"):
+        jaxmlp.fit(TrainConfig(arch="a"), grid, tmp_path / "run")
+    for bad, message in [(dict(data="x"), "data must be a jaxmlp.Dataset"),
+                         (dict(out=3), "out must be a folder"),
+                         (dict(out=" "), "out must name a folder"),
+                         (dict(log="print"), "log must be a function"),
+                         (dict(resume="yes"), "resume must be True or False")]:
+        with pytest.raises((TypeError, ValueError), match=message):
+            jaxmlp.train_and_evaluate(TrainConfig(arch="a"), **{"out": tmp_path / "run", **bad})
+    assert not (tmp_path / "run").exists()   # nothing was made
+
+
+def test_fit_of_a_grid_of_one_is_that_single_run(mnist):
+    small = mnist._replace(train_images=mnist.train_images[:1280],
+                           train_labels=mnist.train_labels[:1280])
+    config = TrainConfig(arch="a", steps=5, train_eval_size=100)
+    grid = jaxmlp.Grid(seeds=(3,), lrs=(0.05,), momenta=(0.5,))
+    one = jaxmlp.fit(config, grid, data=small, log=lambda _: None)
+    single = jaxmlp.train_and_evaluate(TrainConfig(arch="a", steps=5, train_eval_size=100,
+                                                   seed=3, lr=0.05, momentum=0.5),
+                                       data=small, log=lambda _: None)
+    import numpy as np
+    np.testing.assert_array_equal(np.asarray(one["params"][0]["w"]),
+                                  np.asarray(single["params"][0]["w"]))
+    assert one["history"][-1]["test_acc"] == single["history"][-1]["test_acc"]

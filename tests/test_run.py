@@ -1,5 +1,6 @@
 """The run folder: nothing is lost or overwritten, every failure is one line, runs load back."""
 import json
+import re
 import os
 import signal
 import subprocess
@@ -164,7 +165,9 @@ def test_unusable_run_files_are_named(done, capsys):
     cases = [("checkpoint.npz", checkpoint[:1000], "checkpoint.npz is not a readable .npz"),
              ("checkpoint.npz", os.urandom(3000), "checkpoint.npz is not a readable .npz"),
              ("config.json", b'{"arch": "a",', "config.json is not valid JSON (line 1"),
-             ("config.json", b'{"arch": "a", "epochz": 5}', "config.json: unknown setting 'epochz'"),
+             # A file's key or value is never quoted (a link once led here to secrets).
+             ("config.json", b'{"arch": "a", "epochz": 5}',
+              "config.json: setting 2 of 2 is not a jaxmlp setting"),
              ("config.json", b'{"arch": "a", "lr": "fast"}', "setting 'lr' has the wrong type"),
              ("metrics.jsonl", (done / "metrics.jsonl").read_bytes() + b'{"epo',
               "metrics.jsonl line 2 is not valid JSON")]
@@ -176,7 +179,8 @@ def test_unusable_run_files_are_named(done, capsys):
         assert "pickle" not in err and err.count("\n") == 1
         (done / name).write_bytes(good)
     (done / "model.npz").write_bytes(b"not a zip")
-    with pytest.raises(RunError, match="model.npz is not a jaxmlp model"):
+    with pytest.raises(RunError, match=r"model.npz is not a readable .npz of arrays \(not a zip "
+                                       r"archive, or a damaged one\)"):
         load_run(done)
     code, err = _train(capsys, *QUICK, "--out", str(done / "config.json"))
     assert code == 2 and "config.json is a file, not a run folder" in err
@@ -314,25 +318,38 @@ def test_no_link_in_a_run_folder_makes_jaxmlp_write_outside_it(done, tmp_path, c
     assert main(["eval", str(done)]) == 2 and "is a symbolic link" in capsys.readouterr().err
     assert victim.read_text() == "keep"
     (done / _LOCK).unlink()
-    # Files only written, and files read then written (links to outside copies of them).
+    # Files only written: each link is replaced by the file, never followed.
     written = ["curves.png", "eval.json", "confusion.png", "mistakes.png", "weights.png"]
     for name in written:
         _remove_file(done / name)
         (done / name).symlink_to(victim)
-    for name in ("metrics.jsonl", "checkpoint.npz", "model.npz", "config.json"):
-        copy = outside / name
-        copy.write_bytes((done / name).read_bytes())
-        (done / name).unlink()
-        (done / name).symlink_to(copy)
     before = _snapshot(outside)
     assert main(["eval", str(done)]) == 0
     assert _train(capsys, "--resume", str(done), "--steps", "120", "--no-progress",
                   "--quiet")[0] == 0
     assert main(["eval", str(done)]) == 0
     assert _snapshot(outside) == before
-    for name in written[:2] + ["metrics.jsonl", "checkpoint.npz", "model.npz", "config.json"]:
+    for name in written[:2]:
         assert (done / name).is_file() and not (done / name).is_symlink(), name
     assert load_run(done).history[-1]["step"] == 120
+    # Files read (links to outside copies of them): refused by every reader (issue 24.1),
+    # named, and nothing changes on either side.
+    resume = ["train", "--resume", str(done), "--steps", "180", "--no-progress"]
+    readers = {"metrics.jsonl": [resume, ["eval", str(done)]], "checkpoint.npz": [resume],
+               "model.npz": [["eval", str(done)]], "config.json": [resume, ["eval", str(done)]]}
+    for name, commands in readers.items():
+        good = (done / name).read_bytes()
+        (outside / name).write_bytes(good)
+        (done / name).unlink()
+        (done / name).symlink_to(outside / name)
+        inside, before = _snapshot(done), _snapshot(outside)
+        for command in commands:
+            assert main(command) == 2, (name, command)
+            err = capsys.readouterr().err
+            assert f"{done / name} is a symbolic link" in err and err.count("\n") == 1, err
+        assert _snapshot(done) == inside and _snapshot(outside) == before
+        (done / name).unlink()
+        (done / name).write_bytes(good)
     # A replacement stages its first epoch in .new/: a link there is removed, not followed.
     (done / ".new").symlink_to(outside)
     assert _train(capsys, *QUICK, "--out", str(done), "--overwrite")[0] == 0
@@ -415,3 +432,173 @@ def test_a_swallowed_interrupt_is_raised_again():
         hook(type("U", (), {"exc_type": KeyboardInterrupt})())
         for _ in range(10 ** 7):  # the interrupt arrives at the next bytecode boundary
             pass
+
+
+# --- Issue 24: readers never follow a link, read archives by name and size, name the shape
+# of a sweep's records. On copies of the session's served runs (random data, no MNIST).
+
+
+def _copy_runs(served_runs, tmp_path):
+    import shutil
+
+    root, data, _ = served_runs
+    shutil.copytree(root / "one", tmp_path / "one")
+    shutil.copytree(root / "grid" / "sweep", tmp_path / "sweep")
+    return tmp_path / "one", tmp_path / "sweep", data
+
+
+SECRET = "TOPSECRET-9f2c"
+
+
+def _secret_files(folder: Path, real: Path) -> dict:
+    """Outside copies of ``real``'s files, each holding SECRET where a reader would quote it."""
+    folder.mkdir()
+    config = json.loads((real / "config.json").read_text())
+    files = {"config.json": json.dumps({**config, "api_key": SECRET}),
+             "metrics.jsonl": json.dumps({"epoch": 1, "step": 1, SECRET: 1}) + "\n",
+             "eval.json": json.dumps({"test_acc": SECRET})}
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    with np.load(real / "model.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    np.savez(folder / "model.npz", **{**arrays, "arch": np.array(SECRET)})
+    return {name: folder / name for name in (*files, "model.npz")}
+
+
+def test_every_reader_refuses_a_run_file_that_is_a_link(served_runs, tmp_path, capsys):
+    one, sweep, data = _copy_runs(served_runs, tmp_path)
+    secrets = _secret_files(tmp_path / "outside", one)
+    for name in ("config.json", "metrics.jsonl", "model.npz"):
+        good = (one / name).read_bytes()
+        for target in (secrets[name], one / "checkpoint.npz"):   # out of the run, and within
+            (one / name).unlink()
+            (one / name).symlink_to(target)
+            with pytest.raises(RunError) as e:
+                load_run(one)
+            assert str(e.value) == (f"{one / name} is a symbolic link: jaxmlp reads only the "
+                                    "files it wrote in a run folder, never a link (remove it)")
+            for command in (["eval", str(one)], ["predict", str(one), str(tmp_path / "x.npy")]):
+                assert main(command) == 2
+                err = capsys.readouterr().err
+                assert f"{one / name} is a symbolic link" in err and SECRET not in err
+                assert err.count("\n") == 1
+        (one / name).unlink()
+        (one / name).write_bytes(good)
+    # eval.json only caches `jaxmlp eval`'s answer: a link there is as good as none.
+    (one / "eval.json").unlink()
+    (one / "eval.json").symlink_to(secrets["eval.json"])
+    assert load_run(one).evaluation is None
+    # Resuming reads the checkpoint: a link there is refused before any step.
+    config = load_run(sweep, model=0).config
+    (one / "checkpoint.npz").rename(tmp_path / "real.npz")
+    (one / "checkpoint.npz").symlink_to(tmp_path / "real.npz")
+    run = load_run(one)
+    with pytest.raises(RunError, match="checkpoint.npz is a symbolic link"):
+        jaxmlp.train_and_evaluate(dataclasses_replace(run.config, epochs=3), one, resume=True,
+                                  data=data, log=lambda _: None)
+    # A sweep: sweep.json, and a model's eval.json behind a linked models/ folder.
+    (sweep / "models" / "0").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "0").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "0" / "eval.json").write_text(json.dumps({"x": SECRET}))
+    import shutil
+    shutil.rmtree(sweep / "models")
+    (sweep / "models").symlink_to(tmp_path / "elsewhere")
+    assert load_run(sweep, model=0).evaluation is None and config.seed == 0
+    (sweep / "sweep.json").rename(tmp_path / "sweep.json")
+    (sweep / "sweep.json").symlink_to(tmp_path / "sweep.json")
+    with pytest.raises(RunError, match="sweep.json is a symbolic link"):
+        load_run(sweep, model=0)
+
+
+def dataclasses_replace(config, **changes):
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)
+
+
+def _member(name: str, header_shape, data: bytes = b"", dtype="<f4") -> tuple[str, bytes]:
+    """A ``.npy`` zip member whose header says ``header_shape``, followed by ``data``."""
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": dtype, "fortran_order": False,
+                                                  "shape": tuple(header_shape)})
+    return f"{name}.npy", buffer.getvalue() + data
+
+
+def _rewrite(path: Path, changes: dict, compress: bool = False) -> None:
+    """``path``'s archive with members replaced or added (``{member: bytes}``)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    members.update(changes)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+def test_a_model_archive_is_read_by_name_and_size(served_runs, tmp_path):
+    one, sweep, _ = _copy_runs(served_runs, tmp_path)
+    model = one / "model.npz"
+    good = model.read_bytes()
+    # An array the model does not need is never read: here one whose header promises a
+    # terabyte and whose data is absent (reading it would fail, or take the memory).
+    _rewrite(model, dict([_member("junk", (2 ** 40,), dtype="|u1")]))
+    run = load_run(one)
+    assert run.arch == jaxmlp.parse_arch(served_runs[2].arch)
+    # An array the model needs is read only once its header shows the shape the
+    # architecture implies: checked before any of its bytes are.
+    w0 = run.params[0]["w"].shape
+    for shape in [(2 ** 30, w0[1]), (w0[1], w0[0]), (w0[0],)]:
+        model.write_bytes(good)
+        _rewrite(model, dict([_member("params/0/w", shape)]))
+        with pytest.raises(RunError, match=re.escape(
+                f"{model}: params/0/w is {shape} float32, expected {w0} floats")):
+            load_run(one)
+    # Compressed members could hold more than the file: refused; a sweep's stack too.
+    model.write_bytes(good)
+    _rewrite(model, {}, compress=True)
+    with pytest.raises(RunError, match="model.npz: arch is compressed"):
+        load_run(one)
+    checkpoint = sweep / "checkpoint.npz"
+    _rewrite(checkpoint, dict([_member("params/0/w", (4, 784, 2 ** 20))]))
+    with pytest.raises(RunError, match=r"checkpoint.npz: params/0/w is \(4, 784, 1048576\) "
+                                       r"float32, expected \(4, 784, 16\) floats"):
+        load_run(sweep, model=1)
+
+
+def test_a_large_array_beside_a_model_costs_no_memory(served_runs, tmp_path):
+    # Issue 24.3: a 1 MB model.npz with an extra 1 GiB array took predict to 1.24 GB.
+    one, _, _ = _copy_runs(served_runs, tmp_path)
+    # The process's own peak (VmHWM, kB): ru_maxrss would count the test's process, which
+    # the child was forked from, too.
+    script = ("import re, sys, jaxmlp; jaxmlp.load_run(sys.argv[1]); "
+              "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1])")
+    peak = lambda: int(subprocess.run([sys.executable, "-c", script, str(one)], check=True,
+                                      capture_output=True, text=True).stdout)
+    before = peak()
+    with np.load(one / "model.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    np.savez(one / "model.npz", **arrays, junk=np.zeros(2 ** 28, np.uint8))  # 256 MiB
+    assert peak() - before < 64 * 1024  # kB: the junk (262,144 kB) is never read
+
+
+@pytest.mark.parametrize("models", [[], {"a": 1}, [1, 2, 3, 4], [{}] * 3, "x"])
+def test_a_sweeps_records_of_the_wrong_shape_are_named(served_runs, tmp_path, capsys, models):
+    # Issue 24.4: IndexError/KeyError tracebacks from eval/predict --model 0 and load_run.
+    _, sweep, _ = _copy_runs(served_runs, tmp_path)
+    metrics = sweep / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    first = json.loads(lines[0])
+    metrics.write_text("\n".join([json.dumps({**first, "models": models}), *lines[1:]]) + "\n")
+    message = (f"{metrics} line 1 is not a sweep's epoch record (its models must be a list of "
+               "4 records, one per model)")
+    with pytest.raises(RunError) as e:
+        load_run(sweep, model=0)
+    assert str(e.value) == message
+    for command in (["eval", str(sweep), "--model", "0"],
+                    ["predict", str(sweep), "--model", "0", str(tmp_path / "x.npy")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err == f"jaxmlp {command[0]}: error: {message}\n"

@@ -391,3 +391,325 @@ def test_the_command_refuses_a_missing_folder_and_a_taken_port(tmp_path, served_
     assert (proc.returncode, out) == (2, "")
     assert err == f"jaxmlp serve: error: cannot serve on 127.0.0.1:{port}: Address already in " \
                   "use (another server there? choose another --port)\n"
+
+
+def copy_run(source: Path, to: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, to, symlinks=True)
+    return to
+
+
+def test_a_picture_is_a_png_reached_without_a_link(served_runs, tmp_path):
+    """A picture is served only when it is a regular file, reached without a link, that
+    starts as a PNG does: otherwise the 404 of a missing one, and it is not listed."""
+    root = tmp_path / "runs"
+    one = copy_run(served_runs[0] / "one", root / "one")
+    other = copy_run(served_runs[0] / "one", root / "other")
+    (other / "curves.png").unlink()
+    (other / "curves.png").symlink_to(one / "model.npz")  # another run's weights, inside DIR
+    (other / "confusion.png").unlink()
+    os.link(one / "model.npz", other / "confusion.png")  # a hard link: regular, but no PNG
+    (other / "mistakes.png").write_bytes(b"not a picture at all")
+    (other / "weights.png").unlink()
+    os.mkfifo(other / "weights.png")  # never waited on
+    sweep = copy_run(served_runs[0] / "grid/sweep", root / "sweep")
+    os.makedirs(root / "elsewhere" / "0")
+    (root / "elsewhere" / "0" / "weights.png").write_bytes((one / "weights.png").read_bytes())
+    (root / "elsewhere" / "0" / "eval.json").write_bytes((one / "eval.json").read_bytes())
+    (sweep / "models").symlink_to(root / "elsewhere")  # a linked folder on the way
+    (root / "alias").symlink_to(one)  # a run reached through a linked folder
+    with serving(root) as server:
+        port = server.server_address[1]
+        status, headers, body = request(port, "GET", "/files/one/curves.png")
+        assert (status, headers["Content-Type"], body) == (200, "image/png",
+                                                           (one / "curves.png").read_bytes())
+        for path in ("/files/other/curves.png", "/files/other/confusion.png",
+                     "/files/other/mistakes.png", "/files/other/weights.png",
+                     "/files/sweep/models/0/weights.png", "/files/alias/curves.png"):
+            status, headers, body = request(port, "GET", path)
+            assert status == 404 and headers["Content-Type"] == "application/json", path
+            assert json.loads(body) == {"error": f"no picture {path[len('/files/'):]!r}"}
+        assert get_json(port, "/api/run?path=other")["pictures"] == []
+        view = get_json(port, "/api/run?path=sweep")
+        assert all(p == [] for p in view["model_pictures"].values())
+        assert request(port, "GET", "/api/run?path=alias")[0] == 404
+        assert {r["path"] for r in get_json(port, "/api/runs")["runs"]} == {"sweep", "other", "one"}
+
+
+def test_a_picture_larger_than_any_jaxmlp_draws_is_not_served(served_runs, monkeypatch):
+    import jaxmlp._pages
+
+    root = served_runs[0]
+    size = (root / "one" / "weights.png").stat().st_size
+    monkeypatch.setattr(jaxmlp._pages, "_MAX_PICTURE", size - 1)
+    with serving(root) as server:
+        port = server.server_address[1]
+        assert request(port, "GET", "/files/one/weights.png")[0] == 404
+        assert request(port, "GET", "/files/one/curves.png")[0] == 200  # smaller
+        assert "weights.png" not in get_json(port, "/api/run?path=one")["pictures"]
+    monkeypatch.setattr(jaxmlp._pages, "_MAX_PICTURE", size)
+    with serving(root) as server:
+        assert request(server.server_address[1], "GET", "/files/one/weights.png")[0] == 200
+
+
+def test_a_model_index_is_ascii_digits(site):
+    port = site[1]
+    for value in ("%C2%B2", "%D9%A3", "1234567890", "-1", "+1", "1.0", "%201"):
+        status, _, body = request(port, "GET", f"/api/model?path=grid/sweep&model={value}")
+        assert status == 400, (value, body)
+        assert json.loads(body)["error"].startswith("model must be a model's index (0, 1, ...)")
+    assert get_json(port, "/api/model?path=grid/sweep&model=01")["arch"][0]["units"] == 16
+    status, _, body = request(port, "POST", "/api/predict?path=one", b"{}",
+                              {"Content-Type": "application/json", "Content-Length": "²"})
+    assert (status, json.loads(body)) == (411, {"error": "a POST needs a Content-Length"})
+
+
+def sweep_with_models(tmp_path, served_runs, models) -> Path:
+    """A copy of the served sweep whose every metrics.jsonl line has ``"models": models``."""
+    root = tmp_path / "runs"
+    sweep = copy_run(served_runs[0] / "grid/sweep", root / "bad")
+    lines = [json.loads(line) for line in (sweep / "metrics.jsonl").read_text().splitlines()]
+    (sweep / "metrics.jsonl").write_text("".join(json.dumps({**r, "models": models}) + "\n"
+                                                 for r in lines))
+    copy_run(served_runs[0] / "one", root / "good")
+    return root
+
+
+@pytest.mark.parametrize("models", [{"a": 1}, [], [1, 2, 3, 4], "x"])
+def test_a_malformed_sweep_costs_only_its_own_row(served_runs, tmp_path, models, capfd):
+    root = sweep_with_models(tmp_path, served_runs, models)
+    with serving(root) as server:
+        rows = {r["path"]: r for r in get_json(server.server_address[1], "/api/runs")["runs"]}
+    assert set(rows) == {"bad", "good"}
+    assert rows["good"]["best_test_acc"] == max(r["test_acc"] for r in _read_history(root / "good"))
+    assert "error" not in rows["good"] and f"{root.resolve()}/bad" in rows["bad"]["error"]
+    assert "Traceback" not in "".join(capfd.readouterr())
+
+
+@pytest.mark.parametrize("models", [{"a": 1}, [], [1, 2, 3, 4]])
+def test_a_malformed_sweep_is_a_409_naming_metrics_jsonl(served_runs, tmp_path, models):
+    """Needs jaxmlp.run._read_history to check a sweep's ``models`` (one dict per model)."""
+    root = sweep_with_models(tmp_path, served_runs, models)
+    where = f"{root.resolve()}/bad/metrics.jsonl line 1"
+    with serving(root) as server:
+        port = server.server_address[1]
+        row = {r["path"]: r for r in get_json(port, "/api/runs")["runs"]}["bad"]
+        assert row["error"].startswith(where), row
+        for method, path in [("GET", "/api/run?path=bad"), ("GET", "/api/model?path=bad&model=0"),
+                             ("POST", "/api/predict?path=bad&model=0")]:
+            body = json.dumps({"pixels": [0] * 784}).encode() if method == "POST" else None
+            status, _, answer = request(port, method, path, body,
+                                        {"Content-Type": "application/json"})
+            assert status == 409 and json.loads(answer)["error"].startswith(where), (path, answer)
+
+
+def test_an_unforeseen_error_in_one_run_is_its_row_and_one_console_line(served_runs, tmp_path,
+                                                                         monkeypatch, capfd):
+    import jaxmlp._pages
+
+    root = tmp_path / "runs"
+    copy_run(served_runs[0] / "one", root / "good")
+    copy_run(served_runs[0] / "one", root / "odd")
+    read = jaxmlp._pages._read_history
+
+    def history(folder):
+        if Path(folder).name == "odd":
+            raise KeyError("models")  # as a reader that missed a case would
+        return read(folder)
+
+    monkeypatch.setattr(jaxmlp._pages, "_read_history", history)
+    with serving(root) as server:
+        port = server.server_address[1]
+        for _ in range(3):  # read once: the row is kept until the run's files change
+            rows = {r["path"]: r for r in get_json(port, "/api/runs")["runs"]}
+    assert rows["odd"]["error"] == (f"cannot show the run in {root.resolve()}/odd (KeyError; "
+                                    "jaxmlp serve's console says more)")
+    assert rows["good"]["epochs"] == 2 and "error" not in rows["good"]
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", f"jaxmlp serve: {root.resolve()}/odd: KeyError: 'models'\n")
+
+
+GOOD_EVAL = {"test_acc": 0.5, "test_loss": 1.5, "per_class_acc": [0.5, None],
+             "confusion": [[1, 1], [0, 0]], "mistakes": [{"index": 3, "label": 0, "predicted": 1,
+                                                          "confidence": 0.9}]}
+
+
+@pytest.mark.parametrize("change", [
+    {"mistakes": [1, "x", None]}, {"mistakes": [{"index": 3, "label": 0, "predicted": 1}]},
+    {"mistakes": [{"index": "3", "label": 0, "predicted": 1, "confidence": 0.9}]},
+    {"per_class_acc": ["0.5", "x"]}, {"per_class_acc": [0.5]}, {"confusion": [["a", "b"], [0, 0]]},
+    {"confusion": [[1, 1], 2]}, {"confusion": [[1, -1], [0, 0]]}, {"confusion": [[1], [0]]},
+    {"confusion": [[True, 1], [0, 0]]}, {"test_acc": float("nan")}, {"test_acc": "0.9"},
+    {"test_acc": True}, {"test_acc": 7}, {"test_loss": float("inf")}, {"test_loss": None},
+])
+def test_an_eval_json_of_the_right_keys_but_wrong_values_is_named(served_runs, tmp_path, change):
+    root = tmp_path / "runs"
+    run = copy_run(served_runs[0] / "one", root / "run")
+    (run / "eval.json").write_text(json.dumps(GOOD_EVAL))
+    with serving(root) as server:
+        port = server.server_address[1]
+        assert get_json(port, "/api/run?path=run")["evaluation"] == GOOD_EVAL
+        (run / "eval.json").write_text(json.dumps({**GOOD_EVAL, **change}))
+        view = get_json(port, "/api/run?path=run")
+    assert view["evaluation"] is None and view["history"] == _read_history(run)
+    assert view["evaluation_error"] == (f"{root.resolve()}/run/eval.json is not jaxmlp eval's "
+                                        "output (needs test_acc, test_loss, per_class_acc, "
+                                        "confusion, mistakes): run jaxmlp eval again")
+
+
+def test_a_nan_in_a_run_file_is_sent_as_null(served_runs, tmp_path):
+    """JSON has no NaN, and a browser's JSON.parse refuses Python's: the page gets null."""
+    root = tmp_path / "runs"
+    run = copy_run(served_runs[0] / "one", root / "run")
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    lines[0] = lines[0].replace('"test_acc": ', '"test_acc": NaN, "was": ', 1)
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    with serving(root) as server:
+        port = server.server_address[1]
+        _, _, body = request(port, "GET", "/api/run?path=run")
+        row, = get_json(port, "/api/runs")["runs"]
+
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    view = json.loads(body, parse_constant=refuse)
+    assert view["history"][0]["test_acc"] is None
+    assert view["history"][1]["test_acc"] == _read_history(run)[1]["test_acc"]
+    assert row["best_test_acc"] == view["history"][1]["test_acc"]
+
+
+def test_a_burst_of_300_requests_is_answered_without_a_reset(site):
+    """http.server's listen backlog of 5 reset tens of 300 simultaneous connections."""
+    import collections
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    port, start = site[1], threading.Barrier(300)
+
+    def one(_):
+        start.wait()
+        try:
+            status, _, body = request(port, "GET", "/api/runs")
+            return status if json.loads(body)["runs"][1]["path"] == "one" else body
+        except OSError as e:
+            return type(e).__name__
+
+    with ThreadPoolExecutor(300) as pool:
+        answers = list(pool.map(one, range(300)))
+    assert answers == [200] * 300, collections.Counter(map(str, answers))
+
+
+def test_handler_threads_are_bounded_and_the_waiting_are_served(served_runs, monkeypatch):
+    """Connections past the pool wait in the backlog, never a thread each, and are answered
+    once a handler is free (here when the idle ones reach the deadline)."""
+    import threading
+    import time
+
+    import jaxmlp.serve
+
+    monkeypatch.setattr(jaxmlp.serve, "_THREADS", 4)
+    monkeypatch.setattr(jaxmlp.serve, "_DEADLINE", 1.0)
+    with serving(served_runs[0]) as server:
+        port = server.server_address[1]
+        before = threading.active_count()
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(12)]
+        try:
+            time.sleep(0.5)
+            assert threading.active_count() - before <= 4
+            start = time.monotonic()
+            assert get_json(port, "/api/runs")["runs"][1]["path"] == "one"
+            assert time.monotonic() - start < 10  # three rounds of idle ones, 1 s each
+        finally:
+            for s in idle:
+                s.close()
+
+
+def test_a_client_trickling_its_request_is_dropped_at_the_deadline(served_runs, monkeypatch):
+    """One header byte every 0.2 s never lets a per-read timeout fire; the deadline (patched
+    to 1 s here) counts from the request's start. An idle kept-alive connection closes too."""
+    import time
+
+    import jaxmlp.serve
+
+    monkeypatch.setattr(jaxmlp.serve, "_DEADLINE", 1.0)
+    with serving(served_runs[0]) as server:
+        port = server.server_address[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+            start = time.monotonic()
+            s.sendall(b"GET /api/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            closed = False
+            while not closed and time.monotonic() - start < 6:
+                try:
+                    s.sendall(b"x")
+                    closed = s.recv(100) == b""  # the server hung up, answering nothing
+                except TimeoutError:  # still open: the next byte
+                    pass
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+            assert closed and 0.9 < time.monotonic() - start < 5
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/api/runs")
+        assert conn.getresponse().read() and conn.sock is not None  # kept alive
+        start = time.monotonic()
+        assert conn.sock.recv(1) == b""  # closed by the server, idle
+        assert 0.5 < time.monotonic() - start < 5
+        conn.close()
+
+
+def test_a_body_that_trickles_past_the_deadline_gets_408(served_runs, monkeypatch):
+    import time
+
+    import jaxmlp.serve
+
+    monkeypatch.setattr(jaxmlp.serve, "_DEADLINE", 1.0)
+    with serving(served_runs[0]) as server:
+        with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=5) as s:
+            s.sendall(b"POST /api/predict?path=one HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+            time.sleep(1.5)
+            reply = b"".join(iter(lambda: s.recv(1000), b""))
+    assert reply.startswith(b"HTTP/1.1 408"), reply
+    assert reply.endswith(b'{"error": "a request takes at most 1 s to arrive"}')
+
+
+def test_run_files_that_are_links_are_named_never_shown(served_runs, tmp_path):
+    """Needs jaxmlp.run's readers to refuse a run file that is a link (or reached through a
+    linked folder below the run folder): 409 naming the file, never what it holds."""
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "keys.json").write_text(json.dumps({"api_key": "TOPSECRET", "arch": "TOPSECRET"}))
+    (secret / "keys.jsonl").write_text(json.dumps({"epoch": 1, "step": 1, "train_loss": 1,
+                                                   "train_acc": 1, "test_loss": 1, "test_acc": 1,
+                                                   "TOPSECRET": 1}) + "\n")
+    root = tmp_path / "runs"
+    for name, target in [("config.json", "keys.json"), ("metrics.jsonl", "keys.jsonl"),
+                         ("model.npz", "keys.json")]:
+        run = copy_run(served_runs[0] / "one", root / name.replace(".", "-"))
+        (run / name).unlink()
+        (run / name).symlink_to(secret / target)
+    run = copy_run(served_runs[0] / "one", root / "eval-json")
+    (run / "eval.json").unlink()
+    (run / "eval.json").symlink_to(secret / "keys.json")
+    sweep = copy_run(served_runs[0] / "grid/sweep", root / "sweep")
+    os.makedirs(secret / "models" / "0")
+    (secret / "models" / "0" / "eval.json").write_text(json.dumps({**GOOD_EVAL, "x": "TOPSECRET"}))
+    (sweep / "models").symlink_to(secret / "models")
+    with serving(root) as server:
+        port = server.server_address[1]
+        rows = {r["path"]: r for r in get_json(port, "/api/runs")["runs"]}
+        for name, path in [("config.json", "/api/run?path=config-json"),
+                           ("metrics.jsonl", "/api/run?path=metrics-jsonl"),
+                           ("model.npz", "/api/model?path=model-npz")]:
+            status, _, body = request(port, "GET", path)
+            assert status == 409 and f"{root.resolve()}/{name.replace('.', '-')}/{name}" in \
+                json.loads(body)["error"], (path, body)
+            assert b"TOPSECRET" not in body
+        assert "error" in rows["config-json"] and "error" in rows["metrics-jsonl"]
+        view = get_json(port, "/api/run?path=eval-json")
+        assert view["evaluation"] is None and "eval-json/eval.json" in view["evaluation_error"]
+        view = get_json(port, "/api/run?path=sweep")
+        assert view["evaluations"] == {"0": None}
+        assert view["evaluation_errors"]["0"].startswith(f"{root.resolve()}/sweep/models ")
+        _, _, body = request(port, "GET", "/api/runs")
+        assert b"TOPSECRET" not in body

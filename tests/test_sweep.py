@@ -14,8 +14,9 @@ import jaxmlp
 from jaxmlp.cli import main
 from jaxmlp.data import MNIST, DatasetInfo
 from jaxmlp.run import RunError
-from jaxmlp.sweep import (Grid, _check_grid, _check_memory, _estimate_bytes, _format_summary, _parse_floats, _parse_seeds,
+from jaxmlp.sweep import (Grid, _check_grid, _format_summary, _parse_floats, _parse_seeds,
                           _summarize, train_many)
+from jaxmlp.trainer import _check_memory, _estimate_bytes
 
 quiet = lambda _: None
 
@@ -309,7 +310,10 @@ def test_sweep_failures_are_one_line(env, tmp_path, capsys):
     out = tmp_path / "sweep"
     for args, message in [
             (["--seeds", "0"], "--seeds takes a count from 1 to 100000"),
-            (["--lr", "0.1,-1"], "learning rate must be positive, got -1.0"),
+            (["--lr", "0.1,-1"], "--lr must be a positive number, got -1.0"),
+            (["--seeds", "0,99999999999999999999999"],
+             "--seeds must be an int in [0, 2**32), got 999… (23 digits)"),
+            (["--momentum", "0.9,0.9"], "--momentum lists each value once"),
             (["--arch", "50:relu,5:linear"], "the output layer has 5 units"),
             (["--arch", "4096:relu,10:linear", "--seeds", "4096"], "4096 models of "
              "4096:relu,10:linear on mnist need about"),
@@ -354,7 +358,7 @@ def test_cpu_devices_share_the_hosts_memory(mnist):
     # which the cores share: two of them must not count it twice.
     import types
 
-    from jaxmlp.sweep import _available_bytes
+    from jaxmlp.trainer import _available_bytes
 
     host = _available_bytes(jax.devices("cpu")[0])
     cores = [types.SimpleNamespace(platform="cpu", memory_stats=lambda: None)] * 2

@@ -174,13 +174,14 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))  # the temporary file was renamed away
     with np.load(tmp_path / "c.npz") as f:  # readable names, not arr_0, arr_1, ...
         assert sorted(f.files) == ["params/0/b", "params/0/w", "step"]
+    # The names it lacks are jaxmlp's own; the ones it holds besides are counted, not quoted.
     with pytest.raises(ValueError, match=r"does not fit this run \(missing \['a', 'b'\], "
-                                         r"unexpected \['params/0/b', 'params/0/w', 'step'\]\)"):
+                                         r"3 arrays it does not need\)"):
         _load_checkpoint(tmp_path / "c.npz", {"a": np.zeros(1), "b": np.zeros(1)})
     with pytest.raises(ValueError, match=r"params/0/b is \(3,\) float32, expected \(4,\)"):
         _load_checkpoint(tmp_path / "c.npz", {"params": [{"b": np.zeros(4, np.float32),
                                                          "w": np.zeros((2, 3))}], "step": 0})
-    with pytest.raises(FileNotFoundError, match="no file at"):
+    with pytest.raises(FileNotFoundError, match="no file"):
         _load_checkpoint(tmp_path / "missing.npz", state)
 
 
@@ -264,14 +265,13 @@ def test_ema_is_what_a_run_evaluates_saves_and_returns(mnist, tmp_path, light_co
     # The average lives in the optimizer state (so in checkpoint.npz, resumed with it);
     # model.npz, the recorded accuracy and the returned params are the average's.
     from jaxmlp import evaluate, load_run
-    from jaxmlp.checkpoint import _read_npz
 
     small = mnist._replace(train_images=mnist.train_images[:6000],
                            train_labels=mnist.train_labels[:6000])
     # A constant learning rate: the last weights stay far from their average.
     config = TrainConfig(arch="b", steps=60, ema=0.9, schedule="constant")
     result = train_and_evaluate(config, tmp_path / "run", data=small, log=lambda _: None)
-    saved = _read_npz(tmp_path / "run" / "checkpoint.npz")
+    saved = dict(np.load(tmp_path / "run" / "checkpoint.npz"))
     average = [saved[f"opt_state/1/params/{j}/w"] for j in range(3)]
     trained = [saved[f"params/{j}/w"] for j in range(3)]
     assert np.abs(average[0] - trained[0]).max() > 1e-3   # not the last weights

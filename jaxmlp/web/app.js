@@ -1,7 +1,7 @@
 // jaxmlp serve's page: the runs under the served folder, one run's curves (redrawn as
 // epochs arrive), its evaluation, and the draw page (draw.js). Plain DOM, no framework.
 import { COLORS, lineChart } from "./plot.js";
-import { crumbs, drawURL, getJSON, h, runURL } from "./dom.js";
+import { crumbs, dict, drawURL, fixed, getJSON, h, list, maxOf, num, pct, runURL, text } from "./dom.js";
 import { drawPage } from "./draw.js";
 
 const app = document.getElementById("app");
@@ -13,58 +13,79 @@ function poll(load, ms) {
   again();
 }
 
-const pct = (v) => (typeof v === "number" ? (100 * v).toFixed(2) + "%" : "–");
 const fileURL = (path, name) => `/files/${path === "." ? "" : path.split("/").map(encodeURIComponent).join("/") + "/"}${name}`;
 
 function ago(seconds) {
+  if (num(seconds) === null) return "–";
   const s = Date.now() / 1000 - seconds;
   if (s < 60) return `${Math.max(0, Math.round(s))} s ago`;
   if (s < 3600) return `${Math.round(s / 60)} min ago`;
   if (s < 86400) return `${Math.round(s / 3600)} h ago`;
-  return new Date(seconds * 1000).toISOString().slice(0, 10);
+  const day = new Date(seconds * 1000);
+  return Number.isNaN(day.getTime()) ? "–" : day.toISOString().slice(0, 10);
 }
 
 function progress(r) {
-  if (r.planned_steps) return `${r.step} / ${r.planned_steps} steps`;
-  return `${r.epochs} / ${r.planned_epochs}`;
+  if (r.planned_steps) return `${text(r.step)} / ${text(r.planned_steps)} steps`;
+  return `${text(r.epochs)} / ${text(r.planned_epochs)}`;
 }
 
 function errorBox(message) {
   return h("p", { class: "error", role: "alert" }, message);
 }
 
+// A note on the page saying what of the run's files it could not use.
+function problem(message) {
+  return h("p", { class: "error problem" }, message);
+}
+
+// One part of a page, or a note saying why it could not be drawn: a run file holding
+// something no check foresaw costs that part, never the rest of the page.
+function part(what, draw) {
+  try {
+    return draw();
+  } catch (e) {
+    return problem(`${what} could not be shown: ${e.message}`);
+  }
+}
+
 // ---- the runs page ---------------------------------------------------------------------
+function runRow(r) {
+  const path = text(r.path);
+  if (r.error !== undefined)
+    return h("tr", { class: "broken" }, h("td", {}, path), h("td", { colspan: 8 }, text(r.error)));
+  return h("tr", {},
+    h("td", {}, h("a", { href: runURL(path) }, path)),
+    h("td", {}, r.kind === "sweep" ? `sweep of ${text(r.models)}` : "run"),
+    h("td", {}, text(r.dataset)), h("td", { class: "arch" }, text(r.arch)),
+    h("td", { class: "num" }, progress(r)),
+    h("td", { class: "num" }, pct(r.best_test_acc)),
+    h("td", { class: "num" }, pct(r.best_val_acc)),
+    h("td", { class: "num" }, ago(r.modified)),
+    h("td", {}, r.kind === "run" ? h("a", { href: drawURL(path) }, "draw") : ""));
+}
+
 async function runsPage() {
   crumbs();
   document.title = "jaxmlp: runs";
   let last = "";
   poll(async () => {
     try {
-      const data = await getJSON("/api/runs");
-      const text = JSON.stringify(data);
-      if (text === last) return;
-      last = text;
-      const rows = data.runs.map((r) =>
-        r.error
-          ? h("tr", { class: "broken" }, h("td", {}, r.path), h("td", { colspan: 8 }, r.error))
-          : h("tr", {},
-            h("td", {}, h("a", { href: runURL(r.path) }, r.path)),
-            h("td", {}, r.kind === "sweep" ? `sweep of ${r.models}` : "run"),
-            h("td", {}, r.dataset), h("td", { class: "arch" }, r.arch),
-            h("td", { class: "num" }, progress(r)),
-            h("td", { class: "num" }, pct(r.best_test_acc)),
-            h("td", { class: "num" }, pct(r.best_val_acc)),
-            h("td", { class: "num" }, ago(r.modified)),
-            h("td", {}, r.kind === "run" ? h("a", { href: drawURL(r.path) }, "draw") : "")));
+      const data = dict(await getJSON("/api/runs"));
+      const textOf = JSON.stringify(data);
+      if (textOf === last) return;
+      last = textOf;
+      const runs = list(data.runs), root = text(data.root);
+      const rows = runs.map((r) => part("a row", () => runRow(dict(r))));
       app.replaceChildren(
         h("h1", {}, "Runs"),
-        h("p", { class: "note" }, `under ${data.root}, newest first; updates by itself`),
-        data.runs.length
+        h("p", { class: "note" }, `under ${root}, newest first; updates by itself`),
+        runs.length
           ? h("div", { class: "scroll" }, h("table", { class: "runs" },
             h("thead", {}, h("tr", {}, ...["run", "kind", "dataset", "arch", "epochs",
               "best test acc", "best val acc", "updated", ""].map((t) => h("th", {}, t)))),
             h("tbody", {}, rows)))
-          : h("p", {}, "No runs here yet: ", h("code", {}, `jaxmlp train --out ${data.root}/NAME`),
+          : h("p", {}, "No runs here yet: ", h("code", {}, `jaxmlp train --out ${root}/NAME`),
             " makes one, and it appears here as soon as it has an epoch."));
     } catch (e) {
       app.replaceChildren(errorBox(e.message));
@@ -73,50 +94,65 @@ async function runsPage() {
 }
 
 // ---- one run or sweep ------------------------------------------------------------------
+// The epoch records of `history` (objects with a numeric epoch), and how many others it held.
+function epochs(history) {
+  const all = list(history), records = all.map(dict).filter((r) => num(r.epoch) !== null);
+  return { records, left: all.length - records.length };
+}
+
+function leftOut(left) {
+  return left ? problem(`${left} of metrics.jsonl's records are not epoch records: left out of the charts`) : null;
+}
+
+const planned = (c) => (c.steps ? `${text(c.steps)} steps` : text(c.epochs));
+
 function settingsTable(config) {
   return h("table", { class: "settings" }, h("tbody", {},
-    Object.entries(config).filter(([, v]) => v !== null && v !== false)
+    Object.entries(config).filter(([, v]) => v !== null && v !== false && v !== undefined)
       .map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, JSON.stringify(v))))));
 }
 
 function curves(history, keys, title, ylabel) {
-  const series = keys.filter((k) => history.some((r) => typeof r[k] === "number")).map((k, i) => ({
-    label: k, color: COLORS[i], points: history.map((r) => [r.epoch, r[k]]).filter(([, y]) => typeof y === "number"),
+  const series = keys.filter((k) => history.some((r) => num(r[k]) !== null)).map((k, i) => ({
+    label: k, color: COLORS[i], points: history.map((r) => [r.epoch, num(r[k])]).filter(([, y]) => y !== null),
   }));
   return lineChart({ title, xlabel: "epoch", ylabel, series });
 }
 
 function confusionTable(confusion) {
-  const max = Math.max(1, ...confusion.flat());
+  const rows = list(confusion).map(list);
+  const max = Math.max(1, maxOf(rows.flat()) ?? 0);
   return h("table", { class: "confusion" },
-    h("thead", {}, h("tr", {}, h("th", {}, "true \\ predicted"), ...confusion.map((_, j) => h("th", {}, j)))),
-    h("tbody", {}, confusion.map((row, i) => h("tr", {}, h("th", {}, i), ...row.map((n, j) => {
-      const cell = h("td", { class: i === j ? "diag" : n ? "off" : "zero" }, n);
-      cell.style.setProperty("--level", String(n / max));
+    h("thead", {}, h("tr", {}, h("th", {}, "true \\ predicted"), ...rows.map((_, j) => h("th", {}, j)))),
+    h("tbody", {}, rows.map((row, i) => h("tr", {}, h("th", {}, i), ...row.map((v, j) => {
+      const n = num(v);
+      const cell = h("td", { class: i === j ? "diag" : n ? "off" : "zero" }, n === null ? "–" : n);
+      cell.style.setProperty("--level", String(Math.min(1, Math.max(0, (n ?? 0) / max))));
       return cell;
     })))));
 }
 
 function evaluationSection(evaluation, path, prefix, pictures, version, error) {
-  if (error) return h("p", { class: "error" }, error);
+  if (error) return problem(text(error));
   if (!evaluation) return null;
-  const bars = evaluation.per_class_acc.map((a, c) => {
+  const ev = dict(evaluation), shown = list(pictures);
+  const bars = list(ev.per_class_acc).map((a, c) => {
     const bar = h("span", { class: "bar" });
-    bar.style.width = `${typeof a === "number" ? 100 * a : 0}%`;
+    bar.style.width = `${100 * Math.min(1, Math.max(0, num(a) ?? 0))}%`;
     return h("tr", {}, h("th", {}, c), h("td", { class: "barcell" }, bar), h("td", { class: "num" }, pct(a)));
   });
-  const mistakes = (evaluation.mistakes || []).slice(0, 24).map((m) =>
-    h("tr", {}, h("td", { class: "num" }, m.index), h("td", {}, m.label), h("td", {}, m.predicted),
-      h("td", { class: "num" }, m.confidence.toFixed(3))));
+  const mistakes = list(ev.mistakes).slice(0, 24).map(dict).map((m) =>
+    h("tr", {}, h("td", { class: "num" }, text(m.index)), h("td", {}, text(m.label)), h("td", {}, text(m.predicted)),
+      h("td", { class: "num" }, fixed(m.confidence, 3))));
   // Only pictures already written; the version in the URL fetches a rewritten one anew.
-  const picture = (name, alt) => pictures.includes(name)
-    ? h("a", { href: fileURL(path, prefix + name) }, h("img", { src: `${fileURL(path, prefix + name)}?v=${version}`, alt, class: "picture" }))
+  const picture = (name, alt) => shown.includes(name)
+    ? h("a", { href: fileURL(path, prefix + name) }, h("img", { src: `${fileURL(path, prefix + name)}?v=${encodeURIComponent(text(version))}`, alt, class: "picture" }))
     : h("p", { class: "note" }, `${name} is not written yet`);
   return h("section", { class: "evaluation" },
-    h("h2", {}, `jaxmlp eval: test accuracy ${pct(evaluation.test_acc)}, loss ${evaluation.test_loss.toFixed(4)}`),
+    h("h2", {}, `jaxmlp eval: test accuracy ${pct(ev.test_acc)}, loss ${fixed(ev.test_loss, 4)}`),
     h("div", { class: "cols" },
       h("div", {}, h("h3", {}, "per class"), h("table", { class: "perclass" }, h("tbody", {}, bars))),
-      h("div", {}, h("h3", {}, "confusion (rows: true class)"), confusionTable(evaluation.confusion))),
+      h("div", {}, h("h3", {}, "confusion (rows: true class)"), confusionTable(ev.confusion))),
     h("h3", {}, "the most confident mistakes"),
     h("div", { class: "cols" },
       h("table", { class: "mistakes" }, h("thead", {}, h("tr", {}, ...["test index", "true", "predicted", "confidence"].map((t) => h("th", {}, t)))),
@@ -125,28 +161,45 @@ function evaluationSection(evaluation, path, prefix, pictures, version, error) {
     h("h3", {}, "first layer's weights"), picture("weights.png", "first-layer weights"));
 }
 
-function singleRun(view) {
-  const c = view.config, hist = view.history;
-  const best = Math.max(...hist.map((r) => r.test_acc));
+function singleRun(view, path) {
+  const c = dict(view.config), { records: hist, left } = epochs(view.history);
+  const last = hist[hist.length - 1], best = maxOf(hist.map((r) => r.test_acc));
   return [
-    h("h1", {}, view.path),
-    h("p", { class: "facts" }, `${c.dataset} · ${c.arch} · epoch ${hist.length ? hist[hist.length - 1].epoch : 0} of ${c.steps ? `${c.steps} steps` : c.epochs}`,
-      hist.length ? ` · best test accuracy ${pct(best)}` : "",
-      view.has_model ? h("a", { href: drawURL(view.path), class: "button" }, "draw a digit") : null),
+    h("h1", {}, path),
+    h("p", { class: "facts" }, `${text(c.dataset)} · ${text(c.arch)} · epoch ${last ? last.epoch : 0} of ${planned(c)}`,
+      best === null ? "" : ` · best test accuracy ${pct(best)}`,
+      view.has_model === true ? h("a", { href: drawURL(path), class: "button" }, "draw a digit") : null),
+    leftOut(left),
     h("div", { class: "cols" },
-      h("div", { id: "acc-chart" }, curves(hist, ["train_acc", "test_acc", "val_acc"], "accuracy", "accuracy")),
-      h("div", { id: "loss-chart" }, curves(hist, ["train_loss", "test_loss", "val_loss"], "loss", "cross-entropy"))),
-    evaluationSection(view.evaluation, view.path, "", view.pictures, view.version, view.evaluation_error) ||
-      h("p", { class: "note" }, "Run ", h("code", {}, `jaxmlp eval ${view.folder}`), " for the confusion matrix, per-class accuracy and mistakes."),
-    h("h2", {}, "settings"), settingsTable(c),
+      h("div", { id: "acc-chart" }, part("the accuracy chart", () => curves(hist, ["train_acc", "test_acc", "val_acc"], "accuracy", "accuracy"))),
+      h("div", { id: "loss-chart" }, part("the loss chart", () => curves(hist, ["train_loss", "test_loss", "val_loss"], "loss", "cross-entropy")))),
+    part("jaxmlp eval's results", () => evaluationSection(view.evaluation, path, "", view.pictures, view.version, view.evaluation_error)) ||
+      h("p", { class: "note" }, "Run ", h("code", {}, `jaxmlp eval ${text(view.folder)}`), " for the confusion matrix, per-class accuracy and mistakes."),
+    h("h2", {}, "settings"), part("the settings", () => settingsTable(c)),
   ];
 }
+
+// A sweep's view as the charts and tables use it: only well-formed models, settings and
+// epoch records, each epoch's per-model records a list; `notes` says what was left out.
+function sweepOf(view) {
+  const models = list(view.models).map(dict).filter((m) => Number.isInteger(m.index) && m.index >= 0);
+  const { records, left } = epochs(view.history);
+  const history = records.map((r) => ({ ...r, models: list(r.models) }));
+  const short = history.filter((r) => r.models.length !== models.length).length;
+  const notes = [leftOut(left)];
+  if (short) notes.push(problem(`${short} of metrics.jsonl's epoch records do not hold one result per model: their missing models are left out`));
+  const settings = list(view.settings).map(dict).map((s) => ({ lr: s.lr, momentum: s.momentum, models: list(s.models).filter(Number.isInteger) }));
+  return { models, history, settings, notes: notes.filter(Boolean) };
+}
+
+// Model `i`'s record in epoch record `r` ({} when it has none).
+const modelAt = (r, i) => dict(r.models[i]);
 
 // Per epoch, the mean and sample std (ddof 1, as summary.json) of `key` over `models`.
 function band(history, models, key) {
   const mean = [], lohi = [];
   for (const r of history) {
-    const v = models.map((i) => r.models[i]).filter((m) => m && !m.diverged && typeof m[key] === "number").map((m) => m[key]);
+    const v = models.map((i) => modelAt(r, i)).filter((m) => !m.diverged && num(m[key]) !== null).map((m) => m[key]);
     if (!v.length) continue;
     const mu = v.reduce((a, b) => a + b, 0) / v.length;
     const sd = v.length > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - mu) ** 2, 0) / (v.length - 1)) : 0;
@@ -156,53 +209,61 @@ function band(history, models, key) {
   return { mean, lohi };
 }
 
-function sweepChart(view, key, title, ylabel) {
+function sweepChart(sweep, key, title, ylabel) {
   const series = [], bands = [];
-  view.settings.forEach((s, k) => {
+  sweep.settings.forEach((s, k) => {
     const color = COLORS[k % COLORS.length];
     for (const i of s.models)
-      series.push({ label: null, color, thin: true, points: view.history.filter((r) => !r.models[i].diverged).map((r) => [r.epoch, r.models[i][key]]) });
-    const { mean, lohi } = band(view.history, s.models, key);
+      series.push({ label: null, color, thin: true, points: sweep.history.map((r) => [r.epoch, modelAt(r, i)])
+        .filter(([, m]) => !m.diverged && num(m[key]) !== null).map(([x, m]) => [x, m[key]]) });
+    const { mean, lohi } = band(sweep.history, s.models, key);
     bands.push({ color, points: lohi });
-    series.push({ label: `lr ${s.lr}, momentum ${s.momentum}: mean ± std of ${s.models.length}`, color, points: mean });
+    series.push({ label: `lr ${text(s.lr)}, momentum ${text(s.momentum)}: mean ± std of ${s.models.length}`, color, points: mean });
   });
   return lineChart({ title, xlabel: "epoch", ylabel, series, bands });
 }
 
-function sweepRun(view) {
-  const c = view.config, last = view.history[view.history.length - 1];
-  const rows = view.models.map((m) => {
-    const now = last ? last.models[m.index] : null, ev = view.evaluations[String(m.index)] || null;
-    const bestAcc = Math.max(...view.history.map((r) => r.models[m.index].test_acc).filter((v) => typeof v === "number"));
-    return h("tr", {}, h("td", { class: "num" }, m.index), h("td", { class: "num" }, m.seed),
-      h("td", { class: "num" }, m.lr), h("td", { class: "num" }, m.momentum),
-      h("td", { class: "num" }, now ? (now.diverged ? "diverged" : pct(now.test_acc)) : "–"),
-      h("td", { class: "num" }, view.history.length ? pct(bestAcc) : "–"),
-      h("td", { class: "num" }, ev ? pct(ev.test_acc) : "–"),
-      h("td", {}, now && !now.diverged ? h("a", { href: drawURL(view.path, m.index) }, "draw") : ""));
-  });
-  const summary = view.summary && h("table", { class: "summary" },
+function summaryTable(summary) {
+  return h("table", { class: "summary" },
     h("thead", {}, h("tr", {}, ...["lr", "momentum", "seeds", "mean test acc", "std (points)", "ensemble"].map((t) => h("th", {}, t)))),
-    h("tbody", {}, view.summary.settings.map((s) => h("tr", {}, h("td", {}, s.lr), h("td", {}, s.momentum),
-      h("td", { class: "num" }, s.seeds.length), h("td", { class: "num" }, pct(s.test_acc_mean)),
-      h("td", { class: "num" }, typeof s.test_acc_std === "number" ? (100 * s.test_acc_std).toFixed(2) : "–"),
+    h("tbody", {}, list(summary.settings).map(dict).map((s) => h("tr", {}, h("td", {}, text(s.lr)), h("td", {}, text(s.momentum)),
+      h("td", { class: "num" }, list(s.seeds).length), h("td", { class: "num" }, pct(s.test_acc_mean)),
+      h("td", { class: "num" }, num(s.test_acc_std) === null ? "–" : (100 * s.test_acc_std).toFixed(2)),
       h("td", { class: "num" }, pct(s.ensemble_test_acc))))));
-  const evaluated = Object.entries(view.evaluations).map(([i, ev]) =>
+}
+
+function sweepRun(view, path) {
+  const c = dict(view.config), grid = dict(view.grid), sweep = sweepOf(view);
+  const evaluations = dict(view.evaluations), errors = dict(view.evaluation_errors), pictures = dict(view.model_pictures);
+  const last = sweep.history[sweep.history.length - 1];
+  const rows = sweep.models.map((m) => part(`model ${m.index}'s row`, () => {
+    const now = last && last.models[m.index] !== undefined ? modelAt(last, m.index) : null;
+    const ev = dict(evaluations[String(m.index)]);
+    const bestAcc = maxOf(sweep.history.map((r) => modelAt(r, m.index).test_acc));
+    return h("tr", {}, h("td", { class: "num" }, m.index), h("td", { class: "num" }, text(m.seed)),
+      h("td", { class: "num" }, text(m.lr)), h("td", { class: "num" }, text(m.momentum)),
+      h("td", { class: "num" }, now ? (now.diverged ? "diverged" : pct(now.test_acc)) : "–"),
+      h("td", { class: "num" }, pct(bestAcc)),
+      h("td", { class: "num" }, pct(ev.test_acc)),
+      h("td", {}, now && !now.diverged ? h("a", { href: drawURL(path, m.index) }, "draw") : ""));
+  }));
+  const evaluated = Object.keys({ ...evaluations, ...errors }).map((i) =>
     h("details", {}, h("summary", {}, `model ${i}: jaxmlp eval's results`),
-      evaluationSection(ev, view.path, `models/${i}/`, view.model_pictures[i], view.version, view.evaluation_errors[i])));
+      part(`model ${i}'s results`, () => evaluationSection(evaluations[i], path, `models/${i}/`, pictures[i], view.version, errors[i]))));
   return [
-    h("h1", {}, view.path),
-    h("p", { class: "facts" }, `sweep of ${view.models.length} models · ${c.dataset} · ${c.arch} · order ${view.order} · epoch ${last ? last.epoch : 0} of ${c.steps ? `${c.steps} steps` : c.epochs}`),
+    h("h1", {}, path),
+    h("p", { class: "facts" }, `sweep of ${sweep.models.length} models · ${text(c.dataset)} · ${text(c.arch)} · order ${text(view.order)} · epoch ${last ? last.epoch : 0} of ${planned(c)}`),
+    sweep.notes,
     h("div", { class: "cols" },
-      h("div", { id: "acc-chart" }, sweepChart(view, "test_acc", "test accuracy, every model", "accuracy")),
-      h("div", { id: "loss-chart" }, sweepChart(view, "test_loss", "test loss, every model", "cross-entropy"))),
-    summary ? [h("h2", {}, "summary"), summary] : null,
+      h("div", { id: "acc-chart" }, part("the accuracy chart", () => sweepChart(sweep, "test_acc", "test accuracy, every model", "accuracy"))),
+      h("div", { id: "loss-chart" }, part("the loss chart", () => sweepChart(sweep, "test_loss", "test loss, every model", "cross-entropy")))),
+    view.summary ? [h("h2", {}, "summary"), part("the summary", () => summaryTable(dict(view.summary)))] : null,
     h("h2", {}, "models"),
     h("table", { class: "models" }, h("thead", {}, h("tr", {}, ...["model", "seed", "lr", "momentum", "test acc now", "best", "eval", ""].map((t) => h("th", {}, t)))),
       h("tbody", {}, rows)),
     evaluated,
     h("h2", {}, "settings"),
-    settingsTable({ ...c, seed: view.grid.seeds, lr: view.grid.lrs, momentum: view.grid.momenta }),
+    part("the settings", () => settingsTable({ ...c, seed: grid.seeds, lr: grid.lrs, momentum: grid.momenta })),
   ];
 }
 
@@ -212,13 +273,15 @@ async function runPage(path) {
   let version = null;
   poll(async () => {
     try {
-      const view = await getJSON(`/api/run?path=${encodeURIComponent(path)}`);
-      if (view.version === version) return;  // unchanged since the last look
-      version = view.version;
+      const answer = await getJSON(`/api/run?path=${encodeURIComponent(path)}`), view = dict(answer);
+      if (view.version !== undefined && view.version === version) return;  // unchanged since the last look
+      version = view.version ?? null;
       const y = window.scrollY;
-      app.replaceChildren(...(view.kind === "sweep" ? sweepRun(view) : singleRun(view)).flat().filter(Boolean));
+      const page = answer === view ? [] : [problem("the server's answer is not a run's view")];
+      page.push(...(view.kind === "sweep" ? sweepRun(view, path) : singleRun(view, path)));
+      app.replaceChildren(...page.flat(2).filter(Boolean));
       window.scrollTo(0, y);
-      app.dataset.version = version;
+      app.dataset.version = text(version);
     } catch (e) {
       app.replaceChildren(errorBox(e.message));
       version = null;

@@ -2,7 +2,7 @@
 // sees, its top 3 classes and its hidden layers' activations, computed here (digit.js);
 // when a stroke ends, the same pixels go to the server's jaxmlp.predict and the page shows
 // how far Python's probabilities are from its own.
-import { crumbs, getJSON, h, runURL } from "./dom.js";
+import { crumbs, getJSON, h, list, runURL, text } from "./dom.js";
 import { forward, loadModel, prepareDigit } from "./digit.js";
 
 const PAD = 280, AGREE = 1e-4;  // the canvas's pixels a side; the largest difference allowed
@@ -47,7 +47,7 @@ export async function drawPage(app, path, model) {
   }
   if (!net.digits) {
     app.replaceChildren(h("p", { class: "error", role: "alert" },
-      `This model takes ${net.dataset} images (${net.image_shape.join("×")}): the draw page is for handwriting models, 28×28 grey (MNIST, EMNIST, KMNIST).`));
+      `This model takes ${text(net.dataset)} images (${list(net.image_shape).map(text).join("×")}): the draw page is for handwriting models, 28×28 grey (MNIST, EMNIST, KMNIST).`));
     return;
   }
   const pad = h("canvas", { id: "pad", width: PAD, height: PAD, "aria-label": "draw a digit here" });
