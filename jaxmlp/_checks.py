@@ -10,6 +10,7 @@ it would need a host round trip, and cannot be done while tracing).
 """
 import functools
 import math
+import re
 from collections.abc import Mapping
 
 import jax
@@ -23,6 +24,41 @@ INDEX_LIMIT = 2 ** 31
 # Seeds: jax.random.key takes 32 bits; larger seeds would wrap or overflow.
 SEED_LIMIT = 2 ** 32
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+# Numbers as text, in ASCII only: Python's int() and float() also read "١٢" (Arabic-Indic
+# digits), "１０" (full width) and "1_0", which then reach config.json, a folder name or a
+# plot's font as characters no one typed on purpose.
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_FLOAT_TEXT = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+                         r"|inf|infinity|nan)", re.IGNORECASE)
+
+
+def parse_int(text: str, name: str) -> int:
+    """``text`` (ASCII digits, an optional sign) as an int, else ``ValueError`` naming it."""
+    if not isinstance(text, str) or not _INT_TEXT.fullmatch(text.strip()):
+        raise _Invalid(f"{name} must be an integer written in ASCII digits", repr(text)[:60])
+    return int(text)
+
+
+def parse_float(text: str, name: str) -> float:
+    """``text`` as a float (ASCII: ``0.5``, ``.5``, ``1e-3``; ``inf`` and ``nan`` too, for the
+    range checks to name), else ``ValueError`` naming it."""
+    if not isinstance(text, str) or not _FLOAT_TEXT.fullmatch(text.strip()):
+        raise _Invalid(f"{name} must be a number written in ASCII", repr(text)[:60])
+    return float(text)
+
+
+# The most values a function's output may hold: 1 GiB of float32. A larger one is refused
+# before any is allocated (XLA would otherwise abort the process, or exhaust memory).
+MAX_OUTPUT = 1 << 28
+
+
+def output_size(size: int, what: str) -> None:
+    """``ValueError`` unless an output of ``size`` values fits ``MAX_OUTPUT``."""
+    if size > MAX_OUTPUT:
+        raise _Invalid(f"{what} would hold {size:,} values, more than {MAX_OUTPUT:,}: pass "
+                       "fewer or smaller inputs")
 
 
 def is_concrete(x) -> bool:
@@ -129,6 +165,8 @@ def _shown(value) -> str:
         if np.size(value) != 1:
             return f"an array of shape {np.shape(value)} and dtype {value.dtype}"
         value = value.item()
+    if _is_int(value) and abs(int(value)).bit_length() > 4 * 4000:  # past str()'s limit
+        return f"an int of about {int(abs(int(value)).bit_length() * math.log10(2)) + 1} digits"
     if _is_int(value) and len(digits := str(abs(int(value)))) > 20:  # 10**400: not all of it
         return f"{'-' if value < 0 else ''}{digits[:3]}… ({len(digits)} digits)"
     text = repr(value)
@@ -195,8 +233,8 @@ def rates(value, name: str = "dropout") -> tuple[float, float]:
             or len(value) != 2:
         raise _WrongType(f"{name} must be two rates (p_in, p_hidden)", _shown(value))
     p_in, p_hidden = value
-    return (probability(p_in, f"{name}[0] (the input rate)", float32=False),
-            probability(p_hidden, f"{name}[1] (the hidden rate)", float32=False))
+    return (probability(p_in, f"{name}[0] (the input rate)"),
+            probability(p_hidden, f"{name}[1] (the hidden rate)"))
 
 
 def array(value, name: str):

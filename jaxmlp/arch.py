@@ -2,6 +2,7 @@
 from collections.abc import Sequence
 from typing import NamedTuple, Union
 
+from jaxmlp import _checks
 from jaxmlp.activations import ACTIVATIONS
 
 
@@ -55,8 +56,8 @@ def parse_arch(spec: Union[str, Sequence]) -> Arch:
                 raise ValueError(
                     f"bad layer {item.strip()!r} in architecture {spec!r}: expected "
                     f"'units:activation' (e.g. '50:relu'), or a preset among {sorted(PRESETS)}")
-            try:
-                pairs.append((int(units), activation.strip()))
+            try:  # ASCII digits only: int() also reads "１０" and "1_0"
+                pairs.append((_checks.parse_int(units, "width"), activation.strip()))
             except ValueError:
                 raise ValueError(
                     f"bad width {units!r} in architecture {spec!r}: expected an integer") from None

@@ -23,7 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmlp import _checks
 from jaxmlp._errors import _Invalid, _WrongType
+from jaxmlp.images import _MAX_PIXELS
 
 _KEPT_VARIANCE = 0.999
 
@@ -63,10 +65,10 @@ class Augmentation:
                 raise _WrongType(f"augment {f.name} must be a number", repr(value))
             top, open_, unit = _RANGES[f.name]
             low = _MIN_SIGMA if f.name == "sigma" else 0
-            if not (math.isfinite(value) and low <= value and (value < top if open_
-                                                               else value <= top)):
+            # Comparisons only: NaN fails them, and an int of 400 digits is never a float.
+            if not (low <= value and (value < top if open_ else value <= top)):
                 raise _Invalid(f"augment {f.name} must be in [{low:g}, {top:g}{')' if open_ else ']'}"
-                               f" {unit}", f"{float(value):g}")
+                               f" {unit}", _shown(value))
             object.__setattr__(self, f.name, float(value))
 
     @property
@@ -91,6 +93,13 @@ class Augmentation:
         return ",".join(parts)
 
 
+def _shown(value) -> str:
+    """A value for a message: ``1e+39``, ``-3``, ``nan``; a huge int by its size."""
+    if isinstance(value, (int, np.integer)) and abs(value) > 1e15:
+        return _checks._shown(value)
+    return f"{float(value):g}"
+
+
 def _number(value: float) -> str:
     """``34.0`` → ``"34"``, ``0.15`` → ``"0.15"``: exact (``repr``), without a bare ``.0``."""
     text = repr(float(value))
@@ -113,7 +122,7 @@ def parse_augment(spec: str) -> Augmentation:
         if name in values:
             raise _Invalid(f"augment sets {name} twice")
         try:
-            values[name] = float(value)
+            values[name] = _checks.parse_float(value, f"augment {name}")
         except ValueError:
             raise _Invalid(f"augment {name} must be a number", repr(value.strip())) from None
     return Augmentation(**values)
@@ -128,6 +137,9 @@ def _check_images(images, name: str = "images") -> tuple:
     return shape
 
 
+_MAX_FIELD = 1 << 26  # displacements of one field (each 4 bytes, two of them): 512 MiB
+
+
 def _check_field(shape, batch) -> tuple:
     """``(batch, (H, W))`` for a field of ``batch`` images of ``shape`` ``(H, W[, C])``."""
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
@@ -139,6 +151,9 @@ def _check_field(shape, batch) -> tuple:
         ok = False
     if not ok:
         raise ValueError(f"shape must be an image's (H, W) or (H, W, C), got {shape!r}")
+    if h * w > _MAX_PIXELS or batch * h * w > _MAX_FIELD:  # memory, before any is taken
+        raise ValueError(f"a field of {batch} images of {h}x{w} is too large: at most "
+                         f"{_MAX_PIXELS:,} pixels an image and {_MAX_FIELD:,} in all")
     return int(batch), (h, w)
 
 

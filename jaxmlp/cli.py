@@ -33,6 +33,23 @@ _SWEPT = ("seed", "lr", "momentum")  # list-valued in `jaxmlp sweep`
 _FLAG_OF = {"seeds": "--seeds", "lrs": "--lr", "momenta": "--momentum"}  # a Grid's fields
 
 
+def _int(text: str) -> int:
+    """argparse's ``int``, in ASCII digits only (``_checks.parse_int``)."""
+    from jaxmlp._checks import parse_int
+
+    return parse_int(text, "value")
+
+
+def _float(text: str) -> float:
+    """argparse's ``float``, in ASCII only (``_checks.parse_float``)."""
+    from jaxmlp._checks import parse_float
+
+    return parse_float(text, "value")
+
+
+_int.__name__, _float.__name__ = "int", "float"  # argparse: "invalid int value: '١٢'"
+
+
 class _Failure(Exception):
     """A failure that ends the command with ``code`` after printing ``message``."""
 
@@ -68,7 +85,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, skip=(), helps=None) -> N
                                 action="store_false" if field.default else "store_true")
             continue
         default = "" if field.default is None else f" (default: {field.default})"
-        parser.add_argument(flag, dest=field.name, type=kind[0], default=None,
+        parser.add_argument(flag, dest=field.name, default=None,
+                            type={int: _int, float: _float}.get(kind[0], kind[0]),
                             choices=meta.get("choices"), help=meta["help"] + default)
 
 
@@ -115,9 +133,9 @@ def _add_training_flags(commands, name: str) -> None:
     if not sweep:
         multi = parser.add_argument_group("multi-host (all three, on every process)")
         multi.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
-        multi.add_argument("--num-processes", type=int, help="how many processes take part")
-        multi.add_argument("--process-id", type=int, help="this process's rank, 0 to K-1")
-        multi.add_argument("--init-timeout", type=float, default=60,
+        multi.add_argument("--num-processes", type=_int, help="how many processes take part")
+        multi.add_argument("--process-id", type=_int, help="this process's rank, 0 to K-1")
+        multi.add_argument("--init-timeout", type=_float, default=60,
                            help="seconds to wait for every process to join (default: 60)")
 
 
@@ -133,7 +151,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser("eval", allow_abbrev=False, help="re-evaluate a run's model on its dataset's test split")
     ev.add_argument("run", metavar="RUN", help="a run folder")
-    ev.add_argument("--model", type=int, metavar="I", help="model I of a sweep's folder")
+    ev.add_argument("--model", type=_int, metavar="I", help="model I of a sweep's folder")
     ev.add_argument("--data-dir", help="TFDS data folder (default: the run's, else "
                     "$TFDS_DATA_DIR)")
     ev.add_argument("--no-download", dest="download", action="store_false",
@@ -141,7 +159,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     pr = commands.add_parser("predict", allow_abbrev=False, help="classify images (PNG/JPEG) or .npy arrays")
     pr.add_argument("run", metavar="RUN", help="a run folder")
-    pr.add_argument("--model", type=int, metavar="I", help="model I of a sweep's folder")
+    pr.add_argument("--model", type=_int, metavar="I", help="model I of a sweep's folder")
     pr.add_argument("files", metavar="FILE", nargs="+", help=".png, .jpg or .npy files")
     ink = pr.add_mutually_exclusive_group()
     ink.add_argument("--invert", dest="invert", action="store_true", default=None,
@@ -154,10 +172,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     gc = commands.add_parser("gradcheck", allow_abbrev=False, help="hand backward pass vs jax.grad in float64")
     gc.add_argument("arch", metavar="ARCH", help="a preset or 'units:act,...'")
-    gc.add_argument("--batch-size", type=int, default=8, help="random examples (default: 8)")
-    gc.add_argument("--in-dim", type=int, default=MNIST.in_dim,
+    gc.add_argument("--batch-size", type=_int, default=8, help="random examples (default: 8)")
+    gc.add_argument("--in-dim", type=_int, default=MNIST.in_dim,
                     help=f"input width (default: {MNIST.in_dim}, MNIST's)")
-    gc.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
+    gc.add_argument("--seed", type=_int, default=0, help="PRNG seed (default: 0)")
 
     au = commands.add_parser("augment", allow_abbrev=False,
                              help="draw training images beside their distortions (a PNG)")
@@ -168,21 +186,21 @@ def _build_parser() -> argparse.ArgumentParser:
     au.add_argument("--dataset", default=_DEFAULT_DATASET, help="TFDS dataset (default: mnist)")
     au.add_argument("--data-dir", default=None, help="TFDS data folder")
     au.add_argument("--manual-dir", default=None, help="folder with the original MNIST .gz files")
-    au.add_argument("--images", type=int, default=8, help="training images, one a row (default: 8)")
-    au.add_argument("--draws", type=int, default=6, help="distortions of each (default: 6)")
-    au.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
+    au.add_argument("--images", type=_int, default=8, help="training images, one a row (default: 8)")
+    au.add_argument("--draws", type=_int, default=6, help="distortions of each (default: 6)")
+    au.add_argument("--seed", type=_int, default=0, help="PRNG seed (default: 0)")
 
     sv = commands.add_parser("serve", allow_abbrev=False, help="a local web page of the runs "
                              "under DIR, live curves, and a canvas to draw a digit on")
     sv.add_argument("dir", metavar="DIR", nargs="?", default="runs",
                     help="the folder of runs to show (default: runs)")
-    sv.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0: any free one)")
+    sv.add_argument("--port", type=_int, default=8000, help="TCP port (default: 8000; 0: any free one)")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
                     "127.0.0.1, this machine only; 0.0.0.0 shows the runs to the network)")
 
     toy = commands.add_parser("toy", allow_abbrev=False, help="the seed's 2x2 worked example, traced")
-    toy.add_argument("--lr", type=float, default=2.0, help="SGD learning rate (default: 2.0)")
-    toy.add_argument("--iterations", type=int, default=2, help="iterations (default: 2)")
+    toy.add_argument("--lr", type=_float, default=2.0, help="SGD learning rate (default: 2.0)")
+    toy.add_argument("--iterations", type=_int, default=2, help="iterations (default: 2)")
     return parser
 
 
@@ -378,6 +396,9 @@ def _sweep_settings(args):
 
 def _distributed(args, config: TrainConfig) -> None:
     """Joins the other processes of a multi-host run, if the flags name one."""
+    from jaxmlp.parallel import _check_timeout
+
+    _check_timeout(args.init_timeout)  # a flag given is checked, used or not
     distributed = (args.coordinator, args.num_processes, args.process_id)
     if all(v is None for v in distributed):
         return

@@ -130,10 +130,11 @@ class TrainConfig:
         # Training runs in float32: a value it cannot hold (1e39 overflows, 1e-50 becomes 0,
         # a momentum of 0.999999999 becomes 1) is refused here, not met as a silent no-op
         # or a NaN.
-        number = lambda v: (isinstance(v, (int, float)) and math.isfinite(v)
-                            and abs(v) <= _FLOAT32_MAX)
+        # (abs first: an int of 400 digits compares exactly, but overflows as a float)
+        number = lambda v: (isinstance(v, (int, float)) and abs(v) <= _FLOAT32_MAX
+                            and math.isfinite(v))
         positive = lambda v: number(v) and np.float32(v) > 0
-        f32 = lambda v: f"{v}{_f32(v)}"
+        f32 = lambda v: f"{_checks._shown(v)}{_f32(v)}"
         # (holds, the rule, the value it was given: None where the rule names no value)
         checks = [
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {tuple(OPTIMIZERS)}",
@@ -159,7 +160,8 @@ class TrainConfig:
             (self.ema is None or (number(self.ema) and 0 < self.ema < 1
                                   and np.float32(self.ema) < 1),
              "ema decay must be in (0, 1)", f32(self.ema)),
-            (number(self.label_smoothing) and 0 <= self.label_smoothing < 1,
+            (number(self.label_smoothing) and 0 <= self.label_smoothing < 1
+             and np.float32(self.label_smoothing) < 1,
              "label smoothing must be in [0, 1)", self.label_smoothing),
             (self.dropout is None or _rates(self.dropout) is not None,
              "dropout takes IN,HIDDEN, two probabilities in [0, 1)", repr(self.dropout)),
@@ -173,10 +175,19 @@ class TrainConfig:
             (self.devices is None or self.devices >= 1, "devices must be >= 1", self.devices),
             (self.target_accuracy is None or 0 < self.target_accuracy <= 1,
              "target accuracy must be in (0, 1]", self.target_accuracy),
+            (self.data_dir is None or self.data_dir.strip() != "",
+             "data dir must name a folder (or be left unset)", repr(self.data_dir)),
+            (self.manual_dir is None or self.manual_dir.strip() != "",
+             "manual dir must name a folder (or be left unset)", repr(self.manual_dir)),
         ]
+        # Every count is bounded: a run's step counter, and every index, is int32.
+        checks += [(getattr(self, f.name) is None or getattr(self, f.name) <= _MAX_STEPS,
+                    f"{f.name.replace('_', ' ')} must be at most {_MAX_STEPS}",
+                    getattr(self, f.name)) for f in dataclasses.fields(self)
+                   if f.name != "seed" and int in typing.get_args(f.type) + (f.type,)]
         for ok, rule, got in checks:
             if not ok:
-                raise _Invalid(rule, got)
+                raise _Invalid(rule, got if isinstance(got, str) else _checks._shown(got))
         return self
 
     @property
@@ -233,24 +244,23 @@ class TrainConfig:
 
 
 def _rates(text: str):
-    """``"0.2,0.5"`` → ``(0.2, 0.5)``; None unless two numbers in [0, 1)."""
+    """``"0.2,0.5"`` → ``(0.2, 0.5)``; None unless two numbers in [0, 1), below 1 in float32
+    too (a rate of 0.99999999999 is 1 there: every unit dropped)."""
     try:
-        rates = tuple(float(t) for t in str(text).split(","))
+        rates = tuple(_checks.parse_float(t, "dropout") for t in str(text).split(","))
     except ValueError:
         return None
-    ok = len(rates) == 2 and all(math.isfinite(p) and 0 <= p < 1 for p in rates)
+    ok = len(rates) == 2 and all(0 <= p < 1 and np.float32(p) < 1 for p in rates)
     return rates if ok else None
 
 
 def _f32(value) -> str:
-    """`` (0 as a float32, …)`` where float32, the precision of training, changes ``value``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    """`` (0 as a float32, …)`` where float32, the precision of training, changes ``value``
+    across a boundary (``_checks.float32_note``); ``""`` for anything but a finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            abs(value) <= 1e308 and math.isfinite(value)):
         return ""
-    with np.errstate(over="ignore"):
-        as32 = float(np.float32(value))
-    if as32 == value or (as32 not in (0.0, 1.0) and math.isfinite(as32)):
-        return ""  # exact, or only rounded: no boundary was crossed
-    return f" ({as32:g} as a float32, the precision training runs in)"
+    return _checks.float32_note(value)
 
 
 def _kind_name(annotation) -> str:

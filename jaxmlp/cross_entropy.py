@@ -60,7 +60,8 @@ def smooth_labels(labels, n: int, epsilon: float):
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(f"labels must be integer classes, got dtype {labels.dtype}")
     n = _checks.positive_int(n, "n", limit=_checks.INDEX_LIMIT)
-    _checks.probability(epsilon, "epsilon", float32=False, traced=True)
+    _checks.output_size(np.size(labels) * n, "smooth_labels' (labels.size, n) targets")
+    _checks.probability(epsilon, "epsilon", traced=True)
     _checks.label_range(labels, n)
     return (1 - epsilon) * jax.nn.one_hot(labels, n) + epsilon / n
 

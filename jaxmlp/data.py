@@ -449,6 +449,9 @@ def load_dataset(name: str = _DEFAULT_DATASET, *, data_dir=None, manual_dir=None
       DatasetError: the data is corrupt, or not image classification with uint8 images.
     """
     _check_name(name)
+    for arg, value in (("data_dir", data_dir), ("manual_dir", manual_dir)):
+        if value is not None and not str(value).strip():  # Path("") would be "."
+            raise ValueError(f"{arg} must name a folder (or be None), got an empty string")
     if data_dir is not None:
         data_dir = Path(data_dir).expanduser()
         if not data_dir.is_dir():

@@ -67,7 +67,7 @@ def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
     arch = parse_arch(arch)
     _check_optimizer(optimizer)
     _checks.one_of(grad, _GRADS, "grad")
-    _checks.probability(label_smoothing, "label_smoothing", float32=False)
+    _checks.probability(label_smoothing, "label_smoothing")
     if dropout is not None:
         _checks.rates(dropout, "dropout")
     if augment is not None and not isinstance(augment, Augmentation):

@@ -16,6 +16,11 @@ def _dtype(images) -> np.dtype:
     return np.dtype(images.dtype) if hasattr(images, "dtype") else np.asarray(images).dtype
 
 
+# The most values an image may hold: a 4096×4096 grey image, far past any dataset an MLP
+# takes (CIFAR's 3,072), and an index that int32 holds with room.
+_MAX_PIXELS = 1 << 24
+
+
 def _check_image_shape(image_shape) -> tuple[int, int, int]:
     """``image_shape`` as a tuple ``(height, width, channels)`` of positive ints, or
     ``ValueError``."""
@@ -28,6 +33,9 @@ def _check_image_shape(image_shape) -> tuple[int, int, int]:
                        for s in shape)):
         raise ValueError(f"image_shape must be (height, width, channels), three positive ints, "
                          f"got {image_shape!r}")
+    if math.prod(int(s) for s in shape) > _MAX_PIXELS:
+        raise ValueError(f"image_shape must hold at most {_MAX_PIXELS:,} values (an MLP's input "
+                         f"width), got {tuple(int(s) for s in shape)}")
     return tuple(int(s) for s in shape)
 
 

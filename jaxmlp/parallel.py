@@ -23,6 +23,18 @@ from jaxmlp import _checks
 _DATA = "data"
 
 
+def _check_timeout(timeout_s) -> None:
+    """``ValueError`` unless ``timeout_s`` is a number of seconds in (0, ``_MAX_TIMEOUT_S``]
+    (checked by the command line too, whether or not the run spans hosts)."""
+    if (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
+            or not math.isfinite(timeout_s) or timeout_s <= 0):
+        raise ValueError(f"the init timeout must be a positive number of seconds, got "
+                         f"{timeout_s!r} (timeout_s, --init-timeout)")
+    if timeout_s > _MAX_TIMEOUT_S:
+        raise ValueError(f"the init timeout (timeout_s, --init-timeout) must be at most "
+                         f"{_MAX_TIMEOUT_S} seconds, got {timeout_s!r}")
+
+
 def initialize_distributed(coordinator: str, num_processes: int, process_id: int, *,
                            timeout_s: float = 60, config_hash: str = "") -> None:
     """Joins a multi-process run; call before any other JAX computation.
@@ -44,13 +56,7 @@ def initialize_distributed(coordinator: str, num_processes: int, process_id: int
         raise ValueError(f"coordinator must be HOST:PORT, got {coordinator!r}")
     if not 1 <= int(coordinator.rsplit(":", 1)[1]) <= 65535:
         raise ValueError(f"the coordinator's port must be 1 to 65535, got {coordinator!r}")
-    if (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
-            or not math.isfinite(timeout_s) or timeout_s <= 0):
-        raise ValueError(f"the init timeout must be a positive number of seconds, got "
-                         f"{timeout_s!r} (timeout_s, --init-timeout)")
-    if timeout_s > _MAX_TIMEOUT_S:
-        raise ValueError(f"the init timeout (timeout_s, --init-timeout) must be at most "
-                         f"{_MAX_TIMEOUT_S} seconds, got {timeout_s!r}")
+    _check_timeout(timeout_s)
     _checks.positive_int(num_processes, "num_processes", limit=_checks.INDEX_LIMIT)
     _checks.integer(process_id, "process_id", low=-_checks.INDEX_LIMIT)
     if not 0 <= process_id < num_processes:

@@ -27,11 +27,11 @@ import numpy as np
 
 from jaxmlp._errors import RunError, _without_value
 from jaxmlp._files import _read_bytes
-from jaxmlp.arch import Arch, parse_arch
+from jaxmlp.arch import _MAX_UNITS, Arch, parse_arch
 from jaxmlp.checkpoint import (_Npz, _exactly, _floats, _load_checkpoint, _save_checkpoint,
                                _save_npz_atomic, _text, _write_atomic)
 from jaxmlp.config import _ORDERS, Grid, TrainConfig
-from jaxmlp.data import MNIST, DatasetInfo
+from jaxmlp.data import MNIST, DatasetInfo, _check_name
 from jaxmlp.images import _check_image_shape
 
 CONFIG, METRICS, CHECKPOINT, MODEL = "config.json", "metrics.jsonl", "checkpoint.npz", "model.npz"
@@ -94,13 +94,23 @@ def _read_json(path: Path, within=None):
     """``path``'s JSON (``_read_text``'s rules); ``RunError`` names the file and the line of
     a syntax error, never what the file holds."""
     try:
-        return json.loads(_read_text(path, within))
+        text = _read_text(path, within)
     except FileNotFoundError:
         raise RunError(f"no file {path}") from None
+    return _loads(text, str(path))
+
+
+def _loads(text: str, where: str):
+    """JSON ``text`` from ``where`` (a file, or its line N); ``RunError`` says why not."""
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
-        raise RunError(f"{path} is not valid JSON (line {e.lineno}: {e.msg})") from None
+        at = f"line {e.lineno}: " if "line" not in where else ""
+        raise RunError(f"{where} is not valid JSON ({at}{e.msg})") from None
     except RecursionError:
-        raise RunError(f"{path} is nested too deeply to be a jaxmlp file") from None
+        raise RunError(f"{where} is nested too deeply to be a jaxmlp file") from None
+    except ValueError:  # an integer past Python's 4,300 digits
+        raise RunError(f"{where} holds a number too long to be jaxmlp's") from None
 
 
 def _read_config(folder) -> TrainConfig:
@@ -141,23 +151,39 @@ def _read_history(folder, models: Optional[int] = None) -> list[dict]:
     keys = ("epoch", "step", *(("models",) if sweep else _RECORD_KEYS))
     history = []
     for i, line in enumerate(lines, 1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise RunError(f"{path} line {i} is not valid JSON ({e.msg})") from None
-        except RecursionError:
-            raise RunError(f"{path} line {i} is nested too deeply to be an epoch record") from None
+        record = _loads(line, f"{path} line {i}")
         if not (isinstance(record, dict) and all(k in record for k in keys)
-                and type(record["epoch"]) is int and type(record["step"]) is int):
-            raise RunError(f"{path} line {i} is not an epoch record (needs {', '.join(keys)})")
+                and _count(record["epoch"]) and _count(record["step"])
+                and (sweep or _metrics(record))):
+            raise RunError(f"{path} line {i} is not an epoch record (needs {', '.join(keys)}: "
+                           "an epoch and step from 1 to 2**31-1, and numbers)")
         if sweep and not (isinstance(record["models"], list)
-                          and all(isinstance(m, dict) for m in record["models"])
+                          and all(_model_record(m) for m in record["models"])
                           and len(record["models"]) == (models or len(record["models"]) or 1)):
             count = f"{models} " if models else ""
             raise RunError(f"{path} line {i} is not a sweep's epoch record (its models must be a "
                            f"list of {count}records, one per model)")
         history.append(record)
     return history
+
+
+def _count(value) -> bool:
+    """An epoch or step number: an int from 1 to 2**31 - 1 (the step counter is int32)."""
+    return type(value) is int and 1 <= value < 2 ** 31
+
+
+def _metrics(record: dict, nullable: bool = False) -> bool:
+    """Whether ``record``'s metrics (the ``_RECORD_KEYS`` it holds, ``val_*`` too) are
+    numbers (``nullable``: or None, as for a diverged model of a sweep)."""
+    number = lambda v: (type(v) in (int, float)) or (nullable and v is None)
+    return all(number(v) for k, v in record.items() if k.endswith(("_loss", "_acc")))
+
+
+def _model_record(m) -> bool:
+    """One model's record in a sweep's epoch line: its test metrics (numbers, or None
+    where it diverged) and whether it diverged."""
+    return (isinstance(m, dict) and "test_acc" in m and "test_loss" in m
+            and type(m.get("diverged", False)) is bool and _metrics(m, nullable=True))
 
 
 def _holder(folder: Path) -> bool:
@@ -319,7 +345,7 @@ class _RunFolder:
             for ready, place in written:
                 os.replace(ready, place)
             written = []
-            if not self.saved and self._resume:
+            if not self.saved and self._resume and CHECKPOINT in files:
                 # The run moved on: the evaluation of its old model no longer describes it.
                 for name in (EVAL, *_EVAL_PLOTS, MODELS):
                     _remove(self.path / name)
@@ -397,7 +423,8 @@ def _check_new_file(path, *, overwrite: bool = False) -> Path:
         if path.is_dir() and not path.is_symlink():
             raise RunError(f"{path} is a folder, not a file to write")
         if not overwrite:
-            what = "a symbolic link" if path.is_symlink() else "a file"
+            what = ("a symbolic link" if path.is_symlink() else "a file" if path.is_file()
+                    else "something other than a file")
             raise RunError(f"{path} exists ({what}): pass --overwrite to replace it, or "
                            "choose another name")
     return path
@@ -414,7 +441,7 @@ def _write_new_file(path, write, *, overwrite: bool = False) -> None:
       _RunWriteError: the write failed (the message names ``path``).
     """
     path = _check_new_file(path, overwrite=overwrite)
-    created = [p for p in path.parents if not p.exists()]  # leaf first
+    created = [p for p in path.parents if not os.path.lexists(p)]  # leaf first
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(path)
@@ -438,20 +465,25 @@ def _remove_empty(folders: list[Path]) -> None:
     for folder in folders:
         try:
             folder.rmdir()
-        except OSError:
-            return  # not empty: someone else's files are there, keep them
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return  # not empty: someone else's files are there, keep them
+            # never made (a name too long, a parent that failed first): on to its parent
 
 
 def _read_checkpoint(folder, template) -> dict:
     """The checkpoint state of ``folder``, shaped like ``template``; ``RunError`` if unusable."""
     path = Path(folder) / CHECKPOINT
     try:
-        return _load_checkpoint(path, template)
+        state = _load_checkpoint(path, template)
     except FileNotFoundError:
         raise RunError(f"{folder} has no {CHECKPOINT} to resume from (did its first epoch "
                        "finish?)") from None
     except ValueError as e:
         raise RunError(str(e)) from None
+    if "step" in state and not 1 <= int(state["step"]) < 2 ** 31:  # saved after a step
+        raise RunError(f"{path}: its step is not a step a run saves (1 to 2**31-1)")
+    return state
 
 
 def _save_model(path, params, arch, info: DatasetInfo = MNIST) -> None:
@@ -481,7 +513,8 @@ def load_model(path) -> tuple[Arch, list[dict], DatasetInfo]:
             info = MNIST
             if "image_shape" in npz.names:
                 shape = _check_image_shape(npz.read("image_shape", _exactly((3,), np.int64)))
-                info = DatasetInfo(str(npz.read("dataset", _text(200))), shape, arch[-1].units)
+                info = DatasetInfo(_check_name(str(npz.read("dataset", _text(200)))), shape,
+                                   arch[-1].units)
             params, fan_in = [], info.in_dim
             for i, (units, _) in enumerate(arch):
                 params.append({"w": npz.read(f"params/{i}/w", _floats((fan_in, units))),
@@ -494,8 +527,8 @@ def load_model(path) -> tuple[Arch, list[dict], DatasetInfo]:
     except KeyError as e:
         raise RunError(f"{path} is not a jaxmlp model: it has no array {e.args[0]!r}") from None
     except (ValueError, TypeError):  # what the metadata says: never quoted
-        raise RunError(f"{path} is not a jaxmlp model: its architecture or image shape is not "
-                       "one jaxmlp writes") from None
+        raise RunError(f"{path} is not a jaxmlp model: its architecture, dataset or image shape "
+                       "is not one jaxmlp writes") from None
     for i, layer in enumerate(params):
         if not all(np.isfinite(layer[k]).all() for k in ("w", "b")):
             raise RunError(f"{path}: layer {i} holds NaN or infinite weights")
@@ -506,32 +539,44 @@ def _read_sweep(folder) -> tuple[TrainConfig, Grid, str]:
     """The base config, grid and order saved in ``folder/sweep.json``."""
     path = Path(folder) / SWEEP
     meta = _read_json(path)
+    if isinstance(meta, dict) and set(meta) - _SWEEP_KEYS:
+        raise RunError(f"{path} is not a jaxmlp sweep (it holds keys jaxmlp does not write)")
     try:
         config = TrainConfig.from_dict(meta["config"])
-        grid = Grid(tuple(meta["seeds"]), tuple(meta["lrs"]), tuple(meta["momenta"]))
+        grid = Grid(meta["seeds"], meta["lrs"], meta["momenta"])
         if meta["order"] not in _ORDERS:
             raise ValueError(f"order must be one of {_ORDERS}")
+        _sweep_info_of(meta, path)  # the dataset it records, checked whoever asks
         return config, grid, meta["order"]
+    except RunError:  # the dataset's reader named it
+        raise
     except KeyError as e:  # a key of jaxmlp's own vocabulary
         raise RunError(f"{path} is not a jaxmlp sweep (it has no {e.args[0]!r})") from None
     except (TypeError, ValueError) as e:
-        raise RunError(f"{path} is not a jaxmlp sweep ("
-                       f"{_without_value(e, 'its settings, grid or order are not jaxmlp’s')})"
-                       ) from None
+        why = _without_value(e, "its settings, grid or order are not what jaxmlp writes")
+        raise RunError(f"{path} is not a jaxmlp sweep ({why})") from None
 
 
 def _read_sweep_info(folder) -> DatasetInfo:
     """The dataset the sweep in ``folder`` trained on (``sweep.json``'s ``dataset``); a
     sweep saved before datasets were recorded trained on MNIST."""
     path = Path(folder) / SWEEP
-    meta = _read_json(path)
+    return _sweep_info_of(_read_json(path), path)
+
+
+# What sweep.json holds (``_RunFolder.save_sweep_epoch``); "dataset" since datasets were recorded.
+_SWEEP_KEYS = {"config", "seeds", "lrs", "momenta", "order", "dataset"}
+
+
+def _sweep_info_of(meta, path: Path) -> DatasetInfo:
+    """The ``DatasetInfo`` in sweep.json's contents ``meta`` (MNIST where none is recorded)."""
     if not isinstance(meta, dict) or "dataset" not in meta:
         return MNIST
     try:
         d = meta["dataset"]
-        info = DatasetInfo(d["name"], _check_image_shape(d["image_shape"]), d["num_classes"])
-        if not (isinstance(info.name, str) and len(info.name) <= 200
-                and type(info.num_classes) is int and info.num_classes >= 1):
+        info = DatasetInfo(_check_name(d["name"]), _check_image_shape(d["image_shape"]),
+                           d["num_classes"])
+        if not (type(info.num_classes) is int and 1 <= info.num_classes <= _MAX_UNITS):
             raise TypeError
         return info
     except (KeyError, TypeError, ValueError):
@@ -604,6 +649,8 @@ def load_run(folder, model: Optional[int] = None) -> Run:
     Raises:
       RunError: the folder or one of its files is missing or unusable (the message names it).
     """
+    if not isinstance(folder, (str, os.PathLike)):
+        raise TypeError(f"folder must be a run folder (a str or path), got {type(folder).__name__}")
     folder = Path(folder)
     if model is not None and type(model) is not int:  # "1" or True: not an index
         raise RunError(f"model must be an integer index, got {model!r}")
@@ -619,6 +666,9 @@ def load_run(folder, model: Optional[int] = None) -> Run:
         raise RunError(f"{folder} holds a single run, not a sweep: drop model={model}")
     config = _read_config(folder)
     arch, params, info = load_model(folder / MODEL)
+    if arch != parse_arch(config.arch) or info.name != config.dataset:
+        raise RunError(f"{folder / MODEL} is not the model {folder / CONFIG} describes (another "
+                       "architecture or dataset): not one run's files")
     return Run(folder, config, arch, params, _read_history(folder),
                _read_evaluation(folder / EVAL), info)
 
@@ -642,9 +692,18 @@ def evaluate_run(run: Run, data) -> dict:
     Returns:
       the report, as saved in ``eval.json``.
     """
+    from jaxmlp.data import Dataset
     from jaxmlp.metrics import evaluation_report
     from jaxmlp.plot import _plot_confusion, _plot_mistakes, _plot_weights
 
+    if not isinstance(run, Run):
+        raise TypeError(f"run must be a jaxmlp.Run (load_run makes one), got {type(run).__name__}")
+    if not isinstance(data, Dataset):
+        raise TypeError(f"data must be a jaxmlp.Dataset (load_dataset makes one), got "
+                        f"{type(data).__name__}")
+    if data.info.image_shape != run.info.image_shape:
+        raise ValueError(f"data must be the dataset the run takes ({run.info.name}, images "
+                         f"{run.info.image_shape}), got {data.info.name} {data.info.image_shape}")
     report = evaluation_report(run.params, data.test_images, data.test_labels, run.arch)
     wrong = report["mistakes"]
     index = np.asarray([m["index"] for m in wrong], dtype=int)

@@ -37,9 +37,8 @@ from pathlib import Path
 
 from jaxmlp._pages import (_PICTURES, _BadRequest, _describe, _find_runs, _model_json, _png,
                            _predict_json, _rel, _run_view, _stamp, _there)
-from jaxmlp.arch import parse_arch
 from jaxmlp.run import (CHECKPOINT, CONFIG, EVAL, METRICS, MODEL, MODELS, SUMMARY, SWEEP,
-                        RunError, _load_model_of_sweep, load_model)
+                        RunError, load_run)
 
 _MAX_BODY = 64 * 1024  # a 28×28 image as JSON is ~3 KB; a 32×32×3 one ~12 KB
 _DRAIN = 8 << 20  # a larger body is refused unread: the client may then miss the 413
@@ -141,16 +140,16 @@ class _Site:
         if sweep != (model is not None):
             raise _HttpError(400, "a sweep's folder holds many models: add &model=I" if sweep
                              else "a single run holds one model: drop model=")
-        stamp = _stamp(folder / (CHECKPOINT if sweep else MODEL))
+        # Every file the model is read with: the weights, and the settings and records that
+        # load_run holds them to (a run /api/run refuses is refused here too, 409).
+        stamp = _stamp(*(folder / n for n in ((CHECKPOINT, SWEEP, METRICS) if sweep
+                                              else (MODEL, CONFIG, METRICS))))
         with self._lock:
             cached = self._models.get((folder, model))
         if cached and cached[0] == stamp:
             return (*cached[1], stamp)
-        if sweep:
-            config, params, _, info = _load_model_of_sweep(folder, model)
-            loaded = (parse_arch(config.arch), params, info)
-        else:
-            loaded = load_model(folder / MODEL)
+        run = load_run(folder, model=model)
+        loaded = (run.arch, run.params, run.info)
         with self._lock:
             self._models[(folder, model)] = (stamp, loaded)
         return (*loaded, stamp)

@@ -3,6 +3,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmlp import _checks
+
 
 def _check_logits(z, name: str = "z") -> None:
     """Raises, naming ``z``, unless it is a floating array with a class axis of at least one
@@ -59,6 +61,7 @@ def softmax_jacobian(z: jax.Array) -> jax.Array:
       shape ``(..., n, n)``. (The matrix is symmetric, so ``∂p_i/∂z_j`` is the same.)
     """
     _check_logits(z)
+    _checks.output_size(np.size(z) * z.shape[-1], "the Jacobian (..., n, n)")
     p = softmax(z)
     eye = jnp.eye(z.shape[-1], dtype=p.dtype)
     return p[..., :, None] * (eye - p[..., None, :])

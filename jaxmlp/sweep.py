@@ -20,6 +20,7 @@ the best setting is the one whose ensemble is most accurate on it: the test spli
 reported, never chosen on.
 """
 import itertools
+import os
 from typing import Optional
 
 import jax
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxmlp import _checks
 from jaxmlp.arch import parse_arch
 from jaxmlp.config import _MAX_MODELS, Grid, TrainConfig, _resume_length
 from jaxmlp.data import Dataset
@@ -35,7 +37,7 @@ from jaxmlp.metrics import evaluate_models, model_probabilities
 from jaxmlp.mlp import init_params
 from jaxmlp.optim import make_optimizer
 from jaxmlp.parallel import make_mesh, _to_host
-from jaxmlp.run import _RunFolder, _read_checkpoint, _read_history, _read_sweep
+from jaxmlp.run import SUMMARY, _RunFolder, _read_checkpoint, _read_history, _read_sweep
 from jaxmlp.trainer import _check_memory, _checkpoint_state, _eval_sets, _put_dataset, fit
 
 
@@ -45,14 +47,14 @@ def _parse_seeds(text: str) -> tuple[int, ...]:
     """``"16"`` → seeds 0 to 15; ``"0,3,7"`` (any comma) → those seeds."""
     try:
         if "," not in text:
-            count = int(text)
+            count = _checks.parse_int(text, "--seeds")
             if not 1 <= count <= _MAX_MODELS:
                 raise ValueError(f"--seeds takes a count from 1 to {_MAX_MODELS} or a list, got "
                                  f"{text!r}")
             return tuple(range(count))
-        seeds = tuple(int(t) for t in text.split(","))  # an empty item is a mistake
+        seeds = tuple(_checks.parse_int(t, "--seeds") for t in text.split(","))  # "0,,1": a mistake
     except ValueError as e:
-        raise ValueError(str(e) if "--seeds" in str(e) else
+        raise ValueError(str(e) if "--seeds takes" in str(e) else
                          f"--seeds takes a count (16) or a list (0,3,7), got {text!r}") from None
     if len(set(seeds)) != len(seeds) or not seeds:
         raise ValueError(f"--seeds lists each seed once, got {text!r}")
@@ -62,7 +64,7 @@ def _parse_seeds(text: str) -> tuple[int, ...]:
 def _parse_floats(text: str, name: str) -> tuple[float, ...]:
     """``"0.02,0.05,0.1"`` → ``(0.02, 0.05, 0.1)``."""
     try:
-        values = tuple(float(t) for t in str(text).split(","))  # "0.1,,0.2": a mistake
+        values = tuple(_checks.parse_float(t, f"--{name}") for t in str(text).split(","))
     except ValueError:
         raise ValueError(f"--{name} takes numbers separated by commas, got {text!r}") from None
     if not values or len(set(values)) != len(values):
@@ -301,7 +303,10 @@ class _Stack:
         host_params = jax.tree.map(_to_host, params)
         summary = _summarize_models(self.grid, self.config, params, history, diverged,
                                    self.host_data)
-        if folder is not None and history:
+        # Written when this call trained (or the summary is missing): a complete sweep
+        # resumed with nothing to do writes nothing.
+        if folder is not None and history and (
+                folder.saved or not os.path.lexists(folder.path / SUMMARY)):
             folder.save_summary(summary, history, self.grid)
         return {"params": host_params, "summary": summary}
 

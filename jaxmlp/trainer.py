@@ -157,7 +157,8 @@ def _check_memory(config: TrainConfig, num_models: int, order: str, data: Datase
                           num_examples=sum(len(y) for _, y in data.splits().values()))
     # The CPU "devices" of a sweep are one host's cores: they share its memory, not add to it.
     # This process's own devices: another process's cannot be asked (a multi-process run).
-    devices = [d for d in devices if d.process_index == jax.process_index()] or list(devices)
+    devices = [d for d in devices if getattr(d, "process_index", 0) == jax.process_index()
+               ] or list(devices)
     spread = devices[0].platform != "cpu" and num_models > 1
     have = _available_bytes(devices[0]) * (len(devices) if spread else 1)
     if need > 0.8 * have:

@@ -485,3 +485,25 @@ def test_checks_keep_file_values_out_of_their_rule():
     with pytest.raises(TypeError) as caught:
         _checks.seed("secret", "seed")
     assert "secret" not in caught.value.rule
+
+
+def test_outputs_too_large_for_memory_are_refused_before_any_is_made():
+    # Found by a fresh-eyes test: inside the documented ranges these aborted the interpreter
+    # (XLA's "buffer_.IsConcrete()") or exhausted memory.
+    from jaxmlp import affine_field, elastic_field, smooth_labels, softmax_jacobian
+
+    key = jax.random.key(0)
+    cases = [(lambda: smooth_labels(np.arange(4), 2 ** 31 - 1, 0.1), "would hold 8,589,934,588"),
+             (lambda: softmax_jacobian(jnp.zeros(10 ** 5)), "would hold 10,000,000,000 values"),
+             (lambda: affine_field((10 ** 6, 10 ** 6), jnp.eye(2)[None], jnp.zeros((1, 2))),
+              "a field of 1 images of 1000000x1000000 is too large"),
+             (lambda: elastic_field(key, 10 ** 9, (28, 28), sigma=4, alpha=3),
+              "a field of 1000000000 images of 28x28 is too large")]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+    # A rate or smoothing that float32 makes 1 is refused as a decay of 0.999999999 is.
+    with pytest.raises(ValueError, match=r"epsilon must be a number in \[0, 1\)"):
+        smooth_labels(np.arange(4), 10, 0.99999999999)
+    with pytest.raises(ValueError, match=r"dropout\[0\] \(the input rate\) must be a number"):
+        jaxmlp.dropout_masks(key, jnp.zeros((2, 784)), "a", (0.99999999999, 0))

@@ -412,17 +412,21 @@ def test_the_runs_page_survives_any_json(page, site, tmp_path):
 
 def test_a_served_folder_of_malformed_runs_is_shown_as_far_as_it_can_be(page, served_runs,
                                                                          tmp_path):
-    """Run files the server passes on as they are (a record's values of any type, NaN) or
-    refuses (an eval.json of the wrong values, a sweep whose models are []): the run page
-    shows its title, its curves from the values that are numbers, and the file at fault."""
+    """Run files the server passes on (NaN, sent as null; keys it does not know) or refuses
+    (a record whose values are not numbers, an eval.json of the wrong values, a sweep whose
+    models are []): the run page shows its title, its curves from the values that are
+    numbers, and the file at fault."""
     import json
 
     root = tmp_path / "runs"
     run = shutil.copytree(served_runs[0] / "one", root / "odd")
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    lines[0].update(train_acc="x", test_acc=None, val_acc=[1], train_loss={"a": 1})
-    text = "".join(json.dumps(r) + "\n" for r in lines)
-    (run / "metrics.jsonl").write_text(text.replace('"test_loss": ', '"test_loss": NaN, "x": ', 1))
+    nan = float("nan")
+    lines[0].update(train_acc=nan, test_acc=nan, val_acc=nan, train_loss=nan, x="y")
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    strings = shutil.copytree(served_runs[0] / "one", root / "strings")
+    lines[0].update(train_acc="x")
+    (strings / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     (run / "eval.json").write_text(json.dumps({"test_acc": 0.5, "test_loss": 1.0,
                                                "per_class_acc": [], "confusion": [],
                                                "mistakes": [1, "x", None]}))
@@ -442,9 +446,13 @@ def test_a_served_folder_of_malformed_runs_is_shown_as_far_as_it_can_be(page, se
         shown = page.inner_text("#app")
         assert "empty/metrics.jsonl" in shown and "Cannot read" not in shown, shown
         shot(page, tmp_path, "malformed-sweep")
+        page.goto(f"{address(server)}/run?path=strings")
+        page.wait_for_selector("#app .error")
+        shown = page.inner_text("#app")
+        assert "strings/metrics.jsonl line 1 is not an epoch record" in shown, shown
         page.goto(f"{address(server)}/")
         page.wait_for_selector("table.runs")
         rows = page.locator("table.runs tbody tr").all_inner_texts()
-        assert sorted(r.split("\t")[0] for r in rows) == ["empty", "odd"]
+        assert sorted(r.split("\t")[0] for r in rows) == ["empty", "odd", "strings"]
     # The refused /api/run is a console message of the browser's own; no script failed.
     assert [e for e in page.errors if "Failed to load resource" not in e] == []

@@ -1,4 +1,5 @@
 """The jaxmlp command end to end (train, and each bad input's message)."""
+import contextlib
 import json
 import os
 import subprocess
@@ -305,6 +306,7 @@ def test_a_negative_value_reaches_the_settings_rule(tmp_path, capsys):
     (["alpha=1", "--images", "100000"], "--images must be in [1, 64], got 100000"),
     (["alpha=1", "--out", ""], "'' names no file to write"),
     (["alpha=1", "--out", "sub/"], "'sub/' names no file to write"),
+    (["alpha=١٢"], "augment alpha must be a number, got '١٢'"),
 ])
 def test_augment_refuses_bad_input_before_any_work(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
@@ -337,6 +339,11 @@ def test_augment_writes_its_picture_by_the_run_folders_rules(env, tmp_path, monk
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr == "jaxmlp augment: error: cannot write new/deeper/a.png: File too large\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling.png", "dir.png"]
+    # A name too long for the file system: no folder made on the way is left either.
+    assert main(["augment", "alpha=34", "--images", "1", "--draws", "1",
+                 "--out", f"made/{'a' * 300}/x.png"]) == 1
+    assert "File name too long" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling.png", "dir.png"]
     # With --overwrite the link itself is replaced, never followed.
     assert main(["augment", "alpha=34", "--out", "dangling.png", "--overwrite",
                  "--images", "1", "--draws", "1"]) == 0
@@ -368,3 +375,40 @@ def test_gradcheck_and_toy_refuse_what_would_overflow_or_never_end(capsys):
         assert main(command) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"jaxmlp {command[0]}: error: {message}") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command, message", [
+    # Python's int() and float() read other scripts' digits and underscores: not ours.
+    (["train", "--epochs", "١٢"], "argument --epochs: invalid int value: '١٢'"),
+    (["train", "--lr", "1_0"], "argument --lr: invalid float value: '1_0'"),
+    (["train", "--arch", "１０:linear"], "bad width '１０' in architecture '１０:linear'"),
+    (["sweep", "--seeds", "١"], "--seeds takes a count (16) or a list (0,3,7), got '١'"),
+    (["eval", "runs/x", "--model", "１"], "argument --model: invalid int value: '１'"),
+    (["serve", "--port", "١"], "argument --port: invalid int value: '١'"),
+])
+def test_numbers_are_ascii(command, message, capsys):
+    with pytest.raises(SystemExit) if "argument" in message else _nothing():
+        assert main(command) == 2
+    assert message in capsys.readouterr().err
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--init-timeout", "nan"], "the init timeout must be a positive number of seconds, got nan"),
+    (["--init-timeout", "1e308"], "the init timeout (timeout_s, --init-timeout) must be at most"),
+    (["--log-every", "99999999999999999999999"], "log every must be at most 2147483647"),
+    (["--train-eval-size", "2147483648"], "train eval size must be at most 2147483647"),
+    (["--dropout", "0.99999999999,0"], "dropout takes IN,HIDDEN, two probabilities in [0, 1)"),
+    (["--label-smoothing", "0.9999999999"], "label smoothing must be in [0, 1), got 0.9999999999"),
+    (["--data-dir", ""], "data dir must name a folder (or be left unset), got ''"),
+])
+def test_every_flag_has_a_range(args, message, tmp_path, capsys):
+    # Found by a fresh-eyes test: each was accepted (and --init-timeout even unused).
+    assert main(["train", *args, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()

@@ -706,6 +706,17 @@ def test_run_files_that_are_links_are_named_never_shown(served_runs, tmp_path):
                 json.loads(body)["error"], (path, body)
             assert b"TOPSECRET" not in body
         assert "error" in rows["config-json"] and "error" in rows["metrics-jsonl"]
+        # The weights are read with the run's settings and records (load_run): a run that
+        # /api/run refuses is refused by /api/model and /api/predict too.
+        pixels = json.dumps({"pixels": [0] * 784}).encode()
+        for folder in ("config-json", "metrics-jsonl"):
+            name = folder.replace("-", ".")
+            for method, path, body in [("GET", f"/api/model?path={folder}", None),
+                                       ("POST", f"/api/predict?path={folder}", pixels)]:
+                status, _, answer = request(port, method, path, body,
+                                            {"Content-Type": "application/json"})
+                assert status == 409 and f"{folder}/{name} is a symbolic link" in \
+                    json.loads(answer)["error"], (path, answer)
         view = get_json(port, "/api/run?path=eval-json")
         assert view["evaluation"] is None and "eval-json/eval.json" in view["evaluation_error"]
         view = get_json(port, "/api/run?path=sweep")
