@@ -356,13 +356,12 @@ def test_a_failed_start_leaves_no_temporary_folder(tmp_path):
     empty, temp = tmp_path / "tfds", tmp_path / "tmp"
     empty.mkdir(), temp.mkdir()
     env = {**os.environ, "TMPDIR": str(temp), "JAXMLP_CACHE_DIR": str(tmp_path / "cache")}
-    for command in (["train", "--dataset", "fashion_mnist", "--no-download",
-                     "--out", str(tmp_path / "run")],
-                    ["augment", "alpha=1", "--dataset", "kmnist", "--out", str(tmp_path / "a.png")]):
-        proc = subprocess.run([sys.executable, "-m", "jaxmlp", *command, "--data-dir", str(empty)],
-                              env=env, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 2 and "is not prepared in" in proc.stderr, proc.stderr
-        assert list(temp.iterdir()) == [], command
+    # (jaxmlp augment and eval load through the same data.load_dataset.)
+    proc = subprocess.run([sys.executable, "-m", "jaxmlp", "train", "--dataset", "fashion_mnist",
+                           "--no-download", "--out", str(tmp_path / "run"), "--data-dir",
+                           str(empty)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "is not prepared in" in proc.stderr, proc.stderr
+    assert list(temp.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tfds", "tmp"]
 
 
