@@ -301,6 +301,12 @@ def _setting_value(config: TrainConfig, name: str):
     return parse_arch(config.arch) if name == "arch" else getattr(config, name)
 
 
+def _check_out(args) -> None:
+    """``--out ""`` (an unset shell variable) is a mistake, not the default folder."""
+    if args.out is not None and not args.out.strip():
+        raise ValueError("--out needs a folder, got an empty string")
+
+
 def _resumed_folder(args, kind: str) -> Path:
     """The folder ``--resume`` names; ``--out`` may only name it again."""
     if not args.resume.strip():
@@ -313,6 +319,7 @@ def _resumed_folder(args, kind: str) -> Path:
 
 def _config_from_args(args) -> tuple[TrainConfig, Path]:
     """The ``TrainConfig`` and run folder that ``args`` ask for (resume included)."""
+    _check_out(args)
     given = _given(args)
     if args.resume is None:
         config = TrainConfig(**given)
@@ -361,6 +368,7 @@ def _sweep_settings(args):
     from jaxmlp.run import _read_sweep
     from jaxmlp.sweep import Grid, _parse_floats, _parse_seeds
 
+    _check_out(args)
     given = _given(args, skip=_SWEPT)
     from jaxmlp.recipes import RECIPES
 

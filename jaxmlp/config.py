@@ -187,7 +187,8 @@ class TrainConfig:
                    if f.name != "seed" and int in typing.get_args(f.type) + (f.type,)]
         for ok, rule, got in checks:
             if not ok:
-                raise _Invalid(rule, got if isinstance(got, str) else _checks._shown(got))
+                raise _Invalid(rule, got if got is None or isinstance(got, str)
+                               else _checks._shown(got))
         return self
 
     @property

@@ -18,6 +18,7 @@ import dataclasses
 import errno
 import fcntl
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -175,7 +176,7 @@ def _count(value) -> bool:
 def _metrics(record: dict, nullable: bool = False) -> bool:
     """Whether ``record``'s metrics (the ``_RECORD_KEYS`` it holds, ``val_*`` too) are
     numbers (``nullable``: or None, as for a diverged model of a sweep)."""
-    number = lambda v: (type(v) in (int, float)) or (nullable and v is None)
+    number = lambda v: (type(v) in (int, float) and math.isfinite(v)) or (nullable and v is None)
     return all(number(v) for k, v in record.items() if k.endswith(("_loss", "_acc")))
 
 
@@ -184,6 +185,19 @@ def _model_record(m) -> bool:
     where it diverged) and whether it diverged."""
     return (isinstance(m, dict) and "test_acc" in m and "test_loss" in m
             and type(m.get("diverged", False)) is bool and _metrics(m, nullable=True))
+
+
+def _history_to(folder, done: int, models: Optional[int] = None) -> list[dict]:
+    """The records a resume from a checkpoint at step ``done`` continues: those up to it
+    (an epoch lost between the two renames is dropped). The checkpoint's own epoch must be
+    there: its metrics are written before it, so a run whose records end elsewhere, or that
+    has none, is not one run's files."""
+    history = [h for h in _read_history(folder, models) if h["step"] <= done]
+    if not history or history[-1]["step"] != done:
+        raise RunError(f"{Path(folder) / METRICS} has no record of step {done}, where "
+                       f"{CHECKPOINT} was saved: not one run's files (restore both, or start "
+                       "a new run)")
+    return history
 
 
 def _holder(folder: Path) -> bool:
@@ -255,12 +269,12 @@ class _RunFolder:
         path = Path(path)
         if resume and overwrite:
             raise RunError("--resume and --overwrite exclude each other")
-        if path.exists() and not path.is_dir():
+        if os.path.exists(path) and not path.is_dir():  # (os.path: a name too long is no error)
             raise RunError(f"{path} is a file, not a run folder: choose another --out")
         if resume and not (os.path.lexists(path / CONFIG) or os.path.lexists(path / SWEEP)):
             raise RunError(f"cannot resume {path}: " + (f"it has no {CONFIG} (is it a run folder?)"
                                                       if path.is_dir() else "no such folder"))
-        created = [p for p in (path, *path.parents) if not p.exists()]  # leaf first
+        created = [p for p in (path, *path.parents) if not os.path.lexists(p)]  # leaf first
         lock_fd = None
         try:  # BaseException too: Ctrl-C or SIGTERM here must not leave a folder with a lock
             try:
@@ -507,6 +521,8 @@ def load_model(path) -> tuple[Arch, list[dict], DatasetInfo]:
     Only the arrays a model needs are read, each once its header shows the shape the
     architecture implies (``checkpoint._Npz``). A model saved before datasets were recorded
     is an MNIST model."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a model.npz (a str or path), got {type(path).__name__}")
     try:
         with _Npz(path) as npz:
             arch = parse_arch(str(npz.read("arch", _text(_MAX_SPEC))))
@@ -546,7 +562,10 @@ def _read_sweep(folder) -> tuple[TrainConfig, Grid, str]:
         grid = Grid(meta["seeds"], meta["lrs"], meta["momenta"])
         if meta["order"] not in _ORDERS:
             raise ValueError(f"order must be one of {_ORDERS}")
-        _sweep_info_of(meta, path)  # the dataset it records, checked whoever asks
+        info = _sweep_info_of(meta, path)  # the dataset it records, checked whoever asks
+        if parse_arch(config.arch)[-1].units != info.num_classes:
+            raise RunError(f"{path} is not a jaxmlp sweep (its dataset's class count is not its "
+                           "architecture's output width)")
         return config, grid, meta["order"]
     except RunError:  # the dataset's reader named it
         raise

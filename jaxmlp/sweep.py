@@ -37,7 +37,7 @@ from jaxmlp.metrics import evaluate_models, model_probabilities
 from jaxmlp.mlp import init_params
 from jaxmlp.optim import make_optimizer
 from jaxmlp.parallel import make_mesh, _to_host
-from jaxmlp.run import SUMMARY, _RunFolder, _read_checkpoint, _read_history, _read_sweep
+from jaxmlp.run import SUMMARY, _RunFolder, _history_to, _read_checkpoint, _read_sweep
 from jaxmlp.trainer import _check_memory, _checkpoint_state, _eval_sets, _put_dataset, fit
 
 
@@ -231,7 +231,7 @@ class _Stack:
         saved = _read_sweep(folder)[0]
         state = _read_checkpoint(folder, state)
         done = int(state["step"])
-        history = [h for h in _read_history(folder) if h["step"] <= done]
+        history = _history_to(folder, done, models=self.num_models)
         return state, history, _resume_length(saved, self.config, done, spe)
 
     def place(self, state, num_steps: int):

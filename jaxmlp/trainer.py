@@ -33,8 +33,8 @@ from jaxmlp.metrics import evaluate_models
 from jaxmlp.mlp import init_params
 from jaxmlp.optim import OPTIMIZERS, _ema_of, make_optimizer
 from jaxmlp.parallel import _check_batch, make_mesh, _put_replicated, _to_host
-from jaxmlp.run import (_RunFolder, _RunWriteError, _kept, _read_checkpoint, _read_config,
-                        _read_history, _read_sweep)
+from jaxmlp.run import (_RunFolder, _RunWriteError, _history_to, _kept, _read_checkpoint,
+                        _read_config, _read_sweep)
 
 
 class TrainingDiverged(RuntimeError):
@@ -211,9 +211,8 @@ class _One:
         saved = _read_config(folder)
         state = _read_checkpoint(folder, state)
         done = int(state["step"])
-        num_steps = _resume_length(saved, config, done, spe)
-        history = [h for h in _read_history(folder) if h["step"] <= done]  # a lost epoch's
-        return state, history, num_steps
+        history = _history_to(folder, done)
+        return state, history, _resume_length(saved, config, done, spe)
 
     def place(self, state, num_steps: int):
         step = _config_step(self.config, make_optimizer(self.config, num_steps),

@@ -412,20 +412,20 @@ def test_the_runs_page_survives_any_json(page, site, tmp_path):
 
 def test_a_served_folder_of_malformed_runs_is_shown_as_far_as_it_can_be(page, served_runs,
                                                                          tmp_path):
-    """Run files the server passes on (NaN, sent as null; keys it does not know) or refuses
-    (a record whose values are not numbers, an eval.json of the wrong values, a sweep whose
-    models are []): the run page shows its title, its curves from the values that are
-    numbers, and the file at fault."""
+    """Run files the server passes on (NaN where a record may hold anything, sent as null;
+    keys it does not know) or refuses (a record whose metrics are not numbers, an eval.json
+    of the wrong values, a sweep whose models are []): the run page shows its title, its
+    curves, and the file at fault."""
     import json
 
     root = tmp_path / "runs"
     run = shutil.copytree(served_runs[0] / "one", root / "odd")
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     nan = float("nan")
-    lines[0].update(train_acc=nan, test_acc=nan, val_acc=nan, train_loss=nan, x="y")
+    lines[0].update(epoch_seconds=nan, eval_seconds=nan, x="y")
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     strings = shutil.copytree(served_runs[0] / "one", root / "strings")
-    lines[0].update(train_acc="x")
+    lines[0].update(train_acc="x", test_acc=nan)
     (strings / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     (run / "eval.json").write_text(json.dumps({"test_acc": 0.5, "test_loss": 1.0,
                                                "per_class_acc": [], "confusion": [],
@@ -436,7 +436,7 @@ def test_a_served_folder_of_malformed_runs_is_shown_as_far_as_it_can_be(page, se
                                                  for r in lines))
     with serving(root) as server:
         page.goto(f"{address(server)}/run?path=odd")
-        page.wait_for_selector("#acc-chart svg[data-points='1']")  # epoch 1's are not numbers
+        page.wait_for_selector("#acc-chart svg[data-points='2']")  # both epochs' accuracies
         assert page.inner_text("h1") == "odd"
         assert page.locator("#acc-chart svg polyline").count() == 3
         assert "odd/eval.json is not jaxmlp eval's output" in page.inner_text("#app .error")

@@ -404,6 +404,7 @@ def _nothing():
     (["--dropout", "0.99999999999,0"], "dropout takes IN,HIDDEN, two probabilities in [0, 1)"),
     (["--label-smoothing", "0.9999999999"], "label smoothing must be in [0, 1), got 0.9999999999"),
     (["--data-dir", ""], "data dir must name a folder (or be left unset), got ''"),
+    (["--nesterov", "--momentum", "0"], "--nesterov needs a momentum above 0\n"),
 ])
 def test_every_flag_has_a_range(args, message, tmp_path, capsys):
     # Found by a fresh-eyes test: each was accepted (and --init-timeout even unused).
@@ -411,3 +412,13 @@ def test_every_flag_has_a_range(args, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "run").exists()
+
+
+def test_an_empty_out_is_refused(tmp_path, monkeypatch, capsys):
+    # An unset shell variable: not the default folder (it trained into runs/a).
+    monkeypatch.chdir(tmp_path)
+    for command in ("train", "sweep"):
+        assert main([command, "--arch", "a", "--out", ""]) == 2
+        assert capsys.readouterr().err == (f"jaxmlp {command}: error: --out needs a folder, got "
+                                           "an empty string\n")
+    assert list(tmp_path.iterdir()) == []

@@ -641,6 +641,10 @@ def test_config_values_past_their_range_are_one_line(served_runs, tmp_path, name
      "metrics.jsonl line 1 is not an epoch record"),
     ('{"epoch": 1, "step": 5, "train_loss": 1, "train_acc": "x", "test_loss": 1, "test_acc": 1}',
      "metrics.jsonl line 1 is not an epoch record"),
+    ('{"epoch": 1, "step": 5, "train_loss": 1, "train_acc": 1, "test_loss": 1, "test_acc": 1e999}',
+     "metrics.jsonl line 1 is not an epoch record"),
+    ('{"epoch": 1, "step": 5, "train_loss": NaN, "train_acc": 1, "test_loss": 1, "test_acc": 1}',
+     "metrics.jsonl line 1 is not an epoch record"),
 ])
 def test_records_out_of_range_are_named(served_runs, tmp_path, line, message):
     one, _, _ = _copy_runs(served_runs, tmp_path)
@@ -709,3 +713,51 @@ def test_the_run_api_names_what_is_not_a_run(served_runs, tmp_path):
     with pytest.raises(RunError, match="its architecture, dataset or image shape") as e:
         load_run(one)
     assert "SECRET" not in str(e.value)
+
+
+@pytest.mark.parametrize("what", ["empty", "missing", "ahead"])
+def test_a_checkpoint_without_its_records_is_refused(served_runs, tmp_path, what):
+    # Found by a second fresh-eyes test: an empty metrics.jsonl made a sweep's resume end in
+    # an IndexError traceback and a single run's in "unsupported format string".
+    from jaxmlp.run import _read_sweep
+
+    one, sweep, data = _copy_runs(served_runs, tmp_path)
+    for folder in (one, sweep):
+        metrics, checkpoint = folder / "metrics.jsonl", folder / "checkpoint.npz"
+        with np.load(checkpoint) as f:
+            arrays = {k: f[k] for k in f.files}
+        step = int(arrays["step"])
+        if what == "empty":
+            metrics.write_text("")
+        elif what == "missing":
+            metrics.unlink()
+        else:  # a checkpoint a step past its records
+            np.savez(checkpoint, **{**arrays, "step": np.asarray(step + 1, np.int32)})
+            step += 1
+        before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+        with pytest.raises(RunError, match=re.escape(
+                f"{metrics} has no record of step {step}, where checkpoint.npz was saved")):
+            if folder == one:
+                jaxmlp.train_and_evaluate(load_run(one).config if what != "missing" else
+                                          dataclasses_replace(_read_config(one), epochs=2),
+                                          one, resume=True, data=data, log=lambda _: None)
+            else:
+                config, grid, order = _read_sweep(sweep)
+                jaxmlp.train_many(config, grid, sweep, order=order, resume=True, data=data,
+                                  log=lambda _: None)
+        assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+
+
+def _read_config(folder):
+    from jaxmlp.run import _read_config as read
+
+    return read(folder)
+
+
+def test_a_sweeps_classes_are_its_output_width(served_runs, tmp_path):
+    _, sweep, _ = _copy_runs(served_runs, tmp_path)
+    meta = json.loads((sweep / "sweep.json").read_text())
+    meta["dataset"]["num_classes"] = 11
+    (sweep / "sweep.json").write_text(json.dumps(meta))
+    with pytest.raises(RunError, match="its dataset's class count is not its architecture's"):
+        load_run(sweep, model=1)
