@@ -11,7 +11,8 @@ moment ends the command with one line and exit 130:
   exceptions Python only prints ("Exception ignored in: _xla_gc_callback") is raised again
   in the main code instead of being lost;
 - an interrupted command leaves with ``os._exit`` once its line is out: interpreter
-  shutdown after an interrupted start of XLA's runtime can crash (SIGSEGV seen here).
+  shutdown after an interrupted start of XLA's runtime can crash (SIGSEGV seen here);
+  so does any process that joined a multi-process run (``jaxmlp.parallel._leave``).
 """
 import _thread
 import os
@@ -35,6 +36,9 @@ def _unraisable(hook):
 
 
 def _leave(code: int) -> int:
+    parallel = sys.modules.get("jaxmlp.parallel")
+    if parallel is not None and parallel._joined:  # its teardown can hang: it leaves itself
+        parallel._leave(code)
     if code == 130:
         sys.stdout.flush()
         sys.stderr.flush()

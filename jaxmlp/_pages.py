@@ -17,7 +17,8 @@ from pathlib import Path
 
 from jaxmlp._files import _open_file
 from jaxmlp.run import (CONFIG, EVAL, METRICS, MODEL, MODELS, SUMMARY, SWEEP, RunError,
-                        _config_of, _read_history, _read_json, _read_sweep, _read_sweep_info)
+                        _config_of, _is_sweep, _read_history, _read_json, _read_sweep,
+                        _read_sweep_with_info)
 
 _PICTURES = ("curves.png", "confusion.png", "mistakes.png", "weights.png")
 _PNG = b"\x89PNG\r\n\x1a\n"  # how every PNG file starts
@@ -160,7 +161,7 @@ def _describe(root: Path, folder: Path) -> dict:
     """One row of the runs page: what the run is, how far it is, how good it got; or, for a
     run whose files cannot be read, what is wrong, so the other rows still show."""
     rel = _rel(root, folder)
-    sweep = _there(folder / SWEEP)
+    sweep = _is_sweep(folder)
     times = []
     for name in (METRICS, SWEEP, CONFIG):
         try:
@@ -198,9 +199,8 @@ def _progress(folder: Path, sweep: bool) -> dict:
 def _run_view(root: Path, folder: Path) -> dict:
     """A run's page: its settings, every epoch's record, and ``jaxmlp eval``'s results."""
     rel = _rel(root, folder)
-    if _there(folder / SWEEP):
-        config, grid, order = _read_sweep(folder)
-        info = _read_sweep_info(folder)
+    if _is_sweep(folder):
+        config, grid, order, info = _read_sweep_with_info(folder)
         models = [{"index": i, "seed": c.seed, "lr": c.lr, "momentum": c.momentum}
                   for i, c in enumerate(grid.configs(config))]
         settings = []

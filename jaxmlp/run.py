@@ -32,7 +32,7 @@ from jaxmlp.arch import _MAX_UNITS, Arch, parse_arch
 from jaxmlp.checkpoint import (_Npz, _exactly, _floats, _load_checkpoint, _save_checkpoint,
                                _save_npz_atomic, _text, _write_atomic)
 from jaxmlp.config import _ORDERS, Grid, TrainConfig
-from jaxmlp.data import MNIST, DatasetInfo, _check_name
+from jaxmlp.data import MNIST, Dataset, DatasetInfo, _check_name
 from jaxmlp.images import _check_image_shape
 
 CONFIG, METRICS, CHECKPOINT, MODEL = "config.json", "metrics.jsonl", "checkpoint.npz", "model.npz"
@@ -553,6 +553,13 @@ def load_model(path) -> tuple[Arch, list[dict], DatasetInfo]:
 
 def _read_sweep(folder) -> tuple[TrainConfig, Grid, str]:
     """The base config, grid and order saved in ``folder/sweep.json``."""
+    return _read_sweep_with_info(folder)[:3]
+
+
+def _read_sweep_with_info(folder) -> tuple[TrainConfig, Grid, str, DatasetInfo]:
+    """``_read_sweep``'s, and the dataset the sweep trained on (``sweep.json``'s
+    ``dataset``; a sweep saved before datasets were recorded trained on MNIST): one read
+    of the file, every part checked."""
     path = Path(folder) / SWEEP
     meta = _read_json(path)
     if isinstance(meta, dict) and set(meta) - _SWEEP_KEYS:
@@ -566,7 +573,7 @@ def _read_sweep(folder) -> tuple[TrainConfig, Grid, str]:
         if parse_arch(config.arch)[-1].units != info.num_classes:
             raise RunError(f"{path} is not a jaxmlp sweep (its dataset's class count is not its "
                            "architecture's output width)")
-        return config, grid, meta["order"]
+        return config, grid, meta["order"], info
     except RunError:  # the dataset's reader named it
         raise
     except KeyError as e:  # a key of jaxmlp's own vocabulary
@@ -574,13 +581,6 @@ def _read_sweep(folder) -> tuple[TrainConfig, Grid, str]:
     except (TypeError, ValueError) as e:
         why = _without_value(e, "its settings, grid or order are not what jaxmlp writes")
         raise RunError(f"{path} is not a jaxmlp sweep ({why})") from None
-
-
-def _read_sweep_info(folder) -> DatasetInfo:
-    """The dataset the sweep in ``folder`` trained on (``sweep.json``'s ``dataset``); a
-    sweep saved before datasets were recorded trained on MNIST."""
-    path = Path(folder) / SWEEP
-    return _sweep_info_of(_read_json(path), path)
 
 
 # What sweep.json holds (``_RunFolder.save_sweep_epoch``); "dataset" since datasets were recorded.
@@ -608,8 +608,7 @@ def _load_model_of_sweep(folder, model: int):
     its config as the single run it stands for, its params, its per-epoch records and the
     dataset it takes (``DatasetInfo``). Only that model's arrays are kept, and only arrays
     of the shapes the grid and architecture imply are read."""
-    config, grid, _ = _read_sweep(folder)
-    info = _read_sweep_info(folder)
+    config, grid, _, info = _read_sweep_with_info(folder)
     configs = grid.configs(config)
     if not 0 <= model < len(configs):
         raise RunError(f"{folder} holds models 0 to {len(configs) - 1}, not {model}")
@@ -711,7 +710,6 @@ def evaluate_run(run: Run, data) -> dict:
     Returns:
       the report, as saved in ``eval.json``.
     """
-    from jaxmlp.data import Dataset
     from jaxmlp.metrics import evaluation_report
     from jaxmlp.plot import _plot_confusion, _plot_mistakes, _plot_weights
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from jaxmlp._pages import (_PICTURES, _BadRequest, _describe, _find_runs, _model_json, _png,
                            _predict_json, _rel, _run_view, _stamp, _there)
 from jaxmlp.run import (CHECKPOINT, CONFIG, EVAL, METRICS, MODEL, MODELS, SUMMARY, SWEEP,
-                        RunError, load_run)
+                        RunError, _is_sweep, load_run)
 
 _MAX_BODY = 64 * 1024  # a 28×28 image as JSON is ~3 KB; a 32×32×3 one ~12 KB
 _DRAIN = 8 << 20  # a larger body is refused unread: the client may then miss the 413
@@ -114,7 +114,7 @@ class _Site:
             raise _HttpError(400, "which run? add ?path=FOLDER (as /api/runs lists them)")
         folder = _inside(self.root, rel)
         # A link named config.json still makes a run: jaxmlp.run's reader then refuses it (409).
-        if not (folder.is_dir() and (_there(folder / CONFIG) or _there(folder / SWEEP))):
+        if not (folder.is_dir() and (_there(folder / CONFIG) or _is_sweep(folder))):
             raise _HttpError(404, f"no run {rel!r} here")
         return folder
 
@@ -136,7 +136,7 @@ class _Site:
     def model(self, folder: Path, model: int | None):
         """``(arch, params, info, version)`` of the run in ``folder`` (model ``model`` of a
         sweep); ``version`` changes whenever the run saves new weights."""
-        sweep = _there(folder / SWEEP)
+        sweep = _is_sweep(folder)
         if sweep != (model is not None):
             raise _HttpError(400, "a sweep's folder holds many models: add &model=I" if sweep
                              else "a single run holds one model: drop model=")

@@ -41,8 +41,6 @@ from jaxmlp.run import SUMMARY, _RunFolder, _history_to, _read_checkpoint, _read
 from jaxmlp.trainer import _check_memory, _checkpoint_state, _eval_sets, _put_dataset, fit
 
 
-
-
 def _parse_seeds(text: str) -> tuple[int, ...]:
     """``"16"`` → seeds 0 to 15; ``"0,3,7"`` (any comma) → those seeds."""
     try:

@@ -132,10 +132,11 @@ def _stack(tree):
 
 def _estimate_bytes(config: TrainConfig, num_models: int, order: str, *, in_dim: int,
                    num_examples: int) -> int:
-    """Device memory ``num_models`` models need (a sweep's, or one run's), roughly: per model its params, gradients and optimizer
-    state (``OPTIMIZERS[...]["copies"]``) and a batch's activations (forward values and their gradients), plus
-    the dataset (``num_examples`` uint8 images of ``in_dim`` pixels and their int32 labels,
-    every split) and, for independent orders, each model's own input batch."""
+    """Device memory ``num_models`` models need (a sweep's, or one run's), roughly: per
+    model its params, gradients and optimizer state (``OPTIMIZERS[...]["copies"]``) and a
+    batch's activations (forward values and their gradients), plus the dataset
+    (``num_examples`` uint8 images of ``in_dim`` pixels and their int32 labels, every split)
+    and, for independent orders, each model's own input batch."""
     arch, widths, batch_size = parse_arch(config.arch), [in_dim], config.batch_size
     params = 0
     for units, _ in arch:
@@ -162,12 +163,12 @@ def _check_memory(config: TrainConfig, num_models: int, order: str, data: Datase
     spread = devices[0].platform != "cpu" and num_models > 1
     have = _available_bytes(devices[0]) * (len(devices) if spread else 1)
     if need > 0.8 * have:
-        what = ((f"{num_models} models", "need", "sweep fewer models at once")
-                      if num_models > 1 else
-                      ("one model", "needs", "choose a narrower architecture or a smaller batch"))
-        raise ValueError(f"{what[0]} of {config.arch} on {data.info.name} {what[1]} about "
+        what, verb, cure = ((f"{num_models} models", "need", "sweep fewer models at once")
+                            if num_models > 1 else ("one model", "needs", "choose a narrower "
+                                                    "architecture or a smaller batch"))
+        raise ValueError(f"{what} of {config.arch} on {data.info.name} {verb} about "
                          f"{need / 2**30:.1f} GiB, more than 80% of the {have / 2**30:.1f} GiB "
-                         f"available: {what[2]}")
+                         f"available: {cure}")
 
 
 def _available_bytes(device) -> int:
