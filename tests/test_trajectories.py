@@ -3,8 +3,9 @@
 A few short runs on the real MNIST, each run's final params summarised per leaf (sum,
 sum of squares, first and last element) and held to float32 tolerance against values
 stored from commit 2e85476's trainer (`python tests/test_trajectories.py` prints them
-anew). Bitwise equality across commits is checked on one machine with
-`python tests/test_trajectories.py --save FILE` on each commit, then comparing the files.
+anew; the noisy resumed run's since commit 8cc1c3b). Bitwise equality across commits is
+checked on one machine by `python scripts/trajectories.py REF`, which trains these runs
+with REF's package and the working tree's and compares every array bit for bit.
 """
 import json
 import sys
@@ -22,6 +23,10 @@ RUNS = {  # name: (TrainConfig settings, resume to these steps or None)
     "b-resumed": (dict(arch="b", steps=60, schedule="constant", lr=0.05), 100),
     "b-val": (dict(arch="b", steps=100, val_size=5000), None),
     "b-adam": (dict(arch="b", steps=100, optimizer="adam", warmup_steps=10), None),
+    # Every source of noise and every extra part of the update, resumed mid-epoch.
+    "b-noisy-resumed": (dict(arch="b", steps=60, schedule="constant", lr=0.05, nesterov=True,
+                             dropout="0.2,0.5", augment="alpha=34,sigma=4,rotation=10",
+                             ema=0.99, max_norm=3.0, label_smoothing=0.1, clip_norm=5.0), 100),
 }
 
 

@@ -1,0 +1,71 @@
+"""Are single runs bitwise the same trajectories as at another commit, on this machine?
+
+    python scripts/trajectories.py [REF]        # REF: a commit, default HEAD
+
+Trains the short runs of ``tests/test_trajectories.py`` (presets a and b, both gradient
+paths, resumed, a validation split, Adam, and dropout + augmentation + EMA + max-norm +
+label smoothing + clipping resumed mid-epoch) twice on this machine: with the package as
+it is at REF (checked out into a temporary git worktree) and with the working tree's; then
+compares every parameter array bit for bit. Prints one line per run and exits 1 if any
+array differs. Bits are compared on one machine only: other CPUs round differently
+(``tests/test_trajectories.py`` holds the runs to float32 tolerance across machines).
+
+Needs the MNIST data the tests use (``$TFDS_DATA_DIR``; ``make`` sets it beside
+``../shared``). About a minute per side on a 2-core machine.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "tests" / "test_trajectories.py"
+
+
+def _save(package_root: Path, out: Path) -> None:
+    """The runs' final params, trained by the package under ``package_root``, into ``out``."""
+    env = {**os.environ, "PYTHONPATH": str(package_root)}  # ahead of the editable install
+    subprocess.run([sys.executable, str(RUNS), "--save", str(out)], env=env, check=True,
+                   cwd=package_root)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("ref", nargs="?", default="HEAD", help="the commit to compare against")
+    ref = parser.parse_args(argv).ref
+    if "TFDS_DATA_DIR" not in os.environ and (ROOT.parent / "shared" / "data").is_dir():
+        os.environ["TFDS_DATA_DIR"] = str(ROOT.parent / "shared" / "data" / "tensorflow_datasets")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--quiet", "--detach",
+                        str(tmp / "ref"), ref], check=True)
+        try:
+            _save(tmp / "ref", tmp / "ref.npz")
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                            str(tmp / "ref")], check=True)
+        _save(ROOT, tmp / "now.npz")
+        before, after = np.load(tmp / "ref.npz"), np.load(tmp / "now.npz")
+        runs = sorted({name.split("/")[0] for name in before.files})
+        if set(before.files) != set(after.files):
+            print(f"the runs' arrays differ: {sorted(set(before.files) ^ set(after.files))}")
+            return 1
+        failed = False
+        print(f"{'run':<18} {'arrays':>6} {'bitwise':>8} {'max |diff|':>11}   (vs {ref})")
+        for run in runs:
+            names = [n for n in before.files if n.startswith(run + "/")]
+            same = sum(np.array_equal(before[n].view(np.uint8), after[n].view(np.uint8))
+                       for n in names)
+            diff = max(float(np.max(np.abs(before[n] - after[n]))) for n in names)
+            failed |= same != len(names)
+            print(f"{run:<18} {len(names):>6} {same:>8} {diff:>11.3g}")
+    print("bitwise the same" if not failed else "DIFFERENT")
+    return int(failed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
