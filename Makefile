@@ -9,7 +9,7 @@ SHARED_TFDS := $(wildcard ../shared/data/tensorflow_datasets)
 TFDS_DATA_DIR ?= $(SHARED_TFDS)
 export TFDS_DATA_DIR
 
-.PHONY: setup browser train test test-offline lock reproduce benchmark clean
+.PHONY: setup browser train lint test test-offline lock reproduce benchmark clean
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,12 @@ browser:
 		echo "could not install Chromium (/tmp/jaxmlp-apt.log says why): the browser tests skip"; \
 	else echo "no Chromium (apt-get install chromium): the browser tests skip"; fi
 
-test: setup browser
+# ruff's checks and mypy's types (pyproject.toml configures both), before every test run.
+lint: setup
+	$(BIN)/ruff check jaxmlp scripts tests
+	$(BIN)/mypy
+
+test: setup browser lint
 	$(BIN)/python -m pytest -q -n auto --dist worksteal $(PYTEST_ARGS)
 
 # The tests that need no data and no browser, run as if there were no data (a missing-data
@@ -52,7 +57,7 @@ lock:
 	rm -rf $(LOCK_VENV)
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(LOCK_VENV)/bin/python -m pip install --quiet -e ".[test]"
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e ".[test,lint]"
 	$(LOCK_VENV)/bin/python -m pip freeze --exclude-editable > $(LOCK_VENV)/pins.in
 	$(LOCK_VENV)/bin/python -m pip --version | awk '{print "pip==" $$2}' >> $(LOCK_VENV)/pins.in
 	echo 'setuptools>=77' >> $(LOCK_VENV)/pins.in  # what pyproject.toml builds with

@@ -12,6 +12,7 @@ import functools
 import math
 import re
 from collections.abc import Mapping
+from typing import Literal, overload
 
 import jax
 import jax.numpy as jnp
@@ -218,8 +219,8 @@ def probability(value, name: str, *, lower_open: bool = False, upper_open: bool 
     above = v > 0 if lower_open else v >= 0
     below = v < 1 if upper_open else v <= 1
     if float32:
-        above = above and (not lower_open or np.float32(v) > 0)
-        below = below and (not upper_open or np.float32(v) < 1)
+        above = above and (not lower_open or bool(np.float32(v) > 0))
+        below = below and (not upper_open or bool(np.float32(v) < 1))
     if not (above and below):
         interval = f"{'(' if lower_open else '['}0, 1{')' if upper_open else ']'}"
         raise _Invalid(f"{name} must be a number in {interval}",
@@ -227,7 +228,7 @@ def probability(value, name: str, *, lower_open: bool = False, upper_open: bool 
     return v
 
 
-def rates(value, name: str = "dropout") -> tuple[float, float]:
+def rates(value, name: str = "dropout") -> tuple:
     """Dropout's ``(p_in, p_hidden)``: exactly two concrete numbers, each in ``[0, 1)``."""
     if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__len__") \
             or len(value) != 2:
@@ -298,6 +299,12 @@ def label_range(labels, n: int, units: str = "classes", name: str = "labels") ->
                          f"got values in [{lo}, {hi}]")
 
 
+@overload
+def params_fit(params, arch, *, in_dim: int | None = None, stacked: Literal[True],
+               name: str = "params") -> int: ...
+@overload
+def params_fit(params, arch, *, in_dim: int | None = None, stacked: bool = False,
+               name: str = "params") -> int | None: ...
 def params_fit(params, arch, *, in_dim: int | None = None, stacked: bool = False,
                name: str = "params") -> int | None:
     """Raises unless ``params`` are a network of ``arch`` (a parsed ``Arch``): a list of one

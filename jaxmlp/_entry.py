@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 
-_noted = []
+_noted: list[int] = []
 
 
 def _note(signum, frame):

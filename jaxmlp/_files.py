@@ -50,9 +50,9 @@ def _open_file(path, *, within=None) -> BinaryIO:
                 raise _refusal(e, base.joinpath(*parts[:i + 1]), path) from None
             os.close(fd)
             fd = inner
-        opened, fd = fd, None
+        opened, fd = fd, -1
     finally:
-        if fd is not None:
+        if fd >= 0:
             os.close(fd)
     if not stat.S_ISREG(os.fstat(opened).st_mode):
         os.close(opened)
@@ -61,7 +61,7 @@ def _open_file(path, *, within=None) -> BinaryIO:
     return os.fdopen(opened, "rb")
 
 
-def _refusal(e: OSError, here: Path, path: Path) -> OSError:
+def _refusal(e: OSError, here: Path, path: Path) -> Exception:
     """The error for a part ``here`` of ``path`` that ``os.open`` refused with ``e``."""
     if e.errno == errno.ENOENT:
         return FileNotFoundError(errno.ENOENT, f"no file {path}")

@@ -203,9 +203,10 @@ def _run_view(root: Path, folder: Path) -> dict:
         config, grid, order, info = _read_sweep_with_info(folder)
         models = [{"index": i, "seed": c.seed, "lr": c.lr, "momentum": c.momentum}
                   for i, c in enumerate(grid.configs(config))]
-        settings = []
+        settings: list[dict] = []
         for m in models:
-            if not settings or (settings[-1]["lr"], settings[-1]["momentum"]) != (m["lr"], m["momentum"]):
+            if not settings or [settings[-1][k] for k in ("lr", "momentum")] != [m["lr"],
+                                                                              m["momentum"]]:
                 settings.append({"lr": m["lr"], "momentum": m["momentum"], "models": []})
             settings[-1]["models"].append(m["index"])
         evaluations, errors, pictures = {}, {}, {}

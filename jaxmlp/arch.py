@@ -49,18 +49,18 @@ def parse_arch(spec: Union[str, Sequence]) -> Arch:
     """
     if isinstance(spec, str):
         text = PRESETS.get(spec.strip(), spec)
-        pairs = []
+        pairs: list = []
         for item in text.split(","):
-            units, sep, activation = item.strip().partition(":")
+            width, sep, activation = item.strip().partition(":")
             if not sep:
                 raise ValueError(
                     f"bad layer {item.strip()!r} in architecture {spec!r}: expected "
                     f"'units:activation' (e.g. '50:relu'), or a preset among {sorted(PRESETS)}")
             try:  # ASCII digits only: int() also reads "１０" and "1_0"
-                pairs.append((_checks.parse_int(units, "width"), activation.strip()))
+                pairs.append((_checks.parse_int(width, "width"), activation.strip()))
             except ValueError:
                 raise ValueError(
-                    f"bad width {units!r} in architecture {spec!r}: expected an integer") from None
+                    f"bad width {width!r} in architecture {spec!r}: expected an integer") from None
     elif isinstance(spec, Sequence):
         pairs = list(spec)
     else:

@@ -67,8 +67,9 @@ class Augmentation:
             low = _MIN_SIGMA if f.name == "sigma" else 0
             # Comparisons only: NaN fails them, and an int of 400 digits is never a float.
             if not (low <= value and (value < top if open_ else value <= top)):
-                raise _Invalid(f"augment {f.name} must be in [{low:g}, {top:g}{')' if open_ else ']'}"
-                               f" {unit}", _shown(value))
+                close = ")" if open_ else "]"
+                raise _Invalid(f"augment {f.name} must be in [{low:g}, {top:g}{close} {unit}",
+                               _shown(value))
             object.__setattr__(self, f.name, float(value))
 
     @property
@@ -95,7 +96,7 @@ class Augmentation:
 
 def _shown(value) -> str:
     """A value for a message: ``1e+39``, ``-3``, ``nan``; a huge int by its size."""
-    if isinstance(value, (int, np.integer)) and abs(value) > 1e15:
+    if isinstance(value, (int, np.integer)) and abs(int(value)) > 1e15:
         return _checks._shown(value)
     return f"{float(value):g}"
 

@@ -149,7 +149,8 @@ def _build_parser() -> argparse.ArgumentParser:
     for name in ("train", "sweep"):
         _add_training_flags(commands, name)
 
-    ev = commands.add_parser("eval", allow_abbrev=False, help="re-evaluate a run's model on its dataset's test split")
+    ev = commands.add_parser("eval", allow_abbrev=False,
+                             help="re-evaluate a run's model on its dataset's test split")
     ev.add_argument("run", metavar="RUN", help="a run folder")
     ev.add_argument("--model", type=_int, metavar="I", help="model I of a sweep's folder")
     ev.add_argument("--data-dir", help="TFDS data folder (default: the run's, else "
@@ -157,7 +158,8 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-download", dest="download", action="store_false",
                     help="never download the dataset")
 
-    pr = commands.add_parser("predict", allow_abbrev=False, help="classify images (PNG/JPEG) or .npy arrays")
+    pr = commands.add_parser("predict", allow_abbrev=False,
+                             help="classify images (PNG/JPEG) or .npy arrays")
     pr.add_argument("run", metavar="RUN", help="a run folder")
     pr.add_argument("--model", type=_int, metavar="I", help="model I of a sweep's folder")
     pr.add_argument("files", metavar="FILE", nargs="+", help=".png, .jpg or .npy files")
@@ -170,7 +172,8 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="never invert")
     pr.add_argument("--json", action="store_true", help="one JSON object per input")
 
-    gc = commands.add_parser("gradcheck", allow_abbrev=False, help="hand backward pass vs jax.grad in float64")
+    gc = commands.add_parser("gradcheck", allow_abbrev=False,
+                             help="hand backward pass vs jax.grad in float64")
     gc.add_argument("arch", metavar="ARCH", help="a preset or 'units:act,...'")
     gc.add_argument("--batch-size", type=_int, default=8, help="random examples (default: 8)")
     gc.add_argument("--in-dim", type=_int, default=MNIST.in_dim,
@@ -186,7 +189,8 @@ def _build_parser() -> argparse.ArgumentParser:
     au.add_argument("--dataset", default=_DEFAULT_DATASET, help="TFDS dataset (default: mnist)")
     au.add_argument("--data-dir", default=None, help="TFDS data folder")
     au.add_argument("--manual-dir", default=None, help="folder with the original MNIST .gz files")
-    au.add_argument("--images", type=_int, default=8, help="training images, one a row (default: 8)")
+    au.add_argument("--images", type=_int, default=8,
+                    help="training images, one a row (default: 8)")
     au.add_argument("--draws", type=_int, default=6, help="distortions of each (default: 6)")
     au.add_argument("--seed", type=_int, default=0, help="PRNG seed (default: 0)")
 
@@ -194,11 +198,13 @@ def _build_parser() -> argparse.ArgumentParser:
                              "under DIR, live curves, and a canvas to draw a digit on")
     sv.add_argument("dir", metavar="DIR", nargs="?", default="runs",
                     help="the folder of runs to show (default: runs)")
-    sv.add_argument("--port", type=_int, default=8000, help="TCP port (default: 8000; 0: any free one)")
+    sv.add_argument("--port", type=_int, default=8000,
+                    help="TCP port (default: 8000; 0: any free one)")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
                     "127.0.0.1, this machine only; 0.0.0.0 shows the runs to the network)")
 
-    toy = commands.add_parser("toy", allow_abbrev=False, help="the seed's 2x2 worked example, traced")
+    toy = commands.add_parser("toy", allow_abbrev=False,
+                              help="the seed's 2x2 worked example, traced")
     toy.add_argument("--lr", type=_float, default=2.0, help="SGD learning rate (default: 2.0)")
     toy.add_argument("--iterations", type=_int, default=2, help="iterations (default: 2)")
     return parser
@@ -217,7 +223,7 @@ def _negative_values(parser, argv: list) -> list:
     takes_value = {option for command in commands.choices.values() for a in command._actions
                    if a.option_strings and a.nargs is None and a.const is None
                    for option in a.option_strings}
-    out = []
+    out: list[str] = []
     for token in argv:
         if out and _NEGATIVE.match(token) and out[-1] in takes_value:
             out[-1] = f"{out[-1]}={token}"
@@ -344,7 +350,8 @@ def _enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     # A cache that cannot be written (full disk, ulimit -f), or an entry left torn by such a
     # write, only costs speed (JAX compiles anew): no warning.
-    warnings.filterwarnings("ignore", message="Error (writing|reading) persistent compilation cache")
+    warnings.filterwarnings("ignore",
+                            message="Error (writing|reading) persistent compilation cache")
 
 
 @contextlib.contextmanager

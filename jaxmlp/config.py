@@ -9,7 +9,7 @@ import itertools
 import json
 import math
 import typing
-from typing import NamedTuple, Optional
+from typing import ClassVar, NamedTuple, Optional
 
 import numpy as np
 
@@ -34,6 +34,9 @@ def _setting(default, help: str, **cli):
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a run (saved as ``config.json`` in its folder)."""
+
+    # Not a field (not saved, not compared): augment and dropout parsed, set in __post_init__.
+    _parsed: ClassVar[tuple]
 
     arch: str = _setting("b", f"preset ({', '.join(PRESETS)}) or 'units:act,...'")
     epochs: int = _setting(10, "epochs to train")
@@ -94,7 +97,9 @@ class TrainConfig:
     def __post_init__(self):
         # Every setting is checked here, on construction: the Python API obeys the rules
         # of the command line before any work (a float epoch count, an lr given as text).
-        for name, kind in typing.get_type_hints(TrainConfig).items():
+        hints = typing.get_type_hints(TrainConfig)
+        for name in (f.name for f in dataclasses.fields(TrainConfig)):
+            kind = hints[name]
             if not _fits(getattr(self, name), kind):
                 raise _WrongType(f"setting {name!r} has the wrong type (expected "
                                  f"{_kind_name(kind)})", repr(getattr(self, name)))
@@ -150,8 +155,8 @@ class TrainConfig:
             (not self.nesterov or self.momentum > 0, "--nesterov needs a momentum above 0", None),
             (not self.nesterov or self.optimizer != "lion", "--nesterov does not apply to lion",
              None),
-            (number(self.weight_decay) and self.weight_decay >= 0, "weight decay must be >= 0",
-             f32(self.weight_decay)),
+            (self.weight_decay is not None and number(self.weight_decay)
+             and self.weight_decay >= 0, "weight decay must be >= 0", f32(self.weight_decay)),
             (self.warmup_steps >= 0, "warmup steps must be >= 0", self.warmup_steps),
             (self.clip_norm is None or positive(self.clip_norm), "clip norm must be positive",
              f32(self.clip_norm)),
@@ -236,9 +241,9 @@ class TrainConfig:
         """A config from ``config.json``'s contents; ``ValueError`` names a bad key or type."""
         if not isinstance(values, dict):
             raise ValueError(f"expected an object of settings, got {type(values).__name__}")
-        types = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
         for i, key in enumerate(values, 1):
-            if key not in types:
+            if key not in names:
                 raise _Invalid(f"setting {i} of {len(values)} is not a jaxmlp setting",
                                message=f"unknown setting {key!r}")
         return cls(**values)  # checks every type and range

@@ -42,7 +42,7 @@ class DatasetInfo(NamedTuple):
     """What a network needs to know about a dataset: its name, image shape and class count."""
 
     name: str
-    image_shape: tuple[int, int, int]  # (height, width, channels)
+    image_shape: tuple[int, ...]  # (height, width, channels)
     num_classes: int
 
     @property
@@ -69,7 +69,7 @@ class Dataset(NamedTuple):
 
     def splits(self) -> dict:
         """``{"train": (images, labels), "val": …, "test": …}``, val only when present."""
-        out = {"train": (self.train_images, self.train_labels)}
+        out: dict = {"train": (self.train_images, self.train_labels)}
         if self.val_labels is not None:
             out["val"] = (self.val_images, self.val_labels)
         out["test"] = (self.test_images, self.test_labels)
@@ -267,7 +267,7 @@ def _download_urls(builder) -> list[str]:
         urls = list(type(builder).url_infos or ())
     except Exception:  # no checksums registered: nothing to learn here
         urls = []
-    hosts = {}
+    hosts: dict = {}
     for url in urls or [getattr(type(builder), "URL", "") or ""]:
         hosts.setdefault(urllib.parse.urlparse(url).hostname, url)
     return [url for host, url in sorted(hosts.items()) if host]
@@ -306,6 +306,7 @@ def _dataset_info(builder) -> tuple[DatasetInfo, str, str, tuple[str, str]]:
     if type(label).__name__ != "ClassLabel":
         raise DatasetError(f"{name} has no class-label feature ({keys[1]!r} is "
                            f"{type(label).__name__}); its features: {_kinds(features)}")
+    assert image is not None and label is not None  # their kinds were checked above
     shape, dtype = tuple(image.shape), np.dtype(image.np_dtype)
     if dtype != np.uint8:
         raise DatasetError(f"{name} images are {dtype}: jaxmlp takes uint8 images (0-255)")
@@ -476,7 +477,7 @@ def load_dataset(name: str = _DEFAULT_DATASET, *, data_dir=None, manual_dir=None
     # a newer version may sit beside the one TFDS reads), and a cache written where no
     # load looks would be written again, whole, on every run.
     info = _prepared_info(data_dir, name) if use_cache and prepared is not None else None
-    if info is not None and info.resolve() == prepared.resolve():
+    if info is not None and prepared is not None and info.resolve() == prepared.resolve():
         _write_cache(_cache_path(cache_root, name, info), data)
     return data
 

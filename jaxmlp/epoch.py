@@ -93,7 +93,7 @@ def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, _metrics(logits, labels)
 
-    step.uses_key = dropout is not None or augment is not None
+    step.uses_key = dropout is not None or augment is not None  # type: ignore[attr-defined]
     return step
 
 

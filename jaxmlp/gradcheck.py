@@ -93,7 +93,7 @@ def gradcheck(arch, *, in_dim: int = MNIST.in_dim, batch_size: int = 8, seed: in
     positive_int(batch_size, "batch_size")
     positive_int(in_dim, "in_dim")
     _checks.seed(seed, "seed")
-    if _checks.number(rtol, "rtol") < 0:
+    if (_checks.number(rtol, "rtol") or 0) < 0:  # (a concrete number: never None here)
         raise ValueError(f"rtol must be a number >= 0, got {rtol!r}")
     if hand is not None and not callable(hand):
         raise TypeError(f"hand must be None or a function (params, x, y, arch) -> grads, got "
@@ -108,7 +108,7 @@ def gradcheck(arch, *, in_dim: int = MNIST.in_dim, batch_size: int = 8, seed: in
     with jax.enable_x64(True):
         got, auto = _gradients(seed, arch=arch, in_dim=int(in_dim), batch_size=int(batch_size),
                                hand=hand_grad if hand is None else hand)
-        if jax.tree.structure(got) != jax.tree.structure(auto):
+        if jax.tree.structure(got) != jax.tree.structure(auto):  # type: ignore[operator]
             raise ValueError(f"hand returned a {jax.tree.structure(got)}, not the params' "
                              f"structure {jax.tree.structure(auto)}")
         layers = []
@@ -142,7 +142,8 @@ def _format_gradcheck(result: dict) -> str:
              f"{'max abs diff':>12}  {'max rel diff':>12}"]
     for row in result["layers"]:
         lines.append(f"{row['layer']:>5}  {row['units']:>5}  {row['activation']:<10}  "
-                     f"{row['param']:<5}  {row['max_abs_diff']:>12.1e}  {row['max_rel_diff']:>12.1e}")
+                     f"{row['param']:<5}  {row['max_abs_diff']:>12.1e}  "
+                     f"{row['max_rel_diff']:>12.1e}")
     worst, rtol = _worst(result), result["rtol"]
     if result["passed"]:
         lines.append(f"PASS: hand backward pass equals jax.grad (largest relative difference "

@@ -21,7 +21,7 @@ def _dtype(images) -> np.dtype:
 _MAX_PIXELS = 1 << 24
 
 
-def _check_image_shape(image_shape) -> tuple[int, int, int]:
+def _check_image_shape(image_shape) -> tuple[int, ...]:
     """``image_shape`` as a tuple ``(height, width, channels)`` of positive ints, or
     ``ValueError``."""
     try:

@@ -157,7 +157,8 @@ def evaluate(params: _Params, images, labels, arch, *,
 # The same sums for a stack of K models (a leading model axis on every leaf): one call per
 # chunk for all of them, the chunk's images shared, sharded along the models like training.
 _add_sums_models = partial(jax.jit, static_argnames=("rows", "arch"))(
-    jax.vmap(_add_sums.__wrapped__, in_axes=(0, 0, None, None, None, None, None)))
+    jax.vmap(_add_sums.__wrapped__,  # type: ignore[attr-defined]
+             in_axes=(0, 0, None, None, None, None, None)))
 
 
 def _unstacked(params: _Params) -> _Params:

@@ -88,7 +88,7 @@ def max_norm(c: float) -> optax.GradientTransformation:
 class _EmaState(NamedTuple):
     """``ema``'s state: updates seen, and the average of the params after each."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # (shadows tuple.count; kept: checkpoints)
     params: list
 
 

@@ -22,7 +22,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxmlp import _checks
 
 _DATA = "data"
-_joined = []  # holds True once this process has joined a multi-process run (``_leave``)
+_joined: list[bool] = []  # holds True once this process has joined a multi-process run (``_leave``)
 
 
 def _check_timeout(timeout_s) -> None:
@@ -112,8 +112,8 @@ def _host(coordinator: str, me: dict, timeout_s: float, deadline: float) -> None
     side by side (``select``), each must send its line within ``_HELLO_S``, and a line that
     is too long or not a peer's greeting is dropped (said once on stderr); the wait goes on.
     """
-    host, port = coordinator.rsplit(":", 1)
-    port, others = int(port), me["n"] - 1
+    host, port_text = coordinator.rsplit(":", 1)
+    port, others = int(port_text), me["n"] - 1
     try:  # only on the coordinator's own address, not on every interface
         listener = socket.create_server((host, port))
     except OSError as e:  # create_server sets SO_REUSEADDR, so this is a live socket
@@ -122,9 +122,9 @@ def _host(coordinator: str, me: dict, timeout_s: float, deadline: float) -> None
                            "is another run, or another program, using it (or is "
                            f"{host} not an address of this machine)?") from None
     listener.setblocking(False)
-    peers = {}  # process id -> its connection, held open until every process is checked
-    pending = {}  # connection -> [bytes so far, when it was accepted]
-    told = []  # the first stranger is named on stderr, the others only dropped
+    peers: dict = {}  # process id -> its connection, held open until every process is checked
+    pending: dict = {}  # connection -> [bytes so far, when it was accepted]
+    told: list[str] = []  # the first stranger is named on stderr, the others only dropped
 
     def drop(conn, what: str) -> None:
         pending.pop(conn, None)
@@ -205,7 +205,7 @@ def _host(coordinator: str, me: dict, timeout_s: float, deadline: float) -> None
         listener.close()
 
 
-def _greeting(line: bytes):
+def _greeting(line: bytes) -> Optional[tuple[int, int, str]]:
     """``(id, n, hash)`` of a peer's line, or None for anything else (bad JSON, nesting
     deep enough to overflow the parser, 1e999, wrong types)."""
     try:

@@ -38,7 +38,7 @@ def _history_figure(history: list[dict], *, title: str = ""):
     fig = _new_figure((10, 4))
     ax_loss, ax_acc = fig.subplots(1, 2)
     epochs = [h["epoch"] for h in history]
-    splits = [("train", "train", {}), ("test", "test", {})]
+    splits: list[tuple[str, str, dict]] = [("train", "train", {}), ("test", "test", {})]
     if any(f"val_{m}" in h for h in history for m in ("loss", "acc")):
         # Train and test keep their colours; an epoch without the value is a gap.
         splits.append(("val", "validation", {"linestyle": "--"}))
@@ -139,7 +139,7 @@ def _image_shape(image_shape, in_dim: int) -> tuple[int, int, int]:
             raise ValueError(f"{in_dim} pixels per image do not make a square image (pass "
                              "image_shape)")
         return side, side, 1
-    shape = _check_image_shape(image_shape)
+    shape: tuple = _check_image_shape(image_shape)
     if math.prod(shape) != in_dim:
         raise ValueError(f"image_shape {shape} has {math.prod(shape)} pixels, the images "
                          f"{in_dim}")

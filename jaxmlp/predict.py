@@ -148,8 +148,9 @@ def _reading(path: Path):
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except Image.DecompressionBombError:
-        raise ValueError(f"{path}: image too large: over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} "
-                         f"megapixels, Pillow's limit against decompression bombs") from None
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
+        raise ValueError(f"{path}: image too large: over {limit:.0f} megapixels, "
+                         "Pillow's limit against decompression bombs") from None
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError... on bad files
         raise ValueError(f"{path}: not a readable PNG/JPEG image ({e})") from None
 
@@ -338,8 +339,9 @@ def _load_image(path, *, invert: bool | None = None, image_shape=_MNIST_SHAPE,
     """A PNG or JPEG as one input of a model taking ``image_shape`` images.
 
     With ``digits`` (by default: for ``image_shape`` ``(28, 28, 1)``; ``_digit_pipeline``
-    says it for a dataset: MNIST, EMNIST, KMNIST, not Fashion-MNIST) an MNIST image: 28×28 grey levels, white digit on black. Steps: grey levels (any
-    mode; transparent pixels composited onto a backdrop that contrasts with the drawing, see
+    says it for a dataset: MNIST, EMNIST, KMNIST, not Fashion-MNIST) an MNIST image: 28×28
+    grey levels, white digit on black. Steps: grey levels (any mode; transparent pixels
+    composited onto a backdrop that contrasts with the drawing, see
     ``_backdrop``; images over ``_MAX_SIDE`` pixels a side read reduced); inversion when the
     digit is dark on a light background; then, unless the image is already 28×28 (taken as
     MNIST-formatted, as is), the digit cut out (see ``_cut_out``: background subtracted,

@@ -243,6 +243,7 @@ def _lock(folder: Path) -> int:
 
 
 class _RunFolder:
+    _lock_fd: Optional[int]
     """A run folder held for writing; use as a context manager (``RunFolder.open``).
 
     Attributes:
@@ -254,7 +255,7 @@ class _RunFolder:
                  lock_fd: int):
         self.path, self._created, self._replace, self._lock_fd = path, created, replace, lock_fd
         self.saved = False
-        self._written = set()  # a new run's files, removed again if no save completed
+        self._written: set = set()  # a new run's files, removed again if no save completed
         self._resume = resume
 
     @classmethod
@@ -281,7 +282,8 @@ class _RunFolder:
                 path.mkdir(parents=True, exist_ok=True)
                 lock_fd = _lock(path)
             except OSError as e:
-                raise _RunWriteError(e.errno, f"cannot write to {path}: {e.strerror or e}") from None
+                raise _RunWriteError(e.errno, f"cannot write to {path}: {e.strerror or e}"
+                                     ) from None
             # Checked under the lock: a run that another process finished a moment ago counts.
             holds = [f for f in _RUN_FILES if os.path.lexists(path / f)]
             if holds and not (resume or overwrite):
@@ -726,7 +728,8 @@ def evaluate_run(run: Run, data) -> dict:
     index = np.asarray([m["index"] for m in wrong], dtype=int)
     plots = {
         "confusion.png": lambda p: _plot_confusion(
-            report["confusion"], p, title=f"{run.path.name}: test accuracy {report['test_acc']:.4f}"),
+            report["confusion"], p,
+            title=f"{run.path.name}: test accuracy {report['test_acc']:.4f}"),
         "mistakes.png": lambda p: _plot_mistakes(
             np.asarray(data.test_images)[index], [m["label"] for m in wrong],
             [m["predicted"] for m in wrong], [m["confidence"] for m in wrong], p,

@@ -324,7 +324,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise _HttpError(404, f"nothing to POST to at {path[:100]!r}")
         # A JSON type: a page on another site cannot send it without asking first (CORS),
         # and this server never says yes.
-        if (self.headers.get("Content-Type") or "").split(";")[0].strip().lower() != "application/json":
+        kind = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if kind != "application/json":
             raise _HttpError(415, "send the pixels as application/json")
         length = self.headers.get("Content-Length")
         if length is None or not re.fullmatch(r"[0-9]{1,18}", length):  # ASCII: not "²"
@@ -421,5 +422,5 @@ def _make_server(root, host: str = "127.0.0.1", port: int = 8000) -> _Server:
 
 
 def _url(server: _Server) -> str:
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), server.server_address[1]
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/"

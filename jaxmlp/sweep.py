@@ -72,7 +72,9 @@ def _parse_floats(text: str, name: str) -> tuple[float, ...]:
 
 def _check_grid(base: TrainConfig, grid: Grid) -> None:
     """Every model's config is valid (``TrainConfig.validate``), or ``ValueError``."""
-    grid.configs(base)  # (the Grid checked its own values and size when it was built)  # each model's TrainConfig checks itself as it is built
+    # The Grid checked its own values and size when it was built; each model's TrainConfig
+    # checks itself as it is built.
+    grid.configs(base)
 
 
 def _stats(values: list, split: str) -> dict:
@@ -105,7 +107,8 @@ def _summarize(grid: Grid, records: list[dict], probs: np.ndarray, labels: np.nd
     for k, (lr, momentum) in enumerate(itertools.product(grid.lrs, grid.momenta)):
         members = range(k * per, (k + 1) * per)
         alive = [i for i in members if not records[i]["diverged"]]
-        ensemble = lambda p, y: float(np.mean(p[alive].mean(0).argmax(-1) == y)) if alive else None
+        def ensemble(p, y, alive=alive):
+            return float(np.mean(p[alive].mean(0).argmax(-1) == y)) if alive else None
         setting = {"lr": lr, "momentum": momentum, "seeds": list(grid.seeds),
                    "diverged": per - len(alive),
                    **_stats([records[i]["test_acc"] for i in alive], "test"),
@@ -261,7 +264,7 @@ class _Stack:
         None for a diverged model."""
         records = []
         for i in range(self.num_models):
-            record = {"diverged": bool(diverged[i])}
+            record: dict = {"diverged": bool(diverged[i])}
             for split in ("test", "val", "train"):  # the order of the records before val
                 if split in evals:
                     ok = not diverged[i]
@@ -295,7 +298,8 @@ class _Stack:
         return np.zeros(self.num_models, bool)
 
     def divergence(self, losses, step: int, epoch: int, diverged) -> str:
-        return f"every model's loss became NaN or infinite by step {step + len(losses)} (epoch {epoch})"
+        return (f"every model's loss became NaN or infinite by step {step + len(losses)} "
+                f"(epoch {epoch})")
 
     def finish(self, folder, params, history, diverged) -> dict:
         host_params = jax.tree.map(_to_host, params)

@@ -142,7 +142,7 @@ def _estimate_bytes(config: TrainConfig, num_models: int, order: str, *, in_dim:
     for units, _ in arch:
         params += (widths[-1] + 1) * units
         widths.append(units)
-    copies = OPTIMIZERS[config.optimizer]["copies"] + (config.ema is not None)  # the average
+    copies = int(OPTIMIZERS[config.optimizer]["copies"]) + (config.ema is not None)  # the average
     per_model = 4 * (copies * params + 3 * batch_size * sum(widths[1:]))
     inputs = 4 * batch_size * in_dim * (num_models if order == "independent" else 1)
     return num_models * per_model + inputs + num_examples * (in_dim + 4)
@@ -452,8 +452,8 @@ class _Loop:
         try:
             self.models.save(self.folder, host_state, history)
         except _RunWriteError as e:
-            raise _RunWriteError(e.errno, f"{e.strerror}; {_kept(self.folder.path, self.saved_step)}"
-                                ) from None
+            kept = _kept(self.folder.path, self.saved_step)
+            raise _RunWriteError(e.errno, f"{e.strerror}; {kept}") from None
         self.saved_step = int(host_state["step"])
 
     def _bar(self, total, initial):

@@ -1,15 +1,15 @@
 """How fast jaxmlp trains an MLP, against the usual ways, measured in one process.
 
-For each preset (a, b, c, wide by default) at one batch size it times whole training
-epochs, the first apart (compilation) and then the median of the rest, for each driver
-that ``scripts/bench/epochs.py`` lists (scan-hand, scan-autodiff, step-loop, dispatch-only,
-torch-eager), and prints the ratios of scan-hand against each, measured in the same run; between calls
-it waits until the process is idle, so no driver's threads run into the next one's time
-(scripts/bench/timing.py). Then it runs ``jaxmlp train --arch wide --target-accuracy 0.98``
-twice in fresh processes, first with empty caches and then with warm ones, and reports the
-wall time to 98% test accuracy and the time from process start to the first step. Peak
-memory (max RSS) of this process and of those training processes closes the report. A
-table goes to stdout, everything to JSON.
+For each preset (a, b, c, wide by default) at one batch size it times whole training epochs,
+the first apart (compilation) and then the median of the rest, for each driver that
+``scripts/bench/epochs.py`` lists (scan-hand, scan-autodiff, step-loop, dispatch-only,
+torch-eager), and prints the ratios of scan-hand against each, measured in the same run;
+between calls it waits until the process is idle, so no driver's threads run into the next
+one's time (scripts/bench/timing.py). Then it runs ``jaxmlp train --arch wide
+--target-accuracy 0.98`` twice in fresh processes, first with empty caches and then with
+warm ones, and reports the wall time to 98% test accuracy and the time from process start to
+the first step. Peak memory (max RSS) of this process and of those training processes closes
+the report. A table goes to stdout, everything to JSON.
 
 With --sweep it measures instead how fast K models train at once, in model-epochs per
 second, for presets b and wide and K = 1, 4, 16 (64 too on a GPU): jaxmlp's sweep epoch

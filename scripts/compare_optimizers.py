@@ -41,7 +41,7 @@ def main(argv=None) -> list[dict]:
     data = load_dataset(args.dataset, data_dir=args.data_dir)
     seeds = [int(s) for s in args.seeds.split(",")]
     names = args.optimizers or list(OPTIMIZERS)
-    results = {name: [] for name in names}
+    results: dict[str, list] = {name: [] for name in names}
     # Seeds outer, optimizers inner: each optimizer's epochs are timed beside the others',
     # under the same load, not one optimizer early and another late.
     for seed in seeds:

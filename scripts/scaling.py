@@ -30,8 +30,9 @@ def main(argv=None) -> None:
         if jax.default_backend() != "cpu" or "JAXMLP_SCALING_CHILD" in os.environ:
             sys.exit(f"need {max(counts)} devices, have {jax.device_count()}")
         # Re-run with forced CPU devices: the flag only works before JAX starts.
-        env = {**os.environ, "JAXMLP_SCALING_CHILD": "1", "XLA_FLAGS": (
-            os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={max(counts)}")}
+        forced = f" --xla_force_host_platform_device_count={max(counts)}"
+        env = {**os.environ, "JAXMLP_SCALING_CHILD": "1",
+               "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + forced}
         sys.exit(subprocess.call([sys.executable, __file__, *(argv or sys.argv[1:])], env=env))
 
     from jaxmlp.data import _load_mnist

@@ -39,8 +39,8 @@ def main(argv=None) -> int:
     ref = parser.parse_args(argv).ref
     if "TFDS_DATA_DIR" not in os.environ and (ROOT.parent / "shared" / "data").is_dir():
         os.environ["TFDS_DATA_DIR"] = str(ROOT.parent / "shared" / "data" / "tensorflow_datasets")
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--quiet", "--detach",
                         str(tmp / "ref"), ref], check=True)
         try:

@@ -1,4 +1,6 @@
 """TrainConfig checks every setting's type and range when it is built (issue 15.4)."""
+import dataclasses
+
 import pytest
 
 import jaxmlp
@@ -133,3 +135,14 @@ def test_fit_of_a_grid_of_one_is_that_single_run(mnist):
     np.testing.assert_array_equal(np.asarray(one["params"][0]["w"]),
                                   np.asarray(single["params"][0]["w"]))
     assert one["history"][-1]["test_acc"] == single["history"][-1]["test_acc"]
+
+
+def test_only_fields_are_settings():
+    # TrainConfig keeps its parsed augment and dropout beside its fields (``_parsed``): a
+    # config.json naming it is refused like any other unknown key, and the field types
+    # checked on construction are the fields' own.
+    with pytest.raises(ValueError, match="unknown setting '_parsed'"):
+        TrainConfig.from_dict({"_parsed": [None, None]})
+    config = TrainConfig(augment="alpha=34,sigma=4", dropout="0.2,0.5")
+    assert config.dropout_rates == (0.2, 0.5) and config.augmentation.alpha == 34
+    assert "_parsed" not in dataclasses.asdict(config)  # (config.json is written from it)

@@ -21,7 +21,7 @@ def _targets(kind, rng, batch, n, dtype):
 
 
 # Jitted, so each shape compiles once rather than op by op.
-_auto_grad = jax.jit(jax.grad(lambda z, y: jnp.sum(cross_entropy(z, y))))
+_auto_grad = jax.jit(jax.grad(lambda z, y: jnp.sum(cross_entropy(z, y))))  # type: ignore[operator]
 _hand_grad = jax.jit(cross_entropy_grad)
 
 
@@ -93,9 +93,9 @@ def test_bad_targets():
 
 # Out-of-range labels under jit: values are not concrete, so nothing can raise; the
 # example must be NaN (never scored as another class) and so must its gradient.
-_jit_loss = jax.jit(cross_entropy)
+_jit_loss = jax.jit(cross_entropy)  # type: ignore[call-overload]  # (the module's name)
 _jit_hand = jax.jit(cross_entropy_grad)
-_jit_auto = jax.jit(jax.grad(lambda z, y: jnp.mean(cross_entropy(z, y))))
+_jit_auto = jax.jit(jax.grad(lambda z, y: jnp.mean(cross_entropy(z, y))))  # type: ignore[operator]
 
 
 @pytest.mark.parametrize("bad", [-1, 4, -5, 1000])

@@ -84,8 +84,8 @@ class Block:
         return f"{self.page}:{self.line}"
 
     def substitutions(self) -> list[tuple[str, str]]:
-        return [tuple(s.strip() for s in part.split("=>", 1))
-                for part in self.note.split(";") if "=>" in part]
+        return [(a.strip(), b.strip()) for a, b in (part.split("=>", 1)
+                for part in self.note.split(";") if "=>" in part)]
 
 
 @dataclasses.dataclass
@@ -138,7 +138,8 @@ def _substitute(block: Block, text: str, used: set) -> str:
 
 def block_commands(block: Block) -> list[Command]:
     """The commands of a ``sh``/``bash``/``console`` block, with the block's substitutions."""
-    commands, used = [], set()
+    commands: list = []
+    used: set = set()
     if block.kind in ("sh", "bash"):
         for line in block.body.replace("\\\n", " ").splitlines():
             words = shlex.split(line, comments=True)
@@ -170,7 +171,12 @@ def not_run_reason(command: Command):
 
 def classify() -> dict:
     """Every block, sorted into what this file does with it; fails on one it cannot place."""
-    run, not_run, pending, python, files, problems = [], [], [], [], [], []
+    run: list = []
+    not_run: list = []
+    pending: list = []
+    python: list = []
+    files: list = []
+    problems: list = []
     for block in all_blocks():
         if block.kind not in KINDS:
             problems.append(f"{block.where}: a ```{block.kind} block (use one of {sorted(KINDS)})")
@@ -550,7 +556,7 @@ def _lanes(pages: dict, lanes: int = 2) -> list[list[str]]:
     if default:
         cost[default[0]] += 5
     groups = [sweeping, default] + [[p] for p in pages if p not in sweeping + default]
-    result = [[] for _ in range(lanes)]
+    result: list[list] = [[] for _ in range(lanes)]
     for group in sorted(filter(None, groups), key=lambda g: -sum(cost[p] for p in g)):
         min(result, key=lambda lane: sum(cost[p] for p in lane)).extend(group)
     for lane in result:

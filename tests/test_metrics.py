@@ -298,7 +298,7 @@ def test_evaluate_models_equals_each_model_alone(max_bytes):
     got = metrics_module.evaluate_models(stacked, images, labels, arch, max_bytes=max_bytes)
     assert got["loss"].shape == got["accuracy"].shape == (3,)
     for i in range(3):
-        alone = evaluate(jax.tree.map(lambda a: a[i], stacked), images, labels, arch)
+        alone = evaluate(jax.tree.map(lambda a, i=i: a[i], stacked), images, labels, arch)
         assert got["accuracy"][i] == alone["accuracy"]
         np.testing.assert_allclose(got["loss"][i], alone["loss"], rtol=1e-6)
     assert len(set(got["loss"].tolist())) == 3  # three different models, not one thrice
@@ -306,6 +306,6 @@ def test_evaluate_models_equals_each_model_alone(max_bytes):
     assert probs.shape == (3, 57, 10)
     np.testing.assert_allclose(probs.sum(-1), 1, rtol=1e-5)
     for i in range(3):
-        z = forward(jax.tree.map(lambda a: a[i], stacked), prepare_images(images, in_dim=20), arch)
+        z = forward(jax.tree.map(lambda a, i=i: a[i], stacked), prepare_images(images, in_dim=20), arch)
         np.testing.assert_allclose(probs[i], jax.nn.softmax(z), rtol=1e-5, atol=1e-7)
         assert np.mean(probs[i].argmax(-1) == labels) == got["accuracy"][i]

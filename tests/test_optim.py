@@ -115,7 +115,7 @@ def test_every_optimizer_takes_a_traced_lr_and_momentum():
     for name in OPTIMIZERS:
         config = TrainConfig(optimizer=name, warmup_steps=3, clip_norm=1.0, weight_decay=0.01)
 
-        def second(lr, momentum):  # the first step of a warm-up has lr 0
+        def second(lr, momentum, config=config):  # the first step of a warm-up has lr 0
             optimizer = make_optimizer(config, 10, lr=lr, momentum=momentum)
             _, state = optimizer.update(GRADS, optimizer.init(PARAMS), PARAMS)
             return optimizer.update(GRADS, state, PARAMS)[0][0]["w"]

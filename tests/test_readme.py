@@ -9,7 +9,9 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def _python_block(heading: str) -> str:
     section = README.read_text().split(f"## {heading}\n", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    found = re.search(r"```python\n(.*?)```", section, re.S)
+    assert found, f"no python block under {heading!r}"
+    return found.group(1)
 
 
 def test_use_a_trained_model_example_runs_verbatim(tfds_dir, cache_dir, mnist, tmp_path,

@@ -74,7 +74,8 @@ def _torch_distort(torch, images, aug, generator):
     # rotation @ shear @ scale, as RandomAffine composes them
     theta[:, 0, 0], theta[:, 0, 1] = cos * sx, (cos * tan - sin) * sy
     theta[:, 1, 0], theta[:, 1, 1] = sin * sx, (sin * tan + cos) * sy
-    theta[:, 0, 2], theta[:, 1, 2] = aug.translation * u[:, 4] * 2 / w, aug.translation * u[:, 5] * 2 / h
+    theta[:, 0, 2] = aug.translation * u[:, 4] * 2 / w
+    theta[:, 1, 2] = aug.translation * u[:, 5] * 2 / h
     grid = f.affine_grid(theta, (n, 1, h, w), align_corners=False)
     if aug.alpha:
         size = int(8 * aug.sigma + 1) | 1

@@ -74,14 +74,14 @@ def make_step_loop(arch, images, labels, batch_size, lr, total_epochs, *, step_f
     state = list(_fresh_state(arch, optimizer))
     rng = np.random.default_rng(1)
     start = time.perf_counter()
-    step = step.lower(*state, images[:batch_size], labels[:batch_size]).compile()
+    compiled = step.lower(*state, images[:batch_size], labels[:batch_size]).compile()
     compile_seconds = time.perf_counter() - start
 
     def run_epoch():
         order = rng.permutation(len(labels))
         for i in range(steps):
             idx = order[i * batch_size:(i + 1) * batch_size]
-            state[0], state[1], metrics = step(*state, images[idx], labels[idx])
+            state[0], state[1], metrics = compiled(*state, images[idx], labels[idx])
         jax.block_until_ready(metrics)
 
     return Driver(run_epoch, compile_seconds)
@@ -153,7 +153,8 @@ def print_table(report: dict) -> None:
     """The epochs table of ``report`` (``report["presets"]``) and a line per preset."""
     names = ["scan-hand", "scan-autodiff", "step-loop", "torch-eager", "dispatch-only"]
     print(f"jaxmlp benchmark, {report['date']}: {report['backend']} "
-          f"({', '.join(report['devices'])}), {report['machine']}; jax {report['jax']}, torch {report['torch']}; batch "
+          f"({', '.join(report['devices'])}), {report['machine']}; jax {report['jax']}, "
+          f"torch {report['torch']}; batch "
           f"{report['batch_size']}, {report['examples']} examples, median of "
           f"{report['timed_epochs']} epochs after the first")
     print()

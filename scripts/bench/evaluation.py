@@ -16,10 +16,10 @@ round-robin (``bench.timing``) after a first call of each (compilation), median 
 ``rounds`` calls. The last sixth of the training examples is held out as the validation
 split (10,000 of 60,000, as ``jaxmlp sweep --val-size 10000``), so every epoch evaluates
 three splits: train (its fixed sample of ``train_eval_size``, 10,000 by default), val and
-test; both evaluations read the same sets. Reported: seconds per epoch of each, evaluation's share of the
-epoch, eval / (train + eval), against the target that it be at most a fifth, the same
-share the old way, and the speed-up of evaluating all K at once. The two evaluations'
-accuracies are compared too (they count the same predictions).
+test; both evaluations read the same sets. Reported: seconds per epoch of each,
+evaluation's share of the epoch, eval / (train + eval), against the target that it be at
+most a fifth, the same share the old way, and the speed-up of evaluating all K at once.
+The two evaluations' accuracies are compared too (they count the same predictions).
 
 Reproduce: ``python scripts/benchmark.py --sweep --sweep-k 16 --sweep-presets b``
 (``--eval-preset``, ``--eval-k``; ``--no-eval`` skips it).
@@ -65,7 +65,7 @@ def measure(mnist: Dataset, *, preset: str, k: int, batch_size: int, lr: float,
 
     def evaluate_per_model():
         host = jax.tree.map(_to_host, box[0])
-        return {split: [evaluate(jax.tree.map(lambda a: a[i], host), images, labels, arch)
+        return {split: [evaluate(jax.tree.map(lambda a, i=i: a[i], host), images, labels, arch)
                         for i in range(k)] for split, (images, labels) in splits.items()}
 
     # First calls: they compile (and tell whether the two evaluations agree).

@@ -45,8 +45,8 @@ def time_to_accuracy(arch: str, target: float, epochs: int, data_dir, cache_dir:
 
 def measure(arch: str, target: float, epochs: int, data_dir=None) -> dict:
     """``{"arch", "target", "first_run", "second_run"}``: two runs sharing fresh caches."""
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
         return {"arch": arch, "target": target,
                 **{run: time_to_accuracy(arch, target, epochs, data_dir, tmp / "cache",
                                          tmp / run) for run in ("first_run", "second_run")}}

@@ -100,7 +100,8 @@ def make_sequential(arch, k, data: Dataset, batch_size, lr, steps, calls) -> Dri
     on_device = _put_dataset(data, make_mesh(1))
     runs, compile_s = [], 0.0
     for seed in range(k):
-        one = _One(dataclasses.replace(config, seed=seed), None, "shared", on_device)
+        single = dataclasses.replace(config, seed=seed)
+        one = _One(single, Grid.of(single), "shared", on_device)
         state, _, num_steps = one.start(None, False, steps)
         params, opt_state = one.place(state, num_steps)
         params, opt_state, _, _, seconds = one.train(params, opt_state, 1, 0, steps)
@@ -182,7 +183,9 @@ def measure(mnist: Dataset, *, presets, ks, batch_size: int, lr: float, steps, r
     """``({preset: {K: {driver: model-epochs/s}}}, details)`` of this process's drivers;
     ``two_devices``: the 2-device process's (even K only). ``steps`` None: ``STEPS``."""
     epoch_steps = MNIST_EPOCH // batch_size  # one MNIST epoch, whatever slice is timed
-    figures, details, began = {}, {}, time.perf_counter()
+    figures: dict = {}
+    details: dict = {}
+    began = time.perf_counter()
     for preset in presets:
         n = steps_for(preset, steps)
         if n * batch_size > len(mnist.train_labels):
@@ -250,7 +253,7 @@ def merge_child(report: dict, child: dict) -> None:
 def ratios(sweep: dict) -> dict:
     """``{preset: {K: {"a/b": a's figure over b's}}}`` for each of ``RATIOS`` measured;
     the 2-device sweep against the controls of its own process."""
-    out = {}
+    out: dict = {}
     for preset, per_k in sweep.items():
         out[preset] = {}
         for k, fig in per_k.items():

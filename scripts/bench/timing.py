@@ -59,7 +59,7 @@ def round_robin(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str,
     """``rounds`` rounds of one call of each of ``runs``, round r starting at driver r (mod
     their count); a ``settle`` after every call. Returns every call, in order, per name (the
     caller decides which are warm-up)."""
-    calls = {name: [] for name in runs}
+    calls: dict[str, list] = {name: [] for name in runs}
     order = list(runs)
     for r in range(rounds):
         for name in order[r % len(order):] + order[:r % len(order)]:
