@@ -49,17 +49,19 @@ def _autodiff_value_and_grad(params, x, y, arch, *, dropout=None, key=None):
 def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
               label_smoothing: float = 0.0, dropout=None, augment: Optional[Augmentation] = None,
               image_shape=None):
-    """One SGD step ``(params, opt_state, images_u8, labels) → (params, opt_state, metrics)``.
+    """One SGD step ``(params, opt_state, images_u8, labels, key) → (params, opt_state,
+    metrics)``.
 
     ``metrics`` is ``jaxmlp.metrics._metrics`` of the batch (``loss``, ``accuracy``, against
     the true labels). With ``label_smoothing`` ε the gradient is that of the cross-entropy
-    against ``smooth_labels(labels, n, ε)``. With ``dropout = (p_in, p_hidden)`` the step
-    takes a ``key`` (``step(..., key)``) that draws its masks (``mlp.dropout_masks``); the
-    step's ``uses_key`` says so. With ``augment`` (an ``Augmentation``) each batch is
-    distorted first (``jaxmlp.augment.augment``, images of ``image_shape`` ``(H, W, C)``),
-    from ``fold_in(key, 1)``, so the same key gives dropout the masks it gives without
-    augmentation. Not jitted by itself: the epoch scan and the per-step baseline each jit
-    it in their own way.
+    against ``smooth_labels(labels, n, ε)``. Every step takes a PRNG ``key`` (as Flax's
+    steps take their ``rngs``), so no caller asks whether a step draws noise: with
+    ``dropout = (p_in, p_hidden)`` it draws its masks from ``key``
+    (``mlp.dropout_masks``); with ``augment`` (an ``Augmentation``) each batch is distorted
+    first (``jaxmlp.augment.augment``, images of ``image_shape`` ``(H, W, C)``), from
+    ``fold_in(key, 1)``, so the same key gives dropout the masks it gives without
+    augmentation; a step with neither never reads it (XLA drops the unused key). Not jitted
+    by itself: the epoch scan and the per-step baseline each jit it in their own way.
 
     Every argument is checked here, once, when the step is built (never per step):
     ``TypeError``/``ValueError`` naming it.
@@ -82,7 +84,7 @@ def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
     if augment is not None and image_shape is None:
         raise ValueError("augmentation needs the images' shape (H, W, C): pass image_shape")
 
-    def step(params, opt_state, images, labels, key=None):
+    def step(params, opt_state, images, labels, key):
         x = prepare_images(images, in_dim=images.shape[-1])  # uint8 on device, scaled here
         if augment is not None:
             x = _augment(jax.random.fold_in(key, 1), x.reshape(-1, *image_shape),
@@ -93,7 +95,6 @@ def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, _metrics(logits, labels)
 
-    step.uses_key = dropout is not None or augment is not None  # type: ignore[attr-defined]
     return step
 
 
@@ -138,7 +139,9 @@ def make_epoch(step, batch_size: int, mesh=None):
     With a ``mesh``, each batch is split along its ``data`` axis (the dataset and params
     being replicated), so every device gathers and trains on its share.
 
-    ``step`` is ``make_step``'s (any callable; its ``uses_key`` says whether it takes a key),
+    Step ``i`` of the epoch gets the key ``fold_in(key, i)``: the same on a resume.
+
+    ``step`` is ``make_step``'s (any callable of ``(params, opt_state, images, labels, key)``),
     ``batch_size`` an int in ``[1, 2**31)`` (with a ``mesh``, a multiple of its size),
     ``mesh`` None or ``make_mesh``'s. The returned ``run`` is jitted, its arguments not
     checked again.
@@ -152,7 +155,6 @@ def make_epoch(step, batch_size: int, mesh=None):
             raise TypeError(f"mesh must be None or a mesh with a {_DATA!r} axis "
                             f"(jaxmlp.make_mesh), got {mesh!r}")
         _check_batch(batch_size, mesh)
-    uses_key = bool(getattr(step, "uses_key", False))
     shard = ((lambda x: x) if mesh is None else lambda x: jax.lax.with_sharding_constraint(
         x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(_DATA))))
 
@@ -163,10 +165,8 @@ def make_epoch(step, batch_size: int, mesh=None):
 
         def body(carry, xs):
             idx, i = xs
-            # Step i of the epoch draws its noise from fold_in(key, i): the same on a resume.
-            noise = (jax.random.fold_in(key, i),) if uses_key else ()
             params, opt_state, metrics = step(*carry, shard(images[idx]), shard(labels[idx]),
-                                              *noise)
+                                              jax.random.fold_in(key, i))
             return (params, opt_state), metrics
 
         (params, opt_state), metrics = jax.lax.scan(
@@ -181,12 +181,14 @@ def _make_fed_epoch(step):
     """A jitted epoch over batches cut beforehand: ``run(params, opt_state, xs, ys)``.
 
     For multi-process runs, where each process feeds its own columns of ``xs``
-    ``(steps, B, 784)`` and ``ys`` ``(steps, B)`` (see ``parallel.feed_batches``).
+    ``(steps, B, 784)`` and ``ys`` ``(steps, B)`` (see ``parallel.feed_batches``). Such runs
+    refuse dropout and augmentation (``trainer._One``), so no step here draws noise: a
+    fixed key stands in for the epoch's until they are supported across processes.
     """
     @functools.partial(jax.jit, donate_argnums=(0, 1))
     def run(params, opt_state, xs, ys):
         def body(carry, batch):
-            params, opt_state, metrics = step(*carry, *batch)
+            params, opt_state, metrics = step(*carry, *batch, jax.random.key(0))
             return (params, opt_state), metrics
 
         (params, opt_state), metrics = jax.lax.scan(body, (params, opt_state), (xs, ys))
@@ -244,12 +246,11 @@ def _make_sweep_epoch(config: TrainConfig, num_steps: int, order: str, mesh: Mes
     for model i (independent) or of ``shuffle(keys[0])`` for all (shared).
     """
     batch = config.batch_size
-    noisy = _config_step(config, optax.identity(), image_shape).uses_key
 
     def step(params, opt_state, images, labels, hyper, key):
         optimizer = make_optimizer(config, num_steps, lr=hyper["lr"], momentum=hyper["momentum"])
-        return _config_step(config, optimizer, image_shape)(
-            params, opt_state, images, labels, *((key,) if noisy else ()))
+        return _config_step(config, optimizer, image_shape)(params, opt_state, images, labels,
+                                                            key)
 
     shared = order == "shared"
     data_axis = None if shared else 0
@@ -270,7 +271,7 @@ def _make_sweep_epoch(config: TrainConfig, num_steps: int, order: str, mesh: Mes
             if not shared:  # each device gathers its own models' batches
                 x, y = (jax.lax.with_sharding_constraint(a, per_model) for a in (x, y))
             # Each model draws its own noise, as its single run would (fold_in(key_i, i)).
-            noise = jax.vmap(jax.random.fold_in, (0, None))(keys, i) if noisy else keys
+            noise = jax.vmap(jax.random.fold_in, (0, None))(keys, i)
             params, opt_state, metrics = many(*carry, x, y, hyper, noise)
             return (params, opt_state), metrics
 

@@ -243,23 +243,24 @@ def test_specs_parse_and_the_config_checks_them():
 
 
 def test_the_step_distorts_training_batches_only_when_asked():
-    # With augment the step trains on distorted images: different params; without, the
-    # step is the plain one (no key, the same trajectory as before augmentation existed).
+    # With augment the step trains on distorted images: different params, a function of the
+    # key; without, the step never reads its key (the trajectory of before augmentation).
     from jaxmlp import TrainConfig, init_params, make_optimizer, make_step
 
     config = TrainConfig(arch="a", schedule="constant")
     opt = make_optimizer(config, 10)
     params = init_params(jax.random.key(0), "a", 784)
     x, y = IMAGES.reshape(5, -1), jnp.arange(5)
-    plain = make_step("a", opt, "hand")
-    assert not plain.uses_key
-    distorted = make_step("a", opt, "hand", augment=ALL, image_shape=(28, 28, 1))
-    assert distorted.uses_key
-    p0 = jax.jit(plain)(params, opt.init(params), x, y)[0]
-    distorted_step = jax.jit(distorted)
-    p1 = distorted_step(params, opt.init(params), x, y, jax.random.key(0))[0]
-    p2 = distorted_step(params, opt.init(params), x, y, jax.random.key(0))[0]
+    plain = jax.jit(make_step("a", opt, "hand"))
+    distorted = jax.jit(make_step("a", opt, "hand", augment=ALL, image_shape=(28, 28, 1)))
+    p0 = plain(params, opt.init(params), x, y, jax.random.key(0))[0]
+    np.testing.assert_array_equal(p0[0]["w"], plain(params, opt.init(params), x, y,
+                                                    jax.random.key(7))[0][0]["w"])
+    p1 = distorted(params, opt.init(params), x, y, jax.random.key(0))[0]
+    p2 = distorted(params, opt.init(params), x, y, jax.random.key(0))[0]
+    p3 = distorted(params, opt.init(params), x, y, jax.random.key(7))[0]
     assert np.abs(np.asarray(p0[0]["w"]) - np.asarray(p1[0]["w"])).max() > 1e-4
     np.testing.assert_array_equal(p1[0]["w"], p2[0]["w"])
+    assert np.abs(np.asarray(p1[0]["w"]) - np.asarray(p3[0]["w"])).max() > 1e-6
     with pytest.raises(ValueError, match="augmentation needs the images' shape"):
         make_step("a", opt, "hand", augment=ALL)

@@ -186,7 +186,8 @@ def test_label_smoothing_by_hand_and_in_both_gradient_paths(x64):
     want = jax.grad(loss)(params, x, smooth_labels(labels, 4, 0.1), arch)
     for grad in ("hand", "autodiff"):
         step = make_step(arch, optax.sgd(1.0), grad, label_smoothing=0.1)
-        new, _, batch = step(params, optax.sgd(1.0).init(params), images, labels)
+        new, _, batch = step(params, optax.sgd(1.0).init(params), images, labels,
+                             jax.random.key(0))
         for p, n, g in zip(jax.tree.leaves(params), jax.tree.leaves(new), jax.tree.leaves(want)):
             np.testing.assert_allclose(p - n, g, atol=1e-12)
         # The batch's reported loss is against the true labels.

@@ -74,14 +74,15 @@ def make_step_loop(arch, images, labels, batch_size, lr, total_epochs, *, step_f
     state = list(_fresh_state(arch, optimizer))
     rng = np.random.default_rng(1)
     start = time.perf_counter()
-    compiled = step.lower(*state, images[:batch_size], labels[:batch_size]).compile()
+    key = jax.random.key(1)  # every step takes one; this one draws nothing (no dropout)
+    compiled = step.lower(*state, images[:batch_size], labels[:batch_size], key).compile()
     compile_seconds = time.perf_counter() - start
 
     def run_epoch():
         order = rng.permutation(len(labels))
         for i in range(steps):
             idx = order[i * batch_size:(i + 1) * batch_size]
-            state[0], state[1], metrics = compiled(*state, images[idx], labels[idx])
+            state[0], state[1], metrics = compiled(*state, images[idx], labels[idx], key)
         jax.block_until_ready(metrics)
 
     return Driver(run_epoch, compile_seconds)
@@ -90,7 +91,7 @@ def make_step_loop(arch, images, labels, batch_size, lr, total_epochs, *, step_f
 def make_dispatch_only(arch, images, labels, batch_size, lr, total_epochs) -> Driver:
     """The step loop with an empty step: what driving from Python costs by itself."""
     return make_step_loop(arch, images, labels, batch_size, lr, total_epochs,
-                          step_fn=lambda p, o, x, y: (p, o, {"loss": jax.numpy.sum(y)}))
+                          step_fn=lambda p, o, x, y, k: (p, o, {"loss": jax.numpy.sum(y)}))
 
 
 def available(has_torch: bool) -> tuple:
