@@ -194,7 +194,7 @@ def _summarize_models(grid: Grid, config: TrainConfig, params, history: list[dic
 class _Stack:
     """A sweep: K models stacked along a model axis, sharded over a ``model`` mesh."""
 
-    single = False
+    reached_by = " (every live model)"
 
     def __init__(self, config: TrainConfig, grid: Grid, order: str, data: Dataset):
         self.config, self.grid, self.order, self.info = config, grid, order, data.info
@@ -274,6 +274,15 @@ class _Stack:
                 record["batch_loss_mean"] = float(losses[:, i].mean())
             records.append(record)
         return {"models": records}
+
+    def batch_figures(self, losses) -> dict:
+        return {}  # each model's batch_loss_mean is in its record
+
+    def mean_of(self, live: int) -> str:
+        return f" (mean of {live} models)"
+
+    def plot(self, folder: Optional[_RunFolder], history: list) -> None:
+        pass  # a sweep's curves are its page's (jaxmlp serve)
 
     def save(self, folder: _RunFolder, host: dict, history: list) -> None:
         folder.save_sweep_epoch(self.config, self.grid, self.order, host, history, self.info)

@@ -4,7 +4,8 @@
 from the run folder's checkpoint), then per epoch: train (one jitted call), check for
 divergence, evaluate every model on every split at once, save, log; stop at the end, at
 the target accuracy, or at Ctrl-C. What differs between one model and many is only how
-their state is laid out, and that lives in two small classes:
+their state is laid out, and that lives in two small classes, each a ``_Layout`` (the
+protocol the loop asks of them, checked by mypy; the loop never asks which it holds):
 
 - ``_One``: a single run (``jaxmlp train``). The plain, un-vmapped step (no model axis),
   the batch split over a ``data`` mesh, one process or many (multi-process stays here).
@@ -19,7 +20,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -179,10 +180,65 @@ def _available_bytes(device) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+class _Layout(Protocol):
+    """How the models of a grid are laid out: ``_One`` (a single run) or
+    ``jaxmlp.sweep._Stack`` (a sweep). ``_Loop`` asks nothing else of them, and never
+    which one it holds. Arrays of ``losses`` are ``(steps, models)``; ``diverged`` is
+    ``(models,)``."""
+
+    num_models: int
+    reached_by: str  # said after a target reached: "" or " (every live model)"
+
+    def start(self, folder, resume: bool, spe: int) -> tuple[dict, list, int]:
+        """``(state, history, num_steps)``: fresh, or as saved in ``folder``."""
+        ...
+
+    def place(self, state, num_steps: int) -> tuple:
+        """``(params, opt_state)`` on the devices; the epoch compiled for ``num_steps``."""
+        ...
+
+    def train(self, params, opt_state, epoch: int, start: int, n: int) -> tuple:
+        """``n`` steps of ``epoch`` from batch ``start``: ``(params, opt_state, losses,
+        accuracies, compile_seconds)``, the per-step figures on the host."""
+        ...
+
+    def host_state(self, params, opt_state, step: int) -> dict: ...
+
+    def evaluate(self, params, host_params) -> dict: ...
+
+    def record(self, evals: dict, losses, diverged) -> dict:
+        """The models' figures in the epoch's line of ``metrics.jsonl``."""
+        ...
+
+    def batch_figures(self, losses) -> dict:
+        """Figures of the epoch's batches for the line, after the timings."""
+        ...
+
+    def mean_of(self, live: int) -> str:
+        """What an ``iter N`` line adds about whose figures it shows."""
+        ...
+
+    def save(self, folder: _RunFolder, host: dict, history: list) -> None: ...
+
+    def plot(self, folder: Optional[_RunFolder], history: list) -> None:
+        """Draws the curves of a saved run (also after Ctrl-C), where the layout has one."""
+        ...
+
+    def describe(self, record: dict, splits) -> str: ...
+
+    def watched(self, record: dict, watch: str) -> list: ...
+
+    def diverged_in(self, history) -> np.ndarray: ...
+
+    def divergence(self, losses, step: int, epoch: int, diverged) -> str: ...
+
+    def finish(self, folder, params, history, diverged) -> dict: ...
+
+
 class _One:
     """A single run: one model, the plain step, the batch split over a ``data`` mesh."""
 
-    single = True
+    reached_by = ""
 
     def __init__(self, config: TrainConfig, grid: Grid, order: str, data: Dataset):
         self.config, self.info, self.num_models = config, data.info, 1
@@ -246,9 +302,19 @@ class _One:
             record[f"{split}_acc"] = float(result["accuracy"][0])
         return record
 
+    def batch_figures(self, losses) -> dict:
+        return {"batch_loss_mean": float(losses.mean())}
+
+    def mean_of(self, live: int) -> str:
+        return ""
+
     def save(self, folder: _RunFolder, host: dict, history: list) -> None:
         folder.save_epoch(self.config, host, history, self.info,
                           model=_model_params(self.config, host["params"], host["opt_state"]))
+
+    def plot(self, folder: Optional[_RunFolder], history: list) -> None:
+        if folder is not None and folder.saved:
+            folder.plot(history, title=f"arch {self.config.arch}")
 
     def describe(self, record: dict, splits) -> str:
         return " | ".join(f"{split} J={record[split + '_loss']:.4f} "
@@ -272,7 +338,8 @@ class _One:
 
 def fit(config: TrainConfig, grid: Optional[Grid] = None, out=None, *, order: str = "shared",
         resume: bool = False, overwrite: bool = False, data: Optional[Dataset] = None,
-        log=print, progress: bool = False, layout=None) -> dict:
+        log=print, progress: bool = False,
+        layout: Optional[Callable[..., _Layout]] = None) -> dict:
     """Trains the models of ``grid`` and evaluates each on every split after every epoch.
 
     ``grid`` ``None`` (or a grid of one model) trains the single run ``config`` describes
@@ -290,7 +357,7 @@ def fit(config: TrainConfig, grid: Optional[Grid] = None, out=None, *, order: st
                              f"{len(grid.models())}: train it with jaxmlp.train_many(config, "
                              "grid, ...)")
         config, grid = dataclasses.replace(config, **grid.models()[0]), None
-    layout = layout or _One
+    make: Callable[..., _Layout] = layout or _One
     _check_call(out, data, log, resume, overwrite, progress)
     if order not in _ORDERS:
         raise ValueError(f"order must be one of {_ORDERS}, got {order!r}")
@@ -298,7 +365,7 @@ def fit(config: TrainConfig, grid: Optional[Grid] = None, out=None, *, order: st
         raise ValueError("resume and overwrite need the run's folder (out)")
     if grid is not None and jax.process_count() > 1:  # the one place that says so
         raise ValueError("a multi-process run trains a single model: use jaxmlp train")
-    if layout is not _One and resume:  # before the folder opens: nothing changes on disk
+    if grid is not None and resume:  # a sweep, before the folder opens: nothing changes on disk
         saved = _read_sweep(out)
         if saved[1:] != (grid, order):
             raise ValueError("--resume cannot change the grid (--seeds, --lr, --momentum) "
@@ -313,7 +380,7 @@ def fit(config: TrainConfig, grid: Optional[Grid] = None, out=None, *, order: st
         if resume and grid is None:  # before the data: a new --dataset or --arch is named
             _check_resume(_read_config(out), config)
         data, config = _load_data(config, data)
-        models = layout(config, grid, order, data)
+        models = make(config, grid, order, data)
         spe = len(data.train_labels) // config.batch_size  # steps per epoch
         state, history, num_steps = models.start(out and Path(out), resume, spe)
         config.check_length(num_steps)
@@ -343,10 +410,10 @@ def _check_call(out, data, log, resume, overwrite, progress) -> None:
 class _Loop:
     """The epochs: train, check, evaluate, save, log, until the end or the target."""
 
-    def __init__(self, config, models, splits, folder, log, progress):
+    def __init__(self, config: TrainConfig, models: _Layout, splits, folder, log, progress):
         self.config, self.models, self.folder, self.log = config, models, folder, log
         self.splits, self.progress = list(splits), progress
-        self.saved_step = None  # the step of the newest checkpoint on disk
+        self.saved_step: Optional[int] = None  # the step of the newest checkpoint on disk
         # What --target-accuracy (and any choice among epochs) looks at: never the test set
         # when there is a validation split.
         self.watch = "val_acc" if "val" in self.splits else "test_acc"
@@ -391,10 +458,8 @@ class _Loop:
                                         _model_params(config, host["params"], host["opt_state"]))
                 record = {"epoch": epoch, "step": step,
                           **models.record(evals, losses, diverged), "epoch_seconds": seconds,
-                          "eval_seconds": time.perf_counter() - begin_eval}
-                if models.single:
-                    record["batch_loss_mean"] = float(losses.mean())
-                record["compile_seconds"] = compile_s
+                          "eval_seconds": time.perf_counter() - begin_eval,
+                          **models.batch_figures(losses), "compile_seconds": compile_s}
                 if startup is not None:
                     record["startup_seconds"] = startup  # process start → this first step
                 first = False
@@ -411,17 +476,15 @@ class _Loop:
                     bar.set_postfix({self.watch: f"{min(models.watched(record, self.watch)):.4f}"})
                 if self._reached(record, target):
                     what = "validation" if self.watch == "val_acc" else "test"
-                    every = "" if models.single else " (every live model)"
                     log(f"reached {what} accuracy {min(models.watched(record, self.watch)):.4f} "
-                        f">= {target}{every} at step {step}: stopping")
+                        f">= {target}{models.reached_by} at step {step}: stopping")
                     break
         except KeyboardInterrupt:
             raise TrainingInterrupted(self.saved_step) from None
         finally:
             if bar is not None:
                 bar.close()
-            if models.single and folder is not None and folder.saved:
-                folder.plot(history, title=f"arch {config.arch}")  # also after Ctrl-C
+            models.plot(folder, history)  # also after Ctrl-C
         if step == int(state["step"]) and reached:
             log(f"the run stopped at its target at step {step} ({self.watch} "
                 f"{min(models.watched(history[-1], self.watch)):.4f} >= {target}): nothing to "
@@ -444,9 +507,9 @@ class _Loop:
         live = ~diverged
         for i in range(len(losses)):
             if (step + i) % self.config.log_every == 0:
-                over = "" if self.models.single else f" (mean of {live.sum()} models)"
                 self.log(f"iter {step + i}, J={losses[i, live].mean():.6f}, "
-                         f"accu={accuracies[i, live].mean():.2f}{over}")
+                         f"accu={accuracies[i, live].mean():.2f}"
+                         + self.models.mean_of(int(live.sum())))
 
     def _save(self, host_state, history) -> None:
         try:
