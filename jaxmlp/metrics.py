@@ -55,6 +55,13 @@ def _chunk_rows(arch: Arch, in_dim: int, num_examples: int, max_bytes: int) -> i
     return int(min(max(max_bytes // (4 * widest), 1), num_examples))
 
 
+def _chunks(arch: Arch, in_dim: int, num_examples: int, max_bytes: int) -> list[tuple[int, int]]:
+    """``(start, rows)`` of the consecutive chunks that cover ``num_examples`` examples,
+    ``_chunk_rows`` rows each (the last may hold fewer): every chunked pass over a set."""
+    rows = _chunk_rows(arch, in_dim, num_examples, max_bytes)
+    return [(start, min(rows, num_examples - start)) for start in range(0, num_examples, rows)]
+
+
 def _chunk_logits(params: _Params, images, labels, start, rows: int, arch: Arch):
     """Logits ``(rows, n)`` and labels ``(rows,)`` of the rows ``[start, start + rows)``."""
     x = jax.lax.dynamic_slice_in_dim(images, start, rows)
@@ -118,10 +125,8 @@ def _check_set(params: _Params, images, labels, arch: Arch):
 
 def _fold_chunks(add, acc, params: _Params, images, labels, arch: Arch, max_bytes: int):
     """Runs ``acc = add(acc, ..., start, rows, arch)`` over consecutive chunks of the set."""
-    num_examples = images.shape[0]
-    rows = _chunk_rows(arch, params[0]["w"].shape[0], num_examples, max_bytes)
-    for start in range(0, num_examples, rows):
-        acc = add(acc, params, images, labels, start, min(rows, num_examples - start), arch)
+    for start, rows in _chunks(arch, params[0]["w"].shape[0], images.shape[0], max_bytes):
+        acc = add(acc, params, images, labels, start, rows, arch)
     return acc
 
 
@@ -180,11 +185,10 @@ def evaluate_models(params: _Params, images, labels, arch, *,
     _checks.positive_int(max_bytes, "max_bytes")
     images, labels = _check_set(_unstacked(params), images, labels, arch)
     acc = {"loss": jnp.zeros((k,), jnp.float32), "correct": jnp.zeros((k,), jnp.int32)}
-    add = lambda acc, p, *rest: _add_sums_models(acc, p, *rest)
-    num_examples = images.shape[0]
-    rows = _chunk_rows(arch, params[0]["w"].shape[1], num_examples, max(max_bytes // k, 1))
-    for start in range(0, num_examples, rows):
-        acc = add(acc, params, images, labels, start, min(rows, num_examples - start), arch)
+    # The K models share each chunk's budget: its rows are a K-th of a single model's.
+    for start, rows in _chunks(arch, params[0]["w"].shape[1], images.shape[0],
+                               max(max_bytes // k, 1)):
+        acc = _add_sums_models(acc, params, images, labels, start, rows, arch)
     acc = jax.device_get(acc)  # the one host sync
     n = labels.shape[0]
     return {"loss": np.asarray(acc["loss"], np.float64) / n,
@@ -210,10 +214,8 @@ def model_probabilities(params: _Params, images, arch, *,
     if isinstance(images, np.ndarray):  # free to read; device arrays are not read
         _check_range(images)
     images = jnp.asarray(images)
-    num_examples = images.shape[0]
-    rows = _chunk_rows(arch, params[0]["w"].shape[1], num_examples, max(max_bytes // k, 1))
-    chunks = [_chunk_probs(params, images, start, min(rows, num_examples - start), arch)
-              for start in range(0, num_examples, rows)]
+    chunks = [_chunk_probs(params, images, start, rows, arch) for start, rows in
+              _chunks(arch, params[0]["w"].shape[1], images.shape[0], max(max_bytes // k, 1))]
     return np.array(jax.device_get(jnp.concatenate(chunks, axis=1)))  # a writable copy
 
 
