@@ -126,6 +126,10 @@ def flag(value, name: str, *, none: bool = False):
                      _shown(value))
 
 
+@overload
+def number(value, name: str, *, traced: Literal[False] = False) -> float: ...
+@overload
+def number(value, name: str, *, traced: bool) -> float | None: ...
 def number(value, name: str, *, traced: bool = False) -> float | None:
     """``value`` as a finite float; ``None`` for a traced value where ``traced`` allows one.
 

@@ -205,8 +205,8 @@ def _run_view(root: Path, folder: Path) -> dict:
                   for i, c in enumerate(grid.configs(config))]
         settings: list[dict] = []
         for m in models:
-            if not settings or [settings[-1][k] for k in ("lr", "momentum")] != [m["lr"],
-                                                                              m["momentum"]]:
+            last = settings[-1] if settings else None
+            if last is None or (last["lr"], last["momentum"]) != (m["lr"], m["momentum"]):
                 settings.append({"lr": m["lr"], "momentum": m["momentum"], "models": []})
             settings[-1]["models"].append(m["index"])
         evaluations, errors, pictures = {}, {}, {}

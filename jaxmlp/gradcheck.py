@@ -93,7 +93,7 @@ def gradcheck(arch, *, in_dim: int = MNIST.in_dim, batch_size: int = 8, seed: in
     positive_int(batch_size, "batch_size")
     positive_int(in_dim, "in_dim")
     _checks.seed(seed, "seed")
-    if (_checks.number(rtol, "rtol") or 0) < 0:  # (a concrete number: never None here)
+    if _checks.number(rtol, "rtol") < 0:
         raise ValueError(f"rtol must be a number >= 0, got {rtol!r}")
     if hand is not None and not callable(hand):
         raise TypeError(f"hand must be None or a function (params, x, y, arch) -> grads, got "

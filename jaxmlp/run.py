@@ -243,13 +243,14 @@ def _lock(folder: Path) -> int:
 
 
 class _RunFolder:
-    _lock_fd: Optional[int]
     """A run folder held for writing; use as a context manager (``RunFolder.open``).
 
     Attributes:
       path: the folder.
       saved: whether this run has saved an epoch into it yet.
     """
+
+    _lock_fd: Optional[int]  # the folder's lock, None once released
 
     def __init__(self, path: Path, *, created: list[Path], replace: bool, resume: bool,
                  lock_fd: int):

@@ -11,7 +11,7 @@ array differs. Bits are compared on one machine only: other CPUs round different
 (``tests/test_trajectories.py`` holds the runs to float32 tolerance across machines).
 
 Needs the MNIST data the tests use (``$TFDS_DATA_DIR``; ``make`` sets it beside
-``../shared``). About a minute per side on a 2-core machine.
+``../shared``). About 30 s in all on the 2-core AMD EPYC.
 """
 import argparse
 import os
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
                             str(tmp / "ref")], check=True)
         _save(ROOT, tmp / "now.npz")
         before, after = np.load(tmp / "ref.npz"), np.load(tmp / "now.npz")
-        runs = sorted({name.split("/")[0] for name in before.files})
+        runs = sorted({n.split("/")[0] for n in before.files})
         if set(before.files) != set(after.files):
             print(f"the runs' arrays differ: {sorted(set(before.files) ^ set(after.files))}")
             return 1
