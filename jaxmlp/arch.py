@@ -18,7 +18,7 @@ Arch = tuple[Layer, ...]
 # The largest net a spec may describe: 64 times the widest published MLP layer (Srivastava
 # et al.'s 8,192 units is an eighth of it) and far deeper than any MLP trains. Widths and
 # depth past these only overflow index arithmetic or memory; a run still checks that its
-# net fits the machine (``trainer._check_memory``).
+# net fits the machine (``layout._check_memory``).
 _MAX_UNITS = 1 << 19
 _MAX_LAYERS = 256
 

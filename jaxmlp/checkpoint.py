@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp._errors import RunError
@@ -212,3 +213,9 @@ def _load_checkpoint(path, template):
         except _Mismatch as e:
             raise ValueError(f"checkpoint {e}") from None
     return jax.tree.unflatten(jax.tree.structure(template), leaves)
+
+
+def _checkpoint_state(params, opt_state, step, key) -> dict:
+    """The checkpoint: params, optimizer state, step and the data key(s)."""
+    return {"params": params, "opt_state": opt_state, "step": jnp.asarray(step, jnp.int32),
+            "key": jax.random.key_data(key)}

@@ -440,40 +440,39 @@ def _cpu_devices() -> None:
 
 
 def _fit(args) -> int:
-    """``jaxmlp train`` and ``jaxmlp sweep``."""
-    sweep = args.command == "sweep"
-    if sweep:
+    """``jaxmlp train`` and ``jaxmlp sweep``: ``jaxmlp.fit`` of the settings the flags give."""
+    grid, order = None, "shared"
+    if args.command == "sweep":
         _cpu_devices()
         config, grid, order, out = _sweep_settings(args)
     else:
         config, out = _config_from_args(args)
         _distributed(args, config)
     _enable_compilation_cache()
-    common = dict(resume=args.resume is not None, overwrite=args.overwrite,
-                  progress=not args.no_progress and sys.stderr.isatty(),
-                  log=(lambda line: None) if args.quiet else print)
+    from jaxmlp.trainer import fit
+
     with _training_failures(args.command, out):
-        if sweep:
-            from jaxmlp.sweep import _format_summary, train_many
-
-            result = train_many(config, grid, out, order=order, **common)
-        else:
-            from jaxmlp.train import train_and_evaluate
-
-            result = train_and_evaluate(config, out, **common)
+        result = fit(config, grid, out, order=order, resume=args.resume is not None,
+                     overwrite=args.overwrite, log=(lambda line: None) if args.quiet else print,
+                     progress=not args.no_progress and sys.stderr.isatty())
     import jax
 
     if jax.process_index() == 0:
-        if sweep:
-            print(_format_summary(result["summary"]))
-            print(f"outputs in {out}")
-            return 0
-        steps = result["steps"]
-        val = result["val_accuracy"]
-        print(f"final test accuracy {result['test_accuracy']:.4f}"
-              + (f" (validation {val:.4f})" if val is not None else "")
-              + f" after {steps} step{'s' if steps != 1 else ''}; outputs in {out}")
+        print(_outcome(result, out))
     return 0
+
+
+def _outcome(result: dict, out) -> str:
+    """The last lines of ``jaxmlp train`` (the final accuracy) or ``jaxmlp sweep`` (the
+    summary's table)."""
+    if "summary" in result:
+        from jaxmlp.sweep import _format_summary
+
+        return f"{_format_summary(result['summary'])}\noutputs in {out}"
+    steps, val = result["steps"], result["val_accuracy"]
+    return (f"final test accuracy {result['test_accuracy']:.4f}"
+            + (f" (validation {val:.4f})" if val is not None else "")
+            + f" after {steps} step{'s' if steps != 1 else ''}; outputs in {out}")
 
 
 def _load_run(args):

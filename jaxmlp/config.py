@@ -292,44 +292,6 @@ _RESUMABLE = {"epochs", "steps", "log_every", "target_accuracy", "devices",
               "train_eval_size"} | _LOCAL
 
 
-def _check_resume(saved: TrainConfig, new: TrainConfig) -> None:
-    """Raises ``ValueError`` unless ``new`` may continue the run ``saved``: only
-    ``_RESUMABLE`` settings change (``"b"`` and its spec are one arch), and the length keeps
-    its unit (a run counted in epochs is extended with ``epochs``, one in steps with
-    ``steps``)."""
-    same = lambda name: (parse_arch(saved.arch) == parse_arch(new.arch) if name == "arch"
-                         else getattr(saved, name) == getattr(new, name))
-    changed = [f.name for f in dataclasses.fields(TrainConfig)
-               if f.name not in _RESUMABLE and not same(f.name)]
-    if changed:
-        raise ValueError(f"--resume cannot change {', '.join(changed)}: the run would no longer "
-                         "be the same run (start a new one with --out)")
-    if saved.steps is None and new.steps is not None:
-        raise ValueError(f"this run is counted in epochs (--epochs {saved.epochs}); extend it "
-                         "with --epochs, not --steps")
-    if saved.steps is not None and new.epochs != saved.epochs:
-        raise ValueError(f"this run is counted in steps (--steps {saved.steps}); extend it with "
-                         "--steps, not --epochs")
-
-
-def _resume_length(saved: TrainConfig, new: TrainConfig, done: int, steps_per_epoch: int) -> int:
-    """The total steps a resume of ``saved`` (now at step ``done``) as ``new`` trains to.
-
-    The rules: ``_check_resume``'s, and a length shorter than what is done is refused.
-    Equal means the run is complete.
-
-    Raises:
-      ValueError: the resume breaks a rule; the message says which and what to do.
-    """
-    _check_resume(saved, new)
-    total = new.num_steps(steps_per_epoch)
-    if total < done:
-        asked = f"--steps {new.steps}" if new.steps is not None else f"--epochs {new.epochs}"
-        raise ValueError(f"the run is already at step {done}; {asked} ({total} steps) would end "
-                         "before that: ask for more, or omit the length to finish a stopped run")
-    return total
-
-
 # More models than any device holds at once (preset a: about 31 KiB each, so 100,000 is
 # 3 GiB): refused before their configs are even built.
 _MAX_MODELS = 100_000
@@ -371,7 +333,7 @@ class Grid(_GridFields):
 
     Checked when built (``TrainConfig``'s rules for each value; each list non-empty, each
     value once, at most ``_MAX_MODELS`` models): ``ValueError``/``TypeError`` naming the
-    field. A single run is the grid of one: ``Grid.of(config)``."""
+    field. ``Grid.of(config)`` is the grid of one: ``config``'s single run, as a sweep."""
 
     __slots__ = ()
 

@@ -31,7 +31,6 @@ from jaxmlp.data import Dataset
 from jaxmlp.images import _check_image_shape, prepare_images
 from jaxmlp.metrics import _metrics
 from jaxmlp.mlp import forward_layers, _masks_of
-from jaxmlp.optim import make_optimizer
 from jaxmlp.parallel import _DATA, _check_batch, _feed_batches
 
 _MODEL = "model"  # the mesh axis of a stack's models
@@ -63,26 +62,12 @@ def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
     augmentation; a step with neither never reads it (XLA drops the unused key). Not jitted
     by itself: the epoch scan and the per-step baseline each jit it in their own way.
 
-    Every argument is checked here, once, when the step is built (never per step):
-    ``TypeError``/``ValueError`` naming it.
+    Every argument is checked once, when the step is built (never per step), by
+    ``_checked_step_args``: ``TypeError``/``ValueError`` naming it.
     """
-    arch = parse_arch(arch)
-    _check_optimizer(optimizer)
-    _checks.one_of(grad, _GRADS, "grad")
-    _checks.probability(label_smoothing, "label_smoothing")
-    if dropout is not None:
-        _checks.rates(dropout, "dropout")
-    if augment is not None and not isinstance(augment, Augmentation):
-        raise TypeError(f"augment must be an Augmentation (jaxmlp.parse_augment) or None, got "
-                        f"{type(augment).__name__}")
-    if image_shape is not None:
-        image_shape = _check_image_shape(image_shape)
+    arch, dropout, augment, image_shape = _checked_step_args(
+        arch, optimizer, grad, label_smoothing, dropout, augment, image_shape)
     value_and_grad = hand_value_and_grad if grad == "hand" else _autodiff_value_and_grad
-
-    dropout = tuple(dropout) if dropout is not None and any(dropout) else None
-    augment = augment if augment is not None and augment.active else None
-    if augment is not None and image_shape is None:
-        raise ValueError("augmentation needs the images' shape (H, W, C): pass image_shape")
 
     def step(params, opt_state, images, labels, key):
         x = prepare_images(images, in_dim=images.shape[-1])  # uint8 on device, scaled here
@@ -96,6 +81,27 @@ def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
         return optax.apply_updates(params, updates), opt_state, _metrics(logits, labels)
 
     return step
+
+
+def _checked_step_args(arch, optimizer, grad, label_smoothing, dropout, augment, image_shape):
+    """``make_step``'s arguments checked, and ``(arch, dropout, augment, image_shape)`` as
+    the step reads them: the parsed arch, None for no dropout or no distortion."""
+    arch = parse_arch(arch)
+    _check_optimizer(optimizer)
+    _checks.one_of(grad, _GRADS, "grad")
+    _checks.probability(label_smoothing, "label_smoothing")
+    if dropout is not None:
+        _checks.rates(dropout, "dropout")
+    if augment is not None and not isinstance(augment, Augmentation):
+        raise TypeError(f"augment must be an Augmentation (jaxmlp.parse_augment) or None, got "
+                        f"{type(augment).__name__}")
+    if image_shape is not None:
+        image_shape = _check_image_shape(image_shape)
+    dropout = tuple(dropout) if dropout is not None and any(dropout) else None
+    augment = augment if augment is not None and augment.active else None
+    if augment is not None and image_shape is None:
+        raise ValueError("augmentation needs the images' shape (H, W, C): pass image_shape")
+    return arch, dropout, augment, image_shape
 
 
 def _check_optimizer(optimizer) -> None:
@@ -128,6 +134,37 @@ def shuffle(key: jax.Array, n: int) -> jax.Array:
                                 jnp.arange(n, dtype=jnp.int32))[1]
 
 
+def _scan_steps(step, params, opt_state, per_step, batch, key, start):
+    """The one scan body, of every epoch: step ``t`` trains on ``batch(per_step[t])`` (a
+    batch's indices into the data on the device, or the batch itself when it is fed)
+    with the key ``fold_in(key, start + t)``: a function of the run's key and the step's
+    place in its epoch alone, so a resumed run draws what the uninterrupted run drew."""
+    n = jax.tree.leaves(per_step)[0].shape[0]
+
+    def body(carry, xs):
+        part, i = xs
+        params, opt_state, metrics = step(*carry, *batch(part), jax.random.fold_in(key, i))
+        return (params, opt_state), metrics
+
+    (params, opt_state), metrics = jax.lax.scan(body, (params, opt_state),
+                                                (per_step, start + jnp.arange(n)))
+    return params, opt_state, metrics
+
+
+def _epoch(step, batch_size: int, shard):
+    """``run(params, opt_state, images, labels, order_key, key, start, n)``: ``n`` steps on
+    the batches ``start`` to ``start + n`` of ``shuffle(order_key)``, each gathered from
+    the data on the device (and placed by ``shard``), step keys from ``key``. Not jitted:
+    a single run jits it, a sweep jits its ``vmap`` over the models."""
+    def run(params, opt_state, images, labels, order_key, key, start, n):
+        order = jax.lax.dynamic_slice_in_dim(shuffle(order_key, images.shape[0]),
+                                             start * batch_size, n * batch_size)
+        return _scan_steps(step, params, opt_state, order.reshape(n, batch_size),
+                           lambda idx: (shard(images[idx]), shard(labels[idx])), key, start)
+
+    return run
+
+
 def make_epoch(step, batch_size: int, mesh=None):
     """A jitted epoch: ``num_steps`` steps of one shuffled order in one ``lax.scan``.
 
@@ -146,6 +183,20 @@ def make_epoch(step, batch_size: int, mesh=None):
     ``mesh`` None or ``make_mesh``'s. The returned ``run`` is jitted, its arguments not
     checked again.
     """
+    _check_epoch_args(step, batch_size, mesh)
+    shard = ((lambda x: x) if mesh is None else lambda x: jax.lax.with_sharding_constraint(
+        x, NamedSharding(mesh, P(_DATA))))
+    epoch = _epoch(step, batch_size, shard)
+
+    @functools.partial(jax.jit, static_argnums=6, donate_argnums=(0, 1))
+    def run(params, opt_state, images, labels, key, start, num_steps):
+        return epoch(params, opt_state, images, labels, key, key, start, num_steps)
+
+    return run
+
+
+def _check_epoch_args(step, batch_size, mesh) -> None:
+    """``make_epoch``'s arguments, or ``TypeError``/``ValueError`` naming the one wrong."""
     if not callable(step):
         raise TypeError(f"step must be a step function (jaxmlp.make_step), got "
                         f"{type(step).__name__}")
@@ -155,44 +206,21 @@ def make_epoch(step, batch_size: int, mesh=None):
             raise TypeError(f"mesh must be None or a mesh with a {_DATA!r} axis "
                             f"(jaxmlp.make_mesh), got {mesh!r}")
         _check_batch(batch_size, mesh)
-    shard = ((lambda x: x) if mesh is None else lambda x: jax.lax.with_sharding_constraint(
-        x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(_DATA))))
-
-    @functools.partial(jax.jit, static_argnums=6, donate_argnums=(0, 1))
-    def run(params, opt_state, images, labels, key, start, num_steps):
-        order = jax.lax.dynamic_slice_in_dim(shuffle(key, images.shape[0]),
-                                             start * batch_size, num_steps * batch_size)
-
-        def body(carry, xs):
-            idx, i = xs
-            params, opt_state, metrics = step(*carry, shard(images[idx]), shard(labels[idx]),
-                                              jax.random.fold_in(key, i))
-            return (params, opt_state), metrics
-
-        (params, opt_state), metrics = jax.lax.scan(
-            body, (params, opt_state), (order.reshape(num_steps, batch_size),
-                                        start + jnp.arange(num_steps)))
-        return params, opt_state, metrics
-
-    return run
 
 
 def _make_fed_epoch(step):
-    """A jitted epoch over batches cut beforehand: ``run(params, opt_state, xs, ys)``.
+    """A jitted epoch over batches cut beforehand: ``run(params, opt_state, xs, ys, key,
+    start)``, the same scan body as ``make_epoch``'s.
 
     For multi-process runs, where each process feeds its own columns of ``xs``
-    ``(steps, B, 784)`` and ``ys`` ``(steps, B)`` (see ``parallel.feed_batches``). Such runs
-    refuse dropout and augmentation (``trainer._One``), so no step here draws noise: a
-    fixed key stands in for the epoch's until they are supported across processes.
+    ``(steps, B, 784)`` and ``ys`` ``(steps, B)`` (see ``parallel.feed_batches``); the
+    step keys are those of the run in one process. (Such runs still refuse dropout and
+    augmentation, ``trainer._One``: that the noise is the same across processes is not
+    yet tested.)
     """
     @functools.partial(jax.jit, donate_argnums=(0, 1))
-    def run(params, opt_state, xs, ys):
-        def body(carry, batch):
-            params, opt_state, metrics = step(*carry, *batch, jax.random.key(0))
-            return (params, opt_state), metrics
-
-        (params, opt_state), metrics = jax.lax.scan(body, (params, opt_state), (xs, ys))
-        return params, opt_state, metrics
+    def run(params, opt_state, xs, ys, key, start):
+        return _scan_steps(step, params, opt_state, (xs, ys), lambda batch: batch, key, start)
 
     return run
 
@@ -225,10 +253,10 @@ def _make_epoch_runner(step, data: Dataset, batch_size: int, mesh):
         inputs = lambda key, start, n: (data.train_images, data.train_labels, key, start)
     else:
         epoch = _compiled_ahead(_make_fed_epoch(step), static=False)
-        inputs = lambda key, start, n: _feed_batches(
+        inputs = lambda key, start, n: (*_feed_batches(
             data.train_images, data.train_labels,
             np.asarray(shuffle(key, len(data.train_labels)))[start * batch_size:][:n * batch_size],
-            batch_size, mesh)
+            batch_size, mesh), key, start)
 
     def run(params, opt_state, key, start, n):
         return epoch(params, opt_state, *inputs(key, start, n), n=n)
@@ -236,61 +264,35 @@ def _make_epoch_runner(step, data: Dataset, batch_size: int, mesh):
     return run
 
 
-def _make_sweep_epoch(config: TrainConfig, num_steps: int, order: str, mesh: Mesh,
-                      image_shape=None):
-    """A jitted epoch of K models: ``run(params, opt_state, hyper, images, labels, keys,
-    start, n)`` → ``(params, opt_state, metrics)`` with ``(n, K)`` losses and accuracies.
+def _make_stack_runner(step, batch_size: int, order: str, data: Dataset, mesh: Mesh):
+    """``run(params, opt_state, keys, start, n) → (params, opt_state, metrics, compile_s)``
+    for a stack of K models: ``jax.vmap`` of the single run's epoch over the model axis,
+    the metrics ``(n, K)``.
 
-    ``hyper`` holds each model's ``lr`` and ``momentum`` ``(K,)``; ``keys`` each model's
-    epoch key ``(K,)``. The batches are ``start`` to ``start + n`` of ``shuffle(keys[i])``
-    for model i (independent) or of ``shuffle(keys[0])`` for all (shared).
+    ``step`` is a ``make_step`` whose optimizer holds each model's hyperparameters in its
+    state (``make_optimizer(..., per_model=True)``); ``keys`` each model's epoch key
+    ``(K,)``. Model i's step keys come from ``keys[i]``, as in its single run; its batches
+    are those of ``shuffle(keys[i])`` (``order`` independent, each model's batch gathered
+    where the model lives: the constraint on the model axis, ``spmd_axis_name``) or of
+    ``shuffle(keys[0])`` for all (shared: one gather, every model reads it).
     """
-    batch = config.batch_size
-
-    def step(params, opt_state, images, labels, hyper, key):
-        optimizer = make_optimizer(config, num_steps, lr=hyper["lr"], momentum=hyper["momentum"])
-        return _config_step(config, optimizer, image_shape)(params, opt_state, images, labels,
-                                                            key)
-
     shared = order == "shared"
-    data_axis = None if shared else 0
-    many = jax.vmap(step, in_axes=(0, 0, data_axis, data_axis, 0, 0))
-    per_model = NamedSharding(mesh, P(_MODEL))
+    replicated = NamedSharding(mesh, P())  # under vmap: split along the model axis
+    epoch = _epoch(step, batch_size, (lambda x: x) if shared else
+                   lambda x: jax.lax.with_sharding_constraint(x, replicated))
 
-    @functools.partial(jax.jit, static_argnums=7, donate_argnums=(0, 1))
-    def run(params, opt_state, hyper, images, labels, keys, start, n):
-        def batches(key):
-            order = shuffle(key, images.shape[0])
-            return jax.lax.dynamic_slice_in_dim(order, start * batch, n * batch).reshape(n, batch)
+    @functools.partial(jax.jit, static_argnums=6, donate_argnums=(0, 1))
+    def stack_epoch(params, opt_state, images, labels, keys, start, n):
+        many = jax.vmap(functools.partial(epoch, n=n), spmd_axis_name=_MODEL,
+                        in_axes=(0, 0, None, None, None if shared else 0, 0, None))
+        params, opt_state, metrics = many(params, opt_state, images, labels,
+                                          keys[0] if shared else keys, keys, start)
+        return params, opt_state, jax.tree.map(lambda m: m.T, metrics)  # (n, K)
 
-        idx = batches(keys[0]) if shared else jnp.swapaxes(jax.vmap(batches)(keys), 0, 1)
+    compiled = _compiled_ahead(stack_epoch, static=True)
 
-        def body(carry, xs):
-            idx, i = xs
-            x, y = images[idx], labels[idx]
-            if not shared:  # each device gathers its own models' batches
-                x, y = (jax.lax.with_sharding_constraint(a, per_model) for a in (x, y))
-            # Each model draws its own noise, as its single run would (fold_in(key_i, i)).
-            noise = jax.vmap(jax.random.fold_in, (0, None))(keys, i)
-            params, opt_state, metrics = many(*carry, x, y, hyper, noise)
-            return (params, opt_state), metrics
-
-        (params, opt_state), metrics = jax.lax.scan(body, (params, opt_state),
-                                                    (idx, start + jnp.arange(n)))
-        return params, opt_state, metrics
-
-    return run
-
-
-def _make_stack_runner(config: TrainConfig, num_steps: int, order: str, data: Dataset, mesh: Mesh):
-    """``run(params, opt_state, hyper, keys, start, n) → (params, opt_state, metrics,
-    compile_s)`` for a stack: ``_make_sweep_epoch`` on the dataset already on the devices,
-    compiled ahead per epoch length."""
-    epoch = _compiled_ahead(_make_sweep_epoch(config, num_steps, order, mesh,
-                                              data.info.image_shape), static=True)
-
-    def run(params, opt_state, hyper, keys, start, n):
-        return epoch(params, opt_state, hyper, data.train_images, data.train_labels, keys,
-                     start, n=n)
+    def run(params, opt_state, keys, start, n):
+        return compiled(params, opt_state, data.train_images, data.train_labels, keys, start,
+                        n=n)
 
     return run

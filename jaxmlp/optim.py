@@ -8,7 +8,7 @@ follows the schedule (cosine decay to 0 at the last step, or constant), and last
 max-norm projection (``max_norm``), then the average of the weights (``ema``). Weight
 decay applies to the weights ``w`` only, never to biases.
 """
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -129,29 +129,59 @@ def _ema_of(opt_state):
     return found[0].params if found else None
 
 
-def make_optimizer(config, num_steps: int, *, lr=None,
-                   momentum=None) -> optax.GradientTransformation:
+class HyperState(NamedTuple):
+    """An optimizer state that carries its model's own hyperparameters (Optax's
+    ``inject_hyperparams``, for the two a sweep varies): ``hyper`` ``{"lr", "momentum"}``
+    (float32 scalars, or ``(K,)`` in a stack of K models), ``inner`` the optimizer's state.
+    The same step then updates every model of a sweep, each with its own values."""
+
+    hyper: dict
+    inner: Any
+
+
+def make_optimizer(config, num_steps: int, *, lr=None, momentum=None,
+                   per_model: bool = False) -> optax.GradientTransformation:
     """The run's Optax optimizer, from ``config``'s ``optimizer``, ``lr``, ``momentum``,
     ``nesterov``, ``weight_decay``, ``warmup_steps``, ``clip_norm`` and ``schedule``.
 
     ``momentum`` is SGD's momentum, and Adam's, AdamW's and Lion's ``b1`` (the decay of
     their gradient average: the same role, and the same default 0.9). ``lr`` and
-    ``momentum`` replace the config's; they may be traced arrays (a sweep's per-model
-    values under ``vmap``), in which case SGD's momentum is always on (0 is then a momentum
-    of 0: the same updates, with a trace in the optimizer state).
+    ``momentum`` replace the config's; they may be traced arrays, in which case SGD's
+    momentum is always on (0 is then a momentum of 0: the same updates, with a trace in
+    the optimizer state).
+
+    With ``per_model`` the learning rate and momentum are not constants of the optimizer
+    but live in its state (``HyperState``; ``init`` puts the config's there, and a sweep
+    replaces them with each model's): the one optimizer, built once, then updates any
+    model with its own values, under ``vmap`` too. A single run keeps them constants:
+    Python floats, so its arithmetic is exactly that of its own settings (Adam's
+    ``1 - b1`` in float64, for one).
 
     ``config`` is a ``TrainConfig`` or any object with those settings, checked by
     ``TrainConfig``'s rules, each named (``config.max_norm``); ``num_steps`` is an int in
     ``[1, 2**31)``, ``lr`` a positive number and ``momentum`` one in ``[0, 1)`` (neither
-    read when traced).
+    read when traced), ``per_model`` a bool.
     """
-    _check_config(config)
-    if lr is not None:
-        _checks.positive_number(lr, "lr", traced=True)
-    if momentum is not None:
-        _checks.probability(momentum, "momentum", traced=True)
+    _check_args(config, lr, momentum, per_model)
     lr = config.lr if lr is None else lr
     momentum = config.momentum if momentum is None else momentum
+    if not per_model:
+        return _optimizer(config, num_steps, lr, momentum)
+
+    def init(params):
+        hyper = {"lr": jnp.asarray(lr, jnp.float32), "momentum": jnp.asarray(momentum, jnp.float32)}
+        return HyperState(hyper, _optimizer(config, num_steps, **hyper).init(params))
+
+    def update(updates, state, params=None):
+        inner = _optimizer(config, num_steps, **state.hyper)  # as inject_hyperparams does
+        updates, inner_state = inner.update(updates, state.inner, params)
+        return updates, HyperState(state.hyper, inner_state)
+
+    return optax.GradientTransformation(init, update)
+
+
+def _optimizer(config, num_steps: int, lr, momentum) -> optax.GradientTransformation:
+    """``make_optimizer``'s chain for one learning rate and momentum (numbers or arrays)."""
     rate = schedule(lr, num_steps, config.warmup_steps, config.schedule)
     decay = _checks.int_as_float(config.weight_decay)
     if config.optimizer == "sgd":
@@ -176,10 +206,19 @@ def make_optimizer(config, num_steps: int, *, lr=None,
     return optax.chain(*parts, core, *after) if parts or after else core
 
 
-
 # The settings make_optimizer reads from its config.
 _SETTINGS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "warmup_steps",
              "schedule", "clip_norm", "max_norm", "ema")
+
+
+def _check_args(config, lr, momentum, per_model) -> None:
+    """``make_optimizer``'s arguments, or ``TypeError``/``ValueError`` naming the one wrong."""
+    _check_config(config)
+    if lr is not None:
+        _checks.positive_number(lr, "lr", traced=True)
+    if momentum is not None:
+        _checks.probability(momentum, "momentum", traced=True)
+    _checks.flag(per_model, "per_model")
 
 
 def _check_config(config) -> None:

@@ -31,7 +31,7 @@ from jaxmlp._files import _read_bytes
 from jaxmlp.arch import _MAX_UNITS, Arch, parse_arch
 from jaxmlp.checkpoint import (_Npz, _exactly, _floats, _load_checkpoint, _save_checkpoint,
                                _save_npz_atomic, _text, _write_atomic)
-from jaxmlp.config import _ORDERS, Grid, TrainConfig
+from jaxmlp.config import _ORDERS, _RESUMABLE, Grid, TrainConfig
 from jaxmlp.data import MNIST, Dataset, DatasetInfo, _check_name
 from jaxmlp.images import _check_image_shape
 
@@ -501,6 +501,61 @@ def _read_checkpoint(folder, template) -> dict:
     if "step" in state and not 1 <= int(state["step"]) < 2 ** 31:  # saved after a step
         raise RunError(f"{path}: its step is not a step a run saves (1 to 2**31-1)")
     return state
+
+
+def _check_resume(folder, config: TrainConfig, grid: Optional[Grid], order: str) -> TrainConfig:
+    """The config saved in ``folder``, once ``config`` (a sweep's with its ``grid`` and
+    ``order``, which never change; ``grid`` None: a single run) is known to continue that
+    run (``_check_same_run``); ``ValueError`` (``RunError`` for the folder's files) naming
+    what may not change."""
+    if grid is None:
+        saved = _read_config(folder)
+    else:
+        saved, saved_grid, saved_order = _read_sweep(folder)
+        if (saved_grid, saved_order) != (grid, order):
+            raise ValueError("--resume cannot change the grid (--seeds, --lr, --momentum) or "
+                             "--order of a sweep")
+    _check_same_run(saved, config)
+    return saved
+
+
+def _check_same_run(saved: TrainConfig, new: TrainConfig) -> None:
+    """Raises ``ValueError`` unless ``new`` may continue the run ``saved``: only
+    ``_RESUMABLE`` settings change (``"b"`` and its spec are one arch), and the length keeps
+    its unit (a run counted in epochs is extended with ``epochs``, one in steps with
+    ``steps``)."""
+    same = lambda name: (parse_arch(saved.arch) == parse_arch(new.arch) if name == "arch"
+                         else getattr(saved, name) == getattr(new, name))
+    changed = [f.name for f in dataclasses.fields(TrainConfig)
+               if f.name not in _RESUMABLE and not same(f.name)]
+    if changed:
+        raise ValueError(f"--resume cannot change {', '.join(changed)}: the run would no longer "
+                         "be the same run (start a new one with --out)")
+    if saved.steps is None and new.steps is not None:
+        raise ValueError(f"this run is counted in epochs (--epochs {saved.epochs}); extend it "
+                         "with --epochs, not --steps")
+    if saved.steps is not None and new.epochs != saved.epochs:
+        raise ValueError(f"this run is counted in steps (--steps {saved.steps}); extend it with "
+                         "--steps, not --epochs")
+
+
+def _resume_length(saved: TrainConfig, new: TrainConfig, done: int, steps_per_epoch: int) -> int:
+    """The total steps a resume of ``saved`` (now at step ``done``) as ``new`` trains to.
+
+    The rules: ``_check_same_run``'s, and a length shorter than what is done is refused.
+    Equal means the run is complete.
+
+    Raises:
+      ValueError: the resume breaks a rule; the message says which and what to do.
+    """
+    _check_same_run(saved, new)
+    total = new.num_steps(steps_per_epoch)
+    if total < done:
+        asked = f"--steps {new.steps}" if new.steps is not None else f"--epochs {new.epochs}"
+        raise ValueError(f"the run is already at step {done}; {asked} ({total} steps) would end "
+                         "before that: ask for more, or omit the length to finish a stopped run")
+    return total
+
 
 
 def _save_model(path, params, arch, info: DatasetInfo = MNIST) -> None:

@@ -30,15 +30,16 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxmlp import _checks
 from jaxmlp.arch import parse_arch
-from jaxmlp.config import _MAX_MODELS, Grid, TrainConfig, _resume_length
+from jaxmlp.checkpoint import _checkpoint_state
+from jaxmlp.config import _MAX_MODELS, Grid, TrainConfig
 from jaxmlp.data import Dataset
-from jaxmlp.epoch import _MODEL, _make_stack_runner
+from jaxmlp.epoch import _MODEL, _config_step, _make_stack_runner
+from jaxmlp.layout import _check_memory, _eval_sets, _put_dataset
 from jaxmlp.metrics import evaluate_models, model_probabilities
 from jaxmlp.mlp import init_params
-from jaxmlp.optim import make_optimizer
+from jaxmlp.optim import HyperState, make_optimizer
 from jaxmlp.parallel import make_mesh, _to_host
-from jaxmlp.run import SUMMARY, _RunFolder, _history_to, _read_checkpoint, _read_sweep
-from jaxmlp.trainer import _check_memory, _checkpoint_state, _eval_sets, _put_dataset, fit
+from jaxmlp.run import SUMMARY, _RunFolder, _history_to, _read_checkpoint, _resume_length
 
 
 def _parse_seeds(text: str) -> tuple[int, ...]:
@@ -68,13 +69,6 @@ def _parse_floats(text: str, name: str) -> tuple[float, ...]:
     if not values or len(set(values)) != len(values):
         raise ValueError(f"--{name} lists each value once, got {text!r}")
     return values
-
-
-def _check_grid(base: TrainConfig, grid: Grid) -> None:
-    """Every model's config is valid (``TrainConfig.validate``), or ``ValueError``."""
-    # The Grid checked its own values and size when it was built; each model's TrainConfig
-    # checks itself as it is built.
-    grid.configs(base)
 
 
 def _stats(values: list, split: str) -> dict:
@@ -220,38 +214,40 @@ class _Stack:
         params = jax.jit(jax.vmap(lambda k: init_params(k, arch, in_dim)))(init_keys)
         hyper = {"lr": jnp.asarray([m["lr"] for m in models], jnp.float32),
                  "momentum": jnp.asarray([m["momentum"] for m in models], jnp.float32)}
-        opt_state = jax.vmap(lambda p, h: make_optimizer(
-            config, num_steps, lr=h["lr"], momentum=h["momentum"]).init(p))(params, hyper)
-        return _checkpoint_state(params, opt_state, 0, data_keys), hyper
+        optimizer = make_optimizer(config, num_steps, per_model=True)
+        opt_state = jax.vmap(lambda p, h: optimizer.init(p)._replace(hyper=h))(params, hyper)
+        # The checkpoint holds the optimizer's own state: the hyperparameters are the grid's.
+        return _checkpoint_state(params, opt_state.inner, 0, data_keys), hyper
 
-    def start(self, folder, resume: bool, spe: int):
+    def start(self, folder, saved: Optional[TrainConfig], spe: int):
         num_steps = self.config.num_steps(spe)
         state, self.hyper = self._fresh(num_steps)
-        if not resume:
+        if saved is None:
             return state, [], num_steps
-        saved = _read_sweep(folder)[0]
         state = _read_checkpoint(folder, state)
         done = int(state["step"])
         history = _history_to(folder, done, models=self.num_models)
         return state, history, _resume_length(saved, self.config, done, spe)
 
     def place(self, state, num_steps: int):
-        self._run = _make_stack_runner(self.config, num_steps, self.order, self.data, self.mesh)
+        step = _config_step(self.config, make_optimizer(self.config, num_steps, per_model=True),
+                            self.info.image_shape)
+        self._run = _make_stack_runner(step, self.config.batch_size, self.order, self.data,
+                                       self.mesh)
         self._keys = jax.random.wrap_key_data(jnp.asarray(state["key"]))
-        params, opt_state, self.hyper = jax.device_put(
-            (state["params"], state["opt_state"], self.hyper), self.per_model)
-        return params, opt_state
+        return jax.device_put((state["params"], HyperState(self.hyper, state["opt_state"])),
+                              self.per_model)
 
     def train(self, params, opt_state, epoch: int, start: int, n: int):
         keys = jax.device_put(jax.vmap(jax.random.fold_in, (0, None))(self._keys, epoch),
                               self.per_model)
-        params, opt_state, batch, compile_s = self._run(params, opt_state, self.hyper, keys,
-                                                        start, n)
+        params, opt_state, batch, compile_s = self._run(params, opt_state, keys, start, n)
         losses = np.asarray(batch["loss"])  # (n, K): the epoch's one host sync
         return params, opt_state, losses, np.asarray(batch["accuracy"]), compile_s
 
     def host_state(self, params, opt_state, step: int) -> dict:
-        return jax.tree.map(_to_host, _checkpoint_state(params, opt_state, step, self._keys))
+        return jax.tree.map(_to_host, _checkpoint_state(params, opt_state.inner, step,
+                                                        self._keys))
 
     def evaluate(self, params, host_params) -> dict:
         """All K models at once, on the devices where they are sharded."""
@@ -330,31 +326,3 @@ def _model_devices(config: TrainConfig, num_models: int) -> list:
         raise ValueError(f"{num_models} models do not split evenly over {len(devices)} "
                          f"devices; use a multiple of {len(devices)} models, or --devices")
     return devices
-
-
-def train_many(config: TrainConfig, grid: Grid, out=None, *, order: str = "shared",
-               resume: bool = False, overwrite: bool = False, data: Optional[Dataset] = None,
-               log=print, progress: bool = False) -> dict:
-    """Trains every model of ``grid`` (on ``config``'s other settings) at once.
-
-    Args:
-      config: the settings the models share (its ``seed``, ``lr`` and ``momentum`` are
-        replaced by each model's). Its ``target_accuracy`` stops the sweep when every
-        live model has reached it.
-      grid: the seeds, learning rates and momenta; the models are their product.
-      out: the sweep's folder (``sweep.json``, ``checkpoint.npz``, ``metrics.jsonl``,
-        ``summary.json``, ``curves.png``); nothing is written when ``None``.
-      order: ``"shared"`` or ``"independent"`` data order (module docstring).
-      resume, overwrite, data, log, progress: as for ``train_and_evaluate`` (``data`` must
-        be ``config.dataset``, without a validation split: ``config.val_size`` holds one out).
-
-    Returns:
-      ``{"params"`` (stacked), ``"history"``, ``"summary"``, ``"steps"}``.
-    """
-    if not isinstance(config, TrainConfig):  # TrainConfig checked its settings when built
-        raise TypeError(f"config must be a jaxmlp.TrainConfig, got {type(config).__name__}")
-    if not isinstance(grid, Grid):
-        raise TypeError(f"grid must be a jaxmlp.Grid, got {type(grid).__name__}")
-    _check_grid(config, grid)
-    return fit(config, grid, out, order=order, resume=resume, overwrite=overwrite, data=data,
-               log=log, progress=progress, layout=_Stack)

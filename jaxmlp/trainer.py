@@ -20,22 +20,26 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp.arch import parse_arch
-from jaxmlp.config import _ORDERS, Grid, TrainConfig, _check_resume, _resume_length
+from jaxmlp.checkpoint import _checkpoint_state
+from jaxmlp.config import _ORDERS, Grid, TrainConfig
 from jaxmlp.data import Dataset, _check_dataset, _default_data_dir, load_dataset, _with_validation
 from jaxmlp.epoch import _config_step, _make_epoch_runner
+from jaxmlp.layout import (_Layout, _check_memory, _eval_sets, _model_params, _put_dataset,
+                           _stack)
 from jaxmlp.metrics import evaluate_models
 from jaxmlp.mlp import init_params
-from jaxmlp.optim import OPTIMIZERS, _ema_of, make_optimizer
+from jaxmlp.optim import make_optimizer
 from jaxmlp.parallel import _check_batch, make_mesh, _put_replicated, _to_host
-from jaxmlp.run import (_RunFolder, _RunWriteError, _history_to, _kept, _read_checkpoint,
-                        _read_config, _read_sweep)
+from jaxmlp.run import (_RunFolder, _RunWriteError, _check_resume, _history_to, _kept,
+                        _read_checkpoint, _resume_length)
+from jaxmlp.sweep import _Stack
 
 
 class TrainingDiverged(RuntimeError):
@@ -96,151 +100,12 @@ def _load_data(config: TrainConfig, data: Optional[Dataset]) -> tuple[Dataset, T
     return data, config
 
 
-def _put_dataset(data: Dataset, mesh) -> Dataset:
-    """``data`` with every array replicated on the mesh's devices (``info`` stays)."""
-    arrays = {k: v for k, v in data._asdict().items() if k != "info" and v is not None}
-    return data._replace(**dict(zip(arrays, _put_replicated(tuple(arrays.values()), mesh))))
-
-
-def _eval_sets(data: Dataset, config: TrainConfig) -> dict:
-    """What each epoch evaluates: ``data.splits()``, the training split cut to its first
-    ``config.train_eval_size`` examples (a fixed sample: the whole split costs a sweep of 16
-    more than half its epoch, for a figure the sample gives to about ±0.1%)."""
-    sets = data.splits()
-    n = config.train_eval_size
-    if n:
-        images, labels = sets["train"]
-        sets["train"] = (images[:n], labels[:n])
-    return sets
-
-
-def _checkpoint_state(params, opt_state, step, key) -> dict:
-    """The checkpoint: params, optimizer state, step and the data key(s)."""
-    return {"params": params, "opt_state": opt_state, "step": jnp.asarray(step, jnp.int32),
-            "key": jax.random.key_data(key)}
-
-
-def _model_params(config: TrainConfig, params, opt_state):
-    """What a run is evaluated as, saves as its model and returns: its params, or with
-    ``--ema`` their average (kept in the optimizer state, ``optim.ema``)."""
-    return _ema_of(opt_state) if config.ema is not None else params
-
-
-def _stack(tree):
-    """A single model's pytree with a model axis of 1 (to evaluate it as a stack)."""
-    return jax.tree.map(lambda a: np.asarray(a)[None], tree)
-
-
-def _estimate_bytes(config: TrainConfig, num_models: int, order: str, *, in_dim: int,
-                   num_examples: int) -> int:
-    """Device memory ``num_models`` models need (a sweep's, or one run's), roughly: per
-    model its params, gradients and optimizer state (``OPTIMIZERS[...]["copies"]``) and a
-    batch's activations (forward values and their gradients), plus the dataset
-    (``num_examples`` uint8 images of ``in_dim`` pixels and their int32 labels, every split)
-    and, for independent orders, each model's own input batch."""
-    arch, widths, batch_size = parse_arch(config.arch), [in_dim], config.batch_size
-    params = 0
-    for units, _ in arch:
-        params += (widths[-1] + 1) * units
-        widths.append(units)
-    copies = int(OPTIMIZERS[config.optimizer]["copies"]) + (config.ema is not None)  # the average
-    per_model = 4 * (copies * params + 3 * batch_size * sum(widths[1:]))
-    inputs = 4 * batch_size * in_dim * (num_models if order == "independent" else 1)
-    return num_models * per_model + inputs + num_examples * (in_dim + 4)
-
-
-def _check_memory(config: TrainConfig, num_models: int, order: str, data: Dataset,
-                 devices) -> None:
-    """``ValueError`` unless the models fit, roughly, in 80% of the ``devices``' memory
-    (before anything is allocated: a net too wide for the machine is named, not met as an
-    out-of-memory kill). A sweep's models are spread over the devices; a single run
-    (``num_models`` 1) is replicated on each, so one device must hold it."""
-    need = _estimate_bytes(config, num_models, order, in_dim=data.info.in_dim,
-                          num_examples=sum(len(y) for _, y in data.splits().values()))
-    # The CPU "devices" of a sweep are one host's cores: they share its memory, not add to it.
-    # This process's own devices: another process's cannot be asked (a multi-process run).
-    devices = [d for d in devices if getattr(d, "process_index", 0) == jax.process_index()
-               ] or list(devices)
-    spread = devices[0].platform != "cpu" and num_models > 1
-    have = _available_bytes(devices[0]) * (len(devices) if spread else 1)
-    if need > 0.8 * have:
-        what, verb, cure = ((f"{num_models} models", "need", "sweep fewer models at once")
-                            if num_models > 1 else ("one model", "needs", "choose a narrower "
-                                                    "architecture or a smaller batch"))
-        raise ValueError(f"{what} of {config.arch} on {data.info.name} {verb} about "
-                         f"{need / 2**30:.1f} GiB, more than 80% of the {have / 2**30:.1f} GiB "
-                         f"available: {cure}")
-
-
-def _available_bytes(device) -> int:
-    """What the device can hold: its allocator's limit, or the host's memory on CPU."""
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-    if stats and stats.get("bytes_limit"):
-        return int(stats["bytes_limit"])
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-class _Layout(Protocol):
-    """How the models of a grid are laid out: ``_One`` (a single run) or
-    ``jaxmlp.sweep._Stack`` (a sweep). ``_Loop`` asks nothing else of them, and never
-    which one it holds. Arrays of ``losses`` are ``(steps, models)``; ``diverged`` is
-    ``(models,)``."""
-
-    num_models: int
-    reached_by: str  # said after a target reached: "" or " (every live model)"
-
-    def start(self, folder, resume: bool, spe: int) -> tuple[dict, list, int]:
-        """``(state, history, num_steps)``: fresh, or as saved in ``folder``."""
-        ...
-
-    def place(self, state, num_steps: int) -> tuple:
-        """``(params, opt_state)`` on the devices; the epoch compiled for ``num_steps``."""
-        ...
-
-    def train(self, params, opt_state, epoch: int, start: int, n: int) -> tuple:
-        """``n`` steps of ``epoch`` from batch ``start``: ``(params, opt_state, losses,
-        accuracies, compile_seconds)``, the per-step figures on the host."""
-        ...
-
-    def host_state(self, params, opt_state, step: int) -> dict: ...
-
-    def evaluate(self, params, host_params) -> dict: ...
-
-    def record(self, evals: dict, losses, diverged) -> dict:
-        """The models' figures in the epoch's line of ``metrics.jsonl``."""
-        ...
-
-    def batch_figures(self, losses) -> dict:
-        """Figures of the epoch's batches for the line, after the timings."""
-        ...
-
-    def mean_of(self, live: int) -> str:
-        """What an ``iter N`` line adds about whose figures it shows."""
-        ...
-
-    def save(self, folder: _RunFolder, host: dict, history: list) -> None: ...
-
-    def plot(self, folder: Optional[_RunFolder], history: list) -> None:
-        """Draws the curves of a saved run (also after Ctrl-C), where the layout has one."""
-        ...
-
-    def describe(self, record: dict, splits) -> str: ...
-
-    def watched(self, record: dict, watch: str) -> list: ...
-
-    def diverged_in(self, history) -> np.ndarray: ...
-
-    def divergence(self, losses, step: int, epoch: int, diverged) -> str: ...
-
-    def finish(self, folder, params, history, diverged) -> dict: ...
-
-
 class _One:
     """A single run: one model, the plain step, the batch split over a ``data`` mesh."""
 
     reached_by = ""
 
-    def __init__(self, config: TrainConfig, grid: Grid, order: str, data: Dataset):
+    def __init__(self, config: TrainConfig, data: Dataset):
         self.config, self.info, self.num_models = config, data.info, 1
         if jax.process_count() > 1 and (config.dropout_rates or config.augmentation):
             raise ValueError("--dropout and --augment are not yet supported across several "
@@ -252,7 +117,7 @@ class _One:
         self.data = _put_dataset(data, self.mesh) if jax.process_count() == 1 else data
         self.sets = _eval_sets(self.data, config)  # sliced once
 
-    def start(self, folder, resume: bool, spe: int):
+    def start(self, folder, saved: Optional[TrainConfig], spe: int):
         """``(state, history, num_steps)``: fresh from the seed, or as saved in ``folder``."""
         config = self.config
         # The optimizer state's structure does not depend on the schedule's length, which
@@ -263,9 +128,8 @@ class _One:
         params = jax.jit(init_params, static_argnums=(1, 2))(init_key, parse_arch(config.arch),
                                                              self.info.in_dim)
         state = _checkpoint_state(params, optimizer.init(params), 0, data_key)
-        if not resume:
+        if saved is None:
             return state, [], config.num_steps(spe)
-        saved = _read_config(folder)
         state = _read_checkpoint(folder, state)
         done = int(state["step"])
         history = _history_to(folder, done)
@@ -338,51 +202,25 @@ class _One:
 
 def fit(config: TrainConfig, grid: Optional[Grid] = None, out=None, *, order: str = "shared",
         resume: bool = False, overwrite: bool = False, data: Optional[Dataset] = None,
-        log=print, progress: bool = False,
-        layout: Optional[Callable[..., _Layout]] = None) -> dict:
+        log=print, progress: bool = False) -> dict:
     """Trains the models of ``grid`` and evaluates each on every split after every epoch.
 
-    ``grid`` ``None`` (or a grid of one model) trains the single run ``config`` describes
-    (with that model's seed, lr and momentum); a larger grid is a sweep, which
-    ``train_many`` trains (it passes ``layout``, the sweep's ``jaxmlp.sweep._Stack``: how
-    the models' state is laid out; here it is refused in one line). ``train_and_evaluate``
-    and ``train_many`` document the other arguments and what they return."""
-    if not isinstance(config, TrainConfig):  # TrainConfig checked its settings when built
-        raise TypeError(f"config must be a jaxmlp.TrainConfig, got {type(config).__name__}")
-    if grid is not None and not isinstance(grid, Grid):  # a Grid checked its values too
-        raise TypeError(f"grid must be a jaxmlp.Grid, got {type(grid).__name__}")
-    if layout is None and grid is not None:  # the plain layout trains one model
-        if len(grid.models()) > 1:
-            raise ValueError(f"fit trains a grid of one model here; this grid has "
-                             f"{len(grid.models())}: train it with jaxmlp.train_many(config, "
-                             "grid, ...)")
-        config, grid = dataclasses.replace(config, **grid.models()[0]), None
-    make: Callable[..., _Layout] = layout or _One
-    _check_call(out, data, log, resume, overwrite, progress)
-    if order not in _ORDERS:
-        raise ValueError(f"order must be one of {_ORDERS}, got {order!r}")
-    if (resume or overwrite) and out is None:
-        raise ValueError("resume and overwrite need the run's folder (out)")
-    if grid is not None and jax.process_count() > 1:  # the one place that says so
-        raise ValueError("a multi-process run trains a single model: use jaxmlp train")
-    if grid is not None and resume:  # a sweep, before the folder opens: nothing changes on disk
-        saved = _read_sweep(out)
-        if saved[1:] != (grid, order):
-            raise ValueError("--resume cannot change the grid (--seeds, --lr, --momentum) "
-                             "or --order of a sweep")
-        _check_resume(saved[0], config)
+    The one entry that trains any grid: ``grid`` None is the single run ``config``
+    describes (laid out by ``_One``: a run folder), a ``Grid`` a sweep of its models, one
+    or many (``jaxmlp.sweep._Stack``: a sweep folder); ``train_and_evaluate`` and
+    ``train_many`` call it, and document the arguments and what each returns."""
+    _check_call(config, grid, out, order, data, log, resume, overwrite, progress)
     writer = jax.process_index() == 0  # only process 0 speaks and writes
     folder = _RunFolder.open(out, resume=resume, overwrite=overwrite) if out and writer else None
-    if not writer:
-        log = lambda line: None
+    log = log if writer else lambda line: None
     # A start that fails inside the folder's context changes nothing on disk (RunFolder).
     with folder or contextlib.nullcontext():
-        if resume and grid is None:  # before the data: a new --dataset or --arch is named
-            _check_resume(_read_config(out), config)
+        # Before the data: a new dataset, arch or grid is named.
+        saved = _check_resume(out, config, grid, order) if resume else None
         data, config = _load_data(config, data)
-        models = make(config, grid, order, data)
+        models = _One(config, data) if grid is None else _Stack(config, grid, order, data)
         spe = len(data.train_labels) // config.batch_size  # steps per epoch
-        state, history, num_steps = models.start(out and Path(out), resume, spe)
+        state, history, num_steps = models.start(out and Path(out), saved, spe)
         config.check_length(num_steps)
         if resume:
             log(f"resumed from {out} at step {int(state['step'])}")
@@ -390,13 +228,74 @@ def fit(config: TrainConfig, grid: Optional[Grid] = None, out=None, *, order: st
             state, history, num_steps, spe)
 
 
-def _check_call(out, data, log, resume, overwrite, progress) -> None:
-    """``TypeError`` naming the argument of ``fit`` (``train_and_evaluate``,
-    ``train_many``) that is not of its kind, before anything is read or written."""
+def train_and_evaluate(config: TrainConfig, out=None, *, resume: bool = False,
+                       overwrite: bool = False, data: Optional[Dataset] = None, log=print,
+                       progress: bool = False) -> dict:
+    """Trains ``config.arch`` on ``config.dataset`` and evaluates it after every epoch.
+
+    Args:
+      config: the run.
+      out: its run folder (``jaxmlp.run``); nothing is written when ``None``.
+      resume: continue the run saved in ``out`` (exactly: same data order, same
+        arithmetic) up to ``config``'s length, under ``jaxmlp.run._resume_length``'s rules.
+      overwrite: replace the run in ``out`` (its files go when this run saves an epoch).
+      data: the dataset's arrays (``Dataset``, without a validation split: ``config.val_size``
+        holds one out); loaded with ``load_dataset`` from the config when ``None``.
+      log: where log lines go.
+      progress: show a tqdm bar that advances once per epoch.
+
+    Returns:
+      ``{"params", "history", "test_accuracy", "val_accuracy", "steps"}`` (the last epoch's
+      accuracies; ``val_accuracy`` is None without a validation split).
+
+    Raises:
+      ValueError: a config, folder (``RunError``) or resume that cannot work, before any work.
+      TrainingDiverged: the loss became NaN or infinite.
+      TrainingInterrupted: Ctrl-C; the finished epochs are saved and plotted.
+      RunWriteError: a file of the run could not be written (disk full, file too large).
+    """
+    return fit(config, None, out, resume=resume, overwrite=overwrite, data=data, log=log,
+               progress=progress)
+
+
+def train_many(config: TrainConfig, grid: Grid, out=None, *, order: str = "shared",
+               resume: bool = False, overwrite: bool = False, data: Optional[Dataset] = None,
+               log=print, progress: bool = False) -> dict:
+    """Trains every model of ``grid`` (on ``config``'s other settings) at once.
+
+    Args:
+      config: the settings the models share (its ``seed``, ``lr`` and ``momentum`` are
+        replaced by each model's). Its ``target_accuracy`` stops the sweep when every
+        live model has reached it.
+      grid: the seeds, learning rates and momenta; the models are their product.
+      out: the sweep's folder (``sweep.json``, ``checkpoint.npz``, ``metrics.jsonl``,
+        ``summary.json``, ``curves.png``); nothing is written when ``None``.
+      order: ``"shared"`` or ``"independent"`` data order (module docstring).
+      resume, overwrite, data, log, progress: as for ``train_and_evaluate`` (``data`` must
+        be ``config.dataset``, without a validation split: ``config.val_size`` holds one out).
+
+    Returns:
+      ``{"params"`` (stacked), ``"history"``, ``"summary"``, ``"steps"}``.
+    """
+    if not isinstance(grid, Grid):  # None is a single run's: train_and_evaluate's
+        raise TypeError(f"grid must be a jaxmlp.Grid, got {type(grid).__name__}")
+    return fit(config, grid, out, order=order, resume=resume, overwrite=overwrite, data=data,
+               log=log, progress=progress)
+
+
+def _check_call(config, grid, out, order, data, log, resume, overwrite, progress) -> None:
+    """``fit``'s arguments checked, before anything is read or written: ``TypeError`` or
+    ``ValueError`` naming the argument."""
+    if not isinstance(config, TrainConfig):  # TrainConfig checked its settings when built
+        raise TypeError(f"config must be a jaxmlp.TrainConfig, got {type(config).__name__}")
+    if grid is not None and not isinstance(grid, Grid):  # a Grid checked its values too
+        raise TypeError(f"grid must be a jaxmlp.Grid, got {type(grid).__name__}")
     if out is not None and not isinstance(out, (str, os.PathLike)):
         raise TypeError(f"out must be a folder (a str or path), got {type(out).__name__}")
     if out is not None and not str(out).strip():
         raise ValueError("out must name a folder, got an empty string")
+    if order not in _ORDERS:
+        raise ValueError(f"order must be one of {_ORDERS}, got {order!r}")
     if data is not None and not isinstance(data, Dataset):
         raise TypeError(f"data must be a jaxmlp.Dataset (load_dataset makes one) or None, got "
                         f"{type(data).__name__}")
@@ -405,6 +304,10 @@ def _check_call(out, data, log, resume, overwrite, progress) -> None:
     for name, value in (("resume", resume), ("overwrite", overwrite), ("progress", progress)):
         if not isinstance(value, bool):
             raise TypeError(f"{name} must be True or False, got {value!r}")
+    if (resume or overwrite) and out is None:
+        raise ValueError("resume and overwrite need the run's folder (out)")
+    if grid is not None and jax.process_count() > 1:  # the one place that says so
+        raise ValueError("a multi-process run trains a single model: use jaxmlp train")
 
 
 class _Loop:
@@ -419,7 +322,7 @@ class _Loop:
         self.watch = "val_acc" if "val" in self.splits else "test_acc"
 
     def run(self, state, history, num_steps, spe) -> dict:
-        config, folder, log, models = self.config, self.folder, self.log, self.models
+        config, folder, models = self.config, self.folder, self.models
         step = int(state["step"])
         params, opt_state = models.place(state, num_steps)
         if folder is not None and step:
@@ -442,13 +345,7 @@ class _Loop:
                     params, opt_state, epoch, start, n)
                 seconds = time.perf_counter() - begin - compile_s
                 # Check.
-                diverged = diverged | ~np.isfinite(losses).all(axis=0)
-                if diverged.all():
-                    left = "" if folder is None else "; " + _kept(folder.path, self.saved_step)
-                    raise TrainingDiverged(
-                        models.divergence(losses, step, epoch, diverged) + left + ". Try a "
-                        "smaller --lr" + (" or --weight-decay" if config.weight_decay else "")
-                        + ".")
+                diverged = self._check(losses, diverged, step, epoch)
                 self._log_steps(losses, accuracies, step, diverged)
                 step += n
                 # Evaluate.
@@ -468,16 +365,8 @@ class _Loop:
                 # Save, before it is announced: a kill loses no epoch.
                 if folder is not None:
                     self._save(host, history)
-                # Log.
-                log(f"epoch {epoch}, step {step}: " + models.describe(record, self.splits)
-                    + f" ({seconds:.2f}s)")
-                if bar is not None:
-                    bar.update(n)
-                    bar.set_postfix({self.watch: f"{min(models.watched(record, self.watch)):.4f}"})
-                if self._reached(record, target):
-                    what = "validation" if self.watch == "val_acc" else "test"
-                    log(f"reached {what} accuracy {min(models.watched(record, self.watch)):.4f} "
-                        f">= {target}{models.reached_by} at step {step}: stopping")
+                # Log; stop at the target.
+                if self._log_epoch(record, seconds, bar, n):
                     break
         except KeyboardInterrupt:
             raise TrainingInterrupted(self.saved_step) from None
@@ -485,16 +374,49 @@ class _Loop:
             if bar is not None:
                 bar.close()
             models.plot(folder, history)  # also after Ctrl-C
-        if step == int(state["step"]) and reached:
-            log(f"the run stopped at its target at step {step} ({self.watch} "
-                f"{min(models.watched(history[-1], self.watch)):.4f} >= {target}): nothing to "
-                "do (pass a higher --target-accuracy, up to 1, to train on)")
-        elif step == int(state["step"]) and history:
-            log(f"the run is already complete at step {step}: nothing to do (ask for more "
-                "--epochs or --steps to extend it)")
+        if step == int(state["step"]) and history:
+            self._nothing_to_do(step, history[-1], reached)
         result = models.finish(folder, _model_params(config, params, opt_state), history,
                                diverged)
         return {**result, "history": history, "steps": step}
+
+    def _check(self, losses, diverged, step: int, epoch: int) -> np.ndarray:
+        """The models diverged so far (a loss not finite); ``TrainingDiverged`` when all
+        have, naming the last checkpoint kept."""
+        diverged = diverged | ~np.isfinite(losses).all(axis=0)
+        if diverged.all():
+            left = "" if self.folder is None else "; " + _kept(self.folder.path, self.saved_step)
+            raise TrainingDiverged(
+                self.models.divergence(losses, step, epoch, diverged) + left + ". Try a "
+                "smaller --lr" + (" or --weight-decay" if self.config.weight_decay else "") + ".")
+        return diverged
+
+    def _log_epoch(self, record: dict, seconds: float, bar, n: int) -> bool:
+        """The epoch's line (and the bar's ``n`` steps); True, said, at the target."""
+        models, watched = self.models, min(self.models.watched(record, self.watch), default=0.0)
+        self.log(f"epoch {record['epoch']}, step {record['step']}: "
+                 + models.describe(record, self.splits) + f" ({seconds:.2f}s)")
+        if bar is not None:
+            bar.update(n)
+            bar.set_postfix({self.watch: f"{watched:.4f}"})
+        if not self._reached(record, self.config.target_accuracy):
+            return False
+        what = "validation" if self.watch == "val_acc" else "test"
+        self.log(f"reached {what} accuracy {watched:.4f} >= {self.config.target_accuracy}"
+                 f"{models.reached_by} at step {record['step']}: stopping")
+        return True
+
+    def _nothing_to_do(self, step: int, last: dict, reached: bool) -> None:
+        """Says why a resumed run trained no step: it had stopped at its target, or is
+        complete."""
+        if reached:
+            self.log(f"the run stopped at its target at step {step} ({self.watch} "
+                     f"{min(self.models.watched(last, self.watch)):.4f} >= "
+                     f"{self.config.target_accuracy}): nothing to do (pass a higher "
+                     "--target-accuracy, up to 1, to train on)")
+        else:
+            self.log(f"the run is already complete at step {step}: nothing to do (ask for "
+                     "more --epochs or --steps to extend it)")
 
     def _reached(self, record, target) -> bool:
         if target is None:

@@ -4,14 +4,15 @@
 
 Trains the short runs of ``tests/test_trajectories.py`` (presets a and b, both gradient
 paths, resumed, a validation split, Adam, and dropout + augmentation + EMA + max-norm +
-label smoothing + clipping resumed mid-epoch) twice on this machine: with the package as
+label smoothing + clipping resumed mid-epoch), and two resumed sweeps of four models (shared
+order; independent with that noise), twice on this machine: with the package as
 it is at REF (checked out into a temporary git worktree) and with the working tree's; then
 compares every parameter array bit for bit. Prints one line per run and exits 1 if any
 array differs. Bits are compared on one machine only: other CPUs round differently
 (``tests/test_trajectories.py`` holds the runs to float32 tolerance across machines).
 
 Needs the MNIST data the tests use (``$TFDS_DATA_DIR``; ``make`` sets it beside
-``../shared``). About 30 s in all on the 2-core AMD EPYC.
+``../shared``). About 80 s in all on the 2-core AMD EPYC.
 """
 import argparse
 import os
@@ -55,14 +56,14 @@ def main(argv=None) -> int:
             print(f"the runs' arrays differ: {sorted(set(before.files) ^ set(after.files))}")
             return 1
         failed = False
-        print(f"{'run':<18} {'arrays':>6} {'bitwise':>8} {'max |diff|':>11}   (vs {ref})")
+        print(f"{'run':<24} {'arrays':>6} {'bitwise':>8} {'max |diff|':>11}   (vs {ref})")
         for run in runs:
             names = [n for n in before.files if n.startswith(run + "/")]
             same = sum(np.array_equal(before[n].view(np.uint8), after[n].view(np.uint8))
                        for n in names)
             diff = max(float(np.max(np.abs(before[n] - after[n]))) for n in names)
             failed |= same != len(names)
-            print(f"{run:<18} {len(names):>6} {same:>8} {diff:>11.3g}")
+            print(f"{run:<24} {len(names):>6} {same:>8} {diff:>11.3g}")
     print("bitwise the same" if not failed else "DIFFERENT")
     return int(failed)
 

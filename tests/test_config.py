@@ -31,7 +31,7 @@ def test_good_settings_and_ints_for_floats_are_kept():
 def test_training_takes_only_a_config(tmp_path):
     with pytest.raises(TypeError, match="config must be a jaxmlp.TrainConfig, got str"):
         jaxmlp.train_and_evaluate("x", tmp_path / "run")
-    from jaxmlp.sweep import Grid, train_many
+    from jaxmlp.trainer import Grid, train_many
 
     with pytest.raises(TypeError, match="config must be a jaxmlp.TrainConfig, got dict"):
         train_many({"arch": "a"}, Grid((0,), (0.1,), (0.9,)))
@@ -40,20 +40,21 @@ def test_training_takes_only_a_config(tmp_path):
 
 def test_one_setting_spelled_two_ways_is_one_setting():
     # Issue 24.8: parsed once, when the config is built, and kept in one spelling; so a
-    # resume that writes a setting another way changes nothing (_check_resume compares).
-    from jaxmlp.config import _check_resume
+    # resume that writes a setting another way changes nothing (_check_same_run compares).
+    from jaxmlp.run import _check_same_run
 
     saved = TrainConfig(arch="a", augment="alpha=34,sigma=4", dropout="0,0.5")
     for augment, dropout in [("sigma=4,alpha=34", "0.0,0.5"), ("alpha=34.0", "0,.5"),
                              ("alpha=34,sigma=4.0", "0.00,0.50")]:
         again = TrainConfig(arch="10:linear", augment=augment, dropout=dropout)
         assert (again.augment, again.dropout) == ("alpha=34,sigma=4", "0,0.5")
-        _check_resume(saved, again)  # the same run
+        _check_same_run(saved, again)  # the same run
     assert TrainConfig(dropout="0.0,0.0").dropout is None      # no dropout is no dropout
     assert TrainConfig(augment="alpha=0,rotation=0").augment is None
     assert TrainConfig(dropout="0.2,0.5").dropout_rates == (0.2, 0.5)
     with pytest.raises(ValueError, match="--resume cannot change augment"):
-        _check_resume(saved, TrainConfig(arch="a", augment="alpha=35,sigma=4", dropout="0,0.5"))
+        _check_same_run(saved, TrainConfig(arch="a", augment="alpha=35,sigma=4",
+                                           dropout="0,0.5"))
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -107,11 +108,17 @@ def test_a_grid_checks_its_values_when_built(fields, kind, message):
         jaxmlp.Grid(*fields)
 
 
-def test_fit_trains_the_grid_it_is_given_or_refuses_it(tmp_path):
-    # Issue 24.9: fit(config, grid) ignored its grid (six models asked, one trained).
+def test_fit_trains_the_grid_it_is_given(tmp_path, mnist):
+    # Issue 24.9: fit(config, grid) ignored its grid (six models asked, one trained); issue
+    # 25: fit is the one entry for any grid, so six models asked are six models trained.
+    small = mnist._replace(train_images=mnist.train_images[:640],
+                           train_labels=mnist.train_labels[:640])
     grid = jaxmlp.Grid(seeds=(0, 1, 2), lrs=(0.1, 0.2), momenta=(0.9,))
-    with pytest.raises(ValueError, match="this grid has 6: train it with jaxmlp.train_many"):
-        jaxmlp.fit(TrainConfig(arch="a"), grid, tmp_path / "run")
+    config = TrainConfig(arch="a", steps=2, train_eval_size=100)
+    result = jaxmlp.fit(config, grid, data=small, log=lambda _: None)
+    assert [m["seed"] for m in result["summary"]["models"]] == [0, 1, 2, 0, 1, 2]
+    assert [m["lr"] for m in result["summary"]["models"]] == [0.1] * 3 + [0.2] * 3
+    assert result["params"][0]["w"].shape == (6, 784, 10)
     for bad, message in [(dict(data="x"), "data must be a jaxmlp.Dataset"),
                          (dict(out=3), "out must be a folder"),
                          (dict(out=" "), "out must name a folder"),
@@ -122,7 +129,7 @@ def test_fit_trains_the_grid_it_is_given_or_refuses_it(tmp_path):
     assert not (tmp_path / "run").exists()   # nothing was made
 
 
-def test_fit_of_a_grid_of_one_is_that_single_run(mnist):
+def test_fit_of_a_grid_of_one_is_a_sweep_of_that_single_run(mnist):
     small = mnist._replace(train_images=mnist.train_images[:1280],
                            train_labels=mnist.train_labels[:1280])
     config = TrainConfig(arch="a", steps=5, train_eval_size=100)
@@ -132,9 +139,11 @@ def test_fit_of_a_grid_of_one_is_that_single_run(mnist):
                                                    seed=3, lr=0.05, momentum=0.5),
                                        data=small, log=lambda _: None)
     import numpy as np
-    np.testing.assert_array_equal(np.asarray(one["params"][0]["w"]),
-                                  np.asarray(single["params"][0]["w"]))
-    assert one["history"][-1]["test_acc"] == single["history"][-1]["test_acc"]
+    assert one["params"][0]["w"].shape == (1, 784, 10)  # a sweep of one: a model axis
+    np.testing.assert_allclose(np.asarray(one["params"][0]["w"][0]),
+                               np.asarray(single["params"][0]["w"]), atol=1e-6, rtol=0)
+    assert one["summary"]["models"][0]["test_acc"] == pytest.approx(
+        single["history"][-1]["test_acc"], abs=1e-3)
 
 
 def test_only_fields_are_settings():

@@ -27,7 +27,7 @@ from jaxmlp.data import (MNIST, Dataset, DatasetError, DatasetInfo, DatasetNotFo
                          _with_validation)
 from jaxmlp.metrics import evaluate
 from jaxmlp.run import load_model
-from jaxmlp.train import train_and_evaluate
+from jaxmlp.trainer import train_and_evaluate
 
 N = 48  # examples in each mocked split
 

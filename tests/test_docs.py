@@ -385,6 +385,24 @@ def test_layout_names_every_module_and_script():
             assert present <= named, f"{block.where} leaves out {sorted(present - named)}"
 
 
+def test_step_page_states_the_path_it_walks():
+    # docs/step.md's figures are scripts/step_path.py's, and it names every function counted.
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import step_path
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    flat = " ".join((ROOT / "docs" / "step.md").read_text().split())
+    lines, code, modules = step_path.totals(step_path.PATH)
+    assert (f"**{len(step_path.PATH)} functions in {modules} modules, {code} lines of code "
+            f"({lines} with their docstrings)**") in flat
+    assert modules <= 6 and code <= 300  # issue 25's target
+    for _, name in step_path.PATH:
+        assert re.search(r"[`.]" + re.escape(name) + r"[`(]", flat), name
+    lines, code, modules = step_path.totals(step_path.LEAVES)
+    assert f"{code} lines in {modules} modules" in flat
+
+
 # ---------------------------------------------------------------------------------------------
 # With the real MNIST: the commands and examples run.
 

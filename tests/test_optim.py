@@ -127,6 +127,37 @@ def test_every_optimizer_takes_a_traced_lr_and_momentum():
     assert isinstance(make_optimizer(TrainConfig(), 10), optax.GradientTransformation)
 
 
+def test_one_per_model_optimizer_updates_each_model_with_its_own_values():
+    # Issue 25: built once, its lr and momentum in its state (HyperState), vmapped over the
+    # models: each model's updates are those of the optimizer built with its values (to
+    # float32 rounding: vmap may fuse the arithmetic otherwise).
+    from jaxmlp import HyperState
+
+    for name in OPTIMIZERS:
+        config = TrainConfig(optimizer=name, warmup_steps=3, clip_norm=1.0, weight_decay=0.01)
+        optimizer = make_optimizer(config, 10, per_model=True)
+        state = optimizer.init(PARAMS)
+        assert isinstance(state, HyperState)
+        assert (float(state.hyper["lr"]), float(state.hyper["momentum"])) == pytest.approx(
+            (config.lr, config.momentum))
+
+        def two_steps(hyper, optimizer=optimizer):
+            state = optimizer.init(PARAMS)._replace(hyper=hyper)
+            _, state = optimizer.update(GRADS, state, PARAMS)
+            return optimizer.update(GRADS, state, PARAMS)[0][0]["w"]
+
+        hyper = {"lr": jnp.array([0.1, 0.2]), "momentum": jnp.array([0.9, 0.5])}
+        many = jax.vmap(two_steps)(hyper)
+        for i in range(2):
+            alone = make_optimizer(config, 10, lr=hyper["lr"][i], momentum=hyper["momentum"][i])
+            _, s = alone.update(GRADS, alone.init(PARAMS), PARAMS)
+            np.testing.assert_allclose(many[i], alone.update(GRADS, s, PARAMS)[0][0]["w"],
+                                       rtol=1e-6)
+        assert np.abs(np.asarray(many[0] - many[1])).max() > 1e-4  # the values took effect
+    with pytest.raises(TypeError, match="per_model must be True or False"):
+        make_optimizer(TrainConfig(), 10, per_model=1)
+
+
 def test_max_norm_by_hand():
     # Two units: column 0 has norm 5 (3, 4) after the update, column 1 norm 1 (0.6, 0.8).
     from jaxmlp.optim import max_norm

@@ -14,9 +14,9 @@ import jaxmlp
 from jaxmlp.cli import main
 from jaxmlp.data import MNIST, DatasetInfo
 from jaxmlp.run import RunError
-from jaxmlp.sweep import (Grid, _check_grid, _format_summary, _parse_floats, _parse_seeds,
-                          _summarize, train_many)
-from jaxmlp.trainer import _check_memory, _estimate_bytes
+from jaxmlp.layout import _check_memory, _estimate_bytes
+from jaxmlp.sweep import Grid, _format_summary, _parse_floats, _parse_seeds, _summarize
+from jaxmlp.trainer import train_many
 
 quiet = lambda _: None
 
@@ -70,7 +70,7 @@ SHARDED = r"""
 import json, jax, numpy as np
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import _load_mnist
-from jaxmlp.sweep import Grid, train_many
+from jaxmlp.trainer import Grid, train_many
 assert jax.device_count() == 4
 data = _load_mnist(download=False)
 data = data._replace(train_images=data.train_images[:4000], train_labels=data.train_labels[:4000],
@@ -259,7 +259,7 @@ def test_grid_parsing():
             _parse_floats(text, "lr")
     # A grid too large to even list is refused before its configs are built.
     with pytest.raises(ValueError, match="the grid has 200000 models, more than 100000"):
-        _check_grid(jaxmlp.TrainConfig(), Grid(tuple(range(100_000)), (0.1, 0.2), (0.9,)))
+        Grid(tuple(range(100_000)), (0.1, 0.2), (0.9,))
     grid = Grid((0, 1), (0.1, 0.2), (0.8, 0.9))
     assert len(grid.models()) == 8 and grid.models()[1] == {"seed": 1, "lr": 0.1, "momentum": 0.8}
     # Memory grows linearly in K (params, optimizer state, gradients, activations per model).
@@ -358,7 +358,7 @@ def test_cpu_devices_share_the_hosts_memory(mnist):
     # which the cores share: two of them must not count it twice.
     import types
 
-    from jaxmlp.trainer import _available_bytes
+    from jaxmlp.layout import _available_bytes
 
     host = _available_bytes(jax.devices("cpu")[0])
     cores = [types.SimpleNamespace(platform="cpu", memory_stats=lambda: None)] * 2

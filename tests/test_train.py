@@ -8,7 +8,7 @@ import pytest
 
 from jaxmlp.checkpoint import _load_checkpoint, _save_checkpoint
 from jaxmlp.config import TrainConfig
-from jaxmlp.train import train_and_evaluate
+from jaxmlp.trainer import train_and_evaluate
 from jaxmlp.trainer import TrainingDiverged
 
 

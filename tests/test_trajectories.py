@@ -28,6 +28,16 @@ RUNS = {  # name: (TrainConfig settings, resume to these steps or None)
                              dropout="0.2,0.5", augment="alpha=34,sigma=4,rotation=10",
                              ema=0.99, max_norm=3.0, label_smoothing=0.1, clip_norm=5.0), 100),
 }
+NOISY = RUNS["b-noisy-resumed"][0]
+
+# Sweeps, for scripts/trajectories.py only (bitwise on one machine; a sweep's models are held
+# to their single runs by tests/test_sweep.py): name: (settings, grid, order, resume to).
+SWEEPS = {
+    "sweep-shared": (dict(arch="b", steps=60, schedule="constant"),
+                     dict(seeds=(0, 1), lrs=(0.1, 0.03), momenta=(0.9, 0.0)), "shared", 100),
+    "sweep-noisy-independent": (NOISY, dict(seeds=(0, 3), lrs=(0.05, 0.02), momenta=(0.9,)),
+                                "independent", 100),
+}
 
 
 def final_params(name, data, folder):
@@ -39,6 +49,17 @@ def final_params(name, data, folder):
     if resume_to is not None:
         result = train_and_evaluate(TrainConfig(**{**settings, "steps": resume_to}), folder,
                                     resume=True, data=data, log=quiet)
+    return [{k: np.asarray(v) for k, v in layer.items()} for layer in result["params"]]
+
+
+def sweep_params(name, data, folder):
+    from jaxmlp import Grid, TrainConfig, train_many
+
+    settings, grid, order, resume_to = SWEEPS[name]
+    quiet = lambda line: None
+    train_many(TrainConfig(**settings), Grid(**grid), folder, order=order, data=data, log=quiet)
+    result = train_many(TrainConfig(**{**settings, "steps": resume_to}), Grid(**grid), folder,
+                        order=order, resume=True, data=data, log=quiet)
     return [{k: np.asarray(v) for k, v in layer.items()} for layer in result["params"]]
 
 
@@ -66,6 +87,8 @@ if __name__ == "__main__":  # print (or --save FILE: whole params, for a bitwise
     data = _load_mnist()
     with tempfile.TemporaryDirectory() as tmp:
         params = {name: final_params(name, data, Path(tmp) / name) for name in RUNS}
+        if sys.argv[1:2] == ["--save"]:
+            params.update({name: sweep_params(name, data, Path(tmp) / name) for name in SWEEPS})
     if sys.argv[1:2] == ["--save"]:
         np.savez(sys.argv[2], **{f"{n}/{i}/{k}": v for n, p in params.items()
                                  for i, layer in enumerate(p) for k, v in layer.items()})

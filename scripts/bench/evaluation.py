@@ -49,7 +49,7 @@ def measure(mnist: Dataset, *, preset: str, k: int, batch_size: int, lr: float,
     spe = len(data.train_labels) // batch_size
     config = config_for(preset, batch_size, lr, rounds + 2, 1, val_size=val_size)
     stack = _Stack(config, Grid(tuple(range(k)), (lr,), (0.9,)), "shared", data)
-    state, _, num_steps = stack.start(None, False, spe)
+    state, _, num_steps = stack.start(None, None, spe)
     params, opt_state = stack.place(state, num_steps)
     epochs = itertools.count(1)
     box = [params, opt_state]

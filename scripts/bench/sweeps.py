@@ -43,7 +43,8 @@ from jaxmlp.config import Grid, TrainConfig
 from jaxmlp.data import Dataset
 from jaxmlp.parallel import make_mesh
 from jaxmlp.sweep import _Stack
-from jaxmlp.trainer import _One, _put_dataset
+from jaxmlp.layout import _put_dataset
+from jaxmlp.trainer import _One
 
 from bench.timing import Driver, round_robin, summary
 
@@ -78,7 +79,7 @@ def make_stack(arch, order, k, data: Dataset, batch_size, lr, steps, calls, devi
     The first epoch, which compiles, runs here."""
     config = config_for(arch, batch_size, lr, calls + 1, devices)
     stack = _Stack(config, Grid(tuple(range(k)), (lr,), (0.9,)), order, data)
-    state, _, num_steps = stack.start(None, False, steps)
+    state, _, num_steps = stack.start(None, None, steps)
     params, opt_state = stack.place(state, num_steps)
     epochs = itertools.count(1)
     params, opt_state, _, _, compile_s = stack.train(params, opt_state, next(epochs), 0, steps)
@@ -101,8 +102,8 @@ def make_sequential(arch, k, data: Dataset, batch_size, lr, steps, calls) -> Dri
     runs, compile_s = [], 0.0
     for seed in range(k):
         single = dataclasses.replace(config, seed=seed)
-        one = _One(single, Grid.of(single), "shared", on_device)
-        state, _, num_steps = one.start(None, False, steps)
+        one = _One(single, on_device)
+        state, _, num_steps = one.start(None, None, steps)
         params, opt_state = one.place(state, num_steps)
         params, opt_state, _, _, seconds = one.train(params, opt_state, 1, 0, steps)
         compile_s += seconds
