@@ -1,6 +1,6 @@
 """``python -m jaxmlp``: the ``jaxmlp`` command."""
 import sys
 
-from jaxmlp._entry import main
+from jaxmlp.app._entry import main
 
 sys.exit(main())

@@ -19,9 +19,9 @@ import jax.numpy as jnp
 
 from jaxmlp.activations import ACTIVATIONS
 from jaxmlp.arch import parse_arch
-from jaxmlp.cross_entropy import cross_entropy, cross_entropy_grad
+from jaxmlp._cross_entropy import cross_entropy, cross_entropy_grad
 from jaxmlp.mlp import _Params, _check_loss_inputs, _masks_of, forward_layers
-from jaxmlp.softmax import log_softmax
+from jaxmlp._softmax import log_softmax
 
 
 def _backward(params, x, cache, y, arch, masks=None):

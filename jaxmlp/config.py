@@ -16,7 +16,7 @@ import numpy as np
 from jaxmlp import _checks
 from jaxmlp._errors import _Invalid, _WrongType
 from jaxmlp.arch import PRESETS, parse_arch
-from jaxmlp.augment import Augmentation, _number, parse_augment
+from jaxmlp._augment import Augmentation, _number, parse_augment
 from jaxmlp.data import _DEFAULT_DATASET, DatasetInfo, _check_name
 from jaxmlp.optim import OPTIMIZERS, _SCHEDULES
 

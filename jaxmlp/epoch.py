@@ -23,10 +23,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxmlp import _checks
 from jaxmlp.arch import parse_arch
-from jaxmlp.augment import Augmentation, augment as _augment
+from jaxmlp._augment import Augmentation, augment as _augment
 from jaxmlp.backprop import hand_value_and_grad
 from jaxmlp.config import _GRADS, TrainConfig
-from jaxmlp.cross_entropy import cross_entropy, smooth_labels
+from jaxmlp._cross_entropy import cross_entropy, smooth_labels
 from jaxmlp.data import Dataset
 from jaxmlp.images import _check_image_shape, prepare_images
 from jaxmlp.metrics import _metrics
@@ -57,7 +57,7 @@ def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
     steps take their ``rngs``), so no caller asks whether a step draws noise: with
     ``dropout = (p_in, p_hidden)`` it draws its masks from ``key``
     (``mlp.dropout_masks``); with ``augment`` (an ``Augmentation``) each batch is distorted
-    first (``jaxmlp.augment.augment``, images of ``image_shape`` ``(H, W, C)``), from
+    first (``jaxmlp._augment.augment``, images of ``image_shape`` ``(H, W, C)``), from
     ``fold_in(key, 1)``, so the same key gives dropout the masks it gives without
     augmentation; a step with neither never reads it (XLA drops the unused key). Not jitted
     by itself: the epoch scan and the per-step baseline each jit it in their own way.

@@ -15,10 +15,10 @@ import numpy as np
 from jaxmlp import _checks
 from jaxmlp._checks import label_range
 from jaxmlp.arch import Arch, parse_arch
-from jaxmlp.cross_entropy import cross_entropy
+from jaxmlp._cross_entropy import cross_entropy
 from jaxmlp.images import _check_images, _check_range, prepare_images
 from jaxmlp.mlp import _Params, forward
-from jaxmlp.softmax import softmax
+from jaxmlp._softmax import softmax
 
 _DEFAULT_MAX_BYTES = 64 * 2**20
 

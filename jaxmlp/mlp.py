@@ -8,7 +8,7 @@ import numpy as np
 from jaxmlp import _checks
 from jaxmlp.activations import ACTIVATIONS
 from jaxmlp.arch import Arch, parse_arch
-from jaxmlp.cross_entropy import _check_targets, cross_entropy
+from jaxmlp._cross_entropy import _check_targets, cross_entropy
 
 _Params = list[dict[str, jax.Array]]
 

@@ -8,9 +8,9 @@ import optax
 from jaxmlp import _checks
 from jaxmlp.arch import parse_arch
 from jaxmlp.backprop import hand_grad
-from jaxmlp.cross_entropy import _check_targets, cross_entropy_grad
+from jaxmlp._cross_entropy import _check_targets, cross_entropy_grad
 from jaxmlp.mlp import _check_inputs, forward
-from jaxmlp.softmax import softmax
+from jaxmlp._softmax import softmax
 
 
 # The trace is for reading: a thousand iterations is already more than anyone reads, and

@@ -145,7 +145,7 @@ def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.sweep_child:  # two forced devices, started by sweeps.run_child; settings in JSON
-        from jaxmlp.cli import _enable_compilation_cache
+        from jaxmlp.app.cli import _enable_compilation_cache
 
         _enable_compilation_cache()
         sweeps.child_main(args.sweep_child, _load)
@@ -202,7 +202,7 @@ def write_json(path: Path, report: dict, *, sweep: bool) -> None:
 
 def sweep_report(args, mnist: Dataset, report: dict) -> dict:
     """--sweep: this process's sweeps, on CPU the 2-device child's, then the evaluation."""
-    from jaxmlp.cli import _enable_compilation_cache
+    from jaxmlp.app.cli import _enable_compilation_cache
 
     _enable_compilation_cache()  # compile times are not this mode's figures
     common = dict(presets=args.sweep_presets, ks=args.sweep_k, batch_size=args.batch_size,

@@ -13,7 +13,7 @@ import argparse
 
 import numpy as np
 
-from jaxmlp.cli import _enable_compilation_cache
+from jaxmlp.app.cli import _enable_compilation_cache
 from jaxmlp.data import load_dataset
 from jaxmlp.optim import OPTIMIZERS
 from jaxmlp import TrainConfig, train_and_evaluate

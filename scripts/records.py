@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxmlp import Grid, TrainConfig, train_and_evaluate, train_many
-from jaxmlp.cli import _enable_compilation_cache
+from jaxmlp.app.cli import _enable_compilation_cache
 from jaxmlp.data import load_dataset
 from jaxmlp.recipes import RECIPES
 

@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import time
 
-from jaxmlp.cli import _enable_compilation_cache
+from jaxmlp.app.cli import _enable_compilation_cache
 from jaxmlp.data import _load_mnist
 from jaxmlp import TrainConfig, train_and_evaluate
 

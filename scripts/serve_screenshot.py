@@ -10,7 +10,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from jaxmlp.serve import _make_server
+from jaxmlp.app.serve import _make_server
 
 # Canvas pixels (280×280): a 7 with a bar through it.
 STROKES = [[(72, 58), (208, 58), (128, 232)], [(112, 146), (184, 146)]]

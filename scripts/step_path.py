@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (module, function): from the command line to optax.apply_updates, in reading order.
 PATH = [
-    ("jaxmlp/cli.py", "_fit"),
-    ("jaxmlp/cli.py", "_config_from_args"),
+    ("jaxmlp/app/cli.py", "_fit"),
+    ("jaxmlp/app/cli.py", "_config_from_args"),
     ("jaxmlp/trainer.py", "train_and_evaluate"),
     ("jaxmlp/trainer.py", "fit"),
     ("jaxmlp/trainer.py", "_Loop.run"),
@@ -42,10 +42,10 @@ PATH = [
 ]
 # The formulas the step calls, each beside its proof (docs/math.md).
 LEAVES = [
-    ("jaxmlp/cross_entropy.py", "cross_entropy"),
-    ("jaxmlp/cross_entropy.py", "cross_entropy_grad"),
-    ("jaxmlp/softmax.py", "log_softmax"),
-    ("jaxmlp/softmax.py", "softmax"),
+    ("jaxmlp/_cross_entropy.py", "cross_entropy"),
+    ("jaxmlp/_cross_entropy.py", "cross_entropy_grad"),
+    ("jaxmlp/_softmax.py", "log_softmax"),
+    ("jaxmlp/_softmax.py", "softmax"),
     ("jaxmlp/activations.py", "_relu_grad"),
 ]
 

@@ -1,7 +1,7 @@
 """Thin wrapper: ``python scripts/train.py ARGS`` is ``jaxmlp train ARGS``."""
 import sys
 
-from jaxmlp._entry import train_main
+from jaxmlp.app._entry import train_main
 
 if __name__ == "__main__":
     sys.exit(train_main())

@@ -209,7 +209,7 @@ def served_runs(tmp_path_factory):
 def serving(root, host="127.0.0.1"):
     """``jaxmlp serve``'s server of ``root`` on a free port, answering from a thread of this
     process while the block runs; ``server.server_address[1]`` is its port."""
-    from jaxmlp.serve import _make_server
+    from jaxmlp.app.serve import _make_server
 
     server = _make_server(root, host, 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -1,4 +1,4 @@
-"""Distortions on the device (jaxmlp/augment.py): hand values, Simard's field, determinism."""
+"""Distortions on the device (jaxmlp/_augment.py): hand values, Simard's field, determinism."""
 import re
 import subprocess
 import sys
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 
-from jaxmlp.augment import (Augmentation, _gaussian_matrix, _modes, _uniform, affine,
+from jaxmlp._augment import (Augmentation, _gaussian_matrix, _modes, _uniform, affine,
                             affine_field, augment, elastic, elastic_field, parse_augment,
                             resample)
 
@@ -139,7 +139,7 @@ def test_a_sharded_batch_draws_what_one_device_draws(tmp_path):
     script = """
 import sys, jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-from jaxmlp.augment import Augmentation, augment
+from jaxmlp._augment import Augmentation, augment
 aug = Augmentation(alpha=34, sigma=4, rotation=15, scale=0.15, shear=15, translation=2)
 x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (8, 28, 28, 1)), jnp.uint8)
 f = jax.jit(lambda k, x: augment(k, x, aug))

@@ -17,7 +17,7 @@ import pytest
 from conftest import serving
 
 from jaxmlp import forward_layers, load_run, predict, train_and_evaluate
-from jaxmlp.predict import _load_image
+from jaxmlp._predict import _load_image
 
 # As Playwright's own tests start it in a container; without the background-networking
 # flags Chromium keeps trying to reach Google's servers, which this machine's closed

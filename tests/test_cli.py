@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from jaxmlp import TrainConfig
-from jaxmlp.cli import main
+from jaxmlp.app.cli import main
 
 
 
@@ -101,7 +101,7 @@ def test_optimizer_and_validation_flags_are_recorded_and_resumable(env, mnist, t
 
 
 def test_default_output_folder_is_named_after_the_arch():
-    from jaxmlp.cli import _build_parser, _config_from_args
+    from jaxmlp.app.cli import _build_parser, _config_from_args
 
     for argv, folder in [([], "runs/b"), (["--arch", "wide"], "runs/wide"),
                          (["--arch", "50:relu,10:linear"], "runs/50_relu_10_linear"),
@@ -227,7 +227,7 @@ def test_first_run_prints_nothing_but_its_lines(tfds_dir, tmp_path):
 
 
 def test_a_recipe_sets_its_settings_and_given_flags_override_them():
-    from jaxmlp.cli import _config_from_args, _parse, _sweep_settings
+    from jaxmlp.app.cli import _config_from_args, _parse, _sweep_settings
     from jaxmlp.recipes import RECIPES
 
     config, out = _config_from_args(_parse(["train", "--recipe", "simard2003", "--lr", "0.1"]))
@@ -331,7 +331,7 @@ def test_augment_writes_its_picture_by_the_run_folders_rules(env, tmp_path, monk
         assert main(["augment", "alpha=34", "--out", "dir.png", *overwrite]) == 2
         assert "dir.png is a folder, not a file to write" in capsys.readouterr().err
     # A write that fails: exit 1, the file named, no temporary file or new folder left.
-    script = ("import resource, sys; from jaxmlp.cli import main; "
+    script = ("import resource, sys; from jaxmlp.app.cli import main; "
               "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)); "
               "sys.exit(main(['augment', 'alpha=34', '--out', 'new/deeper/a.png']))")
     proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path,

@@ -21,7 +21,7 @@ def _targets(kind, rng, batch, n, dtype):
 
 
 # Jitted, so each shape compiles once rather than op by op.
-_auto_grad = jax.jit(jax.grad(lambda z, y: jnp.sum(cross_entropy(z, y))))  # type: ignore[operator]
+_auto_grad = jax.jit(jax.grad(lambda z, y: jnp.sum(cross_entropy(z, y))))
 _hand_grad = jax.jit(cross_entropy_grad)
 
 
@@ -93,9 +93,9 @@ def test_bad_targets():
 
 # Out-of-range labels under jit: values are not concrete, so nothing can raise; the
 # example must be NaN (never scored as another class) and so must its gradient.
-_jit_loss = jax.jit(cross_entropy)  # type: ignore[call-overload]  # (the module's name)
+_jit_loss = jax.jit(cross_entropy)
 _jit_hand = jax.jit(cross_entropy_grad)
-_jit_auto = jax.jit(jax.grad(lambda z, y: jnp.mean(cross_entropy(z, y))))  # type: ignore[operator]
+_jit_auto = jax.jit(jax.grad(lambda z, y: jnp.mean(cross_entropy(z, y))))
 
 
 @pytest.mark.parametrize("bad", [-1, 4, -5, 1000])
@@ -169,7 +169,7 @@ def test_positive_target_on_zero_probability_is_infinite():
 
 
 def test_label_smoothing_by_hand_and_in_both_gradient_paths(x64):
-    from jaxmlp.cross_entropy import smooth_labels
+    from jaxmlp._cross_entropy import smooth_labels
     from jaxmlp.epoch import make_step
     import optax
     from jaxmlp import init_params, loss, parse_arch, prepare_images

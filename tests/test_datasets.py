@@ -20,7 +20,7 @@ import pytest
 
 import jaxmlp.data
 from jaxmlp.arch import parse_arch
-from jaxmlp.cli import main
+from jaxmlp.app.cli import main
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import (MNIST, Dataset, DatasetError, DatasetInfo, DatasetNotFoundError,
                          _prepared_info, _check_dataset, _check_name, _dataset_info, load_dataset,
@@ -223,7 +223,7 @@ def test_cli_trains_on_another_dataset(tfds, offline, env, tfds_dir, tmp_path, c
     # `jaxmlp predict` resizes a photo for it (an item fills the frame), not cut out as a digit.
     from PIL import Image
 
-    from jaxmlp.predict import _load_image, predict
+    from jaxmlp._predict import _load_image, predict
 
     photo = tmp_path / "item.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 50), np.uint8)).save(photo)

@@ -6,7 +6,7 @@ import pytest
 
 from jaxmlp import forward_layers, hand_grad, parse_arch
 from jaxmlp.backprop import _backward
-from jaxmlp.gradcheck import _format_gradcheck, gradcheck
+from jaxmlp._gradcheck import _format_gradcheck, gradcheck
 
 
 @pytest.mark.parametrize("spec", ["a", "b", "c", "128:tanh,64:sigmoid,10:linear"])

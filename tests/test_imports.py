@@ -9,25 +9,33 @@ PACKAGE = Path(__file__).resolve().parents[1] / "jaxmlp"
 
 
 def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
-    """``{module: modules of the package it imports}``; ``from jaxmlp import x`` counts as
-    ``jaxmlp.x`` when that module exists (the package itself only hands names on)."""
-    known = {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
+    """``{module: modules of the package it imports}``, each named below the package
+    (``"trainer"``, ``"app.cli"``); ``from jaxmlp import x`` counts as ``jaxmlp.x`` when
+    that module exists (the package itself only hands names on)."""
+    files = {".".join(p.relative_to(package).with_suffix("").parts): p
+             for p in package.rglob("*.py") if p.stem != "__init__"}
+    known = set(files)
+
+    def owner(dotted: str):  # the longest known module that ``dotted`` is or is inside
+        parts = dotted.split(".")
+        for end in range(len(parts), 0, -1):
+            if ".".join(parts[:end]) in known:
+                return ".".join(parts[:end])
+        return None
+
     graph = {}
-    for name in known:
+    for name, path in files.items():
         found = set()
-        for node in ast.walk(ast.parse((package / f"{name}.py").read_text())):
+        for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
-                found |= {a.name.split(".")[1] for a in node.names
-                          if a.name.startswith("jaxmlp.") and a.name.split(".")[1] in known}
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                parts = node.module.split(".")
-                if parts[0] != "jaxmlp":
-                    continue
-                if len(parts) > 1:
-                    found.add(parts[1])
-                else:
-                    found |= {a.name for a in node.names if a.name in known}
-        graph[name] = (found & known) - {name}
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            found |= {owner(t.split(".", 1)[1]) for t in targets
+                      if t.startswith("jaxmlp.")} - {None}
+        graph[name] = found - {name}
     return graph
 
 
@@ -58,7 +66,13 @@ def test_the_finder_finds_a_cycle_through_a_function_level_import(tmp_path):
     (tmp_path / "d.py").write_text("from jaxmlp.a import x\nimport numpy\n")
     graph = import_graph(tmp_path)
     assert graph == {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
-    assert [sorted(c[:-1]) for c in cycles(graph)] == [["a", "b", "c"]]
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text("")
+    (tmp_path / "app" / "e.py").write_text("from jaxmlp.app import f\nfrom jaxmlp import d\n")
+    (tmp_path / "app" / "f.py").write_text("import jaxmlp.app.e\n")
+    graph = import_graph(tmp_path)
+    assert (graph["app.e"], graph["app.f"]) == ({"app.f", "d"}, {"app.e"})
+    assert sorted(sorted(c[:-1]) for c in cycles(graph)) == [["a", "b", "c"], ["app.e", "app.f"]]
 
 
 def test_no_import_cycle():
@@ -68,4 +82,15 @@ def test_no_import_cycle():
 @pytest.mark.parametrize("module", ["run", "config", "checkpoint", "data"])
 def test_files_and_settings_know_nothing_of_training(module):
     # Training imports the run folder, never the reverse.
-    assert not import_graph()[module] & {"train", "trainer", "sweep", "epoch", "cli"}
+    assert not import_graph()[module] & {"trainer", "sweep", "layout", "epoch", "app.cli"}
+
+
+def test_the_library_never_imports_the_application():
+    # Issue 25: jaxmlp.app (the command, serve) builds on the library, never the reverse
+    # (`python -m jaxmlp`, __main__, is the command's).
+    graph = import_graph()
+    assert {"app.cli", "app._entry", "app.serve", "app._pages"} <= set(graph)
+    assert graph["__main__"] == {"app._entry"}
+    for module, imports in graph.items():
+        if not module.startswith("app.") and module != "__main__":
+            assert not {m for m in imports if m.startswith("app.")}, module

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from jaxmlp.cli import main
+from jaxmlp.app.cli import main
 from jaxmlp.parallel import _check_batch, make_mesh
 
 # Few steps of a real run; float32 all-reduces sum in another order than one device does.

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from jaxmlp import forward, init_params, loss, parse_arch, softmax
-from jaxmlp.predict import _load_image, load_inputs, predict, top_k
+from jaxmlp._predict import _load_image, load_inputs, predict, top_k
 
 
 def _digit() -> np.ndarray:
@@ -536,7 +536,7 @@ def test_load_image_resizes_for_other_shapes(tmp_path):
 
 def test_fashion_photos_are_resized_not_cut_out_as_digits(tmp_path):
     from jaxmlp.data import MNIST, DatasetInfo
-    from jaxmlp.predict import _digit_pipeline
+    from jaxmlp._predict import _digit_pipeline
 
     assert _digit_pipeline(MNIST) and _digit_pipeline(DatasetInfo("emnist/letters", (28, 28, 1), 37))
     assert _digit_pipeline(DatasetInfo("kmnist", (28, 28, 1), 10))
@@ -645,7 +645,7 @@ def test_predict_command_on_a_cifar_shaped_run(tmp_path, capsys):
     import dataclasses
     import json
 
-    from jaxmlp.cli import main
+    from jaxmlp.app.cli import main
     from jaxmlp.config import TrainConfig
     from jaxmlp.data import DatasetInfo
     from jaxmlp.run import _save_model, _write_json

@@ -18,7 +18,7 @@ initialize_distributed(addr, int(n), int(i), timeout_s=float(timeout), config_ha
 ids = multihost_utils.process_allgather(np.array([jax.process_index()]))
 line = f"RESULT {jax.process_count()} {jax.device_count()} {sorted(np.ravel(ids).tolist())}\n"
 os.write(1, line.encode())  # one write: gloo's own messages go to the same stdout
-from jaxmlp import _entry
+from jaxmlp.app import _entry
 _entry._leave(0)  # as the jaxmlp command leaves: the interpreter's teardown can hang
 """
 

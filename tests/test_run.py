@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import jaxmlp
-from jaxmlp.cli import main
+from jaxmlp.app.cli import main
 from jaxmlp.run import _LOCK, RunError, _RunFolder, load_run
 
 QUICK = ["--arch", "a", "--steps", "60", "--no-progress", "--quiet"]
@@ -422,7 +422,7 @@ def test_an_interrupted_start_leaves_no_folder(tmp_path, monkeypatch):
 def test_a_swallowed_interrupt_is_raised_again():
     """A KeyboardInterrupt that lands in a callback Python only prints (a gc callback) is
     re-raised in the main code, so the run stops instead of finishing with exit 0."""
-    from jaxmlp._entry import _unraisable
+    from jaxmlp.app._entry import _unraisable
 
     seen = []
     hook = _unraisable(seen.append)

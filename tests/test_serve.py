@@ -19,9 +19,9 @@ from conftest import SERVED_ARCH, serving
 
 from jaxmlp import ACTIVATIONS, load_model, load_run, parse_arch, predict
 from jaxmlp.run import RunError, _read_history
-from jaxmlp.serve import _ASSETS, _MAX_BODY, _make_server
+from jaxmlp.app.serve import _ASSETS, _MAX_BODY, _make_server
 
-WEB = Path(__file__).resolve().parents[1] / "jaxmlp" / "web"
+WEB = Path(__file__).resolve().parents[1] / "jaxmlp" / "app" / "web"
 
 
 @pytest.fixture(scope="module")
@@ -333,8 +333,8 @@ def test_the_page_ships_every_file_it_uses_and_fetches_nothing_from_elsewhere():
         assert re.findall(r"https?://[^\s\"'`]+", text.replace("http://www.w3.org/2000/svg", "")) == [], name
     assert used == set(_ASSETS)
     assert set(_ASSETS) <= {p.name for p in WEB.iterdir()}
-    pyproject = (WEB.parents[1] / "pyproject.toml").read_text()
-    assert re.search(r'^jaxmlp = \[.*"web/\*"', pyproject, re.M)  # shipped in the wheel too
+    pyproject = (WEB.parents[2] / "pyproject.toml").read_text()
+    assert re.search(r'^"jaxmlp.app" = \[.*"web/\*"', pyproject, re.M)  # shipped in the wheel too
 
 
 def test_the_page_knows_every_activation():
@@ -438,17 +438,17 @@ def test_a_picture_is_a_png_reached_without_a_link(served_runs, tmp_path):
 
 
 def test_a_picture_larger_than_any_jaxmlp_draws_is_not_served(served_runs, monkeypatch):
-    import jaxmlp._pages
+    import jaxmlp.app._pages
 
     root = served_runs[0]
     size = (root / "one" / "weights.png").stat().st_size
-    monkeypatch.setattr(jaxmlp._pages, "_MAX_PICTURE", size - 1)
+    monkeypatch.setattr(jaxmlp.app._pages, "_MAX_PICTURE", size - 1)
     with serving(root) as server:
         port = server.server_address[1]
         assert request(port, "GET", "/files/one/weights.png")[0] == 404
         assert request(port, "GET", "/files/one/curves.png")[0] == 200  # smaller
         assert "weights.png" not in get_json(port, "/api/run?path=one")["pictures"]
-    monkeypatch.setattr(jaxmlp._pages, "_MAX_PICTURE", size)
+    monkeypatch.setattr(jaxmlp.app._pages, "_MAX_PICTURE", size)
     with serving(root) as server:
         assert request(server.server_address[1], "GET", "/files/one/weights.png")[0] == 200
 
@@ -506,19 +506,19 @@ def test_a_malformed_sweep_is_a_409_naming_metrics_jsonl(served_runs, tmp_path, 
 
 def test_an_unforeseen_error_in_one_run_is_its_row_and_one_console_line(served_runs, tmp_path,
                                                                          monkeypatch, capfd):
-    import jaxmlp._pages
+    import jaxmlp.app._pages
 
     root = tmp_path / "runs"
     copy_run(served_runs[0] / "one", root / "good")
     copy_run(served_runs[0] / "one", root / "odd")
-    read = jaxmlp._pages._read_history
+    read = jaxmlp.app._pages._read_history
 
     def history(folder):
         if Path(folder).name == "odd":
             raise KeyError("models")  # as a reader that missed a case would
         return read(folder)
 
-    monkeypatch.setattr(jaxmlp._pages, "_read_history", history)
+    monkeypatch.setattr(jaxmlp.app._pages, "_read_history", history)
     with serving(root) as server:
         port = server.server_address[1]
         for _ in range(3):  # read once: the row is kept until the run's files change
@@ -614,10 +614,10 @@ def test_handler_threads_are_bounded_and_the_waiting_are_served(served_runs, mon
     import threading
     import time
 
-    import jaxmlp.serve
+    import jaxmlp.app.serve
 
-    monkeypatch.setattr(jaxmlp.serve, "_THREADS", 4)
-    monkeypatch.setattr(jaxmlp.serve, "_DEADLINE", 1.0)
+    monkeypatch.setattr(jaxmlp.app.serve, "_THREADS", 4)
+    monkeypatch.setattr(jaxmlp.app.serve, "_DEADLINE", 1.0)
     with serving(served_runs[0]) as server:
         port = server.server_address[1]
         before = threading.active_count()
@@ -638,9 +638,9 @@ def test_a_client_trickling_its_request_is_dropped_at_the_deadline(served_runs, 
     to 1 s here) counts from the request's start. An idle kept-alive connection closes too."""
     import time
 
-    import jaxmlp.serve
+    import jaxmlp.app.serve
 
-    monkeypatch.setattr(jaxmlp.serve, "_DEADLINE", 1.0)
+    monkeypatch.setattr(jaxmlp.app.serve, "_DEADLINE", 1.0)
     with serving(served_runs[0]) as server:
         port = server.server_address[1]
         with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
@@ -668,9 +668,9 @@ def test_a_client_trickling_its_request_is_dropped_at_the_deadline(served_runs, 
 def test_a_body_that_trickles_past_the_deadline_gets_408(served_runs, monkeypatch):
     import time
 
-    import jaxmlp.serve
+    import jaxmlp.app.serve
 
-    monkeypatch.setattr(jaxmlp.serve, "_DEADLINE", 1.0)
+    monkeypatch.setattr(jaxmlp.app.serve, "_DEADLINE", 1.0)
     with serving(served_runs[0]) as server:
         with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=5) as s:
             s.sendall(b"POST /api/predict?path=one HTTP/1.1\r\nHost: 127.0.0.1\r\n"

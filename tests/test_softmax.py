@@ -20,7 +20,7 @@ def test_jacobian_hand_values():
 
 # jax.jacobian(softmax)(row)[j, i] = ∂p_j/∂z_i, which our J holds at [i, j].
 _auto_jacobian = jax.jit(lambda z: jnp.swapaxes(
-    jax.vmap(jax.jacobian(softmax))(  # type: ignore[arg-type]  # (the module's name)
+    jax.vmap(jax.jacobian(softmax))(
         z.reshape(-1, z.shape[-1])).reshape(z.shape + z.shape[-1:]),
     -1, -2))
 

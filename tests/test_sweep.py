@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import jaxmlp
-from jaxmlp.cli import main
+from jaxmlp.app.cli import main
 from jaxmlp.data import MNIST, DatasetInfo
 from jaxmlp.run import RunError
 from jaxmlp.layout import _check_memory, _estimate_bytes

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmlp import TrainConfig, init_params, make_epoch, make_optimizer, make_step, parse_arch
-from jaxmlp.augment import parse_augment
+from jaxmlp._augment import parse_augment
 
 from bench.timing import settle
 

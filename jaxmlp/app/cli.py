@@ -510,7 +510,7 @@ def _eval(args) -> int:
 
 
 def _predict(args) -> int:
-    from jaxmlp.predict import _digit_pipeline, load_inputs, predict, top_k
+    from jaxmlp._predict import _digit_pipeline, load_inputs, predict, top_k
 
     run = _load_run(args)
     shape = run.info.image_shape
@@ -527,7 +527,7 @@ def _predict(args) -> int:
 
 
 def _gradcheck(args) -> int:
-    from jaxmlp.gradcheck import _format_gradcheck, gradcheck
+    from jaxmlp._gradcheck import _format_gradcheck, gradcheck
 
     result = gradcheck(args.arch, in_dim=args.in_dim, batch_size=args.batch_size, seed=args.seed)
     print(_format_gradcheck(result))
@@ -549,7 +549,7 @@ def _augment_command(args) -> int:
     import jax
 
     from jaxmlp._checks import seed
-    from jaxmlp.augment import augment, parse_augment
+    from jaxmlp._augment import augment, parse_augment
     from jaxmlp.data import load_dataset
     from jaxmlp.images import prepare_images
     from jaxmlp.plot import _plot_augment
@@ -579,7 +579,7 @@ def _augment_command(args) -> int:
 
 
 def _serve(args) -> int:
-    from jaxmlp.serve import _make_server, _url
+    from jaxmlp.app.serve import _make_server, _url
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")

@@ -22,7 +22,7 @@ from jaxmlp.arch import parse_arch
 from jaxmlp.data import MNIST
 from jaxmlp.images import _check_image_shape, _check_images, _image_forms, prepare_images
 from jaxmlp.mlp import _Params, forward
-from jaxmlp.softmax import softmax
+from jaxmlp._softmax import softmax
 
 _MNIST_SHAPE = MNIST.image_shape  # image files of this shape go through the digit pipeline
 _SIDE = _MNIST_SHAPE[0]  # MNIST images are 28×28 ...

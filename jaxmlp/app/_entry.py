@@ -47,9 +47,9 @@ def _leave(code: int) -> int:
 
 
 def main(argv=None) -> int:
-    """``jaxmlp``: the command line (``jaxmlp.cli.main``), interruptible from the start."""
+    """``jaxmlp``: the command line (``jaxmlp.app.cli.main``), interruptible from the start."""
     previous = {s: signal.signal(s, _note) for s in (signal.SIGINT, signal.SIGTERM)}
-    from jaxmlp import cli  # JAX, NumPy, Optax: seconds, signals only noted meanwhile
+    from jaxmlp.app import cli  # JAX, NumPy, Optax: seconds, signals only noted meanwhile
 
     signal.signal(signal.SIGINT, previous[signal.SIGINT])
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # as Ctrl-C: KeyboardInterrupt

@@ -1,6 +1,6 @@
 // The network's input from a drawing, and the network itself, in the browser.
 //
-// prepareDigit is `jaxmlp predict`'s preparation of an image file (jaxmlp/predict.py,
+// prepareDigit is `jaxmlp predict`'s preparation of an image file (jaxmlp/_predict.py,
 // _load_image with _cut_out and _normalise) step for step, so that the 28×28 input here is
 // the one Python makes of the same drawing saved as a PNG: background and ink levels from
 // percentiles, the ink's connected pieces, a crop to them, contrast stretched to the ink's

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp import _checks
-from jaxmlp.softmax import _check_logits, log_softmax, softmax
+from jaxmlp._softmax import _check_logits, log_softmax, softmax
 
 
 def _check_targets(z_shape, y, name: str = "y") -> None:

@@ -1,6 +1,6 @@
 """``jaxmlp serve``: a local web page of the runs under a folder, and a canvas to draw on.
 
-The page (``jaxmlp/web/``: plain JavaScript, no library, nothing fetched from elsewhere)
+The page (``jaxmlp/app/web/``: plain JavaScript, no library, nothing fetched from elsewhere)
 lists every run and sweep under the folder, draws their curves as they train, shows
 ``jaxmlp eval``'s results, and runs a model's forward pass in the browser on a digit drawn
 with mouse or touch. Its JSON comes from here:
@@ -35,7 +35,7 @@ import urllib.parse
 from importlib import resources
 from pathlib import Path
 
-from jaxmlp._pages import (_PICTURES, _BadRequest, _describe, _find_runs, _model_json, _png,
+from jaxmlp.app._pages import (_PICTURES, _BadRequest, _describe, _find_runs, _model_json, _png,
                            _predict_json, _rel, _run_view, _stamp, _there)
 from jaxmlp.run import (CHECKPOINT, CONFIG, EVAL, METRICS, MODEL, MODELS, SUMMARY, SWEEP,
                         RunError, _is_sweep, load_run)
@@ -101,7 +101,7 @@ class _Site:
 
     def __init__(self, root: Path, shown: Path):
         self.root, self.shown = root, shown  # resolved; as the user named it
-        web = resources.files("jaxmlp") / "web"
+        web = resources.files("jaxmlp.app") / "web"
         self.index = (web / "index.html").read_bytes()
         self.assets = {name: (web / name).read_bytes() for name in _ASSETS}
         self._models: dict = {}  # (folder, model) -> (stamp, run): reloaded when rewritten

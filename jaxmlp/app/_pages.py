@@ -236,7 +236,7 @@ def _model_json(arch, params, info, version: str) -> dict:
     changes when the run saves new weights (the page then fetches them again)."""
     import numpy as np
 
-    from jaxmlp.predict import _digit_pipeline
+    from jaxmlp._predict import _digit_pipeline
 
     def b64(a):
         return base64.b64encode(np.ascontiguousarray(a, "<f4").tobytes()).decode()
@@ -252,7 +252,7 @@ def _predict_json(arch, params, info, version: str, body: bytes) -> dict:
     """``jaxmlp.predict`` on the request's pixels: what the page checks itself against."""
     import numpy as np
 
-    from jaxmlp.predict import predict, top_k
+    from jaxmlp._predict import predict, top_k
 
     try:
         request = json.loads(body)
