@@ -101,7 +101,7 @@ def gradcheck(arch, *, in_dim: int = MNIST.in_dim, batch_size: int = 8, seed: in
     # Bounded before XLA sees it: a shape too large for memory aborts the process there.
     numbers = int(in_dim) * (int(batch_size) + arch[0].units)  # x and the first layer's w
     if numbers > _MAX_NUMBERS:
-        raise ValueError(f"--in-dim {in_dim} with --batch-size {batch_size} needs "
+        raise ValueError(f"`in_dim` {in_dim} with `batch_size` {batch_size} needs "
                          f"{numbers * 8 / 2**30:.3g} GiB of float64 inputs and weights; "
                          f"gradcheck takes at most {_MAX_NUMBERS:.0e} numbers (in_dim x "
                          "(batch_size + first layer's units))")

@@ -152,8 +152,8 @@ class TrainConfig:
             (positive(self.lr), "learning rate must be positive", f32(self.lr)),
             (0 <= self.momentum < 1 and np.float32(self.momentum) < 1,
              "momentum must be in [0, 1)", f32(self.momentum)),
-            (not self.nesterov or self.momentum > 0, "--nesterov needs a momentum above 0", None),
-            (not self.nesterov or self.optimizer != "lion", "--nesterov does not apply to lion",
+            (not self.nesterov or self.momentum > 0, "`nesterov` needs a `momentum` above 0", None),
+            (not self.nesterov or self.optimizer != "lion", "`nesterov` does not apply to lion",
              None),
             (self.weight_decay is not None and number(self.weight_decay)
              and self.weight_decay >= 0, "weight decay must be >= 0", f32(self.weight_decay)),
@@ -214,7 +214,7 @@ class TrainConfig:
             hidden = "".join(f"{u}:{a}," for u, a in arch[:-1])
             raise ValueError(
                 f"the output layer has {arch[-1].units} units but {info.name} has {classes} "
-                f"classes: end --arch with a layer of {classes} units (e.g. --arch "
+                f"classes: end `arch` with a layer of {classes} units (e.g. `arch` "
                 f"'{hidden}{classes}:{arch[-1].activation}')")
 
     def check_length(self, num_steps: int) -> None:
@@ -224,8 +224,8 @@ class TrainConfig:
             raise _Invalid(f"the run would take {num_steps} steps, more than the {_MAX_STEPS} "
                            "a run can count (its step counter is int32)")
         if self.warmup_steps >= num_steps:
-            raise ValueError(f"--warmup-steps {self.warmup_steps} is not shorter than the run "
-                             f"({num_steps} steps): the learning rate would never reach --lr")
+            raise ValueError(f"`warmup_steps` {self.warmup_steps} is not shorter than the run "
+                             f"({num_steps} steps): the learning rate would never reach `lr`")
 
     def num_steps(self, steps_per_epoch: int) -> int:
         """The run's length in SGD steps: ``steps``, else ``epochs`` whole epochs."""

@@ -155,14 +155,14 @@ def _with_validation(data: Dataset, size: int) -> Dataset:
     different seeds are tuned on the same examples. ``size`` 0 returns ``data`` unchanged.
     """
     if size < 0:  # a negative slice would quietly hold out almost everything
-        raise ValueError(f"--val-size must be >= 0, got {size}")
+        raise ValueError(f"`val_size` must be >= 0, got {size}")
     if size == 0:
         return data
     if data.val_labels is not None:
         raise ValueError("the data already has a validation split: pass val_size 0")
     keep = len(data.train_labels) - size
     if keep < 1:
-        raise ValueError(f"--val-size {size} leaves no training examples: {data.info.name} has "
+        raise ValueError(f"`val_size` {size} leaves no training examples: {data.info.name} has "
                          f"{len(data.train_labels)}")
     return data._replace(train_images=data.train_images[:keep],
                          train_labels=data.train_labels[:keep],
@@ -237,8 +237,8 @@ def _import_tfds():
 
 
 def _offline_hint(name: str) -> str:
-    return (f"Offline? Point --data-dir or TFDS_DATA_DIR at a folder holding a prepared TFDS "
-            f"copy of {name}" + (", or pass --manual-dir with the four original MNIST .gz files."
+    return (f"Offline? Point `data_dir` or TFDS_DATA_DIR at a folder holding a prepared TFDS "
+            f"copy of {name}" + (", or pass `manual_dir` with the four original MNIST .gz files."
                                  if name == "mnist" else "."))
 
 
@@ -347,7 +347,7 @@ def _prepare(tfds, builder, name: str, data_dir: Path, manual_dir: Optional[Path
             f"the {name} files in {manual_dir} do not match the originals' checksums that "
             "tensorflow-datasets expects: corrupt, or re-compressed (the bytes inside may "
             "still be right, but TFDS checks the files themselves). Use the files exactly as "
-            "downloaded, or a prepared TFDS copy via --data-dir.") from None
+            "downloaded, or a prepared TFDS copy via `data_dir`.") from None
     except Exception as e:  # network down, DNS, HTTP errors: all mean "not obtainable"
         where = f"{manual_dir} (manual files) and " if manual_dir else ""
         raise DatasetNotFoundError(
@@ -458,7 +458,7 @@ def load_dataset(name: str = _DEFAULT_DATASET, *, data_dir=None, manual_dir=None
         if not data_dir.is_dir():
             what = "is not a folder" if data_dir.exists() else "does not exist"
             raise DatasetNotFoundError(f"data dir {data_dir} {what} (pass a TFDS data "
-                                       f"folder that holds {name}/, or omit --data-dir)")
+                                       f"folder that holds {name}/, or omit `data_dir`)")
     else:
         data_dir = _default_data_dir()
     if manual_dir is not None:

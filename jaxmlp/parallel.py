@@ -31,9 +31,9 @@ def _check_timeout(timeout_s) -> None:
     if (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
             or not math.isfinite(timeout_s) or timeout_s <= 0):
         raise ValueError(f"the init timeout must be a positive number of seconds, got "
-                         f"{timeout_s!r} (timeout_s, --init-timeout)")
+                         f"{timeout_s!r} (`timeout_s`)")
     if timeout_s > _MAX_TIMEOUT_S:
-        raise ValueError(f"the init timeout (timeout_s, --init-timeout) must be at most "
+        raise ValueError(f"the init timeout (`timeout_s`) must be at most "
                          f"{_MAX_TIMEOUT_S} seconds, got {timeout_s!r}")
 
 
@@ -150,7 +150,7 @@ def _host(coordinator: str, me: dict, timeout_s: float, deadline: float) -> None
                 raise RuntimeError(
                     f"process 0 waited {timeout_s:g}s at {coordinator} for {others} other "
                     f"process{'es' if others > 1 else ''} to join; {came} (are the others "
-                    "started, with the same --coordinator?)")
+                    "started, with the same `coordinator`?)")
             readable = select.select([listener, *pending], [], [], min(left, 0.2))[0]
             for r in readable:
                 if r is listener:
@@ -221,9 +221,9 @@ def _greeting(line: bytes) -> Optional[tuple[int, int, str]]:
 def _disagreement(i: int, n: int, h: str, me: dict, peers: dict) -> Optional[str]:
     if n != me["n"]:
         return (f"process {i} was started with {n} processes but process 0 with {me['n']}: "
-                "start every process with the same --num-processes")
+                "start every process with the same `num_processes`")
     if i in peers:
-        return (f"two processes were started as process {i}: give each its own --process-id "
+        return (f"two processes were started as process {i}: give each its own `process_id` "
                 f"(0 to {n - 1})")
     if not 0 < i < n:
         return f"process id {i} is out of range for {n} processes (expected 0 to {n - 1})"
@@ -259,7 +259,7 @@ def _join(coordinator: str, me: dict, timeout_s: float, deadline: float) -> None
             raise RuntimeError(
                 f"process {me['id']} reached the coordinator at {coordinator}, but not all "
                 f"{me['n']} processes joined within {timeout_s:g}s: are the others started, "
-                "with the same --coordinator?") from None
+                "with the same `coordinator`?") from None
         except (OSError, ValueError, RecursionError):
             reply = None
     if not isinstance(reply, dict) or not ("ok" in reply or "error" in reply):

@@ -270,9 +270,9 @@ class _RunFolder:
         """
         path = Path(path)
         if resume and overwrite:
-            raise RunError("--resume and --overwrite exclude each other")
+            raise RunError("`resume` and `overwrite` exclude each other")
         if os.path.exists(path) and not path.is_dir():  # (os.path: a name too long is no error)
-            raise RunError(f"{path} is a file, not a run folder: choose another --out")
+            raise RunError(f"{path} is a file, not a run folder: choose another `out`")
         if resume and not (os.path.lexists(path / CONFIG) or os.path.lexists(path / SWEEP)):
             raise RunError(f"cannot resume {path}: " + (f"it has no {CONFIG} (is it a run folder?)"
                                                       if path.is_dir() else "no such folder"))
@@ -289,8 +289,8 @@ class _RunFolder:
             holds = [f for f in _RUN_FILES if os.path.lexists(path / f)]
             if holds and not (resume or overwrite):
                 raise RunError(f"{path} already holds a run ({', '.join(holds)}): resume it with "
-                               f"--resume {path}, replace it with --overwrite, or choose another "
-                               "--out")
+                               f"`resume` {path}, replace it with `overwrite`, or choose another "
+                               "`out`")
             return cls(path, created=created, replace=overwrite, resume=resume, lock_fd=lock_fd)
         except BaseException:
             if lock_fd is not None:
@@ -442,7 +442,7 @@ def _check_new_file(path, *, overwrite: bool = False) -> Path:
         if not overwrite:
             what = ("a symbolic link" if path.is_symlink() else "a file" if path.is_file()
                     else "something other than a file")
-            raise RunError(f"{path} exists ({what}): pass --overwrite to replace it, or "
+            raise RunError(f"{path} exists ({what}): pass `overwrite` to replace it, or "
                            "choose another name")
     return path
 
@@ -513,8 +513,8 @@ def _check_resume(folder, config: TrainConfig, grid: Optional[Grid], order: str)
     else:
         saved, saved_grid, saved_order = _read_sweep(folder)
         if (saved_grid, saved_order) != (grid, order):
-            raise ValueError("--resume cannot change the grid (--seeds, --lr, --momentum) or "
-                             "--order of a sweep")
+            raise ValueError("`resume` cannot change the grid (`seeds`, `lrs`, `momenta`) or "
+                             "`order` of a sweep")
     _check_same_run(saved, config)
     return saved
 
@@ -529,14 +529,14 @@ def _check_same_run(saved: TrainConfig, new: TrainConfig) -> None:
     changed = [f.name for f in dataclasses.fields(TrainConfig)
                if f.name not in _RESUMABLE and not same(f.name)]
     if changed:
-        raise ValueError(f"--resume cannot change {', '.join(changed)}: the run would no longer "
-                         "be the same run (start a new one with --out)")
+        raise ValueError(f"`resume` cannot change {', '.join(f'`{c}`' for c in changed)}: the run "
+                         "would no longer be the same run (start a new one with `out`)")
     if saved.steps is None and new.steps is not None:
-        raise ValueError(f"this run is counted in epochs (--epochs {saved.epochs}); extend it "
-                         "with --epochs, not --steps")
+        raise ValueError(f"this run is counted in epochs (`epochs` {saved.epochs}); extend it "
+                         "with `epochs`, not `steps`")
     if saved.steps is not None and new.epochs != saved.epochs:
-        raise ValueError(f"this run is counted in steps (--steps {saved.steps}); extend it with "
-                         "--steps, not --epochs")
+        raise ValueError(f"this run is counted in steps (`steps` {saved.steps}); extend it with "
+                         "`steps`, not `epochs`")
 
 
 def _resume_length(saved: TrainConfig, new: TrainConfig, done: int, steps_per_epoch: int) -> int:
@@ -551,7 +551,7 @@ def _resume_length(saved: TrainConfig, new: TrainConfig, done: int, steps_per_ep
     _check_same_run(saved, new)
     total = new.num_steps(steps_per_epoch)
     if total < done:
-        asked = f"--steps {new.steps}" if new.steps is not None else f"--epochs {new.epochs}"
+        asked = f"`steps` {new.steps}" if new.steps is not None else f"`epochs` {new.epochs}"
         raise ValueError(f"the run is already at step {done}; {asked} ({total} steps) would end "
                          "before that: ask for more, or omit the length to finish a stopped run")
     return total

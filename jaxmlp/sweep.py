@@ -28,10 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxmlp import _checks
 from jaxmlp.arch import parse_arch
 from jaxmlp.checkpoint import _checkpoint_state
-from jaxmlp.config import _MAX_MODELS, Grid, TrainConfig
+from jaxmlp.config import Grid, TrainConfig
 from jaxmlp.data import Dataset
 from jaxmlp.epoch import _MODEL, _config_step, _make_stack_runner
 from jaxmlp.layout import _check_memory, _eval_sets, _put_dataset
@@ -40,35 +39,6 @@ from jaxmlp.mlp import init_params
 from jaxmlp.optim import HyperState, make_optimizer
 from jaxmlp.parallel import make_mesh, _to_host
 from jaxmlp.run import SUMMARY, _RunFolder, _history_to, _read_checkpoint, _resume_length
-
-
-def _parse_seeds(text: str) -> tuple[int, ...]:
-    """``"16"`` → seeds 0 to 15; ``"0,3,7"`` (any comma) → those seeds."""
-    try:
-        if "," not in text:
-            count = _checks.parse_int(text, "--seeds")
-            if not 1 <= count <= _MAX_MODELS:
-                raise ValueError(f"--seeds takes a count from 1 to {_MAX_MODELS} or a list, got "
-                                 f"{text!r}")
-            return tuple(range(count))
-        seeds = tuple(_checks.parse_int(t, "--seeds") for t in text.split(","))  # "0,,1": a mistake
-    except ValueError as e:
-        raise ValueError(str(e) if "--seeds takes" in str(e) else
-                         f"--seeds takes a count (16) or a list (0,3,7), got {text!r}") from None
-    if len(set(seeds)) != len(seeds) or not seeds:
-        raise ValueError(f"--seeds lists each seed once, got {text!r}")
-    return seeds
-
-
-def _parse_floats(text: str, name: str) -> tuple[float, ...]:
-    """``"0.02,0.05,0.1"`` → ``(0.02, 0.05, 0.1)``."""
-    try:
-        values = tuple(_checks.parse_float(t, f"--{name}") for t in str(text).split(","))
-    except ValueError:
-        raise ValueError(f"--{name} takes numbers separated by commas, got {text!r}") from None
-    if not values or len(set(values)) != len(values):
-        raise ValueError(f"--{name} lists each value once, got {text!r}")
-    return values
 
 
 def _stats(values: list, split: str) -> dict:

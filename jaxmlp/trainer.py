@@ -94,7 +94,7 @@ def _load_data(config: TrainConfig, data: Optional[Dataset]) -> tuple[Dataset, T
         config = dataclasses.replace(config, data_dir=where)
     data = _with_validation(data, config.val_size)
     if config.batch_size > len(data.train_labels):
-        held = f" (--val-size {config.val_size} holds out the rest)" if config.val_size else ""
+        held = f" (`val_size` {config.val_size} holds out the rest)" if config.val_size else ""
         raise ValueError(f"batch size {config.batch_size} is larger than the "
                          f"{len(data.train_labels)} training examples{held}")
     return data, config
@@ -108,7 +108,7 @@ class _One:
     def __init__(self, config: TrainConfig, data: Dataset):
         self.config, self.info, self.num_models = config, data.info, 1
         if jax.process_count() > 1 and (config.dropout_rates or config.augmentation):
-            raise ValueError("--dropout and --augment are not yet supported across several "
+            raise ValueError("`dropout` and `augment` are not yet supported across several "
                              "processes")
         self.mesh = make_mesh(config.devices)
         _check_batch(config.batch_size, self.mesh)
@@ -388,7 +388,7 @@ class _Loop:
             left = "" if self.folder is None else "; " + _kept(self.folder.path, self.saved_step)
             raise TrainingDiverged(
                 self.models.divergence(losses, step, epoch, diverged) + left + ". Try a "
-                "smaller --lr" + (" or --weight-decay" if self.config.weight_decay else "") + ".")
+                "smaller `lr`" + (" or `weight_decay`" if self.config.weight_decay else "") + ".")
         return diverged
 
     def _log_epoch(self, record: dict, seconds: float, bar, n: int) -> bool:
@@ -413,10 +413,10 @@ class _Loop:
             self.log(f"the run stopped at its target at step {step} ({self.watch} "
                      f"{min(self.models.watched(last, self.watch)):.4f} >= "
                      f"{self.config.target_accuracy}): nothing to do (pass a higher "
-                     "--target-accuracy, up to 1, to train on)")
+                     "`target_accuracy`, up to 1, to train on)")
         else:
             self.log(f"the run is already complete at step {step}: nothing to do (ask for "
-                     "more --epochs or --steps to extend it)")
+                     "more `epochs` or `steps` to extend it)")
 
     def _reached(self, record, target) -> bool:
         if target is None:

@@ -52,7 +52,7 @@ def test_one_setting_spelled_two_ways_is_one_setting():
     assert TrainConfig(dropout="0.0,0.0").dropout is None      # no dropout is no dropout
     assert TrainConfig(augment="alpha=0,rotation=0").augment is None
     assert TrainConfig(dropout="0.2,0.5").dropout_rates == (0.2, 0.5)
-    with pytest.raises(ValueError, match="--resume cannot change augment"):
+    with pytest.raises(ValueError, match="`resume` cannot change `augment`"):
         _check_same_run(saved, TrainConfig(arch="a", augment="alpha=35,sigma=4",
                                            dropout="0,0.5"))
 

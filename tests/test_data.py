@@ -92,7 +92,7 @@ def test_unprepared_and_offline_says_where_it_looked(tmp_path):
         _load_mnist(data_dir=tmp_path, download=False, use_cache=False)
     message = str(e.value)
     assert f"not prepared in {tmp_path}" in message and "mnist/3.0.1" in message
-    assert "--data-dir" in message and "TFDS_DATA_DIR" in message and "--manual-dir" in message
+    assert "`data_dir`" in message and "TFDS_DATA_DIR" in message and "`manual_dir`" in message
 
 
 def test_check_dataset_rejects_wrong_data(mnist):

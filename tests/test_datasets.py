@@ -126,7 +126,7 @@ def test_unprepared_without_download_says_where_it_looked(tfds, offline, tfds_di
     message = str(e.value)
     assert message.startswith(f"{name} is not prepared in {tfds_dir} (looked for "
                               f"{tfds_dir}/{name}/{version}/) and downloading is off")
-    assert "--manual-dir" not in message  # only MNIST has manual files jaxmlp knows
+    assert "manual_dir" not in message  # only MNIST has manual files jaxmlp knows
     assert not offline  # no download, so no probe either
 
 
@@ -182,8 +182,8 @@ def test_output_layer_must_fit_the_class_count(tfds, offline, env, tfds_dir, tmp
         message = str(e.value)
         assert "the output layer has 10 units but emnist/letters has 37 classes" in message
         assert not out.exists()  # refused before any file was written
-        # The suggestion is preset b's hidden layers ending in 37 units: a valid --arch.
-        suggested = re.search(r"--arch '([^']+)'", message).group(1)
+        # The suggestion is preset b's hidden layers ending in 37 units: a valid arch.
+        suggested = re.search(r"`arch` '([^']+)'", message).group(1)
         assert parse_arch(suggested) == parse_arch("50:relu,50:relu,37:linear")
         result = train_and_evaluate(TrainConfig(dataset="emnist/letters", arch="50:relu,37:linear",
                                                 steps=2, batch_size=8, data_dir=str(tfds_dir)),
@@ -506,7 +506,7 @@ def test_with_validation_holds_out_exactly_the_last_examples():
     assert _with_validation(data, 0) is data
     assert _with_validation(data, 9).train_labels.tolist() == [0]  # one left is enough
     for size in (10, 11):
-        with pytest.raises(ValueError, match=rf"^--val-size {size} leaves no training examples: "
+        with pytest.raises(ValueError, match=rf"^`val_size` {size} leaves no training examples: "
                                              r"tiny has 10$"):
             _with_validation(data, size)
     with pytest.raises(ValueError, match="must be >= 0, got -1"):

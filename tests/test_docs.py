@@ -482,7 +482,7 @@ def _check_train(command, args, proc, cwd, mnist):
 
 
 def _check_sweep(command, args, proc, cwd, mnist):
-    from jaxmlp.sweep import _parse_floats, _parse_seeds
+    from jaxmlp.app.cli import _parse_floats, _parse_seeds
 
     m = re.fullmatch(r"outputs in (\S+)", proc.stdout.splitlines()[-1])
     assert m, proc.stdout[-300:]

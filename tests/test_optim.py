@@ -21,7 +21,7 @@ def test_unset_lr_and_weight_decay_are_the_optimizers_defaults():
 
 @pytest.mark.parametrize("changes, message", [
     ({"optimizer": "rmsprop"}, "optimizer must be one of"),
-    ({"optimizer": "lion", "nesterov": True}, "--nesterov does not apply to lion"),
+    ({"optimizer": "lion", "nesterov": True}, "`nesterov` does not apply to lion"),
     ({"weight_decay": -1e-4}, "weight decay must be >= 0"),
     ({"weight_decay": float("nan")}, "weight decay must be >= 0"),
     ({"warmup_steps": -1}, "warmup steps must be >= 0"),
@@ -53,7 +53,7 @@ def test_warmup_rises_linearly_then_decays_by_cosine():
 
 def test_warmup_must_end_before_the_run():
     TrainConfig(warmup_steps=99).check_length(100)
-    with pytest.raises(ValueError, match="--warmup-steps 100 is not shorter than the run "
+    with pytest.raises(ValueError, match="`warmup_steps` 100 is not shorter than the run "
                                          r"\(100 steps\)"):
         TrainConfig(warmup_steps=100).check_length(100)
 

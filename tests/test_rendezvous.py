@@ -68,7 +68,7 @@ def test_same_settings_initialise_and_compute_together():
     ((2, 1, 20, "3c4d5e6f7a8b"), "process 1 was started with different settings than process 0 "
      "(config hash 3c4d5e6f… vs 1a2b3c4d…): start every process with the same flags"),
     ((3, 1, 20, "1a2b3c4d5e6f"), "process 1 was started with 3 processes but process 0 with 2: "
-     "start every process with the same --num-processes"),
+     "start every process with the same `num_processes`"),
 ])
 def test_mismatch_fails_on_both_sides(peer, message):
     addr = f"127.0.0.1:{_free_port()}"
@@ -80,7 +80,7 @@ def test_duplicate_process_id_fails_everywhere():
     addr = f"127.0.0.1:{_free_port()}"
     results = _run((addr, 3, 0, 20, "h"), (addr, 3, 1, 20, "h"), (addr, 3, 1, 20, "h"),
                    delay_s=0.3)
-    message = "two processes were started as process 1: give each its own --process-id (0 to 2)"
+    message = "two processes were started as process 1: give each its own `process_id` (0 to 2)"
     for result in results:
         _failed_clearly(result, message)
 
@@ -96,7 +96,7 @@ def test_lonely_processes_fail_in_bounded_time():
                        (taken, 2, 0, 1, "h"), timeout_s=30)
     assert time.monotonic() - start < 10
     _failed_clearly(results[0], f"process 0 waited 1s at {alone} for 1 other process to join; "
-                    "none came (are the others started, with the same --coordinator?)",
+                    "none came (are the others started, with the same `coordinator`?)",
                     "RuntimeError")
     _failed_clearly(results[1], f"process 1 could not reach the coordinator at {nobody} "
                     "within 1s", "RuntimeError")

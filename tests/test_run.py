@@ -71,7 +71,7 @@ def test_a_failing_start_changes_nothing_on_disk(env, tmp_path, capsys):
             (["--arch", "64:tanh"], "the output layer has 64 units but mnist has 10 classes"),
             (["--seed", str(2 ** 70)], "seed must be in [0, 2**32), got 118… (22 digits)"),
             (["--seed", "-1"], "seed must be in [0, 2**32)"),
-            (["--nesterov", "--momentum", "0"], "--nesterov needs a momentum above 0"),
+            (["--nesterov", "--momentum", "0"], "--nesterov needs a --momentum above 0"),
             (["--batch-size", "60001"], "batch size 60001 is larger than the 60000"),
             (["--val-size", "60000"], "--val-size 60000 leaves no training examples"),
             (["--val-size", "59990"], "batch size 128 is larger than the 10 training examples "
@@ -109,7 +109,7 @@ def test_resume_rules(done, tmp_path, capsys):
             (["--steps", "30"], "the run is already at step 60; --steps 30 (30 steps) would end "
                                 "before that"),
             (["--epochs", "3"], "this run is counted in steps (--steps 60); extend it with --steps"),
-            (["--lr", "0.5"], "--resume cannot change lr"),
+            (["--lr", "0.5"], "--resume cannot change --lr"),
             (["--out", str(tmp_path / "other")], "--resume DIR writes to DIR")]:
         code, err = _train(capsys, "--resume", str(done), *args)
         assert code == 2 and message in err, err
@@ -122,8 +122,8 @@ def test_resume_rules(done, tmp_path, capsys):
                   "--no-progress", "--quiet")[0] == 0
     code, err = _train(capsys, "--resume", str(epochs_run), "--steps", "1000")
     assert code == 2 and "counted in epochs (--epochs 1); extend it with --epochs" in err
-    # The Python API obeys the same rules.
-    with pytest.raises(ValueError, match="--resume cannot change seed"):
+    # The Python API obeys the same rules, in its own words.
+    with pytest.raises(ValueError, match="`resume` cannot change `seed`"):
         jaxmlp.train_and_evaluate(jaxmlp.TrainConfig(arch="a", steps=120, seed=1), done,
                                   resume=True)
 
@@ -277,8 +277,8 @@ def test_a_failed_resume_keeps_the_run(done, env, capsys):
 
 
 def test_resume_names_what_changed_and_bad_lines(done, capsys):
-    for args, message in [(["--arch", "c"], "--resume cannot change arch"),
-                          (["--schedule", "constant"], "--resume cannot change schedule"),
+    for args, message in [(["--arch", "c"], "--resume cannot change --arch"),
+                          (["--schedule", "constant"], "--resume cannot change --schedule"),
                           (["--epochs", "2", "--steps", "90"], "give --epochs or --steps")]:
         code, err = _train(capsys, "--resume", str(done), *args)
         assert code == 2 and message in err, err

@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,8 @@ from jaxmlp.app.cli import main
 from jaxmlp.data import MNIST, DatasetInfo
 from jaxmlp.run import RunError
 from jaxmlp.layout import _check_memory, _estimate_bytes
-from jaxmlp.sweep import Grid, _format_summary, _parse_floats, _parse_seeds, _summarize
+from jaxmlp.app.cli import _parse_floats, _parse_seeds
+from jaxmlp.sweep import Grid, _format_summary, _summarize
 from jaxmlp.trainer import train_many
 
 quiet = lambda _: None
@@ -223,7 +225,7 @@ def test_sweep_on_another_dataset(cifar100, tmp_path, capsys):
         train_many(dataclasses.replace(config, arch="b"), Grid((0,), (0.1,), (0.9,)), out,
                    data=cifar100, log=quiet)
     assert not out.exists()  # a start that fails leaves nothing
-    with pytest.raises(ValueError, match="--warmup-steps 8 is not shorter than the run"):
+    with pytest.raises(ValueError, match="`warmup_steps` 8 is not shorter than the run"):
         train_many(dataclasses.replace(config, warmup_steps=8), Grid((0,), (0.1,), (0.9,)), out,
                    data=cifar100, log=quiet)
     assert not out.exists()
@@ -245,11 +247,19 @@ def test_sweep_on_another_dataset(cifar100, tmp_path, capsys):
         train_many(jaxmlp.TrainConfig(steps=2), grid, data=cifar100, log=quiet)
 
 
-def test_grid_parsing():
+def test_grid_parsing(tmp_path, capsys):
     assert _parse_seeds("4") == (0, 1, 2, 3) and _parse_seeds("0,3,7") == (0, 3, 7)
+    # The flags are only parsed; the values' rules are the Grid's, said in the flags' words.
+    assert _parse_seeds("1,1") == (1, 1) and _parse_floats("0.1,0.1", "lr") == (0.1, 0.1)
+    for flag, value, said in [("--seeds", "1,1", "--seeds must list each value once"),
+                              ("--lr", "0.1,0.1", "--lr must list each value once"),
+                              ("--momentum", "0.5,1", r"--momentum must be a number in \[0, 1\)")]:
+        assert main(["sweep", flag, value, "--out", str(tmp_path / "s")]) == 2
+        assert re.search(said, capsys.readouterr().err)
+    assert not (tmp_path / "s").exists()
     assert _parse_floats("0.02,0.05", "lr") == (0.02, 0.05)
     for text, message in [("0", "a count from 1 to 100000"), ("a,b", r"a count \(16\) or a list"),
-                          ("1,1", "each seed once"), ("100001", "a count from 1 to 100000"),
+                          ("100001", "a count from 1 to 100000"),
                           ("9,", r"or a list \(0,3,7\), got '9,'"), ("", "a count"),
                           ("0,,1", "or a list")]:
         with pytest.raises(ValueError, match=message):
@@ -313,7 +323,7 @@ def test_sweep_failures_are_one_line(env, tmp_path, capsys):
             (["--lr", "0.1,-1"], "--lr must be a positive number, got -1.0"),
             (["--seeds", "0,99999999999999999999999"],
              "--seeds must be an int in [0, 2**32), got 999… (23 digits)"),
-            (["--momentum", "0.9,0.9"], "--momentum lists each value once"),
+            (["--momentum", "0.9,0.9"], "--momentum must list each value once"),
             (["--arch", "50:relu,5:linear"], "the output layer has 5 units"),
             (["--arch", "4096:relu,10:linear", "--seeds", "4096"], "4096 models of "
              "4096:relu,10:linear on mnist need about"),

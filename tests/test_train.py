@@ -155,10 +155,10 @@ def test_adam_with_a_validation_split_stops_on_validation_accuracy(mnist, tmp_pa
 
 
 def test_huge_learning_rate_diverges_with_clear_error(mnist):
-    with pytest.raises(TrainingDiverged, match=r"Try a smaller --lr\.$"):
+    with pytest.raises(TrainingDiverged, match=r"Try a smaller `lr`\.$"):
         train_and_evaluate(TrainConfig(arch="b", epochs=1, lr=1e30, schedule="constant"),
                            data=mnist, log=lambda _: None)
-    with pytest.raises(TrainingDiverged, match=r"Try a smaller --lr or --weight-decay\.$"):
+    with pytest.raises(TrainingDiverged, match=r"Try a smaller `lr` or `weight_decay`\.$"):
         train_and_evaluate(TrainConfig(arch="a", steps=20, weight_decay=1e6), data=mnist,
                            log=lambda _: None)
 
@@ -198,12 +198,12 @@ def test_bad_configs(mnist):
         with pytest.raises(ValueError, match=message):
             TrainConfig(**settings)
     for config, message in [(TrainConfig(epochs=1, warmup_steps=500),
-                             "--warmup-steps 500 is not shorter than the run"),
-                            (TrainConfig(val_size=60000), "--val-size 60000 leaves no training"),
+                             "`warmup_steps` 500 is not shorter than the run"),
+                            (TrainConfig(val_size=60000), "`val_size` 60000 leaves no training"),
                             (TrainConfig(dataset="fashion_mnist"), "the data given is mnist"),
                             (TrainConfig(arch="50:relu,12:linear"),
                              "the output layer has 12 units but mnist has 10 classes: end "
-                             r"--arch with a layer of 10 units \(e.g. --arch "
+                             r"`arch` with a layer of 10 units \(e.g. `arch` "
                              "'50:relu,10:linear'\\)")]:
         with pytest.raises(ValueError, match=message):
             train_and_evaluate(config, data=mnist)

@@ -369,11 +369,41 @@ def _training_failures(command: str, out):
                        "finished; nothing was saved", 130) from None
 
 
+def _parse_seeds(text: str) -> tuple[int, ...]:
+    """``--seeds``: ``"16"`` → seeds 0 to 15; ``"0,3,7"`` (any comma) → those seeds. (The
+    values' rules are ``Grid``'s.)"""
+    from jaxmlp._checks import parse_int
+    from jaxmlp.config import _MAX_MODELS
+
+    try:
+        if "," not in text:
+            count = parse_int(text, "--seeds")
+            if not 1 <= count <= _MAX_MODELS:
+                raise ValueError(f"--seeds takes a count from 1 to {_MAX_MODELS} or a list, got "
+                                 f"{text!r}")
+            return tuple(range(count))
+        return tuple(parse_int(t, "--seeds") for t in text.split(","))  # "0,,1": a mistake
+    except ValueError as e:
+        raise ValueError(str(e) if "--seeds takes" in str(e) else
+                         f"--seeds takes a count (16) or a list (0,3,7), got {text!r}") from None
+
+
+def _parse_floats(text: str, name: str) -> tuple[float, ...]:
+    """``--lr`` or ``--momentum`` of a sweep: ``"0.02,0.05,0.1"`` → ``(0.02, 0.05, 0.1)``.
+    (The values' rules are ``Grid``'s.)"""
+    from jaxmlp._checks import parse_float
+
+    try:
+        return tuple(parse_float(t, f"--{name}") for t in str(text).split(","))
+    except ValueError:
+        raise ValueError(f"--{name} takes numbers separated by commas, got {text!r}") from None
+
+
 def _sweep_settings(args):
     """A sweep's ``(config, grid, order, out)``; a resume keeps the saved grid and order
     unless flags name new ones (``train_many`` refuses what may not change)."""
     from jaxmlp.run import _read_sweep
-    from jaxmlp.sweep import Grid, _parse_floats, _parse_seeds
+    from jaxmlp.config import Grid
 
     _check_out(args)
     given = _given(args, skip=_SWEPT)
@@ -393,7 +423,7 @@ def _sweep_settings(args):
                                                                  TrainConfig.momentum)),
                                   "momentum"))
     except ValueError as e:  # the Grid's rule, in the flags' words
-        raise ValueError(re.sub(r"Grid (seeds|lrs|momenta)\[\d+\]", lambda m: _FLAG_OF[m[1]],
+        raise ValueError(re.sub(r"Grid (seeds|lrs|momenta)(\[\d+\])?", lambda m: _FLAG_OF[m[1]],
                                 str(e))) from None
     if args.resume is None:
         config = TrainConfig(**given)
@@ -453,7 +483,8 @@ def _fit(args) -> int:
 
     with _training_failures(args.command, out):
         result = fit(config, grid, out, order=order, resume=args.resume is not None,
-                     overwrite=args.overwrite, log=(lambda line: None) if args.quiet else print,
+                     overwrite=args.overwrite,
+                     log=(lambda line: None) if args.quiet else lambda line: print(_in_flags(line)),
                      progress=not args.no_progress and sys.stderr.isatty())
     import jax
 
@@ -615,6 +646,28 @@ def main(argv=None) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _flags_of(parser: argparse.ArgumentParser) -> dict:
+    """``{setting: its flag}`` over every command: each option's destination and its first
+    long option string (``val_size`` → ``--val-size``), and a ``Grid``'s fields."""
+    flags, parsers = dict(_FLAG_OF), [parser]
+    while parsers:
+        for action in parsers.pop()._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+            longs = [o for o in action.option_strings if o.startswith("--")]
+            if longs and action.dest not in ("help",):
+                flags.setdefault(action.dest, longs[0])
+    flags["timeout_s"] = flags["init_timeout"]  # initialize_distributed's name for it
+    return flags
+
+
+def _in_flags(message: str) -> str:
+    """A library message in the command's words: the library names a setting as
+    `` `name` `` (``TrainConfig``'s field, an argument of the API); here it is its flag."""
+    flags = _flags_of(_build_parser())
+    return re.sub(r"`(\w+)`", lambda m: flags.get(m[1], m[0]), message)
+
+
 def _run(args) -> int:
     from jaxmlp.run import _RunWriteError
 
@@ -631,7 +684,7 @@ def _run(args) -> int:
         message, code = f"error: {e.strerror}", 1
     except (ValueError, TypeError, RuntimeError, OSError) as e:  # bad input, named
         message, code = f"error: {e}", 2
-    print(f"{_PROG} {args.command}: {message}", file=sys.stderr)
+    print(f"{_PROG} {args.command}: {_in_flags(message)}", file=sys.stderr)
     return code
 
 
