@@ -15,7 +15,7 @@ import numpy as np
 
 from jaxmlp import _checks
 from jaxmlp._errors import _Invalid, _WrongType
-from jaxmlp.arch import PRESETS, parse_arch
+from jaxmlp.arch import PRESETS, Arch, parse_arch
 from jaxmlp._augment import Augmentation, _number, parse_augment
 from jaxmlp.data import _DEFAULT_DATASET, DatasetInfo, _check_name
 from jaxmlp.optim import OPTIMIZERS, _SCHEDULES
@@ -117,7 +117,8 @@ class TrainConfig:
         rates = rates if rates and any(rates) else None
         object.__setattr__(self, "augment", aug.spec if aug else None)
         object.__setattr__(self, "dropout", ",".join(map(_number, rates)) if rates else None)
-        object.__setattr__(self, "_parsed", (aug, rates))  # not a field: not saved, not compared
+        # Not a field: not saved, not compared.
+        object.__setattr__(self, "_parsed", (aug, rates, parse_arch(self.arch)))
 
     def validate(self) -> "TrainConfig":
         """Raises ``ValueError`` naming the first setting that cannot work; returns self.
@@ -206,9 +207,14 @@ class TrainConfig:
         """``(p_in, p_hidden)`` from ``dropout``, or None for no dropout (or both 0)."""
         return self._parsed[1]
 
+    @property
+    def layers(self) -> Arch:
+        """``arch`` parsed (``parse_arch``), once, when the config was made: an ``Arch``."""
+        return self._parsed[2]
+
     def check_output(self, info: DatasetInfo) -> None:
         """Raises ``ValueError`` unless the output layer has one unit per class of ``info``."""
-        arch = parse_arch(self.arch)
+        arch = self.layers
         classes = info.num_classes
         if arch[-1].units != classes:
             hidden = "".join(f"{u}:{a}," for u, a in arch[:-1])

@@ -114,7 +114,7 @@ def _check_optimizer(optimizer) -> None:
 
 def _config_step(config: TrainConfig, optimizer, image_shape):
     """``make_step`` with every setting of ``config`` that shapes a step."""
-    return make_step(config.arch, optimizer, config.grad, label_smoothing=config.label_smoothing,
+    return make_step(config.layers, optimizer, config.grad, label_smoothing=config.label_smoothing,
                      dropout=config.dropout_rates, augment=config.augmentation,
                      image_shape=image_shape)
 

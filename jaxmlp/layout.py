@@ -10,7 +10,6 @@ from typing import Optional, Protocol
 import jax
 import numpy as np
 
-from jaxmlp.arch import parse_arch
 from jaxmlp.config import TrainConfig
 from jaxmlp.data import Dataset
 from jaxmlp.optim import OPTIMIZERS, _ema_of
@@ -54,7 +53,7 @@ def _estimate_bytes(config: TrainConfig, num_models: int, order: str, *, in_dim:
     batch's activations (forward values and their gradients), plus the dataset
     (``num_examples`` uint8 images of ``in_dim`` pixels and their int32 labels, every split)
     and, for independent orders, each model's own input batch."""
-    arch, widths, batch_size = parse_arch(config.arch), [in_dim], config.batch_size
+    arch, widths, batch_size = config.layers, [in_dim], config.batch_size
     params = 0
     for units, _ in arch:
         params += (widths[-1] + 1) * units

@@ -628,7 +628,7 @@ def _read_sweep_with_info(folder) -> tuple[TrainConfig, Grid, str, DatasetInfo]:
         if meta["order"] not in _ORDERS:
             raise ValueError(f"order must be one of {_ORDERS}")
         info = _sweep_info_of(meta, path)  # the dataset it records, checked whoever asks
-        if parse_arch(config.arch)[-1].units != info.num_classes:
+        if config.layers[-1].units != info.num_classes:
             raise RunError(f"{path} is not a jaxmlp sweep (its dataset's class count is not its "
                            "architecture's output width)")
         return config, grid, meta["order"], info
@@ -670,7 +670,7 @@ def _load_model_of_sweep(folder, model: int):
     configs = grid.configs(config)
     if not 0 <= model < len(configs):
         raise RunError(f"{folder} holds models 0 to {len(configs) - 1}, not {model}")
-    arch = parse_arch(config.arch)
+    arch = config.layers
     path = Path(folder) / CHECKPOINT
     try:
         with _Npz(path) as npz:
@@ -736,13 +736,13 @@ def load_run(folder, model: Optional[int] = None) -> Run:
                            "load_run(folder, model=i)")
         config, params, history, info = _load_model_of_sweep(folder, model)
         evaluation = _read_evaluation(folder / MODELS / str(model) / EVAL, within=folder)
-        return Run(folder, config, parse_arch(config.arch), params, history, evaluation, info,
+        return Run(folder, config, config.layers, params, history, evaluation, info,
                    model)
     if model is not None:
         raise RunError(f"{folder} holds a single run, not a sweep: drop model={model}")
     config = _read_config(folder)
     arch, params, info = load_model(folder / MODEL)
-    if arch != parse_arch(config.arch) or info.name != config.dataset:
+    if arch != config.layers or info.name != config.dataset:
         raise RunError(f"{folder / MODEL} is not the model {folder / CONFIG} describes (another "
                        "architecture or dataset): not one run's files")
     return Run(folder, config, arch, params, _read_history(folder),

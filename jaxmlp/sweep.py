@@ -28,7 +28,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxmlp.arch import parse_arch
 from jaxmlp.checkpoint import _checkpoint_state
 from jaxmlp.config import Grid, TrainConfig
 from jaxmlp.data import Dataset
@@ -143,7 +142,7 @@ def _summarize_models(grid: Grid, config: TrainConfig, params, history: list[dic
                         ("val_acc", "val_loss", "test_acc", "test_loss", "train_acc",
                          "diverged")}}
                for m, r in zip(grid.models(), last)]
-    arch = parse_arch(config.arch)
+    arch = config.layers
 
     def probs(images):  # (K, N, classes); a diverged model's are zeros and never vote
         p = model_probabilities(params, images, arch)
@@ -180,7 +179,7 @@ class _Stack:
         keys = jax.vmap(jax.random.split)(jax.vmap(jax.random.key)(
             jnp.asarray([m["seed"] for m in models], jnp.uint32)))
         data_keys, init_keys = keys[:, 0], keys[:, 1]
-        arch, in_dim = parse_arch(config.arch), self.info.in_dim
+        arch, in_dim = config.layers, self.info.in_dim
         params = jax.jit(jax.vmap(lambda k: init_params(k, arch, in_dim)))(init_keys)
         hyper = {"lr": jnp.asarray([m["lr"] for m in models], jnp.float32),
                  "momentum": jnp.asarray([m["momentum"] for m in models], jnp.float32)}
@@ -221,7 +220,7 @@ class _Stack:
 
     def evaluate(self, params, host_params) -> dict:
         """All K models at once, on the devices where they are sharded."""
-        arch = parse_arch(self.config.arch)
+        arch = self.config.layers
         return {split: evaluate_models(params, images, labels, arch)
                 for split, (images, labels) in self.sets.items()}
 

@@ -26,7 +26,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmlp.arch import parse_arch
 from jaxmlp.checkpoint import _checkpoint_state
 from jaxmlp.config import _ORDERS, Grid, TrainConfig
 from jaxmlp.data import Dataset, _check_dataset, _default_data_dir, load_dataset, _with_validation
@@ -125,7 +124,7 @@ class _One:
         optimizer = make_optimizer(config, 1)
         data_key, init_key = jax.random.split(jax.random.key(config.seed))
         # Jitted: one executable (cached across runs) instead of an eager op per layer.
-        params = jax.jit(init_params, static_argnums=(1, 2))(init_key, parse_arch(config.arch),
+        params = jax.jit(init_params, static_argnums=(1, 2))(init_key, config.layers,
                                                              self.info.in_dim)
         state = _checkpoint_state(params, optimizer.init(params), 0, data_key)
         if saved is None:
@@ -154,7 +153,7 @@ class _One:
     def evaluate(self, params, host_params) -> dict:
         """``{split: {"loss": (1,), "accuracy": (1,)}}``, from the host copy (several
         processes each evaluate their own full copy)."""
-        arch = parse_arch(self.config.arch)
+        arch = self.config.layers
         stacked = jax.device_put(_stack(host_params))  # once for every split
         return {split: evaluate_models(stacked, images, labels, arch)
                 for split, (images, labels) in self.sets.items()}
