@@ -18,6 +18,7 @@ from jaxmlp._errors import _Invalid, _WrongType
 from jaxmlp.arch import PRESETS, Arch, parse_arch
 from jaxmlp._augment import Augmentation, _number, parse_augment
 from jaxmlp.data import _DEFAULT_DATASET, DatasetInfo, _check_name
+from jaxmlp.mlp import _dropping
 from jaxmlp.optim import OPTIMIZERS, _SCHEDULES
 
 _GRADS = ("hand", "autodiff")
@@ -113,8 +114,7 @@ class TrainConfig:
         # that two spellings of one setting are one setting (a resume compares them).
         aug = parse_augment(self.augment) if self.augment is not None else None
         aug = aug if aug is not None and aug.active else None
-        rates = _rates(self.dropout) if self.dropout is not None else None
-        rates = rates if rates and any(rates) else None
+        rates = _dropping(_rates(self.dropout)) if self.dropout is not None else None
         object.__setattr__(self, "augment", aug.spec if aug else None)
         object.__setattr__(self, "dropout", ",".join(map(_number, rates)) if rates else None)
         # Not a field: not saved, not compared.

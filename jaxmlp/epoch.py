@@ -30,7 +30,7 @@ from jaxmlp._cross_entropy import cross_entropy, smooth_labels
 from jaxmlp.data import Dataset
 from jaxmlp.images import _check_image_shape, prepare_images
 from jaxmlp.metrics import _metrics
-from jaxmlp.mlp import forward_layers, _masks_of
+from jaxmlp.mlp import _dropping, _masks_of, forward_layers
 from jaxmlp.parallel import _DATA, _check_batch, _feed_batches
 
 _MODEL = "model"  # the mesh axis of a stack's models
@@ -90,14 +90,12 @@ def _checked_step_args(arch, optimizer, grad, label_smoothing, dropout, augment,
     _check_optimizer(optimizer)
     _checks.one_of(grad, _GRADS, "grad")
     _checks.probability(label_smoothing, "label_smoothing")
-    if dropout is not None:
-        _checks.rates(dropout, "dropout")
     if augment is not None and not isinstance(augment, Augmentation):
         raise TypeError(f"augment must be an Augmentation (jaxmlp.parse_augment) or None, got "
                         f"{type(augment).__name__}")
     if image_shape is not None:
         image_shape = _check_image_shape(image_shape)
-    dropout = tuple(dropout) if dropout is not None and any(dropout) else None
+    dropout = _dropping(dropout)
     augment = augment if augment is not None and augment.active else None
     if augment is not None and image_shape is None:
         raise ValueError("augmentation needs the images' shape (H, W, C): pass image_shape")

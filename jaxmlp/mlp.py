@@ -177,15 +177,22 @@ def _check_loss_inputs(params, x, y, arch, dropout, key) -> Arch:
     return arch
 
 
+def _dropping(dropout):
+    """``dropout`` checked (``_checks.rates``) as ``(p_in, p_hidden)``, or None where
+    nothing is dropped (None, or both rates 0): the one place that decides "no dropout"."""
+    if dropout is None:
+        return None
+    rates = tuple(_checks.rates(dropout, "dropout"))
+    return rates if any(rates) else None
+
+
 def _masks_of(key, x, arch, dropout, *, draw: bool = True):
     """``dropout_masks``, or None without dropout (``dropout`` None or both rates 0); a rate
     without a key is a mistake. ``draw=False``: only the checks."""
     if key is not None:
         _checks.prng_key(key, "key")
-    if dropout is None:
-        return None
-    rates = _checks.rates(dropout, "dropout")
-    if not any(rates):
+    rates = _dropping(dropout)
+    if rates is None:
         return None
     if key is None:
         raise ValueError("dropout needs a key: loss(..., dropout=(p_in, p_hidden), key=key)")
