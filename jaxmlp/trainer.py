@@ -36,7 +36,7 @@ from jaxmlp.metrics import evaluate_models
 from jaxmlp.mlp import init_params
 from jaxmlp.optim import make_optimizer
 from jaxmlp.parallel import _check_batch, make_mesh, _put_replicated, _to_host
-from jaxmlp.run import (_RunFolder, _RunWriteError, _check_resume, _history_to, _kept,
+from jaxmlp.run import (CHECKPOINT, CURVES, _RunFolder, _RunWriteError, _check_resume, _history_to, _kept,
                         _read_checkpoint, _resume_length)
 from jaxmlp.sweep import _Stack
 
@@ -176,7 +176,11 @@ class _One:
                           model=_model_params(self.config, host["params"], host["opt_state"]))
 
     def plot(self, folder: Optional[_RunFolder], history: list) -> None:
-        if folder is not None and folder.saved:
+        # Drawn when this call saved an epoch, or when a finished run lacks its curves (a
+        # signal landed after the last epoch was saved, before they were drawn).
+        if folder is not None and history and (folder.saved or (
+                os.path.lexists(folder.path / CHECKPOINT)
+                and not os.path.lexists(folder.path / CURVES))):
             folder.plot(history, title=f"arch {self.config.arch}")
 
     def describe(self, record: dict, splits) -> str:

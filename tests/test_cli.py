@@ -275,6 +275,13 @@ def test_a_recipe_on_resume_never_trains_a_finished_run(env, mnist, tmp_path, ca
     assert main(["train", "--resume", str(steps), "--recipe", "simard2003", "--arch", "a",
                  "--no-progress"]) == 0
     assert "already complete at step 5" in capsys.readouterr().out
+    # A finished run whose curves were never drawn (a signal after its last epoch was saved)
+    # gets them from a resume that has nothing else to do; one that has them keeps them.
+    (steps / "curves.png").unlink()
+    model = (steps / "model.npz").read_bytes()
+    assert main(["train", "--resume", str(steps), "--no-progress"]) == 0
+    assert (steps / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (steps / "model.npz").read_bytes() == model
     # The same settings spelled another way are the same settings (issue 24.8).
     assert main(["train", "--resume", str(out), "--augment", "sigma=4,alpha=34.0",
                  "--no-progress"]) == 0

@@ -664,6 +664,8 @@ def _flags_of(parser: argparse.ArgumentParser) -> dict:
 def _in_flags(message: str) -> str:
     """A library message in the command's words: the library names a setting as
     `` `name` `` (``TrainConfig``'s field, an argument of the API); here it is its flag."""
+    if "`" not in message:  # an epoch's line: nothing to translate, no parser built
+        return message
     flags = _flags_of(_build_parser())
     return re.sub(r"`(\w+)`", lambda m: flags.get(m[1], m[0]), message)
 
