@@ -36,8 +36,8 @@ from jaxmlp.metrics import evaluate_models
 from jaxmlp.mlp import init_params
 from jaxmlp.optim import make_optimizer
 from jaxmlp.parallel import _check_batch, make_mesh, _put_replicated, _to_host
-from jaxmlp.run import (CHECKPOINT, CURVES, _RunFolder, _RunWriteError, _check_resume, _history_to, _kept,
-                        _read_checkpoint, _resume_length)
+from jaxmlp.run import (CHECKPOINT, CURVES, _RunFolder, _RunWriteError, _check_resume,
+                        _history_to, _kept, _read_checkpoint, _resume_length)
 from jaxmlp.sweep import _Stack
 
 
