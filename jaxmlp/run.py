@@ -524,7 +524,7 @@ def _check_same_run(saved: TrainConfig, new: TrainConfig) -> None:
     ``_RESUMABLE`` settings change (``"b"`` and its spec are one arch), and the length keeps
     its unit (a run counted in epochs is extended with ``epochs``, one in steps with
     ``steps``)."""
-    same = lambda name: (parse_arch(saved.arch) == parse_arch(new.arch) if name == "arch"
+    same = lambda name: (saved.layers == new.layers if name == "arch"
                          else getattr(saved, name) == getattr(new, name))
     changed = [f.name for f in dataclasses.fields(TrainConfig)
                if f.name not in _RESUMABLE and not same(f.name)]
@@ -540,15 +540,13 @@ def _check_same_run(saved: TrainConfig, new: TrainConfig) -> None:
 
 
 def _resume_length(saved: TrainConfig, new: TrainConfig, done: int, steps_per_epoch: int) -> int:
-    """The total steps a resume of ``saved`` (now at step ``done``) as ``new`` trains to.
-
-    The rules: ``_check_same_run``'s, and a length shorter than what is done is refused.
-    Equal means the run is complete.
+    """The total steps a resume of ``saved`` (now at step ``done``) as ``new`` trains to,
+    once ``_check_resume`` has found ``new`` the same run: a length shorter than what is
+    done is refused. Equal means the run is complete.
 
     Raises:
-      ValueError: the resume breaks a rule; the message says which and what to do.
+      ValueError: the length would end before ``done``; the message says what to do.
     """
-    _check_same_run(saved, new)
     total = new.num_steps(steps_per_epoch)
     if total < done:
         asked = f"`steps` {new.steps}" if new.steps is not None else f"`epochs` {new.epochs}"

@@ -183,10 +183,11 @@ class _Stack:
         params = jax.jit(jax.vmap(lambda k: init_params(k, arch, in_dim)))(init_keys)
         hyper = {"lr": jnp.asarray([m["lr"] for m in models], jnp.float32),
                  "momentum": jnp.asarray([m["momentum"] for m in models], jnp.float32)}
+        # The checkpoint holds the optimizer's own state (its start does not depend on the
+        # hyperparameters); they are the grid's, joined to it in ``place``.
         optimizer = make_optimizer(config, num_steps, per_model=True)
-        opt_state = jax.vmap(lambda p, h: optimizer.init(p)._replace(hyper=h))(params, hyper)
-        # The checkpoint holds the optimizer's own state: the hyperparameters are the grid's.
-        return _checkpoint_state(params, opt_state.inner, 0, data_keys), hyper
+        opt_state = jax.vmap(lambda p: optimizer.init(p).inner)(params)
+        return _checkpoint_state(params, opt_state, 0, data_keys), hyper
 
     def start(self, folder, saved: Optional[TrainConfig], spe: int):
         num_steps = self.config.num_steps(spe)

@@ -14,12 +14,10 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
+from trajectories import ROOT, at_commit, with_mnist  # scripts/: this script's folder
 
 CHILD = r"""
 import json, sys, time
@@ -64,23 +62,15 @@ def main(argv=None) -> int:
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--arch", default="b")
     args = parser.parse_args(argv)
-    if "TFDS_DATA_DIR" not in os.environ and (ROOT.parent / "shared" / "data").is_dir():
-        os.environ["TFDS_DATA_DIR"] = str(ROOT.parent / "shared" / "data" / "tensorflow_datasets")
+    with_mnist()
     figures: dict = {"ref": [], "now": []}
-    with tempfile.TemporaryDirectory() as name:
-        ref = Path(name) / "ref"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--quiet", "--detach",
-                        str(ref), args.ref], check=True)
-        try:
-            for i in range(args.rounds):
-                for which, root in (("ref", ref), ("now", ROOT)):
-                    figures[which].append(_epoch_seconds(root, args.k, args.arch))
-                    print(f"round {i + 1} {which:<4} " + "  ".join(
-                        f"{order} {s:.3f} s" for order, s in figures[which][-1].items()),
-                        flush=True)
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(ref)],
-                           check=True)
+    with at_commit(args.ref) as ref:
+        for i in range(args.rounds):
+            for which, root in (("ref", ref), ("now", ROOT)):
+                figures[which].append(_epoch_seconds(root, args.k, args.arch))
+                print(f"round {i + 1} {which:<4} " + "  ".join(
+                    f"{order} {s:.3f} s" for order, s in figures[which][-1].items()),
+                    flush=True)
     print(f"K = {args.k} models of preset {args.arch}, seconds per epoch (median of "
           f"{args.rounds} rounds), now / {args.ref}:")
     for order in figures["ref"][0]:

@@ -15,6 +15,7 @@ Needs the MNIST data the tests use (``$TFDS_DATA_DIR``; ``make`` sets it beside
 ``../shared``). About 80 s in all on the 2-core AMD EPYC.
 """
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -25,6 +26,27 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "tests" / "test_trajectories.py"
+
+
+def with_mnist() -> None:
+    """``$TFDS_DATA_DIR`` as the tests and ``make`` have it, unless it is set."""
+    if "TFDS_DATA_DIR" not in os.environ and (ROOT.parent / "shared" / "data").is_dir():
+        os.environ["TFDS_DATA_DIR"] = str(ROOT.parent / "shared" / "data" / "tensorflow_datasets")
+
+
+@contextlib.contextmanager
+def at_commit(ref: str):
+    """The repository as it is at ``ref``, checked out into a temporary git worktree (its
+    path), removed again on leaving."""
+    with tempfile.TemporaryDirectory() as name:
+        path = Path(name) / "ref"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--quiet", "--detach",
+                        str(path), ref], check=True)
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)],
+                           check=True)
 
 
 def _save(package_root: Path, out: Path) -> None:
@@ -38,17 +60,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("ref", nargs="?", default="HEAD", help="the commit to compare against")
     ref = parser.parse_args(argv).ref
-    if "TFDS_DATA_DIR" not in os.environ and (ROOT.parent / "shared" / "data").is_dir():
-        os.environ["TFDS_DATA_DIR"] = str(ROOT.parent / "shared" / "data" / "tensorflow_datasets")
+    with_mnist()
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--quiet", "--detach",
-                        str(tmp / "ref"), ref], check=True)
-        try:
-            _save(tmp / "ref", tmp / "ref.npz")
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
-                            str(tmp / "ref")], check=True)
+        with at_commit(ref) as package_root:
+            _save(package_root, tmp / "ref.npz")
         _save(ROOT, tmp / "now.npz")
         before, after = np.load(tmp / "ref.npz"), np.load(tmp / "now.npz")
         runs = sorted({n.split("/")[0] for n in before.files})

@@ -216,12 +216,17 @@ def _build_parser() -> argparse.ArgumentParser:
 _NEGATIVE = re.compile(r"-\.?[0-9]")
 
 
+def _options(parser: argparse.ArgumentParser) -> list:
+    """Every command's options (argparse actions with option strings)."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [a for command in commands.choices.values() for a in command._actions
+            if a.option_strings]
+
+
 def _negative_values(parser, argv: list) -> list:
     """``["--dropout", "-0.1,0.5"]`` → ``["--dropout=-0.1,0.5"]`` for the flags that take a
     value, so the value reaches the check that names what is wrong with it."""
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    takes_value = {option for command in commands.choices.values() for a in command._actions
-                   if a.option_strings and a.nargs is None and a.const is None
+    takes_value = {option for a in _options(parser) if a.nargs is None and a.const is None
                    for option in a.option_strings}
     out: list[str] = []
     for token in argv:
@@ -649,14 +654,11 @@ def main(argv=None) -> int:
 def _flags_of(parser: argparse.ArgumentParser) -> dict:
     """``{setting: its flag}`` over every command: each option's destination and its first
     long option string (``val_size`` → ``--val-size``), and a ``Grid``'s fields."""
-    flags, parsers = dict(_FLAG_OF), [parser]
-    while parsers:
-        for action in parsers.pop()._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                parsers.extend(action.choices.values())
-            longs = [o for o in action.option_strings if o.startswith("--")]
-            if longs and action.dest not in ("help",):
-                flags.setdefault(action.dest, longs[0])
+    flags = dict(_FLAG_OF)
+    for action in _options(parser):
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if longs and action.dest != "help":
+            flags.setdefault(action.dest, longs[0])
     flags["timeout_s"] = flags["init_timeout"]  # initialize_distributed's name for it
     return flags
 
