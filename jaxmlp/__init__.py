@@ -4,38 +4,38 @@ proven equal to ``jax.grad``.
 ``_API`` below is the public API, each name once with the module that defines it
 (docs/api.md lists them); ``__all__`` is its names. They load on first use (PEP 562), so
 that ``import jaxmlp`` and the ``jaxmlp`` command start without JAX: a Ctrl-C while JAX and
-TensorFlow load is then still the command's to answer (``jaxmlp.app._entry``). A module
-named like one of its functions is private (``_softmax`` holds ``softmax``), so the
-package's attribute is always the function. The application (the command, ``jaxmlp
+TensorFlow load is then still the command's to answer (``jaxmlp.app._entry``). Every
+module is private (``_softmax`` holds ``softmax``), so ``_API`` is the whole surface and a
+package attribute is always the function. The application (the command, ``jaxmlp
 serve``) is ``jaxmlp.app``, built on these names.
 """
 import importlib
 
 _API = {
     # The math: architectures, the forward pass, the losses and their hand-derived gradients.
-    "ACTIVATIONS": "activations", "Activation": "activations", "Arch": "arch", "Layer": "arch",
-    "PRESETS": "arch", "parse_arch": "arch", "init_params": "mlp", "forward": "mlp",
-    "forward_layers": "mlp", "loss": "mlp", "dropout_masks": "mlp", "softmax": "_softmax",
+    "ACTIVATIONS": "_activations", "Activation": "_activations", "Arch": "_arch", "Layer": "_arch",
+    "PRESETS": "_arch", "parse_arch": "_arch", "init_params": "_mlp", "forward": "_mlp",
+    "forward_layers": "_mlp", "loss": "_mlp", "dropout_masks": "_mlp", "softmax": "_softmax",
     "log_softmax": "_softmax", "softmax_jacobian": "_softmax", "cross_entropy": "_cross_entropy",
     "cross_entropy_grad": "_cross_entropy", "smooth_labels": "_cross_entropy",
-    "hand_grad": "backprop", "hand_loss": "backprop", "hand_value_and_grad": "backprop",
-    "gradcheck": "_gradcheck", "toy_trace": "toy",
+    "hand_grad": "_backprop", "hand_loss": "_backprop", "hand_value_and_grad": "_backprop",
+    "gradcheck": "_gradcheck", "toy_trace": "_toy",
     # Training: settings, optimizers, step and epoch, the loop, distortions, recipes, devices.
-    "TrainConfig": "config", "Grid": "config", "make_optimizer": "optim", "HyperState": "optim",
-    "OPTIMIZERS": "optim", "schedule": "optim", "max_norm": "optim", "ema": "optim",
-    "make_step": "epoch", "make_epoch": "epoch", "shuffle": "epoch", "fit": "trainer",
-    "train_and_evaluate": "trainer", "train_many": "trainer", "TrainingDiverged": "trainer",
-    "TrainingInterrupted": "trainer", "Augmentation": "_augment", "parse_augment": "_augment",
+    "TrainConfig": "_config", "Grid": "_config", "make_optimizer": "_optim", "HyperState": "_optim",
+    "OPTIMIZERS": "_optim", "schedule": "_optim", "max_norm": "_optim", "ema": "_optim",
+    "make_step": "_epoch", "make_epoch": "_epoch", "shuffle": "_epoch", "fit": "_trainer",
+    "train_and_evaluate": "_trainer", "train_many": "_trainer", "TrainingDiverged": "_trainer",
+    "TrainingInterrupted": "_trainer", "Augmentation": "_augment", "parse_augment": "_augment",
     "augment": "_augment", "elastic": "_augment", "elastic_field": "_augment",
-    "affine": "_augment", "affine_field": "_augment", "resample": "_augment", "Recipe": "recipes",
-    "RECIPES": "recipes", "recipe_settings": "recipes", "make_mesh": "parallel",
-    "initialize_distributed": "parallel",
+    "affine": "_augment", "affine_field": "_augment", "resample": "_augment", "Recipe": "_recipes",
+    "RECIPES": "_recipes", "recipe_settings": "_recipes", "make_mesh": "_parallel",
+    "initialize_distributed": "_parallel",
     # Data and using a run: datasets, evaluation, run folders, models, prediction.
-    "Dataset": "data", "DatasetInfo": "data", "MNIST": "data", "DatasetError": "data",
-    "DatasetNotFoundError": "data", "load_dataset": "data", "prepare_images": "images",
-    "evaluate": "metrics", "evaluate_models": "metrics", "model_probabilities": "metrics",
-    "evaluation_report": "metrics", "Run": "run", "RunError": "run", "load_run": "run",
-    "load_model": "run", "evaluate_run": "run", "predict": "_predict", "top_k": "_predict",
+    "Dataset": "_data", "DatasetInfo": "_data", "MNIST": "_data", "DatasetError": "_data",
+    "DatasetNotFoundError": "_data", "load_dataset": "_data", "prepare_images": "_images",
+    "evaluate": "_metrics", "evaluate_models": "_metrics", "model_probabilities": "_metrics",
+    "evaluation_report": "_metrics", "Run": "_run", "RunError": "_run", "load_run": "_run",
+    "load_model": "_run", "evaluate_run": "_run", "predict": "_predict", "top_k": "_predict",
     "load_inputs": "_predict",
 }
 
@@ -47,7 +47,7 @@ def __getattr__(name):
         value = getattr(importlib.import_module(f"jaxmlp.{_API[name]}"), name)
         globals()[name] = value  # once loaded, a plain attribute
         return value
-    try:  # jaxmlp.sweep and friends, as after `import jaxmlp.sweep`
+    try:  # jaxmlp._sweep and friends, as after `import jaxmlp._sweep`
         return importlib.import_module(f"jaxmlp.{name}")
     except ModuleNotFoundError as e:
         if e.name != f"jaxmlp.{name}":

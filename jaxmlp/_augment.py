@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp import _checks
-from jaxmlp._errors import _Invalid, _WrongType
-from jaxmlp.images import _MAX_PIXELS
+from jaxmlp._errors import Invalid, WrongType
+from jaxmlp._images import MAX_PIXELS
 
 _KEPT_VARIANCE = 0.999
 
@@ -62,13 +62,13 @@ class Augmentation:
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
                                                                  np.floating)):
-                raise _WrongType(f"augment {f.name} must be a number", repr(value))
+                raise WrongType(f"augment {f.name} must be a number", repr(value))
             top, open_, unit = _RANGES[f.name]
             low = _MIN_SIGMA if f.name == "sigma" else 0
             # Comparisons only: NaN fails them, and an int of 400 digits is never a float.
             if not (low <= value and (value < top if open_ else value <= top)):
                 close = ")" if open_ else "]"
-                raise _Invalid(f"augment {f.name} must be in [{low:g}, {top:g}{close} {unit}",
+                raise Invalid(f"augment {f.name} must be in [{low:g}, {top:g}{close} {unit}",
                                _shown(value))
             object.__setattr__(self, f.name, float(value))
 
@@ -90,7 +90,7 @@ class Augmentation:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if (self.alpha if f.name == "sigma" else value):  # sigma only shapes alpha's field
-                parts.append(f"{f.name}={_number(value)}")
+                parts.append(f"{f.name}={format_number(value)}")
         return ",".join(parts)
 
 
@@ -101,7 +101,7 @@ def _shown(value) -> str:
     return f"{float(value):g}"
 
 
-def _number(value: float) -> str:
+def format_number(value: float) -> str:
     """``34.0`` → ``"34"``, ``0.15`` → ``"0.15"``: exact (``repr``), without a bare ``.0``."""
     text = repr(float(value))
     return text[:-2] if text.endswith(".0") else text
@@ -111,25 +111,25 @@ def parse_augment(spec: str) -> Augmentation:
     """``"alpha=34,sigma=4,rotation=15"`` → ``Augmentation``; ``ValueError`` naming the fault
     (the ranges are ``Augmentation``'s)."""
     if not isinstance(spec, str):
-        raise _WrongType("augment spec must be a string of NAME=VALUE pairs", repr(spec))
+        raise WrongType("augment spec must be a string of NAME=VALUE pairs", repr(spec))
     names = [f.name for f in dataclasses.fields(Augmentation)]
     values = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, eq, value = part.partition("=")
         name = name.strip()
         if not eq or name not in names:
-            raise _Invalid(f"augment takes NAME=VALUE pairs, NAME one of {', '.join(names)}",
+            raise Invalid(f"augment takes NAME=VALUE pairs, NAME one of {', '.join(names)}",
                            repr(part))
         if name in values:
-            raise _Invalid(f"augment sets {name} twice")
+            raise Invalid(f"augment sets {name} twice")
         try:
             values[name] = _checks.parse_float(value, f"augment {name}")
         except ValueError:
-            raise _Invalid(f"augment {name} must be a number", repr(value.strip())) from None
+            raise Invalid(f"augment {name} must be a number", repr(value.strip())) from None
     return Augmentation(**values)
 
 
-def _check_images(images, name: str = "images") -> tuple:
+def check_images(images, name: str = "images") -> tuple:
     """``images``' shape ``(B, H, W, C)``, each at least 1, else ``ValueError`` naming it."""
     shape = tuple(getattr(images, "shape", ()))
     if not hasattr(images, "shape") or len(shape) != 4 or min(shape) < 1:
@@ -152,9 +152,9 @@ def _check_field(shape, batch) -> tuple:
         ok = False
     if not ok:
         raise ValueError(f"shape must be an image's (H, W) or (H, W, C), got {shape!r}")
-    if h * w > _MAX_PIXELS or batch * h * w > _MAX_FIELD:  # memory, before any is taken
+    if h * w > MAX_PIXELS or batch * h * w > _MAX_FIELD:  # memory, before any is taken
         raise ValueError(f"a field of {batch} images of {h}x{w} is too large: at most "
-                         f"{_MAX_PIXELS:,} pixels an image and {_MAX_FIELD:,} in all")
+                         f"{MAX_PIXELS:,} pixels an image and {_MAX_FIELD:,} in all")
     return int(batch), (h, w)
 
 
@@ -168,7 +168,7 @@ def resample(images: jax.Array, dy: jax.Array, dx: jax.Array) -> jax.Array:
     gather, from a copy of the image whose pixel ``(i, j)`` holds its 2×2 block (faster
     than four gathers on CPU). Whole-pixel displacements read exact pixels.
     """
-    b, h, w, c = _check_images(images)
+    b, h, w, c = check_images(images)
     if tuple(jnp.shape(dy)) != (b, h, w) or tuple(jnp.shape(dx)) != (b, h, w):
         raise ValueError(f"dy and dx must have shape (B, H, W) = {(b, h, w)}, got "
                          f"{tuple(jnp.shape(dy))} and {tuple(jnp.shape(dx))}")
@@ -247,7 +247,7 @@ def elastic_field(key: jax.Array, batch: int, shape, *, sigma: float, alpha: flo
 
 def elastic(key: jax.Array, images: jax.Array, *, sigma: float, alpha: float) -> jax.Array:
     """``images`` ``(B, H, W, C)`` under Simard's elastic distortion; float32."""
-    _check_images(images)
+    check_images(images)
     return resample(images, *elastic_field(key, images.shape[0], images.shape[1:],
                                            sigma=sigma, alpha=alpha))
 
@@ -286,7 +286,7 @@ def _random_affine(key, batch, *, rotation, scale, shear, translation):
 def affine(key: jax.Array, images: jax.Array, *, rotation: float = 0.0, scale: float = 0.0,
            shear: float = 0.0, translation: float = 0.0) -> jax.Array:
     """``images`` ``(B, H, W, C)`` under a random affine map per image; float32."""
-    _check_images(images)
+    check_images(images)
     Augmentation(rotation=rotation, scale=scale, shear=shear, translation=translation)
     matrix, offset = _random_affine(key, images.shape[0], rotation=rotation, scale=scale,
                                     shear=shear, translation=translation)
@@ -299,7 +299,7 @@ def affine(key: jax.Array, images: jax.Array, *, rotation: float = 0.0, scale: f
 def augment(key: jax.Array, images: jax.Array, aug: Optional[Augmentation]) -> jax.Array:
     """``images`` ``(B, H, W, C)`` under ``aug``'s affine map and elastic field, composed
     into one field and one resampling; float32 (``aug`` None or all zero: the images)."""
-    _check_images(images)
+    check_images(images)
     if aug is not None and not isinstance(aug, Augmentation):
         raise TypeError(f"aug must be an Augmentation (parse_augment makes one) or None, got "
                         f"{type(aug).__name__}")

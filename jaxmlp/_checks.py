@@ -2,7 +2,7 @@
 
 Every check raises ``TypeError`` (a value of the wrong kind: a string for a number, a float
 for a count) or ``ValueError`` (the right kind, out of range), with a message that names the
-argument, before any work: ``_Invalid``/``_WrongType`` (a ``ValueError``/``TypeError``) whose
+argument, before any work: ``Invalid``/``WrongType`` (a ``ValueError``/``TypeError``) whose
 ``rule`` says what is wrong without the value, so that a reader of a file can report it
 without quoting the file. Values are read only where they are concrete: under ``jit`` an
 argument may be a tracer, whose shape and dtype are checked and whose value is not (reading
@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmlp._errors import _Invalid, _WrongType
+from jaxmlp._errors import Invalid, WrongType
 
 # Sizes and counts (widths, batch sizes, steps) stay below this: JAX indexes with int32.
 INDEX_LIMIT = 2 ** 31
@@ -38,7 +38,7 @@ _FLOAT_TEXT = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]
 def parse_int(text: str, name: str) -> int:
     """``text`` (ASCII digits, an optional sign) as an int, else ``ValueError`` naming it."""
     if not isinstance(text, str) or not _INT_TEXT.fullmatch(text.strip()):
-        raise _Invalid(f"{name} must be an integer written in ASCII digits", repr(text)[:60])
+        raise Invalid(f"{name} must be an integer written in ASCII digits", repr(text)[:60])
     return int(text)
 
 
@@ -46,7 +46,7 @@ def parse_float(text: str, name: str) -> float:
     """``text`` as a float (ASCII: ``0.5``, ``.5``, ``1e-3``; ``inf`` and ``nan`` too, for the
     range checks to name), else ``ValueError`` naming it."""
     if not isinstance(text, str) or not _FLOAT_TEXT.fullmatch(text.strip()):
-        raise _Invalid(f"{name} must be a number written in ASCII", repr(text)[:60])
+        raise Invalid(f"{name} must be a number written in ASCII", repr(text)[:60])
     return float(text)
 
 
@@ -58,7 +58,7 @@ MAX_OUTPUT = 1 << 28
 def output_size(size: int, what: str) -> None:
     """``ValueError`` unless an output of ``size`` values fits ``MAX_OUTPUT``."""
     if size > MAX_OUTPUT:
-        raise _Invalid(f"{what} would hold {size:,} values, more than {MAX_OUTPUT:,}: pass "
+        raise Invalid(f"{what} would hold {size:,} values, more than {MAX_OUTPUT:,}: pass "
                        "fewer or smaller inputs")
 
 
@@ -76,11 +76,11 @@ def integer(value, name: str, *, low: int = 0, high: int | None = INDEX_LIMIT) -
     """``value`` as an int in ``[low, high)`` (``high`` None: no upper bound); ``TypeError``
     for anything but an int (a bool, a float, a string), ``ValueError`` out of range."""
     if not _is_int(value):
-        raise _WrongType(f"{name} must be an int", _shown(value))
+        raise WrongType(f"{name} must be an int", _shown(value))
     if value < low:
-        raise _Invalid(f"{name} must be an int >= {low}", _shown(value))
+        raise Invalid(f"{name} must be an int >= {low}", _shown(value))
     if high is not None and value >= high:
-        raise _Invalid(f"{name} must be an int below {_power(high)}", _shown(value))
+        raise Invalid(f"{name} must be an int below {_power(high)}", _shown(value))
     return int(value)
 
 
@@ -88,11 +88,11 @@ def positive_int(value, name: str, *, limit: int | None = None) -> int:
     """``value`` as an int of at least 1 (numpy's too, never a bool), below ``limit`` if
     given: ``TypeError`` for another kind of value, ``ValueError`` out of range."""
     if not _is_int(value):
-        raise _WrongType(f"{name} must be a positive int", _shown(value))
+        raise WrongType(f"{name} must be a positive int", _shown(value))
     if value < 1:
-        raise _Invalid(f"{name} must be a positive int", _shown(value))
+        raise Invalid(f"{name} must be a positive int", _shown(value))
     if limit is not None and value >= limit:
-        raise _Invalid(f"{name} must be a positive int below {_power(limit)}",
+        raise Invalid(f"{name} must be a positive int below {_power(limit)}",
                        _shown(value))
     return int(value)
 
@@ -105,16 +105,16 @@ def _power(n: int) -> str:
 def seed(value, name: str = "seed") -> int:
     """A PRNG seed: an int in ``[0, 2**32)``."""
     if not _is_int(value):
-        raise _WrongType(f"{name} must be an int in [0, 2**32)", _shown(value))
+        raise WrongType(f"{name} must be an int in [0, 2**32)", _shown(value))
     if not 0 <= value < SEED_LIMIT:
-        raise _Invalid(f"{name} must be an int in [0, 2**32)", _shown(value))
+        raise Invalid(f"{name} must be an int in [0, 2**32)", _shown(value))
     return int(value)
 
 
 def one_of(value, choices, name: str):
     """``value`` if it is one of ``choices`` (compared as strings are: no ``1 == True``)."""
     if not isinstance(value, str) or value not in choices:
-        raise _Invalid(f"{name} must be one of {tuple(choices)}", _shown(value))
+        raise Invalid(f"{name} must be one of {tuple(choices)}", _shown(value))
     return value
 
 
@@ -122,7 +122,7 @@ def flag(value, name: str, *, none: bool = False):
     """A bool (or None where ``none``): never 0/1 or a string that reads as one."""
     if isinstance(value, (bool, np.bool_)) or (none and value is None):
         return value
-    raise _WrongType(f"{name} must be True or False{' or None' if none else ''}",
+    raise WrongType(f"{name} must be True or False{' or None' if none else ''}",
                      _shown(value))
 
 
@@ -138,21 +138,21 @@ def number(value, name: str, *, traced: bool = False) -> float | None:
     """
     if isinstance(value, (jax.Array, np.ndarray)):  # tracers included
         if np.ndim(value) != 0 or not _real_dtype(value.dtype):
-            raise _WrongType(f"{name} must be a number", f"an array of shape "
+            raise WrongType(f"{name} must be a number", f"an array of shape "
                              f"{np.shape(value)} and dtype {value.dtype}")
         if not is_concrete(value):
             if traced:
                 return None
-            raise _WrongType(f"{name} must be a concrete number, not a value traced by jit")
+            raise WrongType(f"{name} must be a concrete number, not a value traced by jit")
     elif isinstance(value, (bool, np.bool_)) or not isinstance(
             value, (int, float, np.integer, np.floating)):
-        raise _WrongType(f"{name} must be a number", _shown(value))
+        raise WrongType(f"{name} must be a number", _shown(value))
     try:
         as_float = float(value)
     except OverflowError:  # an int beyond float64
         as_float = math.inf if value > 0 else -math.inf
     if not math.isfinite(as_float):
-        raise _Invalid(f"{name} must be a finite number", _shown(value))
+        raise Invalid(f"{name} must be a finite number", _shown(value))
     return as_float
 
 
@@ -200,7 +200,7 @@ def positive_number(value, name: str, *, traced: bool = False) -> float | None:
     are refused); a tracer where ``traced`` allows one (``None``)."""
     v = number(value, name, traced=traced)
     if v is not None and not (v > 0 and abs(v) <= _FLOAT32_MAX and np.float32(v) > 0):
-        raise _Invalid(f"{name} must be a positive number", _shown(value) + float32_note(v))
+        raise Invalid(f"{name} must be a positive number", _shown(value) + float32_note(v))
     return v
 
 
@@ -208,7 +208,7 @@ def non_negative_number(value, name: str, *, traced: bool = False) -> float | No
     """A number of at least 0, finite in float32."""
     v = number(value, name, traced=traced)
     if v is not None and not (0 <= v <= _FLOAT32_MAX):
-        raise _Invalid(f"{name} must be a number >= 0", _shown(value) + float32_note(v))
+        raise Invalid(f"{name} must be a number >= 0", _shown(value) + float32_note(v))
     return v
 
 
@@ -227,7 +227,7 @@ def probability(value, name: str, *, lower_open: bool = False, upper_open: bool 
         below = below and (not upper_open or bool(np.float32(v) < 1))
     if not (above and below):
         interval = f"{'(' if lower_open else '['}0, 1{')' if upper_open else ']'}"
-        raise _Invalid(f"{name} must be a number in {interval}",
+        raise Invalid(f"{name} must be a number in {interval}",
                        _shown(value) + (float32_note(v) if float32 else ""))
     return v
 
@@ -236,7 +236,7 @@ def rates(value, name: str = "dropout") -> tuple:
     """Dropout's ``(p_in, p_hidden)``: exactly two concrete numbers, each in ``[0, 1)``."""
     if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__len__") \
             or len(value) != 2:
-        raise _WrongType(f"{name} must be two rates (p_in, p_hidden)", _shown(value))
+        raise WrongType(f"{name} must be two rates (p_in, p_hidden)", _shown(value))
     p_in, p_hidden = value
     return (probability(p_in, f"{name}[0] (the input rate)"),
             probability(p_hidden, f"{name}[1] (the hidden rate)"))
@@ -262,9 +262,9 @@ def floating_dtype(dtype, name: str = "dtype"):
     try:
         dt = np.dtype(dtype)
     except TypeError:
-        raise _WrongType(f"{name} must be a floating dtype", repr(dtype)) from None
+        raise WrongType(f"{name} must be a floating dtype", repr(dtype)) from None
     if not jnp.issubdtype(dt, jnp.floating):
-        raise _WrongType(f"{name} must be a floating dtype", str(dt))
+        raise WrongType(f"{name} must be a floating dtype", str(dt))
     return dt
 
 
@@ -286,7 +286,7 @@ def prng_key(key, name: str = "key") -> None:
         return
     got = (f"an array of shape {np.shape(key)} and dtype {dtype}" if dtype is not None
            else repr(key))
-    raise _WrongType(f"{name} must be a PRNG key (jax.random.key(seed))", got)
+    raise WrongType(f"{name} must be a PRNG key (jax.random.key(seed))", got)
 
 
 def label_range(labels, n: int, units: str = "classes", name: str = "labels") -> None:
@@ -328,7 +328,7 @@ def params_fit(params, arch, *, in_dim: int | None = None, stacked: bool = False
     for i, (layer, (units, activation)) in enumerate(zip(params, arch)):
         if not isinstance(layer, Mapping) or set(layer) != {"w", "b"}:
             got = sorted(map(str, layer)) if isinstance(layer, Mapping) else type(layer).__name__
-            raise _WrongType(f"{name}[{i}] must be a dict with keys 'w' and 'b'", got)
+            raise WrongType(f"{name}[{i}] must be a dict with keys 'w' and 'b'", got)
         for key in ("w", "b"):
             value = layer[key]
             if not (hasattr(value, "shape") and hasattr(value, "dtype")):

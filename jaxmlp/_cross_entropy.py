@@ -4,10 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp import _checks
-from jaxmlp._softmax import _check_logits, log_softmax, softmax
+from jaxmlp._softmax import check_logits, log_softmax, softmax
 
 
-def _check_targets(z_shape, y, name: str = "y") -> None:
+def check_targets(z_shape, y, name: str = "y") -> None:
     """Raises a clear error, naming ``y``, unless it fits logits of shape ``z_shape``
     ``(..., n)``.
 
@@ -87,8 +87,8 @@ def cross_entropy(z: jax.Array, y: jax.Array) -> jax.Array:
     Returns:
       per-example losses, shape ``(...)``; the caller reduces.
     """
-    _check_logits(z)
-    _check_targets(np.shape(z), y)
+    check_logits(z)
+    check_targets(np.shape(z), y)
     logp = log_softmax(z)
     if jnp.issubdtype(jnp.result_type(y), jnp.integer):
         label, factor = _label_mask(z, y)
@@ -114,8 +114,8 @@ def cross_entropy_grad(z: jax.Array, y: jax.Array) -> jax.Array:
     Returns:
       per-example gradients, shape ``(..., n)``.
     """
-    _check_logits(z)
-    _check_targets(np.shape(z), y)
+    check_logits(z)
+    check_targets(np.shape(z), y)
     p = softmax(z)
     if jnp.issubdtype(jnp.result_type(y), jnp.integer):
         label, factor = _label_mask(z, y)

@@ -5,7 +5,7 @@ class RunError(ValueError):
     """A run folder or one of its files cannot be used; the message names it."""
 
 
-class _Invalid(ValueError):
+class Invalid(ValueError):
     """A value that breaks a rule. ``str()`` is the whole message, the value included (for
     the caller who gave it); ``rule`` says what is wrong without the value: how a reader of
     a file reports it, never quoting what the file holds."""
@@ -15,10 +15,10 @@ class _Invalid(ValueError):
         self.rule = rule
 
 
-class _WrongType(_Invalid, TypeError):
-    """``_Invalid`` for a value of the wrong type (a ``TypeError`` too)."""
+class WrongType(Invalid, TypeError):
+    """``Invalid`` for a value of the wrong type (a ``TypeError`` too)."""
 
 
-def _without_value(e: Exception, fallback: str) -> str:
+def without_value(e: Exception, fallback: str) -> str:
     """What ``e`` says without quoting a value: its ``rule``, else ``fallback``."""
-    return e.rule if isinstance(e, _Invalid) else fallback
+    return e.rule if isinstance(e, Invalid) else fallback

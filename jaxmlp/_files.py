@@ -2,7 +2,7 @@
 never more bytes than such a file can hold.
 
 Every file in a run folder is jaxmlp's own, written whole and renamed into place, never as
-a link (``jaxmlp.run``). A link found there was put there by someone else, and following it
+a link (``jaxmlp._run``). A link found there was put there by someone else, and following it
 would show whatever it points at: another user's file through ``jaxmlp serve``, a FIFO that
 blocks a reader for good. So every reader opens run files here, and a link (the file, or a
 folder between the run folder and it) is refused with one line that names it and never
@@ -17,7 +17,7 @@ from typing import BinaryIO
 from jaxmlp._errors import RunError
 
 
-def _open_file(path, *, within=None) -> BinaryIO:
+def open_file(path, *, within=None) -> BinaryIO:
     """``path`` opened for reading in binary, without following a symbolic link.
 
     ``within``: the run folder ``path`` lies in (``path`` may then be ``within/models/3/
@@ -73,10 +73,10 @@ def _refusal(e: OSError, here: Path, path: Path) -> Exception:
     return RunError(f"cannot read {path}: {e.strerror or e}")
 
 
-def _read_bytes(path, *, limit: int, what: str, within=None) -> bytes:
-    """The whole of ``path`` (``_open_file``'s rules), refused when over ``limit`` bytes:
+def read_bytes(path, *, limit: int, what: str, within=None) -> bytes:
+    """The whole of ``path`` (``open_file``'s rules), refused when over ``limit`` bytes:
     ``what`` names the kind of file in that message ("a metrics file")."""
-    with _open_file(path, within=within) as f:
+    with open_file(path, within=within) as f:
         size = os.fstat(f.fileno()).st_size
         data = f.read(limit + 1) if size <= limit else b""
         if size > limit or len(data) > limit:

@@ -1,7 +1,7 @@
 """The project's central proof as a tool: the hand backward pass against ``jax.grad``.
 
 ``gradcheck("b")`` draws a random network, batch and labels, computes the gradient of the
-mean cross-entropy both by ``jaxmlp.backprop.hand_grad`` and by ``jax.grad(jaxmlp.mlp.loss)``
+mean cross-entropy both by ``jaxmlp._backprop.hand_grad`` and by ``jax.grad(jaxmlp._mlp.loss)``
 in float64, and reports, for every layer's ``w`` and ``b``,
 
     max_abs_diff = max |hand − auto|,
@@ -19,10 +19,10 @@ import numpy as np
 
 from jaxmlp import _checks
 from jaxmlp._checks import positive_int
-from jaxmlp.arch import parse_arch
-from jaxmlp.backprop import hand_grad
-from jaxmlp.data import MNIST
-from jaxmlp.mlp import init_params, loss
+from jaxmlp._arch import parse_arch
+from jaxmlp._backprop import hand_grad
+from jaxmlp._data import MNIST
+from jaxmlp._mlp import init_params, loss
 
 _TINY = float(np.finfo(np.float64).tiny)
 
@@ -73,7 +73,7 @@ def gradcheck(arch, *, in_dim: int = MNIST.in_dim, batch_size: int = 8, seed: in
       rtol: the largest relative difference that passes.
       hand: the backward pass under test, with ``hand_grad``'s signature
         ``(params, x, y, arch) -> grads``, traceable by ``jax.jit`` (it runs inside one
-        jitted program with the reference); defaults to ``jaxmlp.backprop.hand_grad``.
+        jitted program with the reference); defaults to ``jaxmlp._backprop.hand_grad``.
 
     Returns:
       ``{"arch": spec, "layers": [...], "passed": bool, "rtol": rtol}``, with one entry per
@@ -131,7 +131,7 @@ def _worst(result: dict) -> dict:
                                                   np.nan_to_num(row["max_rel_diff"])))
 
 
-def _format_gradcheck(result: dict) -> str:
+def format_gradcheck(result: dict) -> str:
     """A table of ``gradcheck``'s result, one row per layer and parameter, and a verdict line.
 
     The last line is ``PASS: hand backward pass equals jax.grad (largest relative difference

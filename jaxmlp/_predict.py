@@ -18,10 +18,10 @@ import numpy as np
 
 from jaxmlp import _checks
 from jaxmlp._checks import positive_int
-from jaxmlp.arch import parse_arch
-from jaxmlp.data import MNIST
-from jaxmlp.images import _check_image_shape, _check_images, _image_forms, prepare_images
-from jaxmlp.mlp import _Params, forward
+from jaxmlp._arch import parse_arch
+from jaxmlp._data import MNIST
+from jaxmlp._images import check_image_shape, check_images, image_forms, prepare_images
+from jaxmlp._mlp import Params, forward
 from jaxmlp._softmax import softmax
 
 _MNIST_SHAPE = MNIST.image_shape  # image files of this shape go through the digit pipeline
@@ -32,7 +32,7 @@ _BOX = 20  # ... with the digit scaled into a 20×20 box; the pipeline serves ..
 _HANDWRITING = ("mnist", "emnist", "kmnist")
 
 
-def _digit_pipeline(info) -> bool:
+def digit_pipeline(info) -> bool:
     """Whether photos for a model of ``info`` (a ``DatasetInfo``) are cut out and centred as
     MNIST digits (``_load_image``'s ``digits``), rather than only resized."""
     return tuple(info.image_shape) == _MNIST_SHAPE and info.name.split("/")[0] in _HANDWRITING
@@ -49,11 +49,11 @@ _INK_LEVEL = 32
 
 
 @functools.partial(jax.jit, static_argnums=2)
-def _probabilities(params: _Params, x: jax.Array, arch) -> jax.Array:
+def _probabilities(params: Params, x: jax.Array, arch) -> jax.Array:
     return softmax(forward(params, x, arch))
 
 
-def predict(params: _Params, images, arch, *, chunk_size: int = 4096,
+def predict(params: Params, images, arch, *, chunk_size: int = 4096,
             image_shape=None) -> np.ndarray:
     """Class probabilities ``softmax(forward(params, x, arch))`` for a batch of images.
 
@@ -85,11 +85,11 @@ def predict(params: _Params, images, arch, *, chunk_size: int = 4096,
     _checks.params_fit(params, arch)
     positive_int(chunk_size, "chunk_size")
     if image_shape is not None:
-        _check_image_shape(image_shape)
+        check_image_shape(image_shape)
     images = _checks.array(images, "images")
     in_dim = int(np.shape(params[0]["w"])[0])
     # Shape and dtype errors before any work, with the full shape and real dtype in the message.
-    _check_images(images, in_dim=in_dim, image_shape=image_shape)
+    check_images(images, in_dim=in_dim, image_shape=image_shape)
     n = images.shape[0]
     rows = min(n, chunk_size)
     out = []
@@ -338,7 +338,7 @@ def _load_image(path, *, invert: bool | None = None, image_shape=_MNIST_SHAPE,
                digits: bool | None = None) -> np.ndarray:
     """A PNG or JPEG as one input of a model taking ``image_shape`` images.
 
-    With ``digits`` (by default: for ``image_shape`` ``(28, 28, 1)``; ``_digit_pipeline``
+    With ``digits`` (by default: for ``image_shape`` ``(28, 28, 1)``; ``digit_pipeline``
     says it for a dataset: MNIST, EMNIST, KMNIST, not Fashion-MNIST) an MNIST image: 28×28
     grey levels, white digit on black. Steps: grey levels (any mode; transparent pixels
     composited onto a backdrop that contrasts with the drawing, see
@@ -376,7 +376,7 @@ def _load_image(path, *, invert: bool | None = None, image_shape=_MNIST_SHAPE,
         once inverted or not; the message names the file. Also an ``image_shape`` that is
         not 1 or 3 channels.
     """
-    image_shape = _check_image_shape(image_shape)
+    image_shape = check_image_shape(image_shape)
     digits = image_shape == _MNIST_SHAPE if digits is None else digits
     if digits and image_shape != _MNIST_SHAPE:
         raise ValueError(f"digits=True: the digit pipeline makes (28, 28, 1) images, not "
@@ -420,11 +420,11 @@ def _load_npy(path: Path, invert: bool | None = None,
     if not isinstance(array, np.ndarray):  # np.load reads a zip by its content, not its name
         array.close()
         raise ValueError(f"{path}: an .npz archive, not a .npy array")
-    single = array.shape in _image_forms(image_shape=image_shape)[1]
+    single = array.shape in image_forms(image_shape=image_shape)[1]
     batch = array[None] if single else array
     try:
         # First: inverting needs a dtype whose scale is known.
-        _check_images(batch, image_shape=image_shape)
+        check_images(batch, image_shape=image_shape)
         images = np.asarray(prepare_images(255 - batch if invert and batch.dtype == np.uint8
                                            else batch, image_shape=image_shape))
     except (ValueError, TypeError) as e:
@@ -471,7 +471,7 @@ def load_inputs(paths, *, invert: bool | None = None, image_shape=_MNIST_SHAPE,
         uint8, 1 − x for floating), ``False`` never.
       image_shape: the model's ``(height, width, channels)`` (``Run.info.image_shape``);
         MNIST's by default.
-      digits: passed to ``_load_image`` (``_digit_pipeline(run.info)`` for a run).
+      digits: passed to ``_load_image`` (``digit_pipeline(run.info)`` for a run).
 
     Returns:
       ``(images, names)``: float32 ``(N, H·W·C)`` in [0, 1] and one name per row.
@@ -481,7 +481,7 @@ def load_inputs(paths, *, invert: bool | None = None, image_shape=_MNIST_SHAPE,
       ValueError: an unknown extension, a corrupt or truncated file, a wrong shape, dtype
         or range, or a blank image; each message names the file.
     """
-    image_shape = _check_image_shape(image_shape)
+    image_shape = check_image_shape(image_shape)
     _checks.flag(invert, "invert", none=True)
     _checks.flag(digits, "digits", none=True)
     paths = _paths(paths)

@@ -6,7 +6,7 @@ import numpy as np
 from jaxmlp import _checks
 
 
-def _check_logits(z, name: str = "z") -> None:
+def check_logits(z, name: str = "z") -> None:
     """Raises, naming ``z``, unless it is a floating array with a class axis of at least one
     class (the last axis; any batch axes before it, empty ones too)."""
     if not (hasattr(z, "shape") and hasattr(z, "dtype")):
@@ -31,7 +31,7 @@ def log_softmax(z: jax.Array) -> jax.Array:
     Returns:
       ``log softmax(z)``, shape ``(..., n)``.
     """
-    _check_logits(z)
+    check_logits(z)
     # The shift is a constant of the math, so no gradient flows through it.
     shifted = z - jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))
     return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))
@@ -46,7 +46,7 @@ def softmax(z: jax.Array) -> jax.Array:
     Returns:
       probabilities, shape ``(..., n)``, each row summing to 1.
     """
-    _check_logits(z)
+    check_logits(z)
     e = jnp.exp(z - jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True)))
     return e / jnp.sum(e, axis=-1, keepdims=True)
 
@@ -60,7 +60,7 @@ def softmax_jacobian(z: jax.Array) -> jax.Array:
     Returns:
       shape ``(..., n, n)``. (The matrix is symmetric, so ``∂p_i/∂z_j`` is the same.)
     """
-    _check_logits(z)
+    check_logits(z)
     _checks.output_size(np.size(z) * z.shape[-1], "the Jacobian (..., n, n)")
     p = softmax(z)
     eye = jnp.eye(z.shape[-1], dtype=p.dtype)

@@ -13,11 +13,11 @@ the report. A table goes to stdout, everything to JSON.
 
 With --sweep it measures instead how fast K models train at once, in model-epochs per
 second, for presets b and wide and K = 1, 4, 16 (64 too on a GPU): jaxmlp's sweep epoch
-(``jaxmlp.sweep._Stack.train``, orders shared and independent) against K single runs one
+(``jaxmlp._sweep.Stack.train``, orders shared and independent) against K single runs one
 after another and PyTorch (eager, and its torch.func ensembling), and on CPU the sweep
 sharded over two forced CPU devices, in a child process. Then, for K = 16 of preset b, a
 sweep epoch's training against its evaluation (all K models on every split at once), and
-that evaluation against the old way, K x 3 separate ``jaxmlp.metrics.evaluate`` calls.
+that evaluation against the old way, K x 3 separate ``jaxmlp._metrics.evaluate`` calls.
 Figures go under "sweep" and "sweep_evaluation" in the JSON, beside what the file already
 holds.
 
@@ -50,7 +50,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # bench/, when importe
 
 import jax  # noqa: E402
 
-from jaxmlp.data import Dataset, _load_mnist  # noqa: E402
+from jaxmlp._data import Dataset, _load_mnist  # noqa: E402
 
 from bench import augment, epochs, evaluation, startup, sweeps  # noqa: E402
 
@@ -95,7 +95,7 @@ def parse_args(argv):
                              "evaluation with K = 2")
     parser.add_argument("--sweep", action="store_true",
                         help="instead of the above: throughput of K models trained at once "
-                             "(jaxmlp.sweep, vmapped) against K runs one after another and "
+                             "(jaxmlp._sweep, vmapped) against K runs one after another and "
                              "PyTorch, in model-epochs per second; written under \"sweep\"; "
                              "then a sweep epoch's training against its evaluation, under "
                              "\"sweep_evaluation\"")
@@ -145,7 +145,7 @@ def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.sweep_child:  # two forced devices, started by sweeps.run_child; settings in JSON
-        from jaxmlp.app.cli import _enable_compilation_cache
+        from jaxmlp.app._cli import _enable_compilation_cache
 
         _enable_compilation_cache()
         sweeps.child_main(args.sweep_child, _load)
@@ -202,7 +202,7 @@ def write_json(path: Path, report: dict, *, sweep: bool) -> None:
 
 def sweep_report(args, mnist: Dataset, report: dict) -> dict:
     """--sweep: this process's sweeps, on CPU the 2-device child's, then the evaluation."""
-    from jaxmlp.app.cli import _enable_compilation_cache
+    from jaxmlp.app._cli import _enable_compilation_cache
 
     _enable_compilation_cache()  # compile times are not this mode's figures
     common = dict(presets=args.sweep_presets, ks=args.sweep_k, batch_size=args.batch_size,

@@ -1,6 +1,6 @@
 """Optimizers on one dataset, same network, same epochs: the optimizer table of docs/results.md.
 
-Each optimizer trains with its defaults (``jaxmlp.optim.OPTIMIZERS``: nothing is tuned) for
+Each optimizer trains with its defaults (``jaxmlp._optim.OPTIMIZERS``: nothing is tuned) for
 every seed, holding out the last ``--val-size`` training examples; the table gives mean ±
 std (ddof 1) over seeds of the validation and test accuracy at the last epoch, and the
 median seconds of a training epoch (compilation and evaluation excluded; the first epoch of
@@ -13,9 +13,9 @@ import argparse
 
 import numpy as np
 
-from jaxmlp.app.cli import _enable_compilation_cache
-from jaxmlp.data import load_dataset
-from jaxmlp.optim import OPTIMIZERS
+from jaxmlp.app._cli import _enable_compilation_cache
+from jaxmlp._data import load_dataset
+from jaxmlp._optim import OPTIMIZERS
 from jaxmlp import TrainConfig, train_and_evaluate
 
 

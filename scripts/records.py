@@ -1,4 +1,4 @@
-"""The published MNIST MLP records, trained by their recipes (``jaxmlp.recipes``): one table.
+"""The published MNIST MLP records, trained by their recipes (``jaxmlp._recipes``): one table.
 
 Each recipe that fits the machine trains as ``jaxmlp train --recipe NAME`` would (a recipe
 with ``seeds`` as ``jaxmlp sweep --recipe NAME``: a committee whose ensemble is the mean of
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from jaxmlp import Grid, TrainConfig, train_and_evaluate, train_many
-from jaxmlp.app.cli import _enable_compilation_cache
-from jaxmlp.data import load_dataset
-from jaxmlp.recipes import RECIPES
+from jaxmlp.app._cli import _enable_compilation_cache
+from jaxmlp._data import load_dataset
+from jaxmlp._recipes import RECIPES
 
 
 def _machine() -> str:

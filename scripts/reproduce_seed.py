@@ -10,8 +10,8 @@ import argparse
 import dataclasses
 import time
 
-from jaxmlp.app.cli import _enable_compilation_cache
-from jaxmlp.data import _load_mnist
+from jaxmlp.app._cli import _enable_compilation_cache
+from jaxmlp._data import _load_mnist
 from jaxmlp import TrainConfig, train_and_evaluate
 
 # The last accuracy each of the seed's logs reached (its training-batch accuracy).

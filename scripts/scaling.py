@@ -35,7 +35,7 @@ def main(argv=None) -> None:
                "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + forced}
         sys.exit(subprocess.call([sys.executable, __file__, *(argv or sys.argv[1:])], env=env))
 
-    from jaxmlp.data import _load_mnist
+    from jaxmlp._data import _load_mnist
     from jaxmlp import TrainConfig, train_and_evaluate
 
     data = _load_mnist(data_dir=args.data_dir)

@@ -10,7 +10,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from jaxmlp.app.serve import _make_server
+from jaxmlp.app._serve import make_server
 
 # Canvas pixels (280×280): a 7 with a bar through it.
 STROKES = [[(72, 58), (208, 58), (128, 232)], [(112, 146), (184, 146)]]
@@ -26,7 +26,7 @@ def main():
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    server = _make_server(args.run.parent, "127.0.0.1", 0)
+    server = make_server(args.run.parent, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/draw?path={args.run.name}"
     with sync_playwright() as p:

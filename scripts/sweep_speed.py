@@ -2,7 +2,7 @@
 
     python scripts/sweep_speed.py [REF] [--rounds 3] [--k 16] [--arch b]
 
-Times the trainer's own sweep epoch (``jaxmlp.sweep._Stack.train``: K models of preset b,
+Times the trainer's own sweep epoch (``jaxmlp._sweep.Stack.train``: K models of preset b,
 every order) with the package as it is at REF (checked out into a temporary git worktree)
 and with the working tree's, in turns (REF, now, REF, now, …: a drift of the machine's
 speed falls on both), each in a fresh process: 4 epochs of the full MNIST training split,
@@ -23,8 +23,12 @@ CHILD = r"""
 import json, sys, time
 import numpy as np
 from jaxmlp import Grid, TrainConfig
-from jaxmlp.data import _load_mnist
-from jaxmlp.sweep import _Stack
+try:
+    from jaxmlp._data import _load_mnist
+    from jaxmlp._sweep import Stack
+except ImportError:  # a commit before the modules were made private (issue 25)
+    from jaxmlp.data import _load_mnist
+    from jaxmlp.sweep import _Stack as Stack
 
 k, arch = int(sys.argv[1]), sys.argv[2]
 data = _load_mnist(download=False)
@@ -32,7 +36,7 @@ config = TrainConfig(arch=arch, epochs=5)
 spe = len(data.train_labels) // config.batch_size
 out = {}
 for order in ("shared", "independent"):
-    stack = _Stack(config, Grid(tuple(range(k)), (0.1,), (0.9,)), order, data)
+    stack = Stack(config, Grid(tuple(range(k)), (0.1,), (0.9,)), order, data)
     state, _, n = stack.start(None, None, spe)
     params, opt_state = stack.place(state, n)
     times = []

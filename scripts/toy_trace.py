@@ -4,7 +4,7 @@ Usage: python scripts/toy_trace.py [--lr 2.0] [--iterations 2]   (the same as ``
 """
 import sys
 
-from jaxmlp.app.cli import main
+from jaxmlp.app._cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["toy", *sys.argv[1:]]))

@@ -31,20 +31,20 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.mnist)
         if "browser" in getattr(item, "fixturenames", ()):  # tests/test_browser.py
             item.add_marker(pytest.mark.browser)
-    # The unit tests first, then those on MNIST: each process switches compiler modes once.
+    # The production tests last: each process switches compiler modes once.
     def order(item):
         name = getattr(item, "originalname", item.name)
-        return (item.get_closest_marker("mnist") is not None,
+        return (item.get_closest_marker("production") is not None,
                 _LONGEST.index(name) if name in _LONGEST else len(_LONGEST))
     items.sort(key=order)  # stable: otherwise in file order
 
 
 # XLA:CPU's older emitters compile small programs about a third faster than its fusion
-# emitters (measured on this project's 2-core machine; every test passes under both). XLA reads its
-# flags once per process, so only the offline tier (`-m "not mnist"`, with or without
-# `and not browser`), and every subprocess
-# a unit test starts, gets them: tests that train on MNIST keep the production compiler.
+# emitters (measured on this project's 2-core machine; every test passes under both). XLA
+# reads its flags once per process: the test processes get them before they start XLA, and
+# so does every process a test starts, but a ``production`` test's (``_light_compiles``).
 _LIGHT_XLA_FLAGS = "--xla_cpu_use_fusion_emitters=false --xla_cpu_parallel_codegen_split_count=1"
+_USER_XLA_FLAGS = os.environ.get("XLA_FLAGS")
 
 
 def _with_light_xla_flags() -> str:
@@ -53,8 +53,9 @@ def _with_light_xla_flags() -> str:
 
 def pytest_configure(config):
     # Before collection: importing the tests starts XLA, which then has read its flags.
-    if config.option.markexpr.replace("'", '"') in ('not mnist', 'not mnist and not browser'):
-        os.environ["XLA_FLAGS"] = _with_light_xla_flags()
+    # (Measured 2026-12-03, 2-core AMD EPYC: `make test` 8:04 with them in the offline tier
+    # only, 6:08 with them everywhere.)
+    os.environ["XLA_FLAGS"] = _with_light_xla_flags()
 
 
 _LIGHT = {"on": False}  # the compiler mode this process is in
@@ -71,25 +72,25 @@ def _light(on: bool) -> None:
 
 @pytest.fixture(autouse=True)
 def _light_compiles(request, monkeypatch):
-    """Tests without the real data prove math on tiny shapes, where XLA's optimisation passes
-    are most of the time: they compile with those passes off, in this process and in the
-    ones they start. Tests that train on MNIST keep the production compiler (they run after
-    the others, so a process switches once)."""
-    mnist = request.node.get_closest_marker("mnist") is not None
-    if not mnist:
+    """A test's programs are small or few, and XLA's optimisation passes are most of their
+    time: tests compile with those passes off, in this process and in the ones they start
+    (every claim they test holds under both compilers). The tests marked ``production``
+    compile with the passes on, and the processes they start with the user's XLA flags: a
+    trajectory saved from the production compiler, a sharded program against its unsharded
+    twin, programs that run long enough for XLA's optimisation to pay. They run last, so a
+    process switches once."""
+    production = request.node.get_closest_marker("production") is not None
+    if production:  # the processes it starts too
+        if _USER_XLA_FLAGS is None:
+            monkeypatch.delenv("XLA_FLAGS", raising=False)
+        else:
+            monkeypatch.setenv("XLA_FLAGS", _USER_XLA_FLAGS)
+    else:
         monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
         if _LIGHT_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
             monkeypatch.setenv("XLA_FLAGS", _with_light_xla_flags())
-    _light(not mnist)
+    _light(not production)
     yield
-
-
-@pytest.fixture
-def light_compiler(_light_compiles, monkeypatch):
-    """A test on MNIST whose speed does not matter (it times nothing it asserts on) may
-    compile light too; the switch back clears the caches, as every switch does."""
-    monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
-    _light(True)
 
 
 @pytest.fixture
@@ -144,11 +145,25 @@ def cache_dir(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shared_compilation_cache(cache_dir):
+    """Every worker's compiled programs in one persistent cache (XLA's, as the jaxmlp command
+    keeps one): a program two tests compile alike is compiled once a session. The key holds
+    the compiler's options and XLA_FLAGS, so the light and production modes never mix."""
+    if os.environ.get("JAXMLP_TEST_XLA_CACHE", "1") == "0":
+        yield
+        return
+    jax.config.update("jax_compilation_cache_dir", str(cache_dir / "xla"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    yield
+
+
 @pytest.fixture(scope="session")
 def mnist(tfds_dir, cache_dir):
     """Real MNIST, read through TFDS (never downloading) by the first worker that needs it,
     from its cache by the others (the cache file is written whole, then renamed in)."""
-    from jaxmlp.data import _load_mnist
+    from jaxmlp._data import _load_mnist
 
     return _load_mnist(data_dir=tfds_dir, cache_dir=cache_dir, download=False)
 
@@ -209,9 +224,9 @@ def served_runs(tmp_path_factory):
 def serving(root, host="127.0.0.1"):
     """``jaxmlp serve``'s server of ``root`` on a free port, answering from a thread of this
     process while the block runs; ``server.server_address[1]`` is its port."""
-    from jaxmlp.app.serve import _make_server
+    from jaxmlp.app._serve import make_server
 
-    server = _make_server(root, host, 0)
+    server = make_server(root, host, 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield server

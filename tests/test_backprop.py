@@ -209,7 +209,7 @@ def test_lecun_tanh_by_hand_and_against_autodiff(x64):
 
 
 def test_dropout_masks_by_hand_and_their_effect(x64):
-    from jaxmlp.mlp import dropout_masks
+    from jaxmlp._mlp import dropout_masks
 
     arch = parse_arch("400:relu,300:relu,10:linear")
     x = jnp.ones((50, 200))

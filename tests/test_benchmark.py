@@ -42,9 +42,9 @@ def script(monkeypatch):
 
 
 @pytest.fixture
-def benchmark(script, env, light_compiler, monkeypatch):
+def benchmark(script, env, monkeypatch):
     """The script on the real MNIST, its compiles (and those of the processes it starts)
-    without XLA's optimisation passes (``conftest.light_compiler``)."""
+    without XLA's optimisation passes, as every test's (``conftest._light_compiles``)."""
     monkeypatch.delenv("XLA_FLAGS", raising=False)  # the 2-device child sets its own
     return script
 
@@ -172,13 +172,13 @@ def _counting(monkeypatch, cls, name, counts):
 def test_sweep_benchmark_reports_every_figure(benchmark, tmp_path, capsys, monkeypatch):
     """``--sweep`` of preset b, K = 2, 2 steps a call, 2 timed rounds, plus the 2-device
     child process; then training against evaluation for K = 2. The jaxmlp drivers
-    run the trainer's own epochs and evaluation (``_Stack.train``, ``_One.train``,
-    ``_Stack.evaluate``), counted here; the file's one-model figures stay beside them."""
-    from jaxmlp.sweep import _Stack
-    from jaxmlp.trainer import _One
+    run the trainer's own epochs and evaluation (``Stack.train``, ``_One.train``,
+    ``Stack.evaluate``), counted here; the file's one-model figures stay beside them."""
+    from jaxmlp._sweep import Stack
+    from jaxmlp._trainer import _One
 
     counts = {}
-    for cls, name in ((_Stack, "train"), (_Stack, "evaluate"), (_One, "train")):
+    for cls, name in ((Stack, "train"), (Stack, "evaluate"), (_One, "train")):
         _counting(monkeypatch, cls, name, counts)
     out = tmp_path / "sweep.json"
     out.write_text(json.dumps({"presets": {"a": {"runs": {}}}, "date": "earlier"}))
@@ -194,7 +194,7 @@ def test_sweep_benchmark_reports_every_figure(benchmark, tmp_path, capsys, monke
         assert saved[key] == json.loads(json.dumps(report[key])), key
     # 2 vmapped drivers and K = 2 single runs each train a first (compiling) epoch, a
     # warm-up and 2 timed ones; the evaluation part a first epoch and 2 timed ones.
-    assert counts == {"_Stack.train": 2 * 4 + 3, "_One.train": 2 * 4, "_Stack.evaluate": 3}
+    assert counts == {"Stack.train": 2 * 4 + 3, "_One.train": 2 * 4, "Stack.evaluate": 3}
     torch = _has_torch()
     drivers = SWEEP_DRIVERS | (TORCH_DRIVERS if torch else set())
     two_device = TWO_DEVICE | (TWO_DEVICE_TORCH if torch else set())
@@ -284,7 +284,7 @@ def test_augment_benchmark_reports_every_driver(benchmark, tmp_path, capsys):
     assert json.loads((tmp_path / "b.json").read_text())["augment"]["augment"] == report["augment"]
 
 
-def test_records_script_prints_its_table(env, light_compiler, monkeypatch, capsys, tmp_path):
+def test_records_script_prints_its_table(env, monkeypatch, capsys, tmp_path):
     # --quick: 30 steps per recipe on a slice; the figures are the runs' own.
     monkeypatch.setattr(sys, "path", [str(ROOT / "scripts"), *sys.path])
     spec = importlib.util.spec_from_file_location("records", ROOT / "scripts" / "records.py")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from jaxmlp import TrainConfig
-from jaxmlp.app.cli import main
+from jaxmlp.app._cli import main
 
 
 
@@ -51,9 +51,9 @@ def test_cli_writes_every_output(env, mnist, tmp_path):
     (["--arch", "50:swish,10:linear"], "unknown activation 'swish'"),
     (["--arch", "d"], "bad layer 'd' in architecture 'd'"),
     (["--arch", "0:relu,10:linear"], "layer width must be positive"),
-    (["--lr", "-0.1"], "learning rate must be positive, got -0.1"),
-    (["--batch-size", "60001"], "batch size 60001 is larger than the 60000 training examples"),
-    (["--data-dir", "/nonexistent/tfds"], "data dir /nonexistent/tfds does not exist"),
+    (["--lr", "-0.1"], "--lr must be positive, got -0.1"),
+    (["--batch-size", "60001"], "--batch-size 60001 is larger than the 60000 training examples"),
+    (["--data-dir", "/nonexistent/tfds"], "--data-dir /nonexistent/tfds does not exist"),
     (["--resume", "/nonexistent/run"], "no run folder at /nonexistent/run"),
 ])
 def test_bad_input_fails_with_a_clear_message(env, mnist, tmp_path, capsys, args, message):
@@ -100,7 +100,7 @@ def test_optimizer_and_validation_flags_are_recorded_and_resumable(env, mnist, t
 
 
 def test_default_output_folder_is_named_after_the_arch():
-    from jaxmlp.app.cli import _build_parser, _config_from_args
+    from jaxmlp.app._cli import _build_parser, _config_from_args
 
     for argv, folder in [([], "runs/b"), (["--arch", "wide"], "runs/wide"),
                          (["--arch", "50:relu,10:linear"], "runs/50_relu_10_linear"),
@@ -196,7 +196,7 @@ def test_gradcheck_command(capsys, monkeypatch):
     assert out[-1].startswith("PASS: hand backward pass equals jax.grad")
     assert sum(" w " in l or " b " in l for l in out) == 6  # a w and a b row per layer
     # A wrong backward pass is caught: drop the ReLU derivative of every hidden layer.
-    import jaxmlp.activations as activations
+    import jaxmlp._activations as activations
 
     relu = activations.ACTIVATIONS["relu"]
     monkeypatch.setitem(activations.ACTIVATIONS, "relu",
@@ -226,8 +226,8 @@ def test_first_run_prints_nothing_but_its_lines(tfds_dir, tmp_path):
 
 
 def test_a_recipe_sets_its_settings_and_given_flags_override_them():
-    from jaxmlp.app.cli import _config_from_args, _parse, _sweep_settings
-    from jaxmlp.recipes import RECIPES
+    from jaxmlp.app._cli import _config_from_args, _parse, _sweep_settings
+    from jaxmlp._recipes import RECIPES
 
     config, out = _config_from_args(_parse(["train", "--recipe", "simard2003", "--lr", "0.1"]))
     recipe = RECIPES["simard2003"].settings
@@ -289,12 +289,24 @@ def test_a_recipe_on_resume_never_trains_a_finished_run(env, mnist, tmp_path, ca
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_library_names_become_flags_but_a_file_s_keys_stay():
+    from jaxmlp.app._cli import _in_flags
+
+    assert _in_flags("`batch_size` 60001 is larger than the 60000 training examples") == (
+        "--batch-size 60001 is larger than the 60000 training examples")
+    assert _in_flags("`timeout_s` must be at most 3600") == "--init-timeout must be at most 3600"
+    assert _in_flags("runs/a/config.json: `lr` must be positive") == (
+        "runs/a/config.json: `lr` must be positive")  # the key as the file spells it
+    assert _in_flags("`no_such_setting` is kept") == "`no_such_setting` is kept"
+    assert _in_flags("epoch 1: loss 0.3") == "epoch 1: loss 0.3"
+
+
 def test_a_negative_value_reaches_the_settings_rule(tmp_path, capsys):
     # Issue 24.8: argparse said "expected one argument" for --dropout -0.1,0.5.
     for args, message in [(["--dropout", "-0.1,0.5"],
-                           "dropout takes IN,HIDDEN, two probabilities in [0, 1), got '-0.1,0.5'"),
-                          (["--momentum", "-.5"], "momentum must be in [0, 1), got -0.5"),
-                          (["--lr", "-1e-3"], "learning rate must be positive, got -0.001")]:
+                           "--dropout takes IN,HIDDEN, two probabilities in [0, 1), got '-0.1,0.5'"),
+                          (["--momentum", "-.5"], "--momentum must be in [0, 1), got -0.5"),
+                          (["--lr", "-1e-3"], "--lr must be positive, got -0.001")]:
         assert main(["train", *args, "--out", str(tmp_path / "run")]) == 2
         assert capsys.readouterr().err == f"jaxmlp train: error: {message}\n"
     with pytest.raises(SystemExit) as e:  # a flag without a value: still a usage error
@@ -337,7 +349,7 @@ def test_augment_writes_its_picture_by_the_run_folders_rules(env, tmp_path, monk
         assert main(["augment", "alpha=34", "--out", "dir.png", *overwrite]) == 2
         assert "dir.png is a folder, not a file to write" in capsys.readouterr().err
     # A write that fails: exit 1, the file named, no temporary file or new folder left.
-    script = ("import resource, sys; from jaxmlp.app.cli import main; "
+    script = ("import resource, sys; from jaxmlp.app._cli import main; "
               "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)); "
               "sys.exit(main(['augment', 'alpha=34', '--out', 'new/deeper/a.png']))")
     proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path,
@@ -405,11 +417,11 @@ def _nothing():
 @pytest.mark.parametrize("args, message", [
     (["--init-timeout", "nan"], "the init timeout must be a positive number of seconds, got nan"),
     (["--init-timeout", "1e308"], "the init timeout (--init-timeout) must be at most"),
-    (["--log-every", "99999999999999999999999"], "log every must be at most 2147483647"),
-    (["--train-eval-size", "2147483648"], "train eval size must be at most 2147483647"),
-    (["--dropout", "0.99999999999,0"], "dropout takes IN,HIDDEN, two probabilities in [0, 1)"),
-    (["--label-smoothing", "0.9999999999"], "label smoothing must be in [0, 1), got 0.9999999999"),
-    (["--data-dir", ""], "data dir must name a folder (or be left unset), got ''"),
+    (["--log-every", "99999999999999999999999"], "--log-every must be at most 2147483647"),
+    (["--train-eval-size", "2147483648"], "--train-eval-size must be at most 2147483647"),
+    (["--dropout", "0.99999999999,0"], "--dropout takes IN,HIDDEN, two probabilities in [0, 1)"),
+    (["--label-smoothing", "0.9999999999"], "--label-smoothing must be in [0, 1), got 0.9999999999"),
+    (["--data-dir", ""], "--data-dir must name a folder (or be left unset), got ''"),
     (["--nesterov", "--momentum", "0"], "--nesterov needs a --momentum above 0\n"),
 ])
 def test_every_flag_has_a_range(args, message, tmp_path, capsys):

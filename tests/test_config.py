@@ -8,13 +8,13 @@ from jaxmlp import TrainConfig
 
 
 @pytest.mark.parametrize("settings, error, message", [
-    (dict(epochs=1.5), TypeError, r"setting .epochs. has the wrong type \(expected int\), got 1.5"),
-    (dict(lr="0.1"), TypeError, r"setting .lr. has the wrong type \(expected float or None\), got .0.1."),
-    (dict(seed=True), TypeError, r"setting 'seed' has the wrong type \(expected int\), got True"),
-    (dict(arch=3), TypeError, r"setting .arch. has the wrong type \(expected str\), got 3"),
-    (dict(epochs=0), ValueError, "epochs must be >= 1, got 0"),
-    (dict(lr=-1.0), ValueError, "learning rate must be positive, got -1.0"),
-    (dict(momentum=1.0), ValueError, r"momentum must be in \[0, 1\)"),
+    (dict(epochs=1.5), TypeError, r"`epochs` has the wrong type \(expected int\), got 1.5"),
+    (dict(lr="0.1"), TypeError, r"`lr` has the wrong type \(expected float or None\), got .0.1."),
+    (dict(seed=True), TypeError, r"`seed` has the wrong type \(expected int\), got True"),
+    (dict(arch=3), TypeError, r"`arch` has the wrong type \(expected str\), got 3"),
+    (dict(epochs=0), ValueError, "`epochs` must be >= 1, got 0"),
+    (dict(lr=-1.0), ValueError, "`lr` must be positive, got -1.0"),
+    (dict(momentum=1.0), ValueError, r"`momentum` must be in \[0, 1\)"),
     (dict(arch="5:nope"), ValueError, "unknown activation"),
 ])
 def test_bad_settings_are_refused_on_construction(settings, error, message):
@@ -31,7 +31,7 @@ def test_good_settings_and_ints_for_floats_are_kept():
 def test_training_takes_only_a_config(tmp_path):
     with pytest.raises(TypeError, match="config must be a jaxmlp.TrainConfig, got str"):
         jaxmlp.train_and_evaluate("x", tmp_path / "run")
-    from jaxmlp.trainer import Grid, train_many
+    from jaxmlp._trainer import Grid, train_many
 
     with pytest.raises(TypeError, match="config must be a jaxmlp.TrainConfig, got dict"):
         train_many({"arch": "a"}, Grid((0,), (0.1,), (0.9,)))
@@ -41,7 +41,7 @@ def test_training_takes_only_a_config(tmp_path):
 def test_one_setting_spelled_two_ways_is_one_setting():
     # Issue 24.8: parsed once, when the config is built, and kept in one spelling; so a
     # resume that writes a setting another way changes nothing (_check_same_run compares).
-    from jaxmlp.run import _check_same_run
+    from jaxmlp._run import _check_same_run
 
     saved = TrainConfig(arch="a", augment="alpha=34,sigma=4", dropout="0,0.5")
     for augment, dropout in [("sigma=4,alpha=34", "0.0,0.5"), ("alpha=34.0", "0,.5"),
@@ -58,11 +58,11 @@ def test_one_setting_spelled_two_ways_is_one_setting():
 
 
 @pytest.mark.parametrize("settings, message", [
-    (dict(steps=2 ** 31), r"steps must be in \[1, 2147483647\], got 2147483648"),
-    (dict(epochs=10 ** 30), r"epochs must be at most 2147483647"),
+    (dict(steps=2 ** 31), r"`steps` must be in \[1, 2147483647\], got 2147483648"),
+    (dict(epochs=10 ** 30), r"`epochs` must be at most 2147483647"),
     (dict(augment="alpha=1e39"), r"augment alpha must be in \[0, 10000\] pixels, got 1e\+39"),
-    (dict(dropout="-0.1,0.5"), r"dropout takes IN,HIDDEN, two probabilities in \[0, 1\), got '-0.1,0.5'"),
-    (dict(dropout="nan,0.5"), "dropout takes IN,HIDDEN"),
+    (dict(dropout="-0.1,0.5"), r"`dropout` takes IN,HIDDEN, two probabilities in \[0, 1\), got '-0.1,0.5'"),
+    (dict(dropout="nan,0.5"), "`dropout` takes IN,HIDDEN"),
     (dict(arch="600000:relu,10:linear"), "layer width must be at most 524,288, got 600000"),
     (dict(arch=",".join(["4:relu"] * 300) + ",10:linear"), "architecture has 301 layers"),
 ])
@@ -81,14 +81,14 @@ def test_a_run_too_long_for_its_step_counter_is_refused():
 def test_a_files_settings_are_refused_without_quoting_the_file():
     # Issue 24.1: what a reader of config.json says names the setting and the rule, never a
     # value or key from the file (a link once led config.json to someone's secrets).
-    from jaxmlp._errors import _without_value
+    from jaxmlp._errors import without_value
 
     for values in [{"arch": "TOPSECRET"}, {"TOPSECRET": 1}, {"lr": "TOPSECRET"},
                    {"augment": "TOPSECRET=1"}, {"dropout": "TOPSECRET"},
                    {"optimizer": "TOPSECRET"}, {"dataset": "TOPSECRET"}, {"seed": -1}]:
         with pytest.raises((TypeError, ValueError)) as e:
             TrainConfig.from_dict(values)
-        safe = _without_value(e.value, "?")
+        safe = without_value(e.value, "?")
         assert "TOPSECRET" not in safe and safe != "?", (values, safe)
         assert "TOPSECRET" in str(e.value) or "seed" in str(e.value)  # the caller's own values
 

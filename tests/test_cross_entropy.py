@@ -170,7 +170,7 @@ def test_positive_target_on_zero_probability_is_infinite():
 
 def test_label_smoothing_by_hand_and_in_both_gradient_paths(x64):
     from jaxmlp._cross_entropy import smooth_labels
-    from jaxmlp.epoch import make_step
+    from jaxmlp._epoch import make_step
     import optax
     from jaxmlp import init_params, loss, parse_arch, prepare_images
 

@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from jaxmlp.data import (MNIST, DatasetError, DatasetNotFoundError, _cache_path, _prepared_info,
-                         _check_dataset, _load_mnist)
+from jaxmlp._data import (MNIST, DatasetError, DatasetNotFoundError, _cache_path, _prepared_info,
+                         check_dataset, _load_mnist)
 
 
 
@@ -70,10 +70,10 @@ def test_damaged_cache_is_rebuilt(tfds_dir, tmp_path, mnist):
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):
-    with pytest.raises(DatasetNotFoundError, match=f"data dir {tmp_path / 'nope'} does not exist"):
+    with pytest.raises(DatasetNotFoundError, match=f"`data_dir` {tmp_path / 'nope'} does not exist"):
         _load_mnist(data_dir=tmp_path / "nope")
     (tmp_path / "file").write_text("")
-    with pytest.raises(DatasetNotFoundError, match=f"data dir {tmp_path / 'file'} is not a folder"):
+    with pytest.raises(DatasetNotFoundError, match=f"`data_dir` {tmp_path / 'file'} is not a folder"):
         _load_mnist(data_dir=tmp_path / "file")
 
 
@@ -98,26 +98,26 @@ def test_unprepared_and_offline_says_where_it_looked(tmp_path):
 def test_check_dataset_rejects_wrong_data(mnist):
     def broken(**changes):
         return mnist._replace(**changes)
-    assert _check_dataset(mnist) is mnist
+    assert check_dataset(mnist) is mnist
     with pytest.raises(DatasetError, match=r"mnist train labels must be \(100,\) integers, "
                                            r"got \(60000,\)"):
-        _check_dataset(broken(train_images=mnist.train_images[:100]))
+        check_dataset(broken(train_images=mnist.train_images[:100]))
     with pytest.raises(DatasetError, match=r"mnist test images must be \(N, 784\) uint8"):
-        _check_dataset(broken(test_images=mnist.test_images.reshape(-1, 28, 28)))
+        check_dataset(broken(test_images=mnist.test_images.reshape(-1, 28, 28)))
     with pytest.raises(DatasetError, match=r"uint8 with N >= 1, got \(10000, 784\) float32"):
-        _check_dataset(broken(test_images=mnist.test_images.astype(np.float32)))
+        check_dataset(broken(test_images=mnist.test_images.astype(np.float32)))
     with pytest.raises(DatasetError, match=r"mnist test labels outside \[0, 10\): values in "
                                            r"\[0, 11\]"):
         labels = mnist.test_labels.copy()
         labels[5] = 11
-        _check_dataset(broken(test_labels=labels))
+        check_dataset(broken(test_labels=labels))
     with pytest.raises(DatasetError, match=r"mnist train labels must be \(60000,\) integers, "
                                            r"got \(60000,\) float32"):
-        _check_dataset(broken(train_labels=mnist.train_labels.astype(np.float32)))
+        check_dataset(broken(train_labels=mnist.train_labels.astype(np.float32)))
     # Dropped on purpose with the move to any dataset: no fixed split sizes, and a split
     # may miss a class (a small --val-size one often does).
     small = broken(train_images=mnist.train_images[:100], train_labels=np.zeros(100, np.int32))
-    assert _check_dataset(small) is small
+    assert check_dataset(small) is small
 
 
 def test_corrupt_tfrecords_are_a_clear_error(tfds_dir, tmp_path, capfd):
@@ -192,12 +192,12 @@ def test_manual_dir_prepares_with_tfds_offline(idx_dir, tmp_path, monkeypatch):
 def test_offline_download_fails_fast_and_clearly(tmp_path, monkeypatch):
     # Simulate no network (and so never download): the reachability probe fails at once,
     # instead of TFDS retrying every file for minutes.
-    import jaxmlp.data
+    import jaxmlp._data
 
     def unreachable(*args, **kwargs):
         raise OSError("Network is unreachable")
 
-    monkeypatch.setattr(jaxmlp.data.socket, "create_connection", unreachable)
+    monkeypatch.setattr(jaxmlp._data.socket, "create_connection", unreachable)
     with pytest.raises(DatasetNotFoundError, match=r"download site \S+ cannot be reached "
                                                  r"\(Network is unreachable\)\. Offline\?"):
         _load_mnist(data_dir=tmp_path, download=True, use_cache=False)

@@ -18,16 +18,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import jaxmlp.data
-from jaxmlp.arch import parse_arch
-from jaxmlp.app.cli import main
-from jaxmlp.config import TrainConfig
-from jaxmlp.data import (MNIST, Dataset, DatasetError, DatasetInfo, DatasetNotFoundError,
-                         _prepared_info, _check_dataset, _check_name, _dataset_info, load_dataset,
-                         _with_validation)
-from jaxmlp.metrics import evaluate
-from jaxmlp.run import load_model
-from jaxmlp.trainer import train_and_evaluate
+import jaxmlp._data
+from jaxmlp._arch import parse_arch
+from jaxmlp.app._cli import main
+from jaxmlp._config import TrainConfig
+from jaxmlp._data import (MNIST, Dataset, DatasetError, DatasetInfo, DatasetNotFoundError,
+                         _prepared_info, check_dataset, check_name, _dataset_info, load_dataset,
+                         with_validation)
+from jaxmlp._metrics import evaluate
+from jaxmlp._run import load_model
+from jaxmlp._trainer import train_and_evaluate
 
 N = 48  # examples in each mocked split
 
@@ -42,14 +42,14 @@ EXPECTED = {
 @pytest.fixture(scope="module")
 def tfds():
     """tensorflow_datasets, imported once for the module the way jaxmlp imports it."""
-    return jaxmlp.data._import_tfds()
+    return jaxmlp._data._import_tfds()
 
 
 @pytest.fixture
 def offline(monkeypatch):
     """Stands in for the download-site probe (no network here); returns its calls."""
     calls = []
-    monkeypatch.setattr(jaxmlp.data, "_check_reachable",
+    monkeypatch.setattr(jaxmlp._data, "_check_reachable",
                         lambda name, url, data_dir, *a, **k: calls.append((name, url)))
     return calls
 
@@ -292,16 +292,16 @@ def test_cache_of_a_prepared_dataset(tfds, offline, tfds_dir, tmp_path, monkeypa
             assert getattr(data, key).dtype == getattr(first, key).dtype
 
     # The second load reads the cache alone: no TensorFlow, no TFDS, no mock needed.
-    real_import = jaxmlp.data._import_tfds
-    monkeypatch.setattr(jaxmlp.data, "_import_tfds", _no_tfds)
+    real_import = jaxmlp._data._import_tfds
+    monkeypatch.setattr(jaxmlp._data, "_import_tfds", _no_tfds)
     same(load_dataset(name, data_dir=tfds_dir, cache_dir=cache))
 
     # A damaged cache is rebuilt from the TFDS copy, whole.
     cached.write_bytes(cached.read_bytes()[:1000])
-    monkeypatch.setattr(jaxmlp.data, "_import_tfds", real_import)
+    monkeypatch.setattr(jaxmlp._data, "_import_tfds", real_import)
     with mocked(tfds, tfds_dir):
         same(load_dataset(name, data_dir=tfds_dir, cache_dir=cache))
-    monkeypatch.setattr(jaxmlp.data, "_import_tfds", _no_tfds)
+    monkeypatch.setattr(jaxmlp._data, "_import_tfds", _no_tfds)
     same(load_dataset(name, data_dir=tfds_dir, cache_dir=cache))
     assert list(cache.iterdir()) == [cached]
 
@@ -414,7 +414,7 @@ def test_unusable_datasets_are_refused_before_preparing(tfds, offline, tfds_dir,
     builder = fake_builder(tfds, features(tfds), **kwargs)
     with pytest.raises(DatasetError, match="^" + message):
         _dataset_info(builder)
-    monkeypatch.setattr(jaxmlp.data, "_builder", lambda tfds, name, data_dir: builder)
+    monkeypatch.setattr(jaxmlp._data, "_builder", lambda tfds, name, data_dir: builder)
     with pytest.raises(DatasetError, match="^" + message):
         load_dataset("fake_set", data_dir=tfds_dir, use_cache=False)
     assert not builder.prepares and not offline  # nothing downloaded or prepared
@@ -434,11 +434,11 @@ def test_image_and_label_found_without_supervised_keys(tfds):
 def test_dataset_names():
     for name in ("mnist", "fashion_mnist", "emnist/letters", "cifar10",
                  "imagenet2012_subset/1pct", "cifar10_corrupted/brightness_1"):
-        assert _check_name(name) == name
+        assert check_name(name) == name
     for bad in ("../x", "mnist/..", "mnist/.hidden", "MNIST", "", "mnist/", "a/b/c", "/mnist",
                 "mnist x", None, 3):
         with pytest.raises(ValueError, match="is not a TFDS dataset name") as e:
-            _check_name(bad)
+            check_name(bad)
         assert ("(names are lower case: mnist)" in str(e.value)) == (bad == "MNIST")
     assert MNIST == DatasetInfo("mnist", (28, 28, 1), 10) and MNIST.in_dim == 784
     assert EXPECTED["cifar10"].in_dim == 3072
@@ -458,8 +458,8 @@ def tiny(n_train=10, n_test=4, info=TINY):
 
 def test_check_dataset_uses_the_datasets_own_shape_and_classes():
     good = tiny()
-    assert _check_dataset(good) is good
-    assert _check_dataset(_with_validation(good, 3)).val_labels.tolist() == [2, 3, 4]
+    assert check_dataset(good) is good
+    assert check_dataset(with_validation(good, 3)).val_labels.tolist() == [2, 3, 4]
     cases = [
         (good._replace(train_images=np.zeros((10, 784), np.uint8)),
          r"^tiny train images must be \(N, 12\) uint8 with N >= 1, got \(10, 784\) uint8$"),
@@ -475,26 +475,26 @@ def test_check_dataset_uses_the_datasets_own_shape_and_classes():
          r"^tiny train labels must be \(10,\) integers, got \(9,\) int32$"),
         (good._replace(test_labels=good.test_labels.astype(np.float32)),
          r"^tiny test labels must be \(4,\) integers, got \(4,\) float32$"),
-        (_with_validation(good, 3)._replace(val_labels=np.array([0, 9, 1], np.int32)),
+        (with_validation(good, 3)._replace(val_labels=np.array([0, 9, 1], np.int32)),
          r"^tiny val labels outside \[0, 5\): values in \[0, 9\]$"),
-        (_with_validation(good, 3)._replace(val_images=np.zeros((3, 13), np.uint8)),
+        (with_validation(good, 3)._replace(val_images=np.zeros((3, 13), np.uint8)),
          r"^tiny val images must be \(N, 12\)"),
     ]
     for data, message in cases:
         with pytest.raises(DatasetError, match=message):
-            _check_dataset(data)
+            check_dataset(data)
     # Labels up to 36 fit emnist/letters' 37 classes, not MNIST's 10.
     letters = tiny(info=DatasetInfo("emnist/letters", (28, 28, 1), 37))._replace(
         train_labels=np.arange(27, 37, dtype=np.int32))
-    assert _check_dataset(letters) is letters
+    assert check_dataset(letters) is letters
     with pytest.raises(DatasetError, match=r"^mnist train labels outside \[0, 10\): values in "
                                            r"\[27, 36\]$"):
-        _check_dataset(letters._replace(info=MNIST))
+        check_dataset(letters._replace(info=MNIST))
 
 
 def test_with_validation_holds_out_exactly_the_last_examples():
     data = tiny()
-    split = _with_validation(data, 3)
+    split = with_validation(data, 3)
     assert split.train_images[:, 0].tolist() == list(range(7))
     assert split.val_images[:, 0].tolist() == [7, 8, 9]
     np.testing.assert_array_equal(split.train_labels, data.train_labels[:7])
@@ -503,13 +503,13 @@ def test_with_validation_holds_out_exactly_the_last_examples():
     assert split.test_images is data.test_images and split.test_labels is data.test_labels
     assert split.info == TINY
     assert list(split.splits()) == ["train", "val", "test"] and list(data.splits()) == ["train", "test"]
-    assert _with_validation(data, 0) is data
-    assert _with_validation(data, 9).train_labels.tolist() == [0]  # one left is enough
+    assert with_validation(data, 0) is data
+    assert with_validation(data, 9).train_labels.tolist() == [0]  # one left is enough
     for size in (10, 11):
         with pytest.raises(ValueError, match=rf"^`val_size` {size} leaves no training examples: "
                                              r"tiny has 10$"):
-            _with_validation(data, size)
+            with_validation(data, size)
     with pytest.raises(ValueError, match="must be >= 0, got -1"):
-        _with_validation(data, -1)
+        with_validation(data, -1)
     with pytest.raises(ValueError, match="already has a validation split"):
-        _with_validation(split, 2)
+        with_validation(split, 2)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from jaxmlp import forward_layers, hand_grad, parse_arch
-from jaxmlp.backprop import _backward
-from jaxmlp._gradcheck import _format_gradcheck, gradcheck
+from jaxmlp._backprop import _backward
+from jaxmlp._gradcheck import format_gradcheck, gradcheck
 
 
 @pytest.mark.parametrize("spec", ["a", "b", "c", "128:tanh,64:sigmoid,10:linear"])
@@ -20,7 +20,7 @@ def test_passes_with_one_w_and_one_b_row_per_layer(spec):
     for row in result["layers"]:
         # float64 round-off on O(1e-1) gradients, far inside the tolerance.
         assert 0 <= row["max_abs_diff"] <= 1e-14 and 0 <= row["max_rel_diff"] <= 1e-13
-    text = _format_gradcheck(result)
+    text = format_gradcheck(result)
     assert text.splitlines()[-1].startswith("PASS: hand backward pass equals jax.grad "
                                             "(largest relative difference ")
     assert text.splitlines()[-1].endswith(" <= 1e-10)")
@@ -47,7 +47,7 @@ def test_scaled_gradient_fails_and_names_layer():
     # Exactly the scaled array is off, by 1e-3 relative (the scale factor minus 1).
     np.testing.assert_allclose(rows[0, "w"]["max_rel_diff"], 1e-3, rtol=1e-6)
     assert all(r["max_rel_diff"] <= 1e-13 for key, r in rows.items() if key != (0, "w"))
-    assert _format_gradcheck(result).splitlines()[-1] == (
+    assert format_gradcheck(result).splitlines()[-1] == (
         "FAIL: hand backward pass differs from jax.grad at layer 0 (50:relu) w: "
         "relative difference 1.0e-03 > 1e-10")
 
@@ -61,7 +61,7 @@ def test_dropped_relu_derivative_fails():
     for key in [(0, "w"), (0, "b"), (1, "w"), (1, "b")]:
         assert rows[key]["max_rel_diff"] > 1e-2
     worst = max(result["layers"], key=lambda r: r["max_rel_diff"])
-    assert _format_gradcheck(result).splitlines()[-1].startswith(
+    assert format_gradcheck(result).splitlines()[-1].startswith(
         f"FAIL: hand backward pass differs from jax.grad at layer {worst['layer']} (50:relu) "
         f"{worst['param']}: relative difference ")
 
@@ -74,7 +74,7 @@ def test_nan_gradient_fails():
 
     result = gradcheck("a", hand=nan_bias)
     assert result["passed"] is False
-    assert _format_gradcheck(result).splitlines()[-1].startswith(
+    assert format_gradcheck(result).splitlines()[-1].startswith(
         "FAIL: hand backward pass differs from jax.grad at layer 0 (10:linear) b: ")
 
 

@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jaxmlp.metrics as metrics_module
-from jaxmlp.arch import parse_arch
-from jaxmlp.images import prepare_images
-from jaxmlp.metrics import _chunk_rows, evaluate, evaluation_report, _metrics
-from jaxmlp.mlp import forward, init_params, loss
+import jaxmlp._metrics as metrics_module
+from jaxmlp._arch import parse_arch
+from jaxmlp._images import prepare_images
+from jaxmlp._metrics import _chunk_rows, evaluate, evaluation_report, batch_metrics
+from jaxmlp._mlp import forward, init_params, loss
 
 
 def test_metrics_hand_values():
@@ -19,7 +19,7 @@ def test_metrics_hand_values():
     z = jnp.array([[0.0, math.log(3)], [math.log(3), 0.0], [0.0, 0.0]])
     y = jnp.array([1, 1, 0])
     expected_loss = (math.log(4 / 3) + math.log(4) + math.log(2)) / 3
-    for fn in (_metrics, jax.jit(_metrics)):
+    for fn in (batch_metrics, jax.jit(batch_metrics)):
         m = fn(z, y)
         assert set(m) == {"loss", "accuracy"}
         np.testing.assert_allclose(m["loss"], expected_loss, rtol=1e-6)
@@ -28,7 +28,7 @@ def test_metrics_hand_values():
 
 def test_metrics_refuses_soft_targets():
     with pytest.raises(TypeError, match="integer classes"):
-        _metrics(jnp.zeros((2, 3)), jnp.full((2, 3), 1 / 3))
+        batch_metrics(jnp.zeros((2, 3)), jnp.full((2, 3), 1 / 3))
 
 
 @pytest.mark.parametrize("arch, in_dim, n, max_bytes, rows", [
@@ -53,7 +53,7 @@ def _random_set(n, seed=0, arch="16:tanh,5:linear"):
 def _one_shot(params, images, labels, arch):
     """The reference: every example through the network at once (accuracy as an exact count)."""
     z = forward(params, prepare_images(images), arch)
-    m = _metrics(z, jnp.asarray(labels))
+    m = batch_metrics(z, jnp.asarray(labels))
     return float(m["loss"]), float(np.mean(np.argmax(np.asarray(z), 1) == np.asarray(labels)))
 
 

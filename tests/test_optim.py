@@ -5,8 +5,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxmlp.config import TrainConfig
-from jaxmlp.optim import OPTIMIZERS, make_optimizer, schedule
+from jaxmlp._config import TrainConfig
+from jaxmlp._optim import OPTIMIZERS, make_optimizer, schedule
 
 
 def test_unset_lr_and_weight_decay_are_the_optimizers_defaults():
@@ -20,20 +20,20 @@ def test_unset_lr_and_weight_decay_are_the_optimizers_defaults():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"optimizer": "rmsprop"}, "optimizer must be one of"),
+    ({"optimizer": "rmsprop"}, "`optimizer` must be one of"),
     ({"optimizer": "lion", "nesterov": True}, "`nesterov` does not apply to lion"),
-    ({"weight_decay": -1e-4}, "weight decay must be >= 0"),
-    ({"weight_decay": float("nan")}, "weight decay must be >= 0"),
-    ({"warmup_steps": -1}, "warmup steps must be >= 0"),
-    ({"clip_norm": 0.0}, "clip norm must be positive"),
-    ({"clip_norm": float("inf")}, "clip norm must be positive"),
-    ({"val_size": -5}, "val size must be >= 0"),
+    ({"weight_decay": -1e-4}, "`weight_decay` must be >= 0"),
+    ({"weight_decay": float("nan")}, "`weight_decay` must be >= 0"),
+    ({"warmup_steps": -1}, "`warmup_steps` must be >= 0"),
+    ({"clip_norm": 0.0}, "`clip_norm` must be positive"),
+    ({"clip_norm": float("inf")}, "`clip_norm` must be positive"),
+    ({"val_size": -5}, "`val_size` must be >= 0"),
     ({"dataset": "../etc"}, "not a TFDS dataset name"),
     # Training runs in float32: values it would turn into 0, 1 or infinity are refused.
     ({"lr": 1e-50}, r"got 1e-50 \(0 as a float32"),
     ({"lr": 1e39}, r"got 1e\+39 \(inf as a float32"),
-    ({"clip_norm": 1e-50}, r"clip norm must be positive, got 1e-50 \(0 as a float32"),
-    ({"weight_decay": 1e39}, r"weight decay must be >= 0, got 1e\+39 \(inf as a float32"),
+    ({"clip_norm": 1e-50}, r"`clip_norm` must be positive, got 1e-50 \(0 as a float32"),
+    ({"weight_decay": 1e39}, r"`weight_decay` must be >= 0, got 1e\+39 \(inf as a float32"),
     ({"optimizer": "adam", "momentum": 0.999999999}, r"\(1 as a float32"),
 ])
 def test_bad_settings_are_named(changes, message):
@@ -160,7 +160,7 @@ def test_one_per_model_optimizer_updates_each_model_with_its_own_values():
 
 def test_max_norm_by_hand():
     # Two units: column 0 has norm 5 (3, 4) after the update, column 1 norm 1 (0.6, 0.8).
-    from jaxmlp.optim import max_norm
+    from jaxmlp._optim import max_norm
 
     params = [{"w": jnp.array([[1.0, 0.5], [2.0, 0.5]]), "b": jnp.array([7.0, 8.0])}]
     updates = [{"w": jnp.array([[2.0, 0.1], [2.0, 0.3]]), "b": jnp.array([1.0, 1.0])}]
@@ -182,38 +182,38 @@ def test_max_norm_is_the_last_step_of_the_optimizer():
     np.testing.assert_allclose(jnp.linalg.norm(w, axis=0), [1.5, 1.5], rtol=1e-6)
     plain = make_optimizer(TrainConfig(lr=1.0, momentum=0.0, schedule="constant"), 10)
     assert jax.tree.structure(plain.init(params)) != jax.tree.structure(opt.init(params))
-    with pytest.raises(ValueError, match="max norm must be positive, got -1"):
+    with pytest.raises(ValueError, match="`max_norm` must be positive, got -1"):
         TrainConfig(max_norm=-1.0)
 
 
 def test_ema_averages_the_new_params_by_hand_and_passes_updates_on():
-    from jaxmlp.optim import _ema_of, ema
+    from jaxmlp._optim import ema_of, ema
 
     avg = ema(0.9)
     params = [{"w": jnp.array([1.0]), "b": jnp.array([0.0])}]
     state = avg.init(params)
-    np.testing.assert_array_equal(_ema_of(state)[0]["w"], [1.0])  # starts at the params
+    np.testing.assert_array_equal(ema_of(state)[0]["w"], [1.0])  # starts at the params
     step = [{"w": jnp.array([1.0]), "b": jnp.array([2.0])}]
     out, state = avg.update(step, state, params)
     assert out is step                                  # the updates pass unchanged
     # t = 0: d = min(0.9, 1/10) = 0.1, a = 0.1·1 + 0.9·(1 + 1) = 1.9 (b: 0.9·2 = 1.8).
-    np.testing.assert_allclose(_ema_of(state)[0]["w"], [1.9], rtol=1e-6)
-    np.testing.assert_allclose(_ema_of(state)[0]["b"], [1.8], rtol=1e-6)
+    np.testing.assert_allclose(ema_of(state)[0]["w"], [1.9], rtol=1e-6)
+    np.testing.assert_allclose(ema_of(state)[0]["b"], [1.8], rtol=1e-6)
     params = [{"w": jnp.array([2.0]), "b": jnp.array([2.0])}]
     _, state = avg.update(step, state, params)
     # t = 1: d = 2/11, a = (2/11)·1.9 + (9/11)·3.
-    np.testing.assert_allclose(_ema_of(state)[0]["w"], [2 / 11 * 1.9 + 9 / 11 * 3], rtol=1e-6)
+    np.testing.assert_allclose(ema_of(state)[0]["w"], [2 / 11 * 1.9 + 9 / 11 * 3], rtol=1e-6)
     # Late on, d is the decay itself.
     state = state._replace(count=jnp.array(10_000))
     _, state = avg.update(step, state, params)
-    np.testing.assert_allclose(_ema_of(state)[0]["w"],
+    np.testing.assert_allclose(ema_of(state)[0]["w"],
                                [0.9 * (2 / 11 * 1.9 + 9 / 11 * 3) + 0.1 * 3], rtol=1e-6)
     # make_optimizer chains it last, after max-norm; without --ema there is none.
     from jaxmlp import TrainConfig, make_optimizer
 
     p = [{"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}]
     with_ema = make_optimizer(TrainConfig(arch="2:linear", ema=0.99, max_norm=1.0), 10)
-    assert _ema_of(with_ema.init(p)) is not None
-    assert _ema_of(make_optimizer(TrainConfig(arch="2:linear"), 10).init(p)) is None
-    with pytest.raises(ValueError, match=r"ema decay must be in \(0, 1\), got 1"):
+    assert ema_of(with_ema.init(p)) is not None
+    assert ema_of(make_optimizer(TrainConfig(arch="2:linear"), 10).init(p)) is None
+    with pytest.raises(ValueError, match=r"`ema` must be in \(0, 1\), got 1"):
         TrainConfig(ema=1.0)

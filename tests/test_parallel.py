@@ -8,15 +8,15 @@ import time
 import numpy as np
 import pytest
 
-from jaxmlp.app.cli import main
-from jaxmlp.parallel import _check_batch, make_mesh
+from jaxmlp.app._cli import main
+from jaxmlp._parallel import check_batch, make_mesh
 
 # Few steps of a real run; float32 all-reduces sum in another order than one device does.
 TOL = 1e-5
 
 FOUR_DEVICES = r"""
 import json, jax, numpy as np
-from jaxmlp.data import _load_mnist
+from jaxmlp._data import _load_mnist
 from jaxmlp import TrainConfig, train_and_evaluate
 assert jax.device_count() == 4, jax.devices()
 data = _load_mnist(download=False)
@@ -44,6 +44,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.production
 def test_four_devices_match_one(env):
     proc = subprocess.run([sys.executable, "-c", FOUR_DEVICES], capture_output=True, text=True,
                           timeout=300, env={**env, "XLA_FLAGS":
@@ -54,10 +55,11 @@ def test_four_devices_match_one(env):
         assert out[grad]["max_diff"] < TOL, out
         assert out[grad]["max_abs"] > 0.1  # real, trained parameters
         assert out[grad]["acc"][0] > 0.8
-    assert out["indivisible"] == ("batch size 130 does not divide evenly over 4 devices; "
+    assert out["indivisible"] == ("`batch_size` 130 does not divide evenly over 4 devices; "
                                   "use a multiple of 4")
 
 
+@pytest.mark.production
 def test_two_processes_match_one(env, tmp_path):
     args = ["--arch", "b", "--steps", "30", "--batch-size", "128", "--no-progress",
             "--no-download"]
@@ -107,9 +109,9 @@ def test_mesh_and_batch_checks():
     assert mesh.axis_names == ("data",) and mesh.size == 1
     with pytest.raises(ValueError, match="asked for 3 devices but only 1 is available"):
         make_mesh(3)
-    _check_batch(7, mesh)
-    with pytest.raises(ValueError, match="batch size 5 does not divide evenly over 2 devices"):
-        _check_batch(5, type("M", (), {"size": 2})())
+    check_batch(7, mesh)
+    with pytest.raises(ValueError, match="`batch_size` 5 does not divide evenly over 2 devices"):
+        check_batch(5, type("M", (), {"size": 2})())
 
 
 def test_processes_with_different_settings_refuse_to_train(tmp_path):

@@ -4,7 +4,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from jaxmlp import plot
+from jaxmlp import _plot as plot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -22,20 +22,20 @@ HISTORY_VAL = [{**h, "val_loss": v_loss, "val_acc": v_acc}
 
 # Each plot_* function with small inputs: (name, call(path)).
 PLOTS = [
-    ("history", lambda path: plot._plot_history(HISTORY, path, title="arch a")),
-    ("confusion", lambda path: plot._plot_confusion(CONFUSION, path, title="test set")),
-    ("mistakes", lambda path: plot._plot_mistakes(DIGITS, [4, 1, 7, 3, 9], [9, 7, 1, 5, 4],
+    ("history", lambda path: plot.plot_history(HISTORY, path, title="arch a")),
+    ("confusion", lambda path: plot.plot_confusion(CONFUSION, path, title="test set")),
+    ("mistakes", lambda path: plot.plot_mistakes(DIGITS, [4, 1, 7, 3, 9], [9, 7, 1, 5, 4],
                                                  [0.99, 0.9, 0.8, 0.7, 0.6], path)),
-    ("weights", lambda path: plot._plot_weights(WEIGHTS, path)),
-    ("history_val", lambda path: plot._plot_history(HISTORY_VAL, path, title="arch a")),
-    ("mistakes_rgb", lambda path: plot._plot_mistakes(PHOTOS, [4, 1, 7, 3, 9], [9, 7, 1, 5, 4],
+    ("weights", lambda path: plot.plot_weights(WEIGHTS, path)),
+    ("history_val", lambda path: plot.plot_history(HISTORY_VAL, path, title="arch a")),
+    ("mistakes_rgb", lambda path: plot.plot_mistakes(PHOTOS, [4, 1, 7, 3, 9], [9, 7, 1, 5, 4],
                                                      [0.99, 0.9, 0.8, 0.7, 0.6], path,
                                                      image_shape=CIFAR)),
-    ("weights_rgb", lambda path: plot._plot_weights(RGB_WEIGHTS, path, image_shape=CIFAR)),
+    ("weights_rgb", lambda path: plot.plot_weights(RGB_WEIGHTS, path, image_shape=CIFAR)),
 ]
 
 
-def _png(path):
+def read_png(path):
     data = path.read_bytes()
     assert data[:8] == PNG_MAGIC and data[-12:-4] == b"\x00\x00\x00\x00IEND"  # whole file
     return data
@@ -55,7 +55,7 @@ def test_writes_whole_png_and_replaces_existing_file(name, draw, tmp_path):
     existing.write_bytes(b"old contents " * 200_000)  # longer than any of these PNGs
     draw(existing)
     # Replaced whole: no tail of the old file, the same bytes as a fresh write.
-    assert _png(existing) == _png(fresh)
+    assert read_png(existing) == read_png(fresh)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["fresh", existing.name])
 
 
@@ -351,9 +351,9 @@ def test_evaluate_run_draws_in_the_models_image_shape(tmp_path):
     import jax
 
     from jaxmlp import init_params, parse_arch
-    from jaxmlp.config import TrainConfig
-    from jaxmlp.data import Dataset, DatasetInfo
-    from jaxmlp.run import evaluate_run, load_run, _save_model, _write_json
+    from jaxmlp._config import TrainConfig
+    from jaxmlp._data import Dataset, DatasetInfo
+    from jaxmlp._run import evaluate_run, load_run, _save_model, _write_json
 
     info = DatasetInfo("cifar10", CIFAR, 10)
     arch = parse_arch("a")

@@ -436,7 +436,7 @@ CIFAR = (32, 32, 3)
 
 
 def test_prepare_images_takes_any_image_shape():
-    from jaxmlp.images import _check_images, prepare_images
+    from jaxmlp._images import check_images, prepare_images
 
     u8 = np.random.default_rng(6).integers(0, 256, (4, *CIFAR)).astype(np.uint8)
     expected = u8.reshape(4, 3072).astype(np.float32) / np.float32(255)
@@ -456,7 +456,7 @@ def test_prepare_images_takes_any_image_shape():
     with pytest.raises(ValueError, match=rf"images must have shape {forms}, got \(4, 32, 96\)$"):
         prepare_images(u8.reshape(4, 32, 96), image_shape=CIFAR)
     with pytest.raises(ValueError, match=rf"{forms}, got \(32, 32, 3\) \(one image\? add a batch"):
-        _check_images(u8[0], image_shape=CIFAR)
+        check_images(u8[0], image_shape=CIFAR)
     with pytest.raises(ValueError, match=r"^images must have shape \(N, 3072\) with N >= 1, got "
                                          r"\(4, 32, 32, 3\)$"):
         prepare_images(u8, in_dim=3072)  # 3072 is not a square: without the shape, flat only
@@ -477,7 +477,7 @@ def test_prepare_images_takes_any_image_shape():
 
 
 def test_mnist_shape_messages_are_unchanged():
-    from jaxmlp.images import prepare_images
+    from jaxmlp._images import prepare_images
 
     message = (r"^images must have shape \(N, 784\) or \(N, 28, 28\) or \(N, 28, 28, 1\) with "
                r"N >= 1, got \(2, 27, 27\)$")
@@ -535,13 +535,13 @@ def test_load_image_resizes_for_other_shapes(tmp_path):
 
 
 def test_fashion_photos_are_resized_not_cut_out_as_digits(tmp_path):
-    from jaxmlp.data import MNIST, DatasetInfo
-    from jaxmlp._predict import _digit_pipeline
+    from jaxmlp._data import MNIST, DatasetInfo
+    from jaxmlp._predict import digit_pipeline
 
-    assert _digit_pipeline(MNIST) and _digit_pipeline(DatasetInfo("emnist/letters", (28, 28, 1), 37))
-    assert _digit_pipeline(DatasetInfo("kmnist", (28, 28, 1), 10))
+    assert digit_pipeline(MNIST) and digit_pipeline(DatasetInfo("emnist/letters", (28, 28, 1), 37))
+    assert digit_pipeline(DatasetInfo("kmnist", (28, 28, 1), 10))
     fashion = DatasetInfo("fashion_mnist", (28, 28, 1), 10)
-    assert not _digit_pipeline(fashion) and not _digit_pipeline(DatasetInfo("cifar10", (32, 32, 3), 10))
+    assert not digit_pipeline(fashion) and not digit_pipeline(DatasetInfo("cifar10", (32, 32, 3), 10))
     # An item that fills the frame: the plain conversion keeps it whole at 28×28 (a digit's
     # cut-out would crop it to its "ink" and shrink it into a 20×20 box).
     rgb = _noise_rgb(60, 50)
@@ -550,7 +550,7 @@ def test_fashion_photos_are_resized_not_cut_out_as_digits(tmp_path):
     plain = _load_image(path, digits=False)
     np.testing.assert_array_equal(plain, grey.reshape(-1))
     assert not np.array_equal(_load_image(path), plain)  # 28×28×1 alone: the digit pipeline
-    rows, _ = load_inputs([path], digits=_digit_pipeline(fashion))
+    rows, _ = load_inputs([path], digits=digit_pipeline(fashion))
     np.testing.assert_array_equal(rows[0], plain / np.float32(255))
     with pytest.raises(ValueError, match=r"the digit pipeline makes \(28, 28, 1\) images, not "
                                          r"\(32, 32, 3\)"):
@@ -645,10 +645,10 @@ def test_predict_command_on_a_cifar_shaped_run(tmp_path, capsys):
     import dataclasses
     import json
 
-    from jaxmlp.app.cli import main
-    from jaxmlp.config import TrainConfig
-    from jaxmlp.data import DatasetInfo
-    from jaxmlp.run import _save_model, _write_json
+    from jaxmlp.app._cli import main
+    from jaxmlp._config import TrainConfig
+    from jaxmlp._data import DatasetInfo
+    from jaxmlp._run import _save_model, _write_json
 
     run = tmp_path / "run"
     run.mkdir()

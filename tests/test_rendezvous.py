@@ -12,7 +12,7 @@ PROCESS = r"""
 import os, sys
 import jax, numpy as np
 from jax.experimental import multihost_utils
-from jaxmlp.parallel import initialize_distributed
+from jaxmlp._parallel import initialize_distributed
 addr, n, i, timeout, config_hash = sys.argv[1:]
 initialize_distributed(addr, int(n), int(i), timeout_s=float(timeout), config_hash=config_hash)
 ids = multihost_utils.process_allgather(np.array([jax.process_index()]))
@@ -187,7 +187,7 @@ def test_malformed_greetings_are_not_peers_and_the_run_goes_on():
     (dict(timeout_s=float("nan")), "the init timeout must be a positive number"),
 ])
 def test_bad_ports_and_timeouts_are_refused_up_front(kwargs, message):
-    from jaxmlp.parallel import initialize_distributed
+    from jaxmlp._parallel import initialize_distributed
 
     args = {"coordinator": "127.0.0.1:1234", "num_processes": 2, "process_id": 1,
             "timeout_s": 5, **kwargs}

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import jaxmlp
-from jaxmlp.app.cli import main
-from jaxmlp.run import _LOCK, RunError, _RunFolder, load_run
+from jaxmlp.app._cli import main
+from jaxmlp._run import _LOCK, RunError, RunFolder, load_run
 
 QUICK = ["--arch", "a", "--steps", "60", "--no-progress", "--quiet"]
 
@@ -69,12 +69,12 @@ def test_a_failing_start_changes_nothing_on_disk(env, tmp_path, capsys):
     for args, message in [
             (["--arch", "50:relu,5:linear"], "the output layer has 5 units but mnist has 10 classes"),
             (["--arch", "64:tanh"], "the output layer has 64 units but mnist has 10 classes"),
-            (["--seed", str(2 ** 70)], "seed must be in [0, 2**32), got 118… (22 digits)"),
-            (["--seed", "-1"], "seed must be in [0, 2**32)"),
+            (["--seed", str(2 ** 70)], "--seed must be in [0, 2**32), got 118… (22 digits)"),
+            (["--seed", "-1"], "--seed must be in [0, 2**32)"),
             (["--nesterov", "--momentum", "0"], "--nesterov needs a --momentum above 0"),
-            (["--batch-size", "60001"], "batch size 60001 is larger than the 60000"),
+            (["--batch-size", "60001"], "--batch-size 60001 is larger than the 60000"),
             (["--val-size", "60000"], "--val-size 60000 leaves no training examples"),
-            (["--val-size", "59990"], "batch size 128 is larger than the 10 training examples "
+            (["--val-size", "59990"], "--batch-size 128 is larger than the 10 training examples "
                                       "(--val-size 59990 holds out the rest)"),
             (["--warmup-steps", "30"], "--warmup-steps 30 is not shorter than the run (30 steps)"),
             (["--dataset", "not_a_dataset"], "not_a_dataset is not a dataset tensorflow-datasets "
@@ -87,12 +87,12 @@ def test_a_failing_start_changes_nothing_on_disk(env, tmp_path, capsys):
 
 
 def test_second_writer_is_stopped_and_stale_locks_are_taken_over(done, tmp_path, capsys):
-    with _RunFolder.open(done, resume=True):  # another trainer holds the folder
+    with RunFolder.open(done, resume=True):  # another trainer holds the folder
         code, err = _train(capsys, "--resume", str(done), "--steps", "120")
         assert code == 2 and f"{done} is in use by another jaxmlp process (pid {os.getpid()})" in err
         fresh = tmp_path / "fresh"
         fresh.mkdir()
-        with _RunFolder.open(fresh):  # a new run, still in its first epoch
+        with RunFolder.open(fresh):  # a new run, still in its first epoch
             code, err = _train(capsys, "--resume", str(fresh))
             assert code == 2 and "is in use by another jaxmlp process" in err
     # A killed process's lock file stays behind but holds no lock: it is stale, taken over.
@@ -168,7 +168,7 @@ def test_unusable_run_files_are_named(done, capsys):
              # A file's key or value is never quoted (a link once led here to secrets).
              ("config.json", b'{"arch": "a", "epochz": 5}',
               "config.json: setting 2 of 2 is not a jaxmlp setting"),
-             ("config.json", b'{"arch": "a", "lr": "fast"}', "setting 'lr' has the wrong type"),
+             ("config.json", b'{"arch": "a", "lr": "fast"}', "`lr` has the wrong type"),
              ("metrics.jsonl", (done / "metrics.jsonl").read_bytes() + b'{"epo',
               "metrics.jsonl line 2 is not valid JSON")]
     for name, data, message in cases:
@@ -407,7 +407,7 @@ def test_a_signal_while_jaxmlp_starts_is_one_line(env, tmp_path, signum):
 
 
 def test_an_interrupted_start_leaves_no_folder(tmp_path, monkeypatch):
-    import jaxmlp.run as run_module
+    import jaxmlp._run as run_module
 
     def interrupted(folder):
         raise KeyboardInterrupt
@@ -415,7 +415,7 @@ def test_an_interrupted_start_leaves_no_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(run_module, "_lock", interrupted)
     out = tmp_path / "new" / "run"
     with pytest.raises(KeyboardInterrupt):
-        _RunFolder.open(out)
+        RunFolder.open(out)
     assert not (tmp_path / "new").exists()
 
 
@@ -606,22 +606,22 @@ def test_a_sweeps_records_of_the_wrong_shape_are_named(served_runs, tmp_path, ca
 
 def test_a_complete_sweep_resumed_writes_nothing(served_runs, tmp_path):
     # Found by a fresh-eyes test: the summary was rewritten and models/ (jaxmlp eval's) went.
-    from jaxmlp.run import _read_sweep
+    from jaxmlp._run import read_sweep
 
     _, sweep, data = _copy_runs(served_runs, tmp_path)
     jaxmlp.evaluate_run(load_run(sweep, model=0), data)
     before = {p: p.read_bytes() for p in sorted(sweep.rglob("*")) if p.is_file()}
-    config, grid, order = _read_sweep(sweep)
+    config, grid, order = read_sweep(sweep)
     jaxmlp.train_many(config, grid, sweep, order=order, resume=True, data=data,
                       log=lambda _: None)
     assert {p: p.read_bytes() for p in sorted(sweep.rglob("*")) if p.is_file()} == before
 
 
 @pytest.mark.parametrize("name, edit, message", [
-    ("config.json", lambda c: {**c, "lr": 10 ** 400}, "config.json: learning rate must be positive"),
-    ("config.json", lambda c: {**c, "log_every": 10 ** 12}, "config.json: log every must be at most"),
-    ("config.json", lambda c: {**c, "epochs": "١٢"}, "config.json: setting 'epochs' has the wrong type"),
-    ("config.json", lambda c: {**c, "data_dir": ""}, "config.json: data dir must name a folder"),
+    ("config.json", lambda c: {**c, "lr": 10 ** 400}, "config.json: `lr` must be positive"),
+    ("config.json", lambda c: {**c, "log_every": 10 ** 12}, "config.json: `log_every` must be at most"),
+    ("config.json", lambda c: {**c, "epochs": "١٢"}, "config.json: `epochs` has the wrong type"),
+    ("config.json", lambda c: {**c, "data_dir": ""}, "config.json: `data_dir` must name a folder"),
     ("config.json", lambda c: {**c, "arch": "b"}, "model.npz is not the model"),
 ])
 def test_config_values_past_their_range_are_one_line(served_runs, tmp_path, name, edit, message):
@@ -666,12 +666,12 @@ def test_records_out_of_range_are_named(served_runs, tmp_path, line, message):
                                        "each value once)"),
 ])
 def test_a_sweeps_settings_are_checked_by_every_reader(served_runs, tmp_path, edit, message):
-    from jaxmlp.run import _read_sweep
+    from jaxmlp._run import read_sweep
 
     _, sweep, _ = _copy_runs(served_runs, tmp_path)
     meta = json.loads((sweep / "sweep.json").read_text())
     (sweep / "sweep.json").write_text(json.dumps(edit(meta)))
-    for read in (lambda: load_run(sweep, model=0), lambda: _read_sweep(sweep)):  # resume's
+    for read in (lambda: load_run(sweep, model=0), lambda: read_sweep(sweep)):  # resume's
         with pytest.raises(RunError, match=re.escape(message)):
             read()
 
@@ -719,7 +719,7 @@ def test_the_run_api_names_what_is_not_a_run(served_runs, tmp_path):
 def test_a_checkpoint_without_its_records_is_refused(served_runs, tmp_path, what):
     # Found by a second fresh-eyes test: an empty metrics.jsonl made a sweep's resume end in
     # an IndexError traceback and a single run's in "unsupported format string".
-    from jaxmlp.run import _read_sweep
+    from jaxmlp._run import read_sweep
 
     one, sweep, data = _copy_runs(served_runs, tmp_path)
     for folder in (one, sweep):
@@ -739,17 +739,17 @@ def test_a_checkpoint_without_its_records_is_refused(served_runs, tmp_path, what
                 f"{metrics} has no record of step {step}, where checkpoint.npz was saved")):
             if folder == one:
                 jaxmlp.train_and_evaluate(load_run(one).config if what != "missing" else
-                                          dataclasses_replace(_read_config(one), epochs=2),
+                                          dataclasses_replace(read_config(one), epochs=2),
                                           one, resume=True, data=data, log=lambda _: None)
             else:
-                config, grid, order = _read_sweep(sweep)
+                config, grid, order = read_sweep(sweep)
                 jaxmlp.train_many(config, grid, sweep, order=order, resume=True, data=data,
                                   log=lambda _: None)
         assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
 
 
-def _read_config(folder):
-    from jaxmlp.run import _read_config as read
+def read_config(folder):
+    from jaxmlp._run import read_config as read
 
     return read(folder)
 

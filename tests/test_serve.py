@@ -18,8 +18,8 @@ import pytest
 from conftest import SERVED_ARCH, serving
 
 from jaxmlp import ACTIVATIONS, load_model, load_run, parse_arch, predict
-from jaxmlp.run import RunError, _read_history
-from jaxmlp.app.serve import _ASSETS, _MAX_BODY, _make_server
+from jaxmlp._run import RunError, read_history
+from jaxmlp.app._serve import _ASSETS, _MAX_BODY, make_server
 
 WEB = Path(__file__).resolve().parents[1] / "jaxmlp" / "app" / "web"
 
@@ -66,12 +66,12 @@ def test_runs_are_listed_newest_first_with_their_best_accuracies(site):
     assert [r["path"] for r in runs] == ["grid/sweep", "one"]  # the sweep was trained last
     assert runs[0]["modified"] >= runs[1]["modified"]
     sweep, one = runs
-    history = _read_history(root / "one")
+    history = read_history(root / "one")
     assert one["kind"] == "run" and one["arch"] == SERVED_ARCH and one["epochs"] == 2
     assert one["best_test_acc"] == max(r["test_acc"] for r in history)
     assert one["best_val_acc"] == max(r["val_acc"] for r in history)
     assert sweep["kind"] == "sweep" and sweep["models"] == 4 and sweep["best_val_acc"] is None
-    assert sweep["best_test_acc"] == max(m["test_acc"] for r in _read_history(root / "grid/sweep")
+    assert sweep["best_test_acc"] == max(m["test_acc"] for r in read_history(root / "grid/sweep")
                                          for m in r["models"])
 
 
@@ -85,7 +85,7 @@ def test_a_run_is_its_config_history_and_evaluation(site):
     sweep = get_json(port, "/api/run?path=grid%2Fsweep")
     assert [(s["lr"], s["models"]) for s in sweep["settings"]] == [(0.05, [0, 1]), (0.1, [2, 3])]
     assert [m["seed"] for m in sweep["models"]] == [0, 1, 0, 1]
-    assert sweep["history"] == _read_history(root / "grid/sweep")
+    assert sweep["history"] == read_history(root / "grid/sweep")
     assert sweep["summary"]["settings"][1]["lr"] == 0.1
 
 
@@ -162,7 +162,7 @@ def test_a_run_folder_itself_can_be_served(served_runs):
     with serving(root) as server:
         port = server.server_address[1]
         assert [r["path"] for r in get_json(port, "/api/runs")["runs"]] == ["."]
-        assert get_json(port, "/api/run?path=.")["history"] == _read_history(root)
+        assert get_json(port, "/api/run?path=.")["history"] == read_history(root)
         assert request(port, "GET", "/files/curves.png")[2] == (root / "curves.png").read_bytes()
         assert request(port, "GET", "/files/../one/curves.png")[0] == 404
 
@@ -274,11 +274,11 @@ def test_odd_run_files_are_named_never_waited_on(served_runs, tmp_path):
         assert rows["fifo"]["error"] == f"{root.resolve()}/fifo/metrics.jsonl is not a regular file"
         assert request(port, "GET", "/api/run?path=fifo")[0] == 409
         view = get_json(port, "/api/run?path=odd-eval")
-        assert view["evaluation"] is None and view["history"] == _read_history(root / "odd-eval")
+        assert view["evaluation"] is None and view["history"] == read_history(root / "odd-eval")
         assert view["evaluation_error"].endswith("/odd-eval/eval.json is not jaxmlp eval's output "
                                                  "(needs test_acc, test_loss, per_class_acc, "
                                                  "confusion, mistakes): run jaxmlp eval again")
-    # The check is jaxmlp.run's readers', so every command names it too.
+    # The check is jaxmlp._run's readers', so every command names it too.
     with pytest.raises(RunError, match="fifo/metrics.jsonl is not a regular file"):
         load_run(root / "fifo")
 
@@ -364,7 +364,7 @@ def test_the_command_serves_until_ctrl_c_then_exits_0_with_one_line(served_runs)
 
 def test_an_ipv6_host_is_served_and_an_empty_one_refused(served_runs):
     with pytest.raises(ValueError, match=r"--host must name an address \(0.0.0.0 for every"):
-        _make_server(served_runs[0], "", 0)
+        make_server(served_runs[0], "", 0)
     try:
         with socket.socket(socket.AF_INET6) as s:
             s.bind(("::1", 0))
@@ -482,14 +482,14 @@ def test_a_malformed_sweep_costs_only_its_own_row(served_runs, tmp_path, models,
     with serving(root) as server:
         rows = {r["path"]: r for r in get_json(server.server_address[1], "/api/runs")["runs"]}
     assert set(rows) == {"bad", "good"}
-    assert rows["good"]["best_test_acc"] == max(r["test_acc"] for r in _read_history(root / "good"))
+    assert rows["good"]["best_test_acc"] == max(r["test_acc"] for r in read_history(root / "good"))
     assert "error" not in rows["good"] and f"{root.resolve()}/bad" in rows["bad"]["error"]
     assert "Traceback" not in "".join(capfd.readouterr())
 
 
 @pytest.mark.parametrize("models", [{"a": 1}, [], [1, 2, 3, 4]])
 def test_a_malformed_sweep_is_a_409_naming_metrics_jsonl(served_runs, tmp_path, models):
-    """Needs jaxmlp.run._read_history to check a sweep's ``models`` (one dict per model)."""
+    """Needs jaxmlp._run.read_history to check a sweep's ``models`` (one dict per model)."""
     root = sweep_with_models(tmp_path, served_runs, models)
     where = f"{root.resolve()}/bad/metrics.jsonl line 1"
     with serving(root) as server:
@@ -511,14 +511,14 @@ def test_an_unforeseen_error_in_one_run_is_its_row_and_one_console_line(served_r
     root = tmp_path / "runs"
     copy_run(served_runs[0] / "one", root / "good")
     copy_run(served_runs[0] / "one", root / "odd")
-    read = jaxmlp.app._pages._read_history
+    read = jaxmlp.app._pages.read_history
 
     def history(folder):
         if Path(folder).name == "odd":
             raise KeyError("models")  # as a reader that missed a case would
         return read(folder)
 
-    monkeypatch.setattr(jaxmlp.app._pages, "_read_history", history)
+    monkeypatch.setattr(jaxmlp.app._pages, "read_history", history)
     with serving(root) as server:
         port = server.server_address[1]
         for _ in range(3):  # read once: the row is kept until the run's files change
@@ -552,7 +552,7 @@ def test_an_eval_json_of_the_right_keys_but_wrong_values_is_named(served_runs, t
         assert get_json(port, "/api/run?path=run")["evaluation"] == GOOD_EVAL
         (run / "eval.json").write_text(json.dumps({**GOOD_EVAL, **change}))
         view = get_json(port, "/api/run?path=run")
-    assert view["evaluation"] is None and view["history"] == _read_history(run)
+    assert view["evaluation"] is None and view["history"] == read_history(run)
     assert view["evaluation_error"] == (f"{root.resolve()}/run/eval.json is not jaxmlp eval's "
                                         "output (needs test_acc, test_loss, per_class_acc, "
                                         "confusion, mistakes): run jaxmlp eval again")
@@ -583,7 +583,7 @@ def test_a_nan_in_a_run_file_is_sent_as_null(served_runs, tmp_path):
 
     view = json.loads(body, parse_constant=refuse)
     assert view["history"][0]["epoch_seconds"] is None
-    assert view["history"][1]["test_acc"] == _read_history(run)[1]["test_acc"]
+    assert view["history"][1]["test_acc"] == read_history(run)[1]["test_acc"]
     assert row["best_test_acc"] == max(h["test_acc"] for h in view["history"])
 
 
@@ -614,10 +614,10 @@ def test_handler_threads_are_bounded_and_the_waiting_are_served(served_runs, mon
     import threading
     import time
 
-    import jaxmlp.app.serve
+    import jaxmlp.app._serve
 
-    monkeypatch.setattr(jaxmlp.app.serve, "_THREADS", 4)
-    monkeypatch.setattr(jaxmlp.app.serve, "_DEADLINE", 1.0)
+    monkeypatch.setattr(jaxmlp.app._serve, "_THREADS", 4)
+    monkeypatch.setattr(jaxmlp.app._serve, "_DEADLINE", 1.0)
     with serving(served_runs[0]) as server:
         port = server.server_address[1]
         before = threading.active_count()
@@ -638,9 +638,9 @@ def test_a_client_trickling_its_request_is_dropped_at_the_deadline(served_runs, 
     to 1 s here) counts from the request's start. An idle kept-alive connection closes too."""
     import time
 
-    import jaxmlp.app.serve
+    import jaxmlp.app._serve
 
-    monkeypatch.setattr(jaxmlp.app.serve, "_DEADLINE", 1.0)
+    monkeypatch.setattr(jaxmlp.app._serve, "_DEADLINE", 1.0)
     with serving(served_runs[0]) as server:
         port = server.server_address[1]
         with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
@@ -668,9 +668,9 @@ def test_a_client_trickling_its_request_is_dropped_at_the_deadline(served_runs, 
 def test_a_body_that_trickles_past_the_deadline_gets_408(served_runs, monkeypatch):
     import time
 
-    import jaxmlp.app.serve
+    import jaxmlp.app._serve
 
-    monkeypatch.setattr(jaxmlp.app.serve, "_DEADLINE", 1.0)
+    monkeypatch.setattr(jaxmlp.app._serve, "_DEADLINE", 1.0)
     with serving(served_runs[0]) as server:
         with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=5) as s:
             s.sendall(b"POST /api/predict?path=one HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -682,7 +682,7 @@ def test_a_body_that_trickles_past_the_deadline_gets_408(served_runs, monkeypatc
 
 
 def test_run_files_that_are_links_are_named_never_shown(served_runs, tmp_path):
-    """Needs jaxmlp.run's readers to refuse a run file that is a link (or reached through a
+    """Needs jaxmlp._run's readers to refuse a run file that is a link (or reached through a
     linked folder below the run folder): 409 naming the file, never what it holds."""
     secret = tmp_path / "secret"
     secret.mkdir()

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 import jaxmlp
-from jaxmlp.app.cli import main
-from jaxmlp.data import MNIST, DatasetInfo
-from jaxmlp.run import RunError
-from jaxmlp.layout import _check_memory, _estimate_bytes
-from jaxmlp.app.cli import _parse_floats, _parse_seeds
-from jaxmlp.sweep import Grid, _format_summary, _summarize
-from jaxmlp.trainer import train_many
+from jaxmlp.app._cli import main
+from jaxmlp._data import MNIST, DatasetInfo
+from jaxmlp._run import RunError
+from jaxmlp._layout import check_memory, _estimate_bytes
+from jaxmlp.app._cli import _parse_floats, _parse_seeds
+from jaxmlp._sweep import Grid, format_summary, _summarize
+from jaxmlp._trainer import train_many
 
 quiet = lambda _: None
 
@@ -44,7 +44,7 @@ def _model(params, i):
     ("hand", {"dropout": "0.2,0.5", "max_norm": 3.0, "augment": "alpha=34,sigma=4,shear=10",
               "ema": 0.9}),
 ], ids=["sgd-hand", "sgd-autodiff", "adamw-warmup-clip", "augment-dropout-maxnorm-ema"])
-def test_independent_models_equal_single_runs(small, grad, optimizer, light_compiler):
+def test_independent_models_equal_single_runs(small, grad, optimizer):
     # (Compiled light, sweep and single runs alike: their agreement is what is checked.)
     half = small._replace(train_images=small.train_images[:3000],
                           train_labels=small.train_labels[:3000])
@@ -70,9 +70,9 @@ def test_independent_models_equal_single_runs(small, grad, optimizer, light_comp
 
 SHARDED = r"""
 import json, jax, numpy as np
-from jaxmlp.config import TrainConfig
-from jaxmlp.data import _load_mnist
-from jaxmlp.trainer import Grid, train_many
+from jaxmlp._config import TrainConfig
+from jaxmlp._data import _load_mnist
+from jaxmlp._trainer import Grid, train_many
 assert jax.device_count() == 4
 data = _load_mnist(download=False)
 data = data._replace(train_images=data.train_images[:4000], train_labels=data.train_labels[:4000],
@@ -88,6 +88,7 @@ print("RESULT", json.dumps(out))
 """
 
 
+@pytest.mark.production
 def test_sharded_sweep_equals_unsharded(tfds_dir, cache_dir, mnist):
     env = {**os.environ, "TFDS_DATA_DIR": str(tfds_dir), "JAXMLP_CACHE_DIR": str(cache_dir),
            "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
@@ -120,7 +121,7 @@ def test_summary_statistics_and_ensembles_by_hand():
     assert second["ensemble_test_acc"] == 0.5  # the diverged model does not vote
     assert s["best"] == {"lr": 0.1, "momentum": 0.9, "test_acc_mean": pytest.approx(0.7),
                          "ensemble_test_acc": 1.0, "chosen_by": "ensemble_test_acc"}
-    text = _format_summary(s)
+    text = format_summary(s)
     assert "val_acc" not in text and "validation accuracy" not in text
 
 
@@ -150,7 +151,7 @@ def test_best_setting_is_chosen_on_validation_not_test():
     assert s["best"] == {"lr": 0.2, "momentum": 0.9, "val_acc_mean": 0.75,
                          "ensemble_val_acc": 1.0, "test_acc_mean": 0.5,
                          "ensemble_test_acc": 0.5, "chosen_by": "ensemble_val_acc"}
-    text = _format_summary(s)
+    text = format_summary(s)
     assert "best setting (by validation ensemble): lr 0.2," in text
     assert "validation accuracy 0.5000 ± 0.3536 (min 0.2500, max 0.7500); ensemble 0.5000; " \
            "test accuracy 0.7500" in text
@@ -159,7 +160,7 @@ def test_best_setting_is_chosen_on_validation_not_test():
     s = _summarize(grid, plain, probs, labels)
     assert s["best"]["lr"] == 0.1 and s["best"]["chosen_by"] == "ensemble_test_acc"
     assert "val_acc_mean" not in s["settings"][0]
-    assert "best setting (by test ensemble: no validation split): lr 0.1" in _format_summary(s)
+    assert "best setting (by test ensemble: no validation split): lr 0.1" in format_summary(s)
 
 
 def test_sweep_with_validation_split_and_lion(small, tmp_path):
@@ -207,7 +208,7 @@ def cifar100(tmp_path_factory):
     """CIFAR-100 as ``tfds.testing.mock_data`` fakes it: 3072 pixels, 100 classes (train and
     test hold the same 240 random examples), through ``load_dataset`` as a real one."""
     import tensorflow_datasets as tfds
-    from jaxmlp import data as data_module
+    from jaxmlp import _data as data_module
 
     root = tmp_path_factory.mktemp("cifar100")
     with pytest.MonkeyPatch.context() as mp, tfds.testing.mock_data(num_examples=240):
@@ -329,7 +330,7 @@ def test_sweep_failures_are_one_line(env, tmp_path, capsys):
              "4096:relu,10:linear on mnist need about"),
             (["--warmup-steps", "5"], "--warmup-steps 5 is not shorter than the run (5 steps)"),
             (["--val-size", "60000"], "--val-size 60000 leaves no training examples"),
-            (["--val-size", "59990"], "batch size 128 is larger than the 10 training examples "
+            (["--val-size", "59990"], "--batch-size 128 is larger than the 10 training examples "
                                       "(--val-size 59990 holds out the rest)"),
             # 1 device, or one per core if this test is the first to start JAX (cli._sweep)
             (["--devices", "3"], "asked for 3 devices but only")]:
@@ -368,7 +369,7 @@ def test_cpu_devices_share_the_hosts_memory(mnist):
     # which the cores share: two of them must not count it twice.
     import types
 
-    from jaxmlp.layout import _available_bytes
+    from jaxmlp._layout import _available_bytes
 
     host = _available_bytes(jax.devices("cpu")[0])
     cores = [types.SimpleNamespace(platform="cpu", memory_stats=lambda: None)] * 2
@@ -378,8 +379,8 @@ def test_cpu_devices_share_the_hosts_memory(mnist):
     k = int(1.2 * host / per_model)  # over 80% of the host, under 160%
     with pytest.raises(ValueError, match=f"{k} models of wide on mnist need about .* GiB, more "
                                          r"than 80% of the .* GiB available"):
-        _check_memory(config, k, "shared", mnist, cores)
-    _check_memory(config, k // 4, "shared", mnist, cores)  # 30% of the host: fits
+        check_memory(config, k, "shared", mnist, cores)
+    check_memory(config, k // 4, "shared", mnist, cores)  # 30% of the host: fits
 
 
 def test_sweep_models_from_the_command_line_and_their_faults(env, tmp_path, capsys):
@@ -436,7 +437,7 @@ def test_sweep_models_from_the_command_line_and_their_faults(env, tmp_path, caps
 def test_the_one_loop_gives_a_sweep_every_feature_of_a_single_run(small, tmp_path, capsys):
     """iter lines, the progress bar, startup and evaluation times, Ctrl-C that keeps the
     finished epochs, and a bit-exact resume: the loop of `jaxmlp train` is the sweep's."""
-    from jaxmlp.trainer import TrainingInterrupted
+    from jaxmlp._trainer import TrainingInterrupted
 
     config = jaxmlp.TrainConfig(arch="b", epochs=3, log_every=20)  # 46 steps an epoch
     grid = Grid((0, 1), (0.1,), (0.9,))

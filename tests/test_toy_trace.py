@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from jaxmlp.toy import toy_trace
+from jaxmlp._toy import toy_trace
 
 SIGMA = lambda t: 1 / (1 + np.exp(-t))
 PATTERN = np.array([[1.0, -1.0], [-1.0, 1.0]])

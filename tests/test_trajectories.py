@@ -70,6 +70,7 @@ def summary(params) -> dict:
             for i, layer in enumerate(params) for k, v in sorted(layer.items())}
 
 
+@pytest.mark.production
 @pytest.mark.parametrize("name", list(RUNS))
 def test_single_run_trajectories_are_today_s(name, mnist, tmp_path):
     stored = json.loads(STORED.read_text())[name]
@@ -82,7 +83,7 @@ def test_single_run_trajectories_are_today_s(name, mnist, tmp_path):
 if __name__ == "__main__":  # print (or --save FILE: whole params, for a bitwise comparison)
     import tempfile
 
-    from jaxmlp.data import _load_mnist
+    from jaxmlp._data import _load_mnist
 
     data = _load_mnist()
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,7 @@ moment ends the command with one line and exit 130:
   in the main code instead of being lost;
 - an interrupted command leaves with ``os._exit`` once its line is out: interpreter
   shutdown after an interrupted start of XLA's runtime can crash (SIGSEGV seen here);
-  so does any process that joined a multi-process run (``jaxmlp.parallel._leave``).
+  so does any process that joined a multi-process run (``jaxmlp._parallel._leave``).
 """
 import _thread
 import os
@@ -36,7 +36,7 @@ def _unraisable(hook):
 
 
 def _leave(code: int) -> int:
-    parallel = sys.modules.get("jaxmlp.parallel")
+    parallel = sys.modules.get("jaxmlp._parallel")
     if parallel is not None and parallel._joined:  # its teardown can hang: it leaves itself
         parallel._leave(code)
     if code == 130:
@@ -47,9 +47,9 @@ def _leave(code: int) -> int:
 
 
 def main(argv=None) -> int:
-    """``jaxmlp``: the command line (``jaxmlp.app.cli.main``), interruptible from the start."""
+    """``jaxmlp``: the command line (``jaxmlp.app._cli.main``), interruptible from the start."""
     previous = {s: signal.signal(s, _note) for s in (signal.SIGINT, signal.SIGTERM)}
-    from jaxmlp.app import cli  # JAX, NumPy, Optax: seconds, signals only noted meanwhile
+    from jaxmlp.app import _cli  # JAX, NumPy, Optax: seconds, signals only noted meanwhile
 
     signal.signal(signal.SIGINT, previous[signal.SIGINT])
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # as Ctrl-C: KeyboardInterrupt
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     try:
         if _noted:
             raise KeyboardInterrupt
-        return _leave(cli.main(argv))  # a Ctrl-C inside a command is answered there
+        return _leave(_cli.main(argv))  # a Ctrl-C inside a command is answered there
     except KeyboardInterrupt:  # while importing or parsing the command line
         print("jaxmlp: interrupted", file=sys.stderr)
         return _leave(130)

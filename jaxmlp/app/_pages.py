@@ -1,8 +1,8 @@
 """What ``jaxmlp serve``'s page is told, as JSON-ready dicts: each run's row of the runs
 page, a run's or a sweep's view, a model's weights, and ``jaxmlp.predict`` on a drawing.
 
-Run files are read through ``jaxmlp.run``'s readers only, and never a run's lock; pictures
-through ``_png`` only. No link is followed: a file or folder that is a symbolic link is
+Run files are read through ``jaxmlp._run``'s readers only, and never a run's lock; pictures
+through ``read_png`` only. No link is followed: a file or folder that is a symbolic link is
 looked at (``lstat``), never through.
 """
 import base64
@@ -15,22 +15,22 @@ import stat
 import sys
 from pathlib import Path
 
-from jaxmlp._files import _open_file
-from jaxmlp.run import (CONFIG, EVAL, METRICS, MODEL, MODELS, SUMMARY, SWEEP, RunError,
-                        _config_of, _is_sweep, _read_history, _read_json, _read_sweep,
-                        _read_sweep_with_info)
+from jaxmlp._files import open_file
+from jaxmlp._run import (CONFIG, EVAL, METRICS, MODEL, MODELS, SUMMARY, SWEEP, RunError,
+                        config_of, is_sweep, read_history, read_json, read_sweep,
+                        read_sweep_with_info)
 
-_PICTURES = ("curves.png", "confusion.png", "mistakes.png", "weights.png")
+PICTURES = ("curves.png", "confusion.png", "mistakes.png", "weights.png")
 _PNG = b"\x89PNG\r\n\x1a\n"  # how every PNG file starts
 _MAX_PICTURE = 64 << 20  # jaxmlp's pictures are a few hundred kB; a larger one is not served
 _DEPTH = 4  # how deep under the root runs are looked for (runs/records/simard2003 is 2)
 
 
-class _BadRequest(ValueError):
+class BadRequest(ValueError):
     """A request that cannot be answered as it stands; the message says what was expected."""
 
 
-def _stamp(*paths: Path) -> str:
+def stamp_of(*paths: Path) -> str:
     """A version of the files ``paths``: changes whenever one is written (they are replaced
     whole, by rename, so a new inode or time or size)."""
     parts = []
@@ -43,7 +43,7 @@ def _stamp(*paths: Path) -> str:
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
 
-def _find_runs(root: Path) -> list[Path]:
+def find_runs(root: Path) -> list[Path]:
     """Every run and sweep folder under ``root`` (the root itself included), not following
     links, not looking inside a run (``models/``, ``.new/``) or hidden folders."""
     found = []
@@ -57,7 +57,7 @@ def _find_runs(root: Path) -> list[Path]:
     return found
 
 
-def _there(path: Path) -> bool:
+def is_there(path: Path) -> bool:
     """Whether ``path`` is there, a link included (dangling or not): its reader then says
     what is wrong with it, instead of the run looking like another kind."""
     return os.path.lexists(path)
@@ -71,13 +71,13 @@ def _regular_file(path: Path) -> bool:
         return False
 
 
-def _png(root: Path, path: Path, whole: bool = True) -> bytes | None:
+def read_png(root: Path, path: Path, whole: bool = True) -> bytes | None:
     """The picture ``path`` under ``root`` (only its signature unless ``whole``), or None
-    unless it is a regular file reached from ``root`` without a link (``_open_file``) that
+    unless it is a regular file reached from ``root`` without a link (``open_file``) that
     starts as a PNG does: a ``curves.png`` that is another run's ``model.npz``, linked or
     hard-linked, is no picture."""
     try:
-        with _open_file(path, within=root) as f:
+        with open_file(path, within=root) as f:
             # Size and signature first: a large file, or one of another kind, is never read.
             if os.fstat(f.fileno()).st_size > _MAX_PICTURE or f.read(len(_PNG)) != _PNG:
                 return None
@@ -87,7 +87,7 @@ def _png(root: Path, path: Path, whole: bool = True) -> bytes | None:
     return data if len(data) <= _MAX_PICTURE else None  # grown since: refused all the same
 
 
-def _number(v) -> bool:
+def format_number(v) -> bool:
     """A finite int or float (``True`` is no number here, nor NaN)."""
     return type(v) in (int, float) and math.isfinite(v)
 
@@ -98,19 +98,19 @@ def _count(v) -> bool:
 
 def _is_mistake(m) -> bool:
     return (isinstance(m, dict) and all(_count(m.get(k)) for k in ("index", "label", "predicted"))
-            and _number(m.get("confidence")))
+            and format_number(m.get("confidence")))
 
 
 def _is_evaluation(report) -> bool:
     """Whether ``report`` is what ``jaxmlp eval`` writes, element by element: accuracies and
     a loss that are finite numbers, an n×n confusion of counts with n per-class accuracies
     (None for a class absent from the test set), and mistakes of the shape it lists."""
-    if not (isinstance(report, dict) and _number(report.get("test_acc"))
-            and 0 <= report["test_acc"] <= 1 and _number(report.get("test_loss"))):
+    if not (isinstance(report, dict) and format_number(report.get("test_acc"))
+            and 0 <= report["test_acc"] <= 1 and format_number(report.get("test_loss"))):
         return False
     per_class, confusion = report.get("per_class_acc"), report.get("confusion")
     mistakes = report.get("mistakes")
-    return (isinstance(per_class, list) and all(a is None or _number(a) for a in per_class)
+    return (isinstance(per_class, list) and all(a is None or format_number(a) for a in per_class)
             and isinstance(confusion, list) and 0 < len(confusion) == len(per_class)
             and all(isinstance(row, list) and len(row) == len(confusion)
                     and all(_count(n) for n in row) for row in confusion)
@@ -121,7 +121,7 @@ def _is_evaluation(report) -> bool:
 _EVAL_KEYS = ("test_acc", "test_loss", "per_class_acc", "confusion", "mistakes")
 
 
-def _rel(root: Path, folder: Path) -> str:
+def page_name(root: Path, folder: Path) -> str:
     """How the page names ``folder``: relative to the served root (``"."``: the root)."""
     return folder.relative_to(root).as_posix() or "."
 
@@ -129,7 +129,7 @@ def _rel(root: Path, folder: Path) -> str:
 def _optional_json(path: Path, within: Path | None = None):
     """``path``'s JSON, or None while it is not written (``RunError`` if it cannot be read);
     ``within``: the run folder, when ``path`` lies below it (no folder between may be a link)."""
-    return _read_json(path, within=within) if _there(path) else None
+    return read_json(path, within=within) if is_there(path) else None
 
 
 def _evaluation(path: Path, within: Path | None = None) -> tuple[dict | None, str | None]:
@@ -148,20 +148,20 @@ def _evaluation(path: Path, within: Path | None = None) -> tuple[dict | None, st
 
 
 def _pictures(root: Path, folder: Path) -> list[str]:
-    """The pictures of ``folder`` that ``/files/`` serves: exactly those ``_png`` reads."""
-    return [n for n in _PICTURES if _png(root, folder / n, whole=False)]
+    """The pictures of ``folder`` that ``/files/`` serves: exactly those ``read_png`` reads."""
+    return [n for n in PICTURES if read_png(root, folder / n, whole=False)]
 
 
 def _best(values) -> float | None:
-    values = [v for v in values if _number(v)]
+    values = [v for v in values if format_number(v)]
     return max(values) if values else None
 
 
-def _describe(root: Path, folder: Path) -> dict:
+def describe_run(root: Path, folder: Path) -> dict:
     """One row of the runs page: what the run is, how far it is, how good it got; or, for a
     run whose files cannot be read, what is wrong, so the other rows still show."""
-    rel = _rel(root, folder)
-    sweep = _is_sweep(folder)
+    rel = page_name(root, folder)
+    sweep = is_sweep(folder)
     times = []
     for name in (METRICS, SWEEP, CONFIG):
         try:
@@ -182,13 +182,13 @@ def _describe(root: Path, folder: Path) -> dict:
 def _progress(folder: Path, sweep: bool) -> dict:
     """What a row says of a readable run: settings, epochs and steps done, best accuracies."""
     if sweep:
-        config, grid, _ = _read_sweep(folder)
+        config, grid, _ = read_sweep(folder)
         row = {"models": len(grid.configs(config))}
-        history = _read_history(folder, models=row["models"])
+        history = read_history(folder, models=row["models"])
         records = [m for h in history for m in h["models"] if not m.get("diverged")]
     else:
-        config, row = _config_of(folder / CONFIG), {}
-        history = records = _read_history(folder)
+        config, row = config_of(folder / CONFIG), {}
+        history = records = read_history(folder)
     return {**row, "dataset": config.dataset, "arch": config.arch,
             "epochs": history[-1]["epoch"] if history else 0, "planned_epochs": config.epochs,
             "planned_steps": config.steps, "step": history[-1]["step"] if history else 0,
@@ -196,11 +196,11 @@ def _progress(folder: Path, sweep: bool) -> dict:
             "best_val_acc": _best(r.get("val_acc") for r in records)}
 
 
-def _run_view(root: Path, folder: Path) -> dict:
+def run_view(root: Path, folder: Path) -> dict:
     """A run's page: its settings, every epoch's record, and ``jaxmlp eval``'s results."""
-    rel = _rel(root, folder)
-    if _is_sweep(folder):
-        config, grid, order, info = _read_sweep_with_info(folder)
+    rel = page_name(root, folder)
+    if is_sweep(folder):
+        config, grid, order, info = read_sweep_with_info(folder)
         models = [{"index": i, "seed": c.seed, "lr": c.lr, "momentum": c.momentum}
                   for i, c in enumerate(grid.configs(config))]
         settings: list[dict] = []
@@ -219,36 +219,36 @@ def _run_view(root: Path, folder: Path) -> dict:
         return {"path": rel, "kind": "sweep", "config": dataclasses.asdict(config),
                 "grid": grid._asdict(), "order": order, "dataset": info._asdict(),
                 "models": models, "settings": settings,
-                "history": _read_history(folder, models=len(models)),
+                "history": read_history(folder, models=len(models)),
                 "summary": _optional_json(folder / SUMMARY),  # written at the end
                 "evaluations": evaluations, "evaluation_errors": errors,
                 "model_pictures": pictures, "pictures": _pictures(root, folder)}
-    config = _config_of(folder / CONFIG)
+    config = config_of(folder / CONFIG)
     evaluation, error = _evaluation(folder / EVAL)
     return {"path": rel, "kind": "run", "config": dataclasses.asdict(config),
-            "history": _read_history(folder), "evaluation": evaluation,
+            "history": read_history(folder), "evaluation": evaluation,
             "evaluation_error": error, "has_model": _regular_file(folder / MODEL),
             "pictures": _pictures(root, folder)}
 
 
-def _model_json(arch, params, info, version: str) -> dict:
+def model_json(arch, params, info, version: str) -> dict:
     """The weights for the page's forward pass: float32, little-endian, base64; ``version``
     changes when the run saves new weights (the page then fetches them again)."""
     import numpy as np
 
-    from jaxmlp._predict import _digit_pipeline
+    from jaxmlp._predict import digit_pipeline
 
     def b64(a):
         return base64.b64encode(np.ascontiguousarray(a, "<f4").tobytes()).decode()
 
     return {"version": version, "arch": [{"units": u, "activation": a} for u, a in arch],
             "dataset": info.name, "image_shape": list(info.image_shape),
-            "in_dim": info.in_dim, "digits": _digit_pipeline(info),
+            "in_dim": info.in_dim, "digits": digit_pipeline(info),
             "layers": [{"w": b64(p["w"]), "b": b64(p["b"]), "shape": list(np.shape(p["w"]))}
                        for p in params]}
 
 
-def _predict_json(arch, params, info, version: str, body: bytes) -> dict:
+def predict_json(arch, params, info, version: str, body: bytes) -> dict:
     """``jaxmlp.predict`` on the request's pixels: what the page checks itself against."""
     import numpy as np
 
@@ -257,12 +257,12 @@ def _predict_json(arch, params, info, version: str, body: bytes) -> dict:
     try:
         request = json.loads(body)
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
-        raise _BadRequest(f"the body is not JSON ({str(e)[:120]})") from None
+        raise BadRequest(f"the body is not JSON ({str(e)[:120]})") from None
     pixels = request.get("pixels") if isinstance(request, dict) else None
     n = info.in_dim
     if not (isinstance(pixels, list) and len(pixels) == n
             and all(type(v) is int and 0 <= v <= 255 for v in pixels)):
-        raise _BadRequest(f'expected {{"pixels": [...]}}: {n} grey levels, integers in '
+        raise BadRequest(f'expected {{"pixels": [...]}}: {n} grey levels, integers in '
                          "0..255, row by row (as the page's 28×28 input)")
     probs = predict(params, np.asarray(pixels, np.uint8)[None], arch,
                     image_shape=info.image_shape)

@@ -6,7 +6,7 @@
 - ``startup``: ``jaxmlp train`` to a target accuracy in fresh processes (cold, then warm
   caches), process start to first step, peak memory.
 - ``sweeps`` (``--sweep``): K models at once, model-epochs per second, through the
-  trainer's own sweep epoch (``jaxmlp.sweep._Stack.train``), against K runs one after
+  trainer's own sweep epoch (``jaxmlp._sweep.Stack.train``), against K runs one after
   another and PyTorch; on CPU also sharded over two forced devices, in a child process.
 - ``evaluation`` (``--sweep``): a sweep epoch's training against its evaluation, and the
   evaluation of all K models at once against K x 3 separate calls.

@@ -3,7 +3,7 @@
 For each preset at one batch size it times whole training epochs, the first apart
 (compilation) and then the median of the rest, for:
 
-  scan-hand      jaxmlp: a whole epoch in one jitted lax.scan (``jaxmlp.epoch.make_epoch``,
+  scan-hand      jaxmlp: a whole epoch in one jitted lax.scan (``jaxmlp._epoch.make_epoch``,
                  the trainer's own), hand-written backward pass
   scan-autodiff  the same with jax.grad
   step-loop      the way JAX's own MNIST examples train: one jitted step per batch, batches
@@ -25,12 +25,12 @@ import time
 import jax
 import numpy as np
 
-from jaxmlp.arch import parse_arch
-from jaxmlp.config import TrainConfig
-from jaxmlp.data import MNIST
-from jaxmlp.epoch import make_epoch, make_step
-from jaxmlp.mlp import init_params
-from jaxmlp.optim import make_optimizer
+from jaxmlp._arch import parse_arch
+from jaxmlp._config import TrainConfig
+from jaxmlp._data import MNIST
+from jaxmlp._epoch import make_epoch, make_step
+from jaxmlp._mlp import init_params
+from jaxmlp._optim import make_optimizer
 
 from bench.timing import Driver, round_robin, summary
 

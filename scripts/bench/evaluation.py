@@ -4,11 +4,11 @@ way of it.
 For K models of one preset (b, K = 16 by default) on one device it times the three calls
 a sweep's epoch is made of or was made of:
 
-  train              ``_Stack.train``: one jitted epoch of all K models (the trainer's own,
+  train              ``Stack.train``: one jitted epoch of all K models (the trainer's own,
                      with its host sync of the losses)
-  evaluate           ``_Stack.evaluate``: every model on every split at once (one jitted
-                     call per chunk for all K models, ``jaxmlp.metrics.evaluate_models``)
-  evaluate_per_model the old way: per model and per split one ``jaxmlp.metrics.evaluate``
+  evaluate           ``Stack.evaluate``: every model on every split at once (one jitted
+                     call per chunk for all K models, ``jaxmlp._metrics.evaluate_models``)
+  evaluate_per_model the old way: per model and per split one ``jaxmlp._metrics.evaluate``
                      call from Python (K x 3 calls), from the host copy of the params (as
                      the old sweep loop had it; the copy, about a millisecond, included)
 
@@ -28,12 +28,12 @@ import itertools
 
 import jax
 
-from jaxmlp.arch import parse_arch
-from jaxmlp.config import Grid
-from jaxmlp.data import Dataset, _with_validation
-from jaxmlp.metrics import evaluate
-from jaxmlp.parallel import _to_host
-from jaxmlp.sweep import _Stack
+from jaxmlp._arch import parse_arch
+from jaxmlp._config import Grid
+from jaxmlp._data import Dataset, with_validation
+from jaxmlp._metrics import evaluate
+from jaxmlp._parallel import to_host
+from jaxmlp._sweep import Stack
 
 from bench.sweeps import config_for
 from bench.timing import Driver, round_robin, summary
@@ -45,10 +45,10 @@ def measure(mnist: Dataset, *, preset: str, k: int, batch_size: int, lr: float,
             rounds: int) -> dict:
     """Seconds per epoch of training and of the two evaluations, and their shares."""
     val_size = len(mnist.train_labels) // 6
-    data = _with_validation(mnist, val_size)
+    data = with_validation(mnist, val_size)
     spe = len(data.train_labels) // batch_size
     config = config_for(preset, batch_size, lr, rounds + 2, 1, val_size=val_size)
-    stack = _Stack(config, Grid(tuple(range(k)), (lr,), (0.9,)), "shared", data)
+    stack = Stack(config, Grid(tuple(range(k)), (lr,), (0.9,)), "shared", data)
     state, _, num_steps = stack.start(None, None, spe)
     params, opt_state = stack.place(state, num_steps)
     epochs = itertools.count(1)
@@ -64,7 +64,7 @@ def measure(mnist: Dataset, *, preset: str, k: int, batch_size: int, lr: float,
         return stack.evaluate(box[0], None)
 
     def evaluate_per_model():
-        host = jax.tree.map(_to_host, box[0])
+        host = jax.tree.map(to_host, box[0])
         return {split: [evaluate(jax.tree.map(lambda a, i=i: a[i], host), images, labels, arch)
                         for i in range(k)] for split, (images, labels) in splits.items()}
 
@@ -95,8 +95,8 @@ def measure(mnist: Dataset, *, preset: str, k: int, batch_size: int, lr: float,
 def print_table(ev: dict) -> None:
     sizes = " + ".join(f"{split} {n:,}" for split, n in ev["examples"].items())
     calls = ev["evaluate_calls_per_model_way"]
-    rows = [("training (_Stack.train)", ev["train_seconds"], ""),
-            ("evaluation, all K at once (_Stack.evaluate)", ev["evaluate_seconds"],
+    rows = [("training (Stack.train)", ev["train_seconds"], ""),
+            ("evaluation, all K at once (Stack.evaluate)", ev["evaluate_seconds"],
              f" = {ev['eval_share']:.1%} of the epoch (target <= {ev['target_share']:.0%}: "
              f"{'met' if ev['target_met'] else 'NOT met'})"),
             (f"evaluation, the old way ({calls} metrics.evaluate calls)",

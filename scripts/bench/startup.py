@@ -26,7 +26,7 @@ def time_to_accuracy(arch: str, target: float, epochs: int, data_dir, cache_dir:
                      out: Path) -> dict:
     """Runs ``jaxmlp train`` in a fresh process; wall time until it stops at ``target``."""
     env = {**os.environ, "JAXMLP_CACHE_DIR": str(cache_dir)}
-    command = [sys.executable, "-m", "jaxmlp.app.cli", "train", "--overwrite", "--arch", arch,
+    command = [sys.executable, "-m", "jaxmlp.app._cli", "train", "--overwrite", "--arch", arch,
                "--epochs", str(epochs), "--target-accuracy", str(target), "--out", str(out),
                "--no-progress", "--log-every", "1000000"]
     if data_dir:

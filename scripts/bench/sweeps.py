@@ -4,12 +4,12 @@
 For each preset (b and wide by default) and K (1, 4, 16; 64 too on a GPU), all at batch
 128, SGD momentum 0.9, cosine learning rate, hand backward pass:
 
-  vmap_shared       the trainer's own sweep epoch, ``jaxmlp.sweep._Stack.train`` (start,
+  vmap_shared       the trainer's own sweep epoch, ``jaxmlp._sweep.Stack.train`` (start,
                     place, train: what ``jaxmlp sweep`` runs), order "shared" (every model
                     the same batch)
   vmap_independent  the same, order "independent" (each model its own data order)
   sequential        K single runs one after another, each the trainer's single-run layout
-                    ``jaxmlp.trainer._One`` (``jaxmlp train --seed i``), in this process
+                    ``jaxmlp._trainer._One`` (``jaxmlp train --seed i``), in this process
   torch_eager       PyTorch eager, K models one after another
   torch_func        PyTorch's ensembling: stack_module_state + functional_call + torch.vmap
                     of torch.func.grad_and_value, every model the same batch
@@ -39,12 +39,12 @@ from pathlib import Path
 
 import jax
 
-from jaxmlp.config import Grid, TrainConfig
-from jaxmlp.data import Dataset
-from jaxmlp.parallel import make_mesh
-from jaxmlp.sweep import _Stack
-from jaxmlp.layout import _put_dataset
-from jaxmlp.trainer import _One
+from jaxmlp._config import Grid, TrainConfig
+from jaxmlp._data import Dataset
+from jaxmlp._parallel import make_mesh
+from jaxmlp._sweep import Stack
+from jaxmlp._layout import put_dataset
+from jaxmlp._trainer import _One
 
 from bench.timing import Driver, round_robin, summary
 
@@ -73,12 +73,12 @@ def config_for(arch: str, batch_size: int, lr: float, epochs: int, devices: int,
 
 
 def make_stack(arch, order, k, data: Dataset, batch_size, lr, steps, calls, devices) -> Driver:
-    """The trainer's sweep epoch: a ``_Stack`` of K models sharded over ``devices`` devices,
-    started and placed as ``jaxmlp.trainer.fit`` does; ``run`` is one ``_Stack.train`` (one
+    """The trainer's sweep epoch: a ``Stack`` of K models sharded over ``devices`` devices,
+    started and placed as ``jaxmlp._trainer.fit`` does; ``run`` is one ``Stack.train`` (one
     compiled call of ``steps`` steps of all K models, then its host sync of the losses).
     The first epoch, which compiles, runs here."""
     config = config_for(arch, batch_size, lr, calls + 1, devices)
-    stack = _Stack(config, Grid(tuple(range(k)), (lr,), (0.9,)), order, data)
+    stack = Stack(config, Grid(tuple(range(k)), (lr,), (0.9,)), order, data)
     state, _, num_steps = stack.start(None, None, steps)
     params, opt_state = stack.place(state, num_steps)
     epochs = itertools.count(1)
@@ -98,7 +98,7 @@ def make_sequential(arch, k, data: Dataset, batch_size, lr, steps, calls) -> Dri
     dataset goes to the device once, for all of them; each compiles its own epoch (as K
     separate runs would; the compilation cache makes that quick), here."""
     config = config_for(arch, batch_size, lr, calls + 1, 1)
-    on_device = _put_dataset(data, make_mesh(1))
+    on_device = put_dataset(data, make_mesh(1))
     runs, compile_s = [], 0.0
     for seed in range(k):
         single = dataclasses.replace(config, seed=seed)

@@ -9,8 +9,8 @@ import copy
 
 import torch
 
-from jaxmlp.arch import parse_arch
-from jaxmlp.data import MNIST
+from jaxmlp._arch import parse_arch
+from jaxmlp._data import MNIST
 
 from bench.timing import Driver
 

@@ -13,7 +13,7 @@ with mouse or touch. Its JSON comes from here:
 
 The standard library's threaded HTTP server is enough for one user on loopback, and adds
 nothing to install. It is read-only by construction: it opens run files only to read
-(through ``jaxmlp.run``, and never its lock, so a trainer starting on a served folder is
+(through ``jaxmlp._run``, and never its lock, so a trainer starting on a served folder is
 never refused), serves only the pictures of run folders under the root, and only PNG files
 reached without a link (a ``..``, an absolute path, a link anywhere on the way, or a
 picture that is not a PNG is a 404), refuses request bodies over ``_MAX_BODY`` (413),
@@ -35,10 +35,10 @@ import urllib.parse
 from importlib import resources
 from pathlib import Path
 
-from jaxmlp.app._pages import (_PICTURES, _BadRequest, _describe, _find_runs, _model_json, _png,
-                           _predict_json, _rel, _run_view, _stamp, _there)
-from jaxmlp.run import (CHECKPOINT, CONFIG, EVAL, METRICS, MODEL, MODELS, SUMMARY, SWEEP,
-                        RunError, _is_sweep, load_run)
+from jaxmlp.app._pages import (PICTURES, BadRequest, describe_run, find_runs, model_json, read_png,
+                           predict_json, page_name, run_view, stamp_of, is_there)
+from jaxmlp._run import (CHECKPOINT, CONFIG, EVAL, METRICS, MODEL, MODELS, SUMMARY, SWEEP,
+                        RunError, is_sweep, load_run)
 
 _MAX_BODY = 64 * 1024  # a 28×28 image as JSON is ~3 KB; a 32×32×3 one ~12 KB
 _DRAIN = 8 << 20  # a larger body is refused unread: the client may then miss the 413
@@ -113,8 +113,8 @@ class _Site:
         if rel is None:
             raise _HttpError(400, "which run? add ?path=FOLDER (as /api/runs lists them)")
         folder = _inside(self.root, rel)
-        # A link named config.json still makes a run: jaxmlp.run's reader then refuses it (409).
-        if not (folder.is_dir() and (_there(folder / CONFIG) or _is_sweep(folder))):
+        # A link named config.json still makes a run: jaxmlp._run's reader then refuses it (409).
+        if not (folder.is_dir() and (is_there(folder / CONFIG) or is_sweep(folder))):
             raise _HttpError(404, f"no run {rel!r} here")
         return folder
 
@@ -122,12 +122,12 @@ class _Site:
         """Every run's row, newest first; a row is read again only when its files change
         (the page asks every 2 s)."""
         rows = []
-        for folder in _find_runs(self.root):
-            stamp = _stamp(*(folder / n for n in (CONFIG, SWEEP, METRICS)))
+        for folder in find_runs(self.root):
+            stamp = stamp_of(*(folder / n for n in (CONFIG, SWEEP, METRICS)))
             with self._lock:
                 cached = self._rows.get(folder)
             if not cached or cached[0] != stamp:
-                cached = stamp, _describe(self.root, folder)
+                cached = stamp, describe_run(self.root, folder)
                 with self._lock:
                     self._rows[folder] = cached
             rows.append(cached[1])
@@ -136,13 +136,13 @@ class _Site:
     def model(self, folder: Path, model: int | None):
         """``(arch, params, info, version)`` of the run in ``folder`` (model ``model`` of a
         sweep); ``version`` changes whenever the run saves new weights."""
-        sweep = _is_sweep(folder)
+        sweep = is_sweep(folder)
         if sweep != (model is not None):
             raise _HttpError(400, "a sweep's folder holds many models: add &model=I" if sweep
                              else "a single run holds one model: drop model=")
         # Every file the model is read with: the weights, and the settings and records that
         # load_run holds them to (a run /api/run refuses is refused here too, 409).
-        stamp = _stamp(*(folder / n for n in ((CHECKPOINT, SWEEP, METRICS) if sweep
+        stamp = stamp_of(*(folder / n for n in ((CHECKPOINT, SWEEP, METRICS) if sweep
                                               else (MODEL, CONFIG, METRICS))))
         with self._lock:
             cached = self._models.get((folder, model))
@@ -182,7 +182,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the page polls every second
     timeout = 30  # seconds an answer may take to be sent to a client that reads it slowly
     server_version = "jaxmlp"
-    site: _Site  # set on the subclass _make_server makes
+    site: _Site  # set on the subclass make_server makes
     deadline = 0.0  # time.monotonic() by which the request being read must have arrived
 
     def log_message(self, format, *args):  # quiet: a request is no news
@@ -223,7 +223,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             status, kind, body, extra = route(urllib.parse.unquote(url.path), query)
         except _HttpError as e:
             status, kind, body, extra = e.status, "application/json", _error(e), {}
-        except _BadRequest as e:
+        except BadRequest as e:
             status, kind, body, extra = 400, "application/json", _error(e), {}
         except RunError as e:  # a run file that cannot be read: the page says which
             status, kind, body, extra = 409, "application/json", _error(e), {}
@@ -285,19 +285,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             # Pictures too: jaxmlp eval writes them after eval.json, and the page shows
             # them once they are there.
             files = [folder / n for n in (CONFIG, SWEEP, METRICS, SUMMARY, EVAL, MODEL,
-                                          *_PICTURES)]
+                                          *PICTURES)]
             if not (folder / MODELS).is_symlink():  # a linked models/ is not looked into
                 files += sorted((folder / MODELS).glob("*/*"))
-            version = _stamp(*files)
+            version = stamp_of(*files)
             tag = {"ETag": f'"{version}"'}
             if self.headers.get("If-None-Match") == tag["ETag"]:  # unchanged: not read again
                 return 304, "application/json", b"", tag
-            return self._json({**_run_view(site.root, folder), "version": version,
-                               "folder": str(site.shown / _rel(site.root, folder))}, tag)
+            return self._json({**run_view(site.root, folder), "version": version,
+                               "folder": str(site.shown / page_name(site.root, folder))}, tag)
         if path == "/api/model":
             folder = site.folder(query)
             model = _model_index(query)
-            return self._json(_model_json(*site.model(folder, model)))
+            return self._json(model_json(*site.model(folder, model)))
         if path.startswith("/files/"):
             return self._picture(path[len("/files/"):])
         if not path.startswith(("/api/", "/static/")):  # a mistyped page: the page says so
@@ -308,13 +308,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """A picture of a run folder: ``P/NAME`` or a sweep's ``P/models/I/NAME``; only a
         regular file, reached without a link, that is a PNG (else the 404 of a missing one)."""
         folder_rel, _, name = rel.rpartition("/")
-        if name not in _PICTURES:
+        if name not in PICTURES:
             raise _HttpError(404, f"no picture {rel[:100]!r}")
         try:
             path = _inside(self.site.root, f"{folder_rel}/{name}" if folder_rel else name)
         except _HttpError:
             raise _HttpError(404, f"no picture {rel[:100]!r}") from None
-        data = _png(self.site.root, path)
+        data = read_png(self.site.root, path)
         if data is None:
             raise _HttpError(404, f"no picture {rel[:100]!r}")
         return 200, "image/png", data, {}
@@ -339,7 +339,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise _HttpError(413, f"request body of {int(length)} bytes: at most {_MAX_BODY}")
         body = self.rfile.read(int(length))
         folder = self.site.folder(query)
-        return self._json(_predict_json(*self.site.model(folder, _model_index(query)), body))
+        return self._json(predict_json(*self.site.model(folder, _model_index(query)), body))
 
 
 def _error(e: Exception) -> bytes:
@@ -402,7 +402,7 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
-def _make_server(root, host: str = "127.0.0.1", port: int = 8000) -> _Server:
+def make_server(root, host: str = "127.0.0.1", port: int = 8000) -> _Server:
     """A server of the runs under ``root`` on ``host:port`` (port 0: any free one), bound
     and ready: ``serve_forever()`` answers, ``server_address`` says where."""
     root = Path(root)
@@ -421,6 +421,6 @@ def _make_server(root, host: str = "127.0.0.1", port: int = 8000) -> _Server:
                          if e.errno == 98 else "")) from None
 
 
-def _url(server: _Server) -> str:
+def url_of(server: _Server) -> str:
     host, port = str(server.server_address[0]), server.server_address[1]
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/"

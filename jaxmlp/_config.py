@@ -14,14 +14,14 @@ from typing import ClassVar, NamedTuple, Optional
 import numpy as np
 
 from jaxmlp import _checks
-from jaxmlp._errors import _Invalid, _WrongType
-from jaxmlp.arch import PRESETS, Arch, parse_arch
-from jaxmlp._augment import Augmentation, _number, parse_augment
-from jaxmlp.data import _DEFAULT_DATASET, DatasetInfo, _check_name
-from jaxmlp.mlp import _dropping
-from jaxmlp.optim import OPTIMIZERS, _SCHEDULES
+from jaxmlp._errors import Invalid, WrongType
+from jaxmlp._arch import PRESETS, Arch, parse_arch
+from jaxmlp._augment import Augmentation, format_number, parse_augment
+from jaxmlp._data import DEFAULT_DATASET, DatasetInfo, check_name
+from jaxmlp._mlp import dropping
+from jaxmlp._optim import OPTIMIZERS, SCHEDULES
 
-_GRADS = ("hand", "autodiff")
+GRADS = ("hand", "autodiff")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _SEED_LIMIT = 2 ** 32  # jax.random.key takes 32 bits; larger seeds would silently wrap
 _MAX_STEPS = 2 ** 31 - 1  # a run's step counter (checkpointed) is int32
@@ -43,7 +43,7 @@ class TrainConfig:
     epochs: int = _setting(10, "epochs to train")
     steps: Optional[int] = _setting(None, "total optimizer steps, instead of --epochs")
     batch_size: int = _setting(128, "examples per step")
-    dataset: str = _setting(_DEFAULT_DATASET, "TFDS image-classification dataset: mnist, "
+    dataset: str = _setting(DEFAULT_DATASET, "TFDS image-classification dataset: mnist, "
                             "fashion_mnist, kmnist, emnist/digits, cifar10, ...")
     val_size: int = _setting(0, "hold out the last N training examples as a validation split, "
                              "evaluated every epoch; --target-accuracy then uses it")
@@ -59,7 +59,7 @@ class TrainConfig:
                                                  f"{v['weight_decay']:g} for {k}"
                                                  for k, v in OPTIMIZERS.items()) + ")")
     schedule: str = _setting("cosine", "learning rate: constant, or cosine decay to 0 over the "
-                             "run", choices=_SCHEDULES)
+                             "run", choices=SCHEDULES)
     warmup_steps: int = _setting(0, "steps of linear learning-rate warm-up from 0 into the "
                                  "schedule")
     clip_norm: Optional[float] = _setting(None, "clip each step's gradient to this global norm")
@@ -79,7 +79,7 @@ class TrainConfig:
     label_smoothing: float = _setting(0.0, "train against (1 - e)*onehot + e/classes instead of "
                                       "the one-hot labels")
     seed: int = _setting(0, "PRNG seed, 0 to 2**32-1: init and data order")
-    grad: str = _setting("hand", "hand-written backward pass, or jax.grad", choices=_GRADS)
+    grad: str = _setting("hand", "hand-written backward pass, or jax.grad", choices=GRADS)
     log_every: int = _setting(1000, "log a seed-style 'iter N' line every N steps")
     target_accuracy: Optional[float] = _setting(None, "stop after the epoch whose validation "
                                                 "accuracy (test accuracy without --val-size) "
@@ -102,7 +102,7 @@ class TrainConfig:
         for name in (f.name for f in dataclasses.fields(TrainConfig)):
             kind = hints[name]
             if not _fits(getattr(self, name), kind):
-                raise _WrongType(f"setting {name!r} has the wrong type (expected "
+                raise WrongType(f"`{name}` has the wrong type (expected "
                                  f"{_kind_name(kind)})", repr(getattr(self, name)))
         # An unset lr or weight decay is the optimizer's default (optim.OPTIMIZERS), so
         # config.json always records the values the run used.
@@ -114,9 +114,9 @@ class TrainConfig:
         # that two spellings of one setting are one setting (a resume compares them).
         aug = parse_augment(self.augment) if self.augment is not None else None
         aug = aug if aug is not None and aug.active else None
-        rates = _dropping(_rates(self.dropout)) if self.dropout is not None else None
+        rates = dropping(_rates(self.dropout)) if self.dropout is not None else None
         object.__setattr__(self, "augment", aug.spec if aug else None)
-        object.__setattr__(self, "dropout", ",".join(map(_number, rates)) if rates else None)
+        object.__setattr__(self, "dropout", ",".join(map(format_number, rates)) if rates else None)
         # Not a field: not saved, not compared.
         object.__setattr__(self, "_parsed", (aug, rates, parse_arch(self.arch)))
 
@@ -128,9 +128,9 @@ class TrainConfig:
         try:
             parse_arch(self.arch)
         except (TypeError, ValueError) as e:
-            raise _Invalid("arch is not a preset or a list of units:activation layers that "
+            raise Invalid("`arch` is not a preset or a list of units:activation layers that "
                            "jaxmlp can build", message=str(e)) from None
-        _check_name(self.dataset)
+        check_name(self.dataset)
         if self.augment is not None:
             parse_augment(self.augment)  # names what is wrong (Augmentation's ranges)
         # Training runs in float32: a value it cannot hold (1e39 overflows, 1e-50 becomes 0,
@@ -143,57 +143,57 @@ class TrainConfig:
         f32 = lambda v: f"{_checks._shown(v)}{_f32(v)}"
         # (holds, the rule, the value it was given: None where the rule names no value)
         checks = [
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {tuple(OPTIMIZERS)}",
+            (self.optimizer in OPTIMIZERS, f"`optimizer` must be one of {tuple(OPTIMIZERS)}",
              repr(self.optimizer)),
-            (self.epochs >= 1, "epochs must be >= 1", self.epochs),
-            (self.epochs <= _MAX_STEPS, f"epochs must be at most {_MAX_STEPS}", self.epochs),
+            (self.epochs >= 1, "`epochs` must be >= 1", self.epochs),
+            (self.epochs <= _MAX_STEPS, f"`epochs` must be at most {_MAX_STEPS}", self.epochs),
             (self.steps is None or 1 <= self.steps <= _MAX_STEPS,
-             f"steps must be in [1, {_MAX_STEPS}]", self.steps),
-            (self.batch_size >= 1, "batch size must be >= 1", self.batch_size),
-            (positive(self.lr), "learning rate must be positive", f32(self.lr)),
+             f"`steps` must be in [1, {_MAX_STEPS}]", self.steps),
+            (self.batch_size >= 1, "`batch_size` must be >= 1", self.batch_size),
+            (positive(self.lr), "`lr` must be positive", f32(self.lr)),
             (0 <= self.momentum < 1 and np.float32(self.momentum) < 1,
-             "momentum must be in [0, 1)", f32(self.momentum)),
+             "`momentum` must be in [0, 1)", f32(self.momentum)),
             (not self.nesterov or self.momentum > 0, "`nesterov` needs a `momentum` above 0", None),
             (not self.nesterov or self.optimizer != "lion", "`nesterov` does not apply to lion",
              None),
             (self.weight_decay is not None and number(self.weight_decay)
-             and self.weight_decay >= 0, "weight decay must be >= 0", f32(self.weight_decay)),
-            (self.warmup_steps >= 0, "warmup steps must be >= 0", self.warmup_steps),
-            (self.clip_norm is None or positive(self.clip_norm), "clip norm must be positive",
+             and self.weight_decay >= 0, "`weight_decay` must be >= 0", f32(self.weight_decay)),
+            (self.warmup_steps >= 0, "`warmup_steps` must be >= 0", self.warmup_steps),
+            (self.clip_norm is None or positive(self.clip_norm), "`clip_norm` must be positive",
              f32(self.clip_norm)),
-            (self.max_norm is None or positive(self.max_norm), "max norm must be positive",
+            (self.max_norm is None or positive(self.max_norm), "`max_norm` must be positive",
              f32(self.max_norm)),
             (self.ema is None or (number(self.ema) and 0 < self.ema < 1
                                   and np.float32(self.ema) < 1),
-             "ema decay must be in (0, 1)", f32(self.ema)),
+             "`ema` must be in (0, 1)", f32(self.ema)),
             (number(self.label_smoothing) and 0 <= self.label_smoothing < 1
              and np.float32(self.label_smoothing) < 1,
-             "label smoothing must be in [0, 1)", self.label_smoothing),
+             "`label_smoothing` must be in [0, 1)", self.label_smoothing),
             (self.dropout is None or _rates(self.dropout) is not None,
-             "dropout takes IN,HIDDEN, two probabilities in [0, 1)", repr(self.dropout)),
-            (self.train_eval_size >= 0, "train eval size must be >= 0", self.train_eval_size),
-            (self.val_size >= 0, "val size must be >= 0", self.val_size),
-            (0 <= self.seed < _SEED_LIMIT, "seed must be in [0, 2**32)", self.seed),
-            (self.grad in _GRADS, f"grad must be one of {_GRADS}", repr(self.grad)),
-            (self.schedule in _SCHEDULES, f"schedule must be one of {_SCHEDULES}",
+             "`dropout` takes IN,HIDDEN, two probabilities in [0, 1)", repr(self.dropout)),
+            (self.train_eval_size >= 0, "`train_eval_size` must be >= 0", self.train_eval_size),
+            (self.val_size >= 0, "`val_size` must be >= 0", self.val_size),
+            (0 <= self.seed < _SEED_LIMIT, "`seed` must be in [0, 2**32)", self.seed),
+            (self.grad in GRADS, f"`grad` must be one of {GRADS}", repr(self.grad)),
+            (self.schedule in SCHEDULES, f"`schedule` must be one of {SCHEDULES}",
              repr(self.schedule)),
-            (self.log_every >= 1, "log_every must be >= 1", self.log_every),
-            (self.devices is None or self.devices >= 1, "devices must be >= 1", self.devices),
+            (self.log_every >= 1, "`log_every` must be >= 1", self.log_every),
+            (self.devices is None or self.devices >= 1, "`devices` must be >= 1", self.devices),
             (self.target_accuracy is None or 0 < self.target_accuracy <= 1,
-             "target accuracy must be in (0, 1]", self.target_accuracy),
+             "`target_accuracy` must be in (0, 1]", self.target_accuracy),
             (self.data_dir is None or self.data_dir.strip() != "",
-             "data dir must name a folder (or be left unset)", repr(self.data_dir)),
+             "`data_dir` must name a folder (or be left unset)", repr(self.data_dir)),
             (self.manual_dir is None or self.manual_dir.strip() != "",
-             "manual dir must name a folder (or be left unset)", repr(self.manual_dir)),
+             "`manual_dir` must name a folder (or be left unset)", repr(self.manual_dir)),
         ]
         # Every count is bounded: a run's step counter, and every index, is int32.
         checks += [(getattr(self, f.name) is None or getattr(self, f.name) <= _MAX_STEPS,
-                    f"{f.name.replace('_', ' ')} must be at most {_MAX_STEPS}",
+                    f"`{f.name}` must be at most {_MAX_STEPS}",
                     getattr(self, f.name)) for f in dataclasses.fields(self)
                    if f.name != "seed" and int in typing.get_args(f.type) + (f.type,)]
         for ok, rule, got in checks:
             if not ok:
-                raise _Invalid(rule, got if got is None or isinstance(got, str)
+                raise Invalid(rule, got if got is None or isinstance(got, str)
                                else _checks._shown(got))
         return self
 
@@ -227,7 +227,7 @@ class TrainConfig:
         """Raises ``ValueError`` unless the run's steps fit the step counter and the warm-up
         ends before the run does."""
         if num_steps > _MAX_STEPS:
-            raise _Invalid(f"the run would take {num_steps} steps, more than the {_MAX_STEPS} "
+            raise Invalid(f"the run would take {num_steps} steps, more than the {_MAX_STEPS} "
                            "a run can count (its step counter is int32)")
         if self.warmup_steps >= num_steps:
             raise ValueError(f"`warmup_steps` {self.warmup_steps} is not shorter than the run "
@@ -250,7 +250,7 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         for i, key in enumerate(values, 1):
             if key not in names:
-                raise _Invalid(f"setting {i} of {len(values)} is not a jaxmlp setting",
+                raise Invalid(f"setting {i} of {len(values)} is not a jaxmlp setting",
                                message=f"unknown setting {key!r}")
         return cls(**values)  # checks every type and range
 
@@ -294,13 +294,13 @@ def _fits(value, annotation) -> bool:
 _LOCAL = {"data_dir", "manual_dir", "download"}
 # Settings a resumed run may change: its length, logging, data location and devices.
 # Any other would make it a different run.
-_RESUMABLE = {"epochs", "steps", "log_every", "target_accuracy", "devices",
+RESUMABLE = {"epochs", "steps", "log_every", "target_accuracy", "devices",
               "train_eval_size"} | _LOCAL
 
 
 # More models than any device holds at once (preset a: about 31 KiB each, so 100,000 is
 # 3 GiB): refused before their configs are even built.
-_MAX_MODELS = 100_000
+MAX_MODELS = 100_000
 
 
 def _checked_grid(seeds, lrs, momenta) -> tuple[tuple, tuple, tuple]:
@@ -308,24 +308,24 @@ def _checked_grid(seeds, lrs, momenta) -> tuple[tuple, tuple, tuple]:
     fields = {"seeds": seeds, "lrs": lrs, "momenta": momenta}
     for name, values in fields.items():
         if isinstance(values, (str, bytes, dict)) or not isinstance(values, (tuple, list)):
-            raise _WrongType(f"Grid {name} must be a tuple of values", _checks._shown(values))
+            raise WrongType(f"Grid {name} must be a tuple of values", _checks._shown(values))
         if not values:
-            raise _Invalid(f"Grid {name} must hold at least one value")
+            raise Invalid(f"Grid {name} must hold at least one value")
     count = len(seeds) * len(lrs) * len(momenta)
-    if count > _MAX_MODELS:
-        raise _Invalid(f"the grid has {count} models, more than {_MAX_MODELS}: sweep in parts")
+    if count > MAX_MODELS:
+        raise Invalid(f"the grid has {count} models, more than {MAX_MODELS}: sweep in parts")
     checked = (tuple(_checks.seed(v, f"Grid seeds[{i}]") for i, v in enumerate(seeds)),
                tuple(_checks.positive_number(v, f"Grid lrs[{i}]") for i, v in enumerate(lrs)),
                tuple(_checks.probability(v, f"Grid momenta[{i}]") for i, v in enumerate(momenta)))
     for name, values in zip(fields, checked):
         if len(set(values)) != len(values):
-            raise _Invalid(f"Grid {name} must list each value once", values)
+            raise Invalid(f"Grid {name} must list each value once", values)
     return checked
 
 
-# How a sweep's models take their batches (``jaxmlp.sweep``): all of the first seed's order,
+# How a sweep's models take their batches (``jaxmlp._sweep``): all of the first seed's order,
 # or each its own seed's.
-_ORDERS = ("shared", "independent")
+ORDERS = ("shared", "independent")
 
 
 class _GridFields(NamedTuple):
@@ -338,7 +338,7 @@ class Grid(_GridFields):
     """The settings a sweep varies: every combination of ``lrs`` × ``momenta`` × ``seeds``.
 
     Checked when built (``TrainConfig``'s rules for each value; each list non-empty, each
-    value once, at most ``_MAX_MODELS`` models): ``ValueError``/``TypeError`` naming the
+    value once, at most ``MAX_MODELS`` models): ``ValueError``/``TypeError`` naming the
     field. ``Grid.of(config)`` is the grid of one: ``config``'s single run, as a sweep."""
 
     __slots__ = ()

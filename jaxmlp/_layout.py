@@ -1,6 +1,6 @@
-"""How a grid's models sit on the devices: the ``_Layout`` protocol the training loop
-(``jaxmlp.trainer._Loop``) asks of them, met by ``jaxmlp.trainer._One`` (a single run) and
-``jaxmlp.sweep._Stack`` (a sweep), and what both share: the dataset put on the devices
+"""How a grid's models sit on the devices: the ``Layout`` protocol the training loop
+(``jaxmlp._trainer._Loop``) asks of them, met by ``jaxmlp._trainer._One`` (a single run) and
+``jaxmlp._sweep.Stack`` (a sweep), and what both share: the dataset put on the devices
 once, the sets each epoch evaluates, the model a run is evaluated as, and the memory check
 made before anything is allocated.
 """
@@ -10,20 +10,20 @@ from typing import Optional, Protocol
 import jax
 import numpy as np
 
-from jaxmlp.config import TrainConfig
-from jaxmlp.data import Dataset
-from jaxmlp.optim import OPTIMIZERS, _ema_of
-from jaxmlp.parallel import _put_replicated
-from jaxmlp.run import _RunFolder
+from jaxmlp._config import TrainConfig
+from jaxmlp._data import Dataset
+from jaxmlp._optim import OPTIMIZERS, ema_of
+from jaxmlp._parallel import put_replicated
+from jaxmlp._run import RunFolder
 
 
-def _put_dataset(data: Dataset, mesh) -> Dataset:
+def put_dataset(data: Dataset, mesh) -> Dataset:
     """``data`` with every array replicated on the mesh's devices (``info`` stays)."""
     arrays = {k: v for k, v in data._asdict().items() if k != "info" and v is not None}
-    return data._replace(**dict(zip(arrays, _put_replicated(tuple(arrays.values()), mesh))))
+    return data._replace(**dict(zip(arrays, put_replicated(tuple(arrays.values()), mesh))))
 
 
-def _eval_sets(data: Dataset, config: TrainConfig) -> dict:
+def eval_sets(data: Dataset, config: TrainConfig) -> dict:
     """What each epoch evaluates: ``data.splits()``, the training split cut to its first
     ``config.train_eval_size`` examples (a fixed sample: the whole split costs a sweep of 16
     more than half its epoch, for a figure the sample gives to about ±0.1%)."""
@@ -35,13 +35,13 @@ def _eval_sets(data: Dataset, config: TrainConfig) -> dict:
     return sets
 
 
-def _model_params(config: TrainConfig, params, opt_state):
+def model_params(config: TrainConfig, params, opt_state):
     """What a run is evaluated as, saves as its model and returns: its params, or with
     ``--ema`` their average (kept in the optimizer state, ``optim.ema``)."""
-    return _ema_of(opt_state) if config.ema is not None else params
+    return ema_of(opt_state) if config.ema is not None else params
 
 
-def _stack(tree):
+def as_stack(tree):
     """A single model's pytree with a model axis of 1 (to evaluate it as a stack)."""
     return jax.tree.map(lambda a: np.asarray(a)[None], tree)
 
@@ -64,7 +64,7 @@ def _estimate_bytes(config: TrainConfig, num_models: int, order: str, *, in_dim:
     return num_models * per_model + inputs + num_examples * (in_dim + 4)
 
 
-def _check_memory(config: TrainConfig, num_models: int, order: str, data: Dataset,
+def check_memory(config: TrainConfig, num_models: int, order: str, data: Dataset,
                  devices) -> None:
     """``ValueError`` unless the models fit, roughly, in 80% of the ``devices``' memory
     (before anything is allocated: a net too wide for the machine is named, not met as an
@@ -95,9 +95,9 @@ def _available_bytes(device) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-class _Layout(Protocol):
+class Layout(Protocol):
     """How the models of a grid are laid out: ``_One`` (a single run) or
-    ``jaxmlp.sweep._Stack`` (a sweep). ``_Loop`` asks nothing else of them, and never
+    ``jaxmlp._sweep.Stack`` (a sweep). ``_Loop`` asks nothing else of them, and never
     which one it holds. Arrays of ``losses`` are ``(steps, models)``; ``diverged`` is
     ``(models,)``."""
 
@@ -134,9 +134,9 @@ class _Layout(Protocol):
         """What an ``iter N`` line adds about whose figures it shows."""
         ...
 
-    def save(self, folder: _RunFolder, host: dict, history: list) -> None: ...
+    def save(self, folder: RunFolder, host: dict, history: list) -> None: ...
 
-    def plot(self, folder: Optional[_RunFolder], history: list) -> None:
+    def plot(self, folder: Optional[RunFolder], history: list) -> None:
         """Draws the curves of a saved run (also after Ctrl-C), where the layout has one."""
         ...
 

@@ -14,16 +14,16 @@ import numpy as np
 
 from jaxmlp import _checks
 from jaxmlp._checks import label_range
-from jaxmlp.arch import Arch, parse_arch
+from jaxmlp._arch import Arch, parse_arch
 from jaxmlp._cross_entropy import cross_entropy
-from jaxmlp.images import _check_images, _check_range, prepare_images
-from jaxmlp.mlp import _Params, forward
+from jaxmlp._images import check_images, check_range, prepare_images
+from jaxmlp._mlp import Params, forward
 from jaxmlp._softmax import softmax
 
 _DEFAULT_MAX_BYTES = 64 * 2**20
 
 
-def _metrics(logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
+def batch_metrics(logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
     """Mean cross-entropy and accuracy of one batch.
 
     ``loss = (1/B) Σ_b J(z_b, y_b)`` with ``J`` the cross-entropy of ``softmax(z_b)``, and
@@ -62,7 +62,7 @@ def _chunks(arch: Arch, in_dim: int, num_examples: int, max_bytes: int) -> list[
     return [(start, min(rows, num_examples - start)) for start in range(0, num_examples, rows)]
 
 
-def _chunk_logits(params: _Params, images, labels, start, rows: int, arch: Arch):
+def _chunk_logits(params: Params, images, labels, start, rows: int, arch: Arch):
     """Logits ``(rows, n)`` and labels ``(rows,)`` of the rows ``[start, start + rows)``."""
     x = jax.lax.dynamic_slice_in_dim(images, start, rows)
     y = jax.lax.dynamic_slice_in_dim(labels, start, rows)
@@ -98,7 +98,7 @@ def _add_report(acc, params, images, labels, start, rows, arch):
                                                               start, 0)}
 
 
-def _check_set(params: _Params, images, labels, arch: Arch):
+def _check_set(params: Params, images, labels, arch: Arch):
     """Validates the set and returns ``(images, labels)`` as device arrays.
 
     Shapes and dtypes are always checked; values only where they are host numpy arrays
@@ -111,7 +111,7 @@ def _check_set(params: _Params, images, labels, arch: Arch):
     if isinstance(images, np.ndarray) and np.issubdtype(images.dtype, np.floating):
         images = prepare_images(images, in_dim=in_dim)  # checks the range; float32 once
     else:  # shape and dtype checks only; uint8 stays uint8 (4x smaller) until each chunk
-        _check_images(images, in_dim=in_dim)
+        check_images(images, in_dim=in_dim)
     if np.shape(labels) != (num_examples,):
         raise ValueError(f"labels must have shape ({num_examples},) for {num_examples} images, "
                          f"got {np.shape(labels)}")
@@ -123,18 +123,18 @@ def _check_set(params: _Params, images, labels, arch: Arch):
     return jnp.asarray(images), jnp.asarray(labels, jnp.int32)
 
 
-def _fold_chunks(add, acc, params: _Params, images, labels, arch: Arch, max_bytes: int):
+def _fold_chunks(add, acc, params: Params, images, labels, arch: Arch, max_bytes: int):
     """Runs ``acc = add(acc, ..., start, rows, arch)`` over consecutive chunks of the set."""
     for start, rows in _chunks(arch, params[0]["w"].shape[0], images.shape[0], max_bytes):
         acc = add(acc, params, images, labels, start, rows, arch)
     return acc
 
 
-def evaluate(params: _Params, images, labels, arch, *,
+def evaluate(params: Params, images, labels, arch, *,
              max_bytes: int = _DEFAULT_MAX_BYTES) -> dict[str, float]:
     """Mean loss and accuracy over a whole set, in chunks of bounded memory.
 
-    Equals ``_metrics(forward(params, prepare_images(images), arch), labels)`` up to float32
+    Equals ``batch_metrics(forward(params, prepare_images(images), arch), labels)`` up to float32
     rounding of the summed loss (the accuracy is an exact count), without holding all
     ``N × width`` activations at once.
 
@@ -166,12 +166,12 @@ _add_sums_models = partial(jax.jit, static_argnames=("rows", "arch"))(
              in_axes=(0, 0, None, None, None, None, None)))
 
 
-def _unstacked(params: _Params) -> _Params:
+def _unstacked(params: Params) -> Params:
     """One model's shapes and dtypes, for the checks: no device work per call."""
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), params)
 
 
-def evaluate_models(params: _Params, images, labels, arch, *,
+def evaluate_models(params: Params, images, labels, arch, *,
                     max_bytes: int = _DEFAULT_MAX_BYTES) -> dict[str, np.ndarray]:
     """``evaluate`` of K models at once: ``params`` has a leading model axis ``(K, ...)``
     on every leaf (a sweep's stack). Each chunk is one jitted call for all K models, and
@@ -202,7 +202,7 @@ def _chunk_probs(params, images, start, rows, arch):
     return jax.vmap(lambda p: softmax(forward(p, prepare_images(x, in_dim=in_dim), arch)))(params)
 
 
-def model_probabilities(params: _Params, images, arch, *,
+def model_probabilities(params: Params, images, arch, *,
                         max_bytes: int = _DEFAULT_MAX_BYTES) -> np.ndarray:
     """``softmax(forward(...))`` of K stacked models on every image: ``(K, N, classes)``,
     in chunks as ``evaluate_models`` (for a sweep's ensembles)."""
@@ -210,9 +210,9 @@ def model_probabilities(params: _Params, images, arch, *,
     k = _checks.params_fit(params, arch, stacked=True)
     _checks.positive_int(max_bytes, "max_bytes")
     images = _checks.array(images, "images")
-    _check_images(images, in_dim=params[0]["w"].shape[1])
+    check_images(images, in_dim=params[0]["w"].shape[1])
     if isinstance(images, np.ndarray):  # free to read; device arrays are not read
-        _check_range(images)
+        check_range(images)
     images = jnp.asarray(images)
     chunks = [_chunk_probs(params, images, start, rows, arch) for start, rows in
               _chunks(arch, params[0]["w"].shape[1], images.shape[0], max(max_bytes // k, 1))]
@@ -235,7 +235,7 @@ def _confident_mistakes(labels: np.ndarray, predicted: np.ndarray, confidence: n
              "confidence": float(confidence[i])} for i in order]
 
 
-def evaluation_report(params: _Params, images, labels, arch, *,
+def evaluation_report(params: Params, images, labels, arch, *,
                       max_bytes: int = _DEFAULT_MAX_BYTES, mistakes: int = 36) -> dict:
     """Loss, accuracy, per-class accuracy, confusion matrix and the most confident mistakes.
 

@@ -10,8 +10,8 @@ import warnings
 
 import numpy as np
 
-from jaxmlp.checkpoint import _write_atomic
-from jaxmlp.images import _check_image_shape, prepare_images
+from jaxmlp._checkpoint import write_atomic
+from jaxmlp._images import check_image_shape, prepare_images
 
 _MAX_MISTAKES_SHOWN = 36  # a 6 × 6 grid
 _MAX_WEIGHT_TILES = 100
@@ -28,8 +28,8 @@ def _new_figure(figsize):
 
 
 def _save(fig, path) -> None:
-    """Writes ``fig`` as a PNG at ``path``, all or nothing (``_write_atomic``)."""
-    _write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    """Writes ``fig`` as a PNG at ``path``, all or nothing (``write_atomic``)."""
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
 
 
 def _history_figure(history: list[dict], *, title: str = ""):
@@ -57,7 +57,7 @@ def _history_figure(history: list[dict], *, title: str = ""):
     return fig
 
 
-def _plot_history(history: list[dict], path, *, title: str = "") -> None:
+def plot_history(history: list[dict], path, *, title: str = "") -> None:
     """Writes ``history_figure(history, title=title)`` as a PNG at ``path``: train/test (and
     validation) loss and accuracy per epoch from ``metrics.jsonl`` records."""
     _save(_history_figure(history, title=title), path)
@@ -65,7 +65,7 @@ def _plot_history(history: list[dict], path, *, title: str = "") -> None:
 
 def _sweep_figure(history: list[dict], grid):
     """Test accuracy per epoch of every model of a sweep (thin lines), and per setting of
-    ``grid`` (``jaxmlp.sweep.Grid``) the mean over its seeds with a ± std band."""
+    ``grid`` (``jaxmlp._sweep.Grid``) the mean over its seeds with a ± std band."""
     fig = _new_figure((7, 4.5))
     ax = fig.subplots()
     epochs = np.array([h["epoch"] for h in history])
@@ -88,7 +88,7 @@ def _sweep_figure(history: list[dict], grid):
     return fig
 
 
-def _plot_sweep(history: list[dict], grid, path) -> None:
+def plot_sweep(history: list[dict], grid, path) -> None:
     """``_sweep_figure`` as a PNG at ``path``."""
     _save(_sweep_figure(history, grid), path)
 
@@ -120,7 +120,7 @@ def _confusion_figure(confusion, *, title: str = ""):
     return fig
 
 
-def _plot_confusion(confusion, path, *, title: str = "") -> None:
+def plot_confusion(confusion, path, *, title: str = "") -> None:
     """Writes ``confusion_figure(confusion, title=title)`` as a PNG at ``path``."""
     _save(_confusion_figure(confusion, title=title), path)
 
@@ -139,7 +139,7 @@ def _image_shape(image_shape, in_dim: int) -> tuple[int, int, int]:
             raise ValueError(f"{in_dim} pixels per image do not make a square image (pass "
                              "image_shape)")
         return side, side, 1
-    shape: tuple = _check_image_shape(image_shape)
+    shape: tuple = check_image_shape(image_shape)
     if math.prod(shape) != in_dim:
         raise ValueError(f"image_shape {shape} has {math.prod(shape)} pixels, the images "
                          f"{in_dim}")
@@ -253,7 +253,7 @@ def _mistakes_figure(images, labels, predicted, confidence, *, image_shape=None)
     return fig
 
 
-def _plot_mistakes(images, labels, predicted, confidence, path, *, image_shape=None) -> None:
+def plot_mistakes(images, labels, predicted, confidence, path, *, image_shape=None) -> None:
     """Writes ``mistakes_figure(images, labels, predicted, confidence, image_shape=…)`` as a
     PNG at ``path``."""
     _save(_mistakes_figure(images, labels, predicted, confidence, image_shape=image_shape), path)
@@ -309,7 +309,7 @@ def _weights_figure(w, *, labels=None, image_shape=None):
     return fig
 
 
-def _plot_weights(w, path, *, labels=None, image_shape=None) -> None:
+def plot_weights(w, path, *, labels=None, image_shape=None) -> None:
     """Writes ``weights_figure(w, labels=labels, image_shape=image_shape)`` as a PNG at
     ``path``."""
     _save(_weights_figure(w, labels=labels, image_shape=image_shape), path)
@@ -334,6 +334,6 @@ def _augment_figure(images, distorted, *, image_shape, title: str = ""):
     return fig
 
 
-def _plot_augment(images, distorted, path, *, image_shape, title: str = "") -> None:
+def plot_augment(images, distorted, path, *, image_shape, title: str = "") -> None:
     """Writes ``_augment_figure`` as a PNG at ``path``."""
     _save(_augment_figure(images, distorted, image_shape=image_shape, title=title), path)

@@ -3,7 +3,7 @@ from collections.abc import Sequence
 from typing import NamedTuple, Union
 
 from jaxmlp import _checks
-from jaxmlp.activations import ACTIVATIONS
+from jaxmlp._activations import ACTIVATIONS
 
 
 class Layer(NamedTuple):
@@ -18,8 +18,8 @@ Arch = tuple[Layer, ...]
 # The largest net a spec may describe: 64 times the widest published MLP layer (Srivastava
 # et al.'s 8,192 units is an eighth of it) and far deeper than any MLP trains. Widths and
 # depth past these only overflow index arithmetic or memory; a run still checks that its
-# net fits the machine (``layout._check_memory``).
-_MAX_UNITS = 1 << 19
+# net fits the machine (``layout.check_memory``).
+MAX_UNITS = 1 << 19
 _MAX_LAYERS = 256
 
 PRESETS: dict[str, str] = {
@@ -79,8 +79,8 @@ def parse_arch(spec: Union[str, Sequence]) -> Arch:
             raise TypeError(f"layer width must be an int, got {units!r}")
         if units <= 0:
             raise ValueError(f"layer width must be positive, got {units}")
-        if units > _MAX_UNITS:
-            raise ValueError(f"layer width must be at most {_MAX_UNITS:,}, got {units}")
+        if units > MAX_UNITS:
+            raise ValueError(f"layer width must be at most {MAX_UNITS:,}, got {units}")
         if activation not in ACTIVATIONS:
             raise ValueError(
                 f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")

@@ -21,11 +21,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxmlp import _checks
 
-_DATA = "data"
+DATA_AXIS = "data"
 _joined: list[bool] = []  # holds True once this process has joined a multi-process run (``_leave``)
 
 
-def _check_timeout(timeout_s) -> None:
+def check_timeout(timeout_s) -> None:
     """``ValueError`` unless ``timeout_s`` is a number of seconds in (0, ``_MAX_TIMEOUT_S``]
     (checked by the command line too, whether or not the run spans hosts)."""
     if (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
@@ -58,7 +58,7 @@ def initialize_distributed(coordinator: str, num_processes: int, process_id: int
         raise ValueError(f"coordinator must be HOST:PORT, got {coordinator!r}")
     if not 1 <= int(coordinator.rsplit(":", 1)[1]) <= 65535:
         raise ValueError(f"the coordinator's port must be 1 to 65535, got {coordinator!r}")
-    _check_timeout(timeout_s)
+    check_timeout(timeout_s)
     _checks.positive_int(num_processes, "num_processes", limit=_checks.INDEX_LIMIT)
     _checks.integer(process_id, "process_id", low=-_checks.INDEX_LIMIT)
     if not 0 <= process_id < num_processes:
@@ -310,13 +310,13 @@ def make_mesh(num_devices: Optional[int] = None) -> Mesh:
                          "on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes N")
     if jax.process_count() > 1 and n != len(devices):
         raise ValueError(f"a multi-process run trains on all {len(devices)} devices, got {n}")
-    return Mesh(np.asarray(devices[:n]), (_DATA,))
+    return Mesh(np.asarray(devices[:n]), (DATA_AXIS,))
 
 
-def _check_batch(batch_size: int, mesh: Mesh) -> None:
+def check_batch(batch_size: int, mesh: Mesh) -> None:
     """Raises unless the global batch splits evenly over the mesh."""
     if batch_size % mesh.size:
-        raise ValueError(f"batch size {batch_size} does not divide evenly over {mesh.size} "
+        raise ValueError(f"`batch_size` {batch_size} does not divide evenly over {mesh.size} "
                          f"devices; use a multiple of {mesh.size}")
 
 
@@ -324,7 +324,7 @@ def _replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def _put_replicated(tree, mesh: Mesh):
+def put_replicated(tree, mesh: Mesh):
     """Every leaf on every device of the mesh (in each process, from its own identical copy)."""
     sharding = _replicated(mesh)
     if jax.process_count() == 1:
@@ -338,18 +338,18 @@ def _put_batches(local: np.ndarray, global_shape: tuple, mesh: Mesh):
 
     Each process passes only its own share ``(steps, B / processes, ...)``.
     """
-    sharding = NamedSharding(mesh, P(None, _DATA))
+    sharding = NamedSharding(mesh, P(None, DATA_AXIS))
     return jax.make_array_from_process_local_data(sharding, local, global_shape)
 
 
-def _to_host(x) -> np.ndarray:
+def to_host(x) -> np.ndarray:
     """A replicated (or local) array as numpy, also when other processes hold parts of it."""
     if getattr(x, "is_fully_addressable", True):
         return np.asarray(x)
     return np.asarray(x.addressable_data(0))
 
 
-def _feed_batches(images, labels, order, batch_size: int, mesh):
+def feed_batches(images, labels, order, batch_size: int, mesh):
     """This process's columns of the batches ``order`` cuts, as global sharded arrays.
 
     ``order`` holds the global order of ``n`` whole batches; process ``p`` of ``P`` feeds

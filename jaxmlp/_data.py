@@ -23,10 +23,10 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from jaxmlp._errors import _Invalid
-from jaxmlp.checkpoint import _save_npz_atomic
+from jaxmlp._errors import Invalid
+from jaxmlp._checkpoint import save_npz_atomic
 
-_DEFAULT_DATASET = "mnist"
+DEFAULT_DATASET = "mnist"
 # A TFDS name, optionally with its config: "mnist", "emnist/letters". Also keeps the name
 # safe to use in cache file names and paths: the config may hold dots but not start with
 # one, so "mnist/.." cannot make the cache's glob climb out of the data folder.
@@ -56,7 +56,7 @@ MNIST = DatasetInfo("mnist", (28, 28, 1), 10)
 
 class Dataset(NamedTuple):
     """A dataset as numpy arrays: images ``(N, in_dim)`` uint8 in [0, 255], labels ``(N,)``
-    int32 in ``[0, num_classes)``. ``val_*`` is the validation split (``_with_validation``),
+    int32 in ``[0, num_classes)``. ``val_*`` is the validation split (``with_validation``),
     ``None`` when there is none. ``info`` defaults to MNIST's."""
 
     train_images: np.ndarray
@@ -84,19 +84,19 @@ class DatasetError(ValueError):
     """The dataset was found but cannot be used: corrupt, or not image classification."""
 
 
-def _default_data_dir() -> Path:
+def default_data_dir() -> Path:
     """``$TFDS_DATA_DIR`` if set, else TFDS's own default ``~/tensorflow_datasets``."""
     return Path(os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets").expanduser()
 
 
-def _default_cache_dir() -> Path:
+def default_cache_dir() -> Path:
     """``$JAXMLP_CACHE_DIR``, else ``$XDG_CACHE_HOME/jaxmlp``, else ``~/.cache/jaxmlp``."""
     if os.environ.get("JAXMLP_CACHE_DIR"):
         return Path(os.environ["JAXMLP_CACHE_DIR"]).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "jaxmlp"
 
 
-def _check_name(name: str) -> str:
+def check_name(name: str) -> str:
     """``name`` if it can be a TFDS dataset name (``mnist``, ``emnist/letters``), else
     ``ValueError``."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -104,7 +104,7 @@ def _check_name(name: str) -> str:
                 if isinstance(name, str) and _NAME.fullmatch(name.lower()) else "")
         rule = ("dataset must be a TFDS dataset name (such as mnist, fashion_mnist, kmnist, "
                 "emnist/digits, cifar10)")
-        raise _Invalid(rule, message=f"dataset {name!r} is not a TFDS dataset name (such as "
+        raise Invalid(rule, message=f"dataset {name!r} is not a TFDS dataset name (such as "
                        f"mnist, fashion_mnist, kmnist, emnist/digits, cifar10){hint}")
     return name
 
@@ -124,7 +124,7 @@ def _cache_path(cache_dir: Path, name: str, info: Path) -> Path:
     return cache_dir / f"{name.replace('/', '--')}-{info.parent.name}-{digest}.npz"
 
 
-def _check_dataset(data: Dataset) -> Dataset:
+def check_dataset(data: Dataset) -> Dataset:
     """Raises ``DatasetError`` unless ``data`` is usable for training: for every split,
     images ``(N, in_dim)`` uint8 beside ``(N,)`` integer labels in ``[0, num_classes)``,
     N >= 1 (``in_dim`` and ``num_classes`` from ``data.info``).
@@ -148,7 +148,7 @@ def _check_dataset(data: Dataset) -> Dataset:
     return data
 
 
-def _with_validation(data: Dataset, size: int) -> Dataset:
+def with_validation(data: Dataset, size: int) -> Dataset:
     """``data`` with its last ``size`` training examples held out as the validation split.
 
     The last ones, not a random draw: the split is the same for every seed, so runs with
@@ -408,14 +408,14 @@ def _read_cache(path: Path, name: str) -> Optional[Dataset]:
                                int(f["num_classes"]))
             arrays = {k: f[k] for k in ("train_images", "train_labels", "test_images",
                                         "test_labels")}
-        return _check_dataset(Dataset(**arrays, info=info))
+        return check_dataset(Dataset(**arrays, info=info))
     except Exception:
         return None  # a damaged cache is rebuilt from the TFDS copy
 
 
 def _write_cache(path: Path, data: Dataset) -> None:
     try:
-        _save_npz_atomic(path, image_shape=np.asarray(data.info.image_shape),
+        save_npz_atomic(path, image_shape=np.asarray(data.info.image_shape),
                         num_classes=np.asarray(data.info.num_classes),
                         **{k: getattr(data, k) for k in ("train_images", "train_labels",
                                                          "test_images", "test_labels")})
@@ -423,18 +423,18 @@ def _write_cache(path: Path, data: Dataset) -> None:
         pass  # a read-only cache folder only costs speed
 
 
-def load_dataset(name: str = _DEFAULT_DATASET, *, data_dir=None, manual_dir=None,
+def load_dataset(name: str = DEFAULT_DATASET, *, data_dir=None, manual_dir=None,
                  download: bool = True, cache_dir=None, use_cache: bool = True,
                  check=lambda info: None) -> Dataset:
     """Loads a TFDS image-classification dataset as uint8 numpy arrays.
 
     Args:
       name: the TFDS name, with its config where it has several (``"emnist/letters"``).
-      data_dir: TFDS data folder; defaults to ``_default_data_dir()``. When given, it must exist.
+      data_dir: TFDS data folder; defaults to ``default_data_dir()``. When given, it must exist.
       manual_dir: a folder with the dataset's original files (for MNIST, the four
         ``*-ubyte.gz``); TFDS prepares from them instead of downloading.
       download: let TFDS download the dataset when it is not prepared (connected machines).
-      cache_dir: where decoded arrays are cached; defaults to ``_default_cache_dir()``.
+      cache_dir: where decoded arrays are cached; defaults to ``default_cache_dir()``.
       use_cache: read and write that cache (only for data prepared on disk).
       check: called with the ``DatasetInfo`` as soon as it is known, before the data is
         prepared or read; whatever it raises stops the load (``train`` checks the output
@@ -442,14 +442,14 @@ def load_dataset(name: str = _DEFAULT_DATASET, *, data_dir=None, manual_dir=None
 
     Returns:
       A checked ``Dataset`` with train and test splits (no validation split: see
-      ``_with_validation``).
+      ``with_validation``).
 
     Raises:
       DatasetNotFoundError: an unknown name, or nothing found where it looked and nothing
         could be obtained.
       DatasetError: the data is corrupt, or not image classification with uint8 images.
     """
-    _check_name(name)
+    check_name(name)
     for arg, value in (("data_dir", data_dir), ("manual_dir", manual_dir)):
         if value is not None and not str(value).strip():  # Path("") would be "."
             raise ValueError(f"{arg} must name a folder (or be None), got an empty string")
@@ -457,21 +457,21 @@ def load_dataset(name: str = _DEFAULT_DATASET, *, data_dir=None, manual_dir=None
         data_dir = Path(data_dir).expanduser()
         if not data_dir.is_dir():
             what = "is not a folder" if data_dir.exists() else "does not exist"
-            raise DatasetNotFoundError(f"data dir {data_dir} {what} (pass a TFDS data "
+            raise DatasetNotFoundError(f"`data_dir` {data_dir} {what} (pass a TFDS data "
                                        f"folder that holds {name}/, or omit `data_dir`)")
     else:
-        data_dir = _default_data_dir()
+        data_dir = default_data_dir()
     if manual_dir is not None:
         manual_dir = Path(manual_dir).expanduser()
         if not manual_dir.is_dir():
-            raise DatasetNotFoundError(f"manual dir {manual_dir} does not exist")
-    cache_root = Path(cache_dir) if cache_dir else _default_cache_dir()
+            raise DatasetNotFoundError(f"`manual_dir` {manual_dir} does not exist")
+    cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
     info = _prepared_info(data_dir, name) if use_cache else None
     if info is not None and (cached := _read_cache(_cache_path(cache_root, name, info), name)):
         check(cached.info)
         return cached
     data, prepared = _load_tfds(name, data_dir, manual_dir, download, check)
-    _check_dataset(data)
+    check_dataset(data)
     # Written only under the key that the next load looks up: TFDS may have read another
     # folder than the one _prepared_info finds ("emnist" reads emnist/byclass/<version>/;
     # a newer version may sit beside the one TFDS reads), and a cache written where no

@@ -7,7 +7,7 @@ import numpy as np
 
 from jaxmlp import _checks
 from jaxmlp._checks import is_concrete
-from jaxmlp.data import MNIST
+from jaxmlp._data import MNIST
 
 
 def _dtype(images) -> np.dtype:
@@ -18,10 +18,10 @@ def _dtype(images) -> np.dtype:
 
 # The most values an image may hold: a 4096×4096 grey image, far past any dataset an MLP
 # takes (CIFAR's 3,072), and an index that int32 holds with room.
-_MAX_PIXELS = 1 << 24
+MAX_PIXELS = 1 << 24
 
 
-def _check_image_shape(image_shape) -> tuple[int, ...]:
+def check_image_shape(image_shape) -> tuple[int, ...]:
     """``image_shape`` as a tuple ``(height, width, channels)`` of positive ints, or
     ``ValueError``."""
     try:
@@ -33,13 +33,13 @@ def _check_image_shape(image_shape) -> tuple[int, ...]:
                        for s in shape)):
         raise ValueError(f"image_shape must be (height, width, channels), three positive ints, "
                          f"got {image_shape!r}")
-    if math.prod(int(s) for s in shape) > _MAX_PIXELS:
-        raise ValueError(f"image_shape must hold at most {_MAX_PIXELS:,} values (an MLP's input "
+    if math.prod(int(s) for s in shape) > MAX_PIXELS:
+        raise ValueError(f"image_shape must hold at most {MAX_PIXELS:,} values (an MLP's input "
                          f"width), got {tuple(int(s) for s in shape)}")
     return tuple(int(s) for s in shape)
 
 
-def _image_forms(in_dim=None, image_shape=None) -> tuple[int, list[tuple[int, ...]]]:
+def image_forms(in_dim=None, image_shape=None) -> tuple[int, list[tuple[int, ...]]]:
     """``(in_dim, forms)``: the pixels per image, and the shapes one image may have.
 
     Without ``image_shape``: ``(in_dim,)``, and for a square ``in_dim`` also ``(side,
@@ -54,21 +54,21 @@ def _image_forms(in_dim=None, image_shape=None) -> tuple[int, list[tuple[int, ..
         side = math.isqrt(in_dim) if in_dim >= 0 else 0
         return in_dim, [(in_dim,)] + ([(side, side), (side, side, 1)]
                                       if side * side == in_dim else [])
-    h, w, c = _check_image_shape(image_shape)
+    h, w, c = check_image_shape(image_shape)
     if in_dim is not None and int(in_dim) != h * w * c:
         raise ValueError(f"image_shape {(h, w, c)} has {h * w * c} pixels, but in_dim is "
                          f"{int(in_dim)}")
     return h * w * c, [(h * w * c,)] + ([(h, w)] if c == 1 else []) + [(h, w, c)]
 
 
-def _check_images(images, *, in_dim: int | None = None, image_shape=None) -> None:
+def check_images(images, *, in_dim: int | None = None, image_shape=None) -> None:
     """The shape and dtype checks of ``prepare_images``, without tracing or touching values.
 
     Takes anything with ``shape`` and ``dtype`` (numpy or JAX arrays, tracers,
     ``jax.ShapeDtypeStruct``); raises as ``prepare_images`` does, with the
     input's real dtype in the message.
     """
-    in_dim, accepted = _image_forms(in_dim, image_shape)
+    in_dim, accepted = image_forms(in_dim, image_shape)
     images = _checks.array(images, "images")
     shape, dtype = np.shape(images), _dtype(images)
     if len(shape) < 2 or tuple(shape[1:]) not in accepted or shape[0] == 0:
@@ -80,7 +80,7 @@ def _check_images(images, *, in_dim: int | None = None, image_shape=None) -> Non
         raise TypeError(f"images must be uint8 (0-255) or floating (0-1), got dtype {dtype}")
 
 
-def _check_range(images) -> None:
+def check_range(images) -> None:
     """Floating pixels, where concrete, must lie in [0, 1] (NaN does not)."""
     if is_concrete(images) and _dtype(images) != np.uint8:
         lo, hi = float(np.min(images)), float(np.max(images))
@@ -95,7 +95,7 @@ def prepare_images(images, *, in_dim: int | None = None, image_shape=None) -> ja
     uint8 pixels (0–255) are divided by 255; floating pixels are taken as already in
     [0, 1] and never scaled twice. Works under ``jit`` (the range check then is skipped).
     Images are flattened row-major, channels last (``(H, W, C)`` → ``H·W·C``), as the
-    datasets are (``jaxmlp.data``).
+    datasets are (``jaxmlp._data``).
 
     Args:
       images: uint8 or floating, shape ``(N, in_dim)``; with ``image_shape`` ``(H, W, C)``
@@ -117,10 +117,10 @@ def prepare_images(images, *, in_dim: int | None = None, image_shape=None) -> ja
       TypeError: integer pixels that are not uint8 (their scale is unknown), or booleans.
     """
     images = _checks.array(images, "images")
-    _check_images(images, in_dim=in_dim, image_shape=image_shape)
-    in_dim, _ = _image_forms(in_dim, image_shape)
+    check_images(images, in_dim=in_dim, image_shape=image_shape)
+    in_dim, _ = image_forms(in_dim, image_shape)
     shape, dtype = np.shape(images), _dtype(images)
     if dtype == jnp.uint8:
         return jnp.reshape(images, (shape[0], in_dim)).astype(jnp.float32) / 255.0
-    _check_range(images)
+    check_range(images)
     return jnp.reshape(images, (shape[0], in_dim)).astype(jnp.float32)

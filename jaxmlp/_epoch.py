@@ -22,22 +22,22 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxmlp import _checks
-from jaxmlp.arch import parse_arch
+from jaxmlp._arch import parse_arch
 from jaxmlp._augment import Augmentation, augment as _augment
-from jaxmlp.backprop import hand_value_and_grad
-from jaxmlp.config import _GRADS, TrainConfig
+from jaxmlp._backprop import hand_value_and_grad
+from jaxmlp._config import GRADS, TrainConfig
 from jaxmlp._cross_entropy import cross_entropy, smooth_labels
-from jaxmlp.data import Dataset
-from jaxmlp.images import _check_image_shape, prepare_images
-from jaxmlp.metrics import _metrics
-from jaxmlp.mlp import _dropping, _masks_of, forward_layers
-from jaxmlp.parallel import _DATA, _check_batch, _feed_batches
+from jaxmlp._data import Dataset
+from jaxmlp._images import check_image_shape, prepare_images
+from jaxmlp._metrics import batch_metrics
+from jaxmlp._mlp import dropping, masks_of, forward_layers
+from jaxmlp._parallel import DATA_AXIS, check_batch, feed_batches
 
-_MODEL = "model"  # the mesh axis of a stack's models
+MODEL_AXIS = "model"  # the mesh axis of a stack's models
 
 
 def _autodiff_value_and_grad(params, x, y, arch, *, dropout=None, key=None):
-    masks = _masks_of(key, x, arch, dropout)
+    masks = masks_of(key, x, arch, dropout)
 
     def loss_and_logits(params):
         logits = forward_layers(params, x, arch, masks=masks)[-1][1]
@@ -51,7 +51,7 @@ def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
     """One SGD step ``(params, opt_state, images_u8, labels, key) → (params, opt_state,
     metrics)``.
 
-    ``metrics`` is ``jaxmlp.metrics._metrics`` of the batch (``loss``, ``accuracy``, against
+    ``metrics`` is ``jaxmlp._metrics.batch_metrics`` of the batch (``loss``, ``accuracy``, against
     the true labels). With ``label_smoothing`` ε the gradient is that of the cross-entropy
     against ``smooth_labels(labels, n, ε)``. Every step takes a PRNG ``key`` (as Flax's
     steps take their ``rngs``), so no caller asks whether a step draws noise: with
@@ -78,7 +78,7 @@ def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
             labels, arch[-1].units, label_smoothing).astype(params[0]["w"].dtype)
         (_, logits), grads = value_and_grad(params, x, targets, arch, dropout=dropout, key=key)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, _metrics(logits, labels)
+        return optax.apply_updates(params, updates), opt_state, batch_metrics(logits, labels)
 
     return step
 
@@ -88,14 +88,14 @@ def _checked_step_args(arch, optimizer, grad, label_smoothing, dropout, augment,
     the step reads them: the parsed arch, None for no dropout or no distortion."""
     arch = parse_arch(arch)
     _check_optimizer(optimizer)
-    _checks.one_of(grad, _GRADS, "grad")
+    _checks.one_of(grad, GRADS, "grad")
     _checks.probability(label_smoothing, "label_smoothing")
     if augment is not None and not isinstance(augment, Augmentation):
         raise TypeError(f"augment must be an Augmentation (jaxmlp.parse_augment) or None, got "
                         f"{type(augment).__name__}")
     if image_shape is not None:
-        image_shape = _check_image_shape(image_shape)
-    dropout = _dropping(dropout)
+        image_shape = check_image_shape(image_shape)
+    dropout = dropping(dropout)
     augment = augment if augment is not None and augment.active else None
     if augment is not None and image_shape is None:
         raise ValueError("augmentation needs the images' shape (H, W, C): pass image_shape")
@@ -110,7 +110,7 @@ def _check_optimizer(optimizer) -> None:
                         f"(jaxmlp.make_optimizer), got {type(optimizer).__name__}")
 
 
-def _config_step(config: TrainConfig, optimizer, image_shape):
+def config_step(config: TrainConfig, optimizer, image_shape):
     """``make_step`` with every setting of ``config`` that shapes a step."""
     return make_step(config.layers, optimizer, config.grad, label_smoothing=config.label_smoothing,
                      dropout=config.dropout_rates, augment=config.augmentation,
@@ -183,7 +183,7 @@ def make_epoch(step, batch_size: int, mesh=None):
     """
     _check_epoch_args(step, batch_size, mesh)
     shard = ((lambda x: x) if mesh is None else lambda x: jax.lax.with_sharding_constraint(
-        x, NamedSharding(mesh, P(_DATA))))
+        x, NamedSharding(mesh, P(DATA_AXIS))))
     epoch = _epoch(step, batch_size, shard)
 
     @functools.partial(jax.jit, static_argnums=6, donate_argnums=(0, 1))
@@ -200,10 +200,10 @@ def _check_epoch_args(step, batch_size, mesh) -> None:
                         f"{type(step).__name__}")
     _checks.positive_int(batch_size, "batch_size", limit=_checks.INDEX_LIMIT)
     if mesh is not None:
-        if not isinstance(mesh, Mesh) or _DATA not in mesh.axis_names:
-            raise TypeError(f"mesh must be None or a mesh with a {_DATA!r} axis "
+        if not isinstance(mesh, Mesh) or DATA_AXIS not in mesh.axis_names:
+            raise TypeError(f"mesh must be None or a mesh with a {DATA_AXIS!r} axis "
                             f"(jaxmlp.make_mesh), got {mesh!r}")
-        _check_batch(batch_size, mesh)
+        check_batch(batch_size, mesh)
 
 
 def _make_fed_epoch(step):
@@ -239,7 +239,7 @@ def _compiled_ahead(epoch, static: bool):
     return run
 
 
-def _make_epoch_runner(step, data: Dataset, batch_size: int, mesh):
+def make_epoch_runner(step, data: Dataset, batch_size: int, mesh):
     """``run(params, opt_state, key, start, n) → (params, opt_state, metrics, compile_s)``.
 
     The same call for one process and for many: one process has the dataset on its
@@ -251,7 +251,7 @@ def _make_epoch_runner(step, data: Dataset, batch_size: int, mesh):
         inputs = lambda key, start, n: (data.train_images, data.train_labels, key, start)
     else:
         epoch = _compiled_ahead(_make_fed_epoch(step), static=False)
-        inputs = lambda key, start, n: (*_feed_batches(
+        inputs = lambda key, start, n: (*feed_batches(
             data.train_images, data.train_labels,
             np.asarray(shuffle(key, len(data.train_labels)))[start * batch_size:][:n * batch_size],
             batch_size, mesh), key, start)
@@ -262,7 +262,7 @@ def _make_epoch_runner(step, data: Dataset, batch_size: int, mesh):
     return run
 
 
-def _make_stack_runner(step, batch_size: int, order: str, data: Dataset, mesh: Mesh):
+def make_stack_runner(step, batch_size: int, order: str, data: Dataset, mesh: Mesh):
     """``run(params, opt_state, keys, start, n) → (params, opt_state, metrics, compile_s)``
     for a stack of K models: ``jax.vmap`` of the single run's epoch over the model axis,
     the metrics ``(n, K)``.
@@ -281,7 +281,7 @@ def _make_stack_runner(step, batch_size: int, order: str, data: Dataset, mesh: M
 
     @functools.partial(jax.jit, static_argnums=6, donate_argnums=(0, 1))
     def stack_epoch(params, opt_state, images, labels, keys, start, n):
-        many = jax.vmap(functools.partial(epoch, n=n), spmd_axis_name=_MODEL,
+        many = jax.vmap(functools.partial(epoch, n=n), spmd_axis_name=MODEL_AXIS,
                         in_axes=(0, 0, None, None, None if shared else 0, 0, None))
         params, opt_state, metrics = many(params, opt_state, images, labels,
                                           keys[0] if shared else keys, keys, start)

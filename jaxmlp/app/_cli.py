@@ -25,8 +25,8 @@ import typing
 import warnings
 from pathlib import Path
 
-from jaxmlp.config import _ORDERS, TrainConfig
-from jaxmlp.data import _DEFAULT_DATASET, MNIST
+from jaxmlp._config import ORDERS, TrainConfig
+from jaxmlp._data import DEFAULT_DATASET, MNIST
 
 _PROG = "jaxmlp"
 _SWEPT = ("seed", "lr", "momentum")  # list-valued in `jaxmlp sweep`
@@ -105,7 +105,7 @@ def _add_training_flags(commands, name: str) -> None:
                    "number of models evenly)",
         "target_accuracy": "stop once every live model's validation (else test) accuracy "
                            "reaches this"} if sweep else {})
-    from jaxmlp.recipes import RECIPES
+    from jaxmlp._recipes import RECIPES
 
     parser.add_argument("--recipe", choices=tuple(RECIPES), default=None, help=(
         "start from a published record's settings (docs/results.md#records); the flags "
@@ -117,7 +117,7 @@ def _add_training_flags(commands, name: str) -> None:
                             "the optimizer's, as for train)")
         parser.add_argument("--momentum", help="SGD momenta (Adam/AdamW/Lion b1), e.g. "
                             f"0.8,0.9 (default: {TrainConfig.momentum})")
-        parser.add_argument("--order", choices=_ORDERS,
+        parser.add_argument("--order", choices=ORDERS,
                             help="every model sees the same batches (shared), or each follows "
                             "the order of `jaxmlp train --seed S` (independent) (default: "
                             "shared)")
@@ -186,7 +186,7 @@ def _build_parser() -> argparse.ArgumentParser:
     au.add_argument("--out", default="augment.png", help="the PNG to write (default: "
                     "augment.png; an existing file only with --overwrite)")
     au.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    au.add_argument("--dataset", default=_DEFAULT_DATASET, help="TFDS dataset (default: mnist)")
+    au.add_argument("--dataset", default=DEFAULT_DATASET, help="TFDS dataset (default: mnist)")
     au.add_argument("--data-dir", default=None, help="TFDS data folder")
     au.add_argument("--manual-dir", default=None, help="folder with the original MNIST .gz files")
     au.add_argument("--images", type=_int, default=8,
@@ -250,14 +250,14 @@ def _parse(argv):
     return args
 
 
-def _default_out(arch: str, dataset: str = _DEFAULT_DATASET) -> Path:
+def _default_out(arch: str, dataset: str = DEFAULT_DATASET) -> Path:
     """``runs/<arch>``: ``"50:relu,10:linear"`` → ``runs/50_relu_10_linear``; on a dataset
     other than MNIST ``runs/<dataset>-<arch>`` (``runs/fashion_mnist-b``).
 
     A long spec is cut and given a digest of the whole, so the name stays within the
     file system's limits and distinct specs stay distinct folders.
     """
-    if dataset != _DEFAULT_DATASET:
+    if dataset != DEFAULT_DATASET:
         arch = f"{dataset}-{arch}"
     name = re.sub(r"[^\w.-]+", "_", arch)
     if len(name) > 64:
@@ -279,7 +279,7 @@ def _given(args, skip=()) -> dict:
     finishes what it was asked)."""
     given = _flags(args, skip)
     if getattr(args, "recipe", None):
-        from jaxmlp.recipes import recipe_settings
+        from jaxmlp._recipes import recipe_settings
 
         recipe = recipe_settings(args.recipe)
         if "steps" in given or args.resume is not None:
@@ -307,7 +307,7 @@ def _resumed_config(args, saved: TrainConfig, out: Path, skip=()) -> TrainConfig
 
 def _setting_value(config: TrainConfig, name: str):
     """A setting as a value: an architecture as its layers (``b`` is its spec)."""
-    from jaxmlp.arch import parse_arch
+    from jaxmlp._arch import parse_arch
 
     return parse_arch(config.arch) if name == "arch" else getattr(config, name)
 
@@ -338,9 +338,9 @@ def _config_from_args(args) -> tuple[TrainConfig, Path]:
                                                                                 config.dataset)
         return config, Path(args.out) if args.out else default
     out = _resumed_folder(args, "run")
-    from jaxmlp.run import _read_config
+    from jaxmlp._run import read_config
 
-    saved = _read_config(out)  # train_and_evaluate checks what else may change
+    saved = read_config(out)  # train_and_evaluate checks what else may change
     return _resumed_config(args, saved, out), out
 
 
@@ -348,9 +348,9 @@ def _enable_compilation_cache() -> None:
     """Turns on JAX's persistent compilation cache, so a second run skips compiling."""
     import jax
 
-    from jaxmlp.data import _default_cache_dir
+    from jaxmlp._data import default_cache_dir
 
-    jax.config.update("jax_compilation_cache_dir", str(_default_cache_dir() / "xla"))
+    jax.config.update("jax_compilation_cache_dir", str(default_cache_dir() / "xla"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     # A cache that cannot be written (full disk, ulimit -f), or an entry left torn by such a
@@ -362,7 +362,7 @@ def _enable_compilation_cache() -> None:
 @contextlib.contextmanager
 def _training_failures(command: str, out):
     """A diverged or interrupted training becomes its one line and exit status."""
-    from jaxmlp.trainer import TrainingDiverged, TrainingInterrupted
+    from jaxmlp._trainer import TrainingDiverged, TrainingInterrupted
 
     try:
         yield
@@ -378,13 +378,13 @@ def _parse_seeds(text: str) -> tuple[int, ...]:
     """``--seeds``: ``"16"`` → seeds 0 to 15; ``"0,3,7"`` (any comma) → those seeds. (The
     values' rules are ``Grid``'s.)"""
     from jaxmlp._checks import parse_int
-    from jaxmlp.config import _MAX_MODELS
+    from jaxmlp._config import MAX_MODELS
 
     try:
         if "," not in text:
             count = parse_int(text, "--seeds")
-            if not 1 <= count <= _MAX_MODELS:
-                raise ValueError(f"--seeds takes a count from 1 to {_MAX_MODELS} or a list, got "
+            if not 1 <= count <= MAX_MODELS:
+                raise ValueError(f"--seeds takes a count from 1 to {MAX_MODELS} or a list, got "
                                  f"{text!r}")
             return tuple(range(count))
         return tuple(parse_int(t, "--seeds") for t in text.split(","))  # "0,,1": a mistake
@@ -407,12 +407,12 @@ def _parse_floats(text: str, name: str) -> tuple[float, ...]:
 def _sweep_settings(args):
     """A sweep's ``(config, grid, order, out)``; a resume keeps the saved grid and order
     unless flags name new ones (``train_many`` refuses what may not change)."""
-    from jaxmlp.run import _read_sweep
-    from jaxmlp.config import Grid
+    from jaxmlp._run import read_sweep
+    from jaxmlp._config import Grid
 
     _check_out(args)
     given = _given(args, skip=_SWEPT)
-    from jaxmlp.recipes import RECIPES
+    from jaxmlp._recipes import RECIPES
 
     recipe = RECIPES[args.recipe] if args.recipe else None
     picked = recipe.settings if recipe else {}
@@ -436,7 +436,7 @@ def _sweep_settings(args):
             "sweep-" + (args.recipe or _default_out(config.arch, config.dataset).name))
         return config, grid, args.order or "shared", out
     out = _resumed_folder(args, "sweep")
-    saved, saved_grid, saved_order = _read_sweep(out)
+    saved, saved_grid, saved_order = read_sweep(out)
     grid = Grid(grid.seeds if args.seeds else saved_grid.seeds,
                 grid.lrs if args.lr else saved_grid.lrs,
                 grid.momenta if args.momentum else saved_grid.momenta)
@@ -446,16 +446,16 @@ def _sweep_settings(args):
 
 def _distributed(args, config: TrainConfig) -> None:
     """Joins the other processes of a multi-host run, if the flags name one."""
-    from jaxmlp.parallel import _check_timeout
+    from jaxmlp._parallel import check_timeout
 
-    _check_timeout(args.init_timeout)  # a flag given is checked, used or not
+    check_timeout(args.init_timeout)  # a flag given is checked, used or not
     distributed = (args.coordinator, args.num_processes, args.process_id)
     if all(v is None for v in distributed):
         return
     if any(v is None for v in distributed):
         raise ValueError("multi-host runs need --coordinator, --num-processes and "
                          "--process-id together")
-    from jaxmlp.parallel import initialize_distributed
+    from jaxmlp._parallel import initialize_distributed
 
     # Before any computation: JAX must know the whole cluster first.
     initialize_distributed(*distributed, timeout_s=args.init_timeout,
@@ -484,7 +484,7 @@ def _fit(args) -> int:
         config, out = _config_from_args(args)
         _distributed(args, config)
     _enable_compilation_cache()
-    from jaxmlp.trainer import fit
+    from jaxmlp._trainer import fit
 
     with _training_failures(args.command, out):
         result = fit(config, grid, out, order=order, resume=args.resume is not None,
@@ -502,9 +502,9 @@ def _outcome(result: dict, out) -> str:
     """The last lines of ``jaxmlp train`` (the final accuracy) or ``jaxmlp sweep`` (the
     summary's table)."""
     if "summary" in result:
-        from jaxmlp.sweep import _format_summary
+        from jaxmlp._sweep import format_summary
 
-        return f"{_format_summary(result['summary'])}\noutputs in {out}"
+        return f"{format_summary(result['summary'])}\noutputs in {out}"
     steps, val = result["steps"], result["val_accuracy"]
     return (f"final test accuracy {result['test_accuracy']:.4f}"
             + (f" (validation {val:.4f})" if val is not None else "")
@@ -513,9 +513,9 @@ def _outcome(result: dict, out) -> str:
 
 def _load_run(args):
     """The run ``jaxmlp eval``/``predict`` name: a run folder, or ``--model I`` of a sweep's."""
-    from jaxmlp.run import _is_sweep, load_run
+    from jaxmlp._run import is_sweep, load_run
 
-    sweep = _is_sweep(args.run)  # (a sweep.json that is a link: load_run then refuses it)
+    sweep = is_sweep(args.run)  # (a sweep.json that is a link: load_run then refuses it)
     if sweep and args.model is None:
         raise ValueError(f"{args.run} holds a sweep: name one of its models with --model I "
                          f"(jaxmlp {args.command} {args.run} --model 0 ...)")
@@ -525,8 +525,8 @@ def _load_run(args):
 
 
 def _eval(args) -> int:
-    from jaxmlp.data import load_dataset
-    from jaxmlp.run import evaluate_run
+    from jaxmlp._data import load_dataset
+    from jaxmlp._run import evaluate_run
 
     run = _load_run(args)
     # --data-dir, else the folder the run recorded while it still exists, else the default
@@ -546,12 +546,12 @@ def _eval(args) -> int:
 
 
 def _predict(args) -> int:
-    from jaxmlp._predict import _digit_pipeline, load_inputs, predict, top_k
+    from jaxmlp._predict import digit_pipeline, load_inputs, predict, top_k
 
     run = _load_run(args)
     shape = run.info.image_shape
     images, names = load_inputs(args.files, invert=args.invert, image_shape=shape,
-                                digits=_digit_pipeline(run.info))
+                                digits=digit_pipeline(run.info))
     probs = predict(run.params, images, run.arch, image_shape=shape)
     for name, top in zip(names, top_k(probs, 3)):
         if args.json:  # "class"; "digit" too, as before datasets other than MNIST
@@ -563,17 +563,17 @@ def _predict(args) -> int:
 
 
 def _gradcheck(args) -> int:
-    from jaxmlp._gradcheck import _format_gradcheck, gradcheck
+    from jaxmlp._gradcheck import format_gradcheck, gradcheck
 
     result = gradcheck(args.arch, in_dim=args.in_dim, batch_size=args.batch_size, seed=args.seed)
-    print(_format_gradcheck(result))
+    print(format_gradcheck(result))
     return 0 if result["passed"] else 1
 
 
 def _toy(args) -> int:
-    from jaxmlp.toy import _trace_text
+    from jaxmlp._toy import trace_text
 
-    print(_trace_text(lr=args.lr, iterations=args.iterations))
+    print(trace_text(lr=args.lr, iterations=args.iterations))
     return 0
 
 
@@ -586,10 +586,10 @@ def _augment_command(args) -> int:
 
     from jaxmlp._checks import seed
     from jaxmlp._augment import augment, parse_augment
-    from jaxmlp.data import load_dataset
-    from jaxmlp.images import prepare_images
-    from jaxmlp.plot import _plot_augment
-    from jaxmlp.run import _check_new_file, _write_new_file
+    from jaxmlp._data import load_dataset
+    from jaxmlp._images import prepare_images
+    from jaxmlp._plot import plot_augment
+    from jaxmlp._run import check_new_file, write_new_file
 
     aug = parse_augment(args.spec)
     for flag, value, top in (("--images", args.images, _MAX_IMAGES),
@@ -598,7 +598,7 @@ def _augment_command(args) -> int:
             raise ValueError(f"{flag} must be in [1, {top}], got {value}")
     seed(args.seed, "--seed")
     out = args.out
-    _check_new_file(out, overwrite=args.overwrite)  # before any work
+    check_new_file(out, overwrite=args.overwrite)  # before any work
     data = load_dataset(args.dataset, data_dir=args.data_dir, manual_dir=args.manual_dir,
                         download=False)
     shape = data.info.image_shape
@@ -607,7 +607,7 @@ def _augment_command(args) -> int:
     draw = jax.jit(lambda key: augment(key, x, aug))
     distorted = [draw(jax.random.fold_in(jax.random.key(args.seed), d)).reshape(len(images), -1)
                  for d in range(args.draws)]
-    _write_new_file(out, lambda path: _plot_augment(
+    write_new_file(out, lambda path: plot_augment(
         images, distorted, path, image_shape=shape, title=f"--augment {aug.spec or 'none'}"),
         overwrite=args.overwrite)
     print(f"wrote {out}")
@@ -615,12 +615,12 @@ def _augment_command(args) -> int:
 
 
 def _serve(args) -> int:
-    from jaxmlp.app.serve import _make_server, _url
+    from jaxmlp.app._serve import make_server, url_of
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
-    server = _make_server(args.dir, args.host, args.port)
-    print(f"serving the runs under {args.dir} at {_url(server)} (Ctrl-C to stop)")
+    server = make_server(args.dir, args.host, args.port)
+    print(f"serving the runs under {args.dir} at {url_of(server)} (Ctrl-C to stop)")
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:  # the way to stop a server: exit 0
@@ -665,15 +665,17 @@ def _flags_of(parser: argparse.ArgumentParser) -> dict:
 
 def _in_flags(message: str) -> str:
     """A library message in the command's words: the library names a setting as
-    `` `name` `` (``TrainConfig``'s field, an argument of the API); here it is its flag."""
-    if "`" not in message:  # an epoch's line: nothing to translate, no parser built
+    `` `name` `` (``TrainConfig``'s field, an argument of the API); here it is its flag.
+    A message about a run's file (``…/config.json: `lr` must be positive``) names the
+    file's key, and keeps it."""
+    if "`" not in message or re.search(r"\.json: ", message):  # nothing to translate
         return message
     flags = _flags_of(_build_parser())
     return re.sub(r"`(\w+)`", lambda m: flags.get(m[1], m[0]), message)
 
 
 def _run(args) -> int:
-    from jaxmlp.run import _RunWriteError
+    from jaxmlp._run import RunWriteError
 
     try:
         return _COMMANDS[args.command](args)
@@ -684,7 +686,7 @@ def _run(args) -> int:
     except BrokenPipeError:  # `jaxmlp toy | head`: the reader left; end as SIGPIPE would
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
-    except _RunWriteError as e:
+    except RunWriteError as e:
         message, code = f"error: {e.strerror}", 1
     except (ValueError, TypeError, RuntimeError, OSError) as e:  # bad input, named
         message, code = f"error: {e}", 2

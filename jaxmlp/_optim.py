@@ -25,7 +25,7 @@ OPTIMIZERS = {"sgd": {"lr": 0.1, "weight_decay": 0.0, "copies": 3},
               "adam": {"lr": 1e-3, "weight_decay": 0.0, "copies": 4},
               "adamw": {"lr": 1e-3, "weight_decay": 1e-4, "copies": 4},
               "lion": {"lr": 1e-4, "weight_decay": 1e-3, "copies": 3}}
-_SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine")
 
 
 def schedule(peak, num_steps: int, warmup_steps: int = 0, kind: str = "cosine"):
@@ -51,7 +51,7 @@ def _check_schedule(peak, num_steps, warmup_steps, kind) -> None:
     _checks.positive_number(peak, "peak", traced=True)
     _checks.positive_int(num_steps, "num_steps", limit=_checks.INDEX_LIMIT)
     _checks.integer(warmup_steps, "warmup_steps")
-    _checks.one_of(kind, _SCHEDULES, "kind")
+    _checks.one_of(kind, SCHEDULES, "kind")
 
 
 def _decay_mask(params):
@@ -101,7 +101,7 @@ def ema(decay: float) -> optax.GradientTransformation:
     ``t`` the updates before this one (TensorFlow's ``ExponentialMovingAverage`` with
     ``num_updates``: early on the average forgets the initialisation quickly). The updates
     pass unchanged; the average is state (so it is checkpointed and resumed), read by
-    ``_ema_of``. Chain it last, so it sees the final update (max-norm's included).
+    ``ema_of``. Chain it last, so it sees the final update (max-norm's included).
 
     ``decay`` is a number in ``(0, 1)``, below 1 in float32 too (where ``0.999999999`` is 1:
     an average that never moves)."""
@@ -122,7 +122,7 @@ def ema(decay: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(init, update)
 
 
-def _ema_of(opt_state):
+def ema_of(opt_state):
     """The averaged params inside an optimizer state built with ``ema`` (None without)."""
     found = [s for s in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, _EmaState))
              if isinstance(s, _EmaState)]
@@ -235,7 +235,7 @@ def _check_config(config) -> None:
     _checks.flag(config.nesterov, "config.nesterov")
     _checks.non_negative_number(config.weight_decay, "config.weight_decay")
     _checks.integer(config.warmup_steps, "config.warmup_steps")
-    _checks.one_of(config.schedule, _SCHEDULES, "config.schedule")
+    _checks.one_of(config.schedule, SCHEDULES, "config.schedule")
     for name in ("clip_norm", "max_norm"):
         if getattr(config, name) is not None:
             _checks.positive_number(getattr(config, name), f"config.{name}")

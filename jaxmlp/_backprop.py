@@ -17,10 +17,10 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxmlp.activations import ACTIVATIONS
-from jaxmlp.arch import parse_arch
+from jaxmlp._activations import ACTIVATIONS
+from jaxmlp._arch import parse_arch
 from jaxmlp._cross_entropy import cross_entropy, cross_entropy_grad
-from jaxmlp.mlp import _Params, _check_loss_inputs, _masks_of, forward_layers
+from jaxmlp._mlp import Params, check_loss_inputs, masks_of, forward_layers
 from jaxmlp._softmax import log_softmax
 
 
@@ -45,7 +45,7 @@ def _backward(params, x, cache, y, arch, masks=None):
     return grads, delta
 
 
-def hand_value_and_grad(params: _Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
+def hand_value_and_grad(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
                         key=None):
     """``((loss, logits), grads)`` in one forward and one hand-written backward pass.
 
@@ -54,16 +54,16 @@ def hand_value_and_grad(params: _Params, x: jax.Array, y: jax.Array, arch, *, dr
     (for accuracy) at no extra cost. ``dropout`` and ``key`` as for ``loss``: the same key
     draws the same masks, so this equals ``jax.value_and_grad`` of ``loss`` under it.
     """
-    arch = _check_loss_inputs(params, x, y, arch, dropout, key)
-    masks = _masks_of(key, x, arch, dropout)
+    arch = check_loss_inputs(params, x, y, arch, dropout, key)
+    masks = masks_of(key, x, arch, dropout)
     cache = forward_layers(params, x, arch, masks=masks)
     logits = cache[-1][1]
     grads, _ = _backward(params, x, cache, y, arch, masks)
     return (jnp.mean(cross_entropy(logits, y)), logits), grads
 
 
-def hand_grad(params: _Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
-              key=None) -> _Params:
+def hand_grad(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
+              key=None) -> Params:
     """Gradient of ``loss`` with respect to ``params`` by the explicit backward pass.
 
     Args:
@@ -79,7 +79,7 @@ def hand_grad(params: _Params, x: jax.Array, y: jax.Array, arch, *, dropout=None
     return hand_value_and_grad(params, x, y, arch, dropout=dropout, key=key)[1]
 
 
-def hand_loss(params: _Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
+def hand_loss(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
               key=None) -> jax.Array:
     """``loss``, but ``jax.grad`` of it runs the hand-written backward pass.
 
@@ -88,8 +88,8 @@ def hand_loss(params: _Params, x: jax.Array, y: jax.Array, arch, *, dropout=None
     as static). Gradients flow to ``params``, ``x`` and floating targets ``y``; ``dropout``
     and ``key`` as for ``loss``, and the arguments checked as ``loss`` checks them.
     """
-    arch = _check_loss_inputs(params, x, y, arch, dropout, key)
-    return _hand_loss(params, x, y, _masks_of(key, x, arch, dropout), arch)
+    arch = check_loss_inputs(params, x, y, arch, dropout, key)
+    return _hand_loss(params, x, y, masks_of(key, x, arch, dropout), arch)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))

@@ -15,10 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp._errors import RunError
-from jaxmlp._files import _open_file
+from jaxmlp._files import open_file
 
 
-def _write_atomic(path, write) -> None:
+def write_atomic(path, write) -> None:
     """Calls ``write(f)`` on a binary file that becomes ``path`` all or nothing.
 
     The bytes go to a temporary file in the same folder, are flushed to disk, then
@@ -40,9 +40,9 @@ def _write_atomic(path, write) -> None:
         raise
 
 
-def _save_npz_atomic(path, *arrays, **named) -> None:
-    """``np.savez(path, *arrays, **named)``, all or nothing (``_write_atomic``)."""
-    _write_atomic(path, lambda f: np.savez(f, *arrays, **named))
+def save_npz_atomic(path, *arrays, **named) -> None:
+    """``np.savez(path, *arrays, **named)``, all or nothing (``write_atomic``)."""
+    write_atomic(path, lambda f: np.savez(f, *arrays, **named))
 
 
 def _name(path) -> str:
@@ -62,12 +62,12 @@ def _named_leaves(tree) -> dict[str, np.ndarray]:
             for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
-def _save_checkpoint(path, state) -> None:
+def save_checkpoint(path, state) -> None:
     """Writes the pytree ``state`` to ``path`` atomically, each leaf under its name."""
-    _save_npz_atomic(path, **_named_leaves(state))
+    save_npz_atomic(path, **_named_leaves(state))
 
 
-class _Npz:
+class Npz:
     """An ``.npz`` opened to read some of its arrays, by name, each checked against what the
     caller expects from its header before a byte of its data is read.
 
@@ -88,7 +88,7 @@ class _Npz:
 
     def __init__(self, path, *, within=None):
         self.path = Path(path)
-        self._file = _open_file(self.path, within=within)
+        self._file = open_file(self.path, within=within)
         try:
             self._zip = zipfile.ZipFile(self._file)
             self._members = {i.filename[:-len(".npy")]: i for i in self._zip.infolist()
@@ -164,8 +164,8 @@ _REASONS_BY_TYPE = {"BadZipFile": "not a zip archive, or a damaged one",
                     "EOFError": "it ends too soon", "error": "damaged data"}
 
 
-def _exactly(shape, dtype):
-    """An ``expect`` for ``_Npz.read``: this shape and this dtype."""
+def expect_exactly(shape, dtype):
+    """An ``expect`` for ``Npz.read``: this shape and this dtype."""
     shape, dtype = tuple(shape), np.dtype(dtype)
 
     def expect(got_shape, got_dtype):
@@ -174,7 +174,7 @@ def _exactly(shape, dtype):
     return expect
 
 
-def _floats(shape):
+def expect_floats(shape):
     """An ``expect``: this shape, any floating dtype (a model saved in float64 is fine)."""
     shape = tuple(shape)
 
@@ -184,7 +184,7 @@ def _floats(shape):
     return expect
 
 
-def _text(max_chars: int):
+def expect_text(max_chars: int):
     """An ``expect``: one string (a 0-d unicode array) of at most ``max_chars``."""
     def expect(got_shape, got_dtype):
         if tuple(got_shape) != () or got_dtype.kind != "U" or got_dtype.itemsize > 4 * max_chars:
@@ -192,7 +192,7 @@ def _text(max_chars: int):
     return expect
 
 
-def _load_checkpoint(path, template):
+def load_checkpoint(path, template):
     """Reads ``path`` into a pytree shaped like ``template``, matching arrays by name.
 
     Raises:
@@ -200,7 +200,7 @@ def _load_checkpoint(path, template):
       ValueError: the file is unreadable, or does not fit the template (names, shapes, dtypes).
     """
     want = _named_leaves(template)
-    with _Npz(path) as npz:
+    with Npz(path) as npz:
         if npz.names != set(want):
             missing = sorted(set(want) - npz.names)
             extra = len(npz.names - set(want))
@@ -208,14 +208,14 @@ def _load_checkpoint(path, template):
                              f"{extra} array{'s' if extra != 1 else ''} it does not need): "
                              "written for another architecture or optimizer?")
         try:
-            leaves = [npz.read(name, _exactly(leaf.shape, leaf.dtype))  # the template's order
+            leaves = [npz.read(name, expect_exactly(leaf.shape, leaf.dtype))  # the template's order
                       for name, leaf in want.items()]
         except _Mismatch as e:
             raise ValueError(f"checkpoint {e}") from None
     return jax.tree.unflatten(jax.tree.structure(template), leaves)
 
 
-def _checkpoint_state(params, opt_state, step, key) -> dict:
+def checkpoint_state(params, opt_state, step, key) -> dict:
     """The checkpoint: params, optimizer state, step and the data key(s)."""
     return {"params": params, "opt_state": opt_state, "step": jnp.asarray(step, jnp.int32),
             "key": jax.random.key_data(key)}

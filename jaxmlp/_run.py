@@ -26,30 +26,30 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from jaxmlp._errors import RunError, _without_value
-from jaxmlp._files import _read_bytes
-from jaxmlp.arch import _MAX_UNITS, Arch, parse_arch
-from jaxmlp.checkpoint import (_Npz, _exactly, _floats, _load_checkpoint, _save_checkpoint,
-                               _save_npz_atomic, _text, _write_atomic)
-from jaxmlp.config import _ORDERS, _RESUMABLE, Grid, TrainConfig
-from jaxmlp.data import MNIST, Dataset, DatasetInfo, _check_name
-from jaxmlp.images import _check_image_shape
+from jaxmlp._errors import RunError, without_value
+from jaxmlp._files import read_bytes
+from jaxmlp._arch import MAX_UNITS, Arch, parse_arch
+from jaxmlp._checkpoint import (Npz, expect_exactly, expect_floats, expect_text, load_checkpoint,
+                                save_checkpoint, save_npz_atomic, write_atomic)
+from jaxmlp._config import ORDERS, RESUMABLE, Grid, TrainConfig
+from jaxmlp._data import MNIST, Dataset, DatasetInfo, check_name
+from jaxmlp._images import check_image_shape
 
 CONFIG, METRICS, CHECKPOINT, MODEL = "config.json", "metrics.jsonl", "checkpoint.npz", "model.npz"
 CURVES, EVAL = "curves.png", "eval.json"
 _EVAL_PLOTS = ("confusion.png", "mistakes.png", "weights.png")
-SWEEP, SUMMARY, MODELS = "sweep.json", "summary.json", "models"  # a sweep's (jaxmlp.sweep)
+SWEEP, SUMMARY, MODELS = "sweep.json", "summary.json", "models"  # a sweep's (jaxmlp._sweep)
 _RUN_FILES = (CONFIG, METRICS, CHECKPOINT, MODEL, CURVES, EVAL, *_EVAL_PLOTS, SWEEP, SUMMARY,
              MODELS)
 _LOCK = ".lock"
 
 
-class _RunWriteError(OSError):
+class RunWriteError(OSError):
     """Writing a run's file failed (disk full, file too large, permissions)."""
 
 
 def _write_text(path: Path, text: str) -> None:
-    _write_atomic(path, lambda f: f.write(text.encode()))
+    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def _write_json(path: Path, obj) -> None:
@@ -57,7 +57,7 @@ def _write_json(path: Path, obj) -> None:
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
-    """One JSON object per line, the whole file at once (``_write_atomic``)."""
+    """One JSON object per line, the whole file at once (``write_atomic``)."""
     _write_text(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
@@ -74,7 +74,7 @@ def _remove(path: Path) -> None:
 _MAX_JSON = 256 << 20
 
 
-def _is_sweep(folder) -> bool:
+def is_sweep(folder) -> bool:
     """Whether ``folder`` holds a sweep (``sweep.json``, even a link: its reader refuses
     that) rather than a single run."""
     return os.path.lexists(Path(folder) / SWEEP)
@@ -84,14 +84,14 @@ def _read_text(path: Path, within=None) -> str:
     """``path``'s text, read as ``jaxmlp._files`` opens run files: never through a link,
     regular files only, at most ``_MAX_JSON`` bytes. ``RunError`` names what is wrong;
     ``FileNotFoundError`` when absent."""
-    data = _read_bytes(path, limit=_MAX_JSON, what="a jaxmlp run file", within=within)
+    data = read_bytes(path, limit=_MAX_JSON, what="a jaxmlp run file", within=within)
     try:
         return data.decode()
     except UnicodeDecodeError:
         raise RunError(f"cannot read {path}: it is not UTF-8 text") from None
 
 
-def _read_json(path: Path, within=None):
+def read_json(path: Path, within=None):
     """``path``'s JSON (``_read_text``'s rules); ``RunError`` names the file and the line of
     a syntax error, never what the file holds."""
     try:
@@ -114,7 +114,7 @@ def _loads(text: str, where: str):
         raise RunError(f"{where} holds a number too long to be jaxmlp's") from None
 
 
-def _read_config(folder) -> TrainConfig:
+def read_config(folder) -> TrainConfig:
     """The ``TrainConfig`` saved in ``folder/config.json``; ``RunError`` names what is wrong."""
     path = Path(folder) / CONFIG
     if not os.path.lexists(path):
@@ -123,22 +123,22 @@ def _read_config(folder) -> TrainConfig:
         if _holder(Path(folder)):  # a new run still in its first epoch
             _lock(Path(folder))  # raises the "in use" error
         raise RunError(f"{folder} is not a run folder: it has no {CONFIG}")
-    return _config_of(path)
+    return config_of(path)
 
 
-def _config_of(path: Path) -> TrainConfig:
+def config_of(path: Path) -> TrainConfig:
     """The ``TrainConfig`` in the file ``path``: read only, never locking (``jaxmlp serve``)."""
-    values = _read_json(path)
+    values = read_json(path)
     try:
         return TrainConfig.from_dict(values)  # checked as it is built
     except (TypeError, ValueError) as e:  # the rule broken, never the value that broke it
-        raise RunError(f"{path}: {_without_value(e, 'holds settings jaxmlp cannot use')}") from None
+        raise RunError(f"{path}: {without_value(e, 'holds settings jaxmlp cannot use')}") from None
 
 
 _RECORD_KEYS = ("train_loss", "train_acc", "test_loss", "test_acc")  # a single run's epoch line
 
 
-def _read_history(folder, models: Optional[int] = None) -> list[dict]:
+def read_history(folder, models: Optional[int] = None) -> list[dict]:
     """The records of ``folder/metrics.jsonl`` (none if it is absent); ``RunError`` names a
     line that is not an epoch record. A sweep's lines hold ``models`` instead of metrics:
     a list of one record (an object) per model, ``models`` of them when that is given (the
@@ -148,14 +148,14 @@ def _read_history(folder, models: Optional[int] = None) -> list[dict]:
         lines = _read_text(path).splitlines()
     except FileNotFoundError:
         return []
-    sweep = _is_sweep(folder)
+    sweep = is_sweep(folder)
     keys = ("epoch", "step", *(("models",) if sweep else _RECORD_KEYS))
     history = []
     for i, line in enumerate(lines, 1):
         record = _loads(line, f"{path} line {i}")
         if not (isinstance(record, dict) and all(k in record for k in keys)
                 and _count(record["epoch"]) and _count(record["step"])
-                and (sweep or _metrics(record))):
+                and (sweep or batch_metrics(record))):
             raise RunError(f"{path} line {i} is not an epoch record (needs {', '.join(keys)}: "
                            "an epoch and step from 1 to 2**31-1, and numbers)")
         if sweep and not (isinstance(record["models"], list)
@@ -173,7 +173,7 @@ def _count(value) -> bool:
     return type(value) is int and 1 <= value < 2 ** 31
 
 
-def _metrics(record: dict, nullable: bool = False) -> bool:
+def batch_metrics(record: dict, nullable: bool = False) -> bool:
     """Whether ``record``'s metrics (the ``_RECORD_KEYS`` it holds, ``val_*`` too) are
     numbers (``nullable``: or None, as for a diverged model of a sweep)."""
     number = lambda v: (type(v) in (int, float) and math.isfinite(v)) or (nullable and v is None)
@@ -184,15 +184,15 @@ def _model_record(m) -> bool:
     """One model's record in a sweep's epoch line: its test metrics (numbers, or None
     where it diverged) and whether it diverged."""
     return (isinstance(m, dict) and "test_acc" in m and "test_loss" in m
-            and type(m.get("diverged", False)) is bool and _metrics(m, nullable=True))
+            and type(m.get("diverged", False)) is bool and batch_metrics(m, nullable=True))
 
 
-def _history_to(folder, done: int, models: Optional[int] = None) -> list[dict]:
+def history_to(folder, done: int, models: Optional[int] = None) -> list[dict]:
     """The records a resume from a checkpoint at step ``done`` continues: those up to it
     (an epoch lost between the two renames is dropped). The checkpoint's own epoch must be
     there: its metrics are written before it, so a run whose records end elsewhere, or that
     has none, is not one run's files."""
-    history = [h for h in _read_history(folder, models) if h["step"] <= done]
+    history = [h for h in read_history(folder, models) if h["step"] <= done]
     if not history or history[-1]["step"] != done:
         raise RunError(f"{Path(folder) / METRICS} has no record of step {done}, where "
                        f"{CHECKPOINT} was saved: not one run's files (restore both, or start "
@@ -242,7 +242,7 @@ def _lock(folder: Path) -> int:
         os.close(fd)
 
 
-class _RunFolder:
+class RunFolder:
     """A run folder held for writing; use as a context manager (``RunFolder.open``).
 
     Attributes:
@@ -260,7 +260,7 @@ class _RunFolder:
         self._resume = resume
 
     @classmethod
-    def open(cls, path, *, resume: bool = False, overwrite: bool = False) -> "_RunFolder":
+    def open(cls, path, *, resume: bool = False, overwrite: bool = False) -> "RunFolder":
         """Claims ``path`` for a new run, a resumed one (``resume``) or a replacement.
 
         Raises:
@@ -283,7 +283,7 @@ class _RunFolder:
                 path.mkdir(parents=True, exist_ok=True)
                 lock_fd = _lock(path)
             except OSError as e:
-                raise _RunWriteError(e.errno, f"cannot write to {path}: {e.strerror or e}"
+                raise RunWriteError(e.errno, f"cannot write to {path}: {e.strerror or e}"
                                      ) from None
             # Checked under the lock: a run that another process finished a moment ago counts.
             holds = [f for f in _RUN_FILES if os.path.lexists(path / f)]
@@ -334,7 +334,7 @@ class _RunFolder:
             path.parent.mkdir(parents=True, exist_ok=True)
             write(path)
         except OSError as e:
-            raise _RunWriteError(e.errno, f"cannot write {self.path / name}: "
+            raise RunWriteError(e.errno, f"cannot write {self.path / name}: "
                                 f"{e.strerror or e}") from None
 
     def save(self, files: dict) -> None:
@@ -386,7 +386,7 @@ class _RunFolder:
         ``model.npz`` holds, when not the checkpoint's (``--ema``: their average)."""
         model = state["params"] if model is None else model
         files = {METRICS: lambda p: _write_jsonl(p, history),
-                 CHECKPOINT: lambda p: _save_checkpoint(p, state),
+                 CHECKPOINT: lambda p: save_checkpoint(p, state),
                  MODEL: lambda p: _save_model(p, model, config.arch, info)}
         if not self.saved:  # last: the settings never run ahead of the model they describe
             files[CONFIG] = lambda p: _write_json(p, dataclasses.asdict(config))
@@ -397,7 +397,7 @@ class _RunFolder:
         """A sweep's epoch, all or nothing: metrics, the stacked checkpoint, then (once)
         ``sweep.json``, last, so the settings never run ahead of the models."""
         files = {METRICS: lambda p: _write_jsonl(p, history),
-                 CHECKPOINT: lambda p: _save_checkpoint(p, state)}
+                 CHECKPOINT: lambda p: save_checkpoint(p, state)}
         if not self.saved:
             meta = {"config": dataclasses.asdict(config), "seeds": list(grid.seeds),
                     "lrs": list(grid.lrs), "momenta": list(grid.momenta), "order": order,
@@ -408,10 +408,10 @@ class _RunFolder:
 
     def save_summary(self, summary: dict, history: list[dict], grid: Grid) -> None:
         """A sweep's ``summary.json`` and its ``curves.png`` (every model, mean ± std)."""
-        from jaxmlp.plot import _plot_sweep
+        from jaxmlp._plot import plot_sweep
 
         self.save({SUMMARY: lambda p: _write_json(p, summary),
-                   CURVES: lambda p: _plot_sweep(history, grid, p)})
+                   CURVES: lambda p: plot_sweep(history, grid, p)})
 
     def save_evaluation(self, report: dict, plots: dict, where: str = "") -> None:
         """``eval.json`` from ``report``, and each ``plots[name](path)`` drawn to ``name``,
@@ -422,14 +422,14 @@ class _RunFolder:
 
     def plot(self, history: list[dict], title: str) -> None:
         """``curves.png`` from the records of finished epochs."""
-        from jaxmlp.plot import _plot_history
+        from jaxmlp._plot import plot_history
 
         if history:
-            self._write(CURVES, lambda p: _plot_history(history, p, title=title))
+            self._write(CURVES, lambda p: plot_history(history, p, title=title))
 
 
-def _check_new_file(path, *, overwrite: bool = False) -> Path:
-    """``RunError`` unless ``_write_new_file`` may write ``path``: it names a file, not a
+def check_new_file(path, *, overwrite: bool = False) -> Path:
+    """``RunError`` unless ``write_new_file`` may write ``path``: it names a file, not a
     folder, and nothing is there unless ``overwrite`` (a link there counts: it would be
     replaced, never followed). Checked before any work, so a refusal costs nothing."""
     text = str(path)
@@ -447,30 +447,30 @@ def _check_new_file(path, *, overwrite: bool = False) -> Path:
     return path
 
 
-def _write_new_file(path, write, *, overwrite: bool = False) -> None:
+def write_new_file(path, write, *, overwrite: bool = False) -> None:
     """Writes one file outside any run folder (``jaxmlp augment --out``) by a run folder's
-    rules (``_check_new_file``): the file is whole or absent (``write(path)`` writes it
-    through ``_write_atomic``), a link is replaced by rename, never followed, and a failed
+    rules (``check_new_file``): the file is whole or absent (``write(path)`` writes it
+    through ``write_atomic``), a link is replaced by rename, never followed, and a failed
     write leaves no folder this call made.
 
     Raises:
-      RunError: see ``_check_new_file``.
-      _RunWriteError: the write failed (the message names ``path``).
+      RunError: see ``check_new_file``.
+      RunWriteError: the write failed (the message names ``path``).
     """
-    path = _check_new_file(path, overwrite=overwrite)
+    path = check_new_file(path, overwrite=overwrite)
     created = [p for p in path.parents if not os.path.lexists(p)]  # leaf first
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(path)
     except OSError as e:
         _remove_empty(created)
-        raise _RunWriteError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
+        raise RunWriteError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
     except BaseException:
         _remove_empty(created)
         raise
 
 
-def _kept(folder: Path, saved_step) -> str:
+def what_is_kept(folder: Path, saved_step) -> str:
     """What a run that failed leaves in ``folder``: its last checkpoint, or nothing."""
     if saved_step is None:
         return "no epoch had finished, so nothing was saved"
@@ -488,11 +488,11 @@ def _remove_empty(folders: list[Path]) -> None:
             # never made (a name too long, a parent that failed first): on to its parent
 
 
-def _read_checkpoint(folder, template) -> dict:
+def read_checkpoint(folder, template) -> dict:
     """The checkpoint state of ``folder``, shaped like ``template``; ``RunError`` if unusable."""
     path = Path(folder) / CHECKPOINT
     try:
-        state = _load_checkpoint(path, template)
+        state = load_checkpoint(path, template)
     except FileNotFoundError:
         raise RunError(f"{folder} has no {CHECKPOINT} to resume from (did its first epoch "
                        "finish?)") from None
@@ -503,15 +503,15 @@ def _read_checkpoint(folder, template) -> dict:
     return state
 
 
-def _check_resume(folder, config: TrainConfig, grid: Optional[Grid], order: str) -> TrainConfig:
+def check_resume(folder, config: TrainConfig, grid: Optional[Grid], order: str) -> TrainConfig:
     """The config saved in ``folder``, once ``config`` (a sweep's with its ``grid`` and
     ``order``, which never change; ``grid`` None: a single run) is known to continue that
     run (``_check_same_run``); ``ValueError`` (``RunError`` for the folder's files) naming
     what may not change."""
     if grid is None:
-        saved = _read_config(folder)
+        saved = read_config(folder)
     else:
-        saved, saved_grid, saved_order = _read_sweep(folder)
+        saved, saved_grid, saved_order = read_sweep(folder)
         if (saved_grid, saved_order) != (grid, order):
             raise ValueError("`resume` cannot change the grid (`seeds`, `lrs`, `momenta`) or "
                              "`order` of a sweep")
@@ -521,13 +521,13 @@ def _check_resume(folder, config: TrainConfig, grid: Optional[Grid], order: str)
 
 def _check_same_run(saved: TrainConfig, new: TrainConfig) -> None:
     """Raises ``ValueError`` unless ``new`` may continue the run ``saved``: only
-    ``_RESUMABLE`` settings change (``"b"`` and its spec are one arch), and the length keeps
+    ``RESUMABLE`` settings change (``"b"`` and its spec are one arch), and the length keeps
     its unit (a run counted in epochs is extended with ``epochs``, one in steps with
     ``steps``)."""
     same = lambda name: (saved.layers == new.layers if name == "arch"
                          else getattr(saved, name) == getattr(new, name))
     changed = [f.name for f in dataclasses.fields(TrainConfig)
-               if f.name not in _RESUMABLE and not same(f.name)]
+               if f.name not in RESUMABLE and not same(f.name)]
     if changed:
         raise ValueError(f"`resume` cannot change {', '.join(f'`{c}`' for c in changed)}: the run "
                          "would no longer be the same run (start a new one with `out`)")
@@ -539,9 +539,9 @@ def _check_same_run(saved: TrainConfig, new: TrainConfig) -> None:
                          "`steps`, not `epochs`")
 
 
-def _resume_length(saved: TrainConfig, new: TrainConfig, done: int, steps_per_epoch: int) -> int:
+def resume_length(saved: TrainConfig, new: TrainConfig, done: int, steps_per_epoch: int) -> int:
     """The total steps a resume of ``saved`` (now at step ``done``) as ``new`` trains to,
-    once ``_check_resume`` has found ``new`` the same run: a length shorter than what is
+    once ``check_resume`` has found ``new`` the same run: a length shorter than what is
     done is refused. Equal means the run is complete.
 
     Raises:
@@ -562,7 +562,7 @@ def _save_model(path, params, arch, info: DatasetInfo = MNIST) -> None:
     arrays = {f"params/{i}/{k}": np.asarray(v) for i, layer in enumerate(params)
               for k, v in layer.items()}
     spec = ",".join(f"{units}:{activation}" for units, activation in parse_arch(arch))
-    _save_npz_atomic(path, arch=np.array(spec), dataset=np.array(info.name),
+    save_npz_atomic(path, arch=np.array(spec), dataset=np.array(info.name),
                     image_shape=np.asarray(info.image_shape, np.int64), **arrays)
 
 
@@ -575,26 +575,26 @@ def load_model(path) -> tuple[Arch, list[dict], DatasetInfo]:
     """``(arch, params, info)`` from a ``model.npz``; ``RunError`` names the file if unusable.
 
     Only the arrays a model needs are read, each once its header shows the shape the
-    architecture implies (``checkpoint._Npz``). A model saved before datasets were recorded
+    architecture implies (``checkpoint.Npz``). A model saved before datasets were recorded
     is an MNIST model."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a model.npz (a str or path), got {type(path).__name__}")
     try:
-        with _Npz(path) as npz:
-            arch = parse_arch(str(npz.read("arch", _text(_MAX_SPEC))))
+        with Npz(path) as npz:
+            arch = parse_arch(str(npz.read("arch", expect_text(_MAX_SPEC))))
             info = MNIST
             if "image_shape" in npz.names:
-                shape = _check_image_shape(npz.read("image_shape", _exactly((3,), np.int64)))
-                info = DatasetInfo(_check_name(str(npz.read("dataset", _text(200)))), shape,
+                shape = check_image_shape(npz.read("image_shape", expect_exactly((3,), np.int64)))
+                info = DatasetInfo(check_name(str(npz.read("dataset", expect_text(200)))), shape,
                                    arch[-1].units)
             params, fan_in = [], info.in_dim
             for i, (units, _) in enumerate(arch):
-                params.append({"w": npz.read(f"params/{i}/w", _floats((fan_in, units))),
-                               "b": npz.read(f"params/{i}/b", _floats((units,)))})
+                params.append({"w": npz.read(f"params/{i}/w", expect_floats((fan_in, units))),
+                               "b": npz.read(f"params/{i}/b", expect_floats((units,)))})
                 fan_in = units
     except FileNotFoundError:
         raise RunError(f"no model at {path} (has the run finished an epoch?)") from None
-    except RunError:  # the file itself: _Npz named it
+    except RunError:  # the file itself: Npz named it
         raise
     except KeyError as e:
         raise RunError(f"{path} is not a jaxmlp model: it has no array {e.args[0]!r}") from None
@@ -607,24 +607,24 @@ def load_model(path) -> tuple[Arch, list[dict], DatasetInfo]:
     return arch, params, info
 
 
-def _read_sweep(folder) -> tuple[TrainConfig, Grid, str]:
+def read_sweep(folder) -> tuple[TrainConfig, Grid, str]:
     """The base config, grid and order saved in ``folder/sweep.json``."""
-    return _read_sweep_with_info(folder)[:3]
+    return read_sweep_with_info(folder)[:3]
 
 
-def _read_sweep_with_info(folder) -> tuple[TrainConfig, Grid, str, DatasetInfo]:
-    """``_read_sweep``'s, and the dataset the sweep trained on (``sweep.json``'s
+def read_sweep_with_info(folder) -> tuple[TrainConfig, Grid, str, DatasetInfo]:
+    """``read_sweep``'s, and the dataset the sweep trained on (``sweep.json``'s
     ``dataset``; a sweep saved before datasets were recorded trained on MNIST): one read
     of the file, every part checked."""
     path = Path(folder) / SWEEP
-    meta = _read_json(path)
+    meta = read_json(path)
     if isinstance(meta, dict) and set(meta) - _SWEEP_KEYS:
         raise RunError(f"{path} is not a jaxmlp sweep (it holds keys jaxmlp does not write)")
     try:
         config = TrainConfig.from_dict(meta["config"])
         grid = Grid(meta["seeds"], meta["lrs"], meta["momenta"])
-        if meta["order"] not in _ORDERS:
-            raise ValueError(f"order must be one of {_ORDERS}")
+        if meta["order"] not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}")
         info = _sweep_info_of(meta, path)  # the dataset it records, checked whoever asks
         if config.layers[-1].units != info.num_classes:
             raise RunError(f"{path} is not a jaxmlp sweep (its dataset's class count is not its "
@@ -635,11 +635,11 @@ def _read_sweep_with_info(folder) -> tuple[TrainConfig, Grid, str, DatasetInfo]:
     except KeyError as e:  # a key of jaxmlp's own vocabulary
         raise RunError(f"{path} is not a jaxmlp sweep (it has no {e.args[0]!r})") from None
     except (TypeError, ValueError) as e:
-        why = _without_value(e, "its settings, grid or order are not what jaxmlp writes")
+        why = without_value(e, "its settings, grid or order are not what jaxmlp writes")
         raise RunError(f"{path} is not a jaxmlp sweep ({why})") from None
 
 
-# What sweep.json holds (``_RunFolder.save_sweep_epoch``); "dataset" since datasets were recorded.
+# What sweep.json holds (``RunFolder.save_sweep_epoch``); "dataset" since datasets were recorded.
 _SWEEP_KEYS = {"config", "seeds", "lrs", "momenta", "order", "dataset"}
 
 
@@ -649,9 +649,9 @@ def _sweep_info_of(meta, path: Path) -> DatasetInfo:
         return MNIST
     try:
         d = meta["dataset"]
-        info = DatasetInfo(_check_name(d["name"]), _check_image_shape(d["image_shape"]),
+        info = DatasetInfo(check_name(d["name"]), check_image_shape(d["image_shape"]),
                            d["num_classes"])
-        if not (type(info.num_classes) is int and 1 <= info.num_classes <= _MAX_UNITS):
+        if not (type(info.num_classes) is int and 1 <= info.num_classes <= MAX_UNITS):
             raise TypeError
         return info
     except (KeyError, TypeError, ValueError):
@@ -664,14 +664,14 @@ def _load_model_of_sweep(folder, model: int):
     its config as the single run it stands for, its params, its per-epoch records and the
     dataset it takes (``DatasetInfo``). Only that model's arrays are kept, and only arrays
     of the shapes the grid and architecture imply are read."""
-    config, grid, _, info = _read_sweep_with_info(folder)
+    config, grid, _, info = read_sweep_with_info(folder)
     configs = grid.configs(config)
     if not 0 <= model < len(configs):
         raise RunError(f"{folder} holds models 0 to {len(configs) - 1}, not {model}")
     arch = config.layers
     path = Path(folder) / CHECKPOINT
     try:
-        with _Npz(path) as npz:
+        with Npz(path) as npz:
             where = "params"
             if config.ema is not None:  # the model is the average, kept in the optimizer state
                 where = next(k[:-len("/0/w")] for k in sorted(npz.names)
@@ -680,7 +680,7 @@ def _load_model_of_sweep(folder, model: int):
             for j, (units, _) in enumerate(arch):
                 shapes = {"w": (len(configs), fan_in, units), "b": (len(configs), units)}
                 # A copy of the one model's slice: the stack is let go at once.
-                params.append({k: npz.read(f"{where}/{j}/{k}", _floats(shape))[model].copy()
+                params.append({k: npz.read(f"{where}/{j}/{k}", expect_floats(shape))[model].copy()
                                for k, shape in shapes.items()})
                 fan_in = units
     except FileNotFoundError:
@@ -689,7 +689,7 @@ def _load_model_of_sweep(folder, model: int):
         raise RunError(f"{path}: cannot read model {model} (its arrays are missing: not this "
                        "sweep's checkpoint)") from None
     history = [{"epoch": h["epoch"], "step": h["step"], **h["models"][model]}
-               for h in _read_history(folder, models=len(configs))]
+               for h in read_history(folder, models=len(configs))]
     if (history and history[-1].get("diverged")) or not all(
             np.isfinite(layer[k]).all() for layer in params for k in ("w", "b")):
         raise RunError(f"model {model} of the sweep in {folder} diverged: it has no usable "
@@ -728,7 +728,7 @@ def load_run(folder, model: Optional[int] = None) -> Run:
     folder = Path(folder)
     if model is not None and type(model) is not int:  # "1" or True: not an index
         raise RunError(f"model must be an integer index, got {model!r}")
-    if _is_sweep(folder):
+    if is_sweep(folder):
         if model is None:
             raise RunError(f"{folder} holds a sweep: load one of its models with "
                            "load_run(folder, model=i)")
@@ -738,18 +738,18 @@ def load_run(folder, model: Optional[int] = None) -> Run:
                    model)
     if model is not None:
         raise RunError(f"{folder} holds a single run, not a sweep: drop model={model}")
-    config = _read_config(folder)
+    config = read_config(folder)
     arch, params, info = load_model(folder / MODEL)
     if arch != config.layers or info.name != config.dataset:
         raise RunError(f"{folder / MODEL} is not the model {folder / CONFIG} describes (another "
                        "architecture or dataset): not one run's files")
-    return Run(folder, config, arch, params, _read_history(folder),
+    return Run(folder, config, arch, params, read_history(folder),
                _read_evaluation(folder / EVAL), info)
 
 
 def _read_evaluation(path: Path, within=None) -> Optional[dict]:
     try:  # eval.json only caches `jaxmlp eval`'s output, which rewrites it: unreadable = absent
-        return _read_json(path, within) if os.path.lexists(path) else None
+        return read_json(path, within) if os.path.lexists(path) else None
     except RunError:
         return None
 
@@ -766,8 +766,8 @@ def evaluate_run(run: Run, data) -> dict:
     Returns:
       the report, as saved in ``eval.json``.
     """
-    from jaxmlp.metrics import evaluation_report
-    from jaxmlp.plot import _plot_confusion, _plot_mistakes, _plot_weights
+    from jaxmlp._metrics import evaluation_report
+    from jaxmlp._plot import plot_confusion, plot_mistakes, plot_weights
 
     if not isinstance(run, Run):
         raise TypeError(f"run must be a jaxmlp.Run (load_run makes one), got {type(run).__name__}")
@@ -781,19 +781,19 @@ def evaluate_run(run: Run, data) -> dict:
     wrong = report["mistakes"]
     index = np.asarray([m["index"] for m in wrong], dtype=int)
     plots = {
-        "confusion.png": lambda p: _plot_confusion(
+        "confusion.png": lambda p: plot_confusion(
             report["confusion"], p,
             title=f"{run.path.name}: test accuracy {report['test_acc']:.4f}"),
-        "mistakes.png": lambda p: _plot_mistakes(
+        "mistakes.png": lambda p: plot_mistakes(
             np.asarray(data.test_images)[index], [m["label"] for m in wrong],
             [m["predicted"] for m in wrong], [m["confidence"] for m in wrong], p,
             image_shape=run.info.image_shape),
-        "weights.png": lambda p: _plot_weights(  # preset a: each unit is one class's template
+        "weights.png": lambda p: plot_weights(  # preset a: each unit is one class's template
             np.asarray(run.params[0]["w"]), p,
             labels=list(range(run.arch[0].units)) if len(run.arch) == 1 else None,
             image_shape=run.info.image_shape),
     }
     where = "" if run.model is None else f"{MODELS}/{run.model}/"
-    with _RunFolder.open(run.path, resume=True) as folder:
+    with RunFolder.open(run.path, resume=True) as folder:
         folder.save_evaluation(report, plots, where)
     return report

@@ -6,10 +6,10 @@ import numpy as np
 import optax
 
 from jaxmlp import _checks
-from jaxmlp.arch import parse_arch
-from jaxmlp.backprop import hand_grad
-from jaxmlp._cross_entropy import _check_targets, cross_entropy_grad
-from jaxmlp.mlp import _check_inputs, forward
+from jaxmlp._arch import parse_arch
+from jaxmlp._backprop import hand_grad
+from jaxmlp._cross_entropy import check_targets, cross_entropy_grad
+from jaxmlp._mlp import check_inputs, forward
 from jaxmlp._softmax import softmax
 
 
@@ -44,8 +44,8 @@ def toy_trace(x, y, w, b, *, lr: float = 2.0, iterations: int = 2) -> list[dict[
         if not jnp.issubdtype(value.dtype, jnp.floating):
             raise TypeError(f"{name} must be floating point, got dtype {value.dtype}")
     arch = ((n, "linear"),)
-    _check_inputs([{"w": w, "b": b}], x, parse_arch(arch))  # x: floating (B, d)
-    _check_targets((np.shape(x)[0], n), y)  # y: labels (B,) or rows (B, n)
+    check_inputs([{"w": w, "b": b}], x, parse_arch(arch))  # x: floating (B, d)
+    check_targets((np.shape(x)[0], n), y)  # y: labels (B,) or rows (B, n)
     lr = _checks.int_as_float(lr)
     x, y = jnp.asarray(x), jnp.asarray(y)
     params = [{"w": jnp.asarray(w), "b": jnp.asarray(b)}]
@@ -76,7 +76,7 @@ def _format_trace(rows: list[dict[str, np.ndarray]]) -> str:
     return "\n".join(lines)
 
 
-def _trace_text(*, lr: float = 2.0, iterations: int = 2) -> str:
+def trace_text(*, lr: float = 2.0, iterations: int = 2) -> str:
     """The seed's example (X = I₂, Y = I₂, W = 0, b = 0) traced in float64, as printed text.
 
     Float64, so the printout carries the seed's 17 significant digits.

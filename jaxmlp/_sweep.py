@@ -14,7 +14,7 @@ cheapest: the input is not batched along the model axis) every model takes the b
 the grid's first seed.
 
 Any dataset and optimizer a single run takes, a sweep takes: the swept ``momentum`` is
-SGD's momentum or Adam's, AdamW's and Lion's ``b1`` (``jaxmlp.optim.make_optimizer``). With
+SGD's momentum or Adam's, AdamW's and Lion's ``b1`` (``jaxmlp._optim.make_optimizer``). With
 ``config.val_size`` every model is also evaluated on the validation split each epoch, and
 the best setting is the one whose ensemble is most accurate on it: the test split is
 reported, never chosen on.
@@ -28,16 +28,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxmlp.checkpoint import _checkpoint_state
-from jaxmlp.config import Grid, TrainConfig
-from jaxmlp.data import Dataset
-from jaxmlp.epoch import _MODEL, _config_step, _make_stack_runner
-from jaxmlp.layout import _check_memory, _eval_sets, _put_dataset
-from jaxmlp.metrics import evaluate_models, model_probabilities
-from jaxmlp.mlp import init_params
-from jaxmlp.optim import HyperState, make_optimizer
-from jaxmlp.parallel import make_mesh, _to_host
-from jaxmlp.run import SUMMARY, _RunFolder, _history_to, _read_checkpoint, _resume_length
+from jaxmlp._checkpoint import checkpoint_state
+from jaxmlp._config import Grid, TrainConfig
+from jaxmlp._data import Dataset
+from jaxmlp._epoch import MODEL_AXIS, config_step, make_stack_runner
+from jaxmlp._layout import check_memory, eval_sets, put_dataset
+from jaxmlp._metrics import evaluate_models, model_probabilities
+from jaxmlp._mlp import init_params
+from jaxmlp._optim import HyperState, make_optimizer
+from jaxmlp._parallel import make_mesh, to_host
+from jaxmlp._run import SUMMARY, RunFolder, history_to, read_checkpoint, resume_length
 
 
 def _stats(values: list, split: str) -> dict:
@@ -90,7 +90,7 @@ def _summarize(grid: Grid, records: list[dict], probs: np.ndarray, labels: np.nd
                                                "chosen_by": f"ensemble_{split}_acc"}}
 
 
-def _format_summary(summary: dict) -> str:
+def format_summary(summary: dict) -> str:
     """The printed table: one line per model, then per setting mean ± std and ensemble
     (validation first, when there is a validation split), then the best setting and the
     split that chose it."""
@@ -154,7 +154,7 @@ def _summarize_models(grid: Grid, config: TrainConfig, params, history: list[dic
     return _summarize(grid, records, probs(data.test_images), data.test_labels, **val)
 
 
-class _Stack:
+class Stack:
     """A sweep: K models stacked along a model axis, sharded over a ``model`` mesh."""
 
     reached_by = " (every live model)"
@@ -165,12 +165,12 @@ class _Stack:
         self.host_data = data
         devices = _model_devices(config, self.num_models)
         # Before anything is allocated on the devices: the estimate needs the dataset's size.
-        _check_memory(config, self.num_models, order, data, devices)
-        self.mesh = Mesh(np.asarray(devices), (_MODEL,))
+        check_memory(config, self.num_models, order, data, devices)
+        self.mesh = Mesh(np.asarray(devices), (MODEL_AXIS,))
         # On the devices once: every model's training and evaluation of every epoch reuse them.
-        self.data = _put_dataset(data, self.mesh)
-        self.per_model = NamedSharding(self.mesh, P(_MODEL))
-        self.sets = _eval_sets(self.data, config)  # sliced once, on the devices
+        self.data = put_dataset(data, self.mesh)
+        self.per_model = NamedSharding(self.mesh, P(MODEL_AXIS))
+        self.sets = eval_sets(self.data, config)  # sliced once, on the devices
 
     def _fresh(self, num_steps: int):
         """Stacked params, optimizer states, hyperparameters and data keys of every model:
@@ -187,22 +187,22 @@ class _Stack:
         # hyperparameters); they are the grid's, joined to it in ``place``.
         optimizer = make_optimizer(config, num_steps, per_model=True)
         opt_state = jax.vmap(lambda p: optimizer.init(p).inner)(params)
-        return _checkpoint_state(params, opt_state, 0, data_keys), hyper
+        return checkpoint_state(params, opt_state, 0, data_keys), hyper
 
     def start(self, folder, saved: Optional[TrainConfig], spe: int):
         num_steps = self.config.num_steps(spe)
         state, self.hyper = self._fresh(num_steps)
         if saved is None:
             return state, [], num_steps
-        state = _read_checkpoint(folder, state)
+        state = read_checkpoint(folder, state)
         done = int(state["step"])
-        history = _history_to(folder, done, models=self.num_models)
-        return state, history, _resume_length(saved, self.config, done, spe)
+        history = history_to(folder, done, models=self.num_models)
+        return state, history, resume_length(saved, self.config, done, spe)
 
     def place(self, state, num_steps: int):
-        step = _config_step(self.config, make_optimizer(self.config, num_steps, per_model=True),
+        step = config_step(self.config, make_optimizer(self.config, num_steps, per_model=True),
                             self.info.image_shape)
-        self._run = _make_stack_runner(step, self.config.batch_size, self.order, self.data,
+        self._run = make_stack_runner(step, self.config.batch_size, self.order, self.data,
                                        self.mesh)
         self._keys = jax.random.wrap_key_data(jnp.asarray(state["key"]))
         return jax.device_put((state["params"], HyperState(self.hyper, state["opt_state"])),
@@ -216,7 +216,7 @@ class _Stack:
         return params, opt_state, losses, np.asarray(batch["accuracy"]), compile_s
 
     def host_state(self, params, opt_state, step: int) -> dict:
-        return jax.tree.map(_to_host, _checkpoint_state(params, opt_state.inner, step,
+        return jax.tree.map(to_host, checkpoint_state(params, opt_state.inner, step,
                                                         self._keys))
 
     def evaluate(self, params, host_params) -> dict:
@@ -247,10 +247,10 @@ class _Stack:
     def mean_of(self, live: int) -> str:
         return f" (mean of {live} models)"
 
-    def plot(self, folder: Optional[_RunFolder], history: list) -> None:
+    def plot(self, folder: Optional[RunFolder], history: list) -> None:
         pass  # a sweep's curves are its page's (jaxmlp serve)
 
-    def save(self, folder: _RunFolder, host: dict, history: list) -> None:
+    def save(self, folder: RunFolder, host: dict, history: list) -> None:
         folder.save_sweep_epoch(self.config, self.grid, self.order, host, history, self.info)
 
     def describe(self, record: dict, splits) -> str:
@@ -277,7 +277,7 @@ class _Stack:
                 f"(epoch {epoch})")
 
     def finish(self, folder, params, history, diverged) -> dict:
-        host_params = jax.tree.map(_to_host, params)
+        host_params = jax.tree.map(to_host, params)
         summary = _summarize_models(self.grid, self.config, params, history, diverged,
                                    self.host_data)
         # Written when this call trained (or the summary is missing): a complete sweep

@@ -4,15 +4,15 @@
 from the run folder's checkpoint), then per epoch: train (one jitted call), check for
 divergence, evaluate every model on every split at once, save, log; stop at the end, at
 the target accuracy, or at Ctrl-C. What differs between one model and many is only how
-their state is laid out, and that lives in two small classes, each a ``_Layout`` (the
+their state is laid out, and that lives in two small classes, each a ``Layout`` (the
 protocol the loop asks of them, checked by mypy; the loop never asks which it holds):
 
 - ``_One``: a single run (``jaxmlp train``). The plain, un-vmapped step (no model axis),
   the batch split over a ``data`` mesh, one process or many (multi-process stays here).
-- ``jaxmlp.sweep._Stack``: a sweep (``jaxmlp sweep``). Params and optimizer states stacked
+- ``jaxmlp._sweep.Stack``: a sweep (``jaxmlp sweep``). Params and optimizer states stacked
   along a model axis, the step vmapped over it, the axis sharded over a ``model`` mesh.
 
-The run folder (``jaxmlp.run``) reads and writes every file of both.
+The run folder (``jaxmlp._run``) reads and writes every file of both.
 """
 import contextlib
 import dataclasses
@@ -26,19 +26,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmlp.checkpoint import _checkpoint_state
-from jaxmlp.config import _ORDERS, Grid, TrainConfig
-from jaxmlp.data import Dataset, _check_dataset, _default_data_dir, load_dataset, _with_validation
-from jaxmlp.epoch import _config_step, _make_epoch_runner
-from jaxmlp.layout import (_Layout, _check_memory, _eval_sets, _model_params, _put_dataset,
-                           _stack)
-from jaxmlp.metrics import evaluate_models
-from jaxmlp.mlp import init_params
-from jaxmlp.optim import make_optimizer
-from jaxmlp.parallel import _check_batch, make_mesh, _put_replicated, _to_host
-from jaxmlp.run import (CHECKPOINT, CURVES, _RunFolder, _RunWriteError, _check_resume,
-                        _history_to, _kept, _read_checkpoint, _resume_length)
-from jaxmlp.sweep import _Stack
+from jaxmlp._checkpoint import checkpoint_state
+from jaxmlp._config import ORDERS, Grid, TrainConfig
+from jaxmlp._data import Dataset, check_dataset, default_data_dir, load_dataset, with_validation
+from jaxmlp._epoch import config_step, make_epoch_runner
+from jaxmlp._layout import (Layout, check_memory, eval_sets, model_params, put_dataset,
+                           as_stack)
+from jaxmlp._metrics import evaluate_models
+from jaxmlp._mlp import init_params
+from jaxmlp._optim import make_optimizer
+from jaxmlp._parallel import check_batch, make_mesh, put_replicated, to_host
+from jaxmlp._run import (CHECKPOINT, CURVES, RunFolder, RunWriteError, check_resume,
+                        history_to, what_is_kept, read_checkpoint, resume_length)
+from jaxmlp._sweep import Stack
 
 
 class TrainingDiverged(RuntimeError):
@@ -83,18 +83,18 @@ def _load_data(config: TrainConfig, data: Optional[Dataset]) -> tuple[Dataset, T
         if data.info.name != config.dataset:
             raise ValueError(f"the data given is {data.info.name}, but the config says "
                              f"dataset {config.dataset!r}")
-        _check_dataset(data)
+        check_dataset(data)
         config.check_output(data.info)
     else:
         data = load_dataset(config.dataset, data_dir=config.data_dir,
                             manual_dir=config.manual_dir, download=config.download,
                             check=config.check_output)  # before any download
-        where = str(Path(config.data_dir or _default_data_dir()).expanduser().resolve())
+        where = str(Path(config.data_dir or default_data_dir()).expanduser().resolve())
         config = dataclasses.replace(config, data_dir=where)
-    data = _with_validation(data, config.val_size)
+    data = with_validation(data, config.val_size)
     if config.batch_size > len(data.train_labels):
         held = f" (`val_size` {config.val_size} holds out the rest)" if config.val_size else ""
-        raise ValueError(f"batch size {config.batch_size} is larger than the "
+        raise ValueError(f"`batch_size` {config.batch_size} is larger than the "
                          f"{len(data.train_labels)} training examples{held}")
     return data, config
 
@@ -110,11 +110,11 @@ class _One:
             raise ValueError("`dropout` and `augment` are not yet supported across several "
                              "processes")
         self.mesh = make_mesh(config.devices)
-        _check_batch(config.batch_size, self.mesh)
-        _check_memory(config, 1, "shared", data, list(self.mesh.devices.flat))
+        check_batch(config.batch_size, self.mesh)
+        check_memory(config, 1, "shared", data, list(self.mesh.devices.flat))
         # One process: the arrays go to the devices once; every epoch reuses them.
-        self.data = _put_dataset(data, self.mesh) if jax.process_count() == 1 else data
-        self.sets = _eval_sets(self.data, config)  # sliced once
+        self.data = put_dataset(data, self.mesh) if jax.process_count() == 1 else data
+        self.sets = eval_sets(self.data, config)  # sliced once
 
     def start(self, folder, saved: Optional[TrainConfig], spe: int):
         """``(state, history, num_steps)``: fresh from the seed, or as saved in ``folder``."""
@@ -126,35 +126,35 @@ class _One:
         # Jitted: one executable (cached across runs) instead of an eager op per layer.
         params = jax.jit(init_params, static_argnums=(1, 2))(init_key, config.layers,
                                                              self.info.in_dim)
-        state = _checkpoint_state(params, optimizer.init(params), 0, data_key)
+        state = checkpoint_state(params, optimizer.init(params), 0, data_key)
         if saved is None:
             return state, [], config.num_steps(spe)
-        state = _read_checkpoint(folder, state)
+        state = read_checkpoint(folder, state)
         done = int(state["step"])
-        history = _history_to(folder, done)
-        return state, history, _resume_length(saved, config, done, spe)
+        history = history_to(folder, done)
+        return state, history, resume_length(saved, config, done, spe)
 
     def place(self, state, num_steps: int):
-        step = _config_step(self.config, make_optimizer(self.config, num_steps),
+        step = config_step(self.config, make_optimizer(self.config, num_steps),
                             self.info.image_shape)
-        self._run = _make_epoch_runner(step, self.data, self.config.batch_size, self.mesh)
+        self._run = make_epoch_runner(step, self.data, self.config.batch_size, self.mesh)
         self._key = jax.random.wrap_key_data(jnp.asarray(state["key"]))
-        return _put_replicated((state["params"], state["opt_state"]), self.mesh)
+        return put_replicated((state["params"], state["opt_state"]), self.mesh)
 
     def train(self, params, opt_state, epoch: int, start: int, n: int):
         params, opt_state, batch, compile_s = self._run(
             params, opt_state, jax.random.fold_in(self._key, epoch), start, n)
-        losses = _to_host(batch["loss"])[:, None]  # the one host sync of the epoch
-        return params, opt_state, losses, _to_host(batch["accuracy"])[:, None], compile_s
+        losses = to_host(batch["loss"])[:, None]  # the one host sync of the epoch
+        return params, opt_state, losses, to_host(batch["accuracy"])[:, None], compile_s
 
     def host_state(self, params, opt_state, step: int) -> dict:
-        return jax.tree.map(_to_host, _checkpoint_state(params, opt_state, step, self._key))
+        return jax.tree.map(to_host, checkpoint_state(params, opt_state, step, self._key))
 
     def evaluate(self, params, host_params) -> dict:
         """``{split: {"loss": (1,), "accuracy": (1,)}}``, from the host copy (several
         processes each evaluate their own full copy)."""
         arch = self.config.layers
-        stacked = jax.device_put(_stack(host_params))  # once for every split
+        stacked = jax.device_put(as_stack(host_params))  # once for every split
         return {split: evaluate_models(stacked, images, labels, arch)
                 for split, (images, labels) in self.sets.items()}
 
@@ -171,11 +171,11 @@ class _One:
     def mean_of(self, live: int) -> str:
         return ""
 
-    def save(self, folder: _RunFolder, host: dict, history: list) -> None:
+    def save(self, folder: RunFolder, host: dict, history: list) -> None:
         folder.save_epoch(self.config, host, history, self.info,
-                          model=_model_params(self.config, host["params"], host["opt_state"]))
+                          model=model_params(self.config, host["params"], host["opt_state"]))
 
-    def plot(self, folder: Optional[_RunFolder], history: list) -> None:
+    def plot(self, folder: Optional[RunFolder], history: list) -> None:
         # Drawn when this call saved an epoch, or when a finished run lacks its curves (a
         # signal landed after the last epoch was saved, before they were drawn).
         if folder is not None and history and (folder.saved or (
@@ -210,18 +210,18 @@ def fit(config: TrainConfig, grid: Optional[Grid] = None, out=None, *, order: st
 
     The one entry that trains any grid: ``grid`` None is the single run ``config``
     describes (laid out by ``_One``: a run folder), a ``Grid`` a sweep of its models, one
-    or many (``jaxmlp.sweep._Stack``: a sweep folder); ``train_and_evaluate`` and
+    or many (``jaxmlp._sweep.Stack``: a sweep folder); ``train_and_evaluate`` and
     ``train_many`` call it, and document the arguments and what each returns."""
     _check_call(config, grid, out, order, data, log, resume, overwrite, progress)
     writer = jax.process_index() == 0  # only process 0 speaks and writes
-    folder = _RunFolder.open(out, resume=resume, overwrite=overwrite) if out and writer else None
+    folder = RunFolder.open(out, resume=resume, overwrite=overwrite) if out and writer else None
     log = log if writer else lambda line: None
     # A start that fails inside the folder's context changes nothing on disk (RunFolder).
     with folder or contextlib.nullcontext():
         # Before the data: a new dataset, arch or grid is named.
-        saved = _check_resume(out, config, grid, order) if resume else None
+        saved = check_resume(out, config, grid, order) if resume else None
         data, config = _load_data(config, data)
-        models = _One(config, data) if grid is None else _Stack(config, grid, order, data)
+        models = _One(config, data) if grid is None else Stack(config, grid, order, data)
         spe = len(data.train_labels) // config.batch_size  # steps per epoch
         state, history, num_steps = models.start(out and Path(out), saved, spe)
         config.check_length(num_steps)
@@ -238,9 +238,9 @@ def train_and_evaluate(config: TrainConfig, out=None, *, resume: bool = False,
 
     Args:
       config: the run.
-      out: its run folder (``jaxmlp.run``); nothing is written when ``None``.
+      out: its run folder (``jaxmlp._run``); nothing is written when ``None``.
       resume: continue the run saved in ``out`` (exactly: same data order, same
-        arithmetic) up to ``config``'s length, under ``jaxmlp.run._resume_length``'s rules.
+        arithmetic) up to ``config``'s length, under ``jaxmlp._run.resume_length``'s rules.
       overwrite: replace the run in ``out`` (its files go when this run saves an epoch).
       data: the dataset's arrays (``Dataset``, without a validation split: ``config.val_size``
         holds one out); loaded with ``load_dataset`` from the config when ``None``.
@@ -297,8 +297,8 @@ def _check_call(config, grid, out, order, data, log, resume, overwrite, progress
         raise TypeError(f"out must be a folder (a str or path), got {type(out).__name__}")
     if out is not None and not str(out).strip():
         raise ValueError("out must name a folder, got an empty string")
-    if order not in _ORDERS:
-        raise ValueError(f"order must be one of {_ORDERS}, got {order!r}")
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     if data is not None and not isinstance(data, Dataset):
         raise TypeError(f"data must be a jaxmlp.Dataset (load_dataset makes one) or None, got "
                         f"{type(data).__name__}")
@@ -316,7 +316,7 @@ def _check_call(config, grid, out, order, data, log, resume, overwrite, progress
 class _Loop:
     """The epochs: train, check, evaluate, save, log, until the end or the target."""
 
-    def __init__(self, config: TrainConfig, models: _Layout, splits, folder, log, progress):
+    def __init__(self, config: TrainConfig, models: Layout, splits, folder, log, progress):
         self.config, self.models, self.folder, self.log = config, models, folder, log
         self.splits, self.progress = list(splits), progress
         self.saved_step: Optional[int] = None  # the step of the newest checkpoint on disk
@@ -354,8 +354,8 @@ class _Loop:
                 # Evaluate.
                 host = models.host_state(params, opt_state, step)
                 begin_eval = time.perf_counter()
-                evals = models.evaluate(_model_params(config, params, opt_state),
-                                        _model_params(config, host["params"], host["opt_state"]))
+                evals = models.evaluate(model_params(config, params, opt_state),
+                                        model_params(config, host["params"], host["opt_state"]))
                 record = {"epoch": epoch, "step": step,
                           **models.record(evals, losses, diverged), "epoch_seconds": seconds,
                           "eval_seconds": time.perf_counter() - begin_eval,
@@ -379,7 +379,7 @@ class _Loop:
             models.plot(folder, history)  # also after Ctrl-C
         if step == int(state["step"]) and history:
             self._nothing_to_do(step, history[-1], reached)
-        result = models.finish(folder, _model_params(config, params, opt_state), history,
+        result = models.finish(folder, model_params(config, params, opt_state), history,
                                diverged)
         return {**result, "history": history, "steps": step}
 
@@ -388,7 +388,8 @@ class _Loop:
         have, naming the last checkpoint kept."""
         diverged = diverged | ~np.isfinite(losses).all(axis=0)
         if diverged.all():
-            left = "" if self.folder is None else "; " + _kept(self.folder.path, self.saved_step)
+            left = ("" if self.folder is None
+                    else "; " + what_is_kept(self.folder.path, self.saved_step))
             raise TrainingDiverged(
                 self.models.divergence(losses, step, epoch, diverged) + left + ". Try a "
                 "smaller `lr`" + (" or `weight_decay`" if self.config.weight_decay else "") + ".")
@@ -439,9 +440,9 @@ class _Loop:
     def _save(self, host_state, history) -> None:
         try:
             self.models.save(self.folder, host_state, history)
-        except _RunWriteError as e:
-            kept = _kept(self.folder.path, self.saved_step)
-            raise _RunWriteError(e.errno, f"{e.strerror}; {kept}") from None
+        except RunWriteError as e:
+            kept = what_is_kept(self.folder.path, self.saved_step)
+            raise RunWriteError(e.errno, f"{e.strerror}; {kept}") from None
         self.saved_step = int(host_state["step"])
 
     def _bar(self, total, initial):

@@ -6,14 +6,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp import _checks
-from jaxmlp.activations import ACTIVATIONS
-from jaxmlp.arch import Arch, parse_arch
-from jaxmlp._cross_entropy import _check_targets, cross_entropy
+from jaxmlp._activations import ACTIVATIONS
+from jaxmlp._arch import Arch, parse_arch
+from jaxmlp._cross_entropy import check_targets, cross_entropy
 
-_Params = list[dict[str, jax.Array]]
+Params = list[dict[str, jax.Array]]
 
 
-def init_params(key: jax.Array, arch, in_dim: int, *, dtype=jnp.float32) -> _Params:
+def init_params(key: jax.Array, arch, in_dim: int, *, dtype=jnp.float32) -> Params:
     """Random parameters for ``arch`` on inputs of width ``in_dim``.
 
     Weights are normal with He variance ``2/fan_in`` before a ReLU (keeps the
@@ -47,7 +47,7 @@ def init_params(key: jax.Array, arch, in_dim: int, *, dtype=jnp.float32) -> _Par
     return params
 
 
-def _check_inputs(params: _Params, x, arch: Arch) -> None:
+def check_inputs(params: Params, x, arch: Arch) -> None:
     """Raises a clear error, naming the argument, unless ``params`` fit ``arch``
     (``_checks.params_fit``) and ``x`` is a floating batch ``(B ≥ 1, in_dim)`` they take.
     Shapes and dtypes only: tracers pass through it under ``jit``."""
@@ -120,7 +120,7 @@ def dropout_masks(key: jax.Array, x: jax.Array, arch, dropout) -> list:
     return masks
 
 
-def forward_layers(params: _Params, x: jax.Array, arch, *,
+def forward_layers(params: Params, x: jax.Array, arch, *,
                    masks=None) -> list[tuple[jax.Array, jax.Array]]:
     """Every layer's ``(z, a)``: ``z = (a_prev ⊙ m) W + b``, ``a = f(z)``, with ``a_0 = x``.
 
@@ -129,7 +129,7 @@ def forward_layers(params: _Params, x: jax.Array, arch, *,
     ``forward`` keeps only the last ``a``.
     """
     arch = parse_arch(arch)
-    _check_inputs(params, x, arch)
+    check_inputs(params, x, arch)
     _check_masks(masks, x, arch)
     cache, a = [], x
     for i, (layer, (_, activation)) in enumerate(zip(params, arch)):
@@ -141,7 +141,7 @@ def forward_layers(params: _Params, x: jax.Array, arch, *,
     return cache
 
 
-def forward(params: _Params, x: jax.Array, arch) -> jax.Array:
+def forward(params: Params, x: jax.Array, arch) -> jax.Array:
     """Logits ``(B, n)`` for inputs ``x`` of shape ``(B, in_dim)``.
 
     Every layer applies its own activation, the last one included, before the
@@ -150,7 +150,7 @@ def forward(params: _Params, x: jax.Array, arch) -> jax.Array:
     return forward_layers(params, x, arch)[-1][1]
 
 
-def loss(params: _Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
+def loss(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
          key=None) -> jax.Array:
     """Mean cross-entropy over the batch: ``(1/B) Σ_b cross_entropy(forward(x)_b, y_b)``.
 
@@ -162,22 +162,22 @@ def loss(params: _Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
     ``[0, n)`` (read where concrete) or rows ``(B, n)``, ``dropout`` two rates in ``[0, 1)``,
     ``key`` one PRNG key (needed with a non-zero rate).
     """
-    arch = _check_loss_inputs(params, x, y, arch, dropout, key)
-    masks = _masks_of(key, x, arch, dropout)
+    arch = check_loss_inputs(params, x, y, arch, dropout, key)
+    masks = masks_of(key, x, arch, dropout)
     return jnp.mean(cross_entropy(forward_layers(params, x, arch, masks=masks)[-1][1], y))
 
 
-def _check_loss_inputs(params, x, y, arch, dropout, key) -> Arch:
+def check_loss_inputs(params, x, y, arch, dropout, key) -> Arch:
     """Every argument of ``loss`` (and of the hand passes) checked before any work: the
     parsed ``arch``, or an error naming the argument. Shapes and dtypes only under ``jit``."""
     arch = parse_arch(arch)
-    _check_inputs(params, x, arch)
-    _check_targets((np.shape(x)[0], arch[-1].units), y, "y")
-    _masks_of(key, None, arch, dropout, draw=False)
+    check_inputs(params, x, arch)
+    check_targets((np.shape(x)[0], arch[-1].units), y, "y")
+    masks_of(key, None, arch, dropout, draw=False)
     return arch
 
 
-def _dropping(dropout):
+def dropping(dropout):
     """``dropout`` checked (``_checks.rates``) as ``(p_in, p_hidden)``, or None where
     nothing is dropped (None, or both rates 0): the one place that decides "no dropout"."""
     if dropout is None:
@@ -186,12 +186,12 @@ def _dropping(dropout):
     return rates if any(rates) else None
 
 
-def _masks_of(key, x, arch, dropout, *, draw: bool = True):
+def masks_of(key, x, arch, dropout, *, draw: bool = True):
     """``dropout_masks``, or None without dropout (``dropout`` None or both rates 0); a rate
     without a key is a mistake. ``draw=False``: only the checks."""
     if key is not None:
         _checks.prng_key(key, "key")
-    rates = _dropping(dropout)
+    rates = dropping(dropout)
     if rates is None:
         return None
     if key is None:
