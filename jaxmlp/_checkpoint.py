@@ -45,8 +45,9 @@ def save_npz_atomic(path, *arrays, **named) -> None:
     write_atomic(path, lambda f: np.savez(f, *arrays, **named))
 
 
-def _name(path) -> str:
-    """``(DictKey('params'), SequenceKey(0), DictKey('w'))`` → ``"params/0/w"``."""
+def leaf_name(path) -> str:
+    """``(DictKey('params'), SequenceKey(0), DictKey('w'))`` → ``"params/0/w"``: the name a
+    checkpoint gives the leaf at that key path."""
     parts = []
     for k in path:
         for attr in ("key", "idx", "name"):  # DictKey, SequenceKey/FlattenedIndexKey, GetAttrKey
@@ -58,7 +59,7 @@ def _name(path) -> str:
 
 def _named_leaves(tree) -> dict[str, np.ndarray]:
     """The pytree's leaves as numpy arrays under readable names (``params/0/w``, ``step``)."""
-    return {_name(path): np.asarray(leaf)
+    return {leaf_name(path): np.asarray(leaf)
             for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 

@@ -122,11 +122,25 @@ def ema(decay: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(init, update)
 
 
+def ema_path(opt_state):
+    """The key path of the averaged params inside an optimizer state built with ``ema``
+    (found by their type, wherever the chain put them), or None without ``ema``."""
+    is_ema = lambda x: isinstance(x, _EmaState)
+    found = [path for path, leaf in jax.tree_util.tree_flatten_with_path(opt_state, is_ema)[0]
+             if is_ema(leaf)]
+    return (*found[0], jax.tree_util.GetAttrKey("params")) if found else None
+
+
 def ema_of(opt_state):
     """The averaged params inside an optimizer state built with ``ema`` (None without)."""
-    found = [s for s in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, _EmaState))
-             if isinstance(s, _EmaState)]
-    return found[0].params if found else None
+    path = ema_path(opt_state)
+    if path is None:
+        return None
+    found = opt_state
+    for key in path:  # DictKey, SequenceKey or GetAttrKey
+        found = (getattr(found, key.name) if isinstance(key, jax.tree_util.GetAttrKey)
+                 else found[key.key if isinstance(key, jax.tree_util.DictKey) else key.idx])
+    return found
 
 
 class HyperState(NamedTuple):

@@ -24,15 +24,17 @@ import shutil
 from pathlib import Path
 from typing import NamedTuple, Optional
 
+import jax
 import numpy as np
 
 from jaxmlp._errors import RunError, without_value
 from jaxmlp._files import read_bytes
 from jaxmlp._arch import MAX_UNITS, Arch, parse_arch
-from jaxmlp._checkpoint import (Npz, expect_exactly, expect_floats, expect_text, load_checkpoint,
-                                save_checkpoint, save_npz_atomic, write_atomic)
+from jaxmlp._checkpoint import (Npz, expect_exactly, expect_floats, expect_text, leaf_name,
+                                load_checkpoint, save_checkpoint, save_npz_atomic, write_atomic)
 from jaxmlp._config import ORDERS, RESUMABLE, Grid, TrainConfig
 from jaxmlp._data import MNIST, Dataset, DatasetInfo, check_name
+from jaxmlp._optim import ema_path, make_optimizer
 from jaxmlp._images import check_image_shape
 
 CONFIG, METRICS, CHECKPOINT, MODEL = "config.json", "metrics.jsonl", "checkpoint.npz", "model.npz"
@@ -659,6 +661,19 @@ def _sweep_info_of(meta, path: Path) -> DatasetInfo:
                        "width, channels) and a class count)") from None
 
 
+def _ema_name(config: TrainConfig, in_dim: int) -> str:
+    """Where a sweep's checkpoint keeps its models' averaged params (``ema``): inside the
+    optimizer state, as the optimizer itself puts them (``ema_path``; a sweep saves its
+    per-model state's ``inner``). Built from shapes alone: nothing is computed."""
+    params, fan_in = [], in_dim
+    for units, _ in config.layers:
+        params.append({"w": jax.ShapeDtypeStruct((fan_in, units), np.float32),
+                       "b": jax.ShapeDtypeStruct((units,), np.float32)})
+        fan_in = units
+    state = jax.eval_shape(make_optimizer(config, 1, per_model=True).init, params).inner
+    return leaf_name((jax.tree_util.DictKey("opt_state"), *ema_path(state)))
+
+
 def _load_model_of_sweep(folder, model: int):
     """``(config, params, history, info)`` of model ``model`` of the sweep in ``folder``:
     its config as the single run it stands for, its params, its per-epoch records and the
@@ -672,10 +687,7 @@ def _load_model_of_sweep(folder, model: int):
     path = Path(folder) / CHECKPOINT
     try:
         with Npz(path) as npz:
-            where = "params"
-            if config.ema is not None:  # the model is the average, kept in the optimizer state
-                where = next(k[:-len("/0/w")] for k in sorted(npz.names)
-                             if k.startswith("opt_state/") and k.endswith("/params/0/w"))
+            where = "params" if config.ema is None else _ema_name(config, info.in_dim)
             params, fan_in = [], info.in_dim
             for j, (units, _) in enumerate(arch):
                 shapes = {"w": (len(configs), fan_in, units), "b": (len(configs), units)}
@@ -685,7 +697,7 @@ def _load_model_of_sweep(folder, model: int):
                 fan_in = units
     except FileNotFoundError:
         raise RunError(f"{path}: no checkpoint to read model {model} from") from None
-    except (KeyError, StopIteration):
+    except KeyError:
         raise RunError(f"{path}: cannot read model {model} (its arrays are missing: not this "
                        "sweep's checkpoint)") from None
     history = [{"epoch": h["epoch"], "step": h["step"], **h["models"][model]}

@@ -460,3 +460,25 @@ def test_the_one_loop_gives_a_sweep_every_feature_of_a_single_run(small, tmp_pat
     for a, b in zip(jax.tree.leaves(whole["params"]), jax.tree.leaves(resumed["params"])):
         np.testing.assert_array_equal(a, b)
     assert [h["step"] for h in resumed["history"]] == [46, 92, 138]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_a_sweep_s_model_with_ema_loads_its_average(optimizer, tmp_path):
+    # The average lives in the optimizer state, where the chain put it (after max-norm, and
+    # beside SGD's trace or Adam's moments): load_run finds it by the optimizer's own
+    # structure (_run._ema_name), and it is what the sweep evaluated and returned.
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (96, 784), dtype=np.uint8)
+    labels = rng.integers(0, 10, 96).astype(np.int32)
+    data = jaxmlp.Dataset(images[:64], labels[:64], images[64:], labels[64:])
+    config = jaxmlp.TrainConfig(arch="8:relu,10:linear", steps=6, batch_size=16, ema=0.5,
+                                max_norm=1.0, optimizer=optimizer, train_eval_size=16)
+    grid = Grid(seeds=(0, 1), lrs=(0.05,), momenta=(0.9,))
+    sweep = train_many(config, grid, tmp_path / "sweep", data=data, log=quiet)
+    for i in range(2):
+        run = jaxmlp.load_run(tmp_path / "sweep", model=i)
+        last = [np.asarray(leaf) for leaf in jax.tree.leaves(run.params)]
+        for a, b in zip(_model(sweep["params"], i), last, strict=True):
+            np.testing.assert_array_equal(a, b)
+    with np.load(tmp_path / "sweep" / "checkpoint.npz") as saved:  # not the last weights
+        assert not np.array_equal(saved["params/0/w"][1], _model(sweep["params"], 1)[1])

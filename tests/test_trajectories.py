@@ -83,9 +83,9 @@ def test_single_run_trajectories_are_today_s(name, mnist, tmp_path):
 if __name__ == "__main__":  # print (or --save FILE: whole params, for a bitwise comparison)
     import tempfile
 
-    from jaxmlp._data import _load_mnist
+    from jaxmlp import load_dataset  # public: REF's package (scripts/trajectories.py) has it
 
-    data = _load_mnist()
+    data = load_dataset("mnist", download=False)
     with tempfile.TemporaryDirectory() as tmp:
         params = {name: final_params(name, data, Path(tmp) / name) for name in RUNS}
         if sys.argv[1:2] == ["--save"]:
