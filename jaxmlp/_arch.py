@@ -86,3 +86,49 @@ def parse_arch(spec: Union[str, Sequence]) -> Arch:
                 f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
         layers.append(Layer(units, activation))
     return tuple(layers)
+
+
+class Summary(NamedTuple):
+    """``summary``'s answer: one ``(layer, units, activation, weights, params,
+    multiply_adds)`` row per layer, and the totals. ``str()`` is the table the trainer
+    prints when a run starts."""
+
+    in_dim: int
+    rows: tuple[tuple[int, int, str, tuple[int, int], int, int], ...]
+    params: int  # every weight and bias
+    multiply_adds: int  # per example, forward pass: Σ fan_in · units
+
+    def __str__(self) -> str:
+        head = f"{'layer':>5}  {'units':>7}  {'activation':<10}  {'w':>13}  {'params':>11}"
+        lines = [f"input: {self.in_dim} values an example", head]
+        for i, units, activation, (fan_in, _), params, _ in self.rows:
+            lines.append(f"{i:>5}  {units:>7,}  {activation:<10}  {f'{fan_in}×{units}':>13}  "
+                         f"{params:>11,}")
+        lines.append(f"total: {self.params:,} parameters, {self.multiply_adds:,} multiply-adds "
+                     "an example (forward)")
+        return "\n".join(lines)
+
+    def line(self) -> str:
+        """The summary in one line, as a run's log starts: ``784 → 50 relu → 10 linear:
+        39,760 parameters, 39,700 multiply-adds an example``."""
+        layers = " → ".join(f"{units} {activation}" for _, units, activation, *_ in self.rows)
+        return (f"{self.in_dim} → {layers}: {self.params:,} parameters, "
+                f"{self.multiply_adds:,} multiply-adds an example")
+
+
+def summary(arch, in_dim: int = 784) -> Summary:
+    """The layers of ``arch`` (an ``Arch`` or anything ``parse_arch`` reads) on inputs of
+    ``in_dim`` values: each layer's weight shape ``(fan_in, units)``, its parameters
+    ``fan_in·units + units`` and multiply-adds ``fan_in·units`` per example, and the totals.
+
+    >>> jaxmlp.summary("c").params   # the seed's network (c): 784·70+70 + 70·70+70 + 70·10+10
+    60630
+    """
+    layers = parse_arch(arch)
+    _checks.integer(in_dim, "in_dim", low=1)
+    rows, fan_in = [], in_dim
+    for i, (units, activation) in enumerate(layers):
+        rows.append((i, units, activation, (fan_in, units), fan_in * units + units,
+                     fan_in * units))
+        fan_in = units
+    return Summary(in_dim, tuple(rows), sum(r[4] for r in rows), sum(r[5] for r in rows))

@@ -157,7 +157,7 @@ def read_history(folder, models: Optional[int] = None) -> list[dict]:
         record = _loads(line, f"{path} line {i}")
         if not (isinstance(record, dict) and all(k in record for k in keys)
                 and _count(record["epoch"]) and _count(record["step"])
-                and (sweep or batch_metrics(record))):
+                and (sweep or _valid_metrics(record))):
             raise RunError(f"{path} line {i} is not an epoch record (needs {', '.join(keys)}: "
                            "an epoch and step from 1 to 2**31-1, and numbers)")
         if sweep and not (isinstance(record["models"], list)
@@ -175,7 +175,7 @@ def _count(value) -> bool:
     return type(value) is int and 1 <= value < 2 ** 31
 
 
-def batch_metrics(record: dict, nullable: bool = False) -> bool:
+def _valid_metrics(record: dict, nullable: bool = False) -> bool:
     """Whether ``record``'s metrics (the ``_RECORD_KEYS`` it holds, ``val_*`` too) are
     numbers (``nullable``: or None, as for a diverged model of a sweep)."""
     number = lambda v: (type(v) in (int, float) and math.isfinite(v)) or (nullable and v is None)
@@ -186,7 +186,7 @@ def _model_record(m) -> bool:
     """One model's record in a sweep's epoch line: its test metrics (numbers, or None
     where it diverged) and whether it diverged."""
     return (isinstance(m, dict) and "test_acc" in m and "test_loss" in m
-            and type(m.get("diverged", False)) is bool and batch_metrics(m, nullable=True))
+            and type(m.get("diverged", False)) is bool and _valid_metrics(m, nullable=True))
 
 
 def history_to(folder, done: int, models: Optional[int] = None) -> list[dict]:
@@ -581,6 +581,16 @@ def load_model(path) -> tuple[Arch, list[dict], DatasetInfo]:
     is an MNIST model."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a model.npz (a str or path), got {type(path).__name__}")
+    return _read_model(path, weights=True)
+
+
+def read_model_info(path) -> tuple[Arch, DatasetInfo]:
+    """``(arch, info)`` of a ``model.npz``, its weights left unread (``jaxmlp runs``)."""
+    arch, _, info = _read_model(path, weights=False)
+    return arch, info
+
+
+def _read_model(path, weights: bool) -> tuple[Arch, list[dict], DatasetInfo]:
     try:
         with Npz(path) as npz:
             arch = parse_arch(str(npz.read("arch", expect_text(_MAX_SPEC))))
@@ -589,6 +599,8 @@ def load_model(path) -> tuple[Arch, list[dict], DatasetInfo]:
                 shape = check_image_shape(npz.read("image_shape", expect_exactly((3,), np.int64)))
                 info = DatasetInfo(check_name(str(npz.read("dataset", expect_text(200)))), shape,
                                    arch[-1].units)
+            if not weights:
+                return arch, [], info
             params, fan_in = [], info.in_dim
             for i, (units, _) in enumerate(arch):
                 params.append({"w": npz.read(f"params/{i}/w", expect_floats((fan_in, units))),

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmlp._arch import summary
 from jaxmlp._checkpoint import checkpoint_state
 from jaxmlp._config import ORDERS, Grid, TrainConfig
 from jaxmlp._data import Dataset, check_dataset, default_data_dir, load_dataset, with_validation
@@ -225,6 +226,8 @@ def fit(config: TrainConfig, grid: Optional[Grid] = None, out=None, *, order: st
         spe = len(data.train_labels) // config.batch_size  # steps per epoch
         state, history, num_steps = models.start(out and Path(out), saved, spe)
         config.check_length(num_steps)
+        count = "" if grid is None else f", {len(grid.models())} models"
+        log(f"model {summary(config.layers, data.info.in_dim).line()}{count}")
         if resume:
             log(f"resumed from {out} at step {int(state['step'])}")
         return _Loop(config, models, data.splits(), folder, log, progress).run(

@@ -14,9 +14,9 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import serving
+from conftest import SERVED_ARCH, serving
 
-from jaxmlp import forward_layers, load_run, predict, train_and_evaluate
+from jaxmlp import forward_layers, load_run, predict, summary, train_and_evaluate
 from jaxmlp._predict import _load_image
 
 # As Playwright's own tests start it in a container; without the background-networking
@@ -274,6 +274,10 @@ def test_the_runs_page_and_a_sweep(page, site, served_runs, tmp_path):
     rows = page.locator("table.runs tbody tr").all_inner_texts()
     assert [r.split("\t")[0] for r in rows] == ["grid/sweep", "one"]
     assert "sweep of 4" in rows[0]
+    # The columns of `jaxmlp runs`: size, optimizer, rate.
+    cells = rows[1].split("\t")
+    assert cells[4:7] == [f"{summary(SERVED_ARCH).params:,}", "sgd", "0.1"], cells
+    assert rows[0].split("\t")[6] == "0.05..0.1 (2)"
     shot(page, tmp_path, "runs")
     page.click("text=grid/sweep")
     page.wait_for_selector("#acc-chart svg[data-points='2']")
@@ -387,6 +391,7 @@ def test_the_runs_page_survives_any_json(page, site, tmp_path):
     import json
 
     runs = [{"path": "ok", "kind": "run", "dataset": "mnist", "arch": "a", "epochs": "x",
+             "params": "many", "lr": [0.1, "x", None], "seconds": 1e300, "optimizer": 3,
              "planned_epochs": None, "step": [], "modified": "yesterday", "best_test_acc": "NaN",
              "best_val_acc": 0.5}, None, "a row", [1], {"path": 3, "error": {"a": 1}},
             {"path": {"a": 1}, "kind": "sweep", "models": None, "modified": 1e300,

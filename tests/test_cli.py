@@ -23,7 +23,9 @@ def test_cli_writes_every_output(env, mnist, tmp_path):
         env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith("iter 0, J=") and ", accu=" in lines[0]
+    assert lines[0] == ("model 784 → 10 linear: 7,850 parameters, 7,840 multiply-adds an "
+                        "example")
+    assert lines[1].startswith("iter 0, J=") and ", accu=" in lines[1]
     assert any(l.startswith("iter 400, J=") for l in lines)
     assert lines[-1].startswith("final test accuracy 0.9") and str(out) in lines[-1]
     records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
@@ -222,7 +224,7 @@ def test_first_run_prints_nothing_but_its_lines(tfds_dir, tmp_path):
                            "3", "--out", str(tmp_path / "run"), "--no-progress"], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
-    assert [l.split(" ")[0] for l in proc.stdout.splitlines()] == ["iter", "epoch", "final"]
+    assert [l.split(" ")[0] for l in proc.stdout.splitlines()] == ["model", "iter", "epoch", "final"]
 
 
 def test_a_recipe_sets_its_settings_and_given_flags_override_them():
@@ -440,3 +442,61 @@ def test_an_empty_out_is_refused(tmp_path, monkeypatch, capsys):
         assert capsys.readouterr().err == (f"jaxmlp {command}: error: --out needs a folder, got "
                                            "an empty string\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_runs_lists_every_run_with_its_settings_and_results(served_runs, tmp_path, capsys):
+    import shutil
+
+    from conftest import SERVED_ARCH
+
+    from jaxmlp import summary
+
+    root, data, config = served_runs
+    before = {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    assert main(["runs", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["run", "kind", "dataset", "arch", "params", "optimizer", "lr",
+                                "epochs", "best", "val", "best", "test", "time"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert set(rows) == {"one", "grid/sweep"}
+    records = [json.loads(line) for line in (root / "one" / "metrics.jsonl").read_text().splitlines()]
+    one = rows["one"]
+    assert one[1:4] == ["run", "mnist", SERVED_ARCH]
+    assert one[4] == f"{summary(SERVED_ARCH).params:,}" and one[5:8] == ["sgd", "0.1", "2/2"]
+    assert one[8] == f"{max(r['val_acc'] for r in records):.4f}"
+    assert one[9] == f"{max(r['test_acc'] for r in records):.4f}"
+    sweep = rows["grid/sweep"]
+    assert sweep[1:4] == ["sweep", "of", "4"] and sweep[8:10] == ["0.05..0.1", "(2)"]
+    assert sweep[6] == f"{summary('16:relu,10:linear').params:,}" and sweep[11] == "-"
+    assert {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()} == before
+
+    # Sorted by a column (accuracies best first); a run that cannot be read says why, last.
+    shutil.copytree(root, tmp_path / "runs")
+    (tmp_path / "runs" / "one" / "config.json").write_text("{")
+    assert main(["runs", str(tmp_path / "runs"), "--sort", "test"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("grid/sweep ") and lines[2].startswith("one  cannot be read: ")
+    assert "config.json is not valid JSON" in lines[2] and len(lines) == 3
+    assert main(["runs", str(tmp_path / "runs" / "grid"), "--sort", "params"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("sweep ")
+    (tmp_path / "empty").mkdir()
+    assert main(["runs", str(tmp_path / "empty")]) == 0
+    assert capsys.readouterr().out == f"no runs under {tmp_path / 'empty'}\n"
+    assert main(["runs", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err == f"jaxmlp runs: error: no folder at {tmp_path / 'nope'}\n"
+
+
+def test_runs_sorts_best_first_and_unknown_values_last():
+    from jaxmlp.app._cli import _runs_table
+
+    def row(path, test, params):
+        return {"path": path, "kind": "run", "dataset": "mnist", "arch": "b", "params": params,
+                "optimizer": "sgd", "lr": [0.1], "epochs": 1, "planned_epochs": 2,
+                "planned_steps": None, "best_val_acc": None, "best_test_acc": test,
+                "seconds": None}
+
+    rows = [row("a", 0.9, 5), row("b", None, None), row("c", 0.95, 3)]
+    order = lambda sort: [line.split()[0] for line in _runs_table(rows, sort).splitlines()[1:]]
+    assert order("test") == ["c", "a", "b"] and order("params") == ["c", "a", "b"]
+    assert order("run") == ["a", "b", "c"]
+    assert _runs_table(rows, "run").splitlines()[1].split()[7:] == ["1/2", "-", "0.9000", "-"]

@@ -539,10 +539,21 @@ def _check_gradcheck(command, args, proc, cwd, mnist):
     assert proc.stdout.splitlines()[-1].startswith("PASS: hand backward pass equals jax.grad")
 
 
+def _check_runs(command, args, proc, cwd, mnist):
+    # A row for each run folder under DIR (config.json or sweep.json), none for anything else.
+    found = {p.parent.relative_to(cwd / args.dir).as_posix()
+             for name in ("config.json", "sweep.json") for p in (cwd / args.dir).rglob(name)
+             if "models" not in p.parts}
+    rows = {line.split()[0] for line in proc.stdout.splitlines()[1:]}
+    assert found and rows == found, (rows, found)
+
+
 CHECKS = {"train": _check_train, "sweep": _check_sweep, "eval": _check_eval,
-          "predict": _check_predict, "gradcheck": _check_gradcheck}
+          "predict": _check_predict, "gradcheck": _check_gradcheck, "runs": _check_runs}
 # Commands that read and write nothing: one run serves every page that shows them.
 PURE = {"gradcheck", "toy"}
+# Commands that only read what the page's commands made: no trace either.
+READS_ONLY = {"runs"}
 
 
 def _state(folder: Path) -> dict:
@@ -609,7 +620,7 @@ def _run_page(commands, cwd: Path, env: dict, mnist, pure: dict) -> list[str]:
                 position = found + 1
             if command.code == 0 and argv[1] in CHECKS:
                 CHECKS[argv[1]](command, _build_parser().parse_args(argv[1:]), proc, cwd, mnist)
-            if command.code != 0 or argv[1] in PURE:  # a failure, or a pure command: no trace
+            if command.code != 0 or argv[1] in PURE | READS_ONLY:  # no trace
                 assert _state(cwd) == before, "it changed what is on disk"
         except AssertionError as e:
             failures.append(f"{where}: {e}")

@@ -203,6 +203,13 @@ def _build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
                     "127.0.0.1, this machine only; 0.0.0.0 shows the runs to the network)")
 
+    rs = commands.add_parser("runs", allow_abbrev=False, help="every run and sweep under DIR "
+                             "as a table: settings, size, epochs, best accuracies, time")
+    rs.add_argument("dir", metavar="DIR", nargs="?", default="runs",
+                    help="the folder of runs to list (default: runs)")
+    rs.add_argument("--sort", choices=tuple(_RUN_COLUMNS), default="run",
+                    help="the column to sort by (default: run; accuracies best first)")
+
     toy = commands.add_parser("toy", allow_abbrev=False,
                               help="the seed's 2x2 worked example, traced")
     toy.add_argument("--lr", type=_float, default=2.0, help="SGD learning rate (default: 2.0)")
@@ -631,9 +638,73 @@ def _serve(args) -> int:
     return 0
 
 
+def _lrs(row: dict) -> str:
+    lrs = row["lr"]
+    return f"{lrs[0]:g}" if len(lrs) == 1 else f"{lrs[0]:g}..{lrs[-1]:g} ({len(lrs)})"
+
+
+def _length(row: dict) -> str:
+    planned = (f"{row['planned_steps']} steps" if row["planned_steps"] is not None
+               else str(row["planned_epochs"]))
+    return f"{row['epochs']}/{planned}"
+
+
+def _accuracy(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+# ``jaxmlp runs``' columns: header, the cell of a row (``_pages.describe_run``), and the
+# key it sorts by (accuracies best first; an unknown value last).
+_RUN_COLUMNS: dict = {
+    "run": ("run", lambda r: r["path"], lambda r: r["path"]),
+    "kind": ("kind", lambda r: f"sweep of {r['models']}" if r["kind"] == "sweep" else "run",
+             lambda r: (r["kind"], r.get("models", 1))),
+    "dataset": ("dataset", lambda r: r["dataset"], lambda r: r["dataset"]),
+    "arch": ("arch", lambda r: r["arch"], lambda r: r["arch"]),
+    "params": ("params", lambda r: "-" if r["params"] is None else f"{r['params']:,}",
+               lambda r: r["params"]),
+    "optimizer": ("optimizer", lambda r: r["optimizer"], lambda r: r["optimizer"]),
+    "lr": ("lr", _lrs, lambda r: r["lr"][0]),
+    "epochs": ("epochs", _length, lambda r: r["epochs"]),
+    "val": ("best val", lambda r: _accuracy(r["best_val_acc"]),
+            lambda r: None if r["best_val_acc"] is None else -r["best_val_acc"]),
+    "test": ("best test", lambda r: _accuracy(r["best_test_acc"]),
+             lambda r: None if r["best_test_acc"] is None else -r["best_test_acc"]),
+    "time": ("time", lambda r: "-" if r["seconds"] is None else f"{r['seconds']:.0f} s",
+             lambda r: r["seconds"]),
+}
+
+
+def _runs_table(rows: list[dict], sort: str) -> str:
+    """The rows of ``jaxmlp runs``, one line each, aligned; a run that cannot be read shows
+    its path and why."""
+    good = [r for r in rows if "error" not in r]
+    key = _RUN_COLUMNS[sort][2]
+    good.sort(key=lambda r: (key(r) is None, key(r) if key(r) is not None else 0, r["path"]))
+    cells = [[c[0] for c in _RUN_COLUMNS.values()]]
+    cells += [[c[1](r) for c in _RUN_COLUMNS.values()] for r in good]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in cells]
+    lines += [f"{r['path']}  cannot be read: {r['error']}" for r in rows if "error" in r]
+    return "\n".join(lines)
+
+
+def _runs(args) -> int:
+    """``jaxmlp runs``: the runs page's rows (``_pages.describe_run``) as a table."""
+    from jaxmlp.app._pages import describe_run, find_runs
+
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise ValueError(f"no folder at {root}" if not root.exists() else
+                         f"{root} is not a folder")
+    rows = [describe_run(root, folder) for folder in find_runs(root)]
+    print(_runs_table(rows, args.sort) if rows else f"no runs under {root}")
+    return 0
+
+
 _COMMANDS = {"train": _fit, "sweep": _fit, "eval": _eval, "predict": _predict,
              "gradcheck": _gradcheck, "augment": _augment_command, "serve": _serve,
-             "toy": _toy}
+             "runs": _runs, "toy": _toy}
 
 
 def main(argv=None) -> int:

@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 
 from jaxmlp._files import open_file
+from jaxmlp._arch import summary
 from jaxmlp._run import (CONFIG, EVAL, METRICS, MODEL, MODELS, SUMMARY, SWEEP, RunError,
-                        config_of, is_sweep, read_history, read_json, read_sweep,
+                        config_of, is_sweep, read_history, read_json, read_model_info,
                         read_sweep_with_info)
 
 PICTURES = ("curves.png", "confusion.png", "mistakes.png", "weights.png")
@@ -87,7 +88,7 @@ def read_png(root: Path, path: Path, whole: bool = True) -> bytes | None:
     return data if len(data) <= _MAX_PICTURE else None  # grown since: refused all the same
 
 
-def format_number(v) -> bool:
+def _is_number(v) -> bool:
     """A finite int or float (``True`` is no number here, nor NaN)."""
     return type(v) in (int, float) and math.isfinite(v)
 
@@ -98,19 +99,19 @@ def _count(v) -> bool:
 
 def _is_mistake(m) -> bool:
     return (isinstance(m, dict) and all(_count(m.get(k)) for k in ("index", "label", "predicted"))
-            and format_number(m.get("confidence")))
+            and _is_number(m.get("confidence")))
 
 
 def _is_evaluation(report) -> bool:
     """Whether ``report`` is what ``jaxmlp eval`` writes, element by element: accuracies and
     a loss that are finite numbers, an n×n confusion of counts with n per-class accuracies
     (None for a class absent from the test set), and mistakes of the shape it lists."""
-    if not (isinstance(report, dict) and format_number(report.get("test_acc"))
-            and 0 <= report["test_acc"] <= 1 and format_number(report.get("test_loss"))):
+    if not (isinstance(report, dict) and _is_number(report.get("test_acc"))
+            and 0 <= report["test_acc"] <= 1 and _is_number(report.get("test_loss"))):
         return False
     per_class, confusion = report.get("per_class_acc"), report.get("confusion")
     mistakes = report.get("mistakes")
-    return (isinstance(per_class, list) and all(a is None or format_number(a) for a in per_class)
+    return (isinstance(per_class, list) and all(a is None or _is_number(a) for a in per_class)
             and isinstance(confusion, list) and 0 < len(confusion) == len(per_class)
             and all(isinstance(row, list) and len(row) == len(confusion)
                     and all(_count(n) for n in row) for row in confusion)
@@ -153,7 +154,7 @@ def _pictures(root: Path, folder: Path) -> list[str]:
 
 
 def _best(values) -> float | None:
-    values = [v for v in values if format_number(v)]
+    values = [v for v in values if _is_number(v)]
     return max(values) if values else None
 
 
@@ -180,20 +181,32 @@ def describe_run(root: Path, folder: Path) -> dict:
 
 
 def _progress(folder: Path, sweep: bool) -> dict:
-    """What a row says of a readable run: settings, epochs and steps done, best accuracies."""
+    """What a row says of a readable run: settings, size, epochs and steps done, best
+    accuracies, training time (``jaxmlp runs`` prints the same rows)."""
     if sweep:
-        config, grid, _ = read_sweep(folder)
-        row = {"models": len(grid.configs(config))}
-        history = read_history(folder, models=row["models"])
+        config, grid, _, info = read_sweep_with_info(folder)
+        count = len(grid.configs(config))
+        row: dict = {"models": count, "lr": sorted(set(grid.lrs))}
+        history = read_history(folder, models=count)
         records = [m for h in history for m in h["models"] if not m.get("diverged")]
+        in_dim: int | None = info.in_dim
     else:
-        config, row = config_of(folder / CONFIG), {}
+        config = config_of(folder / CONFIG)
+        row = {"lr": [config.lr]}
         history = records = read_history(folder)
+        model = folder / MODEL  # (its input width: the dataset's, once the model is saved)
+        in_dim = read_model_info(model)[1].in_dim if _regular_file(model) else None
+    seconds = sum(h[k] for h in history
+                  for k in ("epoch_seconds", "eval_seconds", "compile_seconds")
+                  if _is_number(h.get(k)))
     return {**row, "dataset": config.dataset, "arch": config.arch,
+            "params": summary(config.layers, in_dim).params if in_dim else None,
+            "optimizer": config.optimizer,
             "epochs": history[-1]["epoch"] if history else 0, "planned_epochs": config.epochs,
             "planned_steps": config.steps, "step": history[-1]["step"] if history else 0,
             "best_test_acc": _best(r.get("test_acc") for r in records),
-            "best_val_acc": _best(r.get("val_acc") for r in records)}
+            "best_val_acc": _best(r.get("val_acc") for r in records),
+            "seconds": round(seconds, 1) if history else None}
 
 
 def run_view(root: Path, folder: Path) -> dict:

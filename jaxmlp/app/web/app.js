@@ -53,14 +53,22 @@ function part(what, draw) {
 function runRow(r) {
   const path = text(r.path);
   if (r.error !== undefined)
-    return h("tr", { class: "broken" }, h("td", {}, path), h("td", { colspan: 8 }, text(r.error)));
+    return h("tr", { class: "broken" }, h("td", {}, path), h("td", { colspan: 12 }, text(r.error)));
+  // The columns of `jaxmlp runs` (its table is the same rows).
+  const lrs = list(r.lr).map(num).filter((v) => v !== null);
+  const params = num(r.params), seconds = num(r.seconds);
   return h("tr", {},
     h("td", {}, h("a", { href: runURL(path) }, path)),
     h("td", {}, r.kind === "sweep" ? `sweep of ${text(r.models)}` : "run"),
     h("td", {}, text(r.dataset)), h("td", { class: "arch" }, text(r.arch)),
+    h("td", { class: "num" }, params === null ? "–" : params.toLocaleString("en-US")),
+    h("td", {}, text(r.optimizer)),
+    h("td", { class: "num" }, lrs.length === 0 ? "–" : lrs.length === 1 ? String(lrs[0])
+      : `${lrs[0]}..${lrs[lrs.length - 1]} (${lrs.length})`),
     h("td", { class: "num" }, progress(r)),
     h("td", { class: "num" }, pct(r.best_test_acc)),
     h("td", { class: "num" }, pct(r.best_val_acc)),
+    h("td", { class: "num" }, seconds === null ? "–" : `${Math.round(seconds)} s`),
     h("td", { class: "num" }, ago(r.modified)),
     h("td", {}, r.kind === "run" ? h("a", { href: drawURL(path) }, "draw") : ""));
 }
@@ -82,8 +90,8 @@ async function runsPage() {
         h("p", { class: "note" }, `under ${root}, newest first; updates by itself`),
         runs.length
           ? h("div", { class: "scroll" }, h("table", { class: "runs" },
-            h("thead", {}, h("tr", {}, ...["run", "kind", "dataset", "arch", "epochs",
-              "best test acc", "best val acc", "updated", ""].map((t) => h("th", {}, t)))),
+            h("thead", {}, h("tr", {}, ...["run", "kind", "dataset", "arch", "params",
+              "optimizer", "lr", "epochs", "best test acc", "best val acc", "time", "updated", ""].map((t) => h("th", {}, t)))),
             h("tbody", {}, rows)))
           : h("p", {}, "No runs here yet: ", h("code", {}, `jaxmlp train --out ${root}/NAME`),
             " makes one, and it appears here as soon as it has an epoch."));
