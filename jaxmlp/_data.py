@@ -10,6 +10,7 @@ them), so later runs skip TensorFlow entirely.
 """
 import contextlib
 import hashlib
+import json
 import math
 import os
 import re
@@ -24,7 +25,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from jaxmlp._errors import Invalid
-from jaxmlp._checkpoint import save_npz_atomic
+from jaxmlp._checkpoint import save_npz_atomic, write_atomic
 
 DEFAULT_DATASET = "mnist"
 # A TFDS name, optionally with its config: "mnist", "emnist/letters". Also keeps the name
@@ -84,9 +85,48 @@ class DatasetError(ValueError):
     """The dataset was found but cannot be used: corrupt, or not image classification."""
 
 
-def default_data_dir() -> Path:
-    """``$TFDS_DATA_DIR`` if set, else TFDS's own default ``~/tensorflow_datasets``."""
-    return Path(os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets").expanduser()
+def default_data_dir(name: Optional[str] = None, cache_dir=None) -> Path:
+    """``$TFDS_DATA_DIR`` if set; else, for dataset ``name``, the folder it was last loaded
+    from on this machine if it is still prepared there (``load_dataset`` remembers it in the
+    cache folder, so ``jaxmlp train`` finds the data ``make train`` found); else TFDS's own
+    default ``~/tensorflow_datasets``."""
+    if os.environ.get("TFDS_DATA_DIR"):
+        return Path(os.environ["TFDS_DATA_DIR"]).expanduser()
+    found = _remembered(cache_dir).get(name) if name else None
+    try:
+        if name and isinstance(found, str) and _prepared_info(Path(found), name) is not None:
+            return Path(found)
+    except (OSError, ValueError):  # a path no folder can have (a NUL in it)
+        pass
+    return Path("~/tensorflow_datasets").expanduser()
+
+
+# In the cache folder: where each dataset was last loaded from ({"mnist": "/data/tfds"}).
+_FOUND = "data_dirs.json"
+
+
+def _remembered(cache_dir=None) -> dict:
+    try:
+        text = (Path(cache_dir) if cache_dir else default_cache_dir()).joinpath(_FOUND).read_bytes()
+        found = json.loads(text[:1 << 20])
+        return found if isinstance(found, dict) else {}
+    except (OSError, ValueError):  # none yet, or unreadable: nothing remembered
+        return {}
+
+
+def _remember(name: str, data_dir: Path, cache_dir=None) -> None:
+    """Notes that ``name`` was loaded from ``data_dir`` (best effort: a cache folder that
+    cannot be written only means the next shell must name the folder again)."""
+    where = str(data_dir.resolve())
+    found = _remembered(cache_dir)
+    if found.get(name) == where:
+        return
+    text = json.dumps({**found, name: where}, indent=1, sort_keys=True).encode()
+    try:
+        write_atomic((Path(cache_dir) if cache_dir else default_cache_dir()) / _FOUND,
+                     lambda f: f.write(text))
+    except OSError:
+        pass
 
 
 def default_cache_dir() -> Path:
@@ -460,7 +500,7 @@ def load_dataset(name: str = DEFAULT_DATASET, *, data_dir=None, manual_dir=None,
             raise DatasetNotFoundError(f"`data_dir` {data_dir} {what} (pass a TFDS data "
                                        f"folder that holds {name}/, or omit `data_dir`)")
     else:
-        data_dir = default_data_dir()
+        data_dir = default_data_dir(name, cache_dir)
     if manual_dir is not None:
         manual_dir = Path(manual_dir).expanduser()
         if not manual_dir.is_dir():
@@ -469,6 +509,7 @@ def load_dataset(name: str = DEFAULT_DATASET, *, data_dir=None, manual_dir=None,
     info = _prepared_info(data_dir, name) if use_cache else None
     if info is not None and (cached := _read_cache(_cache_path(cache_root, name, info), name)):
         check(cached.info)
+        _remember(name, data_dir, cache_dir)
         return cached
     data, prepared = _load_tfds(name, data_dir, manual_dir, download, check)
     check_dataset(data)
@@ -479,6 +520,8 @@ def load_dataset(name: str = DEFAULT_DATASET, *, data_dir=None, manual_dir=None,
     info = _prepared_info(data_dir, name) if use_cache and prepared is not None else None
     if info is not None and prepared is not None and info.resolve() == prepared.resolve():
         _write_cache(_cache_path(cache_root, name, info), data)
+    if prepared is not None:
+        _remember(name, data_dir, cache_dir)
     return data
 
 

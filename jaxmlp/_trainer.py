@@ -90,8 +90,8 @@ def _load_data(config: TrainConfig, data: Optional[Dataset]) -> tuple[Dataset, T
         data = load_dataset(config.dataset, data_dir=config.data_dir,
                             manual_dir=config.manual_dir, download=config.download,
                             check=config.check_output)  # before any download
-        where = str(Path(config.data_dir or default_data_dir()).expanduser().resolve())
-        config = dataclasses.replace(config, data_dir=where)
+        where = Path(config.data_dir or default_data_dir(config.dataset)).expanduser()
+        config = dataclasses.replace(config, data_dir=str(where.resolve()))
     data = with_validation(data, config.val_size)
     if config.batch_size > len(data.train_labels):
         held = f" (`val_size` {config.val_size} holds out the rest)" if config.val_size else ""

@@ -160,6 +160,22 @@ def test_eval_writes_the_report_and_pictures(env, mnist, trained, capsys):
     for name in ("confusion.png", "mistakes.png", "weights.png"):
         assert (trained / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"test accuracy {report['test_acc']:.4f}" in out
+    # The matrix on the terminal too (issue 26: the README promised it), as eval.json has it.
+    lines = out.splitlines()
+    start = lines.index("confusion (rows: true class, columns: predicted class):")
+    assert lines[start + 1].split() == [str(c) for c in range(10)]
+    printed = [[int(n) for n in line.split()] for line in lines[start + 2:start + 12]]
+    assert [row[0] for row in printed] == list(range(10))
+    np.testing.assert_array_equal([row[1:] for row in printed], confusion)
+
+
+def test_confusion_of_many_classes_says_where_it_is():
+    from jaxmlp.app._cli import _confusion_text
+
+    assert _confusion_text([[0] * 47] * 47) == (
+        "confusion: 47 classes, in eval.json and confusion.png")
+    assert _confusion_text([[12345, 0], [1, 2]]).splitlines()[1:] == [
+        "         0     1", "   0 12345     0", "   1     1     2"]
 
 
 def test_predict_images_and_arrays(env, mnist, trained, tmp_path, capsys):
@@ -500,3 +516,16 @@ def test_runs_sorts_best_first_and_unknown_values_last():
     assert order("test") == ["c", "a", "b"] and order("params") == ["c", "a", "b"]
     assert order("run") == ["a", "b", "c"]
     assert _runs_table(rows, "run").splitlines()[1].split()[7:] == ["1/2", "-", "0.9000", "-"]
+
+
+def test_a_plain_shell_finds_the_data_make_train_found(env, tfds_dir, tmp_path):
+    # Issue 26: `make train` ran with the Makefile's TFDS_DATA_DIR; then, in a shell without
+    # it, `jaxmlp train` said "mnist is not prepared in ~/tensorflow_datasets".
+    plain = {k: v for k, v in env.items() if k != "TFDS_DATA_DIR"}
+    plain["HOME"] = str(tmp_path / "home")  # no ~/tensorflow_datasets there
+    proc = subprocess.run([sys.executable, "-m", "jaxmlp", "train", "--arch", "a", "--steps", "2",
+                           "--out", str(tmp_path / "run"), "--no-progress"], env=plain,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["data_dir"] == str(tfds_dir.resolve())

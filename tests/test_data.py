@@ -202,3 +202,36 @@ def test_offline_download_fails_fast_and_clearly(tmp_path, monkeypatch):
                                                  r"\(Network is unreachable\)\. Offline\?"):
         _load_mnist(data_dir=tmp_path, download=True, use_cache=False)
     assert not (tmp_path / "mnist").exists()  # nothing half-prepared left behind
+
+
+def test_the_folder_a_dataset_was_found_in_is_remembered(tfds_dir, tmp_path, monkeypatch):
+    # Issue 26: `make train` found MNIST through the Makefile's TFDS_DATA_DIR; a later
+    # `jaxmlp train` in a plain shell must find it too.
+    from jaxmlp._data import default_data_dir
+
+    monkeypatch.delenv("TFDS_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/tensorflow_datasets
+    cache = tmp_path / "cache"
+    home_default = tmp_path / "home" / "tensorflow_datasets"
+    assert default_data_dir("mnist", cache) == home_default  # nothing remembered yet
+    _load_mnist(data_dir=tfds_dir, cache_dir=cache, download=False)  # TFDS reads it
+    assert json.loads((cache / "data_dirs.json").read_text()) == {"mnist": str(tfds_dir.resolve())}
+    assert default_data_dir("mnist", cache) == tfds_dir.resolve()
+    assert default_data_dir("fashion_mnist", cache) == home_default  # only where it was found
+    assert default_data_dir(None, cache) == home_default
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "env"))  # the environment wins
+    assert default_data_dir("mnist", cache) == tmp_path / "env"
+    monkeypatch.delenv("TFDS_DATA_DIR")
+    # A remembered folder that no longer holds it, or a file that is not ours: the default.
+    for text in ['{"mnist": "%s"}' % (tmp_path / "gone"), "{", "[1]", '{"mnist": 3}',
+                 '{"mnist": "a\\u0000b"}']:
+        (cache / "data_dirs.json").write_text(text)
+        assert default_data_dir("mnist", cache) == home_default, text
+    # Loaded from the (cached) arrays, it is remembered again, other entries kept.
+    (cache / "data_dirs.json").write_text('{"kmnist": "/k"}')
+    _load_mnist(data_dir=tfds_dir, cache_dir=cache, download=False)
+    assert json.loads((cache / "data_dirs.json").read_text()) == {
+        "kmnist": "/k", "mnist": str(tfds_dir.resolve())}
+    # A cache folder that cannot be written only means nothing is remembered.
+    (tmp_path / "file").write_text("")
+    _load_mnist(data_dir=tfds_dir, cache_dir=tmp_path / "file" / "cache", download=False)

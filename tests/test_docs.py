@@ -25,6 +25,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,8 @@ NOT_RUN = [
      lambda page, cmd, code: code == 0 and re.search(r"--dataset[ =](?!mnist\b)", cmd)),
     ("measurement", "docs/results.md: the commands that made its tables, minutes to hours each",
      lambda page, cmd, code: page == "docs/results.md"),
+    ("activate", "puts .venv/bin on the shell's PATH; every command here runs as that shell's",
+     lambda page, cmd, code: cmd == "source .venv/bin/activate"),
     ("serve", "serves until Ctrl-C: tests/test_serve.py starts the command, asks it and stops "
      "it; tests/test_browser.py drives its page",
      lambda page, cmd, code: code == 0 and cmd.startswith("jaxmlp serve")),
@@ -222,7 +225,7 @@ def test_every_block_is_covered():
         f"{ {n for n, _, _ in NOT_RUN} - used}"
     assert {c.text for c in sorted_["pending"]} == set(PENDING), "a PENDING command left the pages"
     # The list of what is not run stays short.
-    assert len(sorted_["not_run"]) <= 26, [c.text for c in sorted_["not_run"]]
+    assert len(sorted_["not_run"]) <= 27, [c.text for c in sorted_["not_run"]]
 
 
 def _jaxmlp_argv(argv):
@@ -253,6 +256,9 @@ def test_commands_not_run_are_valid():
             assert script.is_file(), f"{where}: no such script"
             flags = {a.split("=")[0] for a in argv[2:] if a.startswith("--")}
             assert flags <= _script_flags(script), f"{where}: {flags - _script_flags(script)}"
+        elif argv[0] == "source":  # the environment `make setup` made
+            assert argv[1:] == [".venv/bin/activate"], where
+            assert "$(PYTHON) -m venv $(VENV)" in makefile and "VENV := .venv" in makefile
         elif "pytest" in argv[:4]:
             marks = re.findall(r"^\s*\"(\w+):", (ROOT / "pyproject.toml").read_text(), re.M)
             after = argv[argv.index("pytest") + 1:]
@@ -640,14 +646,16 @@ def test_every_command_runs_as_documented(env, mnist, inputs, tmp_path, monkeypa
         pages.setdefault(command.block.page, []).append(command)
     pure = {}  # the output of each pure command, once run
     default = []  # runs/default, once made
+    making = threading.Lock()  # by the first lane that needs it (the README's may sweep too)
 
     def run_lane(lane):
         failures = []
         for page in lane:
             folder = tmp_path / page.replace("/", "-")
             if _needs_default(pages[page]):
-                if not default:  # one lane holds every page that needs it
-                    default.append(_train_default(tmp_path / "default", env))
+                with making:
+                    if not default:
+                        default.append(_train_default(tmp_path / "default", env))
                 shutil.copytree(default[0], folder / "runs" / "default")
             for name in INPUTS:
                 folder.mkdir(exist_ok=True)

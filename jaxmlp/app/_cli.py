@@ -547,9 +547,21 @@ def _eval(args) -> int:
           f"{report['test_acc']:.4f}")
     print("per class: " + "  ".join(f"{c}: {a:.3f}" for c, a in
                                     enumerate(report["per_class_acc"]) if a is not None))
+    print(_confusion_text(report["confusion"]))
     where = run.path if run.model is None else run.path / "models" / str(run.model)
     print(f"wrote {where}/eval.json, confusion.png, mistakes.png, weights.png")
     return 0
+
+
+def _confusion_text(confusion: list) -> str:
+    """The confusion matrix as a table (rows: the true class, columns: the predicted one);
+    for more than 20 classes only where it is (a terminal row would not fit)."""
+    if len(confusion) > 20:
+        return f"confusion: {len(confusion)} classes, in eval.json and confusion.png"
+    width = max(3, *(len(str(n)) for row in confusion for n in row))
+    head = " " * 5 + " ".join(f"{c:>{width}}" for c in range(len(confusion)))
+    rows = [f"{i:>4} " + " ".join(f"{n:>{width}}" for n in row) for i, row in enumerate(confusion)]
+    return "\n".join(["confusion (rows: true class, columns: predicted class):", head, *rows])
 
 
 def _predict(args) -> int:
