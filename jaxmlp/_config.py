@@ -9,6 +9,7 @@ import itertools
 import json
 import math
 import typing
+from pathlib import Path
 from typing import ClassVar, NamedTuple, Optional
 
 import numpy as np
@@ -17,7 +18,7 @@ from jaxmlp import _checks
 from jaxmlp._errors import Invalid, WrongType
 from jaxmlp._arch import PRESETS, Arch, parse_arch
 from jaxmlp._augment import Augmentation, format_number, parse_augment
-from jaxmlp._data import DEFAULT_DATASET, DatasetInfo, check_name
+from jaxmlp._data import DEFAULT_DATASET, NPZ, DatasetInfo, check_name
 from jaxmlp._mlp import dropping
 from jaxmlp._optim import OPTIMIZERS, SCHEDULES
 
@@ -44,7 +45,8 @@ class TrainConfig:
     steps: Optional[int] = _setting(None, "total optimizer steps, instead of --epochs")
     batch_size: int = _setting(128, "examples per step")
     dataset: str = _setting(DEFAULT_DATASET, "TFDS image-classification dataset: mnist, "
-                            "fashion_mnist, kmnist, emnist/digits, cifar10, ...")
+                            "fashion_mnist, kmnist, emnist/digits, cifar10, ...; or npz:FILE, "
+                            "your own arrays x_train, y_train, x_test, y_test")
     val_size: int = _setting(0, "hold out the last N training examples as a validation split, "
                              "evaluated every epoch; --target-accuracy then uses it")
     optimizer: str = _setting("sgd", "Optax optimizer", choices=tuple(OPTIMIZERS))
@@ -110,6 +112,9 @@ class TrainConfig:
             if getattr(self, name) is None and self.optimizer in OPTIMIZERS:
                 object.__setattr__(self, name, OPTIMIZERS[self.optimizer][name])
         self.validate()
+        if self.dataset.startswith(NPZ):  # found again from any folder (eval, a resume)
+            path = Path(self.dataset[len(NPZ):]).expanduser().resolve()
+            object.__setattr__(self, "dataset", f"{NPZ}{path}")
         # Parsed once, here: the distortion and dropout as values, their text canonical, so
         # that two spellings of one setting are one setting (a resume compares them).
         aug = parse_augment(self.augment) if self.augment is not None else None

@@ -19,6 +19,7 @@ import socket
 import sys
 import tempfile
 import urllib.parse
+import zipfile
 from pathlib import Path
 from typing import NamedTuple, Optional
 
@@ -26,12 +27,21 @@ import numpy as np
 
 from jaxmlp._errors import Invalid
 from jaxmlp._checkpoint import save_npz_atomic, write_atomic
+from jaxmlp._images import check_image_shape
 
 DEFAULT_DATASET = "mnist"
 # A TFDS name, optionally with its config: "mnist", "emnist/letters". Also keeps the name
 # safe to use in cache file names and paths: the config may hold dots but not start with
 # one, so "mnist/.." cannot make the cache's glob climb out of the data folder.
 _NAME = re.compile(r"[a-z][a-z0-9_]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)?")
+# A dataset of your own arrays: ``npz:FILE`` (``load_dataset``), the path made absolute when a
+# config is made, so the run finds its data again from any folder.
+NPZ = "npz:"
+MAX_NAME = 1024  # a dataset's name, an npz path included
+_NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+# An .npz is read whole: more than this (uncompressed) is refused before reading it (MNIST
+# as uint8 is 55 MB; float32 220 MB).
+_MAX_NPZ_BYTES = 8 << 30
 _TEST_SPLITS = ("test", "validation")
 # TFDS stores EMNIST as its source files do, each image transposed (tensorflow/datasets#812):
 # turned upright on load, so predictions on real photos, mistakes.png and weights.png see
@@ -67,6 +77,38 @@ class Dataset(NamedTuple):
     val_images: Optional[np.ndarray] = None
     val_labels: Optional[np.ndarray] = None
     info: DatasetInfo = MNIST
+
+    @classmethod
+    def from_arrays(cls, x_train, y_train, x_test, y_test, *, name: str = "custom",
+                    num_classes: Optional[int] = None) -> "Dataset":
+        """Your own data as a ``Dataset``: images ``(N, H, W)`` or ``(N, H, W, C)`` (C 1 to
+        4), uint8 in [0, 255] or floats in [0, 1] (scaled and rounded to uint8, as jaxmlp
+        keeps pixels); labels ``(N,)`` integers from 0. ``num_classes`` defaults to the
+        largest label + 1. ``name`` is the dataset's name, which ``TrainConfig.dataset``
+        must match. ``DatasetError`` names the first problem."""
+        check_name(name)
+        x_train, shape = _image_array(x_train, "x_train", name)
+        x_test, test_shape = _image_array(x_test, "x_test", name)
+        if test_shape != shape:
+            raise DatasetError(f"{name}: x_test images are {test_shape} (height, width, "
+                               f"channels) but x_train's are {shape}")
+        y_train, y_test = (_label_array(y, key, len(x), name) for y, key, x in
+                           ((y_train, "y_train", x_train), (y_test, "y_test", x_test)))
+        largest = max(int(y_train.max()), int(y_test.max()))
+        if num_classes is None:
+            num_classes = largest + 1
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise DatasetError(f"{name}: a classifier needs at least 2 classes, got "
+                               f"num_classes {num_classes!r}")
+        if largest >= num_classes:
+            raise DatasetError(f"{name}: labels must be below num_classes {num_classes}, "
+                               f"got {largest}")
+        try:
+            shape = check_image_shape(shape)
+        except ValueError as e:
+            raise DatasetError(f"{name}: {e}") from None
+        return check_dataset(cls(x_train, y_train, x_test, y_test,
+                                 info=DatasetInfo(name, shape, num_classes)))
 
     def splits(self) -> dict:
         """``{"train": (images, labels), "val": …, "test": …}``, val only when present."""
@@ -137,8 +179,14 @@ def default_cache_dir() -> Path:
 
 
 def check_name(name: str) -> str:
-    """``name`` if it can be a TFDS dataset name (``mnist``, ``emnist/letters``), else
-    ``ValueError``."""
+    """``name`` if it can be a dataset: a TFDS name (``mnist``, ``emnist/letters``) or
+    ``npz:FILE`` (your own arrays, ``load_dataset``), else ``ValueError``."""
+    if isinstance(name, str) and name.startswith(NPZ):
+        if not name[len(NPZ):].strip() or len(name) > MAX_NAME or any(
+                c in name for c in "\0\n\r"):
+            raise Invalid(f"dataset npz:FILE must name a file (at most {MAX_NAME} characters, "
+                          "on one line)", repr(name[:80]))
+        return name
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         hint = (f" (names are lower case: {name.lower()})"
                 if isinstance(name, str) and _NAME.fullmatch(name.lower()) else "")
@@ -463,13 +511,76 @@ def _write_cache(path: Path, data: Dataset) -> None:
         pass  # a read-only cache folder only costs speed
 
 
+def _image_array(x, key: str, name: str) -> tuple[np.ndarray, tuple]:
+    """``x`` as ``(N, H·W·C)`` uint8 pixels and its ``(H, W, C)``, or ``DatasetError``."""
+    x = np.asarray(x)
+    if x.ndim not in (3, 4) or len(x) == 0 or (x.ndim == 4 and not 1 <= x.shape[3] <= 4):
+        raise DatasetError(f"{name}: {key} must be images (N, H, W) or (N, H, W, C) with N >= 1 "
+                           f"and C from 1 to 4, got shape {x.shape}")
+    if x.dtype == np.uint8:
+        pixels = x
+    elif np.issubdtype(x.dtype, np.floating) and x.dtype.itemsize <= 8:
+        finite = bool(np.isfinite(x).all())
+        if not finite or x.min() < 0 or x.max() > 1:
+            got = "NaN or infinite values" if not finite else f"values in [{x.min()}, {x.max()}]"
+            raise DatasetError(f"{name}: {key} holds floats, which must be in [0, 1]; got {got}")
+        pixels = np.round(x * 255).astype(np.uint8)
+    else:
+        raise DatasetError(f"{name}: {key} must be uint8 (0 to 255) or floats in [0, 1], got "
+                           f"{x.dtype}")
+    shape = tuple(x.shape[1:]) if x.ndim == 4 else (*x.shape[1:], 1)
+    return pixels.reshape(len(x), -1), shape
+
+
+def _label_array(y, key: str, count: int, name: str) -> np.ndarray:
+    """``y`` as ``(count,)`` int32 labels from 0, or ``DatasetError``."""
+    y = np.asarray(y)
+    if y.shape != (count,) or not np.issubdtype(y.dtype, np.integer):
+        raise DatasetError(f"{name}: {key} must be ({count},) integer labels, one per image, "
+                           f"got {y.shape} {y.dtype}")
+    if y.min() < 0 or y.max() >= 2 ** 31:
+        raise DatasetError(f"{name}: {key} labels must be in [0, 2**31), got values in "
+                           f"[{y.min()}, {y.max()}]")
+    return y.astype(np.int32)
+
+
+def _load_npz(name: str) -> Dataset:
+    """``npz:FILE``: the arrays ``x_train``, ``y_train``, ``x_test``, ``y_test`` of FILE
+    (``np.savez`` or ``np.savez_compressed``; never pickles), as ``Dataset.from_arrays``."""
+    path = Path(name[len(NPZ):]).expanduser()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            sizes = {i.filename[:-4]: i.file_size for i in archive.infolist()}
+        if sum(sizes.values()) > _MAX_NPZ_BYTES:
+            raise DatasetError(f"{path} holds {sum(sizes.values()):,} bytes of arrays, more "
+                               f"than the {_MAX_NPZ_BYTES:,} jaxmlp reads")
+        missing = [k for k in _NPZ_ARRAYS if k not in sizes]
+        if missing:
+            raise DatasetError(f"{path} has no {', '.join(missing)}: an npz dataset holds "
+                               f"{', '.join(_NPZ_ARRAYS)}")
+        with np.load(path, allow_pickle=False) as arrays:
+            loaded = [arrays[k] for k in _NPZ_ARRAYS]
+    except FileNotFoundError:
+        raise DatasetNotFoundError(f"no file at {path} (the dataset {name})") from None
+    except IsADirectoryError:
+        raise DatasetNotFoundError(f"{path} is a folder, not an .npz file") from None
+    except DatasetError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise DatasetError(f"{path} is not a readable .npz of arrays ({type(e).__name__}: "
+                           f"{str(e)[:120]})") from None
+    return Dataset.from_arrays(*loaded, name=f"{NPZ}{path.resolve()}")
+
+
 def load_dataset(name: str = DEFAULT_DATASET, *, data_dir=None, manual_dir=None,
                  download: bool = True, cache_dir=None, use_cache: bool = True,
                  check=lambda info: None) -> Dataset:
     """Loads a TFDS image-classification dataset as uint8 numpy arrays.
 
     Args:
-      name: the TFDS name, with its config where it has several (``"emnist/letters"``).
+      name: the TFDS name, with its config where it has several (``"emnist/letters"``); or
+        ``"npz:FILE"``, your own arrays ``x_train``, ``y_train``, ``x_test``, ``y_test`` in
+        FILE (as ``Dataset.from_arrays`` takes them; the other arguments then do nothing).
       data_dir: TFDS data folder; defaults to ``default_data_dir()``. When given, it must exist.
       manual_dir: a folder with the dataset's original files (for MNIST, the four
         ``*-ubyte.gz``); TFDS prepares from them instead of downloading.
@@ -490,6 +601,10 @@ def load_dataset(name: str = DEFAULT_DATASET, *, data_dir=None, manual_dir=None,
       DatasetError: the data is corrupt, or not image classification with uint8 images.
     """
     check_name(name)
+    if name.startswith(NPZ):  # your own arrays: no TFDS, no cache (an .npz loads as fast)
+        data = _load_npz(name)
+        check(data.info)
+        return data
     for arg, value in (("data_dir", data_dir), ("manual_dir", manual_dir)):
         if value is not None and not str(value).strip():  # Path("") would be "."
             raise ValueError(f"{arg} must name a folder (or be None), got an empty string")

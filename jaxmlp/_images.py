@@ -7,7 +7,6 @@ import numpy as np
 
 from jaxmlp import _checks
 from jaxmlp._checks import is_concrete
-from jaxmlp._data import MNIST
 
 
 def _dtype(images) -> np.dtype:
@@ -18,6 +17,7 @@ def _dtype(images) -> np.dtype:
 
 # The most values an image may hold: a 4096×4096 grey image, far past any dataset an MLP
 # takes (CIFAR's 3,072), and an index that int32 holds with room.
+_MNIST_IN_DIM = 28 * 28  # the default input: MNIST's (jaxmlp._data.MNIST.in_dim)
 MAX_PIXELS = 1 << 24
 
 
@@ -50,7 +50,7 @@ def image_forms(in_dim=None, image_shape=None) -> tuple[int, list[tuple[int, ...
     if in_dim is not None:
         _checks.positive_int(in_dim, "in_dim", limit=_checks.INDEX_LIMIT)
     if image_shape is None:
-        in_dim = MNIST.in_dim if in_dim is None else int(in_dim)
+        in_dim = _MNIST_IN_DIM if in_dim is None else int(in_dim)
         side = math.isqrt(in_dim) if in_dim >= 0 else 0
         return in_dim, [(in_dim,)] + ([(side, side), (side, side, 1)]
                                       if side * side == in_dim else [])

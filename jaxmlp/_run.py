@@ -33,7 +33,7 @@ from jaxmlp._arch import MAX_UNITS, Arch, parse_arch
 from jaxmlp._checkpoint import (Npz, expect_exactly, expect_floats, expect_text, leaf_name,
                                 load_checkpoint, save_checkpoint, save_npz_atomic, write_atomic)
 from jaxmlp._config import ORDERS, RESUMABLE, Grid, TrainConfig
-from jaxmlp._data import MNIST, Dataset, DatasetInfo, check_name
+from jaxmlp._data import MAX_NAME, MNIST, Dataset, DatasetInfo, check_name
 from jaxmlp._optim import ema_path, make_optimizer
 from jaxmlp._images import check_image_shape
 
@@ -597,8 +597,8 @@ def _read_model(path, weights: bool) -> tuple[Arch, list[dict], DatasetInfo]:
             info = MNIST
             if "image_shape" in npz.names:
                 shape = check_image_shape(npz.read("image_shape", expect_exactly((3,), np.int64)))
-                info = DatasetInfo(check_name(str(npz.read("dataset", expect_text(200)))), shape,
-                                   arch[-1].units)
+                name = check_name(str(npz.read("dataset", expect_text(MAX_NAME))))
+                info = DatasetInfo(name, shape, arch[-1].units)
             if not weights:
                 return arch, [], info
             params, fan_in = [], info.in_dim

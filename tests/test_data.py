@@ -204,17 +204,21 @@ def test_offline_download_fails_fast_and_clearly(tmp_path, monkeypatch):
     assert not (tmp_path / "mnist").exists()  # nothing half-prepared left behind
 
 
-def test_the_folder_a_dataset_was_found_in_is_remembered(tfds_dir, tmp_path, monkeypatch):
+def test_the_folder_a_dataset_was_found_in_is_remembered(mnist, tfds_dir, cache_dir, tmp_path,
+                                                         monkeypatch):
     # Issue 26: `make train` found MNIST through the Makefile's TFDS_DATA_DIR; a later
     # `jaxmlp train` in a plain shell must find it too.
-    from jaxmlp._data import default_data_dir
+    from jaxmlp._data import _remember, default_data_dir
 
     monkeypatch.delenv("TFDS_DATA_DIR", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/tensorflow_datasets
     cache = tmp_path / "cache"
+    cache.mkdir()
+    for cached in cache_dir.glob("mnist-*.npz"):  # the session's arrays: read without TFDS
+        shutil.copy(cached, cache)
     home_default = tmp_path / "home" / "tensorflow_datasets"
     assert default_data_dir("mnist", cache) == home_default  # nothing remembered yet
-    _load_mnist(data_dir=tfds_dir, cache_dir=cache, download=False)  # TFDS reads it
+    _load_mnist(data_dir=tfds_dir, cache_dir=cache, download=False)
     assert json.loads((cache / "data_dirs.json").read_text()) == {"mnist": str(tfds_dir.resolve())}
     assert default_data_dir("mnist", cache) == tfds_dir.resolve()
     assert default_data_dir("fashion_mnist", cache) == home_default  # only where it was found
@@ -227,11 +231,12 @@ def test_the_folder_a_dataset_was_found_in_is_remembered(tfds_dir, tmp_path, mon
                  '{"mnist": "a\\u0000b"}']:
         (cache / "data_dirs.json").write_text(text)
         assert default_data_dir("mnist", cache) == home_default, text
-    # Loaded from the (cached) arrays, it is remembered again, other entries kept.
+    # Loaded again, it is remembered again, other entries kept.
     (cache / "data_dirs.json").write_text('{"kmnist": "/k"}')
     _load_mnist(data_dir=tfds_dir, cache_dir=cache, download=False)
     assert json.loads((cache / "data_dirs.json").read_text()) == {
         "kmnist": "/k", "mnist": str(tfds_dir.resolve())}
     # A cache folder that cannot be written only means nothing is remembered.
     (tmp_path / "file").write_text("")
-    _load_mnist(data_dir=tfds_dir, cache_dir=tmp_path / "file" / "cache", download=False)
+    _remember("mnist", tfds_dir, tmp_path / "file" / "cache")
+    assert default_data_dir("mnist", tmp_path / "file" / "cache") == home_default

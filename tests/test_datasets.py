@@ -216,7 +216,9 @@ def test_cli_trains_on_another_dataset(tfds, offline, env, tfds_dir, tmp_path, c
     captured = capsys.readouterr()
     assert code == 0, captured.err
     lines = captured.out.splitlines()
-    assert [l.split(",")[0] for l in lines[:3]] == ["iter 0", "iter 1", "iter 2"]
+    assert lines[0] == ("model 784 → 10 linear: 7,850 parameters, 7,840 multiply-adds an "
+                        "example")  # fashion_mnist's 28×28 images
+    assert [l.split(",")[0] for l in lines[1:4]] == ["iter 0", "iter 1", "iter 2"]
     assert lines[-1].startswith("final test accuracy ") and lines[-1].endswith(
         f"after 3 steps; outputs in {out}")
     assert json.loads((out / "config.json").read_text())["dataset"] == "fashion_mnist"
@@ -283,7 +285,8 @@ def test_cache_of_a_prepared_dataset(tfds, offline, tfds_dir, tmp_path, monkeypa
     np.testing.assert_array_equal(first.train_labels, truth[1])
     digest = hashlib.sha256(info_file.read_bytes()).hexdigest()[:16]
     cached = cache / f"{name.replace('/', '--')}-{info_file.parent.name}-{digest}.npz"
-    assert list(cache.iterdir()) == [cached]
+    # Beside it, where the dataset was found (data_dirs.json: default_data_dir's memory).
+    assert sorted(cache.iterdir()) == sorted([cached, cache / "data_dirs.json"])
 
     def same(data):
         assert data.info == first.info == EXPECTED[name]
@@ -303,7 +306,8 @@ def test_cache_of_a_prepared_dataset(tfds, offline, tfds_dir, tmp_path, monkeypa
         same(load_dataset(name, data_dir=tfds_dir, cache_dir=cache))
     monkeypatch.setattr(jaxmlp._data, "_import_tfds", _no_tfds)
     same(load_dataset(name, data_dir=tfds_dir, cache_dir=cache))
-    assert list(cache.iterdir()) == [cached]
+    # Beside it, where the dataset was found (data_dirs.json: default_data_dir's memory).
+    assert sorted(cache.iterdir()) == sorted([cached, cache / "data_dirs.json"])
 
     # Re-prepared data (another dataset_info.json) is not served from the old cache.
     meta = json.loads(info_file.read_text())
@@ -327,7 +331,7 @@ def test_no_cache_is_written_where_no_load_looks(tfds, offline, tfds_dir, tmp_pa
         for _ in range(2):
             data = load_dataset("emnist", data_dir=tfds_dir, cache_dir=cache)
             assert data.info == DatasetInfo("emnist", (28, 28, 1), 62)
-    assert not cache.exists()
+    assert [p.name for p in cache.iterdir()] == ["data_dirs.json"]  # where it was found only
 
 
 def test_prepared_splits_are_checked(tfds, offline, tfds_dir, tmp_path):
@@ -513,3 +517,103 @@ def test_with_validation_holds_out_exactly_the_last_examples():
         with_validation(data, -1)
     with pytest.raises(ValueError, match="already has a validation split"):
         with_validation(split, 2)
+
+
+def _three_colours(rng, n):
+    """A dataset a net learns in a few steps: class k brightens channel k of 6×5 RGB floats."""
+    labels = rng.integers(0, 3, n)
+    images = rng.random((n, 6, 5, 3)) * 0.5
+    images[np.arange(n), :, :, labels] += 0.5
+    return images.astype(np.float32), labels
+
+
+def test_own_arrays_from_python_and_from_an_npz(tmp_path, monkeypatch, capsys):
+    # Issue 26: your own data, as arrays in Python and as an .npz on the command line.
+    rng = np.random.default_rng(0)
+    x_train, y_train = _three_colours(rng, 256)
+    x_test, y_test = _three_colours(rng, 64)
+    data = Dataset.from_arrays(x_train, y_train, x_test, y_test, name="colours")
+    assert data.info == DatasetInfo("colours", (6, 5, 3), 3)
+    assert data.train_images.dtype == np.uint8 and data.train_images.shape == (256, 90)
+    np.testing.assert_array_equal(data.train_images[0],
+                                  np.round(x_train[0].ravel() * 255).astype(np.uint8))
+    grey = Dataset.from_arrays(np.zeros((4, 3, 2), np.uint8), [0, 1, 2, 1],
+                               np.full((2, 3, 2), 255, np.uint8), [4, 0], num_classes=6)
+    assert grey.info == DatasetInfo("custom", (3, 2, 1), 6) and grey.test_images.max() == 255
+    config = TrainConfig(arch="8:relu,3:linear", dataset="colours", epochs=3, batch_size=32)
+    result = train_and_evaluate(config, data=data, log=lambda line: None)
+    assert result["test_accuracy"] > 0.9
+
+    # The same arrays as an .npz (compressed or not), named by a relative path: the run
+    # records it absolute, so eval finds it from another folder, and a resume is the same run.
+    np.savez_compressed(tmp_path / "colours.npz", x_train=x_train, y_train=y_train,
+                        x_test=x_test, y_test=y_test)
+    monkeypatch.chdir(tmp_path)
+    args = ["--dataset", "npz:colours.npz", "--arch", "8:relu,3:linear", "--batch-size", "32",
+            "--no-progress"]
+    assert main(["train", *args, "--epochs", "2", "--out", "runs/c"]) == 0
+    saved = json.loads((tmp_path / "runs" / "c" / "config.json").read_text())
+    assert saved["dataset"] == f"npz:{tmp_path.resolve() / 'colours.npz'}"
+    assert main(["train", *args, "--resume", "runs/c", "--epochs", "3"]) == 0
+    monkeypatch.chdir(tmp_path / "runs")
+    assert main(["eval", "c"]) == 0
+    out = capsys.readouterr().out
+    assert "resumed from runs/c at step 16" in out and "confusion (rows" in out
+    report = json.loads((tmp_path / "runs" / "c" / "eval.json").read_text())
+    assert len(report["per_class_acc"]) == 3 and sum(map(sum, report["confusion"])) == 64
+    _, _, info = load_model(tmp_path / "runs" / "c" / "model.npz")
+    assert info == DatasetInfo(saved["dataset"], (6, 5, 3), 3)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(x_train=np.zeros((4, 784))), "x_train must be images (N, H, W) or (N, H, W, C)"),
+    (dict(x_train=np.zeros((0, 3, 3))), "with N >= 1"),
+    (dict(x_train=np.zeros((4, 3, 3, 5))), "C from 1 to 4, got shape (4, 3, 3, 5)"),
+    (dict(x_train=np.full((4, 3, 3), 2.0)), "floats, which must be in [0, 1]; got values in "
+                                            "[2.0, 2.0]"),
+    (dict(x_train=np.full((4, 3, 3), np.nan)), "got NaN or infinite values"),
+    (dict(x_train=np.zeros((4, 3, 3), np.int64)), "must be uint8 (0 to 255) or floats"),
+    (dict(x_test=np.zeros((2, 3, 4), np.uint8)), "x_test images are (3, 4, 1)"),
+    (dict(y_train=np.zeros(3, int)), "y_train must be (4,) integer labels"),
+    (dict(y_train=np.zeros(4)), "y_train must be (4,) integer labels, one per image, got (4,) "
+                                "float64"),
+    (dict(y_test=np.array([0, -1])), "y_test labels must be in [0, 2**31)"),
+    (dict(y_train=np.zeros(4, int), y_test=np.zeros(2, int)), "at least 2 classes"),
+    (dict(num_classes=2), "labels must be below num_classes 2, got 2"),
+    (dict(name="Mine"), "dataset 'Mine' is not a TFDS dataset name"),
+])
+def test_own_arrays_are_checked_one_problem_at_a_time(arrays, message):
+    base = dict(x_train=np.zeros((4, 3, 3), np.uint8), y_train=np.array([0, 1, 2, 1]),
+                x_test=np.zeros((2, 3, 3), np.uint8), y_test=np.array([1, 0]))
+    base.update(arrays)
+    with pytest.raises((DatasetError, ValueError)) as e:
+        Dataset.from_arrays(**base)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_bad_npz_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    x, y = np.zeros((4, 3, 3), np.uint8), np.array([0, 1, 2, 1])
+    np.savez(tmp_path / "half.npz", x_train=x, y_train=y)
+    np.savez(tmp_path / "objects.npz", x_train=np.array([None] * 4), y_train=y, x_test=x,
+             y_test=y)
+    np.savez(tmp_path / "good.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    (tmp_path / "text.npz").write_text("not a zip")
+    (tmp_path / "folder.npz").mkdir()
+    for name, message in [
+            ("half.npz", "half.npz has no x_test, y_test: an npz dataset holds x_train, y_train, "
+                         "x_test, y_test"),
+            ("objects.npz", "objects.npz is not a readable .npz of arrays (ValueError"),
+            ("text.npz", "text.npz is not a readable .npz of arrays (BadZipFile"),
+            ("folder.npz", "folder.npz is a folder, not an .npz file"),
+            ("nope.npz", f"no file at {tmp_path / 'nope.npz'} (the dataset npz:"),
+            ("good.npz", "bytes of arrays, more than the 100 jaxmlp reads")]:
+        if name == "good.npz":  # an .npz that would unpack to more than memory holds
+            monkeypatch.setattr(jaxmlp._data, "_MAX_NPZ_BYTES", 100)
+        code = main(["train", "--dataset", f"npz:{tmp_path / name}", "--arch", "3:linear",
+                     "--out", str(tmp_path / "runs" / "x")])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and err.count("\n") == 1, (name, err)
+        assert not (tmp_path / "runs").exists()
+    for spec in ["npz:", "npz: ", "npz:a\nb", "npz:" + "x" * 2000]:
+        with pytest.raises(ValueError, match="dataset npz:FILE must name a file"):
+            TrainConfig(dataset=spec)

@@ -50,7 +50,7 @@ NOT_RUN = [
      lambda page, cmd, code: "--coordinator host0:" in cmd),
     ("other dataset", "the test data holds only MNIST, and no network (tests/test_datasets.py "
      "trains the other datasets on TFDS mock data)",
-     lambda page, cmd, code: code == 0 and re.search(r"--dataset[ =](?!mnist\b)", cmd)),
+     lambda page, cmd, code: code == 0 and re.search(r"--dataset[ =](?!mnist\b|npz:)", cmd)),
     ("measurement", "docs/results.md: the commands that made its tables, minutes to hours each",
      lambda page, cmd, code: page == "docs/results.md"),
     ("activate", "puts .venv/bin on the shell's PATH; every command here runs as that shell's",
@@ -72,6 +72,8 @@ PENDING_FILES: set = set()
 # The inputs `jaxmlp predict` is shown with, cut from the MNIST test set: file → the test
 # images it holds (the `inputs` fixture writes them).
 INPUTS = {"digit.png": 0, "more.jpg": 0, "photo.jpg": 1, "batch.npy": slice(2, 5)}
+# The .npz of your own data that docs/training.md trains on, as its Python example writes it.
+OWN_DATA = "colours.npz"
 
 
 @dataclasses.dataclass
@@ -422,6 +424,12 @@ def inputs(mnist, tmp_path_factory) -> Path:
                                            .resize((112, 112)))
     Image.fromarray(photo).save(folder / "photo.jpg", quality=95)
     np.save(folder / "batch.npy", images[INPUTS["batch.npy"]])
+    rng = np.random.default_rng(0)  # docs/training.md's "Your own data", as it makes it
+    labels = rng.integers(0, 3, 512)
+    pixels = rng.random((512, 6, 5, 3)) * 0.5
+    pixels[np.arange(512), :, :, labels] += 0.5
+    np.savez(folder / OWN_DATA, x_train=pixels[:448], y_train=labels[:448],
+             x_test=pixels[448:], y_test=labels[448:])
     return folder
 
 
@@ -468,6 +476,8 @@ def _check_train(command, args, proc, cwd, mnist):
     config = json.loads((out / "config.json").read_text())
     for field in dataclasses.fields(TrainConfig):  # every setting given is recorded
         given = getattr(args, field.name, None)
+        if field.name == "dataset" and given and given.startswith("npz:"):  # made absolute
+            given = f"npz:{(cwd / given[4:]).resolve()}"
         if given is not None:
             same = (config[field.name] == pytest.approx(given) if isinstance(given, float)
                     else config[field.name] == given)
@@ -510,7 +520,12 @@ def _check_eval(command, args, proc, cwd, mnist):
     last = last if args.model is None else last["models"][args.model]
     assert report["test_acc"] == pytest.approx(last["test_acc"], abs=1e-6)
     assert f"test accuracy {report['test_acc']:.4f}" in proc.stdout
-    assert np.array(report["confusion"]).sum() == len(mnist.test_labels)
+    import jaxmlp
+
+    dataset = jaxmlp.load_run(run, model=args.model).config.dataset
+    test_size = (len(np.load(dataset[4:])["y_test"]) if dataset.startswith("npz:")
+                 else len(mnist.test_labels))
+    assert np.array(report["confusion"]).sum() == test_size
 
 
 def _check_predict(command, args, proc, cwd, mnist):
@@ -657,7 +672,7 @@ def test_every_command_runs_as_documented(env, mnist, inputs, tmp_path, monkeypa
                     if not default:
                         default.append(_train_default(tmp_path / "default", env))
                 shutil.copytree(default[0], folder / "runs" / "default")
-            for name in INPUTS:
+            for name in [*INPUTS, OWN_DATA]:
                 folder.mkdir(exist_ok=True)
                 shutil.copy(inputs / name, folder / name)
             failures += _run_page(pages[page], folder, env, mnist, pure)

@@ -26,7 +26,7 @@ import warnings
 from pathlib import Path
 
 from jaxmlp._config import ORDERS, TrainConfig
-from jaxmlp._data import DEFAULT_DATASET, MNIST
+from jaxmlp._data import DEFAULT_DATASET, MNIST, NPZ
 
 _PROG = "jaxmlp"
 _SWEPT = ("seed", "lr", "momentum")  # list-valued in `jaxmlp sweep`
@@ -259,11 +259,14 @@ def _parse(argv):
 
 def _default_out(arch: str, dataset: str = DEFAULT_DATASET) -> Path:
     """``runs/<arch>``: ``"50:relu,10:linear"`` → ``runs/50_relu_10_linear``; on a dataset
-    other than MNIST ``runs/<dataset>-<arch>`` (``runs/fashion_mnist-b``).
+    other than MNIST ``runs/<dataset>-<arch>`` (``runs/fashion_mnist-b``; for ``npz:FILE``
+    the file's stem: ``runs/colours-b``).
 
     A long spec is cut and given a digest of the whole, so the name stays within the
     file system's limits and distinct specs stay distinct folders.
     """
+    if dataset.startswith(NPZ):
+        dataset = Path(dataset[len(NPZ):]).stem or "npz"
     if dataset != DEFAULT_DATASET:
         arch = f"{dataset}-{arch}"
     name = re.sub(r"[^\w.-]+", "_", arch)
