@@ -23,6 +23,8 @@ from jaxmlp._mlp import dropping
 from jaxmlp._optim import OPTIMIZERS, SCHEDULES
 
 GRADS = ("hand", "autodiff")
+# What --keep-best (and --early-stop) choose an epoch by: the validation split's figures.
+KEEP_BEST = ("val_acc", "val_loss")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _SEED_LIMIT = 2 ** 32  # jax.random.key takes 32 bits; larger seeds would silently wrap
 _MAX_STEPS = 2 ** 31 - 1  # a run's step counter (checkpointed) is int32
@@ -86,6 +88,12 @@ class TrainConfig:
     target_accuracy: Optional[float] = _setting(None, "stop after the epoch whose validation "
                                                 "accuracy (test accuracy without --val-size) "
                                                 "reaches this")
+    keep_best: Optional[str] = _setting(None, "model.npz is the epoch best by validation: "
+                                        "val_acc or val_loss (needs --val-size; the checkpoint "
+                                        "stays the last epoch's, to resume from)",
+                                        choices=KEEP_BEST)
+    early_stop: Optional[int] = _setting(None, "stop after N epochs without a better validation "
+                                         "figure (--keep-best's, else val_acc; needs --val-size)")
     train_eval_size: int = _setting(10_000, "training examples evaluated after each epoch for "
                                     "train_loss/train_acc: the first N, a fixed sample (0: all)")
     devices: Optional[int] = _setting(None, "devices of the data-parallel mesh (default: all)")
@@ -184,6 +192,14 @@ class TrainConfig:
              repr(self.schedule)),
             (self.log_every >= 1, "`log_every` must be >= 1", self.log_every),
             (self.devices is None or self.devices >= 1, "`devices` must be >= 1", self.devices),
+            (self.keep_best is None or self.keep_best in KEEP_BEST,
+             f"`keep_best` must be one of {KEEP_BEST}", repr(self.keep_best)),
+            (self.keep_best is None or self.val_size > 0, "`keep_best` chooses by validation: "
+             "it needs a validation split (`val_size`)", None),
+            (self.early_stop is None or self.early_stop >= 1, "`early_stop` must be >= 1",
+             self.early_stop),
+            (self.early_stop is None or self.val_size > 0, "`early_stop` watches validation: "
+             "it needs a validation split (`val_size`)", None),
             (self.target_accuracy is None or 0 < self.target_accuracy <= 1,
              "`target_accuracy` must be in (0, 1]", self.target_accuracy),
             (self.data_dir is None or self.data_dir.strip() != "",
@@ -299,8 +315,8 @@ def _fits(value, annotation) -> bool:
 _LOCAL = {"data_dir", "manual_dir", "download"}
 # Settings a resumed run may change: its length, logging, data location and devices.
 # Any other would make it a different run.
-RESUMABLE = {"epochs", "steps", "log_every", "target_accuracy", "devices",
-              "train_eval_size"} | _LOCAL
+RESUMABLE = {"epochs", "steps", "log_every", "target_accuracy", "early_stop", "devices",
+             "train_eval_size"} | _LOCAL
 
 
 # More models than any device holds at once (preset a: about 31 KiB each, so 100,000 is

@@ -381,15 +381,17 @@ class RunFolder:
         self.saved = True
 
     def save_epoch(self, config: TrainConfig, state: dict, history: list[dict],
-                   info: DatasetInfo, model=None) -> None:
+                   info: DatasetInfo, model=None, keep_model: bool = True) -> None:
         """Saves an epoch, all or nothing (``save``): metrics first, then checkpoint and
         model, so that a crash between the renames leaves a checkpoint no newer than the
         metrics (resume redoes that epoch), and the settings last. ``model``: the params
-        ``model.npz`` holds, when not the checkpoint's (``--ema``: their average)."""
+        ``model.npz`` holds, when not the checkpoint's (``--ema``: their average);
+        ``keep_model`` False leaves ``model.npz`` as it is (``--keep-best``: a better epoch's)."""
         model = state["params"] if model is None else model
         files = {METRICS: lambda p: _write_jsonl(p, history),
-                 CHECKPOINT: lambda p: save_checkpoint(p, state),
-                 MODEL: lambda p: _save_model(p, model, config.arch, info)}
+                 CHECKPOINT: lambda p: save_checkpoint(p, state)}
+        if keep_model:
+            files[MODEL] = lambda p: _save_model(p, model, config.arch, info)
         if not self.saved:  # last: the settings never run ahead of the model they describe
             files[CONFIG] = lambda p: _write_json(p, dataclasses.asdict(config))
         self.save(files)

@@ -161,6 +161,9 @@ class Stack:
 
     def __init__(self, config: TrainConfig, grid: Grid, order: str, data: Dataset):
         self.config, self.grid, self.order, self.info = config, grid, order, data.info
+        if config.keep_best or config.early_stop:
+            raise ValueError("`keep_best` and `early_stop` are for single runs: a sweep trains "
+                             "every model to the end (its summary names the best setting)")
         self.num_models = len(grid.models())
         self.host_data = data
         devices = _model_devices(config, self.num_models)
@@ -250,7 +253,7 @@ class Stack:
     def plot(self, folder: Optional[RunFolder], history: list) -> None:
         pass  # a sweep's curves are its page's (jaxmlp serve)
 
-    def save(self, folder: RunFolder, host: dict, history: list) -> None:
+    def save(self, folder: RunFolder, host: dict, history: list, keep_model: bool) -> None:
         folder.save_sweep_epoch(self.config, self.grid, self.order, host, history, self.info)
 
     def describe(self, record: dict, splits) -> str:

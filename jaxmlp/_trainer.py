@@ -37,8 +37,8 @@ from jaxmlp._metrics import evaluate_models
 from jaxmlp._mlp import init_params
 from jaxmlp._optim import make_optimizer
 from jaxmlp._parallel import check_batch, make_mesh, put_replicated, to_host
-from jaxmlp._run import (CHECKPOINT, CURVES, RunFolder, RunWriteError, check_resume,
-                        history_to, what_is_kept, read_checkpoint, resume_length)
+from jaxmlp._run import (CHECKPOINT, CURVES, MODEL, RunFolder, RunWriteError, check_resume,
+                        history_to, load_model, read_checkpoint, resume_length, what_is_kept)
 from jaxmlp._sweep import Stack
 
 
@@ -172,9 +172,10 @@ class _One:
     def mean_of(self, live: int) -> str:
         return ""
 
-    def save(self, folder: RunFolder, host: dict, history: list) -> None:
+    def save(self, folder: RunFolder, host: dict, history: list, keep_model: bool) -> None:
         folder.save_epoch(self.config, host, history, self.info,
-                          model=model_params(self.config, host["params"], host["opt_state"]))
+                          model=model_params(self.config, host["params"], host["opt_state"]),
+                          keep_model=keep_model)
 
     def plot(self, folder: Optional[RunFolder], history: list) -> None:
         # Drawn when this call saved an epoch, or when a finished run lacks its curves (a
@@ -316,6 +317,17 @@ def _check_call(config, grid, out, order, data, log, resume, overwrite, progress
         raise ValueError("a multi-process run trains a single model: use jaxmlp train")
 
 
+def best_epoch(history: list, metric: str) -> dict:
+    """The record of ``history`` best by ``metric``: the highest ``val_acc``, or the lowest
+    ``val_loss``; of equals, the earliest (a later epoch must be better to be chosen)."""
+    sign = -1 if metric.endswith("_loss") else 1
+    best = history[0]
+    for record in history[1:]:
+        if sign * record[metric] > sign * best[metric]:
+            best = record
+    return best
+
+
 class _Loop:
     """The epochs: train, check, evaluate, save, log, until the end or the target."""
 
@@ -326,6 +338,9 @@ class _Loop:
         # What --target-accuracy (and any choice among epochs) looks at: never the test set
         # when there is a validation split.
         self.watch = "val_acc" if "val" in self.splits else "test_acc"
+        # --keep-best and --early-stop: the figure that makes an epoch the best (validation).
+        self.choose = config.keep_best or "val_acc"
+        self.kept: Optional[tuple] = None  # (epoch, params) of model.npz, once this run kept one
 
     def run(self, state, history, num_steps, spe) -> dict:
         config, folder, models = self.config, self.folder, self.models
@@ -335,7 +350,8 @@ class _Loop:
             self.saved_step = step  # resumed from it
         diverged = models.diverged_in(history)
         target = config.target_accuracy
-        reached = bool(history) and self._reached(history[-1], target)
+        reached = bool(history) and (self._reached(history[-1], target)
+                                     or self._no_better(history) is not None)
         if reached:
             num_steps = step  # a run that stopped at its target is complete
         bar = self._bar(num_steps, step) if step < num_steps else None
@@ -369,10 +385,9 @@ class _Loop:
                 # One line per epoch: a partial epoch's line is replaced when a resume ends it.
                 history = [h for h in history if h["epoch"] != epoch] + [record]
                 # Save, before it is announced: a kill loses no epoch.
-                if folder is not None:
-                    self._save(host, history)
-                # Log; stop at the target.
-                if self._log_epoch(record, seconds, bar, n):
+                self._save(host, history, record)
+                # Log; stop at the target, or when validation stopped improving.
+                if self._log_epoch(record, seconds, bar, n) or self._stop_early(history):
                     break
         except KeyboardInterrupt:
             raise TrainingInterrupted(self.saved_step) from None
@@ -381,10 +396,38 @@ class _Loop:
                 bar.close()
             models.plot(folder, history)  # also after Ctrl-C
         if step == int(state["step"]) and history:
-            self._nothing_to_do(step, history[-1], reached)
+            self._nothing_to_do(step, history, reached)
         result = models.finish(folder, model_params(config, params, opt_state), history,
                                diverged)
+        if config.keep_best and history:
+            result.update(self._kept(history))
         return {**result, "history": history, "steps": step}
+
+    def _kept(self, history) -> dict:
+        """What ``--keep-best`` returns: the best epoch's params (as model.npz holds them),
+        accuracies and number."""
+        best = best_epoch(history, self.choose)  # (keep_best itself)
+        if self.kept is not None and self.kept[0] == best["epoch"]:
+            params = self.kept[1]
+        else:  # kept before this resume: model.npz holds it
+            params = load_model(self.folder.path / MODEL)[1]
+        return {"params": params, "test_accuracy": best.get("test_acc"),
+                "val_accuracy": best.get("val_acc"), "kept_epoch": best["epoch"],
+                "kept_by": self.choose}
+
+    def _no_better(self, history) -> Optional[dict]:
+        """The best epoch, once ``early_stop`` epochs have passed without a better one."""
+        if self.config.early_stop is None or not history:
+            return None
+        best = best_epoch(history, self.choose)
+        return best if history[-1]["epoch"] - best["epoch"] >= self.config.early_stop else None
+
+    def _stop_early(self, history) -> bool:
+        best = self._no_better(history)
+        if best is not None:
+            self.log(f"no better {self.choose} in {self.config.early_stop} epochs (best "
+                     f"{best[self.choose]:.4f}, epoch {best['epoch']}): stopping")
+        return best is not None
 
     def _check(self, losses, diverged, step: int, epoch: int) -> np.ndarray:
         """The models diverged so far (a loss not finite); ``TrainingDiverged`` when all
@@ -413,10 +456,15 @@ class _Loop:
                  f"{models.reached_by} at step {record['step']}: stopping")
         return True
 
-    def _nothing_to_do(self, step: int, last: dict, reached: bool) -> None:
-        """Says why a resumed run trained no step: it had stopped at its target, or is
-        complete."""
-        if reached:
+    def _nothing_to_do(self, step: int, history: list, reached: bool) -> None:
+        """Says why a resumed run trained no step: it had stopped at its target or early,
+        or is complete."""
+        last = history[-1]
+        if reached and not self._reached(last, self.config.target_accuracy):
+            self.log(f"the run stopped early at step {step} (no better {self.choose} in "
+                     f"{self.config.early_stop} epochs): nothing to do (pass a larger "
+                     "`early_stop` to train on)")
+        elif reached:
             self.log(f"the run stopped at its target at step {step} ({self.watch} "
                      f"{min(self.models.watched(last, self.watch)):.4f} >= "
                      f"{self.config.target_accuracy}): nothing to do (pass a higher "
@@ -440,9 +488,18 @@ class _Loop:
                          f"accu={accuracies[i, live].mean():.2f}"
                          + self.models.mean_of(int(live.sum())))
 
-    def _save(self, host_state, history) -> None:
+    def _save(self, host_state, history, record) -> None:
+        """The epoch into the run folder (if any); with ``keep_best``, its model only when
+        ``record`` is the best epoch so far (and then kept in memory too, for the result)."""
+        config = self.config
+        keep = config.keep_best is None or best_epoch(history, config.keep_best) is record
+        if keep and config.keep_best:
+            self.kept = (record["epoch"],
+                         model_params(config, host_state["params"], host_state["opt_state"]))
+        if self.folder is None:
+            return
         try:
-            self.models.save(self.folder, host_state, history)
+            self.models.save(self.folder, host_state, history, keep)
         except RunWriteError as e:
             kept = what_is_kept(self.folder.path, self.saved_step)
             raise RunWriteError(e.errno, f"{e.strerror}; {kept}") from None

@@ -459,6 +459,7 @@ def _last_epoch(folder: Path) -> dict:
 def _check_train(command, args, proc, cwd, mnist):
     from jaxmlp.app._cli import _default_out
     from jaxmlp._config import TrainConfig
+    from jaxmlp._trainer import best_epoch
 
     lines = proc.stdout.splitlines()
     m = re.fullmatch(r"final test accuracy (\d\.\d{4})( \(validation (\d\.\d{4})\))? after "
@@ -471,7 +472,14 @@ def _check_train(command, args, proc, cwd, mnist):
     for name in ("config.json", "metrics.jsonl", "checkpoint.npz", "model.npz", "curves.png"):
         assert (out / name).is_file(), f"no {name}"
     last = _last_epoch(out)
-    assert m[1] == f"{last['test_acc']:.4f}" and int(m[4]) == last["step"]
+    if args.keep_best:  # the kept epoch's figures, the steps of the last
+        history = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+        kept = best_epoch(history, args.keep_best)
+        assert lines[-2] == f"model.npz is epoch {kept['epoch']}, the best by {args.keep_best}"
+        assert m[1] == f"{kept['test_acc']:.4f}" and int(m[4]) == last["step"]
+        last = kept
+    else:
+        assert m[1] == f"{last['test_acc']:.4f}" and int(m[4]) == last["step"]
     assert (m[3] is not None) == ("val_acc" in last)
     config = json.loads((out / "config.json").read_text())
     for field in dataclasses.fields(TrainConfig):  # every setting given is recorded

@@ -516,7 +516,9 @@ def _outcome(result: dict, out) -> str:
 
         return f"{format_summary(result['summary'])}\noutputs in {out}"
     steps, val = result["steps"], result["val_accuracy"]
-    return (f"final test accuracy {result['test_accuracy']:.4f}"
+    kept = (f"model.npz is epoch {result['kept_epoch']}, the best by {result['kept_by']}\n"
+            if "kept_epoch" in result else "")
+    return (f"{kept}final test accuracy {result['test_accuracy']:.4f}"
             + (f" (validation {val:.4f})" if val is not None else "")
             + f" after {steps} step{'s' if steps != 1 else ''}; outputs in {out}")
 
