@@ -57,7 +57,7 @@ lock:
 	rm -rf $(LOCK_VENV)
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(LOCK_VENV)/bin/python -m pip install --quiet -e ".[test,lint]"
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e ".[test,lint,export]"
 	$(LOCK_VENV)/bin/python -m pip freeze --exclude-editable > $(LOCK_VENV)/pins.in
 	$(LOCK_VENV)/bin/python -m pip --version | awk '{print "pip==" $$2}' >> $(LOCK_VENV)/pins.in
 	echo 'setuptools>=77' >> $(LOCK_VENV)/pins.in  # what pyproject.toml builds with

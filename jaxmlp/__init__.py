@@ -35,7 +35,7 @@ _API = {
     "evaluate": "_metrics", "evaluate_models": "_metrics", "model_probabilities": "_metrics",
     "evaluation_report": "_metrics", "Run": "_run", "RunError": "_run", "load_run": "_run",
     "load_model": "_run", "evaluate_run": "_run", "predict": "_predict", "top_k": "_predict",
-    "load_inputs": "_predict",
+    "load_inputs": "_predict", "export": "_export",
 }
 
 __all__ = list(_API)

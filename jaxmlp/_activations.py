@@ -41,16 +41,16 @@ def _tanh_grad(z, a):  # tanh'(z) = 1 − tanh²(z)
 
 # LeCun's scaled tanh (Efficient BackProp, 1998): f(z) = A tanh(S z), A = 1.7159, S = 2/3,
 # chosen so that f(±1) = ±1 and the gain is largest there.
-_LECUN_A, _LECUN_S = 1.7159, 2.0 / 3.0
+LECUN_A, LECUN_S = 1.7159, 2.0 / 3.0
 
 
 def _lecun_tanh(z):
-    return _LECUN_A * jnp.tanh(_LECUN_S * z)
+    return LECUN_A * jnp.tanh(LECUN_S * z)
 
 
 def _lecun_tanh_grad(z, a):  # f'(z) = A S (1 − tanh²(S z)) = S (A − a²/A), from a = f(z)
     del z
-    return _LECUN_S * (_LECUN_A - a * a / _LECUN_A)
+    return LECUN_S * (LECUN_A - a * a / LECUN_A)
 
 
 ACTIVATIONS: dict[str, Activation] = {

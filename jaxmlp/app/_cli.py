@@ -203,6 +203,15 @@ def _build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
                     "127.0.0.1, this machine only; 0.0.0.0 shows the runs to the network)")
 
+    ex = commands.add_parser("export", allow_abbrev=False, help="a trained model as ONNX "
+                             "(onnxruntime) or StableHLO (jax.export)")
+    ex.add_argument("run", metavar="RUN", help="a run folder")
+    ex.add_argument("--model", type=_int, metavar="I", help="model I of a sweep's folder")
+    ex.add_argument("--format", choices=("onnx", "stablehlo"), default="onnx",
+                    help="onnx (default) or stablehlo")
+    ex.add_argument("--out", required=True, metavar="FILE", help="the file to write")
+    ex.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+
     rs = commands.add_parser("runs", allow_abbrev=False, help="every run and sweep under DIR "
                              "as a table: settings, size, epochs, best accuracies, time")
     rs.add_argument("dir", metavar="DIR", nargs="?", default="runs",
@@ -655,6 +664,19 @@ def _serve(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    """``jaxmlp export``: ``jaxmlp.export`` of a run's model."""
+    from jaxmlp._export import export
+    from jaxmlp._run import check_new_file
+
+    check_new_file(args.out, overwrite=args.overwrite)  # before loading anything
+    run = _load_run(args)
+    path = export(run, args.out, args.format, overwrite=args.overwrite)
+    print(f"wrote {path} ({args.format}: images (N, {run.info.in_dim}) float32 in [0, 1] -> "
+          f"probabilities (N, {run.info.num_classes}))")
+    return 0
+
+
 def _lrs(row: dict) -> str:
     lrs = row["lr"]
     return f"{lrs[0]:g}" if len(lrs) == 1 else f"{lrs[0]:g}..{lrs[-1]:g} ({len(lrs)})"
@@ -721,7 +743,7 @@ def _runs(args) -> int:
 
 _COMMANDS = {"train": _fit, "sweep": _fit, "eval": _eval, "predict": _predict,
              "gradcheck": _gradcheck, "augment": _augment_command, "serve": _serve,
-             "runs": _runs, "toy": _toy}
+             "export": _export, "runs": _runs, "toy": _toy}
 
 
 def main(argv=None) -> int:
