@@ -64,28 +64,54 @@ def plot_history(history: list[dict], path, *, title: str = "") -> None:
 
 
 def _sweep_figure(history: list[dict], grid):
-    """Test accuracy per epoch of every model of a sweep (thin lines), and per setting of
-    ``grid`` (``jaxmlp._sweep.Grid``) the mean over its seeds with a ± std band."""
+    """Accuracy per epoch of every model of a sweep (thin lines), and per setting of
+    ``grid`` (``jaxmlp._sweep.Grid``) the mean over its seeds with a ± std band: validation
+    accuracy when the sweep has a validation split (what chooses its best setting), else
+    test accuracy. The y-axis fits the settings within ``_IN_RUNNING`` of the best final
+    mean, so that one that diverged or stalled (10%) does not flatten the others; those
+    below it are named in the legend."""
     fig = _new_figure((7, 4.5))
     ax = fig.subplots()
+    split = "val" if any("val_acc" in m for h in history for m in h["models"]) else "test"
     epochs = np.array([h["epoch"] for h in history])
-    acc = np.array([[np.nan if m["test_acc"] is None else m["test_acc"] for m in h["models"]]
-                    for h in history], dtype=float)  # (epochs, models)
+    acc = np.array([[np.nan if m.get(f"{split}_acc") is None else m[f"{split}_acc"]
+                     for m in h["models"]] for h in history], dtype=float)  # (epochs, models)
     per = len(grid.seeds)
-    for k, (lr, momentum) in enumerate((lr, m) for lr in grid.lrs for m in grid.momenta):
-        block = acc[:, k * per:(k + 1) * per]
-        with warnings.catch_warnings():  # a setting whose models all diverged: NaN, not a line
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean, std = np.nanmean(block, 1), np.nanstd(block, 1)
-        (line,) = ax.plot(epochs, mean, marker="o", label=f"lr {lr:g}, momentum {momentum:g}")
-        ax.plot(epochs, block, color=line.get_color(), alpha=0.25, linewidth=0.8)
-        ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-    ax.set(xlabel="epoch", ylabel="test accuracy",
-           title=f"{acc.shape[1]} models: mean ± std per setting")
+    settings = [(lr, m) for lr in grid.lrs for m in grid.momenta]
+    blocks = [acc[:, k * per:(k + 1) * per] for k in range(len(settings))]
+    with warnings.catch_warnings():  # a setting whose models all diverged: NaN, not a line
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = [np.nanmean(b, 1) for b in blocks]
+        stds = [np.nanstd(b, 1) for b in blocks]
+        finals = np.array([m[-1] for m in means])
+        best = np.nanmax(finals) if np.isfinite(finals).any() else np.nan
+    running = [k for k in range(len(settings)) if finals[k] >= best - _IN_RUNNING]
+    for k, (lr, momentum) in enumerate(settings):
+        below = "" if k in running else " (below the axis)"
+        (line,) = ax.plot(epochs, means[k], marker="o",
+                          label=f"lr {lr:g}, momentum {momentum:g}{below}")
+        ax.plot(epochs, blocks[k], color=line.get_color(), alpha=0.25, linewidth=0.8)
+        ax.fill_between(epochs, means[k] - stds[k], means[k] + stds[k],
+                        color=line.get_color(), alpha=0.2)
+    if running:  # from the second epoch on where there is one: the first is mostly climb
+        seen = np.concatenate([blocks[k][1 if len(epochs) > 1 else 0:].ravel()
+                               for k in running])
+        seen = seen[np.isfinite(seen)]
+        if seen.size:
+            pad = max(0.005, 0.05 * float(seen.max() - seen.min()))
+            ax.set_ylim(max(0.0, float(seen.min()) - pad), min(1.0, float(seen.max()) + pad))
+    name = "validation" if split == "val" else "test"
+    ax.set(xlabel="epoch", ylabel=f"{name} accuracy",
+           title=f"{acc.shape[1]} models: {name} accuracy, mean ± std per setting")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
     return fig
+
+
+# How far below the best setting's final mean accuracy a setting may end and still set the
+# sweep figure's y-axis.
+_IN_RUNNING = 0.1
 
 
 def plot_sweep(history: list[dict], grid, path) -> None:

@@ -376,3 +376,38 @@ def test_evaluate_run_draws_in_the_models_image_shape(tmp_path):
     assert np.abs(mistakes[..., 0] - mistakes[..., 2]).max() > 0.5
     red = (weights[..., 0] > 0.9) & (weights[..., 1] < 0.1) & (weights[..., 2] < 0.1)
     assert red.sum() > 32 * 32  # unit 0's tile, drawn at more than 1 px per weight
+
+
+def _sweep_history(val: bool):
+    # Two seeds × three settings over 3 epochs: two train well, one stalls at chance (10%)
+    # and the last model of the second setting diverged (None).
+    finals = {0: (0.95, 0.96), 1: (0.97, None), 2: (0.10, 0.11)}
+    history = []
+    for epoch in (1, 2, 3):
+        models = []
+        for k in range(3):
+            for end in finals[k]:
+                acc = None if end is None else end - 0.02 * (3 - epoch)
+                record = {"test_acc": acc, "diverged": acc is None}
+                if val:
+                    record["val_acc"] = None if acc is None else acc - 0.01
+                models.append(record)
+        history.append({"epoch": epoch, "models": models})
+    return history
+
+
+@pytest.mark.parametrize("val", [False, True])
+def test_sweep_figure_fits_the_settings_in_the_running(val):
+    from jaxmlp import Grid
+
+    grid = Grid(seeds=(0, 1), lrs=(0.01, 0.1, 10.0), momenta=(0.9,))
+    fig = plot._sweep_figure(_sweep_history(val), grid)
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    # The stalled setting (0.10) is left below: the axis spans the good ones' epochs 2 and 3.
+    shift = 0.01 if val else 0.0
+    assert 0.93 - shift > low > 0.92 - shift and 0.97 - shift < high < 0.98 - shift
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["lr 0.01, momentum 0.9", "lr 0.1, momentum 0.9",
+                      "lr 10, momentum 0.9 (below the axis)"]
+    assert ax.get_ylabel() == ("validation accuracy" if val else "test accuracy")

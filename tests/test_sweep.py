@@ -173,7 +173,10 @@ def test_sweep_with_validation_split_and_lion(small, tmp_path):
     lines = []
     result = train_many(config, grid, tmp_path / "sweep", data=small, log=lines.append)
     s = result["summary"]
-    assert "epoch 2, step 60: val accuracy 0." in lines[-1] and ", test accuracy 0." in lines[-1]
+    assert re.fullmatch(r"epoch 2, step 60: lr 0\.001, momentum 0\.9: val 0\.\d{4} ± 0\.\d{4}, "
+                        r"test 0\.\d{4} ± 0\.\d{4} \| lr 1e-05, momentum 0\.9: val 0\.\d{4} ± "
+                        r"0\.\d{4}, test 0\.\d{4} ± 0\.\d{4} \(4 of 4 models live\) \(\d+\.\d\ds\)",
+                        lines[-1]), lines[-1]
     train = small.train_images[:5000], small.train_labels[:5000]
     val = small.train_images[5000:], small.train_labels[5000:]
     probs = {}
@@ -482,3 +485,30 @@ def test_a_sweep_s_model_with_ema_loads_its_average(optimizer, tmp_path):
             np.testing.assert_array_equal(a, b)
     with np.load(tmp_path / "sweep" / "checkpoint.npz") as saved:  # not the last weights
         assert not np.array_equal(saved["params/0/w"][1], _model(sweep["params"], 1)[1])
+
+
+def test_an_epoch_line_speaks_per_setting_validation_first():
+    from types import SimpleNamespace
+
+    from jaxmlp._sweep import Stack
+
+    def line(lrs, accs, splits=("train", "val", "test")):
+        grid = Grid(seeds=(0, 1), lrs=lrs, momenta=(0.9,))
+        models = [{"diverged": a is None, "val_acc": a, "test_acc": None if a is None else a + 0.01}
+                  for a in accs]
+        return Stack.describe(SimpleNamespace(grid=grid), {"models": models}, list(splits))
+
+    # Issue 26: one diverged setting no longer hides in "0.7295 ± 0.3898 over 8 models".
+    assert line((0.05, 0.1), [0.9, 0.92, None, None]) == (
+        "lr 0.05, momentum 0.9: val 0.9100 ± 0.0141, test 0.9200 ± 0.0141 | "
+        "lr 0.1, momentum 0.9: diverged (2 of 4 models live)")
+    assert line((0.05,), [0.5, 0.5], splits=("train", "test")) == (
+        "lr 0.05, momentum 0.9: test 0.5100 ± 0.0000 (2 of 2 models live)")
+    many = line((1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3), [0.8, 0.8, 0.9, 0.9, 0.95, 0.95, 0.97,
+                                                     0.97, 0.96, 0.96, 0.1, 0.1])
+    assert many.split(" | ")[:4] == [
+        "lr 0.003, momentum 0.9: val 0.9000 ± 0.0000, test 0.9100 ± 0.0000",
+        "lr 0.01, momentum 0.9: val 0.9500 ± 0.0000, test 0.9600 ± 0.0000",
+        "lr 0.03, momentum 0.9: val 0.9700 ± 0.0000, test 0.9800 ± 0.0000",
+        "lr 0.1, momentum 0.9: val 0.9600 ± 0.0000, test 0.9700 ± 0.0000"]
+    assert many.endswith("… the best 4 of 6 settings by val accuracy (12 of 12 models live)")
