@@ -84,7 +84,7 @@ class TrainConfig:
                                       "the one-hot labels")
     seed: int = _setting(0, "PRNG seed, 0 to 2**32-1: init and data order")
     grad: str = _setting("hand", "hand-written backward pass, or jax.grad", choices=GRADS)
-    log_every: int = _setting(1000, "log a seed-style 'iter N' line every N steps")
+    log_every: int = _setting(1000, "log a seed-style 'iter N' line every N steps (0: never)")
     target_accuracy: Optional[float] = _setting(None, "stop after the epoch whose validation "
                                                 "accuracy (test accuracy without --val-size) "
                                                 "reaches this")
@@ -190,7 +190,8 @@ class TrainConfig:
             (self.grad in GRADS, f"`grad` must be one of {GRADS}", repr(self.grad)),
             (self.schedule in SCHEDULES, f"`schedule` must be one of {SCHEDULES}",
              repr(self.schedule)),
-            (self.log_every >= 1, "`log_every` must be >= 1", self.log_every),
+            (self.log_every >= 0, "`log_every` must be >= 0 (0: no 'iter' lines)",
+             self.log_every),
             (self.devices is None or self.devices >= 1, "`devices` must be >= 1", self.devices),
             (self.keep_best is None or self.keep_best in KEEP_BEST,
              f"`keep_best` must be one of {KEEP_BEST}", repr(self.keep_best)),

@@ -35,7 +35,7 @@ from jaxmlp._layout import (Layout, check_memory, eval_sets, model_params, put_d
                            as_stack)
 from jaxmlp._metrics import evaluate_models
 from jaxmlp._mlp import init_params
-from jaxmlp._optim import make_optimizer
+from jaxmlp._optim import make_optimizer, schedule
 from jaxmlp._parallel import check_batch, make_mesh, put_replicated, to_host
 from jaxmlp._run import (CHECKPOINT, CURVES, MODEL, RunFolder, RunWriteError, check_resume,
                         history_to, load_model, read_checkpoint, resume_length, what_is_kept)
@@ -231,8 +231,21 @@ def fit(config: TrainConfig, grid: Optional[Grid] = None, out=None, *, order: st
         log(f"model {summary(config.layers, data.info.in_dim).line()}{count}")
         if resume:
             log(f"resumed from {out} at step {int(state['step'])}")
+            _note_schedule(config, saved, int(state["step"]), num_steps, spe, log)
         return _Loop(config, models, data.splits(), folder, log, progress).run(
             state, history, num_steps, spe)
+
+
+def _note_schedule(config: TrainConfig, saved: Optional[TrainConfig], step: int,
+                   num_steps: int, spe: int, log) -> None:
+    """Says so when a resume moves a cosine schedule's end: extending a finished run lifts
+    its learning rate from about 0 back up (the schedule now decays over the new length)."""
+    before = saved.num_steps(spe) if saved is not None else num_steps
+    if config.schedule != "cosine" or num_steps == before or step == 0:
+        return
+    rate = lambda total: float(schedule(1.0, total, config.warmup_steps, "cosine")(step))
+    log(f"the cosine schedule now ends at step {num_steps}, not {before}: the learning rate "
+        f"at step {step} is {rate(num_steps):.1%} of its peak (it was {rate(before):.1%})")
 
 
 def train_and_evaluate(config: TrainConfig, out=None, *, resume: bool = False,
@@ -483,7 +496,7 @@ class _Loop:
         """The seed's ``iter N, J=…, accu=…`` lines (a sweep's: the mean of its live models)."""
         live = ~diverged
         for i in range(len(losses)):
-            if (step + i) % self.config.log_every == 0:
+            if self.config.log_every and (step + i) % self.config.log_every == 0:
                 self.log(f"iter {step + i}, J={losses[i, live].mean():.6f}, "
                          f"accu={accuracies[i, live].mean():.2f}"
                          + self.models.mean_of(int(live.sum())))

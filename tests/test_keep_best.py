@@ -134,3 +134,32 @@ def test_the_command_line_refuses_them_for_a_sweep_and_on_a_changed_resume(tmp_p
     assert main(["train", *common, "--resume", str(tmp_path / "r"), "--keep-best",
                  "val_acc"]) == 2
     assert "--resume cannot change --keep-best" in capsys.readouterr().err
+
+
+def test_log_every_zero_logs_no_iter_lines():
+    # Issue 26: `--log-every 0` was refused, where most tools read it as "off".
+    data = _noise()
+    for every, expected in ((0, []), (7, ["iter 0", "iter 7", "iter 14", "iter 21", "iter 28"])):
+        lines = []
+        jaxmlp.train_and_evaluate(jaxmlp.TrainConfig(**SETTINGS, epochs=2, log_every=every),
+                                  data=data, log=lines.append)
+        assert [l.split(",")[0] for l in lines if l.startswith("iter")] == expected
+    with pytest.raises(ValueError, match="`log_every` must be >= 0"):
+        jaxmlp.TrainConfig(log_every=-1)
+
+
+def test_extending_a_cosine_run_says_its_learning_rate_rises_again(tmp_path):
+    # Issue 26: extending a finished cosine run restarted its learning rate without a word.
+    data = _noise()
+    for kind, expected in (("cosine", "the cosine schedule now ends at step 80, not 40: the "
+                                      "learning rate at step 40 is 50.0% of its peak (it was "
+                                      "0.0%)"),
+                           ("constant", None)):
+        settings = {**SETTINGS, "schedule": kind, "val_size": 0}
+        jaxmlp.train_and_evaluate(jaxmlp.TrainConfig(**settings, epochs=2), tmp_path / kind,
+                                  data=data, log=quiet)
+        lines = []
+        jaxmlp.train_and_evaluate(jaxmlp.TrainConfig(**settings, epochs=4), tmp_path / kind,
+                                  resume=True, data=data, log=lines.append)
+        notes = [l for l in lines if l.startswith("the cosine schedule")]
+        assert notes == ([expected] if expected else []), lines[:3]
