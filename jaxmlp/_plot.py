@@ -262,7 +262,8 @@ def _mistakes_figure(images, labels, predicted, confidence, *, image_shape=None)
                          f"{len(confidence)}")
     shown = min(k, _MAX_MISTAKES_SHOWN)
     rows, cols = _grid(shown)
-    fig = _new_figure((1.5 * cols, 1.7 * rows))
+    height = 1.7 * rows + _TITLE
+    fig = _new_figure((max(1.5 * cols, 4.0), height))
     if not shown:  # a perfect score still gets a picture that says so
         fig.text(0.5, 0.5, "no mistakes", ha="center", va="center")
         return fig
@@ -275,8 +276,15 @@ def _mistakes_figure(images, labels, predicted, confidence, *, image_shape=None)
     tiles = _tiles(pixels, _image_shape(image_shape, pixels.shape[1]))
     captions = [f"true {int(labels[i])}, pred {int(predicted[i])} ({float(confidence[i]):.2f})"
                 for i in range(shown)]
-    _draw_tiles(fig, tiles, captions, cols, cmap="gray_r", vmin=0.0, vmax=1.0)
+    top = _TITLE / height
+    _draw_tiles(fig, tiles, captions, cols, cmap="gray_r", vmin=0.0, vmax=1.0,
+                rect=(0.0, 0.0, 1.0, 1.0 - top))
+    fig.text(0.5, 1.0 - top / 2, f"the {shown} most confident mistakes: true class, predicted "
+             "class (its probability)", ha="center", va="center", fontsize=8)
     return fig
+
+
+_TITLE = 0.35  # inches above a mosaic for its title
 
 
 def plot_mistakes(images, labels, predicted, confidence, path, *, image_shape=None) -> None:
@@ -327,11 +335,16 @@ def _weights_figure(w, *, labels=None, image_shape=None):
         return fig
     # One symmetric scale for every tile: 0 is white and tiles compare with each other.
     limit = float(np.nanmax(np.abs(tiles))) or 1.0
-    width = 1.2 * cols + 1.1  # the tiles, then 1.1 inch for the colour bar and its ticks
-    fig = _new_figure((width, 1.4 * rows))
+    width = max(1.2 * cols, 3.0) + 1.1  # the tiles, then 1.1 inch for the colour bar, ticks
+    height = 1.4 * rows + _TITLE
+    top = _TITLE / height
+    fig = _new_figure((width, height))
     image = _draw_tiles(fig, tiles, labels[:len(tiles)], cols, cmap="RdBu_r", vmin=-limit,
-                        vmax=limit, rect=(0.0, 0.0, 1.0 - 1.1 / width, 1.0))
-    fig.colorbar(image, cax=fig.add_axes((1.0 - 0.95 / width, 0.1, 0.2 / width, 0.8)))
+                        vmax=limit, rect=(0.0, 0.0, 1.0 - 1.1 / width, 1.0 - top))
+    fig.colorbar(image, cax=fig.add_axes((1.0 - 0.95 / width, 0.1, 0.2 / width, 0.8 - top)))
+    shown = f"the first {len(tiles)} of {w.shape[1]}" if len(tiles) < w.shape[1] else "each"
+    fig.text(0.5, 1.0 - top / 2, f"first layer: {shown} unit's incoming weights (red up, "
+             "blue down)", ha="center", va="center", fontsize=8)
     return fig
 
 

@@ -411,3 +411,15 @@ def test_sweep_figure_fits_the_settings_in_the_running(val):
     assert labels == ["lr 0.01, momentum 0.9", "lr 0.1, momentum 0.9",
                       "lr 10, momentum 0.9 (below the axis)"]
     assert ax.get_ylabel() == ("validation accuracy" if val else "test accuracy")
+
+
+def test_mistakes_and_weights_say_what_they_show():
+    # Issue 26: mistakes.png's "(1.00)" had no title saying it is a confidence.
+    texts = lambda fig: [t.get_text() for t in fig.texts]
+    fig = plot._mistakes_figure(DIGITS, [4, 1, 7, 3, 9], [9, 7, 1, 5, 4], [0.99] * 5)
+    assert texts(fig) == ["the 5 most confident mistakes: true class, predicted class (its "
+                          "probability)"]
+    assert texts(plot._weights_figure(WEIGHTS)) == [
+        "first layer: each unit's incoming weights (red up, blue down)"]
+    wide = RNG.normal(size=(784, 150))  # only the first 100 units are drawn
+    assert texts(plot._weights_figure(wide))[0].startswith("first layer: the first 100 of 150")
