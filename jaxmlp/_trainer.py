@@ -183,7 +183,10 @@ class _One:
         if folder is not None and history and (folder.saved or (
                 os.path.lexists(folder.path / CHECKPOINT)
                 and not os.path.lexists(folder.path / CURVES))):
-            folder.plot(history, title=f"arch {self.config.arch}")
+            c = self.config  # the run, its net and data (an npz by its file), how it trained
+            data = Path(c.dataset[4:]).name if c.dataset.startswith("npz:") else c.dataset
+            folder.plot(history, title=f"{folder.path.name}: {c.arch} on {data}, "
+                                       f"{c.optimizer} lr {c.lr:g}")
 
     def describe(self, record: dict, splits) -> str:
         return " | ".join(f"{split} J={record[split + '_loss']:.4f} "
