@@ -277,3 +277,22 @@ def evaluation_report(params: Params, images, labels, arch, *,
             "confusion": confusion.tolist(),
             "mistakes": _confident_mistakes(np.asarray(labels), np.asarray(acc["predicted"]),
                                             np.asarray(acc["confidence"]), mistakes)}
+
+
+def probability_report(probs, labels) -> dict:
+    """``evaluation_report``'s figures from class probabilities ``(N, classes)`` (a
+    committee's mean), not logits: ``test_loss`` ``−(1/N) Σ_b log p_b[y_b]`` (a probability
+    below float32's smallest normal counts as that), ``test_acc``, ``per_class_acc`` and
+    ``confusion`` (rows true, columns predicted)."""
+    probs, labels = np.asarray(probs, np.float64), np.asarray(labels)
+    if probs.ndim != 2 or labels.shape != (probs.shape[0],) or not len(labels):
+        raise ValueError(f"probs must be (N, classes) beside labels (N,), N >= 1, got "
+                         f"{probs.shape} and {labels.shape}")
+    n = probs.shape[1]
+    predicted = probs.argmax(axis=1)
+    confusion = np.zeros((n, n), np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    chosen = np.maximum(probs[np.arange(len(labels)), labels], np.finfo(np.float32).tiny)
+    return {"test_loss": float(-np.mean(np.log(chosen))),
+            "test_acc": int(np.trace(confusion)) / len(labels),
+            "per_class_acc": _per_class_accuracy(confusion), "confusion": confusion.tolist()}

@@ -823,3 +823,66 @@ def evaluate_run(run: Run, data) -> dict:
     with RunFolder.open(run.path, resume=True) as folder:
         folder.save_evaluation(report, plots, where)
     return report
+
+
+ENSEMBLES = "ensembles"  # a sweep's subfolder: ensembles/K/, jaxmlp eval --ensemble's
+
+
+def evaluate_ensemble(folder, data, setting: Optional[int] = None) -> dict:
+    """Evaluates the committee of one setting of the sweep in ``folder`` on ``data``'s test
+    split: the mean of its live seeds' softmax probabilities (as ``summary.json``'s
+    ``ensemble_test_acc``), and saves the report as ``ensembles/K/eval.json`` with its
+    ``confusion.png``, holding the folder's lock while it writes.
+
+    ``setting`` K indexes the grid's settings (lr outer, momentum inner: ``summary.json``'s
+    ``settings``); None is the best (``summary.json``'s ``best``: by validation when the
+    sweep has a split). The report holds ``setting``, ``lr``, ``momentum``, ``members`` (the
+    models that vote), ``member_test_acc``, and ``test_loss``, ``test_acc``,
+    ``per_class_acc``, ``confusion`` of the committee (``probability_report``)."""
+    from jaxmlp._metrics import evaluate_models, model_probabilities, probability_report
+    from jaxmlp._plot import plot_confusion
+
+    folder = Path(folder)
+    if not is_sweep(folder):
+        raise RunError(f"{folder} holds no sweep: an ensemble is a sweep's setting's seeds")
+    config, grid, _, info = read_sweep_with_info(folder)
+    if not isinstance(data, Dataset) or data.info.image_shape != info.image_shape:
+        raise ValueError(f"data must be the dataset the sweep takes ({info.name}, images "
+                         f"{info.image_shape})")
+    settings = [(lr, m) for lr in grid.lrs for m in grid.momenta]
+    if setting is None:
+        summary = (read_json(folder / SUMMARY, within=folder)
+                   if os.path.lexists(folder / SUMMARY) else None)
+        best = (summary or {}).get("best") if isinstance(summary, dict) else None
+        if not isinstance(best, dict) or (best.get("lr"), best.get("momentum")) not in settings:
+            raise RunError(f"{folder} has no summary.json naming its best setting (the sweep "
+                           "has not finished): name one with `setting`")
+        setting = settings.index((best["lr"], best["momentum"]))
+    if isinstance(setting, bool) or not isinstance(setting, int) or not (
+            0 <= setting < len(settings)):
+        raise RunError(f"{folder} has settings 0 to {len(settings) - 1}, not {setting!r}")
+    per = len(grid.seeds)
+    members, params = [], []
+    for i in range(setting * per, (setting + 1) * per):
+        try:
+            params.append(_load_model_of_sweep(folder, i)[1])
+            members.append(i)
+        except RunError as e:
+            if "diverged" not in str(e):
+                raise
+    if not members:
+        raise RunError(f"every model of setting {setting} of the sweep in {folder} diverged")
+    stacked = [{k: jax.numpy.asarray(np.stack([p[j][k] for p in params])) for k in ("w", "b")}
+               for j in range(len(params[0]))]  # (members, …) on each leaf: one stack
+    probs = model_probabilities(stacked, data.test_images, config.layers)  # (K, N, classes)
+    one_by_one = evaluate_models(stacked, data.test_images, data.test_labels, config.layers)
+    lr, momentum = settings[setting]
+    report = {"setting": setting, "lr": lr, "momentum": momentum, "members": members,
+              "member_test_acc": [float(a) for a in np.asarray(one_by_one["accuracy"])],
+              **probability_report(probs.mean(axis=0), data.test_labels)}
+    plots = {"confusion.png": lambda p: plot_confusion(
+        report["confusion"], p, title=f"{folder.name}: ensemble of lr {lr:g}, momentum "
+        f"{momentum:g} ({len(members)} seeds): test accuracy {report['test_acc']:.4f}")}
+    with RunFolder.open(folder, resume=True) as run_folder:
+        run_folder.save_evaluation(report, plots, f"{ENSEMBLES}/{setting}/")
+    return report

@@ -762,3 +762,47 @@ def test_a_sweeps_classes_are_its_output_width(served_runs, tmp_path):
     (sweep / "sweep.json").write_text(json.dumps(meta))
     with pytest.raises(RunError, match="its dataset's class count is not its architecture's"):
         load_run(sweep, model=1)
+
+
+def test_a_sweep_s_ensemble_is_evaluated_and_saved(served_runs, env, tmp_path, capsys):
+    # Issue 26: `jaxmlp eval SWEEP` had no ensemble; summary.json's ensemble accuracy is now
+    # one command away, with its confusion matrix.
+    from jaxmlp import evaluate_ensemble
+
+    one, sweep, data = _copy_runs(served_runs, tmp_path)
+    summary = json.loads((sweep / "summary.json").read_text())
+    for k in (0, 1):
+        report = evaluate_ensemble(sweep, data, k)
+        setting = summary["settings"][k]
+        assert (report["lr"], report["momentum"], report["members"]) == (
+            setting["lr"], setting["momentum"], [2 * k, 2 * k + 1])
+        assert report["test_acc"] == setting["ensemble_test_acc"]
+        assert report["member_test_acc"] == pytest.approx(
+            [m["test_acc"] for m in summary["models"][2 * k:2 * k + 2]], abs=1e-6)
+        assert np.sum(report["confusion"]) == len(data.test_labels)
+        saved = json.loads((sweep / "ensembles" / str(k) / "eval.json").read_text())
+        assert saved == report and (sweep / "ensembles" / str(k) / "confusion.png").is_file()
+    best = summary["best"]
+    assert evaluate_ensemble(sweep, data)["lr"] == best["lr"]  # the best by default
+    for call, message in [(lambda: evaluate_ensemble(sweep, data, 2), "has settings 0 to 1, not 2"),
+                          (lambda: evaluate_ensemble(one, data), "holds no sweep")]:
+        with pytest.raises(RunError, match=message):
+            call()
+    (sweep / "summary.json").unlink()  # not finished: the best is not known yet
+    with pytest.raises(RunError, match="has no summary.json naming its best setting"):
+        evaluate_ensemble(sweep, data)
+    # The command: on the dataset the sweep names (here the real MNIST test split).
+    assert main(["eval", str(sweep), "--ensemble", "--setting", "1", "--no-download"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{sweep}: ensemble of setting 1 (lr 0.1, momentum 0.9; models 2, "
+                             "3): test loss ")
+    assert out[1] == "confusion (rows: true class, columns: predicted class):"
+    assert out[-1] == f"wrote {sweep}/ensembles/1/eval.json, confusion.png"
+    for args, message in [([str(one), "--ensemble"], "holds a single run: --ensemble needs a "
+                                                      "sweep's folder"),
+                          ([str(sweep), "--setting", "1"], "--setting names an ensemble's "
+                                                           "setting: add --ensemble"),
+                          ([str(sweep), "--ensemble", "--model", "1"], "drop --model")]:
+        assert main(["eval", *args, "--no-download"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err

@@ -153,6 +153,10 @@ def _build_parser() -> argparse.ArgumentParser:
                              help="re-evaluate a run's model on its dataset's test split")
     ev.add_argument("run", metavar="RUN", help="a run folder")
     ev.add_argument("--model", type=_int, metavar="I", help="model I of a sweep's folder")
+    ev.add_argument("--ensemble", action="store_true", help="a sweep's committee: the mean "
+                    "of one setting's seeds' probabilities (the best setting by default)")
+    ev.add_argument("--setting", type=_int, metavar="K", help="with --ensemble: setting K "
+                    "of the grid (lr outer, momentum inner; summary.json's order)")
     ev.add_argument("--data-dir", help="TFDS data folder (default: the run's, else "
                     "$TFDS_DATA_DIR)")
     ev.add_argument("--no-download", dest="download", action="store_false",
@@ -545,18 +549,48 @@ def _load_run(args):
     return load_run(args.run, model=args.model)
 
 
-def _eval(args) -> int:
+def _run_data(args, config):
+    """The data of a run's config for ``eval``: ``--data-dir``, else the folder the run
+    recorded while it still exists, else the default ($TFDS_DATA_DIR, the folder last used,
+    ~/tensorflow_datasets): a moved data folder is not a dead end."""
     from jaxmlp._data import load_dataset
+
+    recorded = config.data_dir
+    data_dir = args.data_dir or (recorded if recorded and Path(recorded).is_dir() else None)
+    return load_dataset(config.dataset, data_dir=data_dir, manual_dir=config.manual_dir,
+                        download=args.download)
+
+
+def _eval_ensemble(args) -> int:
+    """``jaxmlp eval SWEEP --ensemble [--setting K]``: a setting's committee."""
+    from jaxmlp._run import ENSEMBLES, evaluate_ensemble, is_sweep, read_sweep
+
+    if args.model is not None:
+        raise ValueError("--ensemble evaluates a setting's models together: drop --model")
+    if not is_sweep(args.run):
+        raise ValueError(f"{args.run} holds a single run: --ensemble needs a sweep's folder")
+    report = evaluate_ensemble(args.run, _run_data(args, read_sweep(args.run)[0]),
+                               args.setting)
+    members = ", ".join(f"{a:.4f}" for a in report["member_test_acc"])
+    print(f"{args.run}: ensemble of setting {report['setting']} (lr {report['lr']:g}, momentum "
+          f"{report['momentum']:g}; models {', '.join(map(str, report['members']))}): test "
+          f"loss {report['test_loss']:.4f}, test accuracy {report['test_acc']:.4f} (its "
+          f"models: {members})")
+    print(_confusion_text(report["confusion"]))
+    print(f"wrote {Path(args.run) / ENSEMBLES / str(report['setting'])}/eval.json, "
+          "confusion.png")
+    return 0
+
+
+def _eval(args) -> int:
     from jaxmlp._run import evaluate_run
 
+    if args.ensemble:
+        return _eval_ensemble(args)
+    if args.setting is not None:
+        raise ValueError("--setting names an ensemble's setting: add --ensemble")
     run = _load_run(args)
-    # --data-dir, else the folder the run recorded while it still exists, else the default
-    # ($TFDS_DATA_DIR, ~/tensorflow_datasets): a moved data folder is not a dead end.
-    recorded = run.config.data_dir
-    data_dir = args.data_dir or (recorded if recorded and Path(recorded).is_dir() else None)
-    data = load_dataset(run.config.dataset, data_dir=data_dir,
-                        manual_dir=run.config.manual_dir, download=args.download)
-    report = evaluate_run(run, data)
+    report = evaluate_run(run, _run_data(args, run.config))
     print(f"{run.path}: test loss {report['test_loss']:.4f}, test accuracy "
           f"{report['test_acc']:.4f}")
     print("per class: " + "  ".join(f"{c}: {a:.3f}" for c, a in
