@@ -461,3 +461,39 @@ def test_a_served_folder_of_malformed_runs_is_shown_as_far_as_it_can_be(page, se
         assert sorted(r.split("\t")[0] for r in rows) == ["empty", "odd", "strings"]
     # The refused /api/run is a console message of the browser's own; no script failed.
     assert [e for e in page.errors if "Failed to load resource" not in e] == []
+
+
+def test_ticked_runs_are_compared_on_one_chart(page, served_runs, tmp_path):
+    # Issue 26: pick runs on the runs page and overlay their curves; the settings that
+    # differ side by side.
+    import json
+
+    root, _, _ = served_runs
+    for name in ("one", "two"):
+        shutil.copytree(root / "one", tmp_path / "runs" / name)
+    config = tmp_path / "runs" / "two" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "lr": 0.2}))
+    with serving(tmp_path / "runs") as server:
+        page.goto(address(server) + "/")
+        page.wait_for_selector("table.runs")
+        for name in ("one", "two"):
+            page.check(f"input[aria-label='compare {name}']")
+        page.wait_for_timeout(2500)  # the page redraws: the ticks stay
+        assert page.locator("input.pick:checked").count() == 2
+        assert page.inner_text("#compare") == "compare the 2 ticked runs"
+        page.click("#compare")
+        page.wait_for_selector("#compare-val_acc svg")
+        for key in ("test_acc", "val_acc"):
+            chart = page.locator(f"#compare-{key}")
+            assert chart.locator("figcaption .key").all_inner_texts() == ["one", "two"]
+            assert chart.locator("svg").get_attribute("data-points") == "2"
+        rows = page.locator("table.differ tbody tr").all_inner_texts()
+        assert rows == ["lr\t0.1\t0.2"]
+        shot(page, tmp_path, "compare")
+        assert page.errors == []
+        page.goto(address(server) + "/compare?path=one&path=nope")  # a run that is not there
+        page.wait_for_selector("p.problem")
+        assert page.inner_text("p.problem").startswith("nope: ")
+        assert page.locator("#compare-test_acc figcaption .key").all_inner_texts() == ["one"]
+    # (the browser logs the server's 404 for nope)
+    assert all("404" in e for e in page.errors), page.errors

@@ -54,7 +54,7 @@ _THREADS = 64
 _DEADLINE = 10.0
 _ASSETS = {**{f"{m}.js": "text/javascript" for m in ("app", "dom", "plot", "draw", "digit")},
            "style.css": "text/css", "favicon.svg": "image/svg+xml"}
-_PAGES = ("/", "/run", "/draw")  # each is index.html; app.js draws the page the path names
+_PAGES = ("/", "/run", "/draw", "/compare")  # each is index.html; app.js draws the page
 # The page's own files only: no inline script, nothing from another origin.
 _CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
         "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")

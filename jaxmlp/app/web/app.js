@@ -50,6 +50,22 @@ function part(what, draw) {
 }
 
 // ---- the runs page ---------------------------------------------------------------------
+// The single runs ticked on the runs page (kept while it redraws), and the link that
+// overlays their curves.
+const picked = new Set();
+const compareURL = () => "/compare?" + [...picked].map((p) => `path=${encodeURIComponent(p)}`).join("&");
+
+function pickBox(path) {
+  const box = h("input", { type: "checkbox", class: "pick", "aria-label": `compare ${path}` });
+  box.checked = picked.has(path);
+  box.addEventListener("change", () => {
+    if (box.checked) picked.add(path); else picked.delete(path);
+    const link = document.getElementById("compare");
+    if (link) { link.href = compareURL(); link.textContent = `compare the ${picked.size} ticked runs`; }
+  });
+  return box;
+}
+
 function runRow(r) {
   const path = text(r.path);
   if (r.error !== undefined)
@@ -58,7 +74,7 @@ function runRow(r) {
   const lrs = list(r.lr).map(num).filter((v) => v !== null);
   const params = num(r.params), seconds = num(r.seconds);
   return h("tr", {},
-    h("td", {}, h("a", { href: runURL(path) }, path)),
+    h("td", {}, r.kind === "run" ? pickBox(path) : "", h("a", { href: runURL(path) }, path)),
     h("td", {}, r.kind === "sweep" ? `sweep of ${text(r.models)}` : "run"),
     h("td", {}, text(r.dataset)), h("td", { class: "arch" }, text(r.arch)),
     h("td", { class: "num" }, params === null ? "–" : params.toLocaleString("en-US")),
@@ -87,7 +103,8 @@ async function runsPage() {
       const rows = runs.map((r) => part("a row", () => runRow(dict(r))));
       app.replaceChildren(
         h("h1", {}, "Runs"),
-        h("p", { class: "note" }, `under ${root}, newest first; updates by itself`),
+        h("p", { class: "note" }, `under ${root}, newest first; updates by itself; tick runs, then `,
+          h("a", { id: "compare", href: compareURL() }, `compare the ${picked.size} ticked runs`)),
         runs.length
           ? h("div", { class: "scroll" }, h("table", { class: "runs" },
             h("thead", {}, h("tr", {}, ...["run", "kind", "dataset", "arch", "params",
@@ -297,7 +314,45 @@ async function runPage(path) {
   }, 1000);
 }
 
+// ---- runs side by side: their curves on one chart, and the settings that differ --------
+async function comparePage(paths) {
+  crumbs(h("span", {}, "compare"));
+  document.title = "jaxmlp: compare";
+  poll(async () => {
+    const views = await Promise.all(paths.map(async (path) => {
+      try {
+        return { path, view: dict(await getJSON(`/api/run?path=${encodeURIComponent(path)}`)) };
+      } catch (e) {
+        return { path, error: e.message };
+      }
+    }));
+    const good = views.filter((v) => v.view && v.view.kind === "run");
+    const page = [h("h1", {}, `Compare ${paths.length} runs`)];
+    for (const v of views.filter((v) => !good.includes(v)))
+      page.push(problem(`${v.path}: ${v.error ?? "not a single run"}`));
+    for (const [key, name] of [["test_acc", "test accuracy"], ["val_acc", "validation accuracy"]]) {
+      const series = good.map((v, i) => ({
+        label: v.path, color: COLORS[i % COLORS.length],
+        points: epochs(v.view.history).records.map((r) => [r.epoch, num(r[key])]).filter(([, y]) => y !== null),
+      })).filter((s) => s.points.length);
+      if (series.length)
+        page.push(h("div", { id: `compare-${key}` }, part(name, () => lineChart({ title: name, xlabel: "epoch", ylabel: name, series }))));
+    }
+    // The settings that differ between the runs, one column per run.
+    const configs = good.map((v) => dict(v.view.config));
+    const keys = [...new Set(configs.flatMap(Object.keys))].filter(
+      (k) => new Set(configs.map((c) => JSON.stringify(c[k]))).size > 1);
+    if (keys.length)
+      page.push(h("table", { class: "settings differ" },
+        h("thead", {}, h("tr", {}, h("th", {}, "setting"), ...good.map((v) => h("th", {}, v.path)))),
+        h("tbody", {}, keys.map((k) => h("tr", {}, h("th", {}, k),
+          ...configs.map((c) => h("td", {}, JSON.stringify(c[k] ?? null))))))));
+    app.replaceChildren(...page);
+  }, 2000);
+}
+
 const routes = {
+  "/compare": () => comparePage(query.getAll("path")),
   "/": () => runsPage(),
   "/run": () => runPage(query.get("path") || "."),
   "/draw": () => drawPage(app, query.get("path") || ".", query.get("model") ?? undefined),
