@@ -33,7 +33,7 @@ _API = {
     "Dataset": "_data", "DatasetInfo": "_data", "MNIST": "_data", "DatasetError": "_data",
     "DatasetNotFoundError": "_data", "load_dataset": "_data", "prepare_images": "_images",
     "evaluate": "_metrics", "evaluate_models": "_metrics", "model_probabilities": "_metrics",
-    "evaluation_report": "_metrics", "Run": "_run", "RunError": "_run", "load_run": "_run",
+    "evaluation_report": "_metrics", "Run": "_run", "RunError": "_errors", "load_run": "_run",
     "load_model": "_run", "evaluate_run": "_run", "evaluate_ensemble": "_run",
     "predict": "_predict", "top_k": "_predict", "load_inputs": "_predict", "export": "_export",
 }

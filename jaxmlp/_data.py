@@ -189,7 +189,9 @@ def check_name(name: str) -> str:
         return name
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         hint = (f" (names are lower case: {name.lower()})"
-                if isinstance(name, str) and _NAME.fullmatch(name.lower()) else "")
+                if isinstance(name, str) and _NAME.fullmatch(name.lower()) else
+                f" (your own arrays in a file: {NPZ}{name})"
+                if isinstance(name, str) and name.endswith(".npz") else "")
         rule = ("dataset must be a TFDS dataset name (such as mnist, fashion_mnist, kmnist, "
                 "emnist/digits, cifar10)")
         raise Invalid(rule, message=f"dataset {name!r} is not a TFDS dataset name (such as "
@@ -522,7 +524,8 @@ def _image_array(x, key: str, name: str) -> tuple[np.ndarray, tuple]:
     elif np.issubdtype(x.dtype, np.floating) and x.dtype.itemsize <= 8:
         finite = bool(np.isfinite(x).all())
         if not finite or x.min() < 0 or x.max() > 1:
-            got = "NaN or infinite values" if not finite else f"values in [{x.min()}, {x.max()}]"
+            got = ("NaN or infinite values" if not finite
+                   else f"values in [{x.min():.4g}, {x.max():.4g}]")
             raise DatasetError(f"{name}: {key} holds floats, which must be in [0, 1]; got {got}")
         pixels = np.round(x * 255).astype(np.uint8)
     else:

@@ -124,8 +124,22 @@ def read_config(folder) -> TrainConfig:
             raise RunError(f"no run folder at {str(folder) or repr(str(folder))}")
         if _holder(Path(folder)):  # a new run still in its first epoch
             _lock(Path(folder))  # raises the "in use" error
-        raise RunError(f"{folder} is not a run folder: it has no {CONFIG}")
+        raise RunError(f"{folder} is not a run folder: it has no {CONFIG}"
+                       + _what_it_is(Path(folder)))
     return config_of(path)
+
+
+def _what_it_is(folder: Path) -> str:
+    """A hint for a folder given where a single run was expected: a sweep, or a folder of
+    runs (a look at its subfolders only; nothing when it cannot be listed)."""
+    if os.path.lexists(folder / SWEEP):
+        return " (it holds a sweep: `jaxmlp sweep --resume`, `load_run(folder, model=i)`)"
+    try:
+        runs = any((p / CONFIG).exists() or (p / SWEEP).exists()
+                   for p in folder.iterdir() if p.is_dir())
+    except OSError:
+        return ""
+    return " (a folder of runs: `jaxmlp runs` lists them)" if runs else ""
 
 
 def config_of(path: Path) -> TrainConfig:
@@ -173,6 +187,17 @@ def read_history(folder, models: Optional[int] = None) -> list[dict]:
 def _count(value) -> bool:
     """An epoch or step number: an int from 1 to 2**31 - 1 (the step counter is int32)."""
     return type(value) is int and 1 <= value < 2 ** 31
+
+
+def best_epoch(history: list, metric: str) -> dict:
+    """The record of ``history`` best by ``metric``: the highest ``val_acc``, or the lowest
+    ``val_loss``; of equals, the earliest (a later epoch must be better to be chosen)."""
+    sign = -1 if metric.endswith("_loss") else 1
+    best = history[0]
+    for record in history[1:]:
+        if sign * record[metric] > sign * best[metric]:
+            best = record
+    return best
 
 
 def _valid_metrics(record: dict, nullable: bool = False) -> bool:
@@ -633,6 +658,9 @@ def read_sweep_with_info(folder) -> tuple[TrainConfig, Grid, str, DatasetInfo]:
     ``dataset``; a sweep saved before datasets were recorded trained on MNIST): one read
     of the file, every part checked."""
     path = Path(folder) / SWEEP
+    if not os.path.lexists(path) and os.path.lexists(Path(folder) / CONFIG):
+        raise RunError(f"{folder} holds a single run, not a sweep (`jaxmlp train --resume`, "
+                       "`load_run(folder)`)")
     meta = read_json(path)
     if isinstance(meta, dict) and set(meta) - _SWEEP_KEYS:
         raise RunError(f"{path} is not a jaxmlp sweep (it holds keys jaxmlp does not write)")

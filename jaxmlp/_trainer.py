@@ -37,8 +37,9 @@ from jaxmlp._metrics import evaluate_models
 from jaxmlp._mlp import init_params
 from jaxmlp._optim import make_optimizer, schedule
 from jaxmlp._parallel import check_batch, make_mesh, put_replicated, to_host
-from jaxmlp._run import (CHECKPOINT, CURVES, MODEL, RunFolder, RunWriteError, check_resume,
-                        history_to, load_model, read_checkpoint, resume_length, what_is_kept)
+from jaxmlp._run import (CHECKPOINT, CURVES, MODEL, RunFolder, RunWriteError, best_epoch,
+                        check_resume, history_to, load_model, read_checkpoint, resume_length,
+                        what_is_kept)
 from jaxmlp._sweep import Stack
 
 
@@ -331,17 +332,6 @@ def _check_call(config, grid, out, order, data, log, resume, overwrite, progress
         raise ValueError("resume and overwrite need the run's folder (out)")
     if grid is not None and jax.process_count() > 1:  # the one place that says so
         raise ValueError("a multi-process run trains a single model: use jaxmlp train")
-
-
-def best_epoch(history: list, metric: str) -> dict:
-    """The record of ``history`` best by ``metric``: the highest ``val_acc``, or the lowest
-    ``val_loss``; of equals, the earliest (a later epoch must be better to be chosen)."""
-    sign = -1 if metric.endswith("_loss") else 1
-    best = history[0]
-    for record in history[1:]:
-        if sign * record[metric] > sign * best[metric]:
-            best = record
-    return best
 
 
 class _Loop:

@@ -392,8 +392,8 @@ def test_the_runs_page_survives_any_json(page, site, tmp_path):
 
     runs = [{"path": "ok", "kind": "run", "dataset": "mnist", "arch": "a", "epochs": "x",
              "params": "many", "lr": [0.1, "x", None], "seconds": 1e300, "optimizer": 3,
-             "planned_epochs": None, "step": [], "modified": "yesterday", "best_test_acc": "NaN",
-             "best_val_acc": 0.5}, None, "a row", [1], {"path": 3, "error": {"a": 1}},
+             "planned_epochs": None, "step": [], "modified": "yesterday", "test_acc": "NaN",
+             "val_acc": 0.5}, None, "a row", [1], {"path": 3, "error": {"a": 1}},
             {"path": {"a": 1}, "kind": "sweep", "models": None, "modified": 1e300,
              "planned_steps": 5}]
     answers = [{"root": "R", "runs": runs}, {"root": None, "runs": None}, [], None, "text"]

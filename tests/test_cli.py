@@ -472,18 +472,20 @@ def test_runs_lists_every_run_with_its_settings_and_results(served_runs, tmp_pat
     assert main(["runs", str(root)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["run", "kind", "dataset", "arch", "params", "optimizer", "lr",
-                                "epochs", "best", "val", "best", "test", "time"]
+                                "epochs", "val", "acc", "test", "acc", "time"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert set(rows) == {"one", "grid/sweep"}
     records = [json.loads(line) for line in (root / "one" / "metrics.jsonl").read_text().splitlines()]
     one = rows["one"]
     assert one[1:4] == ["run", "mnist", SERVED_ARCH]
     assert one[4] == f"{summary(SERVED_ARCH).params:,}" and one[5:8] == ["sgd", "0.1", "2/2"]
-    assert one[8] == f"{max(r['val_acc'] for r in records):.4f}"
-    assert one[9] == f"{max(r['test_acc'] for r in records):.4f}"
+    # The model the folder holds: its last epoch (not the best test figure of any epoch).
+    assert one[8:10] == [f"{records[-1]['val_acc']:.4f}", f"{records[-1]['test_acc']:.4f}"]
     sweep = rows["grid/sweep"]
     assert sweep[1:4] == ["sweep", "of", "4"] and sweep[8:10] == ["0.05..0.1", "(2)"]
     assert sweep[6] == f"{summary('16:relu,10:linear').params:,}" and sweep[11] == "-"
+    best = json.loads((root / "grid" / "sweep" / "summary.json").read_text())["best"]
+    assert sweep[12] == f"{best['ensemble_test_acc']:.4f}"  # the best setting's ensemble
     assert {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()} == before
 
     # Sorted by a column (accuracies best first); a run that cannot be read says why, last.
@@ -508,7 +510,7 @@ def test_runs_sorts_best_first_and_unknown_values_last():
     def row(path, test, params):
         return {"path": path, "kind": "run", "dataset": "mnist", "arch": "b", "params": params,
                 "optimizer": "sgd", "lr": [0.1], "epochs": 1, "planned_epochs": 2,
-                "planned_steps": None, "best_val_acc": None, "best_test_acc": test,
+                "planned_steps": None, "val_acc": None, "test_acc": test,
                 "seconds": None}
 
     rows = [row("a", 0.9, 5), row("b", None, None), row("c", 0.95, 3)]

@@ -617,3 +617,26 @@ def test_a_bad_npz_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys)
     for spec in ["npz:", "npz: ", "npz:a\nb", "npz:" + "x" * 2000]:
         with pytest.raises(ValueError, match="dataset npz:FILE must name a file"):
             TrainConfig(dataset=spec)
+
+
+def test_a_wrong_folder_or_name_gets_a_hint(served_runs, tmp_path, capsys):
+    # Found by a fresh-eyes test: the message was right, but did not say what to do.
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(served_runs[0] / "one", root / "one")
+    shutil.copytree(served_runs[0] / "grid" / "sweep", root / "sweep")
+    for argv, message in [
+            (["train", "--resume", str(root / "sweep")], "(it holds a sweep: `jaxmlp sweep "
+                                                          "--resume`"),
+            (["sweep", "--resume", str(root / "one")], "holds a single run, not a sweep "
+                                                        "(`jaxmlp train --resume`"),
+            (["eval", str(root)], "(a folder of runs: `jaxmlp runs` lists them)"),
+            (["train", "--dataset", "mine.npz", "--out", str(tmp_path / "x")],
+             "(your own arrays in a file: npz:mine.npz)")]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    with pytest.raises(DatasetError, match=r"got values in \[0, 229.5\]"):
+        Dataset.from_arrays(np.linspace(0, 229.5, 36).reshape(4, 3, 3), [0, 1, 2, 1],
+                            np.zeros((2, 3, 3), np.uint8), [1, 0])

@@ -459,7 +459,7 @@ def _last_epoch(folder: Path) -> dict:
 def _check_train(command, args, proc, cwd, mnist):
     from jaxmlp.app._cli import _default_out
     from jaxmlp._config import TrainConfig
-    from jaxmlp._trainer import best_epoch
+    from jaxmlp._run import best_epoch
 
     lines = proc.stdout.splitlines()
     m = re.fullmatch(r"final test accuracy (\d\.\d{4})( \(validation (\d\.\d{4})\))? after "

@@ -84,3 +84,14 @@ def test_the_api_refuses_what_it_cannot_write(served_runs, tmp_path, monkeypatch
     with pytest.raises(ValueError, match=r"needs the onnx package \(pip install onnx\)"):
         export(run, tmp_path / "m.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["there"]
+
+
+def test_a_file_named_for_the_other_format_is_refused(served_runs, tmp_path):
+    # Found by a fresh-eyes test: `--format stablehlo --out x.onnx` wrote a file
+    # onnxruntime could not read.
+    run = load_run(served_runs[0] / "one")
+    for name, fmt in (("x.onnx", "stablehlo"), ("x.StableHLO", "onnx")):
+        with pytest.raises(ValueError, match=f"{name} names a .* file, but the format is {fmt}"):
+            export(run, tmp_path / name, fmt)
+    export(run, tmp_path / "x.bin", "stablehlo")  # any other name: the format decides
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.bin"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxmlp
-from jaxmlp._trainer import best_epoch
+from jaxmlp._run import best_epoch
 from jaxmlp.app._cli import main
 
 quiet = lambda line: None
@@ -60,6 +60,11 @@ def test_the_saved_model_is_the_best_epoch_s(metric, tmp_path):
         np.testing.assert_array_equal(np.asarray(layer["w"]), kept[f"params/{i}/w"])
     with np.load(tmp_path / "kept" / "checkpoint.npz") as f:
         assert int(f["step"]) == 6 * 16
+    # `jaxmlp runs` (and the serve page) show the kept model's figures, not the last epoch's.
+    from jaxmlp.app._pages import describe_run
+
+    row = describe_run(tmp_path, tmp_path / "kept")
+    assert (row["test_acc"], row["val_acc"]) == (best["test_acc"], best["val_acc"])
 
 
 def test_early_stop_stops_and_resumes_bit_for_bit(tmp_path, capsys):

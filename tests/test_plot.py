@@ -411,6 +411,8 @@ def test_sweep_figure_fits_the_settings_in_the_running(val):
     assert labels == ["lr 0.01, momentum 0.9", "lr 0.1, momentum 0.9",
                       "lr 10, momentum 0.9 (below the axis)"]
     assert ax.get_ylabel() == ("validation accuracy" if val else "test accuracy")
+    one_epoch = plot._sweep_figure(_sweep_history(val)[:1], grid).axes[0]  # whole epochs only
+    assert all(float(x).is_integer() for x in one_epoch.get_xticks())
 
 
 def test_mistakes_and_weights_say_what_they_show():

@@ -591,7 +591,8 @@ def _eval(args) -> int:
         raise ValueError("--setting names an ensemble's setting: add --ensemble")
     run = _load_run(args)
     report = evaluate_run(run, _run_data(args, run.config))
-    print(f"{run.path}: test loss {report['test_loss']:.4f}, test accuracy "
+    name = run.path if run.model is None else f"{run.path} model {run.model}"
+    print(f"{name}: test loss {report['test_loss']:.4f}, test accuracy "
           f"{report['test_acc']:.4f}")
     print("per class: " + "  ".join(f"{c}: {a:.3f}" for c, a in
                                     enumerate(report["per_class_acc"]) if a is not None))
@@ -717,9 +718,10 @@ def _lrs(row: dict) -> str:
 
 
 def _length(row: dict) -> str:
-    planned = (f"{row['planned_steps']} steps" if row["planned_steps"] is not None
-               else str(row["planned_epochs"]))
-    return f"{row['epochs']}/{planned}"
+    """Done of planned, in the unit the run counts in: epochs, or steps."""
+    if row["planned_steps"] is not None:
+        return f"{row['step']}/{row['planned_steps']} steps"
+    return f"{row['epochs']}/{row['planned_epochs']}"
 
 
 def _accuracy(value) -> str:
@@ -727,7 +729,8 @@ def _accuracy(value) -> str:
 
 
 # ``jaxmlp runs``' columns: header, the cell of a row (``_pages.describe_run``), and the
-# key it sorts by (accuracies best first; an unknown value last).
+# key it sorts by (accuracies best first; an unknown value last). The accuracies are the
+# model the folder holds (``_pages._progress``), not the best epoch's on the test set.
 _RUN_COLUMNS: dict = {
     "run": ("run", lambda r: r["path"], lambda r: r["path"]),
     "kind": ("kind", lambda r: f"sweep of {r['models']}" if r["kind"] == "sweep" else "run",
@@ -739,10 +742,10 @@ _RUN_COLUMNS: dict = {
     "optimizer": ("optimizer", lambda r: r["optimizer"], lambda r: r["optimizer"]),
     "lr": ("lr", _lrs, lambda r: r["lr"][0]),
     "epochs": ("epochs", _length, lambda r: r["epochs"]),
-    "val": ("best val", lambda r: _accuracy(r["best_val_acc"]),
-            lambda r: None if r["best_val_acc"] is None else -r["best_val_acc"]),
-    "test": ("best test", lambda r: _accuracy(r["best_test_acc"]),
-             lambda r: None if r["best_test_acc"] is None else -r["best_test_acc"]),
+    "val": ("val acc", lambda r: _accuracy(r["val_acc"]),
+            lambda r: None if r["val_acc"] is None else -r["val_acc"]),
+    "test": ("test acc", lambda r: _accuracy(r["test_acc"]),
+             lambda r: None if r["test_acc"] is None else -r["test_acc"]),
     "time": ("time", lambda r: "-" if r["seconds"] is None else f"{r['seconds']:.0f} s",
              lambda r: r["seconds"]),
 }

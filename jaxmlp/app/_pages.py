@@ -18,8 +18,8 @@ from pathlib import Path
 from jaxmlp._files import open_file
 from jaxmlp._arch import summary
 from jaxmlp._run import (CONFIG, EVAL, METRICS, MODEL, MODELS, SUMMARY, SWEEP, RunError,
-                        config_of, is_sweep, read_history, read_json, read_model_info,
-                        read_sweep_with_info)
+                        best_epoch, config_of, is_sweep, read_history, read_json,
+                        read_model_info, read_sweep_with_info)
 
 PICTURES = ("curves.png", "confusion.png", "mistakes.png", "weights.png")
 _PNG = b"\x89PNG\r\n\x1a\n"  # how every PNG file starts
@@ -153,11 +153,6 @@ def _pictures(root: Path, folder: Path) -> list[str]:
     return [n for n in PICTURES if read_png(root, folder / n, whole=False)]
 
 
-def _best(values) -> float | None:
-    values = [v for v in values if _is_number(v)]
-    return max(values) if values else None
-
-
 def describe_run(root: Path, folder: Path) -> dict:
     """One row of the runs page: what the run is, how far it is, how good it got; or, for a
     run whose files cannot be read, what is wrong, so the other rows still show."""
@@ -181,19 +176,32 @@ def describe_run(root: Path, folder: Path) -> dict:
 
 
 def _progress(folder: Path, sweep: bool) -> dict:
-    """What a row says of a readable run: settings, size, epochs and steps done, best
-    accuracies, training time (``jaxmlp runs`` prints the same rows)."""
+    """What a row says of a readable run: settings, size, epochs and steps done, the
+    accuracies of the model the folder holds, training time (``jaxmlp runs`` prints the
+    same rows). That model: a run's last epoch (with ``keep_best``, its best); a sweep's
+    best setting's ensemble, once ``summary.json`` names it (before: the mean of the last
+    epoch's live models). Never the best test figure of any epoch: the test set chooses
+    nothing."""
     if sweep:
         config, grid, _, info = read_sweep_with_info(folder)
         count = len(grid.configs(config))
         row: dict = {"models": count, "lr": sorted(set(grid.lrs))}
         history = read_history(folder, models=count)
-        records = [m for h in history for m in h["models"] if not m.get("diverged")]
+        summary_json = _optional_json(folder / SUMMARY, within=folder)
+        best = summary_json.get("best") if isinstance(summary_json, dict) else None
+        if isinstance(best, dict):
+            test, val = best.get("ensemble_test_acc"), best.get("ensemble_val_acc")
+        else:
+            live = [m for m in (history[-1]["models"] if history else []) if not m.get("diverged")]
+            test, val = (_mean(m.get(k) for m in live) for k in ("test_acc", "val_acc"))
         in_dim: int | None = info.in_dim
     else:
         config = config_of(folder / CONFIG)
         row = {"lr": [config.lr]}
-        history = records = read_history(folder)
+        history = read_history(folder)
+        kept = (best_epoch(history, config.keep_best) if config.keep_best and history
+                else history[-1] if history else {})
+        test, val = kept.get("test_acc"), kept.get("val_acc")
         model = folder / MODEL  # (its input width: the dataset's, once the model is saved)
         in_dim = read_model_info(model)[1].in_dim if _regular_file(model) else None
     seconds = sum(h[k] for h in history
@@ -204,9 +212,14 @@ def _progress(folder: Path, sweep: bool) -> dict:
             "optimizer": config.optimizer,
             "epochs": history[-1]["epoch"] if history else 0, "planned_epochs": config.epochs,
             "planned_steps": config.steps, "step": history[-1]["step"] if history else 0,
-            "best_test_acc": _best(r.get("test_acc") for r in records),
-            "best_val_acc": _best(r.get("val_acc") for r in records),
+            "test_acc": test if _is_number(test) else None,
+            "val_acc": val if _is_number(val) else None,
             "seconds": round(seconds, 1) if history else None}
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if _is_number(v)]
+    return sum(values) / len(values) if values else None
 
 
 def run_view(root: Path, folder: Path) -> dict:

@@ -82,8 +82,8 @@ function runRow(r) {
     h("td", { class: "num" }, lrs.length === 0 ? "–" : lrs.length === 1 ? String(lrs[0])
       : `${lrs[0]}..${lrs[lrs.length - 1]} (${lrs.length})`),
     h("td", { class: "num" }, progress(r)),
-    h("td", { class: "num" }, pct(r.best_test_acc)),
-    h("td", { class: "num" }, pct(r.best_val_acc)),
+    h("td", { class: "num" }, pct(r.test_acc)),
+    h("td", { class: "num" }, pct(r.val_acc)),
     h("td", { class: "num" }, seconds === null ? "–" : `${Math.round(seconds)} s`),
     h("td", { class: "num" }, ago(r.modified)),
     h("td", {}, r.kind === "run" ? h("a", { href: drawURL(path) }, "draw") : ""));
@@ -108,7 +108,7 @@ async function runsPage() {
         runs.length
           ? h("div", { class: "scroll" }, h("table", { class: "runs" },
             h("thead", {}, h("tr", {}, ...["run", "kind", "dataset", "arch", "params",
-              "optimizer", "lr", "epochs", "best test acc", "best val acc", "time", "updated", ""].map((t) => h("th", {}, t)))),
+              "optimizer", "lr", "epochs", "test acc", "val acc", "time", "updated", ""].map((t) => h("th", {}, t)))),
             h("tbody", {}, rows)))
           : h("p", {}, "No runs here yet: ", h("code", {}, `jaxmlp train --out ${root}/NAME`),
             " makes one, and it appears here as soon as it has an epoch."));
