@@ -570,7 +570,7 @@ def test_own_arrays_from_python_and_from_an_npz(tmp_path, monkeypatch, capsys):
     (dict(x_train=np.zeros((0, 3, 3))), "with N >= 1"),
     (dict(x_train=np.zeros((4, 3, 3, 5))), "C from 1 to 4, got shape (4, 3, 3, 5)"),
     (dict(x_train=np.full((4, 3, 3), 2.0)), "floats, which must be in [0, 1]; got values in "
-                                            "[2.0, 2.0]"),
+                                            "[2, 2]"),
     (dict(x_train=np.full((4, 3, 3), np.nan)), "got NaN or infinite values"),
     (dict(x_train=np.zeros((4, 3, 3), np.int64)), "must be uint8 (0 to 255) or floats"),
     (dict(x_test=np.zeros((2, 3, 4), np.uint8)), "x_test images are (3, 4, 1)"),
