@@ -67,21 +67,30 @@ def toy_trace(x, y, w, b, *, lr: float = 2.0, iterations: int = 2) -> list[dict[
     return rows
 
 
-def _format_trace(rows: list[dict[str, np.ndarray]]) -> str:
-    """The seed's layout: ``iteration = k`` then ``z``, ``dz``, ``p``, ``dW``, ``db`` lines."""
-    lines = []
+def _format_trace(rows: list[dict[str, np.ndarray]], head: str = "",
+                  losses=()) -> str:
+    """The seed's layout: ``iteration = k`` then ``z``, ``dz``, ``p``, ``dW``, ``db`` lines;
+    after ``head`` (the example's inputs), and each iteration's ``J`` when ``losses`` has it."""
+    lines = [head] if head else []
     for k, row in enumerate(rows):
         lines.append(f"iteration = {k}")
         lines += [f"{name} = {row[name].tolist()}" for name in ("z", "dz", "p", "dW", "db")]
+        if k < len(losses):
+            lines.append(f"J = {losses[k]!r}")
     return "\n".join(lines)
 
 
 def trace_text(*, lr: float = 2.0, iterations: int = 2) -> str:
-    """The seed's example (X = I₂, Y = I₂, W = 0, b = 0) traced in float64, as printed text.
+    """The seed's example (X = I₂, Y = I₂, W = 0, b = 0) traced in float64, as printed text:
+    a line naming X, Y, W, b and lr, then each iteration in the seed's layout with its mean
+    cross-entropy ``J = −(1/2) Σ_b log p_b[y_b]`` (the loss the step descends).
 
     Float64, so the printout carries the seed's 17 significant digits.
     """
     with jax.enable_x64(True):
         eye = np.eye(2)
         rows = toy_trace(eye, eye, np.zeros((2, 2)), np.zeros(2), lr=lr, iterations=iterations)
-    return _format_trace(rows)
+    losses = [float(-np.mean(np.sum(eye * np.log(row["p"]), axis=1))) for row in rows]
+    head = (f"X = {eye.tolist()}, Y = {eye.tolist()} (one-hot), W = {np.zeros((2, 2)).tolist()}, "
+            f"b = {np.zeros(2).tolist()}, lr = {lr!r}")
+    return _format_trace(rows, head, losses)

@@ -228,7 +228,7 @@ def test_gradcheck_command(capsys, monkeypatch):
 
 def test_toy_command_prints_the_trace(capsys):
     assert main(["toy", "--iterations", "1"]) == 0
-    assert capsys.readouterr().out.splitlines()[:3] == [
+    assert capsys.readouterr().out.splitlines()[1:4] == [
         "iteration = 0", "z = [[0.0, 0.0], [0.0, 0.0]]", "dz = [[-0.25, 0.25], [0.25, -0.25]]"]
 
 

@@ -38,17 +38,24 @@ def test_script_prints_seed_layout():
     out = subprocess.run([sys.executable, "scripts/toy_trace.py"], capture_output=True,
                          text=True, check=True).stdout
     lines = out.strip().splitlines()
-    assert lines[0] == "iteration = 0" and lines[6] == "iteration = 1" and len(lines) == 12
+    # What is traced (issue 26: X, Y, W, b and lr were never printed), then the seed's
+    # layout, each iteration with its mean cross-entropy J (seeing it fall is the point).
+    assert lines[0] == ("X = [[1.0, 0.0], [0.0, 1.0]], Y = [[1.0, 0.0], [0.0, 1.0]] (one-hot), "
+                        "W = [[0.0, 0.0], [0.0, 0.0]], b = [0.0, 0.0], lr = 2.0")
+    assert lines[1] == "iteration = 0" and lines[8] == "iteration = 1" and len(lines) == 15
     want = closed_form(2)
-    for k, line in enumerate(lines):
-        if k % 6:
+    for k, line in enumerate(lines[1:]):
+        if k % 7:
             name, value = line.split(" = ")
-            assert name == ["z", "dz", "p", "dW", "db"][k % 6 - 1]
-            np.testing.assert_allclose(ast.literal_eval(value), want[k // 6][name], atol=1e-15)
+            assert name == ["z", "dz", "p", "dW", "db", "J"][k % 7 - 1]
+            p = want[k // 7]["p"]
+            expected = -np.log(p[0][0]) if name == "J" else want[k // 7][name]  # p[b][y_b]
+            np.testing.assert_allclose(ast.literal_eval(value), expected, atol=1e-15)
+    assert float(lines[7].split(" = ")[1]) == float(np.log(2.0))  # W = 0: p = 1/2 for both
     # Iteration 1, as printed: z = ±0.5 and p = σ(±1) to the last digit.
-    assert lines[7] == "z = [[0.5, -0.5], [-0.5, 0.5]]"
+    assert lines[9] == "z = [[0.5, -0.5], [-0.5, 0.5]]"
     hi, lo = float(SIGMA(1.0)), float(SIGMA(-1.0))
-    assert lines[9] == f"p = [[{hi!r}, {lo!r}], [{lo!r}, {hi!r}]]"
+    assert lines[11] == f"p = [[{hi!r}, {lo!r}], [{lo!r}, {hi!r}]]"
 
 
 # The seed's table (HW2 Problem 3), copied as printed there.
