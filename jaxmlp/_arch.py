@@ -88,6 +88,13 @@ def parse_arch(spec: Union[str, Sequence]) -> Arch:
     return tuple(layers)
 
 
+def weight_shapes(arch: Arch, in_dim: int) -> list[tuple[int, int]]:
+    """Each layer's weight shape ``(fan_in, units)``: the first takes ``in_dim`` inputs,
+    every other the units of the layer before (its bias is ``(units,)``)."""
+    fans = [in_dim, *(units for units, _ in arch[:-1])]
+    return [(fan_in, units) for fan_in, (units, _) in zip(fans, arch)]
+
+
 class Summary(NamedTuple):
     """``summary``'s answer: one ``(layer, units, activation, weights, params,
     multiply_adds)`` row per layer, and the totals. ``str()`` is the table the trainer
@@ -126,9 +133,7 @@ def summary(arch, in_dim: int = 784) -> Summary:
     """
     layers = parse_arch(arch)
     _checks.integer(in_dim, "in_dim", low=1)
-    rows, fan_in = [], in_dim
-    for i, (units, activation) in enumerate(layers):
-        rows.append((i, units, activation, (fan_in, units), fan_in * units + units,
-                     fan_in * units))
-        fan_in = units
+    rows = [(i, units, activation, (fan_in, units), fan_in * units + units, fan_in * units)
+            for i, ((units, activation), (fan_in, _)) in
+            enumerate(zip(layers, weight_shapes(layers, in_dim)))]
     return Summary(in_dim, tuple(rows), sum(r[4] for r in rows), sum(r[5] for r in rows))

@@ -9,7 +9,6 @@ import itertools
 import json
 import math
 import typing
-from pathlib import Path
 from typing import ClassVar, NamedTuple, Optional
 
 import numpy as np
@@ -18,7 +17,7 @@ from jaxmlp import _checks
 from jaxmlp._errors import Invalid, WrongType
 from jaxmlp._arch import PRESETS, Arch, parse_arch
 from jaxmlp._augment import Augmentation, format_number, parse_augment
-from jaxmlp._data import DEFAULT_DATASET, NPZ, DatasetInfo, check_name
+from jaxmlp._data import DEFAULT_DATASET, NPZ, DatasetInfo, check_name, npz_file
 from jaxmlp._mlp import dropping
 from jaxmlp._optim import OPTIMIZERS, SCHEDULES
 
@@ -98,6 +97,7 @@ class TrainConfig:
                                     "train_loss/train_acc: the first N, a fixed sample (0: all)")
     devices: Optional[int] = _setting(None, "devices of the data-parallel mesh (default: all)")
     data_dir: Optional[str] = _setting(None, "TFDS data folder (default: $TFDS_DATA_DIR, else "
+                                       "the folder the dataset was last loaded from, else "
                                        "~/tensorflow_datasets)")
     manual_dir: Optional[str] = _setting(None, "folder with the dataset's original files (for "
                                          "MNIST the four .gz files)")
@@ -120,9 +120,9 @@ class TrainConfig:
             if getattr(self, name) is None and self.optimizer in OPTIMIZERS:
                 object.__setattr__(self, name, OPTIMIZERS[self.optimizer][name])
         self.validate()
-        if self.dataset.startswith(NPZ):  # found again from any folder (eval, a resume)
-            path = Path(self.dataset[len(NPZ):]).expanduser().resolve()
-            object.__setattr__(self, "dataset", f"{NPZ}{path}")
+        path = npz_file(self.dataset)
+        if path:  # found again from any folder (eval, a resume)
+            object.__setattr__(self, "dataset", f"{NPZ}{path.resolve()}")
         # Parsed once, here: the distortion and dropout as values, their text canonical, so
         # that two spellings of one setting are one setting (a resume compares them).
         aug = parse_augment(self.augment) if self.augment is not None else None

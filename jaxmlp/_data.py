@@ -149,7 +149,7 @@ _FOUND = "data_dirs.json"
 
 def _remembered(cache_dir=None) -> dict:
     try:
-        text = (Path(cache_dir) if cache_dir else default_cache_dir()).joinpath(_FOUND).read_bytes()
+        text = _cache_root(cache_dir).joinpath(_FOUND).read_bytes()
         found = json.loads(text[:1 << 20])
         return found if isinstance(found, dict) else {}
     except (OSError, ValueError):  # none yet, or unreadable: nothing remembered
@@ -165,8 +165,7 @@ def _remember(name: str, data_dir: Path, cache_dir=None) -> None:
         return
     text = json.dumps({**found, name: where}, indent=1, sort_keys=True).encode()
     try:
-        write_atomic((Path(cache_dir) if cache_dir else default_cache_dir()) / _FOUND,
-                     lambda f: f.write(text))
+        write_atomic(_cache_root(cache_dir) / _FOUND, lambda f: f.write(text))
     except OSError:
         pass
 
@@ -176,6 +175,16 @@ def default_cache_dir() -> Path:
     if os.environ.get("JAXMLP_CACHE_DIR"):
         return Path(os.environ["JAXMLP_CACHE_DIR"]).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "jaxmlp"
+
+
+def _cache_root(cache_dir) -> Path:
+    """``cache_dir`` as given, else ``default_cache_dir()``."""
+    return Path(cache_dir) if cache_dir else default_cache_dir()
+
+
+def npz_file(name: str) -> Optional[Path]:
+    """The file of an ``npz:FILE`` dataset name (``~`` expanded), or None for a TFDS name."""
+    return Path(name[len(NPZ):]).expanduser() if name.startswith(NPZ) else None
 
 
 def check_name(name: str) -> str:
@@ -547,10 +556,10 @@ def _label_array(y, key: str, count: int, name: str) -> np.ndarray:
     return y.astype(np.int32)
 
 
-def _load_npz(name: str) -> Dataset:
-    """``npz:FILE``: the arrays ``x_train``, ``y_train``, ``x_test``, ``y_test`` of FILE
-    (``np.savez`` or ``np.savez_compressed``; never pickles), as ``Dataset.from_arrays``."""
-    path = Path(name[len(NPZ):]).expanduser()
+def _load_npz(name: str, path: Path) -> Dataset:
+    """``npz:FILE`` (``name``; ``path`` its file): the arrays ``x_train``, ``y_train``,
+    ``x_test``, ``y_test`` of FILE (``np.savez`` or ``np.savez_compressed``; never pickles),
+    as ``Dataset.from_arrays``."""
     try:
         with zipfile.ZipFile(path) as archive:
             sizes = {i.filename[:-4]: i.file_size for i in archive.infolist()}
@@ -604,8 +613,9 @@ def load_dataset(name: str = DEFAULT_DATASET, *, data_dir=None, manual_dir=None,
       DatasetError: the data is corrupt, or not image classification with uint8 images.
     """
     check_name(name)
-    if name.startswith(NPZ):  # your own arrays: no TFDS, no cache (an .npz loads as fast)
-        data = _load_npz(name)
+    file = npz_file(name)
+    if file:  # your own arrays: no TFDS, no cache (an .npz loads as fast)
+        data = _load_npz(name, file)
         check(data.info)
         return data
     for arg, value in (("data_dir", data_dir), ("manual_dir", manual_dir)):
@@ -623,7 +633,7 @@ def load_dataset(name: str = DEFAULT_DATASET, *, data_dir=None, manual_dir=None,
         manual_dir = Path(manual_dir).expanduser()
         if not manual_dir.is_dir():
             raise DatasetNotFoundError(f"`manual_dir` {manual_dir} does not exist")
-    cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache_root = _cache_root(cache_dir)
     info = _prepared_info(data_dir, name) if use_cache else None
     if info is not None and (cached := _read_cache(_cache_path(cache_root, name, info), name)):
         check(cached.info)

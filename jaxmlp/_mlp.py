@@ -7,7 +7,7 @@ import numpy as np
 
 from jaxmlp import _checks
 from jaxmlp._activations import ACTIVATIONS
-from jaxmlp._arch import Arch, parse_arch
+from jaxmlp._arch import Arch, parse_arch, weight_shapes
 from jaxmlp._cross_entropy import check_targets, cross_entropy
 
 Params = list[dict[str, jax.Array]]
@@ -38,12 +38,11 @@ def init_params(key: jax.Array, arch, in_dim: int, *, dtype=jnp.float32) -> Para
     _checks.positive_int(in_dim, "in_dim", limit=_checks.INDEX_LIMIT)
     _checks.floating_dtype(dtype, "dtype")
     params = []
-    fan_in = int(in_dim)
-    for layer_key, (units, activation) in zip(jax.random.split(key, len(arch)), arch):
+    for layer_key, (_, activation), (fan_in, units) in zip(
+            jax.random.split(key, len(arch)), arch, weight_shapes(arch, int(in_dim))):
         var = 2.0 / fan_in if activation == "relu" else 2.0 / (fan_in + units)
         w = math.sqrt(var) * jax.random.normal(layer_key, (fan_in, units), dtype)
         params.append({"w": w, "b": jnp.zeros((units,), dtype)})
-        fan_in = units
     return params
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from jaxmlp._errors import RunError, without_value
 from jaxmlp._files import read_bytes
-from jaxmlp._arch import MAX_UNITS, Arch, parse_arch
+from jaxmlp._arch import MAX_UNITS, Arch, parse_arch, weight_shapes
 from jaxmlp._checkpoint import (Npz, expect_exactly, expect_floats, expect_text, leaf_name,
                                 load_checkpoint, save_checkpoint, save_npz_atomic, write_atomic)
 from jaxmlp._config import ORDERS, RESUMABLE, Grid, TrainConfig
@@ -628,11 +628,9 @@ def _read_model(path, weights: bool) -> tuple[Arch, list[dict], DatasetInfo]:
                 info = DatasetInfo(name, shape, arch[-1].units)
             if not weights:
                 return arch, [], info
-            params, fan_in = [], info.in_dim
-            for i, (units, _) in enumerate(arch):
-                params.append({"w": npz.read(f"params/{i}/w", expect_floats((fan_in, units))),
-                               "b": npz.read(f"params/{i}/b", expect_floats((units,)))})
-                fan_in = units
+            params = [{"w": npz.read(f"params/{i}/w", expect_floats(shape)),
+                       "b": npz.read(f"params/{i}/b", expect_floats(shape[1:]))}
+                      for i, shape in enumerate(weight_shapes(arch, info.in_dim))]
     except FileNotFoundError:
         raise RunError(f"no model at {path} (has the run finished an epoch?)") from None
     except RunError:  # the file itself: Npz named it
@@ -707,11 +705,9 @@ def _ema_name(config: TrainConfig, in_dim: int) -> str:
     """Where a sweep's checkpoint keeps its models' averaged params (``ema``): inside the
     optimizer state, as the optimizer itself puts them (``ema_path``; a sweep saves its
     per-model state's ``inner``). Built from shapes alone: nothing is computed."""
-    params, fan_in = [], in_dim
-    for units, _ in config.layers:
-        params.append({"w": jax.ShapeDtypeStruct((fan_in, units), np.float32),
-                       "b": jax.ShapeDtypeStruct((units,), np.float32)})
-        fan_in = units
+    params = [{"w": jax.ShapeDtypeStruct(shape, np.float32),
+               "b": jax.ShapeDtypeStruct(shape[1:], np.float32)}
+              for shape in weight_shapes(config.layers, in_dim)]
     state = jax.eval_shape(make_optimizer(config, 1, per_model=True).init, params).inner
     return leaf_name((jax.tree_util.DictKey("opt_state"), *ema_path(state)))
 
@@ -730,13 +726,10 @@ def _load_model_of_sweep(folder, model: int):
     try:
         with Npz(path) as npz:
             where = "params" if config.ema is None else _ema_name(config, info.in_dim)
-            params, fan_in = [], info.in_dim
-            for j, (units, _) in enumerate(arch):
-                shapes = {"w": (len(configs), fan_in, units), "b": (len(configs), units)}
-                # A copy of the one model's slice: the stack is let go at once.
-                params.append({k: npz.read(f"{where}/{j}/{k}", expect_floats(shape))[model].copy()
-                               for k, shape in shapes.items()})
-                fan_in = units
+            # A copy of the one model's slice: the stack is let go at once.
+            params = [{k: npz.read(f"{where}/{j}/{k}", expect_floats((len(configs), *shape)))
+                       [model].copy() for k, shape in (("w", w), ("b", w[1:]))}
+                      for j, w in enumerate(weight_shapes(arch, info.in_dim))]
     except FileNotFoundError:
         raise RunError(f"{path}: no checkpoint to read model {model} from") from None
     except KeyError:

@@ -29,7 +29,8 @@ import numpy as np
 from jaxmlp._arch import summary
 from jaxmlp._checkpoint import checkpoint_state
 from jaxmlp._config import ORDERS, Grid, TrainConfig
-from jaxmlp._data import Dataset, check_dataset, default_data_dir, load_dataset, with_validation
+from jaxmlp._data import (Dataset, check_dataset, default_data_dir, load_dataset, npz_file,
+                          with_validation)
 from jaxmlp._epoch import config_step, make_epoch_runner
 from jaxmlp._layout import (Layout, check_memory, eval_sets, model_params, put_dataset,
                            as_stack)
@@ -185,7 +186,8 @@ class _One:
                 os.path.lexists(folder.path / CHECKPOINT)
                 and not os.path.lexists(folder.path / CURVES))):
             c = self.config  # the run, its net and data (an npz by its file), how it trained
-            data = Path(c.dataset[4:]).name if c.dataset.startswith("npz:") else c.dataset
+            file = npz_file(c.dataset)
+            data = file.name if file else c.dataset
             folder.plot(history, title=f"{folder.path.name}: {c.arch} on {data}, "
                                        f"{c.optimizer} lr {c.lr:g}")
 

@@ -26,7 +26,7 @@ import warnings
 from pathlib import Path
 
 from jaxmlp._config import ORDERS, TrainConfig
-from jaxmlp._data import DEFAULT_DATASET, MNIST, NPZ
+from jaxmlp._data import DEFAULT_DATASET, MNIST, npz_file
 
 _PROG = "jaxmlp"
 _SWEPT = ("seed", "lr", "momentum")  # list-valued in `jaxmlp sweep`
@@ -278,8 +278,9 @@ def _default_out(arch: str, dataset: str = DEFAULT_DATASET) -> Path:
     A long spec is cut and given a digest of the whole, so the name stays within the
     file system's limits and distinct specs stay distinct folders.
     """
-    if dataset.startswith(NPZ):
-        dataset = Path(dataset[len(NPZ):]).stem or "npz"
+    file = npz_file(dataset)
+    if file:
+        dataset = file.stem or "npz"
     if dataset != DEFAULT_DATASET:
         arch = f"{dataset}-{arch}"
     name = re.sub(r"[^\w.-]+", "_", arch)
