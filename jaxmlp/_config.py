@@ -259,6 +259,14 @@ class TrainConfig:
         """The run's length in SGD steps: ``steps``, else ``epochs`` whole epochs."""
         return self.steps if self.steps is not None else self.epochs * steps_per_epoch
 
+    def record(self) -> dict:
+        """The settings as ``config.json`` holds them: every field, but ``epochs`` when
+        ``steps`` sets the length instead (a default that was never used is not a setting)."""
+        values = dataclasses.asdict(self)
+        if self.steps is not None:
+            del values["epochs"]
+        return values
+
     def config_hash(self) -> str:
         """A digest of the settings that every process of one run must share."""
         shared = {k: v for k, v in dataclasses.asdict(self).items() if k not in _LOCAL}

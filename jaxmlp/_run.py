@@ -418,7 +418,7 @@ class RunFolder:
         if keep_model:
             files[MODEL] = lambda p: _save_model(p, model, config.arch, info)
         if not self.saved:  # last: the settings never run ahead of the model they describe
-            files[CONFIG] = lambda p: _write_json(p, dataclasses.asdict(config))
+            files[CONFIG] = lambda p: _write_json(p, config.record())
         self.save(files)
 
     def save_sweep_epoch(self, config: TrainConfig, grid: Grid, order: str, state: dict,
@@ -428,7 +428,7 @@ class RunFolder:
         files = {METRICS: lambda p: _write_jsonl(p, history),
                  CHECKPOINT: lambda p: save_checkpoint(p, state)}
         if not self.saved:
-            meta = {"config": dataclasses.asdict(config), "seeds": list(grid.seeds),
+            meta = {"config": config.record(), "seeds": list(grid.seeds),
                     "lrs": list(grid.lrs), "momenta": list(grid.momenta), "order": order,
                     "dataset": {"name": info.name, "image_shape": list(info.image_shape),
                                 "num_classes": info.num_classes}}

@@ -31,11 +31,15 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.mnist)
         if "browser" in getattr(item, "fixturenames", ()):  # tests/test_browser.py
             item.add_marker(pytest.mark.browser)
-    # The production tests last: each process switches compiler modes once.
+    # The production tests last: each process switches compiler modes once. The tests that
+    # need the data before those that do not: xdist hands each worker a contiguous half, so
+    # the second worker starts on tests without data while the first reads MNIST (~12 s;
+    # a worker that needed it too would wait for the first's cache).
     def order(item):
         name = getattr(item, "originalname", item.name)
         return (item.get_closest_marker("production") is not None,
-                _LONGEST.index(name) if name in _LONGEST else len(_LONGEST))
+                _LONGEST.index(name) if name in _LONGEST else len(_LONGEST),
+                item.get_closest_marker("mnist") is None)
     items.sort(key=order)  # stable: otherwise in file order
 
 
@@ -163,9 +167,23 @@ def _shared_compilation_cache(cache_dir):
 def mnist(tfds_dir, cache_dir):
     """Real MNIST, read through TFDS (never downloading) by the first worker that needs it,
     from its cache by the others (the cache file is written whole, then renamed in)."""
+    import fcntl
+
     from jaxmlp._data import _load_mnist
 
-    return _load_mnist(data_dir=tfds_dir, cache_dir=cache_dir, download=False)
+    # Workers start together: without the lock each would read it through TensorFlow.
+    with open(cache_dir / "mnist.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _load_mnist(data_dir=tfds_dir, cache_dir=cache_dir, download=False)
+
+
+@pytest.fixture(scope="session")
+def small(mnist):
+    """A tenth of MNIST's training split and a fifth of its test split: for tests that
+    compare runs (resume, both gradient paths, models of a sweep) and need not train well."""
+    return mnist._replace(train_images=mnist.train_images[:6000],
+                          train_labels=mnist.train_labels[:6000],
+                          test_images=mnist.test_images[:2000], test_labels=mnist.test_labels[:2000])
 
 
 @pytest.fixture

@@ -248,6 +248,14 @@ def test_a_run_page_gains_a_point_while_the_run_trains(page, served_runs, tmp_pa
         cells = page.locator("table.confusion tbody td").all_inner_texts()
         evaluation = load_run(tmp_path / "runs" / "live").evaluation
         assert [int(c) for c in cells] == [n for row in evaluation["confusion"] for n in row]
+        # The model's layers, as jaxmlp.summary counts them.
+        table = summary(SERVED_ARCH, 784)
+        rows = [r.split("\t") for r in page.locator("table.model tbody tr").all_inner_texts()]
+        assert rows[0][:2] == ["input", "784"] and rows[-1][4:] == [
+            f"{table.params:,}", f"{table.multiply_adds:,}"]
+        assert [r[1:] for r in rows[1:-1]] == [
+            [f"{units:,}", activation, f"{shape[0]} × {shape[1]}", f"{params:,}", f"{madds:,}"]
+            for _, units, activation, shape, params, madds in table.rows]
         assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
         shot(page, tmp_path, "run-2-epochs")
         draw = page.context.new_page()  # a draw page open while the run trains on
@@ -334,7 +342,8 @@ _JUNK_VIEWS = {
         "evaluation": {"test_acc": "x", "test_loss": None, "per_class_acc": [1, "x", None, {}],
                        "confusion": [["a"], None, 3, [1, -2, 1e308]],
                        "mistakes": [1, "x", None, {"index": 3}]},
-        "pictures": "curves.png", "has_model": "yes"},
+        "pictures": "curves.png", "has_model": "yes",
+        "model": {"in_dim": "7", "layers": [None, {"units": "x", "weights": 3}, [1]]}},
         "4 of metrics.jsonl's records are not epoch records"),
     "a sweep whose models are [] or a dict": ({
         **_SWEEP, "history": [{"epoch": 1, "step": 1, "models": []},
@@ -352,9 +361,10 @@ _JUNK_VIEWS = {
     "a list": ([1, 2], "the server's answer is not a run's view"),
     "null": (None, "the server's answer is not a run's view"),
     "accuracies one float apart": ({  # a chart whose axis steps are below a float's precision
-        "kind": "run", "path": "junk", "version": "1", "config": {},
+        "kind": "run", "path": "junk", "version": "1", "config": {"steps": 20},
         "history": [{"epoch": 1, "step": 1, **_RECORD}, {"epoch": 2, "step": 2, **_RECORD,
-                                                         "test_acc": 0.5000000000000001}]}, None),
+                                                         "test_acc": 0.5000000000000001}]},
+        "step 2 of 20 steps (epoch 2)"),  # a run counted in steps says so
     "values too large to draw": ({
         "kind": "run", "path": "junk", "version": "1", "config": {},
         "history": [{"epoch": 1, "step": 1, **_RECORD, "test_loss": -1.7e308},

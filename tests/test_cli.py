@@ -91,6 +91,7 @@ def test_optimizer_and_validation_flags_are_recorded_and_resumable(env, mnist, t
                                    "weight_decay", "dataset")} == {
         "optimizer": "adam", "lr": 1e-3, "val_size": 5000, "warmup_steps": 20, "clip_norm": 2.0,
         "weight_decay": 1e-5, "dataset": "mnist"}
+    assert config["steps"] == 100 and "epochs" not in config  # its length, not the default's
     (record,) = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert 0.5 < record["val_acc"] <= 1 and record["val_loss"] > 0
     for change in (["--optimizer", "sgd"], ["--val-size", "0"], ["--warmup-steps", "0"],

@@ -59,10 +59,19 @@ def test_cache_is_used_and_keyed_by_dataset_info(mnist, tfds_dir, cache_dir, tmp
     assert _cache_path(cache_dir, "mnist", other / "dataset_info.json") != cached
 
 
-def test_damaged_cache_is_rebuilt(tfds_dir, tmp_path, mnist):
-    cached = _cache_path(tmp_path, "mnist", _prepared_info(tfds_dir, "mnist"))
+def test_damaged_cache_is_rebuilt(tfds_dir, tmp_path, mnist, monkeypatch):
+    # TFDS's own reading is the session's first load (and tests/test_cli.py's first run):
+    # here it hands back what it read then, so that only the cache's rules are timed.
+    import jaxmlp._data
+
+    info = _prepared_info(tfds_dir, "mnist")
+    reads = []
+    monkeypatch.setattr(jaxmlp._data, "_load_tfds",
+                        lambda name, *a: reads.append(name) or (mnist, info))
+    cached = _cache_path(tmp_path, "mnist", info)
     cached.write_bytes(b"not an npz")
     data = _load_mnist(data_dir=tfds_dir, cache_dir=tmp_path, download=False)
+    assert reads == ["mnist"]  # the damaged file was not taken for data
     np.testing.assert_array_equal(data.train_labels, mnist.train_labels)
     assert data.info == MNIST
     with np.load(cached) as f:  # rewritten whole

@@ -128,20 +128,20 @@ def test_resume_rules(done, tmp_path, capsys):
                                   resume=True)
 
 
-def test_extending_mid_epoch_equals_the_straight_run(env, mnist, tmp_path):
+def test_extending_mid_epoch_equals_the_straight_run(env, small, tmp_path):
     quiet = lambda _: None
     config = lambda steps: jaxmlp.TrainConfig(arch="b", steps=steps, schedule="constant",
                                               lr=0.05)
-    straight = jaxmlp.train_and_evaluate(config(1000), tmp_path / "straight", data=mnist,
+    straight = jaxmlp.train_and_evaluate(config(100), tmp_path / "straight", data=small,
                                          log=quiet)
-    jaxmlp.train_and_evaluate(config(700), tmp_path / "split", data=mnist, log=quiet)
-    resumed = jaxmlp.train_and_evaluate(config(1000), tmp_path / "split", resume=True,
-                                        data=mnist, log=quiet)
+    jaxmlp.train_and_evaluate(config(70), tmp_path / "split", data=small, log=quiet)
+    resumed = jaxmlp.train_and_evaluate(config(100), tmp_path / "split", resume=True,
+                                        data=small, log=quiet)
     for a, b in zip(jax.tree.leaves(straight["params"]), jax.tree.leaves(resumed["params"])):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    # One line per epoch: epoch 2's partial line (step 700) was replaced when it finished.
+    # One line per epoch: epoch 2's partial line (step 70) was replaced when it finished.
     history = load_run(tmp_path / "split").history
-    assert [(h["epoch"], h["step"]) for h in history] == [(1, 468), (2, 936), (3, 1000)]
+    assert [(h["epoch"], h["step"]) for h in history] == [(1, 46), (2, 92), (3, 100)]
 
 
 def test_load_run_gives_a_usable_model(done, mnist):

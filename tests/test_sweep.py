@@ -23,14 +23,6 @@ from jaxmlp._trainer import train_many
 quiet = lambda _: None
 
 
-@pytest.fixture(scope="module")
-def small(mnist):
-    """A tenth of MNIST: these tests compare models, they need not train them well."""
-    return mnist._replace(train_images=mnist.train_images[:6000],
-                          train_labels=mnist.train_labels[:6000],
-                          test_images=mnist.test_images[:2000], test_labels=mnist.test_labels[:2000])
-
-
 def _model(params, i):
     return [np.asarray(leaf)[i] for leaf in jax.tree.leaves(params)]
 

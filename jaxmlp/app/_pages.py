@@ -222,6 +222,17 @@ def _mean(values) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _model_table(config, in_dim: int | None) -> dict | None:
+    """``jaxmlp.summary`` as the page shows it: one row per layer, and the totals."""
+    if in_dim is None:
+        return None
+    table = summary(config.layers, in_dim)
+    return {"in_dim": in_dim, "params": table.params, "multiply_adds": table.multiply_adds,
+            "layers": [{"units": units, "activation": activation, "weights": list(shape),
+                        "params": params, "multiply_adds": madds}
+                       for _, units, activation, shape, params, madds in table.rows]}
+
+
 def run_view(root: Path, folder: Path) -> dict:
     """A run's page: its settings, every epoch's record, and ``jaxmlp eval``'s results."""
     rel = page_name(root, folder)
@@ -242,19 +253,22 @@ def run_view(root: Path, folder: Path) -> dict:
             if report or error:
                 evaluations[str(m["index"])], errors[str(m["index"])] = report, error
                 pictures[str(m["index"])] = _pictures(root, where)
-        return {"path": rel, "kind": "sweep", "config": dataclasses.asdict(config),
+        return {"path": rel, "kind": "sweep", "config": config.record(),
                 "grid": grid._asdict(), "order": order, "dataset": info._asdict(),
                 "models": models, "settings": settings,
                 "history": read_history(folder, models=len(models)),
                 "summary": _optional_json(folder / SUMMARY),  # written at the end
                 "evaluations": evaluations, "evaluation_errors": errors,
-                "model_pictures": pictures, "pictures": _pictures(root, folder)}
+                "model_pictures": pictures, "pictures": _pictures(root, folder),
+                "model": _model_table(config, info.in_dim)}
     config = config_of(folder / CONFIG)
+    model = folder / MODEL
+    in_dim = read_model_info(model)[1].in_dim if _regular_file(model) else None
     evaluation, error = _evaluation(folder / EVAL)
-    return {"path": rel, "kind": "run", "config": dataclasses.asdict(config),
+    return {"path": rel, "kind": "run", "config": config.record(),
             "history": read_history(folder), "evaluation": evaluation,
             "evaluation_error": error, "has_model": _regular_file(folder / MODEL),
-            "pictures": _pictures(root, folder)}
+            "pictures": _pictures(root, folder), "model": _model_table(config, in_dim)}
 
 
 def model_json(arch, params, info, version: str) -> dict:

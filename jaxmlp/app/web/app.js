@@ -137,6 +137,26 @@ function settingsTable(config) {
       .map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, JSON.stringify(v))))));
 }
 
+// jaxmlp.summary's table: each layer's units, activation, weight shape, parameters and
+// multiply-adds per example, then the totals.
+function modelTable(model) {
+  const m = dict(model), count = (v) => (num(v) === null ? "–" : v.toLocaleString("en-US"));
+  const rows = list(m.layers).map(dict).map((l, i) => h("tr", {}, h("td", {}, String(i + 1)),
+    h("td", { class: "num" }, count(l.units)), h("td", {}, text(l.activation)),
+    h("td", {}, list(l.weights).map(text).join(" × ")), h("td", { class: "num" }, count(l.params)),
+    h("td", { class: "num" }, count(l.multiply_adds))));
+  return h("table", { class: "model" },
+    h("thead", {}, h("tr", {}, ...["layer", "units", "activation", "weights", "parameters", "multiply-adds"].map((t) => h("th", {}, t)))),
+    h("tbody", {}, h("tr", {}, h("td", {}, "input"), h("td", { class: "num" }, count(m.in_dim)), h("td", {}, ""), h("td", {}, ""), h("td", {}, ""), h("td", {}, "")),
+      ...rows,
+      h("tr", { class: "total" }, h("td", {}, "total"), h("td", {}, ""), h("td", {}, ""), h("td", {}, ""),
+        h("td", { class: "num" }, count(m.params)), h("td", { class: "num" }, count(m.multiply_adds)))));
+}
+
+function modelSection(model) {
+  return model ? [h("h2", {}, "model"), part("the model's layers", () => modelTable(model))] : [];
+}
+
 function curves(history, keys, title, ylabel) {
   const series = keys.filter((k) => history.some((r) => num(r[k]) !== null)).map((k, i) => ({
     label: k, color: COLORS[i], points: history.map((r) => [r.epoch, num(r[k])]).filter(([, y]) => y !== null),
@@ -191,7 +211,7 @@ function singleRun(view, path) {
   const last = hist[hist.length - 1], best = maxOf(hist.map((r) => r.test_acc));
   return [
     h("h1", {}, path),
-    h("p", { class: "facts" }, `${text(c.dataset)} · ${text(c.arch)} · epoch ${last ? last.epoch : 0} of ${planned(c)}`,
+    h("p", { class: "facts" }, `${text(c.dataset)} · ${text(c.arch)} · ${c.steps ? `step ${last ? text(last.step) : 0} of ${planned(c)} (epoch ${last ? text(last.epoch) : 0})` : `epoch ${last ? last.epoch : 0} of ${planned(c)}`}`,
       best === null ? "" : ` · best test accuracy ${pct(best)}`,
       view.has_model === true ? h("a", { href: drawURL(path), class: "button" }, "draw a digit") : null),
     leftOut(left),
@@ -200,6 +220,7 @@ function singleRun(view, path) {
       h("div", { id: "loss-chart" }, part("the loss chart", () => curves(hist, ["train_loss", "test_loss", "val_loss"], "loss", "cross-entropy")))),
     part("jaxmlp eval's results", () => evaluationSection(view.evaluation, path, "", view.pictures, view.version, view.evaluation_error)) ||
       h("p", { class: "note" }, "Run ", h("code", {}, `jaxmlp eval ${text(view.folder)}`), " for the confusion matrix, per-class accuracy and mistakes."),
+    ...modelSection(view.model),
     h("h2", {}, "settings"), part("the settings", () => settingsTable(c)),
   ];
 }
@@ -287,6 +308,7 @@ function sweepRun(view, path) {
     h("table", { class: "models" }, h("thead", {}, h("tr", {}, ...["model", "seed", "lr", "momentum", "test acc now", "best", "eval", ""].map((t) => h("th", {}, t)))),
       h("tbody", {}, rows)),
     evaluated,
+    ...modelSection(view.model),
     h("h2", {}, "settings"),
     part("the settings", () => settingsTable({ ...c, seed: grid.seeds, lr: grid.lrs, momentum: grid.momenta })),
   ];
