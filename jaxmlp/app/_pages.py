@@ -6,7 +6,6 @@ through ``read_png`` only. No link is followed: a file or folder that is a symbo
 looked at (``lstat``), never through.
 """
 import base64
-import dataclasses
 import hashlib
 import json
 import math
