@@ -581,7 +581,11 @@ def _load_npz(name: str, path: Path) -> Dataset:
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise DatasetError(f"{path} is not a readable .npz of arrays ({type(e).__name__}: "
                            f"{str(e)[:120]})") from None
-    return Dataset.from_arrays(*loaded, name=f"{NPZ}{path.resolve()}")
+    name = f"{NPZ}{path.resolve()}"
+    try:
+        return Dataset.from_arrays(*loaded, name=name)
+    except DatasetError as e:  # named by its file, as the file's other problems are
+        raise DatasetError(f"{path}: {str(e).removeprefix(f'{name}: ')}") from None
 
 
 def load_dataset(name: str = DEFAULT_DATASET, *, data_dir=None, manual_dir=None,

@@ -244,6 +244,24 @@ def test_first_run_prints_nothing_but_its_lines(tfds_dir, tmp_path):
     assert [l.split(" ")[0] for l in proc.stdout.splitlines()] == ["model", "iter", "epoch", "final"]
 
 
+def test_a_near_miss_flag_or_a_list_for_train_gets_a_hint(capsys):
+    for argv, hint in [(["train", "--epoch", "2"], "unrecognized arguments: --epoch 2 (did you "
+                                                     "mean --epochs?)"),
+                       (["eval", "r", "--ensemle"], "(did you mean --ensemble?)"),
+                       (["train", "--lr", "0.1,0.2"], "invalid float value: '0.1,0.2' (a list of "
+                                                      "values is for jaxmlp sweep --lr)"),
+                       (["train", "--seed", "1,2"], "(a list of values is for jaxmlp sweep "
+                                                    "--seeds)"),
+                       (["train", "--zzz"], "unrecognized arguments: --zzz (see")]:
+        with pytest.raises(SystemExit):
+            main(argv)
+        err = capsys.readouterr().err
+        assert hint in err and err.count("\n") == 1, (argv, err)
+    assert main(["sweep", "--lr", "0.1,x"]) == 2  # a sweep takes the list: no hint there
+    assert capsys.readouterr().err.endswith("error: --lr takes numbers separated by commas, "
+                                            "got '0.1,x'\n")
+
+
 def test_a_recipe_sets_its_settings_and_given_flags_override_them():
     from jaxmlp.app._cli import _config_from_args, _parse, _sweep_settings
     from jaxmlp._recipes import RECIPES

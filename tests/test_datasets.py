@@ -597,6 +597,7 @@ def test_a_bad_npz_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys)
     np.savez(tmp_path / "objects.npz", x_train=np.array([None] * 4), y_train=y, x_test=x,
              y_test=y)
     np.savez(tmp_path / "good.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    np.savez(tmp_path / "short.npz", x_train=x, y_train=y[:3], x_test=x, y_test=y)
     (tmp_path / "text.npz").write_text("not a zip")
     (tmp_path / "folder.npz").mkdir()
     for name, message in [
@@ -605,6 +606,8 @@ def test_a_bad_npz_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys)
             ("objects.npz", "objects.npz is not a readable .npz of arrays (ValueError"),
             ("text.npz", "text.npz is not a readable .npz of arrays (BadZipFile"),
             ("folder.npz", "folder.npz is a folder, not an .npz file"),
+            # An array's problem is named by the file too, as the file's own problems are.
+            ("short.npz", f"error: {tmp_path / 'short.npz'}: y_train must be (4,) integer labels"),
             ("nope.npz", f"no file at {tmp_path / 'nope.npz'} (the dataset npz:"),
             ("good.npz", "bytes of arrays, more than the 100 jaxmlp reads")]:
         if name == "good.npz":  # an .npz that would unpack to more than memory holds

@@ -15,6 +15,7 @@ run that diverged or could not be written, 130 for Ctrl-C.
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import hashlib
 import json
 import os
@@ -62,6 +63,11 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (the usage itself is for ``--help``)."""
 
     def error(self, message):
+        # `train --lr 0.1,0.2`: a list is a sweep's (its --lr, --momentum and --seeds).
+        listed = re.match(r"argument (--lr|--momentum|--seed): invalid \w+ value: '[^']*,", message)
+        if listed and self.prog.endswith(" train"):
+            flag = "--seeds" if listed[1] == "--seed" else listed[1]
+            message += f" (a list of values is for jaxmlp sweep {flag})"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -264,8 +270,12 @@ def _parse(argv):
     args, extra = parser.parse_known_args(argv)
     if extra:
         commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        flags = [o for a in commands.choices[args.command]._actions for o in a.option_strings]
+        close = [m for token in extra if token.startswith("--")
+                 for m in difflib.get_close_matches(token.split("=")[0], flags, n=1, cutoff=0.75)]
         hint = (" (a sweep takes --seeds: a count or a list)"
-                if args.command == "sweep" and "--seed" in extra else "")
+                if args.command == "sweep" and "--seed" in extra
+                else f" (did you mean {close[0]}?)" if close else "")
         commands.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     return args
 
