@@ -35,7 +35,9 @@ _API = {
     "evaluate": "_metrics", "evaluate_models": "_metrics", "model_probabilities": "_metrics",
     "evaluation_report": "_metrics", "Run": "_run", "RunError": "_errors", "load_run": "_run",
     "load_model": "_run", "evaluate_run": "_run", "evaluate_ensemble": "_run",
-    "predict": "_predict", "top_k": "_predict", "load_inputs": "_predict", "export": "_export",
+    "Ensemble": "_run", "load_ensemble": "_run", "predict": "_predict",
+    "predict_ensemble": "_predict", "top_k": "_predict", "load_inputs": "_predict",
+    "export": "_export",
 }
 
 __all__ = list(_API)

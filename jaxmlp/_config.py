@@ -389,6 +389,16 @@ class Grid(_GridFields):
         return [{"seed": s, "lr": lr, "momentum": m}
                 for lr, m, s in itertools.product(self.lrs, self.momenta, self.seeds)]
 
+    def settings(self) -> list[tuple[float, float]]:
+        """Each setting ``(lr, momentum)``, in the models' order (lr outer, momentum inner);
+        setting ``k``'s models are ``members(k)``, one per seed."""
+        return list(itertools.product(self.lrs, self.momenta))
+
+    def members(self, setting: int) -> range:
+        """The indices of setting ``setting``'s models (its seeds, in order)."""
+        per = len(self.seeds)
+        return range(setting * per, (setting + 1) * per)
+
     def configs(self, base: TrainConfig) -> list[TrainConfig]:
         """Each model as the single run that ``jaxmlp train`` would make of it."""
         return [dataclasses.replace(base, **m) for m in self.models()]

@@ -105,6 +105,25 @@ def predict(params: Params, images, arch, *, chunk_size: int = 4096,
     return np.concatenate(out)
 
 
+def predict_ensemble(params: Params, images, arch, *, chunk_size: int = 4096,
+                     image_shape=None) -> np.ndarray:
+    """A committee's class probabilities: the mean over its K members of ``predict``'s.
+
+    Args:
+      params: the members' params stacked on a leading axis (``Ensemble.params``: each
+        ``w`` ``(K, fan_in, units)``, each ``b`` ``(K, units)``).
+      images, arch, chunk_size, image_shape: as ``predict`` takes them.
+
+    Returns:
+      ``(N, n_classes)`` numpy probabilities, each row summing to 1.
+    """
+    k = _checks.params_fit(params, parse_arch(arch), stacked=True)
+    members = [[{name: leaf[i] for name, leaf in layer.items()} for layer in params]
+               for i in range(k)]
+    return np.mean([predict(p, images, arch, chunk_size=chunk_size, image_shape=image_shape)
+                    for p in members], axis=0)
+
+
 def top_k(probs, k: int = 3) -> list[list[tuple[int, float]]]:
     """The ``k`` likeliest classes of each row, likeliest first (ties: lower class first).
 

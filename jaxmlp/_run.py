@@ -712,33 +712,51 @@ def _ema_name(config: TrainConfig, in_dim: int) -> str:
     return leaf_name((jax.tree_util.DictKey("opt_state"), *ema_path(state)))
 
 
-def _load_model_of_sweep(folder, model: int):
-    """``(config, params, history, info)`` of model ``model`` of the sweep in ``folder``:
-    its config as the single run it stands for, its params, its per-epoch records and the
-    dataset it takes (``DatasetInfo``). Only that model's arrays are kept, and only arrays
-    of the shapes the grid and architecture imply are read."""
+def _read_sweep_models(folder, indices) -> tuple:
+    """``(configs, info, params, histories)`` of the models ``indices`` of the sweep in
+    ``folder``: every model's config as the single run it stands for, the dataset it takes,
+    the chosen models' params stacked on a leading axis (the checkpoint read once, only
+    arrays of the shapes the grid and architecture imply, only those rows kept) and each
+    chosen model's per-epoch records."""
     config, grid, _, info = read_sweep_with_info(folder)
     configs = grid.configs(config)
-    if not 0 <= model < len(configs):
-        raise RunError(f"{folder} holds models 0 to {len(configs) - 1}, not {model}")
-    arch = config.layers
+    for model in indices:
+        if not 0 <= model < len(configs):
+            raise RunError(f"{folder} holds models 0 to {len(configs) - 1}, not {model}")
     path = Path(folder) / CHECKPOINT
+    rows = np.asarray(indices, int)
     try:
         with Npz(path) as npz:
             where = "params" if config.ema is None else _ema_name(config, info.in_dim)
-            # A copy of the one model's slice: the stack is let go at once.
+            # A copy of the chosen rows: the stack is let go at once.
             params = [{k: npz.read(f"{where}/{j}/{k}", expect_floats((len(configs), *shape)))
-                       [model].copy() for k, shape in (("w", w), ("b", w[1:]))}
-                      for j, w in enumerate(weight_shapes(arch, info.in_dim))]
+                       [rows] for k, shape in (("w", w), ("b", w[1:]))}
+                      for j, w in enumerate(weight_shapes(config.layers, info.in_dim))]
     except FileNotFoundError:
-        raise RunError(f"{path}: no checkpoint to read model {model} from") from None
+        raise RunError(f"{path}: no checkpoint to read model {indices[0]} from") from None
     except KeyError:
-        raise RunError(f"{path}: cannot read model {model} (its arrays are missing: not this "
-                       "sweep's checkpoint)") from None
-    history = [{"epoch": h["epoch"], "step": h["step"], **h["models"][model]}
-               for h in read_history(folder, models=len(configs))]
-    if (history and history[-1].get("diverged")) or not all(
-            np.isfinite(layer[k]).all() for layer in params for k in ("w", "b")):
+        raise RunError(f"{path}: cannot read model {indices[0]} (its arrays are missing: not "
+                       "this sweep's checkpoint)") from None
+    records = read_history(folder, models=len(configs))
+    histories = [[{"epoch": h["epoch"], "step": h["step"], **h["models"][model]}
+                  for h in records] for model in indices]
+    return configs, info, params, histories
+
+
+def _diverged(params: list[dict], history: list[dict]) -> bool:
+    """A sweep's model that has no usable weights: its last record says it diverged, or a
+    weight is not finite."""
+    return bool(history and history[-1].get("diverged")) or not all(
+        np.isfinite(layer[k]).all() for layer in params for k in ("w", "b"))
+
+
+def _load_model_of_sweep(folder, model: int):
+    """``(config, params, history, info)`` of model ``model`` of the sweep in ``folder``:
+    its config as the single run it stands for, its params, its per-epoch records and the
+    dataset it takes (``DatasetInfo``)."""
+    configs, info, stacked, (history,) = _read_sweep_models(folder, [model])
+    params = [{k: v[0] for k, v in layer.items()} for layer in stacked]
+    if _diverged(params, history):
         raise RunError(f"model {model} of the sweep in {folder} diverged: it has no usable "
                        "weights (summary.json lists the models that trained)")
     return configs[model], params, history, info
@@ -849,6 +867,72 @@ def evaluate_run(run: Run, data) -> dict:
 ENSEMBLES = "ensembles"  # a sweep's subfolder: ensembles/K/, jaxmlp eval --ensemble's
 
 
+class Ensemble(NamedTuple):
+    """One setting of a sweep as a committee: what ``load_ensemble`` returns. ``params`` are
+    its members' params stacked on a leading axis (``predict_ensemble`` averages their
+    probabilities); ``members`` the sweep's indices of the models that vote (its seeds that
+    did not diverge); ``config`` the setting's (the first member's seed)."""
+
+    path: Path
+    config: TrainConfig
+    arch: Arch
+    params: list[dict]
+    members: tuple[int, ...]
+    setting: int
+    lr: float
+    momentum: float
+    info: DatasetInfo = MNIST
+
+
+def load_ensemble(folder, setting: Optional[int] = None) -> Ensemble:
+    """Loads the committee of one setting of the sweep in ``folder``: the models of its seeds
+    that did not diverge, stacked.
+
+    ``setting`` K indexes the grid's settings (lr outer, momentum inner: ``summary.json``'s
+    ``settings``); None is the best (``summary.json``'s ``best``: by validation when the
+    sweep has a split), known once the sweep has finished.
+
+    Example:
+      >>> committee = jaxmlp.load_ensemble("runs/sweep-b")
+      >>> probs = jaxmlp.predict_ensemble(committee.params, images, committee.arch)
+
+    Raises:
+      RunError: not a sweep's folder, no such setting, no summary yet (``setting=None``),
+        every member diverged, or a file is missing or unusable (the message names it).
+    """
+    if not isinstance(folder, (str, os.PathLike)):
+        raise TypeError(f"folder must be a sweep's folder (a str or path), got "
+                        f"{type(folder).__name__}")
+    folder = Path(folder)
+    if not is_sweep(folder):
+        raise RunError(f"{folder} holds no sweep: an ensemble is a sweep's setting's seeds")
+    config, grid, _, info = read_sweep_with_info(folder)
+    settings = grid.settings()
+    if setting is None:
+        summary = (read_json(folder / SUMMARY, within=folder)
+                   if os.path.lexists(folder / SUMMARY) else None)
+        best = (summary or {}).get("best") if isinstance(summary, dict) else None
+        if not isinstance(best, dict) or (best.get("lr"), best.get("momentum")) not in settings:
+            raise RunError(f"{folder} has no summary.json naming its best setting (the sweep "
+                           "has not finished): name one with `setting`")
+        setting = settings.index((best["lr"], best["momentum"]))
+    if isinstance(setting, bool) or not isinstance(setting, int) or not (
+            0 <= setting < len(settings)):
+        raise RunError(f"{folder} has settings 0 to {len(settings) - 1}, not {setting!r}")
+    indices = list(grid.members(setting))
+    configs, info, params, histories = _read_sweep_models(folder, indices)
+    alive = [not _diverged([{k: v[i] for k, v in layer.items()} for layer in params], history)
+             for i, history in enumerate(histories)]
+    if not any(alive):
+        raise RunError(f"every model of setting {setting} of the sweep in {folder} diverged")
+    members = tuple(m for m, ok in zip(indices, alive) if ok)
+    voting = np.flatnonzero(alive)
+    params = [{k: v[voting] for k, v in layer.items()} for layer in params]
+    lr, momentum = settings[setting]
+    return Ensemble(folder, configs[members[0]], config.layers, params, members, setting, lr,
+                    momentum, info)
+
+
 def evaluate_ensemble(folder, data, setting: Optional[int] = None) -> dict:
     """Evaluates the committee of one setting of the sweep in ``folder`` on ``data``'s test
     split: the mean of its live seeds' softmax probabilities (as ``summary.json``'s
@@ -864,40 +948,16 @@ def evaluate_ensemble(folder, data, setting: Optional[int] = None) -> dict:
     from jaxmlp._plot import plot_confusion
 
     folder = Path(folder)
-    if not is_sweep(folder):
-        raise RunError(f"{folder} holds no sweep: an ensemble is a sweep's setting's seeds")
-    config, grid, _, info = read_sweep_with_info(folder)
+    committee = load_ensemble(folder, setting)
+    config, info = committee.config, committee.info
     if not isinstance(data, Dataset) or data.info.image_shape != info.image_shape:
         raise ValueError(f"data must be the dataset the sweep takes ({info.name}, images "
                          f"{info.image_shape})")
-    settings = [(lr, m) for lr in grid.lrs for m in grid.momenta]
-    if setting is None:
-        summary = (read_json(folder / SUMMARY, within=folder)
-                   if os.path.lexists(folder / SUMMARY) else None)
-        best = (summary or {}).get("best") if isinstance(summary, dict) else None
-        if not isinstance(best, dict) or (best.get("lr"), best.get("momentum")) not in settings:
-            raise RunError(f"{folder} has no summary.json naming its best setting (the sweep "
-                           "has not finished): name one with `setting`")
-        setting = settings.index((best["lr"], best["momentum"]))
-    if isinstance(setting, bool) or not isinstance(setting, int) or not (
-            0 <= setting < len(settings)):
-        raise RunError(f"{folder} has settings 0 to {len(settings) - 1}, not {setting!r}")
-    per = len(grid.seeds)
-    members, params = [], []
-    for i in range(setting * per, (setting + 1) * per):
-        try:
-            params.append(_load_model_of_sweep(folder, i)[1])
-            members.append(i)
-        except RunError as e:
-            if "diverged" not in str(e):
-                raise
-    if not members:
-        raise RunError(f"every model of setting {setting} of the sweep in {folder} diverged")
-    stacked = [{k: jax.numpy.asarray(np.stack([p[j][k] for p in params])) for k in ("w", "b")}
-               for j in range(len(params[0]))]  # (members, …) on each leaf: one stack
+    setting, lr, momentum, members = (committee.setting, committee.lr, committee.momentum,
+                                      list(committee.members))
+    stacked = [{k: jax.numpy.asarray(v) for k, v in layer.items()} for layer in committee.params]
     probs = model_probabilities(stacked, data.test_images, config.layers)  # (K, N, classes)
     one_by_one = evaluate_models(stacked, data.test_images, data.test_labels, config.layers)
-    lr, momentum = settings[setting]
     report = {"setting": setting, "lr": lr, "momentum": momentum, "members": members,
               "member_test_acc": [float(a) for a in np.asarray(one_by_one["accuracy"])],
               **probability_report(probs.mean(axis=0), data.test_labels)}

@@ -372,6 +372,55 @@ _JUNK_VIEWS = {
 }
 
 
+def _validated_sweep() -> dict:
+    """A sweep view with a validation split: setting 0 learns (val 0.95, 0.96), setting 1
+    stalls at chance (0.1); the summary chose setting 0 by its validation ensemble."""
+    def record(epoch, val, test):
+        return {"epoch": epoch, "step": epoch, "models": [
+            {**_RECORD, "val_acc": v, "val_loss": 2 - v, "test_acc": t} for v, t in zip(val, test)]}
+    settings = [{"lr": 0.1, "momentum": 0.9, "seeds": [0, 1], "val_acc_mean": 0.955,
+                 "ensemble_val_acc": 0.96, "test_acc_mean": 0.95, "test_acc_std": 0.001,
+                 "ensemble_test_acc": 0.951},
+                {"lr": 1.0, "momentum": 0.9, "seeds": [0, 1], "val_acc_mean": 0.1,
+                 "ensemble_val_acc": 0.1, "test_acc_mean": 0.1, "test_acc_std": 0.0,
+                 "ensemble_test_acc": 0.1}]
+    return {**_SWEEP, "grid": {"seeds": [0, 1], "lrs": [0.1, 1.0], "momenta": [0.9]},
+            "models": [{"index": i, "seed": i % 2, "lr": [0.1, 1.0][i // 2], "momentum": 0.9}
+                       for i in range(4)],
+            "settings": [{"lr": 0.1, "momentum": 0.9, "models": [0, 1]},
+                         {"lr": 1.0, "momentum": 0.9, "models": [2, 3]}],
+            "history": [record(1, [0.9, 0.91, 0.1, 0.1], [0.8, 0.81, 0.1, 0.1]),
+                        record(2, [0.95, 0.96, 0.1, 0.1], [0.94, 0.95, 0.1, 0.1])],
+            "summary": {"settings": settings, "best": {"lr": 0.1, "momentum": 0.9,
+                                                       "chosen_by": "ensemble_val_acc"}}}
+
+
+def test_a_sweep_page_speaks_validation_and_marks_the_chosen_setting(page, site, tmp_path):
+    import json
+
+    page.route("**/api/run?*", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=json.dumps(_validated_sweep())))
+    page.goto(f"{site}/run?path=junk")
+    page.wait_for_selector("#acc-chart svg[data-points='2']")
+    chart = page.locator("#acc-chart")
+    assert chart.locator(".chart-title").text_content() == "validation accuracy, every model"
+    # The stalled setting is named, not drawn: the axis is the learning setting's.
+    assert chart.locator("polyline.thin").count() == 2
+    assert chart.locator("figcaption .key").all_inner_texts() == [
+        "lr 0.1, momentum 0.9: mean ± std of 2", "lr 1, momentum 0.9: below the axis"]
+    ticks = [float(t) for t in chart.locator(".tick.y").all_text_contents()]
+    assert min(ticks) > 0.5, ticks
+    assert page.locator("#test-chart .chart-title").text_content() == "test accuracy, every model"
+    head = page.locator("table.summary thead th").all_inner_texts()
+    assert head[3:5] == ["mean val acc", "val ensemble"]
+    chosen = page.locator("table.summary tr.best").all_inner_texts()
+    assert len(chosen) == 1 and chosen[0].split("\t")[:2] == ["0.1", "0.9"]
+    assert chosen[0].endswith("chosen (by validation ensemble)")
+    shot(page, tmp_path, "validated-sweep")
+    assert page.errors == []
+    page.unroute("**/api/run?*")
+
+
 def test_a_run_page_survives_any_json(page, site, tmp_path):
     """Each view above, sent as /api/run's answer (Playwright answers for the server): the
     page draws the run's title and charts, the note that goes with the view, and no part

@@ -520,6 +520,15 @@ def _check_sweep(command, args, proc, cwd, mnist):
 
 def _check_eval(command, args, proc, cwd, mnist):
     run = cwd / args.run
+    if args.ensemble:  # the committee's accuracy is summary.json's for its setting
+        summary = json.loads((run / "summary.json").read_text())
+        k = args.setting if args.setting is not None else next(
+            i for i, s in enumerate(summary["settings"])
+            if (s["lr"], s["momentum"]) == (summary["best"]["lr"], summary["best"]["momentum"]))
+        report = json.loads((run / "ensembles" / str(k) / "eval.json").read_text())
+        assert report["test_acc"] == summary["settings"][k]["ensemble_test_acc"]
+        assert f"test accuracy {report['test_acc']:.4f}" in proc.stdout
+        return
     where = run if args.model is None else run / "models" / str(args.model)
     report = json.loads((where / "eval.json").read_text())
     for name in ("confusion.png", "mistakes.png", "weights.png"):
@@ -540,13 +549,18 @@ def _check_predict(command, args, proc, cwd, mnist):
     import jaxmlp
 
     lines = proc.stdout.splitlines()
-    run = jaxmlp.load_run(cwd / args.run, model=args.model)
+    if args.ensemble:
+        run = jaxmlp.load_ensemble(cwd / args.run, args.setting)
+        probabilities = jaxmlp.predict_ensemble
+    else:
+        run = jaxmlp.load_run(cwd / args.run, model=args.model)
+        probabilities = jaxmlp.predict
     expected = []  # (input name, class) per output line: the test set's label, or for an
     # array the class the model gives its images in this process
     for name in args.files:
         if name.endswith(".npy"):
             batch = np.load(cwd / name)
-            predicted = jaxmlp.predict(run.params, batch, run.arch).argmax(axis=1)
+            predicted = probabilities(run.params, batch, run.arch).argmax(axis=1)
             expected += [(f"{name}[{i}]", int(c)) for i, c in enumerate(predicted)]
         else:
             expected.append((name, int(mnist.test_labels[INPUTS[name]])))
@@ -696,9 +710,11 @@ def test_every_command_runs_as_documented(env, mnist, inputs, tmp_path, monkeypa
     folder = tmp_path / "python"
     shutil.copytree(default[0] if default else _train_default(tmp_path / "default", env),
                     folder / "runs" / "default")
-    monkeypatch.chdir(folder)
     test_acc = _last_epoch(folder / "runs" / "default")["test_acc"]
     for block in blocks:
+        # A block naming a run its page's commands made (runs/sweep-b) runs where they ran.
+        others = set(re.findall(r"runs/[\w.-]+", block.body)) - {"runs/default"}
+        monkeypatch.chdir(tmp_path / block.page.replace("/", "-") if others else folder)
         namespace = {"__name__": "__docs__"}
         capsys.readouterr()
         exec(compile(block.body, block.where, "exec"), namespace)

@@ -806,3 +806,45 @@ def test_a_sweep_s_ensemble_is_evaluated_and_saved(served_runs, env, tmp_path, c
         assert main(["eval", *args, "--no-download"]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+def test_a_sweep_s_committee_loads_and_predicts_without_its_diverged_seeds(served_runs, tmp_path,
+                                                                          capsys):
+    # Issue 26: a committee a user can load and predict with, from Python and the command.
+    from jaxmlp import load_ensemble, predict, predict_ensemble, top_k
+
+    one, sweep, data = _copy_runs(served_runs, tmp_path)
+    images = data.test_images[:7]
+    committee = load_ensemble(sweep, 1)
+    assert (committee.members, committee.setting, committee.lr) == ((2, 3), 1, 0.1)
+    assert committee.params[0]["w"].shape == (2, *load_run(sweep, model=2).params[0]["w"].shape)
+    alone = [predict(load_run(sweep, model=i).params, images, committee.arch) for i in (2, 3)]
+    probs = predict_ensemble(committee.params, images, committee.arch)
+    np.testing.assert_allclose(probs, np.mean(alone, axis=0), rtol=0, atol=1e-7)
+    assert not np.allclose(alone[0], alone[1])  # two votes, not one twice
+    assert load_ensemble(sweep).lr == json.loads((sweep / "summary.json").read_text())["best"]["lr"]
+    # The command prints what predict prints, from the committee's probabilities.
+    np.save(tmp_path / "x.npy", images)
+    assert main(["predict", str(sweep), "--ensemble", "--setting", "1", str(tmp_path / "x.npy")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"{tmp_path / 'x.npy'}[{i}]: {top[0][0]}  (" + ", ".join(f"{c}: {p:.3f}" for c, p in top) + ")"
+                     for i, top in enumerate(top_k(probs, 3))]
+    # A seed whose weights are not finite does not vote; a setting without a live seed is refused.
+    with np.load(sweep / "checkpoint.npz") as f:
+        arrays = {k: f[k].copy() for k in f.files}
+    arrays["params/0/w"][3, 0, 0] = np.nan
+    arrays["params/0/w"][0, 0, 0] = arrays["params/0/w"][1, 0, 0] = np.inf
+    np.savez(sweep / "checkpoint.npz", **arrays)
+    assert load_ensemble(sweep, 1).members == (2,)
+    np.testing.assert_allclose(predict_ensemble(load_ensemble(sweep, 1).params, images,
+                                                committee.arch), alone[0], atol=1e-7)
+    for args, message in [([str(sweep), "--ensemble", "--setting", "0"],
+                           "every model of setting 0 of the sweep in"),
+                          ([str(one), "--ensemble"], "holds a single run: --ensemble needs"),
+                          ([str(sweep), "--setting", "1"], "--setting names an ensemble's setting"),
+                          ([str(sweep), "--ensemble", "--model", "2"], "drop --model")]:
+        assert main(["predict", *args, str(tmp_path / "x.npy")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (args, err)
+    with pytest.raises(TypeError, match="folder must be a sweep's folder"):
+        load_ensemble(3)

@@ -159,10 +159,7 @@ def _build_parser() -> argparse.ArgumentParser:
                              help="re-evaluate a run's model on its dataset's test split")
     ev.add_argument("run", metavar="RUN", help="a run folder")
     ev.add_argument("--model", type=_int, metavar="I", help="model I of a sweep's folder")
-    ev.add_argument("--ensemble", action="store_true", help="a sweep's committee: the mean "
-                    "of one setting's seeds' probabilities (the best setting by default)")
-    ev.add_argument("--setting", type=_int, metavar="K", help="with --ensemble: setting K "
-                    "of the grid (lr outer, momentum inner; summary.json's order)")
+    _add_ensemble_flags(ev)
     ev.add_argument("--data-dir", help="TFDS data folder (default: the run's, else "
                     "$TFDS_DATA_DIR)")
     ev.add_argument("--no-download", dest="download", action="store_false",
@@ -172,6 +169,7 @@ def _build_parser() -> argparse.ArgumentParser:
                              help="classify images (PNG/JPEG) or .npy arrays")
     pr.add_argument("run", metavar="RUN", help="a run folder")
     pr.add_argument("--model", type=_int, metavar="I", help="model I of a sweep's folder")
+    _add_ensemble_flags(pr)
     pr.add_argument("files", metavar="FILE", nargs="+", help=".png, .jpg or .npy files")
     ink = pr.add_mutually_exclusive_group()
     ink.add_argument("--invert", dest="invert", action="store_true", default=None,
@@ -547,10 +545,31 @@ def _outcome(result: dict, out) -> str:
             + f" after {steps} step{'s' if steps != 1 else ''}; outputs in {out}")
 
 
+def _add_ensemble_flags(parser) -> None:
+    parser.add_argument("--ensemble", action="store_true", help="a sweep's committee: the "
+                        "mean of one setting's seeds' probabilities (the best setting by "
+                        "default)")
+    parser.add_argument("--setting", type=_int, metavar="K", help="with --ensemble: setting "
+                        "K of the grid (lr outer, momentum inner; summary.json's order)")
+
+
+def _load_ensemble(args):
+    """The committee ``--ensemble [--setting K]`` names (``eval``, ``predict``)."""
+    from jaxmlp._run import is_sweep, load_ensemble
+
+    if args.model is not None:
+        raise ValueError("--ensemble takes a setting's models together: drop --model")
+    if not is_sweep(args.run):
+        raise ValueError(f"{args.run} holds a single run: --ensemble needs a sweep's folder")
+    return load_ensemble(args.run, args.setting)
+
+
 def _load_run(args):
     """The run ``jaxmlp eval``/``predict`` name: a run folder, or ``--model I`` of a sweep's."""
     from jaxmlp._run import is_sweep, load_run
 
+    if getattr(args, "setting", None) is not None:  # (export takes no committee)
+        raise ValueError("--setting names an ensemble's setting: add --ensemble")
     sweep = is_sweep(args.run)  # (a sweep.json that is a link: load_run then refuses it)
     if sweep and args.model is None:
         raise ValueError(f"{args.run} holds a sweep: name one of its models with --model I "
@@ -574,14 +593,10 @@ def _run_data(args, config):
 
 def _eval_ensemble(args) -> int:
     """``jaxmlp eval SWEEP --ensemble [--setting K]``: a setting's committee."""
-    from jaxmlp._run import ENSEMBLES, evaluate_ensemble, is_sweep, read_sweep
+    from jaxmlp._run import ENSEMBLES, evaluate_ensemble
 
-    if args.model is not None:
-        raise ValueError("--ensemble evaluates a setting's models together: drop --model")
-    if not is_sweep(args.run):
-        raise ValueError(f"{args.run} holds a single run: --ensemble needs a sweep's folder")
-    report = evaluate_ensemble(args.run, _run_data(args, read_sweep(args.run)[0]),
-                               args.setting)
+    committee = _load_ensemble(args)
+    report = evaluate_ensemble(args.run, _run_data(args, committee.config), committee.setting)
     members = ", ".join(f"{a:.4f}" for a in report["member_test_acc"])
     print(f"{args.run}: ensemble of setting {report['setting']} (lr {report['lr']:g}, momentum "
           f"{report['momentum']:g}; models {', '.join(map(str, report['members']))}): test "
@@ -598,8 +613,6 @@ def _eval(args) -> int:
 
     if args.ensemble:
         return _eval_ensemble(args)
-    if args.setting is not None:
-        raise ValueError("--setting names an ensemble's setting: add --ensemble")
     run = _load_run(args)
     report = evaluate_run(run, _run_data(args, run.config))
     name = run.path if run.model is None else f"{run.path} model {run.model}"
@@ -625,13 +638,14 @@ def _confusion_text(confusion: list) -> str:
 
 
 def _predict(args) -> int:
-    from jaxmlp._predict import digit_pipeline, load_inputs, predict, top_k
+    from jaxmlp._predict import digit_pipeline, load_inputs, predict, predict_ensemble, top_k
 
-    run = _load_run(args)
+    run = _load_ensemble(args) if args.ensemble else _load_run(args)
     shape = run.info.image_shape
     images, names = load_inputs(args.files, invert=args.invert, image_shape=shape,
                                 digits=digit_pipeline(run.info))
-    probs = predict(run.params, images, run.arch, image_shape=shape)
+    probs = (predict_ensemble if args.ensemble else predict)(run.params, images, run.arch,
+                                                              image_shape=shape)
     for name, top in zip(names, top_k(probs, 3)):
         if args.json:  # "class"; "digit" too, as before datasets other than MNIST
             print(json.dumps({"input": name, "class": top[0][0], "digit": top[0][0],

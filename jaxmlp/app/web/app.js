@@ -255,10 +255,22 @@ function band(history, models, key) {
   return { mean, lohi };
 }
 
-function sweepChart(sweep, key, title, ylabel) {
+// The settings whose last mean accuracy (`key`) is more than 0.1 below the best setting's:
+// drawn, they would stretch the axis until the others could not be told apart (as curves.png).
+function farBelow(sweep, key) {
+  const last = sweep.settings.map((s) => { const m = band(sweep.history, s.models, key).mean; return m.length ? m[m.length - 1][1] : null; });
+  const best = maxOf(last);
+  return new Set(best === null ? [] : last.flatMap((v, k) => (v !== null && v < best - 0.1 ? [k] : [])));
+}
+
+function sweepChart(sweep, key, title, ylabel, hidden = new Set()) {
   const series = [], bands = [];
   sweep.settings.forEach((s, k) => {
     const color = COLORS[k % COLORS.length];
+    if (hidden.has(k)) {  // named in the legend, not drawn
+      series.push({ label: `lr ${text(s.lr)}, momentum ${text(s.momentum)}: below the axis`, color, points: [] });
+      return;
+    }
     for (const i of s.models)
       series.push({ label: null, color, thin: true, points: sweep.history.map((r) => [r.epoch, modelAt(r, i)])
         .filter(([, m]) => !m.diverged && num(m[key]) !== null).map(([x, m]) => [x, m[key]]) });
@@ -269,19 +281,33 @@ function sweepChart(sweep, key, title, ylabel) {
   return lineChart({ title, xlabel: "epoch", ylabel, series, bands });
 }
 
+// summary.json's settings; validation columns where the sweep had a split; the setting
+// the sweep chose (summary.json's "best") marked.
 function summaryTable(summary) {
+  const settings = list(summary.settings).map(dict), best = dict(summary.best);
+  const val = settings.some((s) => num(s.val_acc_mean) !== null || num(s.ensemble_val_acc) !== null);
+  const std = (v) => (num(v) === null ? "–" : (100 * v).toFixed(2));
+  const chosen = (s) => best.lr !== undefined && s.lr === best.lr && s.momentum === best.momentum;
+  const heads = ["lr", "momentum", "seeds", ...(val ? ["mean val acc", "val ensemble"] : []),
+    "mean test acc", "std (points)", "test ensemble", ""];
   return h("table", { class: "summary" },
-    h("thead", {}, h("tr", {}, ...["lr", "momentum", "seeds", "mean test acc", "std (points)", "ensemble"].map((t) => h("th", {}, t)))),
-    h("tbody", {}, list(summary.settings).map(dict).map((s) => h("tr", {}, h("td", {}, text(s.lr)), h("td", {}, text(s.momentum)),
-      h("td", { class: "num" }, list(s.seeds).length), h("td", { class: "num" }, pct(s.test_acc_mean)),
-      h("td", { class: "num" }, num(s.test_acc_std) === null ? "–" : (100 * s.test_acc_std).toFixed(2)),
-      h("td", { class: "num" }, pct(s.ensemble_test_acc))))));
+    h("thead", {}, h("tr", {}, ...heads.map((t) => h("th", {}, t)))),
+    h("tbody", {}, settings.map((s) => h("tr", chosen(s) ? { class: "best" } : {},
+      h("td", {}, text(s.lr)), h("td", {}, text(s.momentum)),
+      h("td", { class: "num" }, list(s.seeds).length),
+      ...(val ? [h("td", { class: "num" }, pct(s.val_acc_mean)), h("td", { class: "num" }, pct(s.ensemble_val_acc))] : []),
+      h("td", { class: "num" }, pct(s.test_acc_mean)), h("td", { class: "num" }, std(s.test_acc_std)),
+      h("td", { class: "num" }, pct(s.ensemble_test_acc)),
+      h("td", {}, chosen(s) ? `chosen (by ${best.chosen_by === "ensemble_val_acc" ? "validation" : "test"} ensemble)` : "")))));
 }
 
 function sweepRun(view, path) {
   const c = dict(view.config), grid = dict(view.grid), sweep = sweepOf(view);
   const evaluations = dict(view.evaluations), errors = dict(view.evaluation_errors), pictures = dict(view.model_pictures);
   const last = sweep.history[sweep.history.length - 1];
+  // Validation first, where the sweep holds a split: it is what chooses the best setting.
+  const split = sweep.history.some((r) => r.models.some((m) => num(dict(m).val_acc) !== null)) ? "val" : "test";
+  const splitName = split === "val" ? "validation" : "test", hidden = farBelow(sweep, `${split}_acc`);
   const rows = sweep.models.map((m) => part(`model ${m.index}'s row`, () => {
     const now = last && last.models[m.index] !== undefined ? modelAt(last, m.index) : null;
     const ev = dict(evaluations[String(m.index)]);
@@ -301,8 +327,10 @@ function sweepRun(view, path) {
     h("p", { class: "facts" }, `sweep of ${sweep.models.length} models · ${text(c.dataset)} · ${text(c.arch)} · order ${text(view.order)} · epoch ${last ? last.epoch : 0} of ${planned(c)}`),
     sweep.notes,
     h("div", { class: "cols" },
-      h("div", { id: "acc-chart" }, part("the accuracy chart", () => sweepChart(sweep, "test_acc", "test accuracy, every model", "accuracy"))),
-      h("div", { id: "loss-chart" }, part("the loss chart", () => sweepChart(sweep, "test_loss", "test loss, every model", "cross-entropy")))),
+      h("div", { id: "acc-chart" }, part("the accuracy chart", () => sweepChart(sweep, `${split}_acc`, `${splitName} accuracy, every model`, "accuracy", hidden))),
+      h("div", { id: "loss-chart" }, part("the loss chart", () => sweepChart(sweep, `${split}_loss`, `${splitName} loss, every model`, "cross-entropy", hidden)))),
+    split === "val" ? h("div", { class: "cols" },
+      h("div", { id: "test-chart" }, part("the test accuracy chart", () => sweepChart(sweep, "test_acc", "test accuracy, every model", "accuracy", farBelow(sweep, "test_acc"))))) : null,
     view.summary ? [h("h2", {}, "summary"), part("the summary", () => summaryTable(dict(view.summary)))] : null,
     h("h2", {}, "models"),
     h("table", { class: "models" }, h("thead", {}, h("tr", {}, ...["model", "seed", "lr", "momentum", "test acc now", "best", "eval", ""].map((t) => h("th", {}, t)))),
