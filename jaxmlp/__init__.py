@@ -30,8 +30,8 @@ _API = {
     "affine_field": "_augment", "resample": "_augment", "Recipe": "_recipes", "RECIPES": "_recipes",
     "recipe_settings": "_recipes", "make_mesh": "_parallel", "initialize_distributed": "_parallel",
     # Data and using a run: datasets, evaluation, run folders, models, prediction.
-    "Dataset": "_data", "DatasetInfo": "_data", "MNIST": "_data", "DatasetError": "_data",
-    "DatasetNotFoundError": "_data", "load_dataset": "_data", "prepare_images": "_images",
+    "Dataset": "_data", "DatasetInfo": "_data", "MNIST": "_data", "DatasetError": "_errors",
+    "DatasetNotFoundError": "_errors", "load_dataset": "_data", "prepare_images": "_images",
     "evaluate": "_metrics", "evaluate_models": "_metrics", "model_probabilities": "_metrics",
     "evaluation_report": "_metrics", "Run": "_run", "RunError": "_errors", "load_run": "_run",
     "load_model": "_run", "evaluate_run": "_run", "evaluate_ensemble": "_run",

@@ -17,7 +17,7 @@ from jaxmlp import _checks
 from jaxmlp._errors import Invalid, WrongType
 from jaxmlp._arch import PRESETS, Arch, parse_arch
 from jaxmlp._augment import Augmentation, format_number, parse_augment
-from jaxmlp._data import DEFAULT_DATASET, NPZ, DatasetInfo, check_name, npz_file
+from jaxmlp._data import DEFAULT_DATASET, DatasetInfo, check_name, own_data
 from jaxmlp._mlp import dropping
 from jaxmlp._optim import OPTIMIZERS, SCHEDULES
 
@@ -47,7 +47,8 @@ class TrainConfig:
     batch_size: int = _setting(128, "examples per step")
     dataset: str = _setting(DEFAULT_DATASET, "TFDS image-classification dataset: mnist, "
                             "fashion_mnist, kmnist, emnist/digits, cifar10, ...; or npz:FILE, "
-                            "your own arrays x_train, y_train, x_test, y_test")
+                            "your own arrays x_train, y_train, x_test, y_test; or folder:DIR, "
+                            "your own images in DIR/train/CLASS/ and DIR/test/CLASS/")
     val_size: int = _setting(0, "hold out the last N training examples as a validation split, "
                              "evaluated every epoch; --target-accuracy then uses it")
     optimizer: str = _setting("sgd", "Optax optimizer", choices=tuple(OPTIMIZERS))
@@ -120,9 +121,9 @@ class TrainConfig:
             if getattr(self, name) is None and self.optimizer in OPTIMIZERS:
                 object.__setattr__(self, name, OPTIMIZERS[self.optimizer][name])
         self.validate()
-        path = npz_file(self.dataset)
-        if path:  # found again from any folder (eval, a resume)
-            object.__setattr__(self, "dataset", f"{NPZ}{path.resolve()}")
+        own = own_data(self.dataset)
+        if own:  # found again from any folder (eval, a resume)
+            object.__setattr__(self, "dataset", f"{own[0]}{own[1].resolve()}")
         # Parsed once, here: the distortion and dropout as values, their text canonical, so
         # that two spellings of one setting are one setting (a resume compares them).
         aug = parse_augment(self.augment) if self.augment is not None else None

@@ -25,7 +25,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from jaxmlp._errors import Invalid
+from jaxmlp import _image_folder
+from jaxmlp._errors import DatasetError, DatasetNotFoundError, Invalid
 from jaxmlp._checkpoint import save_npz_atomic, write_atomic
 from jaxmlp._images import check_image_shape
 
@@ -37,6 +38,8 @@ _NAME = re.compile(r"[a-z][a-z0-9_]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)?")
 # A dataset of your own arrays: ``npz:FILE`` (``load_dataset``), the path made absolute when a
 # config is made, so the run finds its data again from any folder.
 NPZ = "npz:"
+# ... or images in folders: ``folder:DIR`` (``jaxmlp/_image_folder.py``), made absolute too.
+FOLDER = "folder:"
 MAX_NAME = 1024  # a dataset's name, an npz path included
 _NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 # An .npz is read whole: more than this (uncompressed) is refused before reading it (MNIST
@@ -119,14 +122,6 @@ class Dataset(NamedTuple):
         return out
 
 
-class DatasetNotFoundError(FileNotFoundError):
-    """The dataset is neither prepared where we looked nor obtainable (offline, no files)."""
-
-
-class DatasetError(ValueError):
-    """The dataset was found but cannot be used: corrupt, or not image classification."""
-
-
 def default_data_dir(name: Optional[str] = None, cache_dir=None) -> Path:
     """``$TFDS_DATA_DIR`` if set; else, for dataset ``name``, the folder it was last loaded
     from on this machine if it is still prepared there (``load_dataset`` remembers it in the
@@ -182,19 +177,26 @@ def _cache_root(cache_dir) -> Path:
     return Path(cache_dir) if cache_dir else default_cache_dir()
 
 
-def npz_file(name: str) -> Optional[Path]:
-    """The file of an ``npz:FILE`` dataset name (``~`` expanded), or None for a TFDS name."""
-    return Path(name[len(NPZ):]).expanduser() if name.startswith(NPZ) else None
+def own_data(name: str) -> Optional[tuple[str, Path]]:
+    """``(prefix, path)`` of a dataset of your own (``npz:FILE`` or ``folder:DIR``, ``~``
+    expanded), or None for a TFDS name."""
+    for prefix in (NPZ, FOLDER):
+        if name.startswith(prefix):
+            return prefix, Path(name[len(prefix):]).expanduser()
+    return None
 
 
 def check_name(name: str) -> str:
-    """``name`` if it can be a dataset: a TFDS name (``mnist``, ``emnist/letters``) or
-    ``npz:FILE`` (your own arrays, ``load_dataset``), else ``ValueError``."""
-    if isinstance(name, str) and name.startswith(NPZ):
-        if not name[len(NPZ):].strip() or len(name) > MAX_NAME or any(
+    """``name`` if it can be a dataset: a TFDS name (``mnist``, ``emnist/letters``),
+    ``npz:FILE`` (your own arrays) or ``folder:DIR`` (your own images, ``load_dataset``),
+    else ``ValueError``."""
+    own = own_data(name) if isinstance(name, str) else None
+    if own:
+        rule = "npz:FILE must name a file" if own[0] == NPZ else "folder:DIR must name a folder"
+        if not name[len(own[0]):].strip() or len(name) > MAX_NAME or any(
                 c in name for c in "\0\n\r"):
-            raise Invalid(f"dataset npz:FILE must name a file (at most {MAX_NAME} characters, "
-                          "on one line)", repr(name[:80]))
+            raise Invalid(f"dataset {rule} (at most {MAX_NAME} characters, on one line)",
+                          repr(name[:80]))
         return name
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         hint = (f" (names are lower case: {name.lower()})"
@@ -500,7 +502,7 @@ def _load_tfds(name: str, data_dir: Path, manual_dir: Optional[Path], download: 
         return Dataset(**arrays, info=info), prepared if prepared.is_file() else None
 
 
-def _read_cache(path: Path, name: str) -> Optional[Dataset]:
+def read_cache(path: Path, name: str) -> Optional[Dataset]:
     try:
         with np.load(path) as f:
             info = DatasetInfo(name, tuple(int(s) for s in f["image_shape"]),
@@ -512,7 +514,7 @@ def _read_cache(path: Path, name: str) -> Optional[Dataset]:
         return None  # a damaged cache is rebuilt from the TFDS copy
 
 
-def _write_cache(path: Path, data: Dataset) -> None:
+def write_cache(path: Path, data: Dataset) -> None:
     try:
         save_npz_atomic(path, image_shape=np.asarray(data.info.image_shape),
                         num_classes=np.asarray(data.info.num_classes),
@@ -588,6 +590,24 @@ def _load_npz(name: str, path: Path) -> Dataset:
         raise DatasetError(f"{path}: {str(e).removeprefix(f'{name}: ')}") from None
 
 
+def _load_folder(name: str, root: Path, cache_root: Path, use_cache: bool) -> Dataset:
+    """``folder:DIR`` (``name``; ``root`` its folder) as a ``Dataset``; from the cache when
+    no file changed since it was decoded (``jaxmlp/_image_folder.py``)."""
+    classes, files = _image_folder.listing(root, name)
+    cache = cache_root / f"folder-{_image_folder.digest(root.resolve(), files)}.npz"
+    if use_cache and os.path.lexists(cache) and (cached := read_cache(cache, name)) is not None:
+        return cached
+    arrays = _image_folder.decode(files)
+    try:
+        data = Dataset.from_arrays(*arrays["train"], *arrays["test"], name=name,
+                                   num_classes=len(classes))
+    except DatasetError as e:  # named by the folder, as its files' problems are
+        raise DatasetError(f"{root}: {str(e).removeprefix(f'{name}: ')}") from None
+    if use_cache:
+        write_cache(cache, data)
+    return data
+
+
 def load_dataset(name: str = DEFAULT_DATASET, *, data_dir=None, manual_dir=None,
                  download: bool = True, cache_dir=None, use_cache: bool = True,
                  check=lambda info: None) -> Dataset:
@@ -596,7 +616,9 @@ def load_dataset(name: str = DEFAULT_DATASET, *, data_dir=None, manual_dir=None,
     Args:
       name: the TFDS name, with its config where it has several (``"emnist/letters"``); or
         ``"npz:FILE"``, your own arrays ``x_train``, ``y_train``, ``x_test``, ``y_test`` in
-        FILE (as ``Dataset.from_arrays`` takes them; the other arguments then do nothing).
+        FILE (as ``Dataset.from_arrays`` takes them; the other arguments then do nothing);
+        or ``"folder:DIR"``, your own images in ``DIR/train/CLASS/`` and ``DIR/test/CLASS/``
+        (``jaxmlp/_image_folder.py``; decoded once, then from ``cache_dir``).
       data_dir: TFDS data folder; defaults to ``default_data_dir()``. When given, it must exist.
       manual_dir: a folder with the dataset's original files (for MNIST, the four
         ``*-ubyte.gz``); TFDS prepares from them instead of downloading.
@@ -617,9 +639,12 @@ def load_dataset(name: str = DEFAULT_DATASET, *, data_dir=None, manual_dir=None,
       DatasetError: the data is corrupt, or not image classification with uint8 images.
     """
     check_name(name)
-    file = npz_file(name)
-    if file:  # your own arrays: no TFDS, no cache (an .npz loads as fast)
-        data = _load_npz(name, file)
+    own = own_data(name)
+    if own:  # your own arrays (no TFDS, no cache: an .npz loads as fast) or images
+        if own[0] == NPZ:
+            data = _load_npz(name, own[1])
+        else:
+            data = _load_folder(name, own[1], _cache_root(cache_dir), use_cache)
         check(data.info)
         return data
     for arg, value in (("data_dir", data_dir), ("manual_dir", manual_dir)):
@@ -639,7 +664,7 @@ def load_dataset(name: str = DEFAULT_DATASET, *, data_dir=None, manual_dir=None,
             raise DatasetNotFoundError(f"`manual_dir` {manual_dir} does not exist")
     cache_root = _cache_root(cache_dir)
     info = _prepared_info(data_dir, name) if use_cache else None
-    if info is not None and (cached := _read_cache(_cache_path(cache_root, name, info), name)):
+    if info is not None and (cached := read_cache(_cache_path(cache_root, name, info), name)):
         check(cached.info)
         _remember(name, data_dir, cache_dir)
         return cached
@@ -651,7 +676,7 @@ def load_dataset(name: str = DEFAULT_DATASET, *, data_dir=None, manual_dir=None,
     # load looks would be written again, whole, on every run.
     info = _prepared_info(data_dir, name) if use_cache and prepared is not None else None
     if info is not None and prepared is not None and info.resolve() == prepared.resolve():
-        _write_cache(_cache_path(cache_root, name, info), data)
+        write_cache(_cache_path(cache_root, name, info), data)
     if prepared is not None:
         _remember(name, data_dir, cache_dir)
     return data

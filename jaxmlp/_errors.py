@@ -5,6 +5,14 @@ class RunError(ValueError):
     """A run folder or one of its files cannot be used; the message names it."""
 
 
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset is neither prepared where we looked nor obtainable (offline, no files)."""
+
+
+class DatasetError(ValueError):
+    """The dataset was found but cannot be used: corrupt, or not image classification."""
+
+
 class Invalid(ValueError):
     """A value that breaks a rule. ``str()`` is the whole message, the value included (for
     the caller who gave it); ``rule`` says what is wrong without the value: how a reader of

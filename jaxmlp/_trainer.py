@@ -29,7 +29,7 @@ import numpy as np
 from jaxmlp._arch import summary
 from jaxmlp._checkpoint import checkpoint_state
 from jaxmlp._config import ORDERS, Grid, TrainConfig
-from jaxmlp._data import (Dataset, check_dataset, default_data_dir, load_dataset, npz_file,
+from jaxmlp._data import (Dataset, check_dataset, default_data_dir, load_dataset, own_data,
                           with_validation)
 from jaxmlp._epoch import config_step, make_epoch_runner
 from jaxmlp._layout import (Layout, check_memory, eval_sets, model_params, put_dataset,
@@ -186,8 +186,8 @@ class _One:
                 os.path.lexists(folder.path / CHECKPOINT)
                 and not os.path.lexists(folder.path / CURVES))):
             c = self.config  # the run, its net and data (an npz by its file), how it trained
-            file = npz_file(c.dataset)
-            data = file.name if file else c.dataset
+            own = own_data(c.dataset)
+            data = own[1].name if own else c.dataset
             folder.plot(history, title=f"{folder.path.name}: {c.arch} on {data}, "
                                        f"{c.optimizer} lr {c.lr:g}")
 

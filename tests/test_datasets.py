@@ -643,3 +643,142 @@ def test_a_wrong_folder_or_name_gets_a_hint(served_runs, tmp_path, capsys):
     with pytest.raises(DatasetError, match=r"got values in \[0, 229.5\]"):
         Dataset.from_arrays(np.linspace(0, 229.5, 36).reshape(4, 3, 3), [0, 1, 2, 1],
                             np.zeros((2, 3, 3), np.uint8), [1, 0])
+
+
+# --- folder:DIR: your own images, one subfolder per class ------------------------------
+
+
+def _write_images(root: Path, images: np.ndarray, labels: np.ndarray, classes, split: str):
+    from PIL import Image
+
+    for i, (image, label) in enumerate(zip(images, labels)):
+        folder = root / split / classes[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(
+            folder / f"{i:03d}.png")
+
+
+def _image_folder(root: Path, channels: int = 3, n_train: int = 60, n_test: int = 12):
+    """A folder dataset of 7×5 images, 3 classes named out of sorted order; returns the
+    arrays it holds, in the order jaxmlp reads them (class folders sorted, files sorted)."""
+    rng = np.random.default_rng(3)
+    classes = ["zebra", "apple", "moon"]  # sorted: apple 0, moon 1, zebra 2
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        labels = np.arange(n) % 3
+        images = rng.integers(0, 256, (n, 7, 5, channels), dtype=np.uint8)
+        _write_images(root, images, labels, classes, split)
+        order = sorted(range(n), key=lambda i: (sorted(classes).index(classes[labels[i]]), i))
+        arrays[split] = (images[order], np.array([sorted(classes).index(classes[labels[i]])
+                                                  for i in order]))
+    return arrays
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_folder_of_images_is_its_arrays_and_is_cached(tmp_path, channels, monkeypatch):
+    import jaxmlp._image_folder as image_folder
+
+    root = tmp_path / "shapes"
+    arrays = _image_folder(root, channels)
+    name = f"folder:{root}"
+    data = jaxmlp._data.load_dataset(name, cache_dir=tmp_path / "cache")
+    assert data.info == DatasetInfo(name, (7, 5, channels), 3)
+    for split in ("train", "test"):
+        images, labels = arrays[split]
+        np.testing.assert_array_equal(getattr(data, f"{split}_images"), images.reshape(len(images), -1))
+        np.testing.assert_array_equal(getattr(data, f"{split}_labels"), labels)
+    # Loaded again: from the cache, not decoded.
+    decoded = []
+    real = image_folder.decode
+    monkeypatch.setattr(image_folder, "decode", lambda files: decoded.append(1) or real(files))
+    again = jaxmlp._data.load_dataset(name, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(again.train_images, data.train_images)
+    assert decoded == [] and len(list((tmp_path / "cache").glob("folder-*.npz"))) == 1
+    # A changed image is a new key: decoded again, the new pixels read.
+    from PIL import Image
+
+    changed = sorted((root / "train" / "apple").iterdir())[0]
+    Image.fromarray(np.zeros((7, 5, 3), np.uint8)).convert(
+        "L" if channels == 1 else "RGB").save(changed)
+    third = jaxmlp._data.load_dataset(name, cache_dir=tmp_path / "cache")
+    assert decoded == [1] and third.train_images[0].sum() == 0 != data.train_images[0].sum()
+
+
+def test_a_grey_folder_with_one_colour_image_becomes_rgb(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "mixed"
+    _image_folder(root, channels=1, n_train=6, n_test=3)
+    Image.fromarray(np.full((7, 5, 3), (255, 0, 0), np.uint8)).save(
+        root / "train" / "apple" / "red.png")
+    data = jaxmlp._data.load_dataset(f"folder:{root}", use_cache=False)
+    assert data.info.image_shape == (7, 5, 3)
+    red = data.train_images.reshape(-1, 7, 5, 3)[2]  # apple's files: 000, 003, red
+    assert (red[..., 0] == 255).all() and (red[..., 1:] == 0).all()
+    grey = data.train_images.reshape(-1, 7, 5, 3)[0]
+    assert (grey[..., 0] == grey[..., 1]).all()  # grey pixels as R = G = B
+
+
+def test_trains_from_the_command_line_and_records_the_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("JAXMLP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    _image_folder(tmp_path / "shapes", n_train=90)
+    assert main(["train", "--dataset", "folder:shapes", "--arch", "8:relu,3:linear",
+                 "--batch-size", "16", "--epochs", "2", "--no-progress", "--quiet"]) == 0
+    out = tmp_path / "runs" / "shapes-8_relu_3_linear"
+    assert capsys.readouterr().out.strip().endswith(f"outputs in {out.relative_to(tmp_path)}")
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["dataset"] == f"folder:{(tmp_path / 'shapes').resolve()}"
+    monkeypatch.chdir(tmp_path / "runs")  # found again from elsewhere
+    assert main(["eval", str(out)]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_a_bad_image_folder_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    import jaxmlp._image_folder as image_folder
+    from PIL import Image
+
+    def fresh(name, n_train=6):
+        _image_folder(tmp_path / name, n_train=n_train, n_test=3)
+        return tmp_path / name
+
+    (fresh("unreadable") / "train" / "apple" / "000.png").write_bytes(b"not a png")
+    Image.fromarray(np.zeros((8, 5, 3), np.uint8)).save(fresh("sizes") / "test" / "moon" / "x.png")
+    (fresh("stranger") / "test" / "pear").mkdir()
+    one = fresh("one")
+    for extra in ("moon", "zebra"):
+        for p in (one / "train" / extra).iterdir():
+            p.unlink()
+        (one / "train" / extra).rmdir()
+    for p in (fresh("empty") / "train" / "moon").iterdir():
+        p.unlink()
+    (fresh("notest") / "test").rename(tmp_path / "notest" / "tests")
+    (tmp_path / "file").write_text("x")
+    fresh("many", n_train=9)
+    for name, message in [
+            ("unreadable", f"{tmp_path / 'unreadable/train/apple/000.png'} is not a readable "
+                           "image (UnidentifiedImageError)"),
+            ("sizes", f"{tmp_path / 'sizes/test/moon/x.png'} is 5×8 pixels, but a folder "
+                      "dataset's images share one size (5×7, as "),
+            ("stranger", f"{tmp_path / 'stranger/test/pear'} is not a class of train/ (its "
+                         "classes: apple, moon, zebra)"),
+            ("one", f"{one / 'train'} holds 1 class folder(s): a classifier needs at least 2"),
+            ("empty", f"{tmp_path / 'empty/train/moon'} holds no images (.png, .jpg"),
+            ("notest", f"{tmp_path / 'notest'} has no test/ folder: a folder dataset holds "
+                       "train/ and test/"),
+            ("file", f"{tmp_path / 'file'} is not a folder: a folder dataset is DIR with train/"),
+            ("nope", f"no folder at {tmp_path / 'nope'} (the dataset folder:"),
+            ("many", "holds more than the 10 images jaxmlp reads from a folder")]:
+        monkeypatch.setattr(image_folder, "MAX_IMAGES", 10 if name == "many" else 2_000_000)
+        code = main(["train", "--dataset", f"folder:{tmp_path / name}", "--arch", "3:linear",
+                     "--out", str(tmp_path / "runs" / "x")])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and err.count("\n") == 1, (name, err)
+        assert not (tmp_path / "runs").exists()
+    monkeypatch.setattr(image_folder, "MAX_IMAGES", 2_000_000)
+    monkeypatch.setattr(image_folder, "MAX_BYTES", 100)
+    with pytest.raises(DatasetError, match="are more than the 100 bytes jaxmlp reads"):
+        jaxmlp._data.load_dataset(f"folder:{tmp_path / 'many'}", use_cache=False)
+    for spec in ["folder:", "folder: ", "folder:a\nb"]:
+        with pytest.raises(ValueError, match="dataset folder:DIR must name a folder"):
+            TrainConfig(dataset=spec)

@@ -17,6 +17,7 @@ docs/testing.md describes all this for readers of the pages.
 """
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -50,7 +51,7 @@ NOT_RUN = [
      lambda page, cmd, code: "--coordinator host0:" in cmd),
     ("other dataset", "the test data holds only MNIST, and no network (tests/test_datasets.py "
      "trains the other datasets on TFDS mock data)",
-     lambda page, cmd, code: code == 0 and re.search(r"--dataset[ =](?!mnist\b|npz:)", cmd)),
+     lambda page, cmd, code: code == 0 and re.search(r"--dataset[ =](?!mnist\b|npz:|folder:)", cmd)),
     ("measurement", "docs/results.md: the commands that made its tables, minutes to hours each",
      lambda page, cmd, code: page == "docs/results.md"),
     ("activate", "puts .venv/bin on the shell's PATH; every command here runs as that shell's",
@@ -72,8 +73,10 @@ PENDING_FILES: set = set()
 # The inputs `jaxmlp predict` is shown with, cut from the MNIST test set: file → the test
 # images it holds (the `inputs` fixture writes them).
 INPUTS = {"digit.png": 0, "more.jpg": 0, "photo.jpg": 1, "batch.npy": slice(2, 5)}
-# The .npz of your own data that docs/training.md trains on, as its Python example writes it.
+# The .npz of your own data that docs/training.md trains on, as its Python example writes it,
+# and the folder of images its other example writes (that example is run to make it).
 OWN_DATA = "colours.npz"
+OWN_FOLDER = "colour_images"
 
 
 @dataclasses.dataclass
@@ -430,6 +433,9 @@ def inputs(mnist, tmp_path_factory) -> Path:
     pixels[np.arange(512), :, :, labels] += 0.5
     np.savez(folder / OWN_DATA, x_train=pixels[:448], y_train=labels[:448],
              x_test=pixels[448:], y_test=labels[448:])
+    (writes,) = [b for b in classify()["python"] if f'Path("{OWN_FOLDER}")' in b.body]
+    with contextlib.chdir(folder):  # the page's own code writes the folder
+        exec(compile(writes.body, writes.where, "exec"), {"__name__": "__docs__"})
     return folder
 
 
@@ -459,6 +465,7 @@ def _last_epoch(folder: Path) -> dict:
 def _check_train(command, args, proc, cwd, mnist):
     from jaxmlp.app._cli import _default_out
     from jaxmlp._config import TrainConfig
+    from jaxmlp._data import own_data
     from jaxmlp._run import best_epoch
 
     lines = proc.stdout.splitlines()
@@ -484,8 +491,9 @@ def _check_train(command, args, proc, cwd, mnist):
     config = json.loads((out / "config.json").read_text())
     for field in dataclasses.fields(TrainConfig):  # every setting given is recorded
         given = getattr(args, field.name, None)
-        if field.name == "dataset" and given and given.startswith("npz:"):  # made absolute
-            given = f"npz:{(cwd / given[4:]).resolve()}"
+        own = own_data(given) if field.name == "dataset" and given else None
+        if own:  # made absolute
+            given = f"{own[0]}{(cwd / own[1]).resolve()}"
         if given is not None:
             same = (config[field.name] == pytest.approx(given) if isinstance(given, float)
                     else config[field.name] == given)
@@ -541,7 +549,8 @@ def _check_eval(command, args, proc, cwd, mnist):
 
     dataset = jaxmlp.load_run(run, model=args.model).config.dataset
     test_size = (len(np.load(dataset[4:])["y_test"]) if dataset.startswith("npz:")
-                 else len(mnist.test_labels))
+                 else len(list(Path(dataset[7:]).glob("test/*/*.png")))
+                 if dataset.startswith("folder:") else len(mnist.test_labels))
     assert np.array(report["confusion"]).sum() == test_size
 
 
@@ -697,6 +706,7 @@ def test_every_command_runs_as_documented(env, mnist, inputs, tmp_path, monkeypa
             for name in [*INPUTS, OWN_DATA]:
                 folder.mkdir(exist_ok=True)
                 shutil.copy(inputs / name, folder / name)
+            shutil.copytree(inputs / OWN_FOLDER, folder / OWN_FOLDER)
             failures += _run_page(pages[page], folder, env, mnist, pure)
         return failures
 

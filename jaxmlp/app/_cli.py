@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 
 from jaxmlp._config import ORDERS, TrainConfig
-from jaxmlp._data import DEFAULT_DATASET, MNIST, npz_file
+from jaxmlp._data import DEFAULT_DATASET, MNIST, own_data
 
 _PROG = "jaxmlp"
 _SWEPT = ("seed", "lr", "momentum")  # list-valued in `jaxmlp sweep`
@@ -281,14 +281,14 @@ def _parse(argv):
 def _default_out(arch: str, dataset: str = DEFAULT_DATASET) -> Path:
     """``runs/<arch>``: ``"50:relu,10:linear"`` → ``runs/50_relu_10_linear``; on a dataset
     other than MNIST ``runs/<dataset>-<arch>`` (``runs/fashion_mnist-b``; for ``npz:FILE``
-    the file's stem: ``runs/colours-b``).
+    or ``folder:DIR`` the file's stem or the folder's name: ``runs/colours-b``).
 
     A long spec is cut and given a digest of the whole, so the name stays within the
     file system's limits and distinct specs stay distinct folders.
     """
-    file = npz_file(dataset)
-    if file:
-        dataset = file.stem or "npz"
+    own = own_data(dataset)
+    if own:
+        dataset = own[1].stem or own[0][:-1]
     if dataset != DEFAULT_DATASET:
         arch = f"{dataset}-{arch}"
     name = re.sub(r"[^\w.-]+", "_", arch)
