@@ -10,6 +10,10 @@ With ``δ`` the gradient of the mean loss with respect to a layer's pre-activati
 the forward rule ``z_l = (a_{l−1} ⊙ m_{l−1}) W_l + b`` scales the inputs, so the backward rule
 scales their gradient by the same mask, and ``dW_l`` uses the masked inputs.
 
+In mixed precision (``compute_dtype="bfloat16"``) the products ``a_{l−1}ᵀ δ_l`` and
+``δ_l W_lᵀ`` are ``mlp.matmul_backward``'s, the rule beside the forward's ``matmul``: bfloat16
+operands, float32 sums; everything else stays float32.
+
 No ``jax.grad``, ``vjp`` or ``jvp`` is used here; the tests prove the result equal to them.
 """
 import functools
@@ -20,11 +24,11 @@ import jax.numpy as jnp
 from jaxmlp._activations import ACTIVATIONS
 from jaxmlp._arch import parse_arch
 from jaxmlp._cross_entropy import cross_entropy, cross_entropy_grad
-from jaxmlp._mlp import Params, check_loss_inputs, masks_of, forward_layers
+from jaxmlp._mlp import Params, check_loss_inputs, masks_of, matmul_backward, forward_layers
 from jaxmlp._softmax import log_softmax
 
 
-def _backward(params, x, cache, y, arch, masks=None):
+def _backward(params, x, cache, y, arch, masks=None, compute_dtype=None):
     """Returns ``(grads, dx)`` of the mean loss from the forward ``cache``."""
     batch = x.shape[0]
     mask = (lambda i: None) if masks is None else (lambda i: masks[i])
@@ -35,8 +39,9 @@ def _backward(params, x, cache, y, arch, masks=None):
         a_in = x if i == 0 else cache[i - 1][1]
         if mask(i) is not None:  # the layer's input, as the forward rule masked it
             a_in = a_in * mask(i)
-        grads[i] = {"w": a_in.T @ delta, "b": jnp.sum(delta, axis=0)}
-        delta = delta @ params[i]["w"].T
+        delta_in, dw = matmul_backward(a_in, params[i]["w"], delta, compute_dtype)
+        grads[i] = {"w": dw, "b": jnp.sum(delta, axis=0)}
+        delta = delta_in
         if mask(i) is not None:
             delta = delta * mask(i)
         if i:
@@ -46,24 +51,25 @@ def _backward(params, x, cache, y, arch, masks=None):
 
 
 def hand_value_and_grad(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
-                        key=None):
+                        key=None, compute_dtype=None):
     """``((loss, logits), grads)`` in one forward and one hand-written backward pass.
 
     The same shape as ``jax.value_and_grad(f, has_aux=True)`` for an ``f`` returning
     ``(loss, logits)``, so a training step can swap the two and still get the logits
     (for accuracy) at no extra cost. ``dropout`` and ``key`` as for ``loss``: the same key
-    draws the same masks, so this equals ``jax.value_and_grad`` of ``loss`` under it.
+    draws the same masks, so this equals ``jax.value_and_grad`` of ``loss`` under it;
+    ``compute_dtype`` as for ``loss``.
     """
     arch = check_loss_inputs(params, x, y, arch, dropout, key)
     masks = masks_of(key, x, arch, dropout)
-    cache = forward_layers(params, x, arch, masks=masks)
+    cache = forward_layers(params, x, arch, masks=masks, compute_dtype=compute_dtype)
     logits = cache[-1][1]
-    grads, _ = _backward(params, x, cache, y, arch, masks)
+    grads, _ = _backward(params, x, cache, y, arch, masks, compute_dtype)
     return (jnp.mean(cross_entropy(logits, y)), logits), grads
 
 
 def hand_grad(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
-              key=None) -> Params:
+              key=None, compute_dtype=None) -> Params:
     """Gradient of ``loss`` with respect to ``params`` by the explicit backward pass.
 
     Args:
@@ -72,15 +78,17 @@ def hand_grad(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
       y: integer labels ``(B,)`` or target rows ``(B, n)``.
       arch: anything ``parse_arch`` accepts.
       dropout, key: as for ``loss`` (``mlp.dropout_masks``).
+      compute_dtype: the matmuls' (``"bfloat16"``: mixed precision), as for ``loss``.
 
     Returns:
       A pytree with the structure of ``params``.
     """
-    return hand_value_and_grad(params, x, y, arch, dropout=dropout, key=key)[1]
+    return hand_value_and_grad(params, x, y, arch, dropout=dropout, key=key,
+                               compute_dtype=compute_dtype)[1]
 
 
 def hand_loss(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
-              key=None) -> jax.Array:
+              key=None, compute_dtype=None) -> jax.Array:
     """``loss``, but ``jax.grad`` of it runs the hand-written backward pass.
 
     Composes with ``jit``/``vmap``/``grad`` like any JAX function; ``arch`` is anything
@@ -89,25 +97,25 @@ def hand_loss(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
     and ``key`` as for ``loss``, and the arguments checked as ``loss`` checks them.
     """
     arch = check_loss_inputs(params, x, y, arch, dropout, key)
-    return _hand_loss(params, x, y, masks_of(key, x, arch, dropout), arch)
+    return _hand_loss(params, x, y, masks_of(key, x, arch, dropout), arch, compute_dtype)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _hand_loss(params, x, y, masks, arch):
-    return _hand_loss_fwd(params, x, y, masks, arch)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _hand_loss(params, x, y, masks, arch, compute_dtype):
+    return _hand_loss_fwd(params, x, y, masks, arch, compute_dtype)[0]
 
 
-def _hand_loss_fwd(params, x, y, masks, arch):
+def _hand_loss_fwd(params, x, y, masks, arch, compute_dtype):
     arch = parse_arch(arch)
-    cache = forward_layers(params, x, arch, masks=masks)
+    cache = forward_layers(params, x, arch, masks=masks, compute_dtype=compute_dtype)
     value = jnp.mean(cross_entropy(cache[-1][1], y))
     return value, (params, x, cache, y, masks)
 
 
-def _hand_loss_bwd(arch, residuals, g):
+def _hand_loss_bwd(arch, compute_dtype, residuals, g):
     params, x, cache, y, masks = residuals
     arch = parse_arch(arch)
-    grads, dx = _backward(params, x, cache, y, arch, masks)
+    grads, dx = _backward(params, x, cache, y, arch, masks, compute_dtype)
     grads = jax.tree.map(lambda t: g * t, grads)
     if jnp.issubdtype(y.dtype, jnp.integer):
         dy = None  # labels are not differentiable

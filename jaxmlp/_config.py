@@ -18,7 +18,7 @@ from jaxmlp._errors import Invalid, WrongType
 from jaxmlp._arch import PRESETS, Arch, parse_arch
 from jaxmlp._augment import Augmentation, format_number, parse_augment
 from jaxmlp._data import DEFAULT_DATASET, DatasetInfo, check_name, own_data
-from jaxmlp._mlp import dropping
+from jaxmlp._mlp import COMPUTE_DTYPES, dropping
 from jaxmlp._optim import OPTIMIZERS, SCHEDULES
 
 GRADS = ("hand", "autodiff")
@@ -84,6 +84,9 @@ class TrainConfig:
                                       "the one-hot labels")
     seed: int = _setting(0, "PRNG seed, 0 to 2**32-1: init and data order")
     grad: str = _setting("hand", "hand-written backward pass, or jax.grad", choices=GRADS)
+    compute_dtype: str = _setting("float32", "the dtype of every matmul's operands in training "
+                                  "(both passes); bfloat16 is mixed precision: weights, sums, "
+                                  "activations and loss stay float32", choices=COMPUTE_DTYPES)
     log_every: int = _setting(1000, "log a seed-style 'iter N' line every N steps (0: never)")
     target_accuracy: Optional[float] = _setting(None, "stop after the epoch whose validation "
                                                 "accuracy (test accuracy without --val-size) "
@@ -189,6 +192,8 @@ class TrainConfig:
             (self.val_size >= 0, "`val_size` must be >= 0", self.val_size),
             (0 <= self.seed < _SEED_LIMIT, "`seed` must be in [0, 2**32)", self.seed),
             (self.grad in GRADS, f"`grad` must be one of {GRADS}", repr(self.grad)),
+            (self.compute_dtype in COMPUTE_DTYPES,
+             f"`compute_dtype` must be one of {COMPUTE_DTYPES}", repr(self.compute_dtype)),
             (self.schedule in SCHEDULES, f"`schedule` must be one of {SCHEDULES}",
              repr(self.schedule)),
             (self.log_every >= 0, "`log_every` must be >= 0 (0: no 'iter' lines)",

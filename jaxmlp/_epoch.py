@@ -30,24 +30,24 @@ from jaxmlp._cross_entropy import cross_entropy, smooth_labels
 from jaxmlp._data import Dataset
 from jaxmlp._images import check_image_shape, prepare_images
 from jaxmlp._metrics import batch_metrics
-from jaxmlp._mlp import dropping, masks_of, forward_layers
+from jaxmlp._mlp import COMPUTE_DTYPES, dropping, masks_of, forward_layers
 from jaxmlp._parallel import DATA_AXIS, check_batch, feed_batches
 
 MODEL_AXIS = "model"  # the mesh axis of a stack's models
 
 
-def _autodiff_value_and_grad(params, x, y, arch, *, dropout=None, key=None):
+def _autodiff_value_and_grad(params, x, y, arch, *, dropout=None, key=None, compute_dtype=None):
     masks = masks_of(key, x, arch, dropout)
 
     def loss_and_logits(params):
-        logits = forward_layers(params, x, arch, masks=masks)[-1][1]
+        logits = forward_layers(params, x, arch, masks=masks, compute_dtype=compute_dtype)[-1][1]
         return jnp.mean(cross_entropy(logits, y)), logits
     return jax.value_and_grad(loss_and_logits, has_aux=True)(params)
 
 
 def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
               label_smoothing: float = 0.0, dropout=None, augment: Optional[Augmentation] = None,
-              image_shape=None):
+              image_shape=None, compute_dtype: str = "float32"):
     """One SGD step ``(params, opt_state, images_u8, labels, key) → (params, opt_state,
     metrics)``.
 
@@ -59,14 +59,17 @@ def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
     (``mlp.dropout_masks``); with ``augment`` (an ``Augmentation``) each batch is distorted
     first (``jaxmlp._augment.augment``, images of ``image_shape`` ``(H, W, C)``), from
     ``fold_in(key, 1)``, so the same key gives dropout the masks it gives without
-    augmentation; a step with neither never reads it (XLA drops the unused key). Not jitted
-    by itself: the epoch scan and the per-step baseline each jit it in their own way.
+    augmentation; a step with neither never reads it (XLA drops the unused key).
+    ``compute_dtype`` ``"bfloat16"`` computes every matmul of both passes in mixed precision
+    (``mlp.matmul``). Not jitted by itself: the epoch scan and the per-step baseline each
+    jit it in their own way.
 
     Every argument is checked once, when the step is built (never per step), by
     ``_checked_step_args``: ``TypeError``/``ValueError`` naming it.
     """
     arch, dropout, augment, image_shape = _checked_step_args(
         arch, optimizer, grad, label_smoothing, dropout, augment, image_shape)
+    _checks.one_of(compute_dtype, COMPUTE_DTYPES, "compute_dtype")
     value_and_grad = hand_value_and_grad if grad == "hand" else _autodiff_value_and_grad
 
     def step(params, opt_state, images, labels, key):
@@ -76,7 +79,8 @@ def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
                          augment).reshape(x.shape)
         targets = labels if not label_smoothing else smooth_labels(  # in the params' dtype
             labels, arch[-1].units, label_smoothing).astype(params[0]["w"].dtype)
-        (_, logits), grads = value_and_grad(params, x, targets, arch, dropout=dropout, key=key)
+        (_, logits), grads = value_and_grad(params, x, targets, arch, dropout=dropout, key=key,
+                                            compute_dtype=compute_dtype)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, batch_metrics(logits, labels)
 
@@ -114,7 +118,7 @@ def config_step(config: TrainConfig, optimizer, image_shape):
     """``make_step`` with every setting of ``config`` that shapes a step."""
     return make_step(config.layers, optimizer, config.grad, label_smoothing=config.label_smoothing,
                      dropout=config.dropout_rates, augment=config.augmentation,
-                     image_shape=image_shape)
+                     image_shape=image_shape, compute_dtype=config.compute_dtype)
 
 
 def shuffle(key: jax.Array, n: int) -> jax.Array:

@@ -1,4 +1,5 @@
 """The MLP itself: parameters, forward pass and mean cross-entropy loss, as pure functions."""
+import functools
 import math
 
 import jax
@@ -119,13 +120,77 @@ def dropout_masks(key: jax.Array, x: jax.Array, arch, dropout) -> list:
     return masks
 
 
-def forward_layers(params: Params, x: jax.Array, arch, *,
-                   masks=None) -> list[tuple[jax.Array, jax.Array]]:
+# The dtypes a matmul may take its operands in (``compute_dtype``); products always
+# accumulate in float32, and everything else (weights, biases, activations, the loss) stays
+# float32: mixed precision as Flax's ``dtype``/``param_dtype`` and torch.autocast mean it.
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def matmul(a: jax.Array, w: jax.Array, compute_dtype=None) -> jax.Array:
+    """``a @ w``. With ``compute_dtype`` ``"bfloat16"`` both operands are rounded to
+    bfloat16 and the products summed in float32 (``preferred_element_type``); None or
+    ``"float32"``: the float32 product. ``jax.grad`` of it runs ``matmul_backward``."""
+    if _mixed(a, w, None, compute_dtype):
+        return _mixed_matmul(a, w, compute_dtype)
+    return a @ w
+
+
+def _mixed(a, w, delta, compute_dtype) -> bool:
+    """Whether a product is mixed precision, once its operands are checked (shapes only: a
+    check costs nothing under ``jit``): ``a (B, n)``, ``w (n, m)``, ``delta (B, m)``."""
+    if compute_dtype is not None:
+        _checks.one_of(compute_dtype, COMPUTE_DTYPES, "compute_dtype")
+    shapes = [np.shape(t) for t in (a, w, delta) if t is not None]
+    if any(len(s) != 2 for s in shapes) or shapes[0][1] != shapes[1][0] or (
+            delta is not None and shapes[2] != (shapes[0][0], shapes[1][1])):
+        raise ValueError(f"a (B, n), w (n, m) and delta (B, m) must fit, got "
+                         f"{', '.join(map(str, shapes))}")
+    return compute_dtype not in (None, "float32")
+
+
+def matmul_backward(a, w, delta, compute_dtype=None) -> tuple[jax.Array, jax.Array]:
+    """``matmul``'s backward rule, ``(∂J/∂a, ∂J/∂w) = (δ wᵀ, aᵀ δ)`` for ``δ = ∂J/∂(a w)``.
+
+    In mixed precision ``δ`` is rounded to the compute dtype as the forward's operands are,
+    so both products take bfloat16 operands and sum in float32. (Autodiff of the forward's
+    casts would multiply the float32 ``δ`` by a bfloat16 operand: a float32 matmul, then
+    round the result to bfloat16.) Per element, ``|rounded − exact| ≤ u |δ| |w|ᵀ`` (and
+    ``|a|ᵀ |δ|``) with bfloat16's unit roundoff ``u = 2⁻⁸``: the tolerance its test uses."""
+    if not _mixed(a, w, delta, compute_dtype):
+        return delta @ w.T, a.T @ delta
+    a, w, delta = (t.astype(compute_dtype) for t in (a, w, delta))
+    f32 = jnp.float32
+    return (jnp.dot(delta, w.T, preferred_element_type=f32),
+            jnp.dot(a.T, delta, preferred_element_type=f32))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _mixed_matmul(a, w, compute_dtype):
+    return jnp.dot(a.astype(compute_dtype), w.astype(compute_dtype),
+                   preferred_element_type=jnp.float32)
+
+
+def _mixed_matmul_fwd(a, w, compute_dtype):
+    return _mixed_matmul(a, w, compute_dtype), (a, w)
+
+
+def _mixed_matmul_bwd(compute_dtype, residuals, g):
+    a, w = residuals
+    da, dw = matmul_backward(a, w, g, compute_dtype)
+    return da.astype(a.dtype), dw.astype(w.dtype)
+
+
+_mixed_matmul.defvjp(_mixed_matmul_fwd, _mixed_matmul_bwd)
+
+
+def forward_layers(params: Params, x: jax.Array, arch, *, masks=None,
+                   compute_dtype=None) -> list[tuple[jax.Array, jax.Array]]:
     """Every layer's ``(z, a)``: ``z = (a_prev ⊙ m) W + b``, ``a = f(z)``, with ``a_0 = x``.
 
     ``masks`` (``dropout_masks``; ``None``: no dropout) multiply each layer's input; ``a`` is
     kept unmasked, since ``f'(z, a)`` needs ``a = f(z)``. The backward pass needs all of them;
-    ``forward`` keeps only the last ``a``.
+    ``forward`` keeps only the last ``a``. ``compute_dtype``: each ``(a_prev ⊙ m) W`` as
+    ``matmul`` computes it (``"bfloat16"``: mixed precision); the rest in float32.
     """
     arch = parse_arch(arch)
     check_inputs(params, x, arch)
@@ -134,7 +199,7 @@ def forward_layers(params: Params, x: jax.Array, arch, *,
     for i, (layer, (_, activation)) in enumerate(zip(params, arch)):
         if masks is not None and masks[i] is not None:
             a = a * masks[i]
-        z = a @ layer["w"] + layer["b"]
+        z = matmul(a, layer["w"], compute_dtype) + layer["b"]
         a = ACTIVATIONS[activation].fn(z)
         cache.append((z, a))
     return cache
@@ -150,7 +215,7 @@ def forward(params: Params, x: jax.Array, arch) -> jax.Array:
 
 
 def loss(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
-         key=None) -> jax.Array:
+         key=None, compute_dtype=None) -> jax.Array:
     """Mean cross-entropy over the batch: ``(1/B) Σ_b cross_entropy(forward(x)_b, y_b)``.
 
     With ``dropout = (p_in, p_hidden)`` and a ``key``, the network of ``dropout_masks(key)``
@@ -159,11 +224,13 @@ def loss(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
     Every argument is checked first, each error naming it: ``params`` against ``arch``
     (``_checks.params_fit``), ``x`` a floating ``(B ≥ 1, in_dim)``, ``y`` labels ``(B,)`` in
     ``[0, n)`` (read where concrete) or rows ``(B, n)``, ``dropout`` two rates in ``[0, 1)``,
-    ``key`` one PRNG key (needed with a non-zero rate).
+    ``key`` one PRNG key (needed with a non-zero rate). ``compute_dtype``: the matmuls'
+    (``matmul``; ``"bfloat16"`` for mixed precision).
     """
     arch = check_loss_inputs(params, x, y, arch, dropout, key)
     masks = masks_of(key, x, arch, dropout)
-    return jnp.mean(cross_entropy(forward_layers(params, x, arch, masks=masks)[-1][1], y))
+    logits = forward_layers(params, x, arch, masks=masks, compute_dtype=compute_dtype)[-1][1]
+    return jnp.mean(cross_entropy(logits, y))
 
 
 def check_loss_inputs(params, x, y, arch, dropout, key) -> Arch:

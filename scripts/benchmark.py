@@ -21,6 +21,11 @@ that evaluation against the old way, K x 3 separate ``jaxmlp._metrics.evaluate``
 Figures go under "sweep" and "sweep_evaluation" in the JSON, beside what the file already
 holds.
 
+With --precision it measures mixed precision: seconds per epoch in float32 and bfloat16
+(``--compute-dtype``) for presets b and wide and the simard2003 and ciresan2010 networks,
+beside PyTorch eager in float32 and under ``torch.autocast`` (scripts/bench/precision.py),
+with the CPU's model and its bfloat16 flags.
+
 With --augment it measures what on-device augmentation costs against a plain epoch of the
 same net, beside the same distortions in PyTorch, per image in a DataLoader and batched
 (scripts/bench/augment.py).
@@ -33,6 +38,8 @@ Usage:
                               [--drivers scan-hand,...] [--json runs/benchmark.json] [--quick]
   python scripts/benchmark.py --sweep [--sweep-presets b,wide] [--sweep-k 1,4,16]
                               [--sweep-steps N] [--sweep-rounds 5] [--eval-k 16] [--quick]
+  python scripts/benchmark.py --precision [--precision-nets b,wide,simard2003,ciresan2010]
+                              [--examples 12800] [--epochs 2] [--quick]
   python scripts/benchmark.py --augment [--augment-arch 800:relu,10:linear]
                               [--augment-spec alpha=34,sigma=4] [--quick]
 """
@@ -52,7 +59,7 @@ import jax  # noqa: E402
 
 from jaxmlp._data import Dataset, _load_mnist  # noqa: E402
 
-from bench import augment, epochs, evaluation, startup, sweeps  # noqa: E402
+from bench import augment, epochs, evaluation, precision, startup, sweeps  # noqa: E402
 
 
 def _has_torch(wanted: bool):
@@ -119,10 +126,20 @@ def parse_args(argv):
     parser.add_argument("--augment-spec", default="alpha=34,sigma=4",
                         help="what to distort by (default: simard2003's elastic field)")
     parser.add_argument("--augment-torch-batches", type=int, default=40)
+    parser.add_argument("--precision", action="store_true",
+                        help="float32 against bfloat16 matmuls, beside PyTorch autocast")
+    parser.add_argument("--precision-nets", default="b,wide,simard2003,ciresan2010",
+                        help="presets, recipe names or arch specs")
     parser.add_argument("--sweep-child", help=argparse.SUPPRESS)  # internal: 2-device part
     args = parser.parse_args(argv)
+    if args.precision and not args.quick:
+        args.examples = args.examples or 12_800  # ciresan2010's epoch is minutes on a CPU
+        args.epochs = 2 if "--epochs" not in argv else args.epochs
+    if args.precision and "--json" not in argv:
+        args.json = "runs/precision.json"
     if args.quick:
         args.presets, args.examples, args.epochs = "a,b", 4096, 1
+        args.precision_nets = "b"
         args.tta_arch, args.tta_target, args.tta_epochs = "a", 0.85, 3
         if args.sweep:
             args.sweep_presets, args.sweep_k = "b", args.sweep_k or "1,2"
@@ -167,6 +184,11 @@ def main(argv=None) -> dict:
         augment.print_table(report["augment"])
     elif args.sweep:
         report = sweep_report(args, mnist, report)
+    elif args.precision:
+        report["precision"] = precision.measure(
+            args.precision_nets.split(","), mnist.train_images, mnist.train_labels,
+            batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, has_torch=args.has_torch)
+        precision.print_table(report)
     else:
         report["presets"] = epochs.measure(args.presets, mnist.train_images, mnist.train_labels,
                                            batch_size=args.batch_size, lr=args.lr,

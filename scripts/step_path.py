@@ -47,6 +47,8 @@ LEAVES = [
     ("jaxmlp/_softmax.py", "log_softmax"),
     ("jaxmlp/_softmax.py", "softmax"),
     ("jaxmlp/_activations.py", "_relu_grad"),
+    ("jaxmlp/_mlp.py", "matmul"),
+    ("jaxmlp/_mlp.py", "matmul_backward"),
 ]
 
 

@@ -104,6 +104,11 @@ CASES = {
     "dropout_masks x": (lambda: jaxmlp.dropout_masks(KEY, None, ARCH, (0.5, 0.5)), ValueError,
                         "x"),
     # backprop
+    "matmul compute_dtype float16": (lambda: jaxmlp.matmul(X, PARAMS[0]["w"], "float16"),
+                                     ValueError, "compute_dtype"),
+    "matmul shapes": (lambda: jaxmlp.matmul(X, TRANSPOSED[0]["w"]), ValueError, "w (n, m)"),
+    "matmul_backward delta": (lambda: jaxmlp.matmul_backward(X, PARAMS[0]["w"], X, "bfloat16"),
+                              ValueError, "delta (B, m)"),
     "hand_grad params transposed": (lambda: jaxmlp.hand_grad(TRANSPOSED, X, Y, ARCH), ValueError,
                                     "params"),
     "hand_grad y range": (lambda: jaxmlp.hand_grad(PARAMS, X, Y - 1, ARCH), ValueError, "y"),
@@ -351,6 +356,8 @@ CASES = {
         TypeError, "mistakes"),
     "evaluation_report params None": (
         lambda: jaxmlp.evaluation_report(None, U8, np.zeros(5, int), ARCH), TypeError, "params"),
+    "predict_ensemble params not stacked": (lambda: jaxmlp.predict_ensemble(PARAMS, U8, ARCH),
+                                            ValueError, "params"),
     "predict params {}": (lambda: jaxmlp.predict({}, U8, ARCH), TypeError, "params"),
     "predict params None": (lambda: jaxmlp.predict(None, U8, ARCH), TypeError, "params"),
     "predict params [{}]": (lambda: jaxmlp.predict([{}], U8, "2:linear"), TypeError, "params[0]"),

@@ -300,3 +300,21 @@ def test_records_script_prints_its_table(env, monkeypatch, capsys, tmp_path):
     assert "| `simard2003` | Simard" in out[3] and f"**{trained['error']:.2f}%**" in out[3]
     assert "s/epoch measured here over 8 steps" in timed["estimate"]
     assert out[4].startswith("| `keras_mlp` |") and "not trained here" in out[4]
+
+
+def test_precision_benchmark_reports_both_dtypes_and_the_cpu(benchmark, tmp_path, capsys):
+    report = benchmark.main(["--precision", "--quick", "--json", str(tmp_path / "p.json")])
+    part = report["precision"]
+    drivers = ["jaxmlp-float32", "jaxmlp-bfloat16"] + (
+        ["torch-float32", "torch-autocast"] if _has_torch() else [])
+    (net,) = part["nets"]  # --quick: preset b only
+    runs = part["nets"][net]["runs"]
+    assert list(runs) == drivers and all(r["epoch_seconds"] > 0 for r in runs.values())
+    ratio = part["nets"][net]["ratios"]["jaxmlp_float32_over_bfloat16"]
+    assert ratio == runs["jaxmlp-float32"]["epoch_seconds"] / runs["jaxmlp-bfloat16"]["epoch_seconds"]
+    assert set(part["cpu"]["flags"]) == {"amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2"}
+    out = capsys.readouterr().out
+    assert out.startswith("jaxmlp mixed-precision benchmark, ") and "amx_bf16 " in out
+    assert f"| b | {runs['jaxmlp-float32']['epoch_seconds']:.2f} | " in out
+    assert f"| {ratio:.2f}x |" in out
+    assert json.loads((tmp_path / "p.json").read_text())["precision"]["cpu"] == part["cpu"]

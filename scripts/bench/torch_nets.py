@@ -41,12 +41,14 @@ def tensors(images, labels):
 
 
 def make_torch(arch: str, images, labels, batch_size: int, lr: float, total_calls: int, *,
-               steps=None, seed: int = 0, preloaded=None) -> Driver:
+               steps=None, seed: int = 0, preloaded=None, autocast: bool = False) -> Driver:
     """PyTorch eager with the whole dataset preloaded as float tensors.
 
     ``run`` trains ``steps`` steps (default: a whole epoch of the images) of one shuffled
     order; the cosine schedule spans ``total_calls`` such calls. ``preloaded`` shares one
-    ``tensors`` copy of the data between several models."""
+    ``tensors`` copy of the data between several models. ``autocast``: the forward under
+    ``torch.autocast("cpu", torch.bfloat16)`` (PyTorch's mixed precision; its backward
+    follows the forward's dtypes)."""
     model = net(arch, seed)
     steps = steps or len(labels) // batch_size
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
@@ -58,7 +60,9 @@ def make_torch(arch: str, images, labels, batch_size: int, lr: float, total_call
         for i in range(steps):
             idx = order[i * batch_size:(i + 1) * batch_size]
             optimizer.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                logits = model(x[idx])
+            loss = torch.nn.functional.cross_entropy(logits.float(), y[idx])
             loss.backward()
             optimizer.step()
             schedule.step()
