@@ -37,7 +37,8 @@ def export(run, path, format: str = "onnx", *, overwrite: bool = False) -> Path:
     path = check_new_file(path, overwrite=overwrite)  # before any work
     other = {".onnx": "onnx", ".stablehlo": "stablehlo"}.get(path.suffix.lower(), format)
     if other != format:  # a file named for one format holding the other: refused
-        raise ValueError(f"{path.name} names a {other} file, but the format is {format}: "
+        article = "an" if other == "onnx" else "a"
+        raise ValueError(f"{path.name} names {article} {other} file, but the format is {format}: "
                          f"name it *.{format}, or pass `format` {other!r}")
     params = [{k: np.asarray(v, np.float32) for k, v in layer.items()} for layer in run.params]
     in_dim = run.info.in_dim

@@ -315,7 +315,8 @@ class RunFolder:
             # Checked under the lock: a run that another process finished a moment ago counts.
             holds = [f for f in _RUN_FILES if os.path.lexists(path / f)]
             if holds and not (resume or overwrite):
-                raise RunError(f"{path} already holds a run ({', '.join(holds)}): resume it with "
+                kind = "a sweep" if SWEEP in holds else "a run"
+                raise RunError(f"{path} already holds {kind} ({', '.join(holds)}): resume it with "
                                f"`resume` {path}, replace it with `overwrite`, or choose another "
                                "`out`")
             return cls(path, created=created, replace=overwrite, resume=resume, lock_fd=lock_fd)

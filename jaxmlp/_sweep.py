@@ -19,7 +19,6 @@ SGD's momentum or Adam's, AdamW's and Lion's ``b1`` (``jaxmlp._optim.make_optimi
 the best setting is the one whose ensemble is most accurate on it: the test split is
 reported, never chosen on.
 """
-import itertools
 import os
 from typing import Optional
 
@@ -41,12 +40,12 @@ from jaxmlp._run import SUMMARY, RunFolder, history_to, read_checkpoint, resume_
 
 
 def _stats(values: list, split: str) -> dict:
-    """Mean, std (``ddof=1``; 0 for one value), min and max of ``{split}_acc`` over
-    ``values`` (the finite ones); None each when there is none."""
+    """Mean, std (``ddof=1``: None for one value, which has no spread), min and max of
+    ``{split}_acc`` over ``values`` (the finite ones); None each when there is none."""
     ok = np.array([v for v in values if v is not None], dtype=float)
     ok = ok[np.isfinite(ok)]
     return {f"{split}_acc_mean": float(ok.mean()) if ok.size else None,
-            f"{split}_acc_std": float(ok.std(ddof=1)) if ok.size > 1 else 0.0 if ok.size else None,
+            f"{split}_acc_std": float(ok.std(ddof=1)) if ok.size > 1 else None,
             f"{split}_acc_min": float(ok.min()) if ok.size else None,
             f"{split}_acc_max": float(ok.max()) if ok.size else None}
 
@@ -55,25 +54,24 @@ def _summarize(grid: Grid, records: list[dict], probs: np.ndarray, labels: np.nd
               val_probs: Optional[np.ndarray] = None,
               val_labels: Optional[np.ndarray] = None) -> dict:
     """``summary.json``: one record per model, and per setting the mean, std (over its
-    seeds, with ``ddof=1``; 0 for one seed), min and max of test accuracy and the test
+    seeds, with ``ddof=1``; None for one seed), min and max of test accuracy and the test
     accuracy of its ensemble (the mean of its seeds' softmax probabilities).
 
     With a validation split (``val_probs`` ``(K, N_val, classes)`` and ``val_labels``; the
     records then hold ``val_acc``) each setting also gets those of validation accuracy
     (``val_acc_mean`` …, ``ensemble_val_acc``), and the best setting is the one with the
     most accurate validation ensemble; without, the one with the most accurate test
-    ensemble. ``best["chosen_by"]`` names which.
+    ensemble. ``best["chosen_by"]`` names which, ``best["setting"]`` its index K (``jaxmlp
+    eval --ensemble --setting K``, ``load_ensemble(folder, K)``).
     """
     validated = val_labels is not None
     settings = []
-    per = len(grid.seeds)
-    for k, (lr, momentum) in enumerate(itertools.product(grid.lrs, grid.momenta)):
-        members = range(k * per, (k + 1) * per)
-        alive = [i for i in members if not records[i]["diverged"]]
+    for k, (lr, momentum) in enumerate(grid.settings()):
+        alive = [i for i in grid.members(k) if not records[i]["diverged"]]
         def ensemble(p, y, alive=alive):
             return float(np.mean(p[alive].mean(0).argmax(-1) == y)) if alive else None
         setting = {"lr": lr, "momentum": momentum, "seeds": list(grid.seeds),
-                   "diverged": per - len(alive),
+                   "diverged": len(grid.seeds) - len(alive),
                    **_stats([records[i]["test_acc"] for i in alive], "test"),
                    "ensemble_test_acc": ensemble(probs, labels)}
         if validated:
@@ -87,6 +85,7 @@ def _summarize(grid: Grid, records: list[dict], probs: np.ndarray, labels: np.nd
             "test_acc_mean", "ensemble_test_acc")
     return {"models": records, "settings": settings,
             "best": None if best is None else {**{k: best[k] for k in keys},
+                                               "setting": settings.index(best),
                                                "chosen_by": f"ensemble_{split}_acc"}}
 
 
@@ -108,12 +107,17 @@ def format_summary(summary: dict) -> str:
                      + f"{acc:>8}  {loss:>9}  {train:>9}")
 
     def accuracy(s, split, name):
-        return (f"{name} accuracy {s[split + '_acc_mean']:.4f} ± {s[split + '_acc_std']:.4f} "
+        std = s[split + "_acc_std"]
+        if std is None:  # one live seed: no spread, and its ensemble is itself
+            return f"{name} accuracy {s[split + '_acc_mean']:.4f} (one model)"
+        return (f"{name} accuracy {s[split + '_acc_mean']:.4f} ± {std:.4f} "
                 f"(min {s[split + '_acc_min']:.4f}, max {s[split + '_acc_max']:.4f}); ensemble "
                 f"{s['ensemble_' + split + '_acc']:.4f}")
 
     for s in summary["settings"]:
-        head = f"lr {s['lr']:g}, momentum {s['momentum']:g}, {len(s['seeds'])} seeds: "
+        seeds = len(s["seeds"])
+        head = (f"lr {s['lr']:g}, momentum {s['momentum']:g}, {seeds} "
+                f"seed{'s' if seeds != 1 else ''}: ")
         if s["test_acc_mean"] is None:
             lines.append(head + "every model diverged")
             continue
@@ -265,11 +269,11 @@ class Stack:
         is a split) and test accuracy: ``"lr 0.05, momentum 0.9: val 0.9712 ± 0.0011, test
         0.9701 ± 0.0010 | lr 0.1, …"``. With more than ``_SHOWN`` settings, the best by
         validation (else test) only, and how many there are."""
-        models, per = record["models"], len(self.grid.seeds)
+        models = record["models"]
         shown = [s for s in ("val", "test") if s in splits]
         rows = []
-        for k, (lr, momentum) in enumerate(itertools.product(self.grid.lrs, self.grid.momenta)):
-            alive = [m for m in models[k * per:(k + 1) * per] if not m["diverged"]]
+        for k, (lr, momentum) in enumerate(self.grid.settings()):
+            alive = [models[i] for i in self.grid.members(k) if not models[i]["diverged"]]
             head = f"lr {lr:g}, momentum {momentum:g}: "
             if not alive:
                 rows.append((-1.0, head + "diverged"))
@@ -277,8 +281,8 @@ class Stack:
             figures = []
             for split in shown:
                 accs = [m[f"{split}_acc"] for m in alive]
-                std = np.std(accs, ddof=1) if len(accs) > 1 else 0.0  # as in summary.json
-                figures.append(f"{split} {np.mean(accs):.4f} ± {std:.4f}")
+                spread = f" ± {np.std(accs, ddof=1):.4f}" if len(accs) > 1 else ""  # ddof 1
+                figures.append(f"{split} {np.mean(accs):.4f}{spread}")
             rows.append((float(np.mean([m[f"{shown[0]}_acc"] for m in alive])),
                          head + ", ".join(figures)))
         lines = [text for _, text in rows]

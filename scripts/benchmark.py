@@ -30,7 +30,8 @@ With --augment it measures what on-device augmentation costs against a plain epo
 same net, beside the same distortions in PyTorch, per image in a DataLoader and batched
 (scripts/bench/augment.py).
 
-Each measurement is a module of scripts/bench/ (epochs, startup, sweeps, evaluation, augment), whose
+Each measurement is a module of scripts/bench/ (epochs, startup, sweeps, evaluation, augment,
+precision), whose
 docstring says what it measures and how; all share one timing helper (bench/timing.py).
 
 Usage:

@@ -252,7 +252,11 @@ def test_a_near_miss_flag_or_a_list_for_train_gets_a_hint(capsys):
                                                       "values is for jaxmlp sweep --lr)"),
                        (["train", "--seed", "1,2"], "(a list of values is for jaxmlp sweep "
                                                     "--seeds)"),
-                       (["train", "--zzz"], "unrecognized arguments: --zzz (see")]:
+                       (["train", "--zzz"], "unrecognized arguments: --zzz (see"),
+                       (["sweep", "--lr", "0.05", "0.1"], "unrecognized arguments: 0.1 (lists "
+                                                          "are comma-separated: --lr 0.05,0.1)"),
+                       (["train", "--seeds", "3"], "(a list of seeds is for jaxmlp sweep "
+                                                   "--seeds; train takes one --seed)")]:
         with pytest.raises(SystemExit):
             main(argv)
         err = capsys.readouterr().err

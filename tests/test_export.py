@@ -89,8 +89,9 @@ def test_a_file_named_for_the_other_format_is_refused(served_runs, tmp_path):
     # Found by a fresh-eyes test: `--format stablehlo --out x.onnx` wrote a file
     # onnxruntime could not read.
     run = load_run(served_runs[0] / "one")
-    for name, fmt in (("x.onnx", "stablehlo"), ("x.StableHLO", "onnx")):
-        with pytest.raises(ValueError, match=f"{name} names a .* file, but the format is {fmt}"):
+    for name, fmt, other in (("x.onnx", "stablehlo", "an onnx"), ("x.StableHLO", "onnx",
+                                                                  "a stablehlo")):
+        with pytest.raises(ValueError, match=f"{name} names {other} file, but the format is {fmt}"):
             export(run, tmp_path / name, fmt)
     export(run, tmp_path / "x.bin", "stablehlo")  # any other name: the format decides
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.bin"]

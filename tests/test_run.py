@@ -783,7 +783,8 @@ def test_a_sweep_s_ensemble_is_evaluated_and_saved(served_runs, env, tmp_path, c
         saved = json.loads((sweep / "ensembles" / str(k) / "eval.json").read_text())
         assert saved == report and (sweep / "ensembles" / str(k) / "confusion.png").is_file()
     best = summary["best"]
-    assert evaluate_ensemble(sweep, data)["lr"] == best["lr"]  # the best by default
+    assert evaluate_ensemble(sweep, data)["setting"] == best["setting"]  # the best by default
+    assert summary["settings"][best["setting"]]["lr"] == best["lr"]
     for call, message in [(lambda: evaluate_ensemble(sweep, data, 2), "has settings 0 to 1, not 2"),
                           (lambda: evaluate_ensemble(one, data), "holds no sweep")]:
         with pytest.raises(RunError, match=message):
@@ -796,7 +797,8 @@ def test_a_sweep_s_ensemble_is_evaluated_and_saved(served_runs, env, tmp_path, c
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"{sweep}: ensemble of setting 1 (lr 0.1, momentum 0.9; models 2, "
                              "3): test loss ")
-    assert out[1] == "confusion (rows: true class, columns: predicted class):"
+    assert out[1].startswith("per class: 0: ")  # as a single run's eval
+    assert out[2] == "confusion (rows: true class, columns: predicted class):"
     assert out[-1] == f"wrote {sweep}/ensembles/1/eval.json, confusion.png"
     for args, message in [([str(one), "--ensemble"], "holds a single run: --ensemble needs a "
                                                       "sweep's folder"),

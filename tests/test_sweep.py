@@ -112,7 +112,11 @@ def test_summary_statistics_and_ensembles_by_hand():
     assert second["diverged"] == 1 and second["test_acc_mean"] == 1.0
     assert second["ensemble_test_acc"] == 0.5  # the diverged model does not vote
     assert s["best"] == {"lr": 0.1, "momentum": 0.9, "test_acc_mean": pytest.approx(0.7),
-                         "ensemble_test_acc": 1.0, "chosen_by": "ensemble_test_acc"}
+                         "ensemble_test_acc": 1.0, "setting": 0, "chosen_by": "ensemble_test_acc"}
+    # One seed has no spread: null, never 0; said so in the printed table.
+    one = _summarize(Grid(seeds=(0,), lrs=(0.1,), momenta=(0.9,)), records[:1], probs[:1], labels)
+    assert one["settings"][0]["test_acc_std"] is None
+    assert "lr 0.1, momentum 0.9, 1 seed: test accuracy 0.5000 (one model)" in format_summary(one)
     text = format_summary(s)
     assert "val_acc" not in text and "validation accuracy" not in text
 
@@ -142,7 +146,7 @@ def test_best_setting_is_chosen_on_validation_not_test():
     assert second["val_acc_mean"] == 0.75 and second["test_acc_mean"] == 0.5
     assert s["best"] == {"lr": 0.2, "momentum": 0.9, "val_acc_mean": 0.75,
                          "ensemble_val_acc": 1.0, "test_acc_mean": 0.5,
-                         "ensemble_test_acc": 0.5, "chosen_by": "ensemble_val_acc"}
+                         "ensemble_test_acc": 0.5, "setting": 1, "chosen_by": "ensemble_val_acc"}
     text = format_summary(s)
     assert "best setting (by validation ensemble): lr 0.2," in text
     assert "validation accuracy 0.5000 ± 0.3536 (min 0.2500, max 0.7500); ensemble 0.5000; " \
@@ -300,7 +304,10 @@ def test_sweep_command_loads_resumes_and_refuses(env, mnist, tmp_path, capsys):
         jaxmlp.load_run(out)
     # A second sweep on the folder is refused; a resume may only change the length.
     assert main([*args, "--steps", "50"]) == 2
-    assert "already holds a run" in capsys.readouterr().err
+    assert f"{out} already holds a sweep (" in capsys.readouterr().err
+    # train pointed at it is told the command that resumes it.
+    assert main(["train", "--steps", "5", "--out", str(out)]) == 2
+    assert f"resume it with jaxmlp sweep --resume {out}, replace it" in capsys.readouterr().err
     assert main(["sweep", "--resume", str(out), "--lr", "0.2"]) == 2
     assert "--resume cannot change the grid" in capsys.readouterr().err
     assert main(["sweep", "--resume", str(out), "--steps", "100", "--quiet"]) == 0
@@ -496,6 +503,8 @@ def test_an_epoch_line_speaks_per_setting_validation_first():
         "lr 0.1, momentum 0.9: diverged (2 of 4 models live)")
     assert line((0.05,), [0.5, 0.5], splits=("train", "test")) == (
         "lr 0.05, momentum 0.9: test 0.5100 ± 0.0000 (2 of 2 models live)")
+    assert line((0.05,), [0.5, None], splits=("train", "test")) == (  # one live seed: no ±
+        "lr 0.05, momentum 0.9: test 0.5100 (1 of 2 models live)")
     many = line((1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3), [0.8, 0.8, 0.9, 0.9, 0.95, 0.95, 0.97,
                                                      0.97, 0.96, 0.96, 0.1, 0.1])
     assert many.split(" | ")[:4] == [

@@ -271,8 +271,16 @@ def _parse(argv):
         flags = [o for a in commands.choices[args.command]._actions for o in a.option_strings]
         close = [m for token in extra if token.startswith("--")
                  for m in difflib.get_close_matches(token.split("=")[0], flags, n=1, cutoff=0.75)]
+        # `sweep --lr 0.05 0.1`: the second value is left over; lists take commas.
+        listed = next((f"{argv[i - 2]} {argv[i - 1]},{argv[i]}" for i in range(2, len(argv))
+                       if argv[i] == extra[0] and argv[i - 2] in ("--lr", "--momentum",
+                                                                    "--seeds")), None)
         hint = (" (a sweep takes --seeds: a count or a list)"
                 if args.command == "sweep" and "--seed" in extra
+                else " (a list of seeds is for jaxmlp sweep --seeds; train takes one --seed)"
+                if args.command == "train" and "--seeds" in extra
+                else f" (lists are comma-separated: {listed})"
+                if args.command == "sweep" and listed
                 else f" (did you mean {close[0]}?)" if close else "")
         commands.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     return args
@@ -591,6 +599,11 @@ def _run_data(args, config):
                         download=args.download)
 
 
+def _print_per_class(accuracies) -> None:
+    print("per class: " + "  ".join(f"{c}: {a:.3f}" for c, a in enumerate(accuracies)
+                                    if a is not None))
+
+
 def _eval_ensemble(args) -> int:
     """``jaxmlp eval SWEEP --ensemble [--setting K]``: a setting's committee."""
     from jaxmlp._run import ENSEMBLES, evaluate_ensemble
@@ -602,6 +615,7 @@ def _eval_ensemble(args) -> int:
           f"{report['momentum']:g}; models {', '.join(map(str, report['members']))}): test "
           f"loss {report['test_loss']:.4f}, test accuracy {report['test_acc']:.4f} (its "
           f"models: {members})")
+    _print_per_class(report["per_class_acc"])
     print(_confusion_text(report["confusion"]))
     print(f"wrote {Path(args.run) / ENSEMBLES / str(report['setting'])}/eval.json, "
           "confusion.png")
@@ -618,8 +632,7 @@ def _eval(args) -> int:
     name = run.path if run.model is None else f"{run.path} model {run.model}"
     print(f"{name}: test loss {report['test_loss']:.4f}, test accuracy "
           f"{report['test_acc']:.4f}")
-    print("per class: " + "  ".join(f"{c}: {a:.3f}" for c, a in
-                                    enumerate(report["per_class_acc"]) if a is not None))
+    _print_per_class(report["per_class_acc"])
     print(_confusion_text(report["confusion"]))
     where = run.path if run.model is None else run.path / "models" / str(run.model)
     print(f"wrote {where}/eval.json, confusion.png, mistakes.png, weights.png")
@@ -862,7 +875,13 @@ def _run(args) -> int:
         message, code = f"error: {e.strerror}", 1
     except (ValueError, TypeError, RuntimeError, OSError) as e:  # bad input, named
         message, code = f"error: {e}", 2
-    print(f"{_PROG} {args.command}: {_in_flags(message)}", file=sys.stderr)
+    message = _in_flags(message)
+    # The folder holds the other kind: its own command resumes it.
+    other = {"train": ("a sweep", "sweep"), "sweep": ("a run", "train")}.get(args.command)
+    if other and f"already holds {other[0]} (" in message:
+        message = message.replace("resume it with --resume", f"resume it with jaxmlp "
+                                  f"{other[1]} --resume")
+    print(f"{_PROG} {args.command}: {message}", file=sys.stderr)
     return code
 
 

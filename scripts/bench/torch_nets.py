@@ -23,12 +23,21 @@ def threads() -> int:
     return torch.get_num_threads()
 
 
+class LeCunTanh(torch.nn.Module):
+    """LeCun's scaled tanh, ``A·tanh(S·z)`` with jaxmlp's constants."""
+
+    def forward(self, z):
+        from jaxmlp._activations import LECUN_A, LECUN_S
+
+        return LECUN_A * torch.tanh(LECUN_S * z)
+
+
 def net(arch: str, seed: int = 0) -> torch.nn.Sequential:
     """The same network in PyTorch (its default init), seeded."""
     torch.manual_seed(seed)
     layers, fan_in = [], MNIST.in_dim
     acts = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid,
-            "linear": torch.nn.Identity}
+            "linear": torch.nn.Identity, "lecun_tanh": LeCunTanh}
     for units, activation in parse_arch(arch):
         layers += [torch.nn.Linear(fan_in, units), acts[activation]()]
         fan_in = units

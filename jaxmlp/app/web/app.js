@@ -82,8 +82,8 @@ function runRow(r) {
     h("td", { class: "num" }, lrs.length === 0 ? "–" : lrs.length === 1 ? String(lrs[0])
       : `${lrs[0]}..${lrs[lrs.length - 1]} (${lrs.length})`),
     h("td", { class: "num" }, progress(r)),
-    h("td", { class: "num" }, pct(r.test_acc)),
     h("td", { class: "num" }, pct(r.val_acc)),
+    h("td", { class: "num" }, pct(r.test_acc)),
     h("td", { class: "num" }, seconds === null ? "–" : `${Math.round(seconds)} s`),
     h("td", { class: "num" }, ago(r.modified)),
     h("td", {}, r.kind === "run" ? h("a", { href: drawURL(path) }, "draw") : ""));
@@ -108,7 +108,7 @@ async function runsPage() {
         runs.length
           ? h("div", { class: "scroll" }, h("table", { class: "runs" },
             h("thead", {}, h("tr", {}, ...["run", "kind", "dataset", "arch", "params",
-              "optimizer", "lr", "epochs", "test acc", "val acc", "time", "updated", ""].map((t) => h("th", {}, t)))),
+              "optimizer", "lr", "epochs", "val acc", "test acc", "time", "updated", ""].map((t) => h("th", {}, t)))),
             h("tbody", {}, rows)))
           : h("p", {}, "No runs here yet: ", h("code", {}, `jaxmlp train --out ${root}/NAME`),
             " makes one, and it appears here as soon as it has an epoch."));
@@ -208,11 +208,13 @@ function evaluationSection(evaluation, path, prefix, pictures, version, error) {
 
 function singleRun(view, path) {
   const c = dict(view.config), { records: hist, left } = epochs(view.history);
-  const last = hist[hist.length - 1], best = maxOf(hist.map((r) => r.test_acc));
+  // The best epoch by validation where the run holds a split (the test set chooses nothing).
+  const last = hist[hist.length - 1], split = hist.some((r) => num(r.val_acc) !== null) ? "val" : "test";
+  const best = maxOf(hist.map((r) => r[`${split}_acc`]));
   return [
     h("h1", {}, path),
     h("p", { class: "facts" }, `${text(c.dataset)} · ${text(c.arch)} · ${c.steps ? `step ${last ? text(last.step) : 0} of ${planned(c)} (epoch ${last ? text(last.epoch) : 0})` : `epoch ${last ? last.epoch : 0} of ${planned(c)}`}`,
-      best === null ? "" : ` · best test accuracy ${pct(best)}`,
+      best === null ? "" : ` · best ${split === "val" ? "validation" : "test"} accuracy ${pct(best)}`,
       view.has_model === true ? h("a", { href: drawURL(path), class: "button" }, "draw a digit") : null),
     leftOut(left),
     h("div", { class: "cols" },
@@ -314,6 +316,7 @@ function sweepRun(view, path) {
     const bestAcc = maxOf(sweep.history.map((r) => modelAt(r, m.index).test_acc));
     return h("tr", {}, h("td", { class: "num" }, m.index), h("td", { class: "num" }, text(m.seed)),
       h("td", { class: "num" }, text(m.lr)), h("td", { class: "num" }, text(m.momentum)),
+      ...(split === "val" ? [h("td", { class: "num" }, now && !now.diverged ? pct(now.val_acc) : "–")] : []),
       h("td", { class: "num" }, now ? (now.diverged ? "diverged" : pct(now.test_acc)) : "–"),
       h("td", { class: "num" }, pct(bestAcc)),
       h("td", { class: "num" }, pct(ev.test_acc)),
@@ -324,7 +327,7 @@ function sweepRun(view, path) {
       part(`model ${i}'s results`, () => evaluationSection(evaluations[i], path, `models/${i}/`, pictures[i], view.version, errors[i]))));
   return [
     h("h1", {}, path),
-    h("p", { class: "facts" }, `sweep of ${sweep.models.length} models · ${text(c.dataset)} · ${text(c.arch)} · order ${text(view.order)} · epoch ${last ? last.epoch : 0} of ${planned(c)}`),
+    h("p", { class: "facts" }, `sweep of ${sweep.models.length} models · ${text(c.dataset)} · ${text(c.arch)} · order ${text(view.order)} · ${c.steps ? `step ${last ? text(last.step) : 0} of ${planned(c)} (epoch ${last ? last.epoch : 0})` : `epoch ${last ? last.epoch : 0} of ${planned(c)}`}`),
     sweep.notes,
     h("div", { class: "cols" },
       h("div", { id: "acc-chart" }, part("the accuracy chart", () => sweepChart(sweep, `${split}_acc`, `${splitName} accuracy, every model`, "accuracy", hidden))),
@@ -333,7 +336,7 @@ function sweepRun(view, path) {
       h("div", { id: "test-chart" }, part("the test accuracy chart", () => sweepChart(sweep, "test_acc", "test accuracy, every model", "accuracy", farBelow(sweep, "test_acc"))))) : null,
     view.summary ? [h("h2", {}, "summary"), part("the summary", () => summaryTable(dict(view.summary)))] : null,
     h("h2", {}, "models"),
-    h("table", { class: "models" }, h("thead", {}, h("tr", {}, ...["model", "seed", "lr", "momentum", "test acc now", "best", "eval", ""].map((t) => h("th", {}, t)))),
+    h("table", { class: "models" }, h("thead", {}, h("tr", {}, ...["model", "seed", "lr", "momentum", ...(split === "val" ? ["val acc now"] : []), "test acc now", "best test", "eval", ""].map((t) => h("th", {}, t)))),
       h("tbody", {}, rows)),
     evaluated,
     ...modelSection(view.model),
