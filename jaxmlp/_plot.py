@@ -85,9 +85,8 @@ def _sweep_figure(history: list[dict], grid):
     epochs = np.array([h["epoch"] for h in history])
     acc = np.array([[np.nan if m.get(f"{split}_acc") is None else m[f"{split}_acc"]
                      for m in h["models"]] for h in history], dtype=float)  # (epochs, models)
-    per = len(grid.seeds)
-    settings = [(lr, m) for lr in grid.lrs for m in grid.momenta]
-    blocks = [acc[:, k * per:(k + 1) * per] for k in range(len(settings))]
+    settings = grid.settings()
+    blocks = [acc[:, list(grid.members(k))] for k in range(len(settings))]
     with warnings.catch_warnings():  # a setting whose models all diverged: NaN, not a line
         warnings.simplefilter("ignore", RuntimeWarning)
         means = [np.nanmean(b, 1) for b in blocks]
