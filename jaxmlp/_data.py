@@ -583,11 +583,16 @@ def _load_npz(name: str, path: Path) -> Dataset:
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise DatasetError(f"{path} is not a readable .npz of arrays ({type(e).__name__}: "
                            f"{str(e)[:120]})") from None
-    name = f"{NPZ}{path.resolve()}"
+    return _from_own_arrays(path, f"{NPZ}{path.resolve()}", *loaded)
+
+
+def _from_own_arrays(where: Path, name: str, *arrays, num_classes=None) -> Dataset:
+    """``Dataset.from_arrays`` of an npz's or a folder's arrays, a problem named by the file
+    or folder ``where`` they came from, as its other problems are."""
     try:
-        return Dataset.from_arrays(*loaded, name=name)
-    except DatasetError as e:  # named by its file, as the file's other problems are
-        raise DatasetError(f"{path}: {str(e).removeprefix(f'{name}: ')}") from None
+        return Dataset.from_arrays(*arrays, name=name, num_classes=num_classes)
+    except DatasetError as e:
+        raise DatasetError(f"{where}: {str(e).removeprefix(f'{name}: ')}") from None
 
 
 def _load_folder(name: str, root: Path, cache_root: Path, use_cache: bool) -> Dataset:
@@ -598,11 +603,8 @@ def _load_folder(name: str, root: Path, cache_root: Path, use_cache: bool) -> Da
     if use_cache and os.path.lexists(cache) and (cached := read_cache(cache, name)) is not None:
         return cached
     arrays = _image_folder.decode(files)
-    try:
-        data = Dataset.from_arrays(*arrays["train"], *arrays["test"], name=name,
-                                   num_classes=len(classes))
-    except DatasetError as e:  # named by the folder, as its files' problems are
-        raise DatasetError(f"{root}: {str(e).removeprefix(f'{name}: ')}") from None
+    data = _from_own_arrays(root, name, *arrays["train"], *arrays["test"],
+                            num_classes=len(classes))
     if use_cache:
         write_cache(cache, data)
     return data

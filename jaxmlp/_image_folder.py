@@ -44,16 +44,16 @@ def listing(root: Path, name: str) -> tuple[list[str], dict]:
     if len(classes) < 2:
         raise DatasetError(f"{root / 'train'} holds {len(classes)} class folder(s): a "
                            "classifier needs at least 2, one subfolder of images per class")
-    for name in subfolders["test"]:
-        if name not in classes:
-            raise DatasetError(f"{root / 'test' / name} is not a class of train/ (its "
+    for other in subfolders["test"]:
+        if other not in classes:
+            raise DatasetError(f"{root / 'test' / other} is not a class of train/ (its "
                                f"classes: {', '.join(classes[:10])}"
                                f"{', …' if len(classes) > 10 else ''})")
     files: dict = {}
     for split in _SPLITS:
         files[split] = []
-        for label, name in enumerate(classes):
-            folder = root / split / name
+        for label, cls in enumerate(classes):
+            folder = root / split / cls
             if not folder.is_dir():
                 continue  # a class the test split does not hold
             found = sorted(p for p in folder.iterdir() if not p.name.startswith(".")
