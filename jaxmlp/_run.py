@@ -713,13 +713,14 @@ def _ema_name(config: TrainConfig, in_dim: int) -> str:
     return leaf_name((jax.tree_util.DictKey("opt_state"), *ema_path(state)))
 
 
-def _read_sweep_models(folder, indices) -> tuple:
+def _read_sweep_models(folder, indices, sweep=None) -> tuple:
     """``(configs, info, params, histories)`` of the models ``indices`` of the sweep in
     ``folder``: every model's config as the single run it stands for, the dataset it takes,
     the chosen models' params stacked on a leading axis (the checkpoint read once, only
     arrays of the shapes the grid and architecture imply, only those rows kept) and each
-    chosen model's per-epoch records."""
-    config, grid, _, info = read_sweep_with_info(folder)
+    chosen model's per-epoch records. ``sweep``: ``read_sweep_with_info(folder)``, when the
+    caller has read it."""
+    config, grid, _, info = sweep or read_sweep_with_info(folder)
     configs = grid.configs(config)
     for model in indices:
         if not 0 <= model < len(configs):
@@ -907,7 +908,8 @@ def load_ensemble(folder, setting: Optional[int] = None) -> Ensemble:
     folder = Path(folder)
     if not is_sweep(folder):
         raise RunError(f"{folder} holds no sweep: an ensemble is a sweep's setting's seeds")
-    config, grid, _, info = read_sweep_with_info(folder)
+    sweep = read_sweep_with_info(folder)
+    config, grid, _, info = sweep
     settings = grid.settings()
     if setting is None:
         summary = (read_json(folder / SUMMARY, within=folder)
@@ -921,7 +923,7 @@ def load_ensemble(folder, setting: Optional[int] = None) -> Ensemble:
             0 <= setting < len(settings)):
         raise RunError(f"{folder} has settings 0 to {len(settings) - 1}, not {setting!r}")
     indices = list(grid.members(setting))
-    configs, info, params, histories = _read_sweep_models(folder, indices)
+    configs, info, params, histories = _read_sweep_models(folder, indices, sweep)
     alive = [not _diverged([{k: v[i] for k, v in layer.items()} for layer in params], history)
              for i, history in enumerate(histories)]
     if not any(alive):

@@ -561,14 +561,21 @@ def _add_ensemble_flags(parser) -> None:
                         "K of the grid (lr outer, momentum inner; summary.json's order)")
 
 
-def _load_ensemble(args):
-    """The committee ``--ensemble [--setting K]`` names (``eval``, ``predict``)."""
-    from jaxmlp._run import is_sweep, load_ensemble
+def _check_ensemble_args(args) -> None:
+    """``--ensemble [--setting K]`` (``eval``, ``predict``) given a sweep's folder, no model."""
+    from jaxmlp._run import is_sweep
 
     if args.model is not None:
         raise ValueError("--ensemble takes a setting's models together: drop --model")
     if not is_sweep(args.run):
         raise ValueError(f"{args.run} holds a single run: --ensemble needs a sweep's folder")
+
+
+def _load_ensemble(args):
+    """The committee ``--ensemble [--setting K]`` names (``predict``)."""
+    from jaxmlp._run import load_ensemble
+
+    _check_ensemble_args(args)
     return load_ensemble(args.run, args.setting)
 
 
@@ -606,10 +613,10 @@ def _print_per_class(accuracies) -> None:
 
 def _eval_ensemble(args) -> int:
     """``jaxmlp eval SWEEP --ensemble [--setting K]``: a setting's committee."""
-    from jaxmlp._run import ENSEMBLES, evaluate_ensemble
+    from jaxmlp._run import ENSEMBLES, evaluate_ensemble, read_sweep
 
-    committee = _load_ensemble(args)
-    report = evaluate_ensemble(args.run, _run_data(args, committee.config), committee.setting)
+    _check_ensemble_args(args)  # (evaluate_ensemble loads the committee, once)
+    report = evaluate_ensemble(args.run, _run_data(args, read_sweep(args.run)[0]), args.setting)
     members = ", ".join(f"{a:.4f}" for a in report["member_test_acc"])
     print(f"{args.run}: ensemble of setting {report['setting']} (lr {report['lr']:g}, momentum "
           f"{report['momentum']:g}; models {', '.join(map(str, report['members']))}): test "
