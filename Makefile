@@ -8,6 +8,11 @@ BIN := $(VENV)/bin
 SHARED_TFDS := $(wildcard ../shared/data/tensorflow_datasets)
 TFDS_DATA_DIR ?= $(SHARED_TFDS)
 export TFDS_DATA_DIR
+# Bytecode is written even where the environment says not to (PYTHONDONTWRITEBYTECODE=1 on
+# some machines): without it every test process and every jaxmlp command the tests start
+# compiles jaxmlp, and pytest re-rewrites every test module, from source (collection 9.2 s
+# against 3.4 s here).
+export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: setup browser train lint test test-offline lock reproduce benchmark clean
 

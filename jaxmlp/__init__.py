@@ -38,7 +38,8 @@ _API = {
     "load_model": "_run", "evaluate_run": "_run", "evaluate_ensemble": "_run",
     "Ensemble": "_run", "load_ensemble": "_run", "predict": "_predict",
     "predict_ensemble": "_predict", "top_k": "_predict", "load_inputs": "_predict",
-    "export": "_export",
+    "export": "_export", "TTA": "_tta", "tta_probabilities": "_tta", "Committee": "_committee",
+    "load_committee": "_committee", "evaluate_committee": "_committee",
 }
 
 __all__ = list(_API)

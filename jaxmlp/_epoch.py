@@ -216,9 +216,10 @@ def _make_fed_epoch(step):
 
     For multi-process runs, where each process feeds its own columns of ``xs``
     ``(steps, B, 784)`` and ``ys`` ``(steps, B)`` (see ``parallel.feed_batches``); the
-    step keys are those of the run in one process. (Such runs still refuse dropout and
-    augmentation, ``trainer._One``: that the noise is the same across processes is not
-    yet tested.)
+    step keys are those of the run in one process, and JAX's partitionable threefry draws
+    a key's dropout masks and distortions for the global batch whatever its sharding, so
+    each process's share of the noise is the one-process run's
+    (``test_parallel.test_two_processes_match_one``).
     """
     @functools.partial(jax.jit, donate_argnums=(0, 1))
     def run(params, opt_state, xs, ys, key, start):

@@ -18,6 +18,7 @@ from jaxmlp._arch import Arch, parse_arch
 from jaxmlp._cross_entropy import cross_entropy
 from jaxmlp._images import check_images, check_range, prepare_images
 from jaxmlp._mlp import Params, forward
+from jaxmlp._parallel import to_host
 from jaxmlp._softmax import softmax
 
 _DEFAULT_MAX_BYTES = 64 * 2**20
@@ -55,7 +56,7 @@ def _chunk_rows(arch: Arch, in_dim: int, num_examples: int, max_bytes: int) -> i
     return int(min(max(max_bytes // (4 * widest), 1), num_examples))
 
 
-def _chunks(arch: Arch, in_dim: int, num_examples: int, max_bytes: int) -> list[tuple[int, int]]:
+def chunks(arch: Arch, in_dim: int, num_examples: int, max_bytes: int) -> list[tuple[int, int]]:
     """``(start, rows)`` of the consecutive chunks that cover ``num_examples`` examples,
     ``_chunk_rows`` rows each (the last may hold fewer): every chunked pass over a set."""
     rows = _chunk_rows(arch, in_dim, num_examples, max_bytes)
@@ -125,7 +126,7 @@ def _check_set(params: Params, images, labels, arch: Arch):
 
 def _fold_chunks(add, acc, params: Params, images, labels, arch: Arch, max_bytes: int):
     """Runs ``acc = add(acc, ..., start, rows, arch)`` over consecutive chunks of the set."""
-    for start, rows in _chunks(arch, params[0]["w"].shape[0], images.shape[0], max_bytes):
+    for start, rows in chunks(arch, params[0]["w"].shape[0], images.shape[0], max_bytes):
         acc = add(acc, params, images, labels, start, rows, arch)
     return acc
 
@@ -186,10 +187,11 @@ def evaluate_models(params: Params, images, labels, arch, *,
     images, labels = _check_set(_unstacked(params), images, labels, arch)
     acc = {"loss": jnp.zeros((k,), jnp.float32), "correct": jnp.zeros((k,), jnp.int32)}
     # The K models share each chunk's budget: its rows are a K-th of a single model's.
-    for start, rows in _chunks(arch, params[0]["w"].shape[1], images.shape[0],
+    for start, rows in chunks(arch, params[0]["w"].shape[1], images.shape[0],
                                max(max_bytes // k, 1)):
         acc = _add_sums_models(acc, params, images, labels, start, rows, arch)
-    acc = jax.device_get(acc)  # the one host sync
+    # The one host sync (a sweep's models on several processes: gathered from them).
+    acc = jax.tree.map(to_host, acc)
     n = labels.shape[0]
     return {"loss": np.asarray(acc["loss"], np.float64) / n,
             "accuracy": np.asarray(acc["correct"]) / n}
@@ -214,9 +216,9 @@ def model_probabilities(params: Params, images, arch, *,
     if isinstance(images, np.ndarray):  # free to read; device arrays are not read
         check_range(images)
     images = jnp.asarray(images)
-    chunks = [_chunk_probs(params, images, start, rows, arch) for start, rows in
-              _chunks(arch, params[0]["w"].shape[1], images.shape[0], max(max_bytes // k, 1))]
-    return np.array(jax.device_get(jnp.concatenate(chunks, axis=1)))  # a writable copy
+    parts = [_chunk_probs(params, images, start, rows, arch) for start, rows in
+             chunks(arch, params[0]["w"].shape[1], images.shape[0], max(max_bytes // k, 1))]
+    return np.array(to_host(jnp.concatenate(parts, axis=1)))  # a writable copy
 
 
 def _per_class_accuracy(confusion: np.ndarray) -> list:
@@ -279,11 +281,13 @@ def evaluation_report(params: Params, images, labels, arch, *,
                                             np.asarray(acc["confidence"]), mistakes)}
 
 
-def probability_report(probs, labels) -> dict:
+def probability_report(probs, labels, *, mistakes: int = 0) -> dict:
     """``evaluation_report``'s figures from class probabilities ``(N, classes)`` (a
-    committee's mean), not logits: ``test_loss`` ``−(1/N) Σ_b log p_b[y_b]`` (a probability
-    below float32's smallest normal counts as that), ``test_acc``, ``per_class_acc`` and
-    ``confusion`` (rows true, columns predicted)."""
+    committee's mean, or a model's over distortions), not logits: ``test_loss``
+    ``−(1/N) Σ_b log p_b[y_b]`` (a probability below float32's smallest normal counts as
+    that), ``test_acc``, ``per_class_acc`` and ``confusion`` (rows true, columns
+    predicted); with ``mistakes`` > 0 also that many ``mistakes`` (confidence ``max_i p_b``)."""
+    _checks.integer(mistakes, "mistakes")
     probs, labels = np.asarray(probs, np.float64), np.asarray(labels)
     if probs.ndim != 2 or labels.shape != (probs.shape[0],) or not len(labels):
         raise ValueError(f"probs must be (N, classes) beside labels (N,), N >= 1, got "
@@ -293,6 +297,9 @@ def probability_report(probs, labels) -> dict:
     confusion = np.zeros((n, n), np.int64)
     np.add.at(confusion, (labels, predicted), 1)
     chosen = np.maximum(probs[np.arange(len(labels)), labels], np.finfo(np.float32).tiny)
-    return {"test_loss": float(-np.mean(np.log(chosen))),
-            "test_acc": int(np.trace(confusion)) / len(labels),
-            "per_class_acc": _per_class_accuracy(confusion), "confusion": confusion.tolist()}
+    report = {"test_loss": float(-np.mean(np.log(chosen))),
+              "test_acc": int(np.trace(confusion)) / len(labels),
+              "per_class_acc": _per_class_accuracy(confusion), "confusion": confusion.tolist()}
+    if mistakes:
+        report["mistakes"] = _confident_mistakes(labels, predicted, probs.max(axis=1), mistakes)
+    return report

@@ -83,6 +83,28 @@ def initialize_distributed(coordinator: str, num_processes: int, process_id: int
     _joined.append(True)
 
 
+def detect_cluster(timeout_s: float = 60) -> tuple[str, int, int]:
+    """``(coordinator, num_processes, process_id)`` as ``jax.distributed.initialize()``
+    finds them in the environment of a launcher it knows (SLURM's ``srun``, Open MPI's
+    ``mpirun``, Kubernetes, Cloud TPU): JAX's own detection, so that jaxmlp's rendezvous
+    meets on the address JAX will use. ``JAX_COORDINATOR_PORT`` sets the port (else the
+    launcher's rule: under SLURM one derived from the job id).
+
+    Raises:
+      ValueError: no such launcher in the environment, or one that leaves a value unknown.
+    """
+    from jax._src.clusters import ClusterEnv  # JAX's detection; no public name for it
+
+    check_timeout(timeout_s)
+    coordinator, num_processes, process_id, _ = ClusterEnv.auto_detect_unset_distributed_params(
+        None, None, None, None, None, max(1, math.ceil(timeout_s)))
+    if coordinator is None or num_processes is None or process_id is None:
+        raise ValueError("found no cluster launcher in the environment (SLURM's srun, Open "
+                         "MPI's mpirun, ...): name the processes with `coordinator`, "
+                         "`num_processes` and `process_id`")
+    return str(coordinator), int(num_processes), int(process_id)
+
+
 def _leave(code: int) -> None:
     """Ends a process that joined a multi-process run, with exit status ``code``.
 
@@ -343,10 +365,29 @@ def _put_batches(local: np.ndarray, global_shape: tuple, mesh: Mesh):
 
 
 def to_host(x) -> np.ndarray:
-    """A replicated (or local) array as numpy, also when other processes hold parts of it."""
+    """An array as numpy in every process: a local or replicated one as it is, one sharded
+    over other processes' devices (a sweep's models) gathered from them (a collective:
+    every process calls it)."""
     if getattr(x, "is_fully_addressable", True):
         return np.asarray(x)
-    return np.asarray(x.addressable_data(0))
+    if x.sharding.is_fully_replicated:
+        return np.asarray(x.addressable_data(0))
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def put_sharded(tree, sharding: NamedSharding):
+    """Host (or local) arrays, the same in every process, onto ``sharding``: in several
+    processes each places only the parts its devices hold."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def put(x):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(put, tree)
 
 
 def feed_batches(images, labels, order, batch_size: int, mesh):

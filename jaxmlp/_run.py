@@ -821,7 +821,7 @@ def _read_evaluation(path: Path, within=None) -> Optional[dict]:
         return None
 
 
-def evaluate_run(run: Run, data) -> dict:
+def evaluate_run(run: Run, data, tta=None) -> dict:
     """Evaluates ``run``'s model on ``data``'s test split and saves the report in its folder
     (for model I of a sweep, in the sweep's ``models/I/``).
 
@@ -830,11 +830,17 @@ def evaluate_run(run: Run, data) -> dict:
     images) and ``weights.png`` (the first layer's weights laid out in the input image
     shape, ``run.info.image_shape``), holding the folder's lock while it writes.
 
+    With ``tta`` (a ``jaxmlp.TTA``) the figures are of the probabilities averaged over each
+    image and ``tta.n`` distortions of it (``tta.augment``: one-pixel shifts by default), and
+    the report adds ``tta`` (``n``, ``augment``, ``seed``) and ``without_tta``
+    (``test_loss``, ``test_acc`` of the plain model).
+
     Returns:
       the report, as saved in ``eval.json``.
     """
-    from jaxmlp._metrics import evaluation_report
+    from jaxmlp._metrics import evaluation_report, probability_report
     from jaxmlp._plot import plot_confusion, plot_mistakes, plot_weights
+    from jaxmlp._tta import TTA, tta_probabilities
 
     if not isinstance(run, Run):
         raise TypeError(f"run must be a jaxmlp.Run (load_run makes one), got {type(run).__name__}")
@@ -844,7 +850,15 @@ def evaluate_run(run: Run, data) -> dict:
     if data.info.image_shape != run.info.image_shape:
         raise ValueError(f"data must be the dataset the run takes ({run.info.name}, images "
                          f"{run.info.image_shape}), got {data.info.name} {data.info.image_shape}")
+    if tta is not None and not isinstance(tta, TTA):
+        raise TypeError(f"tta must be a jaxmlp.TTA or None, got {type(tta).__name__}")
+    probs = None if tta is None else tta_probabilities(
+        run.params, data.test_images, run.arch, tta, image_shape=run.info.image_shape)
     report = evaluation_report(run.params, data.test_images, data.test_labels, run.arch)
+    if tta is not None and probs is not None:
+        plain = {k: report[k] for k in ("test_loss", "test_acc")}
+        report = {**probability_report(probs, data.test_labels, mistakes=36),
+                  "tta": tta.record(), "without_tta": plain}
     wrong = report["mistakes"]
     index = np.asarray([m["index"] for m in wrong], dtype=int)
     plots = {
@@ -936,7 +950,7 @@ def load_ensemble(folder, setting: Optional[int] = None) -> Ensemble:
                     momentum, info)
 
 
-def evaluate_ensemble(folder, data, setting: Optional[int] = None) -> dict:
+def evaluate_ensemble(folder, data, setting: Optional[int] = None, tta=None) -> dict:
     """Evaluates the committee of one setting of the sweep in ``folder`` on ``data``'s test
     split: the mean of its live seeds' softmax probabilities (as ``summary.json``'s
     ``ensemble_test_acc``), and saves the report as ``ensembles/K/eval.json`` with its
@@ -946,9 +960,12 @@ def evaluate_ensemble(folder, data, setting: Optional[int] = None) -> dict:
     ``settings``); None is the best (``summary.json``'s ``best``: by validation when the
     sweep has a split). The report holds ``setting``, ``lr``, ``momentum``, ``members`` (the
     models that vote), ``member_test_acc``, and ``test_loss``, ``test_acc``,
-    ``per_class_acc``, ``confusion`` of the committee (``probability_report``)."""
+    ``per_class_acc``, ``confusion`` of the committee (``probability_report``). With
+    ``tta`` (a ``jaxmlp.TTA``) each member votes by its probabilities over each image and
+    ``tta.n`` distortions of it (``evaluate_run``'s), and the report adds ``tta``."""
     from jaxmlp._metrics import evaluate_models, model_probabilities, probability_report
     from jaxmlp._plot import plot_confusion
+    from jaxmlp._tta import TTA, tta_probabilities
 
     folder = Path(folder)
     committee = load_ensemble(folder, setting)
@@ -958,12 +975,22 @@ def evaluate_ensemble(folder, data, setting: Optional[int] = None) -> dict:
                          f"{info.image_shape})")
     setting, lr, momentum, members = (committee.setting, committee.lr, committee.momentum,
                                       list(committee.members))
+    if tta is not None and not isinstance(tta, TTA):
+        raise TypeError(f"tta must be a jaxmlp.TTA or None, got {type(tta).__name__}")
     stacked = [{k: jax.numpy.asarray(v) for k, v in layer.items()} for layer in committee.params]
-    probs = model_probabilities(stacked, data.test_images, config.layers)  # (K, N, classes)
     one_by_one = evaluate_models(stacked, data.test_images, data.test_labels, config.layers)
+    if tta is None:
+        probs = model_probabilities(stacked, data.test_images, config.layers)  # (K, N, classes)
+    else:
+        probs = np.stack([tta_probabilities(
+            [{k: v[i] for k, v in layer.items()} for layer in stacked], data.test_images,
+            config.layers, tta, image_shape=info.image_shape)
+            for i in range(len(members))])
     report = {"setting": setting, "lr": lr, "momentum": momentum, "members": members,
               "member_test_acc": [float(a) for a in np.asarray(one_by_one["accuracy"])],
               **probability_report(probs.mean(axis=0), data.test_labels)}
+    if tta is not None:
+        report["tta"] = tta.record()
     plots = {"confusion.png": lambda p: plot_confusion(
         report["confusion"], p, title=f"{folder.name}: ensemble of lr {lr:g}, momentum "
         f"{momentum:g} ({len(members)} seeds): test accuracy {report['test_acc']:.4f}")}

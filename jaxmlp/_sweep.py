@@ -35,7 +35,7 @@ from jaxmlp._layout import check_memory, eval_sets, put_dataset
 from jaxmlp._metrics import evaluate_models, model_probabilities
 from jaxmlp._mlp import init_params
 from jaxmlp._optim import HyperState, make_optimizer
-from jaxmlp._parallel import make_mesh, to_host
+from jaxmlp._parallel import make_mesh, put_sharded, to_host
 from jaxmlp._run import SUMMARY, RunFolder, history_to, read_checkpoint, resume_length
 
 
@@ -138,9 +138,10 @@ def format_summary(summary: dict) -> str:
 
 
 def _summarize_models(grid: Grid, config: TrainConfig, params, history: list[dict],
-                     diverged: np.ndarray, data: Dataset) -> dict:
+                     diverged: np.ndarray, data: Dataset, host: Dataset) -> dict:
     """``summarize`` of a trained stack: the last epoch's records and every model's
-    probabilities on the test (and validation) images, computed on the devices at once."""
+    probabilities on the test (and validation) images of ``data`` (on the devices), computed
+    there at once; the labels ``host``'s."""
     last = history[-1]["models"] if history else []
     records = [{**m, **{k: v for k, v in r.items() if k in
                         ("val_acc", "val_loss", "test_acc", "test_loss", "train_acc",
@@ -153,9 +154,9 @@ def _summarize_models(grid: Grid, config: TrainConfig, params, history: list[dic
         p[np.asarray(diverged, bool)] = 0
         return p
 
-    val = ({"val_probs": probs(data.val_images), "val_labels": data.val_labels}
-           if data.val_labels is not None else {})
-    return _summarize(grid, records, probs(data.test_images), data.test_labels, **val)
+    val = ({"val_probs": probs(data.val_images), "val_labels": host.val_labels}
+           if host.val_labels is not None else {})
+    return _summarize(grid, records, probs(data.test_images), host.test_labels, **val)
 
 
 # An epoch line shows at most this many settings (the best); summary.json has them all.
@@ -216,15 +217,15 @@ class Stack:
         self._run = make_stack_runner(step, self.config.batch_size, self.order, self.data,
                                        self.mesh)
         self._keys = jax.random.wrap_key_data(jnp.asarray(state["key"]))
-        return jax.device_put((state["params"], HyperState(self.hyper, state["opt_state"])),
-                              self.per_model)
+        return put_sharded((state["params"], HyperState(self.hyper, state["opt_state"])),
+                           self.per_model)
 
     def train(self, params, opt_state, epoch: int, start: int, n: int):
-        keys = jax.device_put(jax.vmap(jax.random.fold_in, (0, None))(self._keys, epoch),
-                              self.per_model)
+        keys = jax.vmap(jax.random.fold_in, (0, None))(self._keys, epoch)
+        keys = jax.random.wrap_key_data(put_sharded(jax.random.key_data(keys), self.per_model))
         params, opt_state, batch, compile_s = self._run(params, opt_state, keys, start, n)
-        losses = np.asarray(batch["loss"])  # (n, K): the epoch's one host sync
-        return params, opt_state, losses, np.asarray(batch["accuracy"]), compile_s
+        losses = to_host(batch["loss"])  # (n, K): the epoch's one host sync
+        return params, opt_state, losses, to_host(batch["accuracy"]), compile_s
 
     def host_state(self, params, opt_state, step: int) -> dict:
         return jax.tree.map(to_host, checkpoint_state(params, opt_state.inner, step,
@@ -308,7 +309,7 @@ class Stack:
     def finish(self, folder, params, history, diverged) -> dict:
         host_params = jax.tree.map(to_host, params)
         summary = _summarize_models(self.grid, self.config, params, history, diverged,
-                                   self.host_data)
+                                   self.data, self.host_data)
         # Written when this call trained (or the summary is missing): a complete sweep
         # resumed with nothing to do writes nothing.
         if folder is not None and history and (
@@ -319,9 +320,13 @@ class Stack:
 
 def _model_devices(config: TrainConfig, num_models: int) -> list:
     devices = list(make_mesh(config.devices).devices)  # its checks, its message
-    if config.devices is None:  # as many as divide the models evenly
+    if config.devices is None and jax.process_count() == 1:  # as many as divide the models
         devices = devices[:max(d for d in range(1, len(devices) + 1) if num_models % d == 0)]
+    # Several processes: every device of each (their models are theirs to train).
     if num_models % len(devices):
-        raise ValueError(f"{num_models} models do not split evenly over {len(devices)} "
-                         f"devices; use a multiple of {len(devices)} models, or --devices")
+        processes = jax.process_count()
+        where, fix = ((f" of {processes} processes", "") if processes > 1
+                      else ("", ", or `devices`"))
+        raise ValueError(f"{num_models} models do not split evenly over {len(devices)} devices"
+                         f"{where}; use a multiple of {len(devices)} models{fix}")
     return devices

@@ -109,9 +109,6 @@ class _One:
 
     def __init__(self, config: TrainConfig, data: Dataset):
         self.config, self.info, self.num_models = config, data.info, 1
-        if jax.process_count() > 1 and (config.dropout_rates or config.augmentation):
-            raise ValueError("`dropout` and `augment` are not yet supported across several "
-                             "processes")
         self.mesh = make_mesh(config.devices)
         check_batch(config.batch_size, self.mesh)
         check_memory(config, 1, "shared", data, list(self.mesh.devices.flat))
@@ -332,8 +329,6 @@ def _check_call(config, grid, out, order, data, log, resume, overwrite, progress
             raise TypeError(f"{name} must be True or False, got {value!r}")
     if (resume or overwrite) and out is None:
         raise ValueError("resume and overwrite need the run's folder (out)")
-    if grid is not None and jax.process_count() > 1:  # the one place that says so
-        raise ValueError("a multi-process run trains a single model: use jaxmlp train")
 
 
 class _Loop:

@@ -8,8 +8,12 @@ wall time (start-up and evaluation included) and the machine. A recipe named in
 ``--estimate`` instead trains ``--estimate-steps`` steps and states its measured seconds
 per epoch and what its full length would take here.
 
+With ``--tta N`` each single model's and committee's error over each image and N one-pixel
+shifts follows (``jaxmlp eval --tta``); ``--committee`` adds a row: every trained recipe's
+models voting together (``jaxmlp ensemble``).
+
 Usage: python scripts/records.py [--recipes simard2003,dropout2014,meier2011]
-         [--estimate ciresan2010] [--out runs/records] [--quick]
+         [--estimate ciresan2010] [--out runs/records] [--tta N] [--committee] [--quick]
 ``--quick`` (for the tests): every recipe on a 6,000-image slice for 30 steps.
 """
 import argparse
@@ -22,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxmlp import Grid, TrainConfig, train_and_evaluate, train_many
+from jaxmlp import (TTA, Grid, TrainConfig, evaluate_committee, evaluate_ensemble, evaluate_run,
+                    load_committee, load_run, train_and_evaluate, train_many)
 from jaxmlp.app._cli import _enable_compilation_cache
 from jaxmlp._data import load_dataset
 from jaxmlp._recipes import RECIPES
@@ -42,7 +47,7 @@ def _machine() -> str:
     return f"{where}, {os.cpu_count()} cores, jax {jax.__version__} on {device.platform}"
 
 
-def _train(name: str, config: TrainConfig, out: Path, data, seeds):
+def _train(name: str, config: TrainConfig, out: Path, data, seeds, tta):
     quiet = lambda _: None
     begin = time.perf_counter()
     if seeds:
@@ -54,10 +59,28 @@ def _train(name: str, config: TrainConfig, out: Path, data, seeds):
         error = 100 * (1 - setting["ensemble_test_acc"])
         detail = (f"ensemble of {seeds}; models {100 * (1 - np.mean(models)):.2f} ± "
                   f"{100 * np.std(models, ddof=1):.2f}")
+        seconds = time.perf_counter() - begin
+        if tta is not None:
+            voted = evaluate_ensemble(out / name, data, tta=tta)["test_acc"]
+            detail += f"; with TTA {100 * (1 - voted):.2f}%"
     else:
         result = train_and_evaluate(config, out / name, data=data, log=quiet)
         error, detail = 100 * (1 - result["test_accuracy"]), "one model"
-    return error, detail, time.perf_counter() - begin
+        seconds = time.perf_counter() - begin
+        if tta is not None:
+            voted = evaluate_run(load_run(out / name), data, tta)["test_acc"]
+            detail += f"; with TTA {100 * (1 - voted):.2f}%"
+    return error, detail, seconds
+
+
+def _committee(folders: list, data, tta) -> str:
+    """The table's last row: every trained recipe's models voting together."""
+    report = evaluate_committee(load_committee(folders), data, tta)
+    accs = [m["test_acc"] for m in report["members"]]
+    return (f"| committee | every recipe above, {len(accs)} models voting (mean probability"
+            f"{', each over TTA' if tta else ''}) | – | **{100 * (1 - report['test_acc']):.2f}%** "
+            f"(members {100 * (1 - np.mean(accs)):.2f}% mean, best "
+            f"{100 * (1 - max(accs)):.2f}%) | – | – | `jaxmlp ensemble` of the folders |")
 
 
 def _estimate(config: TrainConfig, data, steps: int) -> str:
@@ -80,8 +103,12 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--estimate-steps", type=int, default=40)
     parser.add_argument("--out", default="runs/records")
     parser.add_argument("--data-dir")
+    parser.add_argument("--tta", type=int, help="also each model over N one-pixel shifts")
+    parser.add_argument("--committee", action="store_true",
+                        help="then every trained recipe's models voting together")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
+    tta = TTA(args.tta) if args.tta else None
     names = [n for n in args.recipes.split(",") if n]
     estimated = [n for n in args.estimate.split(",") if n]
     for name in names + estimated:
@@ -104,11 +131,13 @@ def main(argv=None) -> list[dict]:
             settings.pop("epochs", None)
             settings["steps"] = 30
         config = TrainConfig(**settings)
-        error, detail, seconds = _train(name, config, out, data, recipe.seeds)
+        error, detail, seconds = _train(name, config, out, data, recipe.seeds, tta)
         epochs = settings.get("epochs", f"{settings.get('steps')} steps")
         rows.append(dict(recipe=name, paper_error=recipe.error, error=error, seconds=seconds))
         print(f"| `{name}` | {recipe.paper} | {recipe.error:.2f}% | **{error:.2f}%** ({detail}) "
               f"| {epochs} | {seconds / 60:.1f} min | {recipe.differs} |", flush=True)
+    if args.committee and names:
+        print(_committee([out / name for name in names], data, tta), flush=True)
     for name in estimated:
         recipe = RECIPES[name]
         config = TrainConfig(**recipe.settings)

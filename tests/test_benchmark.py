@@ -291,15 +291,20 @@ def test_records_script_prints_its_table(env, monkeypatch, capsys, tmp_path):
     records = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(records)
     rows = records.main(["--quick", "--recipes", "simard2003", "--estimate", "keras_mlp",
-                         "--out", str(tmp_path)])
+                         "--tta", "1", "--committee", "--out", str(tmp_path)])
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("# MNIST MLP records, ") and "cores, jax" in out[0]
     trained, timed = rows
     run = json.loads((tmp_path / "simard2003" / "metrics.jsonl").read_text().splitlines()[-1])
     assert trained["error"] == pytest.approx(100 * (1 - run["test_acc"]))
     assert "| `simard2003` | Simard" in out[3] and f"**{trained['error']:.2f}%**" in out[3]
+    voted = json.loads((tmp_path / "simard2003" / "eval.json").read_text())
+    assert voted["tta"]["n"] == 1 and f"with TTA {100 * (1 - voted['test_acc']):.2f}%" in out[3]
+    # A committee of one recipe's one model votes as that model over the same shifts.
+    assert out[4].startswith("| committee | every recipe above, 1 models voting") and \
+        f"**{100 * (1 - voted['test_acc']):.2f}%**" in out[4]
     assert "s/epoch measured here over 8 steps" in timed["estimate"]
-    assert out[4].startswith("| `keras_mlp` |") and "not trained here" in out[4]
+    assert out[5].startswith("| `keras_mlp` |") and "not trained here" in out[5]
 
 
 def test_precision_benchmark_reports_both_dtypes_and_the_cpu(benchmark, tmp_path, capsys):
@@ -318,3 +323,26 @@ def test_precision_benchmark_reports_both_dtypes_and_the_cpu(benchmark, tmp_path
     assert f"| b | {runs['jaxmlp-float32']['epoch_seconds']:.2f} | " in out
     assert f"| {ratio:.2f}x |" in out
     assert json.loads((tmp_path / "p.json").read_text())["precision"]["cpu"] == part["cpu"]
+
+
+def test_speedrun_reports_each_seed_and_the_mean(env, monkeypatch, capsys):
+    # --quick: 2 seeds of 20 steps after a warm-up, on a slice; every figure is the runs' own.
+    monkeypatch.setattr(sys, "path", [str(ROOT / "scripts"), *sys.path])
+    spec = importlib.util.spec_from_file_location("speedrun", ROOT / "scripts" / "speedrun.py")
+    speedrun = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speedrun)
+    summary = speedrun.main(["--quick", "--tta", "1", "--target", "0.5", "--budget", "1000"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("# speedrun: speedrun99, 2 seeds after a warm-up, ")
+    assert out[2].startswith("warm-up (seed 10000, not counted): ")
+    rows = summary["rows"]
+    assert [r["seed"] for r in rows] == [0, 1] and rows[0]["test_acc"] != rows[1]["test_acc"]
+    for row, line in zip(rows, out[3:5]):
+        assert line.startswith(f"seed {row['seed']}: test accuracy {row['test_acc']:.4f}, "
+                               f"with TTA {row['tta_acc']:.4f}")
+        assert 0 < row["train_s"] < row["wall_s"]
+    accs = [r["test_acc"] for r in rows]
+    assert summary["test_acc"] == {"mean": sum(accs) / 2, "min": min(accs), "max": max(accs)}
+    assert summary["met"] == (summary["test_acc"]["mean"] >= 0.5)
+    assert out[-1] == "target 50.00% mean in <= 1000 s of training: " + (
+        "met" if summary["met"] else "not met")

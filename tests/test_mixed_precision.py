@@ -9,7 +9,9 @@ The proofs, in the habit of tests/test_backprop.py:
 2. the whole hand backward pass against ``jax.grad`` of the same mixed-precision loss, on
    drawn architectures with dropout: the same operations, so float32's own tolerance;
 3. both relatively close to the float64 gradient of the float32 network;
-4. the compiled step multiplies in bfloat16 only, and a float32 run is unchanged.
+4. the compiled step multiplies in bfloat16 only, and a float32 run is unchanged;
+5. ``check_grads`` through the ``custom_vjp`` (``_mixed_matmul``): its reverse mode against
+   finite differences of the rounded forward.
 """
 import dataclasses
 
@@ -208,3 +210,24 @@ def test_evaluation_stays_float32(small):
                                   jaxmlp.forward(params, x, "b"))
     assert not np.array_equal(forward_layers(params, x, parse_arch("b"), compute_dtype=BF16)[-1][1],
                               jaxmlp.forward(params, x, "b"))
+
+
+def test_check_grads_through_the_mixed_matmul_s_custom_vjp():
+    """``jax.test_util.check_grads`` in reverse mode: the custom VJP against central
+    differences ``(f(x + εv) − f(x − εv)) / 2ε`` of the bfloat16 forward. The product is
+    bilinear, so the differences carry no truncation error at any ε; only the rounding of the
+    operands moves them, by at most about ``2 u |a| |w| / 2ε`` per product: with ε = 0.5 and
+    unit-normal operands, a few percent, inside check_grads' ``rtol`` of 0.05 (a float32
+    ε of 1e-3 would divide bfloat16's steps by it, and fail for a correct rule)."""
+    from jax.test_util import check_grads
+
+    ka, kw = jax.random.split(jax.random.key(0))
+    a, w = jax.random.normal(ka, (6, 5)), jax.random.normal(kw, (5, 4))
+    check_grads(lambda a, w: matmul(a, w, BF16), (a, w), order=1, modes=["rev"], eps=0.5,
+                atol=0.1, rtol=0.05)
+    # The same check catches a rule that is wrong by a factor of 2 on one operand.
+    wrong = jax.custom_vjp(lambda a, w: matmul(a, w, BF16))
+    wrong.defvjp(lambda a, w: (matmul(a, w, BF16), (a, w)),
+                 lambda r, d: (2 * matmul_backward(*r, d, BF16)[0], matmul_backward(*r, d, BF16)[1]))
+    with pytest.raises(AssertionError):
+        check_grads(wrong, (a, w), order=1, modes=["rev"], eps=0.5, atol=0.1, rtol=0.05)

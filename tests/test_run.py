@@ -789,6 +789,16 @@ def test_a_sweep_s_ensemble_is_evaluated_and_saved(served_runs, env, tmp_path, c
                           (lambda: evaluate_ensemble(one, data), "holds no sweep")]:
         with pytest.raises(RunError, match=message):
             call()
+    # Each member over its distortions (issue 28), then the committee's mean.
+    from jaxmlp import TTA, tta_probabilities
+
+    voted = evaluate_ensemble(sweep, data, 1, TTA(2, "rotation=10", seed=4))
+    probs = np.mean([tta_probabilities(load_run(sweep, model=i).params, data.test_images,
+                                       load_run(sweep, model=i).arch, TTA(2, "rotation=10", 4),
+                                       image_shape=(28, 28, 1)) for i in (2, 3)], axis=0)
+    assert voted["test_acc"] == np.mean(probs.argmax(1) == np.asarray(data.test_labels))
+    assert voted["tta"] == {"n": 2, "augment": "rotation=10", "seed": 4}
+    assert voted["member_test_acc"] == report["member_test_acc"]  # (the plain members)
     (sweep / "summary.json").unlink()  # not finished: the best is not known yet
     with pytest.raises(RunError, match="has no summary.json naming its best setting"):
         evaluate_ensemble(sweep, data)
@@ -831,6 +841,16 @@ def test_a_sweep_s_committee_loads_and_predicts_without_its_diverged_seeds(serve
     lines = capsys.readouterr().out.splitlines()
     assert lines == [f"{tmp_path / 'x.npy'}[{i}]: {top[0][0]}  (" + ", ".join(f"{c}: {p:.3f}" for c, p in top) + ")"
                      for i, top in enumerate(top_k(probs, 3))]
+    # --tta: each member over the images and their shifts, then the mean (issue 28).
+    from jaxmlp import TTA, tta_probabilities
+
+    assert main(["predict", str(sweep), "--ensemble", "--setting", "1", str(tmp_path / "x.npy"),
+                 "--tta", "3", "--json"]) == 0
+    shifted = np.mean([tta_probabilities(load_run(sweep, model=i).params, images, committee.arch,
+                                         TTA(3), image_shape=(28, 28, 1)) for i in (2, 3)], axis=0)
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["top3"][0]["prob"] for r in rows] == pytest.approx(shifted.max(axis=1), abs=1e-6)
+    assert not np.allclose(shifted, probs, atol=1e-4)
     # A seed whose weights are not finite does not vote; a setting without a live seed is refused.
     with np.load(sweep / "checkpoint.npz") as f:
         arrays = {k: f[k].copy() for k in f.files}

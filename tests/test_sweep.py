@@ -427,13 +427,14 @@ def test_sweep_models_from_the_command_line_and_their_faults(env, tmp_path, caps
     (out / "models").symlink_to(outside)
     assert main(["eval", str(out), "--model", "0"]) == 1
     assert "is a symbolic link" in capsys.readouterr().err and not any(outside.iterdir())
-    # The sweep's help describes a sweep: its target, its own device rule, train's flags.
+    # The sweep's help describes a sweep: its target, its own device rule, train's flags
+    # (the multi-host ones too: its models split over the processes, issue 29).
     with pytest.raises(SystemExit):
         main(["sweep", "--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps to the terminal
     assert "stop once every live model's validation (else test) accuracy" in text
     assert "default: all" not in text and "as many as divide" in text
-    assert "--no-progress" in text and "--coordinator" not in text
+    assert "--no-progress" in text and "--coordinator" in text and "--distributed" in text
 
 
 def test_the_one_loop_gives_a_sweep_every_feature_of_a_single_run(small, tmp_path, capsys):

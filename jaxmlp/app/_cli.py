@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import os
 import re
 import signal
@@ -25,8 +26,9 @@ import sys
 import typing
 import warnings
 from pathlib import Path
+from typing import Optional
 
-from jaxmlp._config import ORDERS, TrainConfig
+from jaxmlp._config import ORDERS, Grid, TrainConfig
 from jaxmlp._data import DEFAULT_DATASET, MNIST, own_data
 
 _PROG = "jaxmlp"
@@ -136,13 +138,17 @@ def _add_training_flags(commands, name: str) -> None:
                         "(its files go when the first epoch is saved)")
     parser.add_argument("--quiet", action="store_true", help="no per-step or per-epoch lines")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    if not sweep:
-        multi = parser.add_argument_group("multi-host (all three, on every process)")
-        multi.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
-        multi.add_argument("--num-processes", type=_int, help="how many processes take part")
-        multi.add_argument("--process-id", type=_int, help="this process's rank, 0 to K-1")
-        multi.add_argument("--init-timeout", type=_float, default=60,
-                           help="seconds to wait for every process to join (default: 60)")
+    # Several processes: a run's batch, or a sweep's models, split over all their devices.
+    multi = parser.add_argument_group("multi-host (all three, on every process, or "
+                                      "--distributed)")
+    multi.add_argument("--distributed", action="store_true", help="find the processes in "
+                       "the environment, as jax.distributed.initialize() does (SLURM, "
+                       "Open MPI, ...); the three flags below override what it finds")
+    multi.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+    multi.add_argument("--num-processes", type=_int, help="how many processes take part")
+    multi.add_argument("--process-id", type=_int, help="this process's rank, 0 to K-1")
+    multi.add_argument("--init-timeout", type=_float, default=60,
+                       help="seconds to wait for every process to join (default: 60)")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -160,10 +166,18 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("run", metavar="RUN", help="a run folder")
     ev.add_argument("--model", type=_int, metavar="I", help="model I of a sweep's folder")
     _add_ensemble_flags(ev)
-    ev.add_argument("--data-dir", help="TFDS data folder (default: the run's, else "
-                    "$TFDS_DATA_DIR)")
-    ev.add_argument("--no-download", dest="download", action="store_false",
-                    help="never download the dataset")
+    _add_tta_flags(ev)
+    _add_data_flags(ev)
+
+    en = commands.add_parser("ensemble", allow_abbrev=False, help="a committee of different "
+                             "runs (any architectures, recipes, sweeps) on the test split")
+    en.add_argument("runs", metavar="RUN", nargs="+", help="run folders; a sweep's folder "
+                    "stands for its best setting's seeds")
+    _add_tta_flags(en)
+    en.add_argument("--out", metavar="FILE", help="write the report as JSON (an existing "
+                    "file only with --overwrite)")
+    en.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _add_data_flags(en)
 
     pr = commands.add_parser("predict", allow_abbrev=False,
                              help="classify images (PNG/JPEG) or .npy arrays")
@@ -171,6 +185,7 @@ def _build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", type=_int, metavar="I", help="model I of a sweep's folder")
     _add_ensemble_flags(pr)
     pr.add_argument("files", metavar="FILE", nargs="+", help=".png, .jpg or .npy files")
+    _add_tta_flags(pr)
     ink = pr.add_mutually_exclusive_group()
     ink.add_argument("--invert", dest="invert", action="store_true", default=None,
                      help="invert the images: for MNIST-shaped models (28x28 grey), dark "
@@ -484,22 +499,29 @@ def _sweep_settings(args):
             out)
 
 
-def _distributed(args, config: TrainConfig) -> None:
-    """Joins the other processes of a multi-host run, if the flags name one."""
+def _distributed(args, config: TrainConfig, grid: Optional[Grid], order: str) -> None:
+    """Joins the other processes of a multi-host run or sweep, if the flags name one (a
+    sweep's processes must agree on its grid and order too)."""
     from jaxmlp._parallel import check_timeout
 
     check_timeout(args.init_timeout)  # a flag given is checked, used or not
-    distributed = (args.coordinator, args.num_processes, args.process_id)
+    distributed: tuple = (args.coordinator, args.num_processes, args.process_id)
+    if args.distributed and None in distributed:  # the launcher's values, where no flag names one
+        from jaxmlp._parallel import detect_cluster
+
+        distributed = tuple(given if given is not None else found for given, found in
+                            zip(distributed, detect_cluster(args.init_timeout)))
     if all(v is None for v in distributed):
         return
     if any(v is None for v in distributed):
         raise ValueError("multi-host runs need --coordinator, --num-processes and "
-                         "--process-id together")
+                         "--process-id together (or --distributed under a launcher)")
     from jaxmlp._parallel import initialize_distributed
 
     # Before any computation: JAX must know the whole cluster first.
-    initialize_distributed(*distributed, timeout_s=args.init_timeout,
-                           config_hash=config.config_hash())
+    models = "" if grid is None else json.dumps([grid.seeds, grid.lrs, grid.momenta, order])
+    digest = config.config_hash() + hashlib.sha256(models.encode()).hexdigest()[:16]
+    initialize_distributed(*distributed, timeout_s=args.init_timeout, config_hash=digest)
 
 
 def _cpu_devices() -> None:
@@ -522,7 +544,7 @@ def _fit(args) -> int:
         config, grid, order, out = _sweep_settings(args)
     else:
         config, out = _config_from_args(args)
-        _distributed(args, config)
+    _distributed(args, config, grid, order)
     _enable_compilation_cache()
     from jaxmlp._trainer import fit
 
@@ -559,6 +581,47 @@ def _add_ensemble_flags(parser) -> None:
                         "default)")
     parser.add_argument("--setting", type=_int, metavar="K", help="with --ensemble: setting "
                         "K of the grid (lr outer, momentum inner; summary.json's order)")
+
+
+def _add_tta_flags(parser) -> None:
+    parser.add_argument("--tta", type=_int, metavar="N", help="test-time augmentation: "
+                        "average the probabilities over each image and N distortions of it")
+    parser.add_argument("--tta-augment", metavar="SPEC", help="with --tta: the distortions, "
+                        "as train's --augment (default: translation=1)")
+    parser.add_argument("--tta-seed", type=_int, default=0, metavar="S",
+                        help="with --tta: the distortions' PRNG seed (default: 0)")
+
+
+def _tta_of(args):
+    """``--tta N [--tta-augment SPEC] [--tta-seed S]`` as a ``TTA``, or None; its rules'
+    messages in flags."""
+    from jaxmlp._tta import TTA
+
+    if args.tta is None:
+        if args.tta_augment is not None or args.tta_seed != 0:
+            raise ValueError("--tta-augment and --tta-seed shape --tta: add --tta N")
+        return None
+    try:
+        return TTA(args.tta, *([args.tta_augment] if args.tta_augment is not None else []),
+                   seed=args.tta_seed)
+    except (ValueError, TypeError) as e:
+        raise ValueError(_tta_words(str(e))) from None
+
+
+def _tta_words(message: str) -> str:
+    """A ``TTA`` message in flags: ``TTA n`` is ``--tta``, ``augment alpha …``
+    ``--tta-augment alpha …``."""
+    for words, flag in ((r"TTA n\b", "--tta"), (r"TTA seed\b", "--tta-seed"),
+                        (r"TTA augment\b", "--tta-augment"), (r"^augment\b", "--tta-augment")):
+        message = re.sub(words, flag, message)
+    return message
+
+
+def _add_data_flags(parser) -> None:
+    parser.add_argument("--data-dir", help="TFDS data folder (default: the run's, else "
+                        "$TFDS_DATA_DIR)")
+    parser.add_argument("--no-download", dest="download", action="store_false",
+                        help="never download the dataset")
 
 
 def _check_ensemble_args(args) -> None:
@@ -616,12 +679,14 @@ def _eval_ensemble(args) -> int:
     from jaxmlp._run import ENSEMBLES, evaluate_ensemble, read_sweep
 
     _check_ensemble_args(args)  # (evaluate_ensemble loads the committee, once)
-    report = evaluate_ensemble(args.run, _run_data(args, read_sweep(args.run)[0]), args.setting)
+    tta = _tta_of(args)
+    report = evaluate_ensemble(args.run, _run_data(args, read_sweep(args.run)[0]), args.setting,
+                               tta)
     members = ", ".join(f"{a:.4f}" for a in report["member_test_acc"])
     print(f"{args.run}: ensemble of setting {report['setting']} (lr {report['lr']:g}, momentum "
           f"{report['momentum']:g}; models {', '.join(map(str, report['members']))}): test "
-          f"loss {report['test_loss']:.4f}, test accuracy {report['test_acc']:.4f} (its "
-          f"models: {members})")
+          f"loss {report['test_loss']:.4f}, test accuracy {report['test_acc']:.4f}"
+          f"{_tta_text(report)} (its models: {members})")
     _print_per_class(report["per_class_acc"])
     print(_confusion_text(report["confusion"]))
     print(f"wrote {Path(args.run) / ENSEMBLES / str(report['setting'])}/eval.json, "
@@ -634,15 +699,55 @@ def _eval(args) -> int:
 
     if args.ensemble:
         return _eval_ensemble(args)
+    tta = _tta_of(args)
     run = _load_run(args)
-    report = evaluate_run(run, _run_data(args, run.config))
+    report = evaluate_run(run, _run_data(args, run.config), tta)
     name = run.path if run.model is None else f"{run.path} model {run.model}"
+    plain = report.get("without_tta")
     print(f"{name}: test loss {report['test_loss']:.4f}, test accuracy "
-          f"{report['test_acc']:.4f}")
+          f"{report['test_acc']:.4f}{_tta_text(report)}"
+          + (f" (without it {plain['test_acc']:.4f})" if plain else ""))
     _print_per_class(report["per_class_acc"])
     print(_confusion_text(report["confusion"]))
     where = run.path if run.model is None else run.path / "models" / str(run.model)
     print(f"wrote {where}/eval.json, confusion.png, mistakes.png, weights.png")
+    return 0
+
+
+def _tta_text(report: dict) -> str:
+    """`` over each image and 8 distortions (translation=2)`` when the report voted so."""
+    tta = report.get("tta")
+    if not tta:
+        return ""
+    n = tta["n"]
+    return f" over each image and {n} distortion{'s' * (n != 1)} ({tta['augment']})"
+
+
+def _ensemble(args) -> int:
+    """``jaxmlp ensemble RUN...``: a committee of different runs on the test split."""
+    from jaxmlp._committee import evaluate_committee, load_committee
+    from jaxmlp._checkpoint import write_atomic
+    from jaxmlp._run import check_new_file, write_new_file
+
+    tta = _tta_of(args)
+    if args.out is not None:
+        check_new_file(args.out, overwrite=args.overwrite)  # before any work
+    committee = load_committee(args.runs)
+    data = _run_data(args, committee.config)
+    report = evaluate_committee(committee, data, tta)
+    for m in report["members"]:
+        print(f"{m['name']} ({m['arch']}): test accuracy {m['test_acc']:.4f}")
+    spread = (f" ± {report['member_std']:.4f}" if report["member_std"] is not None else "")
+    print(f"committee of {len(report['members'])}: test loss {report['test_loss']:.4f}, test "
+          f"accuracy {report['test_acc']:.4f}{_tta_text(report)} (its models "
+          f"{report['member_mean']:.4f}{spread})")
+    _print_per_class(report["per_class_acc"])
+    print(_confusion_text(report["confusion"]))
+    if args.out is not None:
+        text = (json.dumps(report, indent=1) + "\n").encode()
+        write_new_file(args.out, lambda p: write_atomic(p, lambda f: f.write(text)),
+                       overwrite=args.overwrite)
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -660,12 +765,16 @@ def _confusion_text(confusion: list) -> str:
 def _predict(args) -> int:
     from jaxmlp._predict import digit_pipeline, load_inputs, predict, predict_ensemble, top_k
 
+    tta = _tta_of(args)
     run = _load_ensemble(args) if args.ensemble else _load_run(args)
     shape = run.info.image_shape
     images, names = load_inputs(args.files, invert=args.invert, image_shape=shape,
                                 digits=digit_pipeline(run.info))
-    probs = (predict_ensemble if args.ensemble else predict)(run.params, images, run.arch,
-                                                              image_shape=shape)
+    if tta is None:
+        probs = (predict_ensemble if args.ensemble else predict)(run.params, images, run.arch,
+                                                                  image_shape=shape)
+    else:
+        probs = _predict_tta(run, images, tta, args.ensemble)
     for name, top in zip(names, top_k(probs, 3)):
         if args.json:  # "class"; "digit" too, as before datasets other than MNIST
             print(json.dumps({"input": name, "class": top[0][0], "digit": top[0][0],
@@ -673,6 +782,22 @@ def _predict(args) -> int:
         else:
             print(f"{name}: {top[0][0]}  (" + ", ".join(f"{d}: {p:.3f}" for d, p in top) + ")")
     return 0
+
+
+def _predict_tta(run, images, tta, ensemble: bool):
+    """``predict --tta``: each model's probabilities over the images and their distortions,
+    a committee's averaged."""
+    import numpy as np
+
+    from jaxmlp._images import prepare_images
+    from jaxmlp._tta import tta_probabilities
+
+    shape = run.info.image_shape
+    x = prepare_images(images, in_dim=math.prod(shape), image_shape=shape)
+    models = ([[{k: v[i] for k, v in layer.items()} for layer in run.params]
+               for i in range(len(run.members))] if ensemble else [run.params])
+    return np.mean([tta_probabilities(p, x, run.arch, tta, image_shape=shape)
+                     for p in models], axis=0)
 
 
 def _gradcheck(args) -> int:
@@ -823,9 +948,9 @@ def _runs(args) -> int:
     return 0
 
 
-_COMMANDS = {"train": _fit, "sweep": _fit, "eval": _eval, "predict": _predict,
-             "gradcheck": _gradcheck, "augment": _augment_command, "serve": _serve,
-             "export": _export, "runs": _runs, "toy": _toy}
+_COMMANDS = {"train": _fit, "sweep": _fit, "eval": _eval, "ensemble": _ensemble,
+             "predict": _predict, "gradcheck": _gradcheck, "augment": _augment_command,
+             "serve": _serve, "export": _export, "runs": _runs, "toy": _toy}
 
 
 def main(argv=None) -> int:
