@@ -160,8 +160,27 @@ def matmul_backward(a, w, delta, compute_dtype=None) -> tuple[jax.Array, jax.Arr
         return delta @ w.T, a.T @ delta
     a, w, delta = (t.astype(compute_dtype) for t in (a, w, delta))
     f32 = jnp.float32
-    return (jnp.dot(delta, w.T, preferred_element_type=f32),
-            jnp.dot(a.T, delta, preferred_element_type=f32))
+    if jax.default_backend() != "cpu":
+        return (jnp.dot(delta, w.T, preferred_element_type=f32),
+                jnp.dot(a.T, delta, preferred_element_type=f32))
+    # XLA:CPU multiplies bfloat16 fast (oneDNN/YNNPACK, AMX where the CPU has it) only when
+    # each operand is row-major and contracted as in a @ w; a transposed operand makes it
+    # multiply in float32 (3-4× slower with AMX, docs/performance.md). So both products
+    # take copied transposes of the small (batch-sized) operands: δ wᵀ = (w δᵀ)ᵀ, aᵀ δ.
+    return (_transposed(_row_major(jnp.dot(w, _transposed(delta), preferred_element_type=f32))),
+            jnp.dot(_transposed(a), delta, preferred_element_type=f32))
+
+
+def _row_major(x: jax.Array) -> jax.Array:
+    """``x`` with its rows contiguous in memory. XLA may lay a transpose out as a column-major
+    view; a flat reshape has one layout only, and the barrier keeps XLA from folding the
+    reshape pair away, so the array is copied where it is not row-major already."""
+    return jax.lax.optimization_barrier(x.reshape(-1)).reshape(x.shape)
+
+
+def _transposed(x: jax.Array) -> jax.Array:
+    """``xᵀ`` copied into row-major memory (``_row_major``), not a strided view."""
+    return _row_major(x.T)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))

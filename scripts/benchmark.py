@@ -188,7 +188,8 @@ def main(argv=None) -> dict:
     elif args.precision:
         report["precision"] = precision.measure(
             args.precision_nets.split(","), mnist.train_images, mnist.train_labels,
-            batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, has_torch=args.has_torch)
+            batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, has_torch=args.has_torch,
+            layer_repeats=3 if args.quick else 30)
         precision.print_table(report)
     else:
         report["presets"] = epochs.measure(args.presets, mnist.train_images, mnist.train_labels,

@@ -323,6 +323,12 @@ def test_precision_benchmark_reports_both_dtypes_and_the_cpu(benchmark, tmp_path
     assert f"| b | {runs['jaxmlp-float32']['epoch_seconds']:.2f} | " in out
     assert f"| {ratio:.2f}x |" in out
     assert json.loads((tmp_path / "p.json").read_text())["precision"]["cpu"] == part["cpu"]
+    ways = part["layer"]
+    assert list(ways) == ["float32", "bfloat16, transposed operands", "bfloat16, matmul_backward"]
+    for way, row in ways.items():
+        assert list(row) == ["forward a w", "δ wᵀ", "aᵀ δ"] and all(t > 0 for t in row.values())
+        gflops = 2 * 128 * 2500 * 2000 / row["aᵀ δ"] / 1e6
+        assert f"| {way} | " in out and f"{row['aᵀ δ']:.2f} ({gflops:.0f}) |" in out
 
 
 def test_speedrun_reports_each_seed_and_the_mean(env, monkeypatch, capsys):

@@ -233,7 +233,7 @@ def test_every_block_is_covered():
         f"{ {n for n, _, _ in NOT_RUN} - used}"
     assert {c.text for c in sorted_["pending"]} == set(PENDING), "a PENDING command left the pages"
     # The list of what is not run stays short.
-    assert len(sorted_["not_run"]) <= 40, [c.text for c in sorted_["not_run"]]
+    assert len(sorted_["not_run"]) <= 41, [c.text for c in sorted_["not_run"]]
 
 
 def _jaxmlp_argv(argv):

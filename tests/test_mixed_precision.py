@@ -166,11 +166,49 @@ def test_a_bfloat16_step_multiplies_in_bfloat16_and_keeps_float32_state(grad):
         for eqn in dots:
             assert [v.aval.dtype for v in eqn.invars] == [operand, operand], eqn
             assert eqn.outvars[0].aval.dtype == jnp.float32
+            if operand == jnp.bfloat16:  # as XLA:CPU's fast bfloat16 kernels take them
+                assert eqn.params["dimension_numbers"] == (((1,), (0,)), ((), ())), eqn
         new_params, new_state, _ = jax.jit(step)(*args)
         assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves((new_params, new_state))
                    if jnp.issubdtype(leaf.dtype, jnp.floating))
     with pytest.raises(ValueError, match=r"compute_dtype must be one of \('float32', 'bfloat16'\)"):
         make_step(arch, optimizer, grad, compute_dtype="float16")
+
+
+def _has_amx() -> bool:
+    try:
+        return "amx_bf16" in open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_amx(), reason="XLA:CPU keeps bfloat16 matmuls only where the "
+                    "CPU multiplies bfloat16 (AMX); elsewhere it may compute them in float32")
+@pytest.mark.parametrize("grad", ["hand", "autodiff"])
+def test_xla_keeps_every_matmul_of_a_bfloat16_step_in_bfloat16(grad):
+    # XLA:CPU computes a bfloat16 dot it cannot hand to its bfloat16 kernels (a transposed
+    # operand) in float32: the compiled step, not only the traced one, must keep them all.
+    import re
+
+    from jaxmlp._epoch import make_step
+    from jaxmlp._optim import make_optimizer
+
+    arch = parse_arch("256:relu,128:tanh,10:linear")
+    params = jaxmlp.init_params(jax.random.key(0), arch, 784)
+    optimizer = make_optimizer(jaxmlp.TrainConfig(arch="b"), 100)
+    step = make_step(arch, optimizer, grad, compute_dtype=BF16)
+    args = (params, optimizer.init(params), jnp.zeros((64, 784), jnp.uint8),
+            jnp.arange(64) % 10, jax.random.key(1))
+    hlo = jax.jit(step).lower(*args).compile().as_text()
+    dots = [c for c in hlo.split("\n}\n") if " dot(" in c]
+    # Forward, dW and dx of each layer but the input's: XLA rewrites the dots it would
+    # compute in float32, so they go missing here.
+    assert len(dots) == 3 * len(arch) - 1, [d.splitlines()[-2] for d in dots]
+    for computation in dots:
+        dot = next(line for line in computation.splitlines() if " dot(" in line)
+        names = re.search(r" dot\(%([\w.]+), %([\w.]+)\)", dot).groups()
+        types = [re.search(rf"%{re.escape(n)} = (\w+)\[", computation).group(1) for n in names]
+        assert types == ["bf16", "bf16"], dot
 
 
 def test_a_bfloat16_run_learns_resumes_exactly_and_records_it(small, tmp_path):

@@ -15,12 +15,25 @@ each side's float32 time over its bfloat16 time, and jaxmlp's bfloat16 over PyTo
 The CPU's model and the flags that decide bfloat16's speed (``amx_bf16``, ``avx512_bf16``,
 ``avx512f``) are read from /proc/cpuinfo and printed with the table.
 
+Before the epochs it times the three products of one of ciresan2010's layers (2500 → 2000,
+batch 128: forward ``a w``, ``δ wᵀ``, ``aᵀ δ``) written three ways: float32; bfloat16 as
+autodiff of the forward's casts or a plain ``jnp.dot(δ, w.T)`` writes them (a transposed
+operand, which XLA:CPU computes in float32); and bfloat16 as ``matmul_backward`` computes
+them (copied transposes of the batch-sized operands): why the backward once lost the
+forward's speed, measured again wherever the benchmark runs.
+
 Reproduce: ``python scripts/benchmark.py --precision`` (12,800 examples an epoch, 2 timed
 epochs; ``--examples``, ``--epochs``, ``--precision-nets`` change that).
 """
 import sys
+import time
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmlp._mlp import matmul, matmul_backward
 from jaxmlp._recipes import RECIPES
 
 from bench.epochs import make_scan
@@ -58,11 +71,50 @@ def _drivers(arch, images, labels, batch_size, lr, total, has_torch) -> dict:
     return makers
 
 
+LAYER = (128, 2500, 2000)  # batch, inputs, units: ciresan2010's second layer
+
+
+def layer_products(repeats: int = 30) -> dict:
+    """Milliseconds (median of ``repeats``) of one layer's three products, each way."""
+    batch, n, m = LAYER
+    keys = jax.random.split(jax.random.key(0), 3)
+    a, w, delta = (jax.random.normal(k, s) for k, s in zip(keys, [(batch, n), (n, m), (batch, m)]))
+    bf16, f32 = jnp.bfloat16, jnp.float32
+
+    def transposed_operands(a, w, delta):  # what autodiff of the forward's casts builds
+        a, w, delta = (t.astype(bf16) for t in (a, w, delta))
+        return (jnp.dot(delta, w.T, preferred_element_type=f32),
+                jnp.dot(a.T, delta, preferred_element_type=f32))
+
+    ways = {"float32": (lambda a, w: matmul(a, w), lambda a, w, d: matmul_backward(a, w, d)),
+            "bfloat16, transposed operands": (lambda a, w: matmul(a, w, "bfloat16"),
+                                              transposed_operands),
+            "bfloat16, matmul_backward": (lambda a, w: matmul(a, w, "bfloat16"),
+                                          lambda a, w, d: matmul_backward(a, w, d, "bfloat16"))}
+    out = {}
+    for name, (forward, backward) in ways.items():
+        fns = {"forward a w": (jax.jit(forward), (a, w)),
+               "δ wᵀ": (jax.jit(lambda a, w, d, b=backward: b(a, w, d)[0]), (a, w, delta)),
+               "aᵀ δ": (jax.jit(lambda a, w, d, b=backward: b(a, w, d)[1]), (a, w, delta))}
+        row = {}
+        for product, (fn, args) in fns.items():
+            jax.block_until_ready(fn(*args))
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                jax.block_until_ready(fn(*args))
+                times.append(time.perf_counter() - start)
+            row[product] = float(np.median(times)) * 1e3
+        out[name] = row
+    return out
+
+
 def measure(nets, images, labels, *, batch_size: int, lr: float, epochs: int,
-            has_torch: bool) -> dict:
-    """``{"cpu": cpu(), "nets": {net: {"arch", "runs": {driver: figures}, "ratios"}}}``."""
+            has_torch: bool, layer_repeats: int = 30) -> dict:
+    """``{"cpu": cpu(), "layer": layer_products(), "nets": {net: {"arch", "runs": {driver:
+    figures}, "ratios"}}}``."""
     total, scale = epochs + 1, FULL_EPOCH / len(labels)
-    out: dict = {"cpu": cpu(), "nets": {}}
+    out: dict = {"cpu": cpu(), "layer": layer_products(layer_repeats), "nets": {}}
     for net in nets:
         arch = NETS.get(net, net)
         built = {name: make() for name, make in
@@ -95,6 +147,18 @@ def print_table(report: dict) -> None:
           f"torch {report['torch']}; batch {report['batch_size']}, seconds per "
           f"{FULL_EPOCH:,}-example epoch (median of {report['timed_epochs']} epochs of "
           f"{report['examples']:,} after the first, scaled)")
+    print()
+    batch, n, m = LAYER
+    flops = 2 * batch * n * m
+    print(f"One layer's products ({n} → {m}, batch {batch}), ms (GFLOP/s); operands cast "
+          f"from float32 inside each call:")
+    print()
+    products = list(next(iter(part["layer"].values())))
+    print("| way | " + " | ".join(products) + " |")
+    print("|---|" + "---|" * len(products))
+    for way, row in part["layer"].items():
+        print(f"| {way} | " + " | ".join(f"{row[p]:.2f} ({flops / row[p] / 1e6:.0f})"
+                                         for p in products) + " |")
     print()
     names = ("jaxmlp-float32", "jaxmlp-bfloat16", "torch-float32", "torch-autocast")
     print("| net | " + " | ".join(names) + " | jaxmlp f32/bf16 | torch f32/autocast | "
