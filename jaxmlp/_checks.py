@@ -87,13 +87,12 @@ def integer(value, name: str, *, low: int = 0, high: int | None = INDEX_LIMIT) -
 def positive_int(value, name: str, *, limit: int | None = None) -> int:
     """``value`` as an int of at least 1 (numpy's too, never a bool), below ``limit`` if
     given: ``TypeError`` for another kind of value, ``ValueError`` out of range."""
+    # One message for both ends of the range, so a user sees the whole of it at once.
+    rule = f"{name} must be a positive int" + ("" if limit is None else f" below {_power(limit)}")
     if not _is_int(value):
-        raise WrongType(f"{name} must be a positive int", _shown(value))
-    if value < 1:
-        raise Invalid(f"{name} must be a positive int", _shown(value))
-    if limit is not None and value >= limit:
-        raise Invalid(f"{name} must be a positive int below {_power(limit)}",
-                       _shown(value))
+        raise WrongType(rule, _shown(value))
+    if value < 1 or (limit is not None and value >= limit):
+        raise Invalid(rule, _shown(value))
     return int(value)
 
 

@@ -49,7 +49,7 @@ def load_committee(folders) -> Committee:
     Raises:
       RunError: a folder that is not a finished run or sweep (the message names it), no
         folder, more than ``MAX_MEMBERS``, one folder twice, members of different datasets
-        (image shape or classes), or params of more than ``MAX_BYTES`` in all.
+        (name, image shape or classes), or params of more than ``MAX_BYTES`` in all.
     """
     from jaxmlp._run import is_sweep, load_ensemble, load_run
 
@@ -75,8 +75,10 @@ def load_committee(folders) -> Committee:
             run = load_run(folder)
             new, where = [Member(str(folder), run.arch, run.params)], run.info
             first = run.config
-        if info is not None and (where.image_shape, where.num_classes) != (
-                info.image_shape, info.num_classes):
+        # One test split for all: the same dataset by name, not only by shape (two
+        # 10-class 28×28 sets would otherwise vote on whichever the first run names).
+        if info is not None and (where.name, where.image_shape, where.num_classes) != (
+                info.name, info.image_shape, info.num_classes):
             raise RunError(f"{folder} takes {where.name} ({where.image_shape}, "
                            f"{where.num_classes} classes), the committee {info.name} "
                            f"({info.image_shape}, {info.num_classes} classes)")
@@ -98,7 +100,8 @@ def evaluate_committee(committee: Committee, data, tta=None) -> dict:
     (of the members' accuracies; std None for one member), "test_loss", "test_acc",
     "per_class_acc", "confusion", "mistakes"}`` (the committee's: ``probability_report``),
     and ``tta`` (``n``, ``augment``, ``seed``) when each member votes over distortions
-    (``tta_probabilities``; the members' figures are then theirs too).
+    (``tta_probabilities``; the members' figures are then theirs too), with
+    ``without_tta`` (the plain committee's ``test_loss``, ``test_acc``).
     """
     from jaxmlp._data import Dataset
     from jaxmlp._metrics import probability_report
@@ -114,12 +117,11 @@ def evaluate_committee(committee: Committee, data, tta=None) -> dict:
     if tta is not None and not isinstance(tta, TTA):
         raise TypeError(f"tta must be a jaxmlp.TTA or None, got {type(tta).__name__}")
     shape, labels = committee.info.image_shape, np.asarray(data.test_labels)
-    probs = []
-    for m in committee.members:
-        probs.append(predict(m.params, data.test_images, m.arch, image_shape=shape)
-                     if tta is None else
-                     tta_probabilities(m.params, data.test_images, m.arch, tta,
-                                       image_shape=shape))
+    plain = [predict(m.params, data.test_images, m.arch, image_shape=shape)
+             for m in committee.members]
+    probs = plain if tta is None else [
+        tta_probabilities(m.params, data.test_images, m.arch, tta, image_shape=shape)
+        for m in committee.members]
     accuracies = [float(np.mean(p.argmax(axis=1) == labels)) for p in probs]
     report = {"members": [{"name": m.name, "arch": ",".join(f"{u}:{act}" for u, act in m.arch),
                            "test_acc": a}
@@ -128,5 +130,7 @@ def evaluate_committee(committee: Committee, data, tta=None) -> dict:
               "member_std": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else None,
               **probability_report(np.mean(probs, axis=0), labels, mistakes=36)}
     if tta is not None:
+        without = probability_report(np.mean(plain, axis=0), labels)
         report["tta"] = tta.record()
+        report["without_tta"] = {k: without[k] for k in ("test_loss", "test_acc")}
     return report

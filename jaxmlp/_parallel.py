@@ -96,8 +96,14 @@ def detect_cluster(timeout_s: float = 60) -> tuple[str, int, int]:
     from jax._src.clusters import ClusterEnv  # JAX's detection; no public name for it
 
     check_timeout(timeout_s)
-    coordinator, num_processes, process_id, _ = ClusterEnv.auto_detect_unset_distributed_params(
-        None, None, None, None, None, max(1, math.ceil(timeout_s)))
+    try:
+        coordinator, num_processes, process_id, _ = (
+            ClusterEnv.auto_detect_unset_distributed_params(
+                None, None, None, None, None, max(1, math.ceil(timeout_s))))
+    except (ValueError, TypeError, KeyError, IndexError) as e:  # a launcher's variable, garbled
+        launchers = [c.__name__ for c in ClusterEnv._cluster_types if c.is_env_present()]
+        raise ValueError(f"the cluster launcher's environment ({', '.join(launchers) or '?'}) "
+                         f"does not parse: {e}") from None
     if coordinator is None or num_processes is None or process_id is None:
         raise ValueError("found no cluster launcher in the environment (SLURM's srun, Open "
                          "MPI's mpirun, ...): name the processes with `coordinator`, "

@@ -460,8 +460,9 @@ class RunFolder:
 
 def check_new_file(path, *, overwrite: bool = False) -> Path:
     """``RunError`` unless ``write_new_file`` may write ``path``: it names a file, not a
-    folder, and nothing is there unless ``overwrite`` (a link there counts: it would be
-    replaced, never followed). Checked before any work, so a refusal costs nothing."""
+    folder, nothing is there unless ``overwrite`` (a link there counts: it would be
+    replaced, never followed), no folder above it is a file, and none is a run's or a
+    sweep's folder. Checked before any work, so a refusal costs nothing."""
     text = str(path)
     path = Path(path)
     if not text.strip() or text.endswith(("/", os.sep)) or path.name in ("", ".", ".."):
@@ -474,6 +475,12 @@ def check_new_file(path, *, overwrite: bool = False) -> Path:
                     else "something other than a file")
             raise RunError(f"{path} exists ({what}): pass `overwrite` to replace it, or "
                            "choose another name")
+    for folder in path.absolute().parents:
+        if os.path.lexists(folder) and not folder.is_dir():
+            raise RunError(f"{folder} is not a folder: {path} cannot be written there")
+        if (folder / CONFIG).is_file() or os.path.lexists(folder / SWEEP):
+            # A run's files change only through its RunFolder (locked, atomic, checked).
+            raise RunError(f"{path} is inside the run folder {folder}: write it elsewhere")
     return path
 
 
@@ -831,8 +838,8 @@ def evaluate_run(run: Run, data, tta=None) -> dict:
     shape, ``run.info.image_shape``), holding the folder's lock while it writes.
 
     With ``tta`` (a ``jaxmlp.TTA``) the figures are of the probabilities averaged over each
-    image and ``tta.n`` distortions of it (``tta.augment``: one-pixel shifts by default), and
-    the report adds ``tta`` (``n``, ``augment``, ``seed``) and ``without_tta``
+    image and ``tta.n`` distortions of it (``tta.augment``: random shifts of up to a pixel
+    by default), and the report adds ``tta`` (``n``, ``augment``, ``seed``) and ``without_tta``
     (``test_loss``, ``test_acc`` of the plain model).
 
     Returns:
@@ -962,7 +969,9 @@ def evaluate_ensemble(folder, data, setting: Optional[int] = None, tta=None) -> 
     models that vote), ``member_test_acc``, and ``test_loss``, ``test_acc``,
     ``per_class_acc``, ``confusion`` of the committee (``probability_report``). With
     ``tta`` (a ``jaxmlp.TTA``) each member votes by its probabilities over each image and
-    ``tta.n`` distortions of it (``evaluate_run``'s), and the report adds ``tta``."""
+    ``tta.n`` distortions of it (``evaluate_run``'s; ``member_test_acc`` is then theirs
+    too), and the report adds ``tta`` and ``without_tta`` (the plain committee's
+    ``test_loss``, ``test_acc``)."""
     from jaxmlp._metrics import evaluate_models, model_probabilities, probability_report
     from jaxmlp._plot import plot_confusion
     from jaxmlp._tta import TTA, tta_probabilities
@@ -979,18 +988,23 @@ def evaluate_ensemble(folder, data, setting: Optional[int] = None, tta=None) -> 
         raise TypeError(f"tta must be a jaxmlp.TTA or None, got {type(tta).__name__}")
     stacked = [{k: jax.numpy.asarray(v) for k, v in layer.items()} for layer in committee.params]
     one_by_one = evaluate_models(stacked, data.test_images, data.test_labels, config.layers)
-    if tta is None:
-        probs = model_probabilities(stacked, data.test_images, config.layers)  # (K, N, classes)
-    else:
+    probs = model_probabilities(stacked, data.test_images, config.layers)  # (K, N, classes)
+    accuracies = [float(a) for a in np.asarray(one_by_one["accuracy"])]
+    plain = probability_report(probs.mean(axis=0), data.test_labels)
+    if tta is not None:
         probs = np.stack([tta_probabilities(
             [{k: v[i] for k, v in layer.items()} for layer in stacked], data.test_images,
             config.layers, tta, image_shape=info.image_shape)
             for i in range(len(members))])
+        labels = np.asarray(data.test_labels)
+        accuracies = [float(np.mean(p.argmax(axis=1) == labels)) for p in probs]
     report = {"setting": setting, "lr": lr, "momentum": momentum, "members": members,
-              "member_test_acc": [float(a) for a in np.asarray(one_by_one["accuracy"])],
-              **probability_report(probs.mean(axis=0), data.test_labels)}
+              "member_test_acc": accuracies,
+              **(plain if tta is None else probability_report(probs.mean(axis=0),
+                                                              data.test_labels))}
     if tta is not None:
         report["tta"] = tta.record()
+        report["without_tta"] = {k: plain[k] for k in ("test_loss", "test_acc")}
     plots = {"confusion.png": lambda p: plot_confusion(
         report["confusion"], p, title=f"{folder.name}: ensemble of lr {lr:g}, momentum "
         f"{momentum:g} ({len(members)} seeds): test accuracy {report['test_acc']:.4f}")}

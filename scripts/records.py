@@ -8,12 +8,14 @@ wall time (start-up and evaluation included) and the machine. A recipe named in
 ``--estimate`` instead trains ``--estimate-steps`` steps and states its measured seconds
 per epoch and what its full length would take here.
 
-With ``--tta N`` each single model's and committee's error over each image and N one-pixel
-shifts follows (``jaxmlp eval --tta``); ``--committee`` adds a row: every trained recipe's
+With ``--tta N`` each single model's and committee's error over each image and N random
+shifts of it (up to a pixel) follows (``jaxmlp eval --tta``); ``--committee`` adds a row:
+every trained recipe's
 models voting together (``jaxmlp ensemble``).
 
 Usage: python scripts/records.py [--recipes simard2003,dropout2014,meier2011]
-         [--estimate ciresan2010] [--out runs/records] [--tta N] [--committee] [--quick]
+         [--estimate ciresan2010] [--out runs/records] [--tta N] [--committee]
+         [--compute-dtype bfloat16] [--quick]
 ``--quick`` (for the tests): every recipe on a 6,000-image slice for 30 steps.
 """
 import argparse
@@ -103,12 +105,20 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--estimate-steps", type=int, default=40)
     parser.add_argument("--out", default="runs/records")
     parser.add_argument("--data-dir")
-    parser.add_argument("--tta", type=int, help="also each model over N one-pixel shifts")
+    parser.add_argument("--tta", type=int,
+                        help="also each model over N random shifts of up to a pixel")
     parser.add_argument("--committee", action="store_true",
                         help="then every trained recipe's models voting together")
+    parser.add_argument("--compute-dtype", choices=("float32", "bfloat16"),
+                        help="every recipe's matmuls in this dtype (bfloat16: where the CPU "
+                             "has AMX)")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    tta = TTA(args.tta) if args.tta else None
+    dtype = {} if args.compute_dtype is None else {"compute_dtype": args.compute_dtype}
+    try:
+        tta = None if args.tta is None else TTA(args.tta)
+    except (ValueError, TypeError) as e:
+        parser.error(str(e).replace("TTA n", "--tta"))
     names = [n for n in args.recipes.split(",") if n]
     estimated = [n for n in args.estimate.split(",") if n]
     for name in names + estimated:
@@ -121,12 +131,13 @@ def main(argv=None) -> list[dict]:
                              train_labels=data.train_labels[:6000])
     out = Path(args.out)
     rows = []
-    print(f"# MNIST MLP records, {datetime.date.today()}, {_machine()}")
+    print(f"# MNIST MLP records, {datetime.date.today()}, {_machine()}"
+          + (f", matmuls in {args.compute_dtype}" if dtype else ""))
     print("| recipe | paper | paper's error | jaxmlp's error | epochs | wall | what differs |")
     print("|---|---|---|---|---|---|---|")
     for name in names:
         recipe = RECIPES[name]
-        settings = dict(recipe.settings)
+        settings = dict(recipe.settings, **dtype)
         if args.quick:
             settings.pop("epochs", None)
             settings["steps"] = 30
@@ -140,7 +151,7 @@ def main(argv=None) -> list[dict]:
         print(_committee([out / name for name in names], data, tta), flush=True)
     for name in estimated:
         recipe = RECIPES[name]
-        config = TrainConfig(**recipe.settings)
+        config = TrainConfig(**dict(recipe.settings, **dtype))
         steps = 8 if args.quick else args.estimate_steps
         note = _estimate(config, data, steps)
         rows.append(dict(recipe=name, paper_error=recipe.error, estimate=note))

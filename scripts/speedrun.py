@@ -4,7 +4,7 @@ over seeds, the warm-up excluded, every trick stated in the recipe).
 
 Each seed is its own ``train_and_evaluate`` run of the recipe (``jaxmlp._recipes``) in
 this process, the data loaded once. Per seed it reports the test accuracy (and with
-``--tta N`` the accuracy over each image and N one-pixel shifts of it, evaluated after
+``--tta N`` the accuracy over each image and N random shifts of it (up to a pixel), evaluated after
 training, its seconds apart), the training seconds (the epochs' own: compilation and the
 per-epoch evaluation excluded, as the run records them) and the wall time of the whole
 call; then the mean, min and max, and whether the mean reached ``--target`` within
@@ -16,6 +16,7 @@ Usage: python scripts/speedrun.py [--recipe speedrun99] [--seeds 5] [--tta 8]
 """
 import argparse
 import dataclasses
+import math
 import statistics
 import sys
 import time
@@ -29,7 +30,7 @@ from records import _machine  # noqa: E402  (the same machine line as the record
 from jaxmlp import TTA, TrainConfig, train_and_evaluate, tta_probabilities  # noqa: E402
 from jaxmlp._data import load_dataset  # noqa: E402
 from jaxmlp._recipes import RECIPES, recipe_settings  # noqa: E402
-from jaxmlp.app._cli import _enable_compilation_cache  # noqa: E402
+from jaxmlp.app._cli import _Parser, _enable_compilation_cache, _in_flags  # noqa: E402
 
 
 def _one(config: TrainConfig, data, tta) -> dict:
@@ -48,14 +49,14 @@ def _one(config: TrainConfig, data, tta) -> dict:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default="speedrun99", choices=tuple(RECIPES))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, help="instead of the recipe's")
     parser.add_argument("--compute-dtype", choices=("float32", "bfloat16"),
                         help="instead of the recipe's (bfloat16: where the CPU has AMX)")
-    parser.add_argument("--tta", type=int, help="also evaluate over N one-pixel shifts")
+    parser.add_argument("--tta", type=int,
+                        help="also evaluate over N random shifts of up to a pixel")
     parser.add_argument("--target", type=float, default=0.99)
     parser.add_argument("--budget", type=float, default=10.0, help="seconds of training")
     parser.add_argument("--data-dir")
@@ -63,9 +64,23 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if not 1 <= args.seeds <= 100:
         parser.error("--seeds must be 1 to 100")
+    if not 0 < args.target <= 1:  # (NaN fails it too)
+        parser.error(f"--target must be an accuracy in (0, 1], got {args.target}")
+    if not 0 < args.budget < math.inf:
+        parser.error(f"--budget must be a positive number of seconds, got {args.budget}")
+    try:  # the library's checks, named as this script's flags
+        tta = None if args.tta is None else TTA(args.tta)
+        if args.epochs is not None:
+            TrainConfig(**dict(recipe_settings(args.recipe), epochs=args.epochs))
+    except (ValueError, TypeError) as e:
+        parser.error(_in_flags(str(e)).replace("TTA n", "--tta"))
     _enable_compilation_cache()
-    data = load_dataset("mnist", data_dir=args.data_dir, download=False)
-    settings = recipe_settings(args.recipe)
+    try:
+        data = load_dataset("mnist", data_dir=args.data_dir, download=False)
+    except Exception as e:  # tfds's own errors: one line, not a traceback
+        parser.error(f"cannot load MNIST ({type(e).__name__}): "
+                     f"{_in_flags(str(e).splitlines()[0])}")
+    settings = dict(recipe_settings(args.recipe), download=False)  # (data is loaded above)
     if args.epochs is not None:
         settings["epochs"] = args.epochs
     if args.compute_dtype is not None:
@@ -77,7 +92,6 @@ def main(argv=None) -> dict:
         settings.update(steps=20)
         seeds = min(seeds, 2)
     config = TrainConfig(**settings)
-    tta = TTA(args.tta) if args.tta else None
     print(f"# speedrun: {args.recipe}, {seeds} seeds after a warm-up, {_machine()}")
     print(f"# settings: {config.record()}")
     warm = _one(dataclasses.replace(config, seed=10_000), data, tta)  # compiles; not counted

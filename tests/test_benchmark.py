@@ -352,3 +352,13 @@ def test_speedrun_reports_each_seed_and_the_mean(env, monkeypatch, capsys):
     assert summary["met"] == (summary["test_acc"]["mean"] >= 0.5)
     assert out[-1] == "target 50.00% mean in <= 1000 s of training: " + (
         "met" if summary["met"] else "not met")
+    # Bad settings: one line each, before any data is read or anything trained.
+    for argv, message in ((["--tta", "0"], "--tta must be a positive int below 1000, got 0"),
+                          (["--epochs", "0"], "--epochs must be >= 1, got 0"),
+                          (["--target", "nan"], "--target must be an accuracy in (0, 1], got nan"),
+                          (["--budget", "-5"], "--budget must be a positive number of seconds"),
+                          (["--data-dir", "/nonexistent"], "--data-dir /nonexistent does not exist")):
+        with pytest.raises(SystemExit) as exit_:
+            speedrun.main(["--quick", *argv])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err

@@ -173,6 +173,12 @@ def test_the_launcher_s_environment_names_the_processes(monkeypatch, capsys):
                  "OMPI_COMM_WORLD_LOCAL_RANK": "1"}.items():
         monkeypatch.setenv(k, v)
     assert detect_cluster() == ("10.96.0.1:1234", 4, 3)
+    # A garbled variable is named by its launcher, in one line.
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "four")
+    assert main(["train", "--distributed"]) == 2
+    err = capsys.readouterr().err
+    assert ("jaxmlp train: error: the cluster launcher's environment (OmpiCluster) does not "
+            "parse: ") in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_process_id_out_of_range(capsys):

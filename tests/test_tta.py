@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmlp import (TTA, TrainConfig, augment, evaluate_committee, evaluate_run, forward,
+from jaxmlp import (TTA, Dataset, TrainConfig, augment, evaluate_committee, evaluate_run, forward,
                     init_params, load_committee, load_run, parse_augment, predict, softmax,
                     train_and_evaluate, tta_probabilities)
 from jaxmlp._errors import RunError
@@ -51,7 +51,7 @@ def test_tta_is_the_mean_over_the_image_and_its_distortions_whatever_the_chunks(
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(n=0), "TTA n must be a positive int, got 0"),
+    (dict(n=0), "TTA n must be a positive int below 1000, got 0"),
     (dict(n=1000), "TTA n must be a positive int below 1000, got 1000"),
     (dict(n=2.0), "TTA n must be a positive int"),
     (dict(n=2, seed=-1), "TTA seed must be an int in [0, 2**32), got -1"),
@@ -100,7 +100,7 @@ def test_eval_with_tta_records_it_beside_the_plain_figures(small, two_runs, tmp_
 
 @pytest.mark.mnist
 def test_a_committee_of_different_runs_votes_by_its_mean_probability(small, two_runs,
-                                                                    monkeypatch):
+                                                                    monkeypatch, tmp_path):
     committee = load_committee([two_runs / "a", two_runs / "b"])
     report = evaluate_committee(committee, small)
     labels = np.asarray(small.test_labels)
@@ -121,6 +121,26 @@ def test_a_committee_of_different_runs_votes_by_its_mean_probability(small, two_
     monkeypatch.setattr(jaxmlp._committee, "MAX_BYTES", 40_000)  # preset a holds 31,400 B
     with pytest.raises(RunError, match=f"GiB by {two_runs / 'b'}, more than the"):
         load_committee([two_runs / "a", two_runs / "b"])
+    # The same shape and classes but another dataset: its test split is not theirs.
+    other = Dataset.from_arrays(np.asarray(small.train_images[:500]).reshape(-1, 28, 28),
+                                small.train_labels[:500],
+                                np.asarray(small.test_images[:100]).reshape(-1, 28, 28),
+                                small.test_labels[:100], name="digits")
+    train_and_evaluate(TrainConfig(arch="10:linear", steps=2, batch_size=100, dataset="digits"),
+                       tmp_path / "digits", data=other, log=lambda _: None)
+    with pytest.raises(RunError, match=f"{tmp_path / 'digits'} takes digits .*the committee "
+                                       f"mnist"):
+        load_committee([two_runs / "a", tmp_path / "digits"])
+    # With test-time distortions the members' figures are theirs too, the plain vote beside.
+    tta = TTA(1)
+    voted = evaluate_committee(committee, small, tta)
+    distorted = [tta_probabilities(load_run(two_runs / n).params, small.test_images, arch, tta,
+                                   image_shape=(28, 28, 1))
+                 for n, arch in (("a", "10:linear"), ("b", ARCH))]
+    assert [m["test_acc"] for m in voted["members"]] == [
+        float(np.mean(p.argmax(axis=1) == labels)) for p in distorted]
+    assert voted["without_tta"] == {"test_loss": report["test_loss"],
+                                    "test_acc": report["test_acc"]}
 
 
 @pytest.mark.mnist
@@ -135,13 +155,25 @@ def test_the_ensemble_command_prints_and_writes_the_committee(env, small, two_ru
     assert f"committee of 2: test loss {saved['test_loss']:.4f}, test accuracy " \
            f"{saved['test_acc']:.4f} over each image and 1 distortion (translation=1)" in printed
     assert saved["tta"] == {"n": 1, "augment": "translation=1", "seed": 0}
+    assert f"(translation=1) (without it {saved['without_tta']['test_acc']:.4f})" in printed
     before = out.read_text()
     assert main(argv) == 2  # an existing file only with --overwrite
     assert "exists (a file): pass --overwrite" in capsys.readouterr().err
     assert out.read_text() == before
     assert main(["ensemble", str(two_runs / "a"), "--tta", "0"]) == 2
-    assert "jaxmlp ensemble: error: --tta must be a positive int, got 0" in capsys.readouterr().err
+    assert "jaxmlp ensemble: error: --tta must be a positive int below 1000, got 0" in capsys.readouterr().err
     assert main(["eval", str(two_runs / "a"), "--tta-seed", "2"]) == 2
     assert "--tta-augment and --tta-seed shape --tta: add --tta N" in capsys.readouterr().err
     assert main(["ensemble", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err
+    # The report never lands in a run's folder, nor under a file, and it is refused first.
+    model = (two_runs / "a" / "model.npz").read_bytes()
+    for where, message in ((two_runs / "a" / "model.npz", "is inside the run folder"),
+                           (two_runs / "b" / "new.json", "is inside the run folder"),
+                           (out / "x.json", f"{out} is not a folder")):
+        assert main(["ensemble", str(two_runs / "a"), str(two_runs / "b"), "--out", str(where),
+                     "--overwrite"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert (two_runs / "a" / "model.npz").read_bytes() == model
+    assert not (two_runs / "b" / "new.json").exists()
