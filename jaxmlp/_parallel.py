@@ -114,15 +114,31 @@ def detect_cluster(timeout_s: float = 60) -> tuple[str, int, int]:
 def _leave(code: int) -> None:
     """Ends a process that joined a multi-process run, with exit status ``code``.
 
-    ``jax.distributed.shutdown`` (the processes wait for each other there, as at exit),
-    then ``os._exit`` once the output is flushed: after the shutdown, the C++ teardown at
-    interpreter exit sometimes never ends on process 0 (XLA:CPU with gloo, jax 0.10.2:
-    about 1 run in 30 on a loaded 2-core machine; tests/test_rendezvous.py).
+    On success ``jax.distributed.shutdown`` (the processes wait for each other there, as at
+    exit), then ``os._exit`` once the output is flushed: after the shutdown, the C++
+    teardown at interpreter exit sometimes never ends on process 0 (XLA:CPU with gloo, jax
+    0.10.2: about 1 run in 30 on a loaded 2-core machine; tests/test_rendezvous.py). On
+    failure no shutdown: its barrier would wait for a process that may be gone until JAX's
+    heartbeat timeout (100 s), then abort with pages of C++ log over the one line said.
     """
-    jax.distributed.shutdown()
+    if code == 0:
+        jax.distributed.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def lost_process(error: BaseException) -> Optional[str]:
+    """The line for ``error`` when it is a collective that failed because another process
+    of this run stopped (gloo's socket to it closed), else None."""
+    text = str(error)
+    if not _joined or "Gloo" not in text:
+        return None
+    why = re.search(r"(Connection reset by peer|Connection closed by peer|Broken pipe|"
+                    r"Connection refused|Timed out)", text)
+    return (f"another process of this run stopped ({why[1] if why else text.splitlines()[0]} "
+            f"in a collective), so this one stops too; the run folder keeps its last saved "
+            f"epoch: start every process again with `resume`")
 
 
 # The longest wait for the processes: JAX takes its initialization timeout as an int32 of

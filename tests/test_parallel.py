@@ -106,28 +106,36 @@ def test_a_sweep_across_two_processes_is_the_sweep_in_one(env, tmp_path):
     # devices of one process: the same arithmetic, so the same bits. (The step's features
     # are a single run's, held equal across processes above and to single runs in
     # test_sweep.py; here the sweep's own gathering: figures, validation, summary.)
+    # Both sweeps stop at 10 steps and are extended to 20 (`--resume`): a resume across
+    # processes is the resume in one, bit for bit.
     args = ["sweep", "--arch", "a", "--seeds", "2", "--lr", "0.05,0.1", "--order",
-            "independent", "--steps", "20", "--val-size", "1000", "--no-progress",
-            "--no-download"]
-    port = _free_port()
+            "independent", "--val-size", "1000", "--no-progress", "--no-download"]
     one_device = {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "jaxmlp", *args, "--out", str(tmp_path / "multi"),
-         "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i),
-         "--init-timeout", "60"], env=one_device, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True) for i in (0, 1)]
-    try:
-        outputs = [p.communicate(timeout=240) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    for p, (_, err) in zip(procs, outputs):
-        assert p.returncode == 0, err[-3000:]
-    single = subprocess.run([sys.executable, "-m", "jaxmlp", *args, "--out",
-                             str(tmp_path / "single")], capture_output=True, text=True,
-                            timeout=240, env={**env, "XLA_FLAGS":
-                                              "--xla_force_host_platform_device_count=2"})
-    assert single.returncode == 0, single.stderr[-3000:]
+
+    def two_processes(*more):
+        port = _free_port()
+        procs = [subprocess.Popen(
+            [sys.executable, "-m", "jaxmlp", *args, *more, "--coordinator",
+             f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i),
+             "--init-timeout", "60"], env=one_device, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+        try:
+            outputs = [p.communicate(timeout=240) for p in procs]
+        finally:
+            for p in procs:
+                p.kill()
+        for p, (_, err) in zip(procs, outputs):
+            assert p.returncode == 0, err[-3000:]
+        return outputs
+
+    two_processes("--steps", "10", "--out", str(tmp_path / "multi"))
+    outputs = two_processes("--steps", "20", "--resume", str(tmp_path / "multi"))
+    two_devices = {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    for more in (["--steps", "10", "--out"], ["--steps", "20", "--resume"]):
+        single = subprocess.run([sys.executable, "-m", "jaxmlp", *args, *more,
+                                 str(tmp_path / "single")], capture_output=True, text=True,
+                                timeout=240, env=two_devices)
+        assert single.returncode == 0, single.stderr[-3000:]
     assert "best setting" in outputs[0][0] and "model" not in outputs[1][0]  # process 0 speaks
     with np.load(tmp_path / "multi" / "checkpoint.npz") as a, \
             np.load(tmp_path / "single" / "checkpoint.npz") as b:
@@ -137,6 +145,56 @@ def test_a_sweep_across_two_processes_is_the_sweep_in_one(env, tmp_path):
     summaries = [json.loads((tmp_path / f / "summary.json").read_text())
                  for f in ("multi", "single")]
     assert summaries[0] == summaries[1] and summaries[0]["best"]["ensemble_val_acc"] > 0.7
+
+
+@pytest.mark.production
+def test_a_killed_process_stops_the_run_in_one_line_and_it_resumes(env, tmp_path):
+    # Issue 29: kill -9 one process mid-sweep. The other's next collective fails at once
+    # (gloo's socket closed); it says so in one line and leaves without JAX's shutdown
+    # barrier (which would wait 100 s for the dead, then abort with pages of C++ log). The
+    # folder keeps its last saved epoch, and the same command with --resume finishes it.
+    args = ["sweep", "--arch", "a", "--seeds", "2", "--lr", "0.05", "--epochs", "20",
+            "--no-progress", "--no-download"]
+    one_device = {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    folder = tmp_path / "killed"
+
+    def start(*more):
+        port = _free_port()
+        return [subprocess.Popen(
+            [sys.executable, "-m", "jaxmlp", *args, *more, "--coordinator",
+             f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i),
+             "--init-timeout", "60"], env=one_device, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+
+    procs = start("--out", str(folder))
+    try:
+        deadline = time.monotonic() + 120
+        while not ((folder / "metrics.jsonl").is_file()
+                   and (folder / "metrics.jsonl").read_text().count("\n") >= 1):
+            assert time.monotonic() < deadline and procs[0].poll() is None
+            time.sleep(0.05)
+        procs[1].kill()
+        begin = time.monotonic()
+        _, err = procs[0].communicate(timeout=60)
+        waited = time.monotonic() - begin
+    finally:
+        for p in procs:
+            p.kill()
+            p.communicate()
+    assert procs[0].returncode == 1 and waited < 30, (procs[0].returncode, waited, err[-2000:])
+    (line,) = err.strip().splitlines()
+    assert line.startswith("jaxmlp sweep: error: another process of this run stopped (") and \
+        line.endswith(" in a collective), so this one stops too; the run folder keeps its last "
+                      "saved epoch: start every process again with --resume"), line
+    saved = (folder / "metrics.jsonl").read_text().count("\n")
+    assert 1 <= saved < 20
+    procs = start("--resume", str(folder))
+    outputs = [p.communicate(timeout=240) for p in procs]
+    for p, (_, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-3000:]
+    lines = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == list(range(1, 21))
+    assert json.loads((folder / "summary.json").read_text())["best"]["ensemble_test_acc"] > 0.8
 
 
 def _slurm(port: int) -> dict:

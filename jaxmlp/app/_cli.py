@@ -1006,7 +1006,10 @@ def _run(args) -> int:
     except RunWriteError as e:
         message, code = f"error: {e.strerror}", 1
     except (ValueError, TypeError, RuntimeError, OSError) as e:  # bad input, named
-        message, code = f"error: {e}", 2
+        from jaxmlp._parallel import lost_process
+
+        lost = lost_process(e)
+        message, code = (f"error: {e}", 2) if lost is None else (f"error: {lost}", 1)
     message = _in_flags(message)
     # The folder holds the other kind: its own command resumes it.
     other = {"train": ("a sweep", "sweep"), "sweep": ("a run", "train")}.get(args.command)
