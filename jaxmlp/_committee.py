@@ -9,6 +9,7 @@ probabilities (each over ``tta`` distortions too, when given):
 
     p̄_b = (1 / M) Σ_m p_m(x_b)
 """
+import hashlib
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -48,7 +49,8 @@ def load_committee(folders) -> Committee:
 
     Raises:
       RunError: a folder that is not a finished run or sweep (the message names it), no
-        folder, more than ``MAX_MEMBERS``, one folder twice, members of different datasets
+        folder, more than ``MAX_MEMBERS``, one folder twice or one model twice (a copied
+        folder), members of different datasets
         (name, image shape or classes), or params of more than ``MAX_BYTES`` in all.
     """
     from jaxmlp._run import is_sweep, load_ensemble, load_run
@@ -59,6 +61,7 @@ def load_committee(folders) -> Committee:
     if not folders or len(folders) > MAX_MEMBERS:
         raise RunError(f"a committee takes 1 to {MAX_MEMBERS} run folders, got {len(folders)}")
     seen = set()
+    models: dict = {}  # the digest of each member's params -> its name
     members: list[Member] = []
     info, config = None, None
     for folder in folders:
@@ -83,6 +86,10 @@ def load_committee(folders) -> Committee:
                            f"{where.num_classes} classes), the committee {info.name} "
                            f"({info.image_shape}, {info.num_classes} classes)")
         info, config = where, config or first
+        for m in new:  # a copied run folder holds the same model: it would vote twice
+            twin = models.setdefault(_digest(m.params), m.name)
+            if twin != m.name:
+                raise RunError(f"{m.name} holds the same model as {twin}: each model votes once")
         members += new
         held = sum(np.asarray(v).nbytes for m in members for layer in m.params
                    for v in layer.values())
@@ -91,6 +98,17 @@ def load_committee(folders) -> Committee:
                            f"more than the {MAX_BYTES >> 30} GiB it may hold at once")
     assert info is not None and config is not None
     return Committee(tuple(members), info, config)
+
+
+def _digest(params) -> str:
+    """A model's identity: the SHA-256 of its parameters' bytes, shapes and dtypes."""
+    h = hashlib.sha256()
+    for layer in params:
+        for key in sorted(layer):
+            v = np.ascontiguousarray(layer[key])
+            h.update(f"{key}{v.shape}{v.dtype}".encode())
+            h.update(v.tobytes())
+    return h.hexdigest()
 
 
 def evaluate_committee(committee: Committee, data, tta=None) -> dict:

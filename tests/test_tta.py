@@ -114,6 +114,12 @@ def test_a_committee_of_different_runs_votes_by_its_mean_probability(small, two_
     assert np.sum(report["confusion"]) == len(labels)
     with pytest.raises(RunError, match="named twice"):
         load_committee([two_runs / "a", two_runs / "a"])
+    import shutil
+
+    shutil.copytree(two_runs / "a", tmp_path / "copy")
+    with pytest.raises(RunError, match=f"{tmp_path / 'copy'} holds the same model as "
+                                       f"{two_runs / 'a'}: each model votes once"):
+        load_committee([two_runs / "a", two_runs / "b", tmp_path / "copy"])
     with pytest.raises(RunError, match="1 to 1000 run folders"):
         load_committee([])
     import jaxmlp._committee
