@@ -53,7 +53,7 @@ def load_committee(folders) -> Committee:
         folder), members of different datasets
         (name, image shape or classes), or params of more than ``MAX_BYTES`` in all.
     """
-    from jaxmlp._run import is_sweep, load_ensemble, load_run
+    from jaxmlp._run import is_sweep, load_ensemble, load_run, model_of
 
     if isinstance(folders, (str, os.PathLike)) or not hasattr(folders, "__iter__"):
         raise TypeError("folders must be a list of run or sweep folders")
@@ -63,15 +63,14 @@ def load_committee(folders) -> Committee:
     seen = set()
     models: dict = {}  # the digest of each member's params -> its name
     members: list[Member] = []
-    info, config = None, None
+    info, config, held = None, None, 0
     for folder in folders:
         if folder.resolve() in seen:
             raise RunError(f"{folder} is named twice: each run votes once")
         seen.add(folder.resolve())
         if is_sweep(folder):
             committee = load_ensemble(folder)
-            new = [Member(f"{folder} model {m}", committee.arch,
-                          [{k: v[i] for k, v in layer.items()} for layer in committee.params])
+            new = [Member(f"{folder} model {m}", committee.arch, model_of(committee.params, i))
                    for i, m in enumerate(committee.members)]
             where, first = committee.info, committee.config
         else:
@@ -91,8 +90,8 @@ def load_committee(folders) -> Committee:
             if twin != m.name:
                 raise RunError(f"{m.name} holds the same model as {twin}: each model votes once")
         members += new
-        held = sum(np.asarray(v).nbytes for m in members for layer in m.params
-                   for v in layer.values())
+        held += sum(np.asarray(v).nbytes for m in new for layer in m.params
+                    for v in layer.values())
         if held > MAX_BYTES:
             raise RunError(f"the committee's models hold {held / 2**30:.1f} GiB by {folder}, "
                            f"more than the {MAX_BYTES >> 30} GiB it may hold at once")
@@ -124,7 +123,7 @@ def evaluate_committee(committee: Committee, data, tta=None) -> dict:
     from jaxmlp._data import Dataset
     from jaxmlp._metrics import probability_report
     from jaxmlp._predict import predict
-    from jaxmlp._tta import TTA, tta_probabilities
+    from jaxmlp._tta import check_tta, tta_probabilities
 
     if not isinstance(committee, Committee):
         raise TypeError(f"committee must be a jaxmlp.Committee (load_committee makes one), "
@@ -132,8 +131,7 @@ def evaluate_committee(committee: Committee, data, tta=None) -> dict:
     if not isinstance(data, Dataset) or data.info.image_shape != committee.info.image_shape:
         raise ValueError(f"data must be the dataset the committee takes "
                          f"({committee.info.name}, images {committee.info.image_shape})")
-    if tta is not None and not isinstance(tta, TTA):
-        raise TypeError(f"tta must be a jaxmlp.TTA or None, got {type(tta).__name__}")
+    check_tta(tta)
     shape, labels = committee.info.image_shape, np.asarray(data.test_labels)
     plain = [predict(m.params, data.test_images, m.arch, image_shape=shape)
              for m in committee.members]

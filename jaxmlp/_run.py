@@ -752,6 +752,12 @@ def _read_sweep_models(folder, indices, sweep=None) -> tuple:
     return configs, info, params, histories
 
 
+def model_of(params: list[dict], i: int) -> list[dict]:
+    """Model ``i`` of stacked params (a sweep's or an ensemble's: a leading model axis on
+    every leaf), as one model's params."""
+    return [{k: v[i] for k, v in layer.items()} for layer in params]
+
+
 def _diverged(params: list[dict], history: list[dict]) -> bool:
     """A sweep's model that has no usable weights: its last record says it diverged, or a
     weight is not finite."""
@@ -847,7 +853,7 @@ def evaluate_run(run: Run, data, tta=None) -> dict:
     """
     from jaxmlp._metrics import evaluation_report, probability_report
     from jaxmlp._plot import plot_confusion, plot_mistakes, plot_weights
-    from jaxmlp._tta import TTA, tta_probabilities
+    from jaxmlp._tta import check_tta, tta_probabilities
 
     if not isinstance(run, Run):
         raise TypeError(f"run must be a jaxmlp.Run (load_run makes one), got {type(run).__name__}")
@@ -857,8 +863,7 @@ def evaluate_run(run: Run, data, tta=None) -> dict:
     if data.info.image_shape != run.info.image_shape:
         raise ValueError(f"data must be the dataset the run takes ({run.info.name}, images "
                          f"{run.info.image_shape}), got {data.info.name} {data.info.image_shape}")
-    if tta is not None and not isinstance(tta, TTA):
-        raise TypeError(f"tta must be a jaxmlp.TTA or None, got {type(tta).__name__}")
+    check_tta(tta)
     probs = None if tta is None else tta_probabilities(
         run.params, data.test_images, run.arch, tta, image_shape=run.info.image_shape)
     report = evaluation_report(run.params, data.test_images, data.test_labels, run.arch)
@@ -945,8 +950,7 @@ def load_ensemble(folder, setting: Optional[int] = None) -> Ensemble:
         raise RunError(f"{folder} has settings 0 to {len(settings) - 1}, not {setting!r}")
     indices = list(grid.members(setting))
     configs, info, params, histories = _read_sweep_models(folder, indices, sweep)
-    alive = [not _diverged([{k: v[i] for k, v in layer.items()} for layer in params], history)
-             for i, history in enumerate(histories)]
+    alive = [not _diverged(model_of(params, i), history) for i, history in enumerate(histories)]
     if not any(alive):
         raise RunError(f"every model of setting {setting} of the sweep in {folder} diverged")
     members = tuple(m for m, ok in zip(indices, alive) if ok)
@@ -974,7 +978,7 @@ def evaluate_ensemble(folder, data, setting: Optional[int] = None, tta=None) -> 
     ``test_loss``, ``test_acc``)."""
     from jaxmlp._metrics import evaluate_models, model_probabilities, probability_report
     from jaxmlp._plot import plot_confusion
-    from jaxmlp._tta import TTA, tta_probabilities
+    from jaxmlp._tta import check_tta, tta_probabilities
 
     folder = Path(folder)
     committee = load_ensemble(folder, setting)
@@ -984,18 +988,16 @@ def evaluate_ensemble(folder, data, setting: Optional[int] = None, tta=None) -> 
                          f"{info.image_shape})")
     setting, lr, momentum, members = (committee.setting, committee.lr, committee.momentum,
                                       list(committee.members))
-    if tta is not None and not isinstance(tta, TTA):
-        raise TypeError(f"tta must be a jaxmlp.TTA or None, got {type(tta).__name__}")
+    check_tta(tta)
     stacked = [{k: jax.numpy.asarray(v) for k, v in layer.items()} for layer in committee.params]
     one_by_one = evaluate_models(stacked, data.test_images, data.test_labels, config.layers)
     probs = model_probabilities(stacked, data.test_images, config.layers)  # (K, N, classes)
     accuracies = [float(a) for a in np.asarray(one_by_one["accuracy"])]
     plain = probability_report(probs.mean(axis=0), data.test_labels)
     if tta is not None:
-        probs = np.stack([tta_probabilities(
-            [{k: v[i] for k, v in layer.items()} for layer in stacked], data.test_images,
-            config.layers, tta, image_shape=info.image_shape)
-            for i in range(len(members))])
+        probs = np.stack([tta_probabilities(model_of(stacked, i), data.test_images,
+                                            config.layers, tta, image_shape=info.image_shape)
+                          for i in range(len(members))])
         labels = np.asarray(data.test_labels)
         accuracies = [float(np.mean(p.argmax(axis=1) == labels)) for p in probs]
     report = {"setting": setting, "lr": lr, "momentum": momentum, "members": members,

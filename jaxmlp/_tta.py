@@ -64,6 +64,12 @@ class TTA:
         return {"n": self.n, "augment": self.distortion.spec, "seed": self.seed}
 
 
+def check_tta(tta) -> None:
+    """``TypeError`` unless ``tta`` is a ``TTA`` or None (the evaluators' ``tta``)."""
+    if tta is not None and not isinstance(tta, TTA):
+        raise TypeError(f"tta must be a jaxmlp.TTA or None, got {type(tta).__name__}")
+
+
 @partial(jax.jit, static_argnames=("rows", "arch", "aug", "n", "image_shape"))
 def _chunk_tta(params, images, root, start, rows, arch, aug, n, image_shape):
     """Mean softmax ``(rows, classes)`` over the rows' images and ``n`` distortions each."""

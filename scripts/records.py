@@ -30,7 +30,7 @@ import numpy as np
 
 from jaxmlp import (TTA, Grid, TrainConfig, evaluate_committee, evaluate_ensemble, evaluate_run,
                     load_committee, load_run, train_and_evaluate, train_many)
-from jaxmlp.app._cli import _enable_compilation_cache
+from jaxmlp.app._cli import _enable_compilation_cache, _tta_words
 from jaxmlp._data import load_dataset
 from jaxmlp._recipes import RECIPES
 
@@ -118,7 +118,7 @@ def main(argv=None) -> list[dict]:
     try:
         tta = None if args.tta is None else TTA(args.tta)
     except (ValueError, TypeError) as e:
-        parser.error(str(e).replace("TTA n", "--tta"))
+        parser.error(_tta_words(str(e)))
     names = [n for n in args.recipes.split(",") if n]
     estimated = [n for n in args.estimate.split(",") if n]
     for name in names + estimated:

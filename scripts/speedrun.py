@@ -30,7 +30,8 @@ from records import _machine  # noqa: E402  (the same machine line as the record
 from jaxmlp import TTA, TrainConfig, train_and_evaluate, tta_probabilities  # noqa: E402
 from jaxmlp._data import load_dataset  # noqa: E402
 from jaxmlp._recipes import RECIPES, recipe_settings  # noqa: E402
-from jaxmlp.app._cli import _Parser, _enable_compilation_cache, _in_flags  # noqa: E402
+from jaxmlp.app._cli import (_Parser, _enable_compilation_cache, _in_flags,  # noqa: E402
+                             _tta_words)
 
 
 def _one(config: TrainConfig, data, tta) -> dict:
@@ -73,7 +74,7 @@ def main(argv=None) -> dict:
         if args.epochs is not None:
             TrainConfig(**dict(recipe_settings(args.recipe), epochs=args.epochs))
     except (ValueError, TypeError) as e:
-        parser.error(_in_flags(str(e)).replace("TTA n", "--tta"))
+        parser.error(_tta_words(_in_flags(str(e))))
     _enable_compilation_cache()
     try:
         data = load_dataset("mnist", data_dir=args.data_dir, download=False)

@@ -113,17 +113,8 @@ def test_a_sweep_across_two_processes_is_the_sweep_in_one(env, tmp_path):
     one_device = {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
 
     def two_processes(*more):
-        port = _free_port()
-        procs = [subprocess.Popen(
-            [sys.executable, "-m", "jaxmlp", *args, *more, "--coordinator",
-             f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i),
-             "--init-timeout", "60"], env=one_device, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True) for i in (0, 1)]
-        try:
-            outputs = [p.communicate(timeout=240) for p in procs]
-        finally:
-            for p in procs:
-                p.kill()
+        procs = _start_two([*args, *more], one_device)
+        outputs = _outputs(procs)
         for p, (_, err) in zip(procs, outputs):
             assert p.returncode == 0, err[-3000:]
         return outputs
@@ -158,15 +149,7 @@ def test_a_killed_process_stops_the_run_in_one_line_and_it_resumes(env, tmp_path
     one_device = {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
     folder = tmp_path / "killed"
 
-    def start(*more):
-        port = _free_port()
-        return [subprocess.Popen(
-            [sys.executable, "-m", "jaxmlp", *args, *more, "--coordinator",
-             f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i),
-             "--init-timeout", "60"], env=one_device, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True) for i in (0, 1)]
-
-    procs = start("--out", str(folder))
+    procs = _start_two([*args, "--out", str(folder)], one_device)
     try:
         deadline = time.monotonic() + 120
         while not ((folder / "metrics.jsonl").is_file()
@@ -188,13 +171,31 @@ def test_a_killed_process_stops_the_run_in_one_line_and_it_resumes(env, tmp_path
                       "saved epoch: start every process again with --resume"), line
     saved = (folder / "metrics.jsonl").read_text().count("\n")
     assert 1 <= saved < 20
-    procs = start("--resume", str(folder))
-    outputs = [p.communicate(timeout=240) for p in procs]
+    procs = _start_two([*args, "--resume", str(folder)], one_device)
+    outputs = _outputs(procs)
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
     lines = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == list(range(1, 21))
     assert json.loads((folder / "summary.json").read_text())["best"]["ensemble_test_acc"] > 0.8
+
+
+def _start_two(argv: list, env) -> list:
+    """Processes 0 and 1 of one run on 127.0.0.1: ``jaxmlp *argv`` with the multi-host flags."""
+    port = _free_port()
+    return [subprocess.Popen(
+        [sys.executable, "-m", "jaxmlp", *argv, "--coordinator", f"127.0.0.1:{port}",
+         "--num-processes", "2", "--process-id", str(i), "--init-timeout", "60"], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+
+
+def _outputs(procs: list, timeout: float = 240) -> list:
+    """Each process's ``(stdout, stderr)``; bounded: nothing outlives the test."""
+    try:
+        return [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
 
 
 def _slurm(port: int) -> dict:

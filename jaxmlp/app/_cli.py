@@ -790,12 +790,13 @@ def _predict_tta(run, images, tta, ensemble: bool):
     import numpy as np
 
     from jaxmlp._images import prepare_images
+    from jaxmlp._run import model_of
     from jaxmlp._tta import tta_probabilities
 
     shape = run.info.image_shape
     x = prepare_images(images, in_dim=math.prod(shape), image_shape=shape)
-    models = ([[{k: v[i] for k, v in layer.items()} for layer in run.params]
-               for i in range(len(run.members))] if ensemble else [run.params])
+    models = ([model_of(run.params, i) for i in range(len(run.members))] if ensemble
+              else [run.params])
     return np.mean([tta_probabilities(p, x, run.arch, tta, image_shape=shape)
                      for p in models], axis=0)
 
