@@ -183,7 +183,10 @@ def resample(images: jax.Array, dy: jax.Array, dx: jax.Array) -> jax.Array:
         padded = jnp.pad(image.astype(jnp.float32), ((0, 0), (1, 2), (1, 2)))
         quads = jnp.stack([padded[:, :-1, :-1], padded[:, :-1, 1:],
                            padded[:, 1:, :-1], padded[:, 1:, 1:]], axis=-1)  # (B, H+2, W+2, 4)
-        v = jnp.take_along_axis(quads.reshape(b, -1, 4), index, axis=1).reshape(b, h, w, 4)
+        # mode="clip": every index is in bounds already (the clip above), and XLA:CPU's
+        # gather runs a quarter faster without the default's out-of-bounds fill.
+        v = jnp.take_along_axis(quads.reshape(b, -1, 4), index, axis=1,
+                                mode="clip").reshape(b, h, w, 4)
         return ((1 - wy) * ((1 - wx) * v[..., 0] + wx * v[..., 1])
                 + wy * ((1 - wx) * v[..., 2] + wx * v[..., 3]))
 

@@ -65,9 +65,12 @@ RECIPES = {
     "speedrun99": Recipe(
         "jaxmlp speedrun: 99% mean test accuracy in the least training time "
         "(airbench's rules: mean over seeds, warm-up excluded)", 1.0,
-        dict(_SIMARD, epochs=15, lr=0.2),
-        "simard2003's network and distortions, 15 epochs at four times its peak learning rate "
-        "(0.2, cosine decay, Nesterov); nothing else"),
+        dict(_SIMARD, augment="alpha=30,sigma=4.5", batch_size=256, epochs=13, lr=0.2),
+        "simard2003's network with a milder elastic distortion (alpha 30, sigma 4.5: smaller "
+        "displacements, which 13 epochs learn better than Simard's), batches of 256 (an "
+        "epoch 1.25x faster than 128), 13 epochs at four times its peak learning rate (0.2, "
+        "cosine decay, Nesterov); nothing else. Fastest with --compute-dtype bfloat16 where "
+        "the CPU has AMX"),
 }
 
 

@@ -189,7 +189,8 @@ def main(argv=None) -> dict:
         report["precision"] = precision.measure(
             args.precision_nets.split(","), mnist.train_images, mnist.train_labels,
             batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, has_torch=args.has_torch,
-            layer_repeats=3 if args.quick else 30)
+            layer_repeats=3 if args.quick else 30, parts_net="b" if args.quick else "ciresan2010",
+            parts_steps=2 if args.quick else 20)
         precision.print_table(report)
     else:
         report["presets"] = epochs.measure(args.presets, mnist.train_images, mnist.train_labels,

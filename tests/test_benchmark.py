@@ -323,6 +323,11 @@ def test_precision_benchmark_reports_both_dtypes_and_the_cpu(benchmark, tmp_path
     assert f"| b | {runs['jaxmlp-float32']['epoch_seconds']:.2f} | " in out
     assert f"| {ratio:.2f}x |" in out
     assert json.loads((tmp_path / "p.json").read_text())["precision"]["cpu"] == part["cpu"]
+    parts = part["step_parts"]  # --quick: preset b's step
+    assert parts["net"] == "b" and all(parts[k] > 0 for k in parts if k != "net")
+    rest = parts["step, bfloat16"] - parts["products, bfloat16"]
+    assert "One b training step by parts" in out and f"({rest:.2f} ms: the update" in out
+    assert f"| update | {parts['update']:.2f} | {parts['update']:.2f} | 1.00x |" in out
     ways = part["layer"]
     assert list(ways) == ["float32", "bfloat16, transposed operands", "bfloat16, matmul_backward"]
     for way, row in ways.items():

@@ -64,9 +64,11 @@ def test_four_devices_match_one(env):
 def test_two_processes_match_one(env, tmp_path):
     # Every step feature that draws noise or keeps state (issue 29): the keys are the
     # one-process run's, and each process trains on its share of the same masks and fields.
+    # Mixed precision too: bfloat16 rounds each operand alone, so only the float32 sums
+    # over the batch differ in order, as they do in float32.
     args = ["--arch", "b", "--steps", "30", "--batch-size", "128", "--no-progress",
             "--no-download", "--dropout", "0.1,0.3", "--augment", "alpha=34,sigma=4,rotation=10",
-            "--ema", "0.9", "--label-smoothing", "0.1"]
+            "--ema", "0.9", "--label-smoothing", "0.1", "--compute-dtype", "bfloat16"]
     # Launched as SLURM's srun would: `--distributed` finds the processes in the environment
     # (JAX's detection), on 127.0.0.1 (the explicit flags are tested below).
     port = _free_port()

@@ -20,7 +20,10 @@ batch 128: forward ``a w``, ``δ wᵀ``, ``aᵀ δ``) written three ways: float3
 autodiff of the forward's casts or a plain ``jnp.dot(δ, w.T)`` writes them (a transposed
 operand, which XLA:CPU computes in float32); and bfloat16 as ``matmul_backward`` computes
 them (copied transposes of the batch-sized operands): why the backward once lost the
-forward's speed, measured again wherever the benchmark runs.
+forward's speed, measured again wherever the benchmark runs. And it times one of
+ciresan2010's training steps by parts (``step_parts``): the whole step in each dtype, the
+products alone, the optimizer's update and the weights' cast to bfloat16, to show what of a
+step bfloat16 cannot speed up.
 
 Reproduce: ``python scripts/benchmark.py --precision`` (12,800 examples an epoch, 2 timed
 epochs; ``--examples``, ``--epochs``, ``--precision-nets`` change that).
@@ -33,7 +36,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmlp._mlp import matmul, matmul_backward
+from jaxmlp._arch import parse_arch
+from jaxmlp._backprop import hand_value_and_grad
+from jaxmlp._config import TrainConfig
+from jaxmlp._epoch import make_step
+from jaxmlp._mlp import init_params, matmul, matmul_backward
+from jaxmlp._optim import make_optimizer
 from jaxmlp._recipes import RECIPES
 
 from bench.epochs import make_scan
@@ -109,12 +117,84 @@ def layer_products(repeats: int = 30) -> dict:
     return out
 
 
+def _ms_per_step(fn, args, steps: int, repeats: int) -> float:
+    """Milliseconds per step of ``fn`` (a jitted loop of ``steps`` steps): the median call."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) / steps * 1e3
+
+
+def step_parts(arch: str, batch_size: int, lr: float, *, steps: int = 20,
+               repeats: int = 5) -> dict:
+    """Milliseconds per training step of ``arch`` (the benchmark's SGD, hand backward pass),
+    each part in a jitted loop of ``steps`` steps on random batches:
+
+      step              the whole step (``make_step``), float32 and bfloat16
+      products          forward and backward alone (``hand_value_and_grad``), the weights
+                        not changing between steps, so XLA casts them to bfloat16 once,
+                        outside the loop: what the matmuls cost
+      update            the optimizer's update of every parameter (memory-bound: it reads
+                        and writes the weights, the momentum and the gradient)
+      cast              the float32 weights rounded to bfloat16, as a bfloat16 step must
+                        each time the weights change (one call; XLA:CPU does not fuse it
+                        into the update, which writes the weights)
+    """
+    layers = parse_arch(arch)
+    params = init_params(jax.random.key(0), layers, 784)
+    optimizer = make_optimizer(TrainConfig(arch=arch, batch_size=batch_size, lr=lr), 1000)
+    keys = jax.random.split(jax.random.key(1), 2)
+    images = jax.random.randint(keys[0], (steps, batch_size, 784), 0, 256).astype(jnp.uint8)
+    labels = jax.random.randint(keys[1], (steps, batch_size), 0, 10)
+    key = jax.random.key(2)
+
+    def whole(dtype):
+        step = make_step(arch, optimizer, "hand", compute_dtype=dtype)
+        body = lambda carry, batch: (step(*carry, *batch, key)[:2], None)
+        return jax.jit(lambda p, s: jax.lax.scan(body, (p, s), (images, labels))[0])
+
+    def products(dtype):
+        def body(total, batch):
+            x = batch[0].astype(jnp.float32) / 255
+            grads = hand_value_and_grad(params, x, batch[1], layers, compute_dtype=dtype)[1]
+            return total + sum(jnp.sum(g) for g in jax.tree.leaves(grads)), None
+        return jax.jit(lambda p: jax.lax.scan(body, 0.0, (images, labels))[0])
+
+    grads = jax.tree.map(lambda t: t * 1e-3, params)
+
+    def update(p, s):
+        def body(carry, _):
+            updates, s = optimizer.update(grads, carry[1], carry[0])
+            return (jax.tree.map(jnp.add, carry[0], updates), s), None
+        return jax.lax.scan(body, (p, s), None, length=steps)[0]
+
+    def cast(ws):  # one call: a loop would fuse the cast into whatever changes the weights
+        return [w.astype(jnp.bfloat16) for w in ws]
+
+    state = optimizer.init(params)
+    out = {}
+    for dtype in ("float32", "bfloat16"):
+        out[f"step, {dtype}"] = _ms_per_step(whole(dtype), (params, state), steps, repeats)
+        out[f"products, {dtype}"] = _ms_per_step(products(dtype), (params,), steps, repeats)
+    out["update"] = _ms_per_step(jax.jit(update), (params, state), steps, repeats)
+    out["cast"] = _ms_per_step(jax.jit(cast), ([layer["w"] for layer in params],), 1,
+                               repeats * steps)
+    return out
+
+
 def measure(nets, images, labels, *, batch_size: int, lr: float, epochs: int,
-            has_torch: bool, layer_repeats: int = 30) -> dict:
-    """``{"cpu": cpu(), "layer": layer_products(), "nets": {net: {"arch", "runs": {driver:
-    figures}, "ratios"}}}``."""
+            has_torch: bool, layer_repeats: int = 30, parts_net: str = "ciresan2010",
+            parts_steps: int = 20) -> dict:
+    """``{"cpu": cpu(), "layer": layer_products(), "step_parts": step_parts(parts_net),
+    "nets": {net: {"arch", "runs": {driver: figures}, "ratios"}}}``."""
     total, scale = epochs + 1, FULL_EPOCH / len(labels)
     out: dict = {"cpu": cpu(), "layer": layer_products(layer_repeats), "nets": {}}
+    out["step_parts"] = {"net": parts_net, **step_parts(
+        NETS.get(parts_net, parts_net), batch_size, lr, steps=parts_steps,
+        repeats=1 if layer_repeats < 10 else 5)}
     for net in nets:
         arch = NETS.get(net, net)
         built = {name: make() for name, make in
@@ -159,6 +239,24 @@ def print_table(report: dict) -> None:
     for way, row in part["layer"].items():
         print(f"| {way} | " + " | ".join(f"{row[p]:.2f} ({flops / row[p] / 1e6:.0f})"
                                          for p in products) + " |")
+    print()
+    parts = part["step_parts"]
+    print(f"One {parts['net']} training step by parts (batch {report['batch_size']}), ms per "
+          f"step:")
+    print()
+    print("| part | float32 | bfloat16 | ratio |")
+    print("|---|---|---|---|")
+    for name in ("step", "products"):
+        f32, bf16 = parts[f"{name}, float32"], parts[f"{name}, bfloat16"]
+        print(f"| {name} | {f32:.2f} | {bf16:.2f} | {f32 / bf16:.2f}x |")
+    print(f"| update | {parts['update']:.2f} | {parts['update']:.2f} | 1.00x |")
+    print(f"| cast of the weights | - | {parts['cast']:.2f} | - |")
+    rest = parts["step, bfloat16"] - parts["products, bfloat16"]
+    print()
+    speedup = parts["products, float32"] / parts["products, bfloat16"]
+    print(f"bfloat16 speeds the products {speedup:.2f}x; "
+          f"the rest of its step ({rest:.2f} ms: the update, the cast, the copies) does not "
+          f"shrink, which bounds the step's ratio.")
     print()
     names = ("jaxmlp-float32", "jaxmlp-bfloat16", "torch-float32", "torch-autocast")
     print("| net | " + " | ".join(names) + " | jaxmlp f32/bf16 | torch f32/autocast | "
