@@ -249,6 +249,9 @@ def test_sweep_on_another_dataset(cifar100, tmp_path, capsys):
 
 def test_grid_parsing(tmp_path, capsys):
     assert _parse_seeds("4") == (0, 1, 2, 3) and _parse_seeds("0,3,7") == (0, 3, 7)
+    # One seed alone is a list of one, written with a trailing comma as Python writes it
+    # (a count names seeds 0 to N-1); one trailing comma only: "9,," is a typo.
+    assert _parse_seeds("7,") == (7,) and _parse_seeds("0,3,") == (0, 3)
     # The flags are only parsed; the values' rules are the Grid's, said in the flags' words.
     assert _parse_seeds("1,1") == (1, 1) and _parse_floats("0.1,0.1", "lr") == (0.1, 0.1)
     for flag, value, said in [("--seeds", "1,1", "--seeds must list each value once"),
@@ -260,8 +263,8 @@ def test_grid_parsing(tmp_path, capsys):
     assert _parse_floats("0.02,0.05", "lr") == (0.02, 0.05)
     for text, message in [("0", "a count from 1 to 100000"), ("a,b", r"a count \(16\) or a list"),
                           ("100001", "a count from 1 to 100000"),
-                          ("9,", r"or a list \(0,3,7\), got '9,'"), ("", "a count"),
-                          ("0,,1", "or a list")]:
+                          ("9,,", r"or a list \(0,3,7\), got '9,,'"), ("", "a count"),
+                          ("0,,1", "or a list"), (",", "or a list")]:
         with pytest.raises(ValueError, match=message):
             _parse_seeds(text)
     for text in ("fast", "", "0.1,,0.2", ","):  # an empty item is a typo, not a default
@@ -322,7 +325,10 @@ def test_sweep_command_loads_resumes_and_refuses(env, mnist, tmp_path, capsys):
 def test_sweep_failures_are_one_line(env, tmp_path, capsys):
     out = tmp_path / "sweep"
     for args, message in [
-            (["--seeds", "0"], "--seeds takes a count from 1 to 100000"),
+            (["--seeds", "0"], "--seeds takes a count from 1 to 100000 (3: seeds 0, 1, 2) or a "
+             "list (0,3,7; one seed alone: 0,), got '0'"),
+            (["--seeds", "0,,1"], "--seeds takes a count (16) or a list (0,3,7), got '0,,1'"),
+            (["--seeds", ","], "--seeds takes a count (16) or a list (0,3,7), got ','"),
             (["--lr", "0.1,-1"], "--lr must be a positive number, got -1.0"),
             (["--seeds", "0,99999999999999999999999"],
              "--seeds must be an int in [0, 2**32), got 999… (23 digits)"),

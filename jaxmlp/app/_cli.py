@@ -119,8 +119,8 @@ def _add_training_flags(commands, name: str) -> None:
         "start from a published record's settings (docs/results.md#records); the flags "
         "given beside it override them"))
     if sweep:
-        parser.add_argument("--seeds", help="a count (16: seeds 0-15) or a list (0,3,7) "
-                            "(default: 1)")
+        parser.add_argument("--seeds", help="a count (16: seeds 0-15) or a list (0,3,7; "
+                            "7, for seed 7 alone) (default: 1)")
         parser.add_argument("--lr", help="peak learning rates, e.g. 0.02,0.05,0.1 (default: "
                             "the optimizer's, as for train)")
         parser.add_argument("--momentum", help="SGD momenta (Adam/AdamW/Lion b1), e.g. "
@@ -430,8 +430,9 @@ def _training_failures(command: str, out):
 
 
 def _parse_seeds(text: str) -> tuple[int, ...]:
-    """``--seeds``: ``"16"`` → seeds 0 to 15; ``"0,3,7"`` (any comma) → those seeds. (The
-    values' rules are ``Grid``'s.)"""
+    """``--seeds``: ``"16"`` → seeds 0 to 15; ``"0,3,7"`` (any comma) → those seeds, and
+    ``"7,"`` → seed 7 alone (one trailing comma makes a list). (The values' rules are
+    ``Grid``'s.)"""
     from jaxmlp._checks import parse_int
     from jaxmlp._config import MAX_MODELS
 
@@ -439,10 +440,12 @@ def _parse_seeds(text: str) -> tuple[int, ...]:
         if "," not in text:
             count = parse_int(text, "--seeds")
             if not 1 <= count <= MAX_MODELS:
-                raise ValueError(f"--seeds takes a count from 1 to {MAX_MODELS} or a list, got "
+                raise ValueError(f"--seeds takes a count from 1 to {MAX_MODELS} (3: seeds 0, 1, "
+                                 f"2) or a list (0,3,7; one seed alone: {text.strip()},), got "
                                  f"{text!r}")
             return tuple(range(count))
-        return tuple(parse_int(t, "--seeds") for t in text.split(","))  # "0,,1": a mistake
+        items = text.strip()[:-1] if text.strip().endswith(",") else text
+        return tuple(parse_int(t, "--seeds") for t in items.split(","))  # "0,,1": a mistake
     except ValueError as e:
         raise ValueError(str(e) if "--seeds takes" in str(e) else
                          f"--seeds takes a count (16) or a list (0,3,7), got {text!r}") from None
