@@ -324,10 +324,16 @@ def test_precision_benchmark_reports_both_dtypes_and_the_cpu(benchmark, tmp_path
     assert f"| {ratio:.2f}x |" in out
     assert json.loads((tmp_path / "p.json").read_text())["precision"]["cpu"] == part["cpu"]
     parts = part["step_parts"]  # --quick: preset b's step
-    assert parts["net"] == "b" and all(parts[k] > 0 for k in parts if k != "net")
-    rest = parts["step, bfloat16"] - parts["products, bfloat16"]
+    assert set(parts) == {"net", "step, float32", "step, bfloat16", "gradients, float32",
+                          "gradients, bfloat16", "update", "cast"} and parts["net"] == "b"
+    assert all(parts[k] > 0 for k in parts if k != "net")
+    rest = parts["step, bfloat16"] - parts["gradients, bfloat16"]
     assert "One b training step by parts" in out and f"({rest:.2f} ms: the update" in out
-    assert f"| update | {parts['update']:.2f} | {parts['update']:.2f} | 1.00x |" in out
+    for name in ("step", "gradients"):  # each row its own figures, under its own label
+        f32, bf16 = parts[f"{name}, float32"], parts[f"{name}, bfloat16"]
+        assert f"| {name} | {f32:.2f} | {bf16:.2f} | {f32 / bf16:.2f}x |" in out
+    assert f"| update (one float32 update in both) | {parts['update']:.2f} | - | - |" in out
+    assert f"| cast of the weights | - | {parts['cast']:.2f} | - |" in out
     ways = part["layer"]
     assert list(ways) == ["float32", "bfloat16, transposed operands", "bfloat16, matmul_backward"]
     for way, row in ways.items():
@@ -357,6 +363,9 @@ def test_speedrun_reports_each_seed_and_the_mean(env, monkeypatch, capsys):
     assert summary["met"] == (summary["test_acc"]["mean"] >= 0.5)
     assert out[-1] == "target 50.00% mean in <= 1000 s of training: " + (
         "met" if summary["met"] else "not met")
+    # Unless given, each recipe is judged by its own goal (issue 28's).
+    assert [speedrun.goal(r) for r in ("speedrun99", "speedrun995", "simard2003")] == [
+        (0.99, 10.0), (0.995, 300.0), (0.993, 3600.0)]
     # Bad settings: one line each, before any data is read or anything trained.
     for argv, message in ((["--tta", "0"], "--tta must be a positive int below 1000, got 0"),
                           (["--epochs", "0"], "--epochs must be >= 1, got 0"),
