@@ -86,7 +86,7 @@ def main(argv=None) -> dict:
     if not 0 < args.target <= 1:  # (NaN fails it too)
         parser.error(f"--target must be an accuracy in (0, 1], got {args.target}")
     if not 0 < args.budget < math.inf:
-        parser.error(f"--budget must be a positive number of seconds, got {args.budget}")
+        parser.error(f"--budget must be a positive number of seconds (finite), got {args.budget}")
     try:  # the library's checks, named as this script's flags
         tta = None if args.tta is None else TTA(args.tta)
         if args.epochs is not None:

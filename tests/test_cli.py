@@ -440,7 +440,8 @@ def test_gradcheck_and_toy_refuse_what_would_overflow_or_never_end(capsys):
     (["train", "--epochs", "١٢"], "argument --epochs: invalid int value: '١٢'"),
     (["train", "--lr", "1_0"], "argument --lr: invalid float value: '1_0'"),
     (["train", "--arch", "１０:linear"], "bad width '１０' in architecture '１０:linear'"),
-    (["sweep", "--seeds", "١"], "--seeds takes a count (16) or a list (0,3,7), got '١'"),
+    (["sweep", "--seeds", "١"], "--seeds takes a count (16) or a list (0,3,7; 7, for seed 7 "
+                                  "alone), got '١'"),
     (["eval", "runs/x", "--model", "１"], "argument --model: invalid int value: '１'"),
     (["serve", "--port", "١"], "argument --port: invalid int value: '١'"),
 ])

@@ -263,7 +263,8 @@ def test_grid_parsing(tmp_path, capsys):
     assert _parse_floats("0.02,0.05", "lr") == (0.02, 0.05)
     for text, message in [("0", "a count from 1 to 100000"), ("a,b", r"a count \(16\) or a list"),
                           ("100001", "a count from 1 to 100000"),
-                          ("9,,", r"or a list \(0,3,7\), got '9,,'"), ("", "a count"),
+                          ("9,,", r"or a list \(0,3,7; 7, for seed 7 alone\), got '9,,'"),
+                          ("", "a count"),
                           ("0,,1", "or a list"), (",", "or a list")]:
         with pytest.raises(ValueError, match=message):
             _parse_seeds(text)
@@ -326,9 +327,11 @@ def test_sweep_failures_are_one_line(env, tmp_path, capsys):
     out = tmp_path / "sweep"
     for args, message in [
             (["--seeds", "0"], "--seeds takes a count from 1 to 100000 (3: seeds 0, 1, 2) or a "
-             "list (0,3,7; one seed alone: 0,), got '0'"),
-            (["--seeds", "0,,1"], "--seeds takes a count (16) or a list (0,3,7), got '0,,1'"),
-            (["--seeds", ","], "--seeds takes a count (16) or a list (0,3,7), got ','"),
+             "list (0,3,7; 7, for seed 7 alone), got '0'"),
+            (["--seeds", "0,,1"], "--seeds takes a count (16) or a list (0,3,7; 7, for seed 7 "
+             "alone), got '0,,1'"),
+            (["--seeds", ","], "--seeds takes a count (16) or a list (0,3,7; 7, for seed 7 "
+             "alone), got ','"),
             (["--lr", "0.1,-1"], "--lr must be a positive number, got -1.0"),
             (["--seeds", "0,99999999999999999999999"],
              "--seeds must be an int in [0, 2**32), got 999… (23 digits)"),

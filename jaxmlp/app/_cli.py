@@ -130,9 +130,10 @@ def _add_training_flags(commands, name: str) -> None:
                             "the order of `jaxmlp train --seed S` (independent) (default: "
                             "shared)")
     what = "sweep" if sweep else "run"
-    parser.add_argument("--out", help="the sweep's folder (default: runs/sweep-<arch>)" if sweep
-                        else "the run folder (default: runs/<arch>, or runs/<dataset>-<arch> "
-                        "for a dataset other than mnist)")
+    parser.add_argument("--out", help="the sweep's folder (default: runs/sweep-<arch>, or "
+                        "runs/sweep-<recipe> with --recipe)" if sweep
+                        else "the run folder (default: runs/<arch>, runs/<recipe> with --recipe, "
+                        "or runs/<dataset>-<arch> for a dataset other than mnist)")
     parser.add_argument("--resume", metavar="DIR", help=f"continue the {what} saved in DIR")
     parser.add_argument("--overwrite", action="store_true", help=f"replace the {what} in --out "
                         "(its files go when the first epoch is saved)")
@@ -441,14 +442,14 @@ def _parse_seeds(text: str) -> tuple[int, ...]:
             count = parse_int(text, "--seeds")
             if not 1 <= count <= MAX_MODELS:
                 raise ValueError(f"--seeds takes a count from 1 to {MAX_MODELS} (3: seeds 0, 1, "
-                                 f"2) or a list (0,3,7; one seed alone: {text.strip()},), got "
-                                 f"{text!r}")
+                                 f"2) or a list (0,3,7; 7, for seed 7 alone), got {text!r}")
             return tuple(range(count))
         items = text.strip()[:-1] if text.strip().endswith(",") else text
         return tuple(parse_int(t, "--seeds") for t in items.split(","))  # "0,,1": a mistake
     except ValueError as e:
         raise ValueError(str(e) if "--seeds takes" in str(e) else
-                         f"--seeds takes a count (16) or a list (0,3,7), got {text!r}") from None
+                         f"--seeds takes a count (16) or a list (0,3,7; 7, for seed 7 alone), "
+                         f"got {text!r}") from None
 
 
 def _parse_floats(text: str, name: str) -> tuple[float, ...]:
