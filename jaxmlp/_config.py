@@ -355,7 +355,8 @@ def _checked_grid(seeds, lrs, momenta) -> tuple[tuple, tuple, tuple]:
                tuple(_checks.probability(v, f"Grid momenta[{i}]") for i, v in enumerate(momenta)))
     for name, values in zip(fields, checked):
         if len(set(values)) != len(values):
-            raise Invalid(f"Grid {name} must list each value once", values)
+            twice = next(v for i, v in enumerate(values) if v in values[:i])
+            raise Invalid(f"Grid {name} must list each value once", f"{twice} twice")
     return checked
 
 

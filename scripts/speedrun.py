@@ -111,7 +111,9 @@ def main(argv=None) -> dict:
         settings.update(steps=20)
         seeds = min(seeds, 2)
     config = TrainConfig(**settings)
-    print(f"# speedrun: {args.recipe}, {seeds} seeds after a warm-up, {_machine()}")
+    print(f"# speedrun: {args.recipe}, {seeds} seeds after a warm-up, {_machine()}"
+          + ("; --quick: 20 steps a seed on 6,000 images, at most 2 seeds, whatever --epochs "
+             "and --seeds say" if args.quick else ""))
     print(f"# settings: {config.record()}")
     warm = _one(dataclasses.replace(config, seed=10_000), data, tta)  # compiles; not counted
     print(f"warm-up (seed 10000, not counted): {warm['test_acc']:.4f} in "

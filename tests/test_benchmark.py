@@ -351,6 +351,8 @@ def test_speedrun_reports_each_seed_and_the_mean(env, monkeypatch, capsys):
     summary = speedrun.main(["--quick", "--tta", "1", "--target", "0.5", "--budget", "1000"])
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("# speedrun: speedrun99, 2 seeds after a warm-up, ")
+    assert out[0].endswith("; --quick: 20 steps a seed on 6,000 images, at most 2 seeds, "
+                           "whatever --epochs and --seeds say")
     assert out[2].startswith("warm-up (seed 10000, not counted): ")
     rows = summary["rows"]
     assert [r["seed"] for r in rows] == [0, 1] and rows[0]["test_acc"] != rows[1]["test_acc"]

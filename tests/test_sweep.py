@@ -254,8 +254,9 @@ def test_grid_parsing(tmp_path, capsys):
     assert _parse_seeds("7,") == (7,) and _parse_seeds("0,3,") == (0, 3)
     # The flags are only parsed; the values' rules are the Grid's, said in the flags' words.
     assert _parse_seeds("1,1") == (1, 1) and _parse_floats("0.1,0.1", "lr") == (0.1, 0.1)
-    for flag, value, said in [("--seeds", "1,1", "--seeds must list each value once"),
-                              ("--lr", "0.1,0.1", "--lr must list each value once"),
+    for flag, value, said in [("--seeds", "3,1,3", "--seeds must list each value once, got 3 "
+                               "twice"),
+                              ("--lr", "0.1,0.1", "--lr must list each value once, got 0.1 twice"),
                               ("--momentum", "0.5,1", r"--momentum must be a number in \[0, 1\)")]:
         assert main(["sweep", flag, value, "--out", str(tmp_path / "s")]) == 2
         assert re.search(said, capsys.readouterr().err)
