@@ -437,19 +437,19 @@ def _parse_seeds(text: str) -> tuple[int, ...]:
     from jaxmlp._checks import parse_int
     from jaxmlp._config import MAX_MODELS
 
+    a_list = "a list (0,3,7; 7, for seed 7 alone)"
     try:
         if "," not in text:
             count = parse_int(text, "--seeds")
             if not 1 <= count <= MAX_MODELS:
                 raise ValueError(f"--seeds takes a count from 1 to {MAX_MODELS} (3: seeds 0, 1, "
-                                 f"2) or a list (0,3,7; 7, for seed 7 alone), got {text!r}")
+                                 f"2) or {a_list}, got {text!r}")
             return tuple(range(count))
         items = text.strip()[:-1] if text.strip().endswith(",") else text
         return tuple(parse_int(t, "--seeds") for t in items.split(","))  # "0,,1": a mistake
     except ValueError as e:
         raise ValueError(str(e) if "--seeds takes" in str(e) else
-                         f"--seeds takes a count (16) or a list (0,3,7; 7, for seed 7 alone), "
-                         f"got {text!r}") from None
+                         f"--seeds takes a count (16) or {a_list}, got {text!r}") from None
 
 
 def _parse_floats(text: str, name: str) -> tuple[float, ...]:

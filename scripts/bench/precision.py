@@ -22,7 +22,7 @@ operand, which XLA:CPU computes in float32); and bfloat16 as ``matmul_backward``
 them (copied transposes of the batch-sized operands): why the backward once lost the
 forward's speed, measured again wherever the benchmark runs. And it times one of
 ciresan2010's training steps by parts (``step_parts``): the whole step in each dtype, the
-products alone, the optimizer's update and the weights' cast to bfloat16, to show what of a
+gradients alone, the optimizer's update and the weights' cast to bfloat16, to show what of a
 step bfloat16 cannot speed up.
 
 Reproduce: ``python scripts/benchmark.py --precision`` (12,800 examples an epoch, 2 timed
@@ -82,6 +82,18 @@ def _drivers(arch, images, labels, batch_size, lr, total, has_torch) -> dict:
 LAYER = (128, 2500, 2000)  # batch, inputs, units: ciresan2010's second layer
 
 
+def _median_ms(fn, args, repeats: int) -> float:
+    """Milliseconds of one call of ``fn(*args)``: the median of ``repeats`` calls after one
+    that compiles and warms it."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1e3
+
+
 def layer_products(repeats: int = 30) -> dict:
     """Milliseconds (median of ``repeats``) of one layer's three products, each way."""
     batch, n, m = LAYER
@@ -104,28 +116,9 @@ def layer_products(repeats: int = 30) -> dict:
         fns = {"forward a w": (jax.jit(forward), (a, w)),
                "δ wᵀ": (jax.jit(lambda a, w, d, b=backward: b(a, w, d)[0]), (a, w, delta)),
                "aᵀ δ": (jax.jit(lambda a, w, d, b=backward: b(a, w, d)[1]), (a, w, delta))}
-        row = {}
-        for product, (fn, args) in fns.items():
-            jax.block_until_ready(fn(*args))
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                jax.block_until_ready(fn(*args))
-                times.append(time.perf_counter() - start)
-            row[product] = float(np.median(times)) * 1e3
-        out[name] = row
+        out[name] = {product: _median_ms(fn, args, repeats)
+                     for product, (fn, args) in fns.items()}
     return out
-
-
-def _ms_per_step(fn, args, steps: int, repeats: int) -> float:
-    """Milliseconds per step of ``fn`` (a jitted loop of ``steps`` steps): the median call."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) / steps * 1e3
 
 
 def step_parts(arch: str, batch_size: int, lr: float, *, steps: int = 20,
@@ -179,11 +172,11 @@ def step_parts(arch: str, batch_size: int, lr: float, *, steps: int = 20,
     state = optimizer.init(params)
     out = {}
     for dtype in ("float32", "bfloat16"):
-        out[f"step, {dtype}"] = _ms_per_step(whole(dtype), (params, state), steps, repeats)
-        out[f"gradients, {dtype}"] = _ms_per_step(gradients(dtype), (params,), steps, repeats)
-    out["update"] = _ms_per_step(jax.jit(update), (params, state), steps, repeats)
-    out["cast"] = _ms_per_step(jax.jit(cast), ([layer["w"] for layer in params],), 1,
-                               repeats * steps)
+        out[f"step, {dtype}"] = _median_ms(whole(dtype), (params, state), repeats) / steps
+        out[f"gradients, {dtype}"] = _median_ms(gradients(dtype), (params,), repeats) / steps
+    out["update"] = _median_ms(jax.jit(update), (params, state), repeats) / steps
+    out["cast"] = _median_ms(jax.jit(cast), ([layer["w"] for layer in params],),
+                             repeats * steps)
     return out
 
 
