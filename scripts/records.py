@@ -23,6 +23,7 @@ import dataclasses
 import datetime
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -47,6 +48,16 @@ def _machine() -> str:
     device = jax.devices()[0]
     where = cpu if device.platform == "cpu" else device.device_kind
     return f"{where}, {os.cpu_count()} cores, jax {jax.__version__} on {device.platform}"
+
+
+def interruptible(main, script: str, kept: str) -> None:
+    """``main()``, ended by Ctrl-C with one line (what ``kept`` says survives) and exit
+    status 130, as `jaxmlp train` ends: not a traceback."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        print(f"{script}: interrupted; {kept}", file=sys.stderr)
+        sys.exit(130)
 
 
 def _train(name: str, config: TrainConfig, out: Path, data, seeds, tta):
@@ -161,4 +172,5 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    interruptible(main, "records.py", "each recipe's folder keeps its last saved epoch (`jaxmlp "
+                  "train --resume DIR`, or `sweep --resume DIR`, continues it)")

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from records import _machine  # noqa: E402  (the same machine line as the records table)
+from records import _machine, interruptible  # noqa: E402  (as the records table)
 
 from jaxmlp import TTA, TrainConfig, train_and_evaluate, tta_probabilities  # noqa: E402
 from jaxmlp._data import load_dataset  # noqa: E402
@@ -144,4 +144,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    interruptible(main, "speedrun.py", "nothing is saved; the seeds finished are printed above")

@@ -378,3 +378,22 @@ def test_speedrun_reports_each_seed_and_the_mean(env, monkeypatch, capsys):
             speedrun.main(["--quick", *argv])
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_ctrl_c_ends_a_speedrun_in_one_line(env):
+    # Ctrl-C while it trains: the one line `jaxmlp train` would give, exit 130, no traceback.
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "speedrun.py"), "--quick"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while not proc.stdout.readline().startswith("# settings:"):  # data loaded, training
+            assert proc.poll() is None, proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip() == ("speedrun.py: interrupted; nothing is saved; the seeds finished are "
+                           "printed above"), err
