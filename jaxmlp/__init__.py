@@ -16,7 +16,7 @@ _API = {
     "ACTIVATIONS": "_activations", "Activation": "_activations", "Arch": "_arch", "Layer": "_arch",
     "PRESETS": "_arch", "parse_arch": "_arch", "summary": "_arch", "init_params": "_mlp",
     "forward": "_mlp", "forward_layers": "_mlp", "loss": "_mlp", "dropout_masks": "_mlp",
-    "matmul": "_mlp", "matmul_backward": "_mlp",
+    "matmul": "_mlp", "matmul_backward": "_mlp", "fast_gradient_sign": "_mlp",
     "softmax": "_softmax", "log_softmax": "_softmax", "softmax_jacobian": "_softmax",
     "cross_entropy": "_cross_entropy", "cross_entropy_grad": "_cross_entropy",
     "smooth_labels": "_cross_entropy", "hand_grad": "_backprop", "hand_loss": "_backprop",

@@ -14,6 +14,9 @@ In mixed precision (``compute_dtype="bfloat16"``) the products ``a_{l−1}ᵀ δ
 ``δ_l W_lᵀ`` are ``mlp.matmul_backward``'s, the rule beside the forward's ``matmul``: bfloat16
 operands, float32 sums; everything else stays float32.
 
+Adversarial training (Goodfellow et al. 2015) reuses ``∂J/∂x``: a second pass at
+``x̃ = clip(x + ε·sign(∂J/∂x), 0, 1)`` and the mean of the two passes' gradients.
+
 No ``jax.grad``, ``vjp`` or ``jvp`` is used here; the tests prove the result equal to them.
 """
 import functools
@@ -24,7 +27,8 @@ import jax.numpy as jnp
 from jaxmlp._activations import ACTIVATIONS
 from jaxmlp._arch import parse_arch
 from jaxmlp._cross_entropy import cross_entropy, cross_entropy_grad
-from jaxmlp._mlp import Params, check_loss_inputs, masks_of, matmul_backward, forward_layers
+from jaxmlp._mlp import (Params, check_adversarial, check_loss_inputs, fast_gradient_sign,
+                         forward_layers, masks_of, matmul_backward)
 from jaxmlp._softmax import log_softmax
 
 
@@ -51,7 +55,7 @@ def _backward(params, x, cache, y, arch, masks=None, compute_dtype=None):
 
 
 def hand_value_and_grad(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
-                        key=None, compute_dtype=None):
+                        key=None, compute_dtype=None, adversarial=0.0):
     """``((loss, logits), grads)`` in one forward and one hand-written backward pass.
 
     The same shape as ``jax.value_and_grad(f, has_aux=True)`` for an ``f`` returning
@@ -59,17 +63,34 @@ def hand_value_and_grad(params: Params, x: jax.Array, y: jax.Array, arch, *, dro
     (for accuracy) at no extra cost. ``dropout`` and ``key`` as for ``loss``: the same key
     draws the same masks, so this equals ``jax.value_and_grad`` of ``loss`` under it;
     ``compute_dtype`` as for ``loss``.
+
+    With ``adversarial`` ε > 0 (``loss``'s adversarial objective, Goodfellow et al. 2015), a
+    second pass (``_adversarial_mean``). The logits stay the clean batch's.
     """
     arch = check_loss_inputs(params, x, y, arch, dropout, key)
     masks = masks_of(key, x, arch, dropout)
     cache = forward_layers(params, x, arch, masks=masks, compute_dtype=compute_dtype)
-    logits = cache[-1][1]
-    grads, _ = _backward(params, x, cache, y, arch, masks, compute_dtype)
-    return (jnp.mean(cross_entropy(logits, y)), logits), grads
+    grads, dx = _backward(params, x, cache, y, arch, masks, compute_dtype)
+    value, logits = jnp.mean(cross_entropy(cache[-1][1], y)), cache[-1][1]
+    if check_adversarial(adversarial):
+        value, grads = _adversarial_mean(params, fast_gradient_sign(x, dx, adversarial), y, arch,
+                                         masks, compute_dtype, value, grads)
+    return (value, logits), grads
+
+
+def _adversarial_mean(params, x_adv, y, arch, masks, compute_dtype, value, grads):
+    """The loss and gradients of ``½J(x) + ½J(x̃)`` from ``J(x)``'s (``value``, ``grads``):
+    a pass at ``x̃``, then the means. ``x̃ = fast_gradient_sign(x, ∂J/∂x, ε)`` takes the first
+    pass's ``∂J/∂x`` (``_backward``'s, free) and is a constant to the weights (``sign``'s
+    derivative is 0), so each term's gradient is its pass's, under the same masks."""
+    cache = forward_layers(params, x_adv, arch, masks=masks, compute_dtype=compute_dtype)
+    grads_adv, _ = _backward(params, x_adv, cache, y, arch, masks, compute_dtype)
+    value_adv = jnp.mean(cross_entropy(cache[-1][1], y))
+    return (value + value_adv) / 2, jax.tree.map(lambda g, h: (g + h) / 2, grads, grads_adv)
 
 
 def hand_grad(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
-              key=None, compute_dtype=None) -> Params:
+              key=None, compute_dtype=None, adversarial=0.0) -> Params:
     """Gradient of ``loss`` with respect to ``params`` by the explicit backward pass.
 
     Args:
@@ -79,12 +100,14 @@ def hand_grad(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
       arch: anything ``parse_arch`` accepts.
       dropout, key: as for ``loss`` (``mlp.dropout_masks``).
       compute_dtype: the matmuls' (``"bfloat16"``: mixed precision), as for ``loss``.
+      adversarial: ε of ``loss``'s adversarial objective (0: none), as
+        ``hand_value_and_grad`` computes it.
 
     Returns:
       A pytree with the structure of ``params``.
     """
     return hand_value_and_grad(params, x, y, arch, dropout=dropout, key=key,
-                               compute_dtype=compute_dtype)[1]
+                               compute_dtype=compute_dtype, adversarial=adversarial)[1]
 
 
 def hand_loss(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,

@@ -82,6 +82,10 @@ class TrainConfig:
                                     "last weights")
     label_smoothing: float = _setting(0.0, "train against (1 - e)*onehot + e/classes instead of "
                                       "the one-hot labels")
+    adversarial: float = _setting(0.0, "adversarial training (Goodfellow et al. 2015): half "
+                                  "of each step's loss on the batch, half on its fast gradient "
+                                  "sign example, each pixel moved by e (in [0, 1]) against "
+                                  "the model; twice a step's cost, e.g. 0.1")
     seed: int = _setting(0, "PRNG seed, 0 to 2**32-1: init and data order")
     grad: str = _setting("hand", "hand-written backward pass, or jax.grad", choices=GRADS)
     compute_dtype: str = _setting("float32", "the dtype of every matmul's operands in training "
@@ -186,6 +190,8 @@ class TrainConfig:
             (number(self.label_smoothing) and 0 <= self.label_smoothing < 1
              and np.float32(self.label_smoothing) < 1,
              "`label_smoothing` must be in [0, 1)", self.label_smoothing),
+            (number(self.adversarial) and 0 <= self.adversarial <= 1,
+             "`adversarial` must be in [0, 1] (a pixel's range)", self.adversarial),
             (self.dropout is None or _rates(self.dropout) is not None,
              "`dropout` takes IN,HIDDEN, two probabilities in [0, 1)", repr(self.dropout)),
             (self.train_eval_size >= 0, "`train_eval_size` must be >= 0", self.train_eval_size),

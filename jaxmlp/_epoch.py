@@ -30,24 +30,33 @@ from jaxmlp._cross_entropy import cross_entropy, smooth_labels
 from jaxmlp._data import Dataset
 from jaxmlp._images import check_image_shape, prepare_images
 from jaxmlp._metrics import batch_metrics
-from jaxmlp._mlp import COMPUTE_DTYPES, dropping, masks_of, forward_layers
+from jaxmlp._mlp import (COMPUTE_DTYPES, check_adversarial, dropping, fast_gradient_sign,
+                         forward_layers, masks_of)
 from jaxmlp._parallel import DATA_AXIS, check_batch, feed_batches
 
 MODEL_AXIS = "model"  # the mesh axis of a stack's models
 
 
-def _autodiff_value_and_grad(params, x, y, arch, *, dropout=None, key=None, compute_dtype=None):
+def _autodiff_value_and_grad(params, x, y, arch, *, dropout=None, key=None, compute_dtype=None,
+                             adversarial=0.0):
     masks = masks_of(key, x, arch, dropout)
+    mean = lambda params, x: jnp.mean(cross_entropy(logits_of(params, x), y))
+    logits_of = lambda params, x: forward_layers(params, x, arch, masks=masks,
+                                                 compute_dtype=compute_dtype)[-1][1]
 
-    def loss_and_logits(params):
-        logits = forward_layers(params, x, arch, masks=masks, compute_dtype=compute_dtype)[-1][1]
-        return jnp.mean(cross_entropy(logits, y)), logits
+    def loss_and_logits(params):  # mlp.loss, keeping the clean batch's logits
+        logits = logits_of(params, x)
+        value = jnp.mean(cross_entropy(logits, y))
+        if adversarial:
+            x_adv = fast_gradient_sign(x, jax.grad(mean, argnums=1)(params, x), adversarial)
+            value = (value + mean(params, x_adv)) / 2
+        return value, logits
     return jax.value_and_grad(loss_and_logits, has_aux=True)(params)
 
 
 def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
               label_smoothing: float = 0.0, dropout=None, augment: Optional[Augmentation] = None,
-              image_shape=None, compute_dtype: str = "float32"):
+              image_shape=None, compute_dtype: str = "float32", adversarial: float = 0.0):
     """One SGD step ``(params, opt_state, images_u8, labels, key) → (params, opt_state,
     metrics)``.
 
@@ -61,15 +70,17 @@ def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
     ``fold_in(key, 1)``, so the same key gives dropout the masks it gives without
     augmentation; a step with neither never reads it (XLA drops the unused key).
     ``compute_dtype`` ``"bfloat16"`` computes every matmul of both passes in mixed precision
-    (``mlp.matmul``). Not jitted by itself: the epoch scan and the per-step baseline each
-    jit it in their own way.
+    (``mlp.matmul``). With ``adversarial`` ε > 0 the step descends Goodfellow et al. 2015's
+    adversarial objective (``mlp.loss``): half the batch's loss, half its fast gradient sign
+    example's, at twice a step's cost. Not jitted by itself: the epoch scan and the per-step
+    baseline each jit it in their own way.
 
     Every argument is checked once, when the step is built (never per step), by
     ``_checked_step_args``: ``TypeError``/``ValueError`` naming it.
     """
     arch, dropout, augment, image_shape = _checked_step_args(
-        arch, optimizer, grad, label_smoothing, dropout, augment, image_shape)
-    _checks.one_of(compute_dtype, COMPUTE_DTYPES, "compute_dtype")
+        arch, optimizer, grad, label_smoothing, dropout, augment, image_shape, compute_dtype,
+        adversarial)
     value_and_grad = hand_value_and_grad if grad == "hand" else _autodiff_value_and_grad
 
     def step(params, opt_state, images, labels, key):
@@ -80,20 +91,23 @@ def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
         targets = labels if not label_smoothing else smooth_labels(  # in the params' dtype
             labels, arch[-1].units, label_smoothing).astype(params[0]["w"].dtype)
         (_, logits), grads = value_and_grad(params, x, targets, arch, dropout=dropout, key=key,
-                                            compute_dtype=compute_dtype)
+                                            compute_dtype=compute_dtype, adversarial=adversarial)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, batch_metrics(logits, labels)
 
     return step
 
 
-def _checked_step_args(arch, optimizer, grad, label_smoothing, dropout, augment, image_shape):
+def _checked_step_args(arch, optimizer, grad, label_smoothing, dropout, augment, image_shape,
+                       compute_dtype, adversarial):
     """``make_step``'s arguments checked, and ``(arch, dropout, augment, image_shape)`` as
     the step reads them: the parsed arch, None for no dropout or no distortion."""
     arch = parse_arch(arch)
     _check_optimizer(optimizer)
     _checks.one_of(grad, GRADS, "grad")
     _checks.probability(label_smoothing, "label_smoothing")
+    _checks.one_of(compute_dtype, COMPUTE_DTYPES, "compute_dtype")
+    check_adversarial(adversarial)
     if augment is not None and not isinstance(augment, Augmentation):
         raise TypeError(f"augment must be an Augmentation (jaxmlp.parse_augment) or None, got "
                         f"{type(augment).__name__}")
@@ -118,7 +132,8 @@ def config_step(config: TrainConfig, optimizer, image_shape):
     """``make_step`` with every setting of ``config`` that shapes a step."""
     return make_step(config.layers, optimizer, config.grad, label_smoothing=config.label_smoothing,
                      dropout=config.dropout_rates, augment=config.augmentation,
-                     image_shape=image_shape, compute_dtype=config.compute_dtype)
+                     image_shape=image_shape, compute_dtype=config.compute_dtype,
+                     adversarial=config.adversarial)
 
 
 def shuffle(key: jax.Array, n: int) -> jax.Array:

@@ -234,11 +234,17 @@ def forward(params: Params, x: jax.Array, arch) -> jax.Array:
 
 
 def loss(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
-         key=None, compute_dtype=None) -> jax.Array:
+         key=None, compute_dtype=None, adversarial=0.0) -> jax.Array:
     """Mean cross-entropy over the batch: ``(1/B) Σ_b cross_entropy(forward(x)_b, y_b)``.
 
     With ``dropout = (p_in, p_hidden)`` and a ``key``, the network of ``dropout_masks(key)``
     (training's); evaluation and ``predict`` never drop.
+
+    With ``adversarial`` ε > 0, Goodfellow, Shlens & Szegedy 2015's adversarial objective
+    ``½ J(x) + ½ J(x̃)``, ``x̃ = fast_gradient_sign(x, ∂J/∂x, ε)`` (the same dropout masks in
+    both terms): ``∂J/∂x`` is ``jax.grad``'s here, so this is the reference that
+    ``hand_value_and_grad(..., adversarial=ε)`` is proven against. (``jax.grad`` of it
+    needs no ``stop_gradient``: ``sign``'s derivative is 0, so ``x̃`` is a constant to θ.)
 
     Every argument is checked first, each error naming it: ``params`` against ``arch``
     (``_checks.params_fit``), ``x`` a floating ``(B ≥ 1, in_dim)``, ``y`` labels ``(B,)`` in
@@ -247,9 +253,37 @@ def loss(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
     (``matmul``; ``"bfloat16"`` for mixed precision).
     """
     arch = check_loss_inputs(params, x, y, arch, dropout, key)
+    epsilon = check_adversarial(adversarial)
     masks = masks_of(key, x, arch, dropout)
-    logits = forward_layers(params, x, arch, masks=masks, compute_dtype=compute_dtype)[-1][1]
-    return jnp.mean(cross_entropy(logits, y))
+    mean = lambda x: jnp.mean(cross_entropy(
+        forward_layers(params, x, arch, masks=masks, compute_dtype=compute_dtype)[-1][1], y))
+    if not epsilon:
+        return mean(x)
+    return (mean(x) + mean(fast_gradient_sign(x, jax.grad(mean)(x), epsilon))) / 2
+
+
+def fast_gradient_sign(x: jax.Array, dx: jax.Array, epsilon) -> jax.Array:
+    """Goodfellow et al. 2015's fast gradient sign example ``clip(x + ε·sign(∂J/∂x), 0, 1)``.
+
+    ``x`` a batch of images with pixels in [0, 1] (``prepare_images``'), ``dx`` the loss's
+    gradient with respect to it (``(B, in_dim)`` both), ``epsilon`` ε the step in pixel
+    units: every pixel moves by ε in the direction that raises the loss (not at all where
+    ``dx`` is 0), and stays a pixel.
+    """
+    epsilon = check_adversarial(epsilon)
+    x, dx = _checks.array(x, "x"), _checks.array(dx, "dx")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"x must hold floating pixels in [0, 1], got {x.dtype}")
+    if np.shape(dx) != np.shape(x):
+        raise ValueError(f"dx must have x's shape {np.shape(x)}, got {np.shape(dx)}")
+    return jnp.clip(x + epsilon * jnp.sign(dx), 0, 1).astype(x.dtype)
+
+
+def check_adversarial(epsilon) -> float:
+    """``adversarial``'s ε checked: a concrete number in [0, 1] (a pixel's range)."""
+    value = _checks.probability(epsilon, "adversarial", upper_open=False, float32=False)
+    assert value is not None  # (None only where a tracer is allowed)
+    return value
 
 
 def check_loss_inputs(params, x, y, arch, dropout, key) -> Arch:

@@ -205,10 +205,8 @@ def _optimizer(config, num_steps: int, lr, momentum) -> optax.GradientTransforma
         core = optax.adamw(rate, b1=momentum, weight_decay=decay, mask=_decay_mask,
                            nesterov=config.nesterov) if config.optimizer == "adamw" else \
             optax.adam(rate, b1=momentum, nesterov=config.nesterov)
-    elif config.optimizer == "lion":
+    else:  # lion, the last of OPTIMIZERS (_check_config admits no other)
         core = optax.lion(rate, b1=momentum, weight_decay=decay, mask=_decay_mask)
-    else:
-        raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)}, got {config.optimizer!r}")
     parts = []
     if config.clip_norm is not None:
         parts.append(optax.clip_by_global_norm(_checks.int_as_float(config.clip_norm)))

@@ -352,11 +352,9 @@ class _Loop:
         if folder is not None and step:
             self.saved_step = step  # resumed from it
         diverged = models.diverged_in(history)
-        target = config.target_accuracy
-        reached = bool(history) and (self._reached(history[-1], target)
+        reached = bool(history) and (self._reached(history[-1], config.target_accuracy)
                                      or self._no_better(history) is not None)
-        if reached:
-            num_steps = step  # a run that stopped at its target is complete
+        num_steps = step if reached else num_steps  # a run stopped at its target is complete
         bar = self._bar(num_steps, step) if step < num_steps else None
         first = True
         try:

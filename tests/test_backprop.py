@@ -242,3 +242,76 @@ def test_dropout_custom_vjp_passes_check_grads(x64):
     key = jax.random.key(7)
     check_grads(lambda p, x, y: hand_loss(p, x, y, arch, dropout=(0.3, 0.5), key=key),
                 (params, x, y), order=1, modes=["rev"], eps=1e-6)
+
+
+# Adversarial training (Goodfellow, Shlens & Szegedy 2015): the objective ½J(x) + ½J(x̃),
+# x̃ = clip(x + ε·sign(∂J/∂x), 0, 1). loss(..., adversarial=ε) takes ∂J/∂x from jax.grad;
+# hand_value_and_grad from its own backward pass. Inputs are images: pixels in [0, 1].
+
+def _images_problem(arch, in_dim, batch, seed, soft=False):
+    params, _, y = _problem(arch, in_dim, batch, seed, soft=soft)
+    x = jnp.asarray(np.random.default_rng(seed + 1).uniform(size=(batch, in_dim)))
+    return params, x, y
+
+
+def test_adversarial_objective_by_hand(x64):
+    # One linear layer, W = I, x = (½, ½), label 0: z = x, p = (½, ½), ∂J/∂z = p − y =
+    # (−½, ½) = ∂J/∂x, so x̃ = x + ε·(−1, 1).
+    params = [{"w": jnp.eye(2), "b": jnp.zeros(2)}]
+    x, y = jnp.array([[0.5, 0.5]]), jnp.array([0])
+    for eps, x_adv in [(0.25, [0.25, 0.75]), (0.75, [0.0, 1.0])]:  # 0.75: clipped to pixels
+        # J(x̃) = −log softmax(x̃)_0 = log(1 + e^(x̃_1 − x̃_0)).
+        j_adv = np.log1p(np.exp(x_adv[1] - x_adv[0]))
+        want = (np.log(2) + j_adv) / 2
+        np.testing.assert_allclose(loss(params, x, y, "2:linear", adversarial=eps), want)
+        (value, logits), g = jaxmlp.hand_value_and_grad(params, x, y, "2:linear",
+                                                        adversarial=eps)
+        np.testing.assert_allclose(value, want)
+        np.testing.assert_allclose(logits, x)  # the clean batch's logits
+        # dW = ½(xᵀ(p − y) + x̃ᵀ(p̃ − y)), db = ½((p − y) + (p̃ − y)).
+        p_adv = np.exp(x_adv) / np.sum(np.exp(x_adv))
+        d, d_adv = np.array([-0.5, 0.5]), p_adv - [1, 0]
+        np.testing.assert_allclose(g[0]["w"], (np.outer([0.5, 0.5], d)
+                                               + np.outer(x_adv, d_adv)) / 2, atol=1e-12)
+        np.testing.assert_allclose(g[0]["b"], (d + d_adv) / 2, atol=1e-12)
+    np.testing.assert_array_equal(jaxmlp.fast_gradient_sign(x, jnp.array([[-3.0, 0.0]]), 0.1),
+                                  [[0.4, 0.5]])  # no gradient: the pixel stays
+
+
+@pytest.mark.parametrize("spec,dropout,soft", [("b", None, False),
+                                               ("7:tanh,5:relu,3:linear", (0.2, 0.5), True),
+                                               ("6:lecun_tanh,4:sigmoid", None, True)])
+def test_adversarial_gradient_matches_autodiff(x64, spec, dropout, soft):
+    arch = parse_arch(spec)
+    params, x, y = _images_problem(arch, 9, 16, seed=3, soft=soft)
+    kw = dict(dropout=dropout, key=jax.random.key(5), adversarial=0.1)
+    (value, _), g = jaxmlp.hand_value_and_grad(params, x, y, arch, **kw)
+    auto_value, auto = jax.value_and_grad(lambda p: loss(p, x, y, arch, **kw))(params)
+    np.testing.assert_allclose(value, auto_value, rtol=1e-13)
+    _assert_trees_close(g, auto, atol=1e-12)
+    _assert_trees_close(jaxmlp.hand_grad(params, x, y, arch, **kw), g, atol=0)
+    # Not the plain gradient, and the adversarial half raises the loss.
+    plain = loss(params, x, y, arch, dropout=dropout, key=kw["key"])
+    assert value > plain
+    assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(
+        jax.tree.leaves(g), jax.tree.leaves(hand_grad(params, x, y, arch, dropout=dropout,
+                                                      key=kw["key"])))) > 1e-3
+
+
+def test_adversarial_zero_is_the_plain_loss_bit_for_bit(x64):
+    arch = parse_arch("b")
+    params, x, y = _images_problem(arch, 784, 8, seed=2)
+    assert loss(params, x, y, arch, adversarial=0.0) == loss(params, x, y, arch)
+    _assert_trees_close(hand_grad(params, x, y, arch, adversarial=0), hand_grad(params, x, y, arch),
+                        atol=0)
+
+
+@pytest.mark.parametrize("eps,error", [(-0.1, ValueError), (1.5, ValueError),
+                                       (float("nan"), ValueError), ("0.1", TypeError),
+                                       (True, TypeError)])
+def test_adversarial_out_of_range_is_refused(x64, eps, error):
+    arch = parse_arch("3:linear")
+    params, x, y = _images_problem(arch, 2, 2, seed=0)
+    for f in (loss, hand_grad):
+        with pytest.raises(error, match="adversarial"):
+            f(params, x, y, arch, adversarial=eps)

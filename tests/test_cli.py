@@ -463,6 +463,7 @@ def _nothing():
     (["--train-eval-size", "2147483648"], "--train-eval-size must be at most 2147483647"),
     (["--dropout", "0.99999999999,0"], "--dropout takes IN,HIDDEN, two probabilities in [0, 1)"),
     (["--label-smoothing", "0.9999999999"], "--label-smoothing must be in [0, 1), got 0.9999999999"),
+    (["--adversarial", "2"], "--adversarial must be in [0, 1] (a pixel's range), got 2"),
     (["--data-dir", ""], "--data-dir must name a folder (or be left unset), got ''"),
     (["--nesterov", "--momentum", "0"], "--nesterov needs a --momentum above 0\n"),
 ])

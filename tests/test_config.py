@@ -63,6 +63,8 @@ def test_one_setting_spelled_two_ways_is_one_setting():
     (dict(augment="alpha=1e39"), r"augment alpha must be in \[0, 10000\] pixels, got 1e\+39"),
     (dict(dropout="-0.1,0.5"), r"`dropout` takes IN,HIDDEN, two probabilities in \[0, 1\), got '-0.1,0.5'"),
     (dict(dropout="nan,0.5"), "`dropout` takes IN,HIDDEN"),
+    (dict(adversarial=1.5), r"`adversarial` must be in \[0, 1\] \(a pixel's range\), got 1.5"),
+    (dict(adversarial=float("inf")), "`adversarial` must be in"),
     (dict(arch="600000:relu,10:linear"), "layer width must be at most 524,288, got 600000"),
     (dict(arch=",".join(["4:relu"] * 300) + ",10:linear"), "architecture has 301 layers"),
 ])

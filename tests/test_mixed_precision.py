@@ -109,6 +109,27 @@ def test_the_hand_backward_pass_in_bfloat16_is_jax_grad_of_the_same_loss(layers,
         np.testing.assert_allclose(v, h, atol=1e-6 * scale, rtol=1e-5)
 
 
+@pytest.mark.parametrize("spec", ["b", "7:tanh,5:relu,3:linear"])
+def test_the_adversarial_hand_pass_in_bfloat16_is_jax_grad_of_the_same_loss(spec):
+    # Adversarial training (mlp.loss, adversarial=ε): the input gradient whose sign makes x̃
+    # comes from the bfloat16 backward rule in both; every product of both passes bfloat16.
+    arch = parse_arch(spec)
+    params, x, y = _problem(arch, 9, 16, 4)  # pixels in [0, 1)
+    kw = dict(dropout=(0.2, 0.5), key=jax.random.key(4), compute_dtype=BF16, adversarial=0.1)
+    (value, _), hand = jaxmlp.hand_value_and_grad(params, x, y, arch, **kw)
+    auto_value, auto = jax.value_and_grad(lambda q: loss(q, x, y, arch, **kw))(params)
+    np.testing.assert_allclose(value, auto_value, rtol=1e-6)
+    scale = max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(auto))
+    for h, a in zip(jax.tree.leaves(hand), jax.tree.leaves(auto)):
+        np.testing.assert_allclose(h, a, atol=1e-6 * scale, rtol=1e-5)
+    plain = hand_grad(params, x, y, arch, **{**kw, "adversarial": 0.0})
+    assert _relative(hand, plain) > 1e-3  # the adversarial half counts
+    dots = _dots(jax.make_jaxpr(lambda q: jaxmlp.hand_value_and_grad(q, x, y, arch, **kw))(
+        params).jaxpr)
+    assert len(dots) == 2 * 3 * len(arch)  # forward, dW and dx of each layer, twice
+    assert all([v.aval.dtype for v in eqn.invars] == [jnp.bfloat16] * 2 for eqn in dots)
+
+
 @pytest.mark.parametrize("spec, bound", [("128:tanh,64:sigmoid,10:linear", 0.01),
                                          ("64:lecun_tanh,10:linear", 0.01), ("b", 0.1), ("c", 0.1)])
 def test_mixed_precision_gradients_are_close_to_float64(spec, bound):

@@ -32,10 +32,11 @@ def _model(params, i):
     # Every part of make_optimizer at once, the lr and b1 traced per model under vmap:
     # AdamW's decoupled, masked weight decay, warm-up, then cosine decay, and clipping.
     ("hand", {"optimizer": "adamw", "weight_decay": 0.01, "warmup_steps": 10, "clip_norm": 0.5}),
-    # Each model draws its own distortions and dropout masks, those of its single run.
+    # Each model draws its own distortions and dropout masks, those of its single run; and
+    # makes its own adversarial examples.
     ("hand", {"dropout": "0.2,0.5", "max_norm": 3.0, "augment": "alpha=34,sigma=4,shear=10",
-              "ema": 0.9}),
-], ids=["sgd-hand", "sgd-autodiff", "adamw-warmup-clip", "augment-dropout-maxnorm-ema"])
+              "ema": 0.9, "adversarial": 0.05}),
+], ids=["sgd-hand", "sgd-autodiff", "adamw-warmup-clip", "augment-dropout-maxnorm-ema-adversarial"])
 def test_independent_models_equal_single_runs(small, grad, optimizer):
     # (Compiled light, sweep and single runs alike: their agreement is what is checked.)
     half = small._replace(train_images=small.train_images[:3000],
