@@ -65,7 +65,8 @@ def hand_value_and_grad(params: Params, x: jax.Array, y: jax.Array, arch, *, dro
     ``compute_dtype`` as for ``loss``.
 
     With ``adversarial`` ε > 0 (``loss``'s adversarial objective, Goodfellow et al. 2015), a
-    second pass (``_adversarial_mean``). The logits stay the clean batch's.
+    second pass at ``x̃`` made from this pass's ``∂J/∂x``; the loss and gradients are the
+    means of the two passes', the logits the clean batch's.
     """
     arch = check_loss_inputs(params, x, y, arch, dropout, key)
     masks = masks_of(key, x, arch, dropout)

@@ -84,8 +84,9 @@ class TrainConfig:
                                       "the one-hot labels")
     adversarial: float = _setting(0.0, "adversarial training (Goodfellow et al. 2015): half "
                                   "of each step's loss on the batch, half on its fast gradient "
-                                  "sign example, each pixel moved by e (in [0, 1]) against "
-                                  "the model; twice a step's cost, e.g. 0.1")
+                                  "sign example, each pixel moved by this much (in [0, 1]; 0.1 "
+                                  "is about 25 grey levels) the way that raises the loss; "
+                                  "twice a step's cost; evaluation stays clean. e.g. 0.1")
     seed: int = _setting(0, "PRNG seed, 0 to 2**32-1: init and data order")
     grad: str = _setting("hand", "hand-written backward pass, or jax.grad", choices=GRADS)
     compute_dtype: str = _setting("float32", "the dtype of every matmul's operands in training "
@@ -131,6 +132,7 @@ class TrainConfig:
         own = own_data(self.dataset)
         if own:  # found again from any folder (eval, a resume)
             object.__setattr__(self, "dataset", f"{own[0]}{own[1].resolve()}")
+        object.__setattr__(self, "adversarial", float(self.adversarial) + 0.0)  # -0 is 0
         # Parsed once, here: the distortion and dropout as values, their text canonical, so
         # that two spellings of one setting are one setting (a resume compares them).
         aug = parse_augment(self.augment) if self.augment is not None else None
@@ -190,8 +192,9 @@ class TrainConfig:
             (number(self.label_smoothing) and 0 <= self.label_smoothing < 1
              and np.float32(self.label_smoothing) < 1,
              "`label_smoothing` must be in [0, 1)", self.label_smoothing),
-            (number(self.adversarial) and 0 <= self.adversarial <= 1,
-             "`adversarial` must be in [0, 1] (a pixel's range)", self.adversarial),
+            (number(self.adversarial) and 0 <= self.adversarial <= 1
+             and (self.adversarial == 0 or np.float32(self.adversarial) > 0),
+             "`adversarial` must be in [0, 1] (a pixel's range)", f32(self.adversarial)),
             (self.dropout is None or _rates(self.dropout) is not None,
              "`dropout` takes IN,HIDDEN, two probabilities in [0, 1)", repr(self.dropout)),
             (self.train_eval_size >= 0, "`train_eval_size` must be >= 0", self.train_eval_size),

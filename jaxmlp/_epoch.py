@@ -84,7 +84,7 @@ def make_step(arch, optimizer: optax.GradientTransformation, grad: str, *,
     value_and_grad = hand_value_and_grad if grad == "hand" else _autodiff_value_and_grad
 
     def step(params, opt_state, images, labels, key):
-        x = prepare_images(images, in_dim=images.shape[-1])  # uint8 on device, scaled here
+        x = prepare_images(images, in_dim=params[0]["w"].shape[0])  # uint8, scaled here
         if augment is not None:
             x = _augment(jax.random.fold_in(key, 1), x.reshape(-1, *image_shape),
                          augment).reshape(x.shape)

@@ -10,6 +10,8 @@ from jaxmlp import _checks
 from jaxmlp._activations import ACTIVATIONS
 from jaxmlp._arch import Arch, parse_arch, weight_shapes
 from jaxmlp._cross_entropy import check_targets, cross_entropy
+from jaxmlp._errors import Invalid
+from jaxmlp._images import check_range
 
 Params = list[dict[str, jax.Array]]
 
@@ -265,24 +267,35 @@ def loss(params: Params, x: jax.Array, y: jax.Array, arch, *, dropout=None,
 def fast_gradient_sign(x: jax.Array, dx: jax.Array, epsilon) -> jax.Array:
     """Goodfellow et al. 2015's fast gradient sign example ``clip(x + ε·sign(∂J/∂x), 0, 1)``.
 
-    ``x`` a batch of images with pixels in [0, 1] (``prepare_images``'), ``dx`` the loss's
-    gradient with respect to it (``(B, in_dim)`` both), ``epsilon`` ε the step in pixel
-    units: every pixel moves by ε in the direction that raises the loss (not at all where
-    ``dx`` is 0), and stays a pixel.
+    ``x`` a batch of images with pixels in [0, 1] (``prepare_images``'; checked where
+    concrete), ``dx`` the loss's gradient with respect to it (floating, ``x``'s shape),
+    ``epsilon`` ε in [0, 1] the step in pixel units (0.1 ≈ 25 of 255 grey levels): each
+    pixel moves by ε in the direction that raises the loss, but not where ``dx`` is 0 (a
+    dropped input pixel) and no further than 0 or 1 (it stays a pixel).
     """
-    epsilon = check_adversarial(epsilon)
+    epsilon = check_adversarial(epsilon, "epsilon", traced=True)
     x, dx = _checks.array(x, "x"), _checks.array(dx, "dx")
     if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"x must hold floating pixels in [0, 1], got {x.dtype}")
+        raise TypeError(f"x must hold floating pixels in [0, 1] (prepare_images scales uint8 "
+                        f"images), got {x.dtype}")
+    if not jnp.issubdtype(dx.dtype, jnp.floating):
+        raise TypeError(f"dx must be a floating gradient, got {dx.dtype}")
     if np.shape(dx) != np.shape(x):
         raise ValueError(f"dx must have x's shape {np.shape(x)}, got {np.shape(dx)}")
+    check_range(x)
     return jnp.clip(x + epsilon * jnp.sign(dx), 0, 1).astype(x.dtype)
 
 
-def check_adversarial(epsilon) -> float:
-    """``adversarial``'s ε checked: a concrete number in [0, 1] (a pixel's range)."""
-    value = _checks.probability(epsilon, "adversarial", upper_open=False, float32=False)
-    assert value is not None  # (None only where a tracer is allowed)
+def check_adversarial(epsilon, name: str = "adversarial", *, traced: bool = False):
+    """The adversarial step ε checked: a number in [0, 1] (a pixel's range) that float32, the
+    precision of training, does not round to 0 (``1e-50`` would double a step's cost and
+    change nothing); concrete unless ``traced`` (then a tracer passes unchecked)."""
+    value = _checks.probability(epsilon, name, upper_open=False, float32=False, traced=traced)
+    if value is None:
+        return epsilon
+    if value > 0 and np.float32(value) == 0:
+        raise Invalid(f"{name} must be 0 or a step float32 can hold",
+                      _checks._shown(epsilon) + _checks.float32_note(value))
     return value
 
 

@@ -106,7 +106,13 @@ CASES = {
     "loss adversarial": (lambda: jaxmlp.loss(PARAMS, X, Y, ARCH, adversarial=2), ValueError,
                          "adversarial"),
     "fast_gradient_sign epsilon": (lambda: jaxmlp.fast_gradient_sign(X, X, -1), ValueError,
-                                   "adversarial"),
+                                   "epsilon"),
+    "fast_gradient_sign epsilon 1e-50": (lambda: jaxmlp.fast_gradient_sign(X, X, 1e-50),
+                                         ValueError, "epsilon must be 0 or a step float32"),
+    "fast_gradient_sign x range": (lambda: jaxmlp.fast_gradient_sign(X * 255, X, 0.1),
+                                   ValueError, "scaled to [0, 1]"),
+    "fast_gradient_sign dx uint8": (lambda: jaxmlp.fast_gradient_sign(X, U8, 0.1), TypeError,
+                                    "dx"),
     "fast_gradient_sign dx": (lambda: jaxmlp.fast_gradient_sign(X, X[:1], 0.1), ValueError,
                               "dx"),
     "fast_gradient_sign x": (lambda: jaxmlp.fast_gradient_sign(U8, U8, 0.1), TypeError, "x"),
@@ -526,3 +532,19 @@ def test_outputs_too_large_for_memory_are_refused_before_any_is_made():
         smooth_labels(np.arange(4), 10, 0.99999999999)
     with pytest.raises(ValueError, match=r"dropout\[0\] \(the input rate\) must be a number"):
         jaxmlp.dropout_masks(key, jnp.zeros((2, 784)), "a", (0.99999999999, 0))
+
+
+def test_a_step_takes_images_in_any_form_prepare_images_does():
+    # A tester's find: (N, 28, 28) images were refused as "shape (N, 28)" (the step read the
+    # pixel count from the images' last axis, not from the network).
+    arch = jaxmlp.parse_arch("b")
+    params = jaxmlp.init_params(jax.random.key(0), arch, 784)
+    step = jax.jit(jaxmlp.make_step(arch, optax.sgd(0.1), "hand"))
+    images = np.random.default_rng(0).integers(0, 256, (8, 784)).astype(np.uint8)
+    labels = jnp.arange(8)
+    flat = step(params, optax.sgd(0.1).init(params), images, labels, KEY)
+    square = step(params, optax.sgd(0.1).init(params), images.reshape(8, 28, 28), labels, KEY)
+    for a, b in zip(jax.tree.leaves(flat), jax.tree.leaves(square)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"images must have shape \(N, 784\)"):
+        step(params, optax.sgd(0.1).init(params), images[:, :700], labels, KEY)

@@ -276,6 +276,11 @@ def test_adversarial_objective_by_hand(x64):
         np.testing.assert_allclose(g[0]["b"], (d + d_adv) / 2, atol=1e-12)
     np.testing.assert_array_equal(jaxmlp.fast_gradient_sign(x, jnp.array([[-3.0, 0.0]]), 0.1),
                                   [[0.4, 0.5]])  # no gradient: the pixel stays
+    # Under jit ε may be traced (a schedule of it); the range check waits for concrete pixels.
+    np.testing.assert_array_equal(jax.jit(jaxmlp.fast_gradient_sign)(
+        x, jnp.array([[-3.0, 2.0]]), 0.25), [[0.25, 0.75]])
+    with pytest.raises(ValueError, match=r"scaled to \[0, 1\], got values in \[127.5, 127.5\]"):
+        loss(params, x * 255, y, "2:linear", adversarial=0.1)  # not silently clipped
 
 
 @pytest.mark.parametrize("spec,dropout,soft", [("b", None, False),
@@ -306,7 +311,7 @@ def test_adversarial_zero_is_the_plain_loss_bit_for_bit(x64):
                         atol=0)
 
 
-@pytest.mark.parametrize("eps,error", [(-0.1, ValueError), (1.5, ValueError),
+@pytest.mark.parametrize("eps,error", [(-0.1, ValueError), (1.5, ValueError), (1e-50, ValueError),
                                        (float("nan"), ValueError), ("0.1", TypeError),
                                        (True, TypeError)])
 def test_adversarial_out_of_range_is_refused(x64, eps, error):

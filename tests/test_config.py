@@ -26,6 +26,7 @@ def test_good_settings_and_ints_for_floats_are_kept():
     config = TrainConfig(arch="a", epochs=2, lr=1, momentum=0)  # 1 for 1.0, as JSON may write
     assert (config.epochs, config.lr, config.momentum) == (2, 1, 0)
     assert TrainConfig(optimizer="adam").lr == 1e-3  # an unset lr is the optimizer's
+    assert str(TrainConfig(adversarial=-0.0).adversarial) == "0.0"  # -0 is 0 (config.json)
 
 
 def test_training_takes_only_a_config(tmp_path):
@@ -65,6 +66,7 @@ def test_one_setting_spelled_two_ways_is_one_setting():
     (dict(dropout="nan,0.5"), "`dropout` takes IN,HIDDEN"),
     (dict(adversarial=1.5), r"`adversarial` must be in \[0, 1\] \(a pixel's range\), got 1.5"),
     (dict(adversarial=float("inf")), "`adversarial` must be in"),
+    (dict(adversarial=1e-50), r"`adversarial` must be in \[0, 1\] \(a pixel's range\), got 1e-50 \(0 as a float32"),
     (dict(arch="600000:relu,10:linear"), "layer width must be at most 524,288, got 600000"),
     (dict(arch=",".join(["4:relu"] * 300) + ",10:linear"), "architecture has 301 layers"),
 ])
