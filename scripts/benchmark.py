@@ -28,10 +28,11 @@ with the CPU's model and its bfloat16 flags.
 
 With --augment it measures what on-device augmentation costs against a plain epoch of the
 same net, beside the same distortions in PyTorch, per image in a DataLoader and batched
-(scripts/bench/augment.py).
+(scripts/bench/augment.py). With --adversarial, what adversarial training costs against a
+plain epoch (two passes a step), beside PyTorch's (scripts/bench/adversarial.py).
 
 Each measurement is a module of scripts/bench/ (epochs, startup, sweeps, evaluation, augment,
-precision), whose
+adversarial, precision), whose
 docstring says what it measures and how; all share one timing helper (bench/timing.py).
 
 Usage:
@@ -43,6 +44,8 @@ Usage:
                               [--examples 12800] [--epochs 2] [--quick]
   python scripts/benchmark.py --augment [--augment-arch 800:relu,10:linear]
                               [--augment-spec alpha=34,sigma=4] [--quick]
+  python scripts/benchmark.py --adversarial [--adversarial-arch 1200:relu,1200:relu,10:linear]
+                              [--quick]
 """
 import argparse
 import json
@@ -60,7 +63,7 @@ import jax  # noqa: E402
 
 from jaxmlp._data import Dataset, _load_mnist  # noqa: E402
 
-from bench import augment, epochs, evaluation, precision, startup, sweeps  # noqa: E402
+from bench import adversarial, augment, epochs, evaluation, precision, startup, sweeps  # noqa: E402
 
 
 def _has_torch(wanted: bool):
@@ -127,6 +130,11 @@ def parse_args(argv):
     parser.add_argument("--augment-spec", default="alpha=34,sigma=4",
                         help="what to distort by (default: simard2003's elastic field)")
     parser.add_argument("--augment-torch-batches", type=int, default=40)
+    parser.add_argument("--adversarial", action="store_true",
+                        help="measure instead what adversarial training costs an epoch, beside "
+                             "PyTorch's (scripts/bench/adversarial.py)")
+    parser.add_argument("--adversarial-arch", default="1200:relu,1200:relu,10:linear")
+    parser.add_argument("--adversarial-torch-batches", type=int, default=40)
     parser.add_argument("--precision", action="store_true",
                         help="float32 against bfloat16 matmuls, beside PyTorch autocast")
     parser.add_argument("--precision-nets", default="b,wide,simard2003,ciresan2010",
@@ -183,6 +191,13 @@ def main(argv=None) -> dict:
             torch_batches=4 if args.quick else args.augment_torch_batches,
             has_torch=args.has_torch)
         augment.print_table(report["augment"])
+    elif args.adversarial:
+        report["adversarial"] = adversarial.measure(
+            mnist, arch="b" if args.quick else args.adversarial_arch, batch_size=args.batch_size,
+            lr=args.lr, rounds=1 if args.quick else 5,
+            torch_batches=4 if args.quick else args.adversarial_torch_batches,
+            has_torch=args.has_torch)
+        adversarial.print_table(report["adversarial"])
     elif args.sweep:
         report = sweep_report(args, mnist, report)
     elif args.precision:

@@ -284,6 +284,21 @@ def test_augment_benchmark_reports_every_driver(benchmark, tmp_path, capsys):
     assert json.loads((tmp_path / "b.json").read_text())["augment"]["augment"] == report["augment"]
 
 
+def test_adversarial_benchmark_reports_every_driver(benchmark, tmp_path, capsys):
+    report = benchmark.main(["--adversarial", "--quick", "--json",
+                             str(tmp_path / "b.json")])["adversarial"]
+    drivers = ["jaxmlp-plain", "jaxmlp-adversarial", "jaxmlp-adversarial-autodiff"] + (
+        ["torch-adversarial"] if _has_torch() else [])
+    assert [k for k in report if isinstance(report[k], list)] == drivers
+    assert all(len(report[d]) == 1 and all(s > 0 for s in report[d]) for d in drivers)
+    assert (report["arch"], report["steps"]) == ("b", 4096 // 128)
+    out = capsys.readouterr().out
+    plain, adv = (statistics.median(report[d]) for d in drivers[:2])
+    assert f"adversarial training costs {adv / plain:.2f}x a plain epoch" in out
+    assert f"| jaxmlp-adversarial | {adv:.2f} | {adv / plain:.2f}x |" in out
+    assert json.loads((tmp_path / "b.json").read_text())["adversarial"]["epsilon"] == 0.1
+
+
 def test_records_script_prints_its_table(env, monkeypatch, capsys, tmp_path):
     # --quick: 30 steps per recipe on a slice; the figures are the runs' own.
     monkeypatch.setattr(sys, "path", [str(ROOT / "scripts"), *sys.path])
