@@ -83,7 +83,10 @@ def check_images(images, *, in_dim: int | None = None, image_shape=None) -> None
 def check_range(images) -> None:
     """Floating pixels, where concrete, must lie in [0, 1] (NaN does not)."""
     if is_concrete(images) and _dtype(images) != np.uint8:
-        lo, hi = float(np.min(images)), float(np.max(images))
+        # On the host: a jax method (np.min calls .min()) would be staged into any trace
+        # that is running, as a tracer, though these pixels are concrete.
+        pixels = np.asarray(images)
+        lo, hi = float(np.min(pixels)), float(np.max(pixels))
         if not (0.0 <= lo and hi <= 1.0):  # NaN fails too
             raise ValueError(f"floating images must already be scaled to [0, 1], got values in "
                              f"[{lo:g}, {hi:g}] (pass uint8 pixels to have them scaled)")
