@@ -40,9 +40,9 @@ MODEL_AXIS = "model"  # the mesh axis of a stack's models
 def _autodiff_value_and_grad(params, x, y, arch, *, dropout=None, key=None, compute_dtype=None,
                              adversarial=0.0):
     masks = masks_of(key, x, arch, dropout)
-    mean = lambda params, x: jnp.mean(cross_entropy(logits_of(params, x), y))
     logits_of = lambda params, x: forward_layers(params, x, arch, masks=masks,
                                                  compute_dtype=compute_dtype)[-1][1]
+    mean = lambda params, x: jnp.mean(cross_entropy(logits_of(params, x), y))
 
     def loss_and_logits(params):  # mlp.loss, keeping the clean batch's logits
         logits = logits_of(params, x)

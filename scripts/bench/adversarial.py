@@ -11,34 +11,13 @@ One epoch of one network (default: 784-1200-1200-10), SGD, the fast gradient sig
   and ``x̃`` (eager, ``--adversarial-torch-batches`` batches scaled to an epoch).
 
 A step of two passes should cost about twice a plain one: the report prints each driver's
-ratio to the plain epoch. Each figure is the median of ``rounds`` calls (``bench.timing``).
+ratio to the plain epoch. The drivers are timed round-robin, each figure the median of
+``rounds`` calls after a warm-up round (``bench.timing``).
 """
-import statistics
-
-import jax
-import jax.numpy as jnp
-
-from jaxmlp import TrainConfig, init_params, make_epoch, make_optimizer, make_step, parse_arch
-
-from bench.augment import _time
+from bench.epochs import make_scan
+from bench.timing import print_ratios, seconds_per_call
 
 EPSILON = 0.1
-
-
-def _jax_epoch(arch, images, labels, batch_size, lr, epsilon, grad):
-    config = TrainConfig(arch=arch, lr=lr, batch_size=batch_size)
-    steps = len(labels) // batch_size
-    optimizer = make_optimizer(config, steps)
-    run = make_epoch(make_step(arch, optimizer, grad, adversarial=epsilon), batch_size)
-    params = init_params(jax.random.key(0), parse_arch(arch), 784)
-    state = {"params": params, "opt": optimizer.init(params)}
-    x, y = jnp.asarray(images), jnp.asarray(labels)
-
-    def epoch():
-        state["params"], state["opt"], metrics = run(state["params"], state["opt"], x, y,
-                                                     jax.random.key(1), 0, steps)
-        jax.block_until_ready(metrics)
-    return epoch
 
 
 def _torch_epoch(arch, images, labels, batch_size, lr, epsilon, batches):
@@ -69,26 +48,23 @@ def measure(mnist, *, arch: str, batch_size: int, lr: float, rounds: int,
     images, labels = mnist.train_images, mnist.train_labels
     steps = len(labels) // batch_size
     result = {"arch": arch, "epsilon": EPSILON, "batch_size": batch_size, "steps": steps}
-    for name, epsilon, grad in [("jaxmlp-plain", 0.0, "hand"),
-                                ("jaxmlp-adversarial", EPSILON, "hand"),
-                                ("jaxmlp-adversarial-autodiff", EPSILON, "autodiff")]:
-        result[name] = _time(_jax_epoch(arch, images, labels, batch_size, lr, epsilon, grad),
-                             rounds)
+    common = (images, labels, batch_size, lr, rounds + 1)
+    runs = {name: make_scan(arch, grad, *common, adversarial=epsilon).run
+            for name, epsilon, grad in [("jaxmlp-plain", 0.0, "hand"),
+                                        ("jaxmlp-adversarial", EPSILON, "hand"),
+                                        ("jaxmlp-adversarial-autodiff", EPSILON, "autodiff")]}
+    batches = min(torch_batches, steps)
     if has_torch:
-        batches = min(torch_batches, steps)
-        run = _torch_epoch(arch, images, labels, batch_size, lr, EPSILON, batches)
-        result["torch-adversarial"] = [s * steps / batches for s in _time(run, rounds)]
-    return result
+        runs["torch-adversarial"] = _torch_epoch(arch, images, labels, batch_size, lr, EPSILON,
+                                                 batches)
+    return {**result, **seconds_per_call(runs, rounds,
+                                         scale={"torch-adversarial": steps / batches})}
 
 
 def print_table(result: dict) -> None:
-    med = {k: statistics.median(v) for k, v in result.items() if isinstance(v, list)}
-    plain = med["jaxmlp-plain"]
-    print(f"\nAdversarial epoch, {result['arch']}, --adversarial {result['epsilon']}, batch "
-          f"{result['batch_size']} ({result['steps']} steps), seconds per epoch, median:")
-    print("| driver | s/epoch | vs jaxmlp-plain |")
-    print("|---|---|---|")
-    for name, s in med.items():
-        print(f"| {name} | {s:.2f} | {s / plain:.2f}x |")
-    print(f"adversarial training costs {med['jaxmlp-adversarial'] / plain:.2f}x a plain epoch "
-          f"of this net (two passes: about 2x)")
+    med = print_ratios(
+        f"Adversarial epoch, {result['arch']}, --adversarial {result['epsilon']}, batch "
+        f"{result['batch_size']} ({result['steps']} steps), seconds per epoch, median:",
+        {k: v for k, v in result.items() if isinstance(v, list)}, "jaxmlp-plain", 2)
+    print(f"adversarial training costs {med['jaxmlp-adversarial'] / med['jaxmlp-plain']:.2f}x "
+          f"a plain epoch of this net (two passes: about 2x)")

@@ -15,50 +15,15 @@ One epoch of one network (default: simard2003's 784-800-10), batch 128, SGD, fou
 - ``torch-batched``: the same distortion on the whole batch at once.
 
 The torch drivers time ``--augment-torch-batches`` batches and scale to an epoch. Each
-figure is the median of ``rounds`` calls, a ``settle`` after each (``bench.timing``).
+figure is the median of ``rounds`` calls after a warm-up round, the drivers timed
+round-robin, a ``settle`` after each call (``bench.timing``).
 """
 import math
-import statistics
-import time
 
-import jax
-import jax.numpy as jnp
-
-from jaxmlp import TrainConfig, init_params, make_epoch, make_optimizer, make_step, parse_arch
 from jaxmlp._augment import parse_augment
 
-from bench.timing import settle
-
-
-def _time(run, rounds: int) -> list[float]:
-    run()  # compiles, warms caches
-    settle()
-    seconds = []
-    for _ in range(rounds):
-        begin = time.perf_counter()
-        run()
-        seconds.append(time.perf_counter() - begin)
-        settle()
-    return seconds
-
-
-def _jax_epoch(arch, images, labels, batch_size, lr, aug):
-    config = TrainConfig(arch=arch, lr=lr, batch_size=batch_size)
-    steps = len(labels) // batch_size
-    optimizer = make_optimizer(config, steps)
-    step = make_step(arch, optimizer, "hand", augment=aug, image_shape=(28, 28, 1))
-    run = make_epoch(step, batch_size)
-    params = init_params(jax.random.key(0), parse_arch(arch), 784)
-    state = {"params": params, "opt": optimizer.init(params)}
-    x, y = jnp.asarray(images), jnp.asarray(labels)
-    key = [jax.random.key(1)]
-
-    def epoch():
-        key[0], k = jax.random.split(key[0])
-        state["params"], state["opt"], metrics = run(state["params"], state["opt"], x, y, k,
-                                                     0, steps)
-        jax.block_until_ready(metrics)
-    return epoch
+from bench.epochs import make_scan
+from bench.timing import print_ratios, seconds_per_call
 
 
 def _torch_distort(torch, images, aug, generator):
@@ -137,25 +102,21 @@ def measure(mnist, *, arch: str, spec: str, batch_size: int, lr: float, rounds: 
     images, labels = mnist.train_images, mnist.train_labels
     steps = len(labels) // batch_size
     result = {"arch": arch, "augment": spec, "batch_size": batch_size, "steps": steps}
-    for name, a in [("jaxmlp-plain", None), ("jaxmlp-augment", aug)]:
-        result[name] = _time(_jax_epoch(arch, images, labels, batch_size, lr, a), rounds)
+    runs = {name: make_scan(arch, "hand", images, labels, batch_size, lr, rounds + 1,
+                            augment=a, image_shape=(28, 28, 1)).run
+            for name, a in [("jaxmlp-plain", None), ("jaxmlp-augment", aug)]}
     if has_torch:
-        scale = steps / torch_batches
         for name, per_image in [("torch-per-image", True), ("torch-batched", False)]:
-            run = _torch_epoch(arch, images, labels, batch_size, lr, aug, torch_batches,
-                               per_image)
-            result[name] = [s * scale for s in _time(run, rounds)]
-    return result
+            runs[name] = _torch_epoch(arch, images, labels, batch_size, lr, aug, torch_batches,
+                                      per_image)
+    scale = {name: steps / torch_batches for name in ("torch-per-image", "torch-batched")}
+    return {**result, **seconds_per_call(runs, rounds, scale=scale)}
 
 
 def print_table(result: dict) -> None:
-    med = {k: statistics.median(v) for k, v in result.items() if isinstance(v, list)}
-    plain = med["jaxmlp-plain"]
-    print(f"\nAugmented epoch, {result['arch']}, --augment {result['augment']}, batch "
-          f"{result['batch_size']} ({result['steps']} steps), seconds per epoch, median:")
-    print("| driver | s/epoch | vs jaxmlp-augment |")
-    print("|---|---|---|")
-    for name, s in med.items():
-        print(f"| {name} | {s:.2f} | {s / med['jaxmlp-augment']:.1f}x |")
-    cost = (med["jaxmlp-augment"] - plain) / plain
+    med = print_ratios(
+        f"Augmented epoch, {result['arch']}, --augment {result['augment']}, batch "
+        f"{result['batch_size']} ({result['steps']} steps), seconds per epoch, median:",
+        {k: v for k, v in result.items() if isinstance(v, list)}, "jaxmlp-augment", 1)
+    cost = (med["jaxmlp-augment"] - med["jaxmlp-plain"]) / med["jaxmlp-plain"]
     print(f"augmentation costs {cost:.2f}x a plain epoch of this net (target <= 0.5x)")

@@ -42,13 +42,15 @@ def _fresh_state(arch, optimizer, seed=0):
     return params, optimizer.init(params)
 
 
-def make_scan(arch, grad, images, labels, batch_size, lr, total_epochs, *,
-              compute_dtype: str = "float32") -> Driver:
-    """jaxmlp's own epoch: ``make_epoch`` compiled once, then one call per epoch."""
+def make_scan(arch, grad, images, labels, batch_size, lr, total_epochs,
+              **step_options) -> Driver:
+    """jaxmlp's own epoch: ``make_epoch`` compiled once, then one call per epoch (at most
+    ``total_epochs``); ``step_options`` go to ``make_step`` (``compute_dtype``, ``augment``
+    with ``image_shape``, ``adversarial``, ...)."""
     config = TrainConfig(arch=arch, batch_size=batch_size, lr=lr, grad=grad)
     steps = len(labels) // batch_size
     optimizer = make_optimizer(config, steps * total_epochs)
-    run = make_epoch(make_step(arch, optimizer, grad, compute_dtype=compute_dtype), batch_size)
+    run = make_epoch(make_step(arch, optimizer, grad, **step_options), batch_size)
     state = list(_fresh_state(arch, optimizer))
     x, y = jax.device_put(images), jax.device_put(labels)
     keys = iter(jax.random.split(jax.random.key(1), total_epochs + 1))

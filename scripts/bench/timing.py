@@ -77,3 +77,26 @@ def summary(calls: list[Call]) -> dict:
     return {"median": statistics.median(seconds), "min": min(seconds), "all": seconds,
             "cores_busy": statistics.median(c.cpu / c.wall for c in calls),
             "settle_max": max(c.settle for c in calls)}
+
+
+def seconds_per_call(runs: dict[str, Callable[[], object]], rounds: int,
+                     scale: dict[str, float] | None = None) -> dict[str, list[float]]:
+    """``round_robin`` of ``runs`` for a warm-up round and ``rounds`` timed ones: each run's
+    wall seconds per timed call, times its ``scale`` (a part of an epoch timed, scaled to
+    the epoch)."""
+    calls = round_robin(runs, rounds + 1)
+    return {name: [c.wall * (scale or {}).get(name, 1.0) for c in calls[name][1:]]
+            for name in runs}
+
+
+def print_ratios(title: str, seconds: dict[str, list[float]], reference: str,
+                 digits: int) -> dict[str, float]:
+    """Prints ``title`` and a table of each driver's median seconds and its ratio to
+    ``reference``'s (``digits`` decimals); returns the medians."""
+    med = {name: statistics.median(s) for name, s in seconds.items()}
+    print(f"\n{title}")
+    print(f"| driver | s/epoch | vs {reference} |")
+    print("|---|---|---|")
+    for name, s in med.items():
+        print(f"| {name} | {s:.2f} | {s / med[reference]:.{digits}f}x |")
+    return med
