@@ -347,7 +347,10 @@ def test_a_negative_value_reaches_the_settings_rule(tmp_path, capsys):
     for args, message in [(["--dropout", "-0.1,0.5"],
                            "--dropout takes IN,HIDDEN, two probabilities in [0, 1), got '-0.1,0.5'"),
                           (["--momentum", "-.5"], "--momentum must be in [0, 1), got -0.5"),
-                          (["--lr", "-1e-3"], "--lr must be positive, got -0.001")]:
+                          (["--lr", "-1e-3"], "--lr must be positive, got -0.001"),
+                          # not a number to argparse, but to float(): the rule's line too
+                          (["--lr", "-inf"], "--lr must be positive, got -inf"),
+                          (["--momentum", "-NaN"], "--momentum must be in [0, 1), got nan")]:
         assert main(["train", *args, "--out", str(tmp_path / "run")]) == 2
         assert capsys.readouterr().err == f"jaxmlp train: error: {message}\n"
     with pytest.raises(SystemExit) as e:  # a flag without a value: still a usage error

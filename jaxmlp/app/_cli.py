@@ -253,7 +253,7 @@ def _build_parser() -> argparse.ArgumentParser:
 # A value that starts like a negative number ("-0.1,0.5" for --dropout): argparse takes
 # only "-1" or "-0.5" for a value, anything else with a leading "-" for a flag, and would
 # answer "expected one argument" instead of the setting's own rule.
-_NEGATIVE = re.compile(r"-\.?[0-9]")
+_NEGATIVE = re.compile(r"-(\.?[0-9]|inf|nan)", re.IGNORECASE)  # -inf, -NaN: floats too
 
 
 def _options(parser: argparse.ArgumentParser) -> list:
