@@ -8,13 +8,15 @@ wall time (start-up and evaluation included) and the machine. A recipe named in
 ``--estimate`` instead trains ``--estimate-steps`` steps and states its measured seconds
 per epoch and what its full length would take here.
 
-With ``--tta N`` each single model's and committee's error over each image and N random
-shifts of it (up to a pixel) follows (``jaxmlp eval --tta``); ``--committee`` adds a row:
-every trained recipe's
+With ``--seeds N`` (N > 1) a single-model recipe trains seeds 0 to N−1, one sweep in
+``independent`` order (each model is the single run of its seed), and its figure is their
+mean ± std, with the spread and what the N vote together beside it. With ``--tta N`` each
+single model's and committee's error over each image and N random shifts of it (up to a
+pixel) follows (``jaxmlp eval --tta``); ``--committee`` adds a row: every trained recipe's
 models voting together (``jaxmlp ensemble``).
 
 Usage: python scripts/records.py [--recipes simard2003,dropout2014,meier2011]
-         [--estimate ciresan2010] [--out runs/records] [--tta N] [--committee]
+         [--estimate ciresan2010] [--out runs/records] [--seeds N] [--tta N] [--committee]
          [--compute-dtype bfloat16] [--quick]
 ``--quick`` (for the tests): every recipe on a 6,000-image slice for 30 steps.
 """
@@ -60,7 +62,9 @@ def interruptible(main, script: str, kept: str) -> None:
         sys.exit(130)
 
 
-def _train(name: str, config: TrainConfig, out: Path, data, seeds, tta):
+def _train(name: str, config: TrainConfig, out: Path, data, seeds, tta, repeats=1):
+    if not seeds and repeats > 1:
+        return _repeated(name, config, out, data, repeats, tta)
     quiet = lambda _: None
     begin = time.perf_counter()
     if seeds:
@@ -84,6 +88,26 @@ def _train(name: str, config: TrainConfig, out: Path, data, seeds, tta):
             voted = evaluate_run(load_run(out / name), data, tta)["test_acc"]
             detail += f"; with TTA {100 * (1 - voted):.2f}%"
     return error, detail, seconds
+
+
+def _repeated(name: str, config: TrainConfig, out: Path, data, repeats: int, tta):
+    """A single-model recipe over seeds 0 to ``repeats``−1: the error of their mean
+    accuracy, and the detail (± std, min to max, with TTA, and their committee's)."""
+    begin = time.perf_counter()
+    grid = Grid(seeds=tuple(range(repeats)), lrs=(config.lr,), momenta=(config.momentum,))
+    result = train_many(config, grid, out / name, order="independent", data=data,
+                        log=lambda _: None)
+    seconds = time.perf_counter() - begin
+    errors = 100 * (1 - np.array([m["test_acc"] for m in result["summary"]["models"]]))
+    voted = 100 * (1 - result["summary"]["settings"][0]["ensemble_test_acc"])
+    detail = (f"mean ± std of {repeats} seeds: ± {np.std(errors, ddof=1):.2f}, "
+              f"{errors.min():.2f} to {errors.max():.2f}; the {repeats} voting {voted:.2f}%")
+    if tta is not None:
+        report = evaluate_committee(load_committee([out / name]), data, tta)
+        shifted = 100 * (1 - np.array([m["test_acc"] for m in report["members"]]))
+        detail += (f"; with TTA {shifted.mean():.2f} ± {np.std(shifted, ddof=1):.2f}%, "
+                   f"voting {100 * (1 - report['test_acc']):.2f}%")
+    return float(errors.mean()), detail, seconds
 
 
 def _committee(folders: list, data, tta) -> str:
@@ -116,6 +140,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--estimate-steps", type=int, default=40)
     parser.add_argument("--out", default="runs/records")
     parser.add_argument("--data-dir")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="train each single-model recipe for this many seeds (mean ± std)")
     parser.add_argument("--tta", type=int,
                         help="also each model over N random shifts of up to a pixel")
     parser.add_argument("--committee", action="store_true",
@@ -130,6 +156,8 @@ def main(argv=None) -> list[dict]:
         tta = None if args.tta is None else TTA(args.tta)
     except (ValueError, TypeError) as e:
         parser.error(_tta_words(str(e)))
+    if not 1 <= args.seeds <= 64:
+        parser.error(f"--seeds must be in [1, 64], got {args.seeds}")
     names = [n for n in args.recipes.split(",") if n]
     estimated = [n for n in args.estimate.split(",") if n]
     for name in names + estimated:
@@ -153,7 +181,8 @@ def main(argv=None) -> list[dict]:
             settings.pop("epochs", None)
             settings["steps"] = 30
         config = TrainConfig(**settings)
-        error, detail, seconds = _train(name, config, out, data, recipe.seeds, tta)
+        error, detail, seconds = _train(name, config, out, data, recipe.seeds, tta,
+                                        args.seeds)
         epochs = settings.get("epochs", f"{settings.get('steps')} steps")
         rows.append(dict(recipe=name, paper_error=recipe.error, error=error, seconds=seconds))
         print(f"| `{name}` | {recipe.paper} | {recipe.error:.2f}% | **{error:.2f}%** ({detail}) "

@@ -322,6 +322,27 @@ def test_records_script_prints_its_table(env, monkeypatch, capsys, tmp_path):
     assert out[5].startswith("| `keras_mlp` |") and "not trained here" in out[5]
 
 
+def test_records_script_gives_a_single_models_mean_over_seeds(env, monkeypatch, capsys,
+                                                              tmp_path):
+    monkeypatch.setattr(sys, "path", [str(ROOT / "scripts"), *sys.path])
+    spec = importlib.util.spec_from_file_location("records", ROOT / "scripts" / "records.py")
+    records = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(records)
+    (row,) = records.main(["--quick", "--recipes", "simard2003", "--estimate", "", "--seeds",
+                           "2", "--tta", "1", "--out", str(tmp_path)])
+    line = capsys.readouterr().out.splitlines()[3]
+    summary = json.loads((tmp_path / "simard2003" / "summary.json").read_text())
+    errors = [100 * (1 - m["test_acc"]) for m in summary["models"]]
+    assert [m["seed"] for m in summary["models"]] == [0, 1] and errors[0] != errors[1]
+    assert row["error"] == pytest.approx(sum(errors) / 2)
+    assert f"**{row['error']:.2f}%** (mean ± std of 2 seeds: ± " in line
+    assert f"{min(errors):.2f} to {max(errors):.2f}; the 2 voting " in line
+    assert "; with TTA " in line and ", voting " in line
+    with pytest.raises(SystemExit):
+        records.main(["--quick", "--seeds", "0", "--out", str(tmp_path / "no")])
+    assert not (tmp_path / "no").exists()
+
+
 def test_precision_benchmark_reports_both_dtypes_and_the_cpu(benchmark, tmp_path, capsys):
     report = benchmark.main(["--precision", "--quick", "--json", str(tmp_path / "p.json")])
     part = report["precision"]
