@@ -28,7 +28,8 @@ _API = {
     "train_and_evaluate": "_trainer", "train_many": "_trainer", "TrainingDiverged": "_trainer",
     "TrainingInterrupted": "_trainer", "Augmentation": "_augment", "parse_augment": "_augment",
     "augment": "_augment", "elastic": "_augment", "elastic_field": "_augment", "affine": "_augment",
-    "affine_field": "_augment", "resample": "_augment", "Recipe": "_recipes", "RECIPES": "_recipes",
+    "affine_field": "_augment", "resample": "_augment", "width_normalise": "_width",
+    "ink_columns": "_width", "Recipe": "_recipes", "RECIPES": "_recipes",
     "recipe_settings": "_recipes", "make_mesh": "_parallel", "initialize_distributed": "_parallel",
     # Data and using a run: datasets, evaluation, run folders, models, prediction.
     "Dataset": "_data", "DatasetInfo": "_data", "MNIST": "_data", "DatasetError": "_errors",

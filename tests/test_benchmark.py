@@ -14,6 +14,7 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -433,3 +434,48 @@ def test_ctrl_c_ends_a_speedrun_in_one_line(env):
     assert proc.returncode == 130, err
     assert err.strip() == ("speedrun.py: interrupted; nothing is saved; the seeds finished are "
                            "printed above"), err
+
+
+def test_width_committee_trains_each_width_and_compares_with_seeds(env, monkeypatch, capsys,
+                                                                    tmp_path):
+    # --quick: 20 steps a member on slices; every figure is recomputed from the folders.
+    from jaxmlp import load_dataset, load_run, predict
+    from jaxmlp.app._cli import main as cli
+
+    monkeypatch.setattr(sys, "path", [str(ROOT / "scripts"), *sys.path])
+    spec = importlib.util.spec_from_file_location("wc", ROOT / "scripts" / "width_committee.py")
+    wc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wc)
+    rows = wc.main(["--quick", "--widths", "12,18", "--out", str(tmp_path)])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("# width committee, speedrun99, ") and len(out) == 3 + 5 + 2
+    members = {"seed0": "original", "w12": "12", "w18": "18"}
+    probs, labels = [], None
+    for folder, key in members.items():
+        run = load_run(tmp_path / folder)
+        data = load_dataset(run.config.dataset)  # w12's records its npz file
+        assert run.config.dataset == ("mnist" if folder == "seed0" else
+                                      f"npz:{(tmp_path / f'mnist-w{key}.npz').resolve()}")
+        labels = np.asarray(data.test_labels)[:1000]
+        probs.append(predict(run.params, data.test_images[:1000], run.arch))
+        assert rows["widths"][key]["test_acc"] == pytest.approx(
+            np.mean(probs[-1].argmax(1) == labels))
+    assert rows["width_committee"] == np.mean(np.mean(probs, 0).argmax(1) == labels)
+    assert f"| **committee of the 3 widths** (originals included) | " \
+           f"**{100 * rows['width_committee']:.2f}%** | – |" in out
+    assert [int(s) for s in rows["seeds"]] == [0, 1, 2]
+    # The normalised digits are the library's, rounded to uint8.
+    npz = np.load(tmp_path / "mnist-w12.npz")
+    original = load_dataset("mnist")
+    np.testing.assert_array_equal(npz["x_test"][:5].reshape(5, -1), wc.normalised(
+        original.test_images[:5], 12, (28, 28, 1)))
+    assert not np.array_equal(npz["x_test"][:5].reshape(5, -1), original.test_images[:5])
+    # Again: every member is loaded, not trained, and the figures are the same.
+    again = wc.main(["--quick", "--widths", "12,18", "--out", str(tmp_path)])
+    assert all(r["loaded"] for part in ("widths", "seeds") for r in again[part].values())
+    assert again["width_committee"] == rows["width_committee"]
+    capsys.readouterr()
+    # `jaxmlp eval` of a member reads its normalised digits (the file its run records).
+    assert cli(["eval", str(tmp_path / "w18")]) == 0
+    assert json.loads((tmp_path / "w18" / "eval.json").read_text())["test_acc"] == \
+        pytest.approx(rows["widths"]["18"]["test_acc"], abs=1e-3)

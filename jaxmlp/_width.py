@@ -1,0 +1,74 @@
+"""Width normalisation (Cireşan, Meier & Schmidhuber 2012): every digit stretched or squeezed
+across to one width.
+
+MNIST's digits are scaled to fit a 20 × 20 box with their aspect ratio kept, so a "1" is a
+few pixels wide and a "0" twenty. Cireşan et al. 2012 trained each member of their committee
+on the digits normalised to another width (10, 12, … 20 pixels, and the originals): members
+that see the digits differently err on different digits, and so correct each other
+(Meier et al. 2011 did the same for committees of 784-800-10 nets).
+
+Per image, with ``[l, r]`` the columns that hold ink (a pixel above ``level``) and ``c`` the
+frame's centre column ``(W − 1) / 2``, the output's column ``u`` reads the source at
+
+    x(u) = (l + r) / 2 + s · (u − c),    s = (r − l + 1) / width,
+
+bilinearly (``augment.resample``; rows unchanged, zero outside): the ink's ``r − l + 1``
+columns become ``width``, centred across the frame. An image without ink is returned as it
+is. Pure and jittable.
+"""
+import jax
+import jax.numpy as jnp
+
+from jaxmlp._augment import _check_images, affine_field, resample
+from jaxmlp._checks import number, probability
+from jaxmlp._errors import Invalid
+from jaxmlp._images import check_range
+
+
+def check_width(width, frame: int) -> float:
+    """``width`` as a float, a number of pixels in [1, ``frame``] (the images' width), else
+    ``Invalid`` naming it."""
+    w = number(width, "width")
+    if not 1 <= w <= frame:
+        raise Invalid(f"width must be a number of pixels in [1, {frame}] (the images' width)",
+                      repr(width))
+    return w
+
+
+def ink_columns(images: jax.Array, level: float = 0.1) -> tuple[jax.Array, jax.Array]:
+    """``(l, r)``, each ``(B,)`` float32: the first and last column of each image ``(B, H, W,
+    C)`` with a pixel above ``level``; NaN for an image without one."""
+    _check_images(images)
+    inked = jnp.max(images, axis=(1, 3)) > level  # (B, W)
+    cols = jnp.arange(images.shape[2], dtype=jnp.float32)
+    left = jnp.min(jnp.where(inked, cols, jnp.inf), axis=1)
+    right = jnp.max(jnp.where(inked, cols, -jnp.inf), axis=1)
+    empty = ~jnp.any(inked, axis=1)
+    return jnp.where(empty, jnp.nan, left), jnp.where(empty, jnp.nan, right)
+
+
+def width_normalise(images: jax.Array, width: float, *, level: float = 0.1) -> jax.Array:
+    """``images`` ``(B, H, W, C)``, pixels in [0, 1], with each image's ink (the columns
+    holding a pixel above ``level``) stretched or squeezed across to ``width`` pixels and
+    centred across the frame; rows unchanged. Float32.
+
+    An image without ink comes back as it is. A constant bar of ``n`` columns keeps its
+    height and becomes ``width`` columns of the same value (its edges shared bilinearly
+    with their neighbours), so its ink's sum grows by ``width / n``.
+
+    Raises:
+      ValueError: ``images`` not a batch ``(B, H, W, C)`` or (where concrete) not in
+        [0, 1], ``width`` not a number of pixels in [1, W], or ``level`` not a number in
+        [0, 1).
+    """
+    b, h, w, _ = _check_images(images)
+    width = check_width(width, w)
+    probability(level, "level")
+    check_range(images)
+    left, right = ink_columns(images, level)
+    empty = jnp.isnan(left)  # read where it is: scale 1, no shift
+    scale = jnp.where(empty, 1.0, (right - left + 1) / width)
+    shift = jnp.where(empty, 0.0, (left + right) / 2 - (w - 1) / 2)
+    matrix = jnp.zeros((b, 2, 2), jnp.float32).at[:, 0, 0].set(1.0).at[:, 1, 1].set(scale)
+    offset = jnp.stack([jnp.zeros(b), shift], axis=1)
+    return resample(images, *affine_field((h, w), matrix, offset.astype(jnp.float32)))

@@ -1,0 +1,187 @@
+"""Does width normalisation make a committee's members err on different digits?
+
+Cireşan, Meier & Schmidhuber 2012 trained each member of their committee on MNIST with every
+digit's width normalised to another number of pixels (10, 12, … 20, and the originals);
+Meier et al. 2011 did the same for 784-800-10 nets. This trains a recipe once on each
+normalisation (``jaxmlp.width_normalise``, seed 0) and on the originals, and, as the
+baseline, the same recipe on the originals for as many seeds; then prints one table: each
+member's test accuracy, the width committee's (each member reads its own normalisation of
+the test images; the mean of their probabilities) and the seed committee's.
+
+Each normalised MNIST is written once as ``--out/mnist-wW.npz`` (a dataset of your own:
+``jaxmlp train --dataset npz:FILE`` takes it; ``jaxmlp eval`` finds it), each member's run
+as ``--out/wW`` or ``--out/seedS``; a finished member is loaded, not trained again, so an
+interrupted comparison continues where it stopped (an unfinished member's folder: resume
+it with ``jaxmlp train --resume``, or remove it).
+
+Usage: python scripts/width_committee.py [--recipe speedrun99] [--widths 10,12,14,16,18,20]
+         [--out runs/width] [--tta N] [--compute-dtype bfloat16] [--epochs E]
+``--quick`` (for the tests): a 3,000-image slice, 20 steps a member.
+"""
+import argparse
+import dataclasses
+import datetime
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from records import _machine, interruptible  # noqa: E402  (as the records table)
+
+from jaxmlp import (TTA, Dataset, TrainConfig, load_run, predict,  # noqa: E402
+                    train_and_evaluate, tta_probabilities, width_normalise)
+from jaxmlp._data import load_dataset  # noqa: E402
+from jaxmlp._recipes import RECIPES, recipe_settings  # noqa: E402
+from jaxmlp._checkpoint import write_atomic  # noqa: E402
+from jaxmlp.app._cli import _Parser, _enable_compilation_cache, _tta_words  # noqa: E402
+
+CHUNK = 10_000  # images normalised at once (their resampling holds ~14 floats a pixel)
+
+
+def normalised(images: np.ndarray, width: float, shape) -> np.ndarray:
+    """``images`` ``(N, in_dim)`` uint8 with each digit's width normalised, uint8 again."""
+    out = [np.asarray(width_normalise(images[i:i + CHUNK].reshape(-1, *shape) / 255.0, width))
+           for i in range(0, len(images), CHUNK)]
+    return np.round(np.concatenate(out) * 255).astype(np.uint8).reshape(len(images), -1)
+
+
+def _dataset_file(data: Dataset, width: float, out: Path) -> Path:
+    """``out/mnist-wW.npz``: ``data`` with every digit's width normalised (written once,
+    atomically)."""
+    path = out / f"mnist-w{width:g}.npz"
+    if not path.exists():
+        shape = data.info.image_shape
+        arrays = dict(x_train=normalised(data.train_images, width, shape).reshape(-1, *shape),
+                      y_train=data.train_labels,
+                      x_test=normalised(data.test_images, width, shape).reshape(-1, *shape),
+                      y_test=data.test_labels)
+        write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
+    return path
+
+
+def _member(config: TrainConfig, folder: Path, data) -> tuple[list, dict]:
+    """``(params, figures)`` of the run in ``folder``: loaded when finished, else trained."""
+    if (folder / "model.npz").exists():
+        run = load_run(folder)
+        return run.params, {"test_acc": run.history[-1]["test_acc"], "loaded": True}
+    begin = time.perf_counter()
+    result = train_and_evaluate(config, folder, data=data, log=lambda _: None)
+    return result["params"], {"test_acc": result["test_accuracy"], "loaded": False,
+                              "train_s": sum(h["epoch_seconds"] for h in result["history"]),
+                              "wall_s": time.perf_counter() - begin}
+
+
+def _probabilities(params, images, config: TrainConfig, shape, tta):
+    if tta is None:
+        return predict(params, images, config.layers, image_shape=shape)
+    return tta_probabilities(params, images, config.layers, tta, image_shape=shape)
+
+
+def _committee(members: list, labels: np.ndarray) -> float:
+    """The accuracy of the mean of the members' probabilities."""
+    return float(np.mean(np.mean(members, axis=0).argmax(axis=1) == labels))
+
+
+def main(argv=None) -> dict:
+    parser = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", default="speedrun99", choices=tuple(RECIPES))
+    parser.add_argument("--widths", default="10,12,14,16,18,20",
+                        help="the widths in pixels, comma-separated (the originals are added)")
+    parser.add_argument("--out", default="runs/width")
+    parser.add_argument("--tta", type=int, help="each member over N random shifts too")
+    parser.add_argument("--compute-dtype", choices=("float32", "bfloat16"))
+    parser.add_argument("--epochs", type=int, help="instead of the recipe's")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        widths = [float(w) for w in args.widths.split(",")]
+        if not widths or len(set(widths)) < len(widths) or any(
+                not 1 <= w <= 28 for w in widths):
+            raise ValueError
+    except ValueError:
+        parser.error(f"--widths takes different numbers of pixels in [1, 28], comma-separated, "
+                     f"got {args.widths!r}")
+    try:
+        tta = None if args.tta is None else TTA(args.tta)
+    except (ValueError, TypeError) as e:
+        parser.error(_tta_words(str(e)))
+    settings = dict(recipe_settings(args.recipe))
+    if args.compute_dtype:
+        settings["compute_dtype"] = args.compute_dtype
+    if args.epochs is not None:
+        settings["epochs"] = args.epochs
+    if args.quick:
+        settings.pop("epochs", None)
+        settings["steps"] = 20
+    base = TrainConfig(**settings)  # the recipe's rules, checked before anything is written
+    _enable_compilation_cache()
+    data = load_dataset("mnist", data_dir=args.data_dir, download=False)
+    if args.quick:
+        data = data._replace(train_images=data.train_images[:3000],
+                             train_labels=data.train_labels[:3000],
+                             test_images=data.test_images[:1000],
+                             test_labels=data.test_labels[:1000])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    shape, labels = data.info.image_shape, np.asarray(data.test_labels)
+    print(f"# width committee, {args.recipe}, {datetime.date.today()}, {_machine()}"
+          + (f", matmuls in {args.compute_dtype}" if args.compute_dtype else "")
+          + (f", each member over {tta.n} shifts" if tta else ""))
+    print("| member | test accuracy | training |")
+    print("|---|---|---|")
+    rows: dict = {"widths": {}, "seeds": {}}
+    width_probs, seed_probs = [], []
+    for width in [None, *widths]:  # None: the originals, seed 0, a member of both committees
+        if width is None:
+            member_data, config, name = data, base, "seed0"
+        else:
+            # The run records the file (`npz:…`): `jaxmlp eval` reads the same digits.
+            config = dataclasses.replace(
+                base, dataset=f"npz:{_dataset_file(data, width, out).resolve()}")
+            member_data, name = load_dataset(config.dataset), f"w{width:g}"
+            if len(member_data.train_labels) != len(data.train_labels):
+                sys.exit(f"width_committee.py: {config.dataset[4:]} holds "
+                         f"{len(member_data.train_labels)} training images, not "
+                         f"{len(data.train_labels)}: another comparison's (choose another --out)")
+        params, row = _member(config, out / name, member_data)
+        probs = _probabilities(params, member_data.test_images, config, shape, tta)
+        row["tta_acc"] = float(np.mean(probs.argmax(axis=1) == labels)) if tta else None
+        width_probs.append(probs)
+        rows["widths"]["original" if width is None else f"{width:g}"] = row
+        print(f"| {'originals, seed 0' if width is None else f'width {width:g}'} | "
+              f"{_shown(row)} | {_time(row)} |", flush=True)
+    seed_probs.append(width_probs[0])
+    rows["seeds"]["0"] = rows["widths"]["original"]
+    for seed in range(1, len(widths) + 1):
+        config = dataclasses.replace(base, seed=seed)
+        params, row = _member(config, out / f"seed{seed}", data)
+        probs = _probabilities(params, data.test_images, config, shape, tta)
+        row["tta_acc"] = float(np.mean(probs.argmax(axis=1) == labels)) if tta else None
+        seed_probs.append(probs)
+        rows["seeds"][str(seed)] = row
+        print(f"| originals, seed {seed} | {_shown(row)} | {_time(row)} |", flush=True)
+    rows["width_committee"] = _committee(width_probs, labels)
+    rows["seed_committee"] = _committee(seed_probs, labels)
+    n = len(widths) + 1
+    print(f"| **committee of the {n} widths** (originals included) | "
+          f"**{100 * rows['width_committee']:.2f}%** | – |")
+    print(f"| committee of {n} seeds (the originals) | {100 * rows['seed_committee']:.2f}% | – |")
+    return rows
+
+
+def _shown(row: dict) -> str:
+    tta = f" ({100 * row['tta_acc']:.2f}% over shifts)" if row["tta_acc"] is not None else ""
+    return f"{100 * row['test_acc']:.2f}%{tta}"
+
+
+def _time(row: dict) -> str:
+    return "loaded" if row["loaded"] else f"{row['train_s']:.1f} s ({row['wall_s']:.1f} s wall)"
+
+
+if __name__ == "__main__":
+    interruptible(main, "width_committee.py", "every finished member's folder is kept and "
+                  "loaded by the next run; an unfinished one resumes with `jaxmlp train "
+                  "--resume DIR`")
