@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from jaxmlp._augment import _check_images, affine_field, resample
 from jaxmlp._checks import number, probability
 from jaxmlp._errors import Invalid
-from jaxmlp._images import check_range
+from jaxmlp._images import prepare_images
 
 
 def check_width(width, frame: int) -> float:
@@ -48,23 +48,24 @@ def ink_columns(images: jax.Array, level: float = 0.1) -> tuple[jax.Array, jax.A
 
 
 def width_normalise(images: jax.Array, width: float, *, level: float = 0.1) -> jax.Array:
-    """``images`` ``(B, H, W, C)``, pixels in [0, 1], with each image's ink (the columns
-    holding a pixel above ``level``) stretched or squeezed across to ``width`` pixels and
-    centred across the frame; rows unchanged. Float32.
+    """``images`` ``(B, H, W, C)`` (uint8, scaled, or floats in [0, 1]) with each image's
+    ink (the columns holding a pixel above ``level``) stretched or squeezed across to
+    ``width`` pixels and centred across the frame; rows unchanged. Float32 in [0, 1].
 
     An image without ink comes back as it is. A constant bar of ``n`` columns keeps its
     height and becomes ``width`` columns of the same value (its edges shared bilinearly
     with their neighbours), so its ink's sum grows by ``width / n``.
 
     Raises:
-      ValueError: ``images`` not a batch ``(B, H, W, C)`` or (where concrete) not in
-        [0, 1], ``width`` not a number of pixels in [1, W], or ``level`` not a number in
+      ValueError: ``images`` not a batch ``(B, H, W, C)`` or (floats, where concrete) not
+        in [0, 1], ``width`` not a number of pixels in [1, W], or ``level`` not a number in
         [0, 1).
+      TypeError: integer pixels that are not uint8, as ``prepare_images``.
     """
-    b, h, w, _ = _check_images(images)
+    b, h, w, c = _check_images(images)
     width = check_width(width, w)
     probability(level, "level")
-    check_range(images)
+    images = prepare_images(images, image_shape=(h, w, c)).reshape(b, h, w, c)  # in [0, 1]
     left, right = ink_columns(images, level)
     empty = jnp.isnan(left)  # read where it is: scale 1, no shift
     scale = jnp.where(empty, 1.0, (right - left + 1) / width)

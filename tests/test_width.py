@@ -67,6 +67,14 @@ def test_equals_a_numpy_reference(width):
     np.testing.assert_allclose(np.asarray(jitted), out, atol=1e-6, rtol=0)
 
 
+def test_uint8_pixels_are_scaled_as_everywhere():
+    images = np.zeros((2, 28, 28, 1), np.uint8)
+    images[0, 5:20, 9:13] = 255
+    images[1, 3:9, 2:25] = 128
+    np.testing.assert_array_equal(np.asarray(width_normalise(images, 14)),
+                                  np.asarray(width_normalise(images / 255.0, 14)))
+
+
 def test_ink_columns_and_an_unchanged_digit():
     image = _bar(slice(12, 16))  # 4 columns, centred at 13.5: the frame's centre
     image[0, 1, 20, 0] = 0.1  # at level, not above it: not ink
@@ -88,7 +96,8 @@ def test_ink_columns_and_an_unchanged_digit():
     (lambda x: width_normalise(x * 255, 10), r"floating images must already be scaled to "
                                              r"\[0, 1\], got values in \[0, 255\]"),
     (lambda x: width_normalise(x[0], 10), r"images must be a batch \(B, H, W, C\)"),
+    (lambda x: width_normalise(x.astype(np.int32), 10), r"int32"),
 ])
 def test_refuses(call, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, TypeError), match=message):
         call(_bar(slice(3, 9)))
