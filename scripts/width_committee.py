@@ -133,42 +133,43 @@ def main(argv=None) -> dict:
     print("| member | test accuracy | training |")
     print("|---|---|---|")
     rows: dict = {"widths": {}, "seeds": {}}
-    width_probs, seed_probs = [], []
-    for width in [None, *widths]:  # None: the originals, seed 0, a member of both committees
-        if width is None:
-            member_data, config, name = data, base, "seed0"
-        else:
-            # The run records the file (`npz:…`): `jaxmlp eval` reads the same digits.
-            config = dataclasses.replace(
-                base, dataset=f"npz:{_dataset_file(data, width, out).resolve()}")
-            member_data, name = load_dataset(config.dataset), f"w{width:g}"
-            if len(member_data.train_labels) != len(data.train_labels):
-                sys.exit(f"width_committee.py: {config.dataset[4:]} holds "
-                         f"{len(member_data.train_labels)} training images, not "
-                         f"{len(data.train_labels)}: another comparison's (choose another --out)")
-        params, row = _member(config, out / name, member_data)
-        probs = _probabilities(params, member_data.test_images, config, shape, tta)
-        row["tta_acc"] = float(np.mean(probs.argmax(axis=1) == labels)) if tta else None
-        width_probs.append(probs)
-        rows["widths"]["original" if width is None else f"{width:g}"] = row
-        print(f"| {'originals, seed 0' if width is None else f'width {width:g}'} | "
-              f"{_shown(row)} | {_time(row)} |", flush=True)
-    seed_probs.append(width_probs[0])
-    rows["seeds"]["0"] = rows["widths"]["original"]
-    for seed in range(1, len(widths) + 1):
-        config = dataclasses.replace(base, seed=seed)
-        params, row = _member(config, out / f"seed{seed}", data)
-        probs = _probabilities(params, data.test_images, config, shape, tta)
-        row["tta_acc"] = float(np.mean(probs.argmax(axis=1) == labels)) if tta else None
-        seed_probs.append(probs)
-        rows["seeds"][str(seed)] = row
-        print(f"| originals, seed {seed} | {_shown(row)} | {_time(row)} |", flush=True)
-    rows["width_committee"] = _committee(width_probs, labels)
-    rows["seed_committee"] = _committee(seed_probs, labels)
+    # (what, its table's key, config, data, folder): the originals' seed 0 is in both.
+    members = [("originals, seed 0", "original", base, data, "seed0")]
+    for width in widths:
+        # The run records the file (`npz:…`): `jaxmlp eval` reads the same digits.
+        config = dataclasses.replace(
+            base, dataset=f"npz:{_dataset_file(data, width, out).resolve()}")
+        member_data = load_dataset(config.dataset)
+        if len(member_data.train_labels) != len(data.train_labels):
+            sys.exit(f"width_committee.py: {config.dataset[4:]} holds "
+                     f"{len(member_data.train_labels)} training images, not "
+                     f"{len(data.train_labels)}: another comparison's (choose another --out)")
+        members.append((f"width {width:g}", f"{width:g}", config, member_data, f"w{width:g}"))
+    members += [(f"originals, seed {seed}", str(seed), dataclasses.replace(base, seed=seed), data,
+                 f"seed{seed}") for seed in range(1, len(widths) + 1)]
+    probs: dict = {}  # folder: (plain, over shifts or None)
+    for what, key, config, member_data, folder in members:
+        params, row = _member(config, out / folder, member_data)
+        images = member_data.test_images
+        probs[folder] = (_probabilities(params, images, config, shape, None),
+                         tta and _probabilities(params, images, config, shape, tta))
+        row["tta_acc"] = (float(np.mean(probs[folder][1].argmax(axis=1) == labels))
+                          if tta else None)
+        rows["widths" if folder[0] == "w" or folder == "seed0" else "seeds"][key] = row
+        print(f"| {what} | {_shown(row)} | {_time(row)} |", flush=True)
+    rows["seeds"] = {"0": rows["widths"]["original"], **rows["seeds"]}
     n = len(widths) + 1
-    print(f"| **committee of the {n} widths** (originals included) | "
-          f"**{100 * rows['width_committee']:.2f}%** | – |")
-    print(f"| committee of {n} seeds (the originals) | {100 * rows['seed_committee']:.2f}% | – |")
+    for name, folders in (("width", [m[4] for m in members[:n]]),
+                          ("seed", ["seed0", *(m[4] for m in members[n:])])):
+        plain = _committee([probs[f][0] for f in folders], labels)
+        shifted = _committee([probs[f][1] for f in folders], labels) if tta else None
+        missed = np.all([probs[f][0].argmax(axis=1) != labels for f in folders], axis=0)
+        rows[f"{name}_committee"] = {"test_acc": plain, "tta_acc": shifted,
+                                     "missed_by_all": int(missed.sum())}
+        what = (f"**committee of the {n} widths** (originals included)" if name == "width"
+                else f"committee of {n} seeds (the originals)")
+        print(f"| {what} | **{_shown(rows[f'{name}_committee'])}**; every member misses "
+              f"{int(missed.sum())} | – |")
     return rows
 
 

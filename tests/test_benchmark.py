@@ -460,10 +460,15 @@ def test_width_committee_trains_each_width_and_compares_with_seeds(env, monkeypa
         probs.append(predict(run.params, data.test_images[:1000], run.arch))
         assert rows["widths"][key]["test_acc"] == pytest.approx(
             np.mean(probs[-1].argmax(1) == labels))
-    assert rows["width_committee"] == np.mean(np.mean(probs, 0).argmax(1) == labels)
+    committee = rows["width_committee"]
+    assert committee["test_acc"] == np.mean(np.mean(probs, 0).argmax(1) == labels)
+    missed = sum(np.all([p.argmax(1) != labels for p in probs], axis=0))
+    assert committee == {"test_acc": committee["test_acc"], "tta_acc": None,
+                         "missed_by_all": missed}
     assert f"| **committee of the 3 widths** (originals included) | " \
-           f"**{100 * rows['width_committee']:.2f}%** | – |" in out
-    assert [int(s) for s in rows["seeds"]] == [0, 1, 2]
+           f"**{100 * committee['test_acc']:.2f}%**; every member misses {missed} | – |" in out
+    assert list(rows["seeds"]) == ["0", "1", "2"] and list(rows["widths"]) == ["original", "12",
+                                                                             "18"]
     # The normalised digits are the library's, rounded to uint8.
     npz = np.load(tmp_path / "mnist-w12.npz")
     original = load_dataset("mnist")
