@@ -35,10 +35,15 @@ def check_width(width, frame: int) -> float:
     return w
 
 
-def ink_columns(images: jax.Array, level: float = 0.1) -> tuple[jax.Array, jax.Array]:
-    """``(l, r)``, each ``(B,)`` float32: the first and last column of each image ``(B, H, W,
-    C)`` with a pixel above ``level``; NaN for an image without one."""
-    _check_images(images)
+def _pixels(images, level) -> jax.Array:
+    """``images`` ``(B, H, W, C)`` as float32 in [0, 1] (uint8 scaled, as ``prepare_images``
+    does everywhere), once ``images`` and ``level`` are checked."""
+    b, h, w, c = _check_images(images)
+    probability(level, "level")
+    return prepare_images(images, image_shape=(h, w, c)).reshape(b, h, w, c)
+
+
+def _ink(images: jax.Array, level: float) -> tuple[jax.Array, jax.Array]:
     inked = jnp.max(images, axis=(1, 3)) > level  # (B, W)
     cols = jnp.arange(images.shape[2], dtype=jnp.float32)
     left = jnp.min(jnp.where(inked, cols, jnp.inf), axis=1)
@@ -47,14 +52,23 @@ def ink_columns(images: jax.Array, level: float = 0.1) -> tuple[jax.Array, jax.A
     return jnp.where(empty, jnp.nan, left), jnp.where(empty, jnp.nan, right)
 
 
+def ink_columns(images: jax.Array, level: float = 0.1) -> tuple[jax.Array, jax.Array]:
+    """``(l, r)``, each ``(B,)`` float32: the first and last column of each image ``(B, H, W,
+    C)`` (uint8, scaled, or floats in [0, 1]) with a pixel above ``level``; NaN for an image
+    without one. Errors as ``width_normalise``'s."""
+    return _ink(_pixels(images, level), level)
+
+
 def width_normalise(images: jax.Array, width: float, *, level: float = 0.1) -> jax.Array:
     """``images`` ``(B, H, W, C)`` (uint8, scaled, or floats in [0, 1]) with each image's
     ink (the columns holding a pixel above ``level``) stretched or squeezed across to
     ``width`` pixels and centred across the frame; rows unchanged. Float32 in [0, 1].
 
-    An image without ink comes back as it is. A constant bar of ``n`` columns keeps its
-    height and becomes ``width`` columns of the same value (its edges shared bilinearly
-    with their neighbours), so its ink's sum grows by ``width / n``.
+    The ink's ``n = r − l + 1`` columns are mapped onto ``width`` columns, read bilinearly:
+    a stretched edge ramps over about ``width / n`` pixels, so a thin stroke's rim spreads
+    past ``width`` (a 1-pixel "1" stretched to 10 becomes a tent), and a squeezed one
+    blends neighbours. What is exact: a row's ink sum grows by ``width / n`` (while it stays
+    inside the frame), and an image without ink comes back as it is.
 
     Raises:
       ValueError: ``images`` not a batch ``(B, H, W, C)`` or (floats, where concrete) not
@@ -62,11 +76,10 @@ def width_normalise(images: jax.Array, width: float, *, level: float = 0.1) -> j
         [0, 1).
       TypeError: integer pixels that are not uint8, as ``prepare_images``.
     """
-    b, h, w, c = _check_images(images)
+    b, h, w, _ = _check_images(images)
     width = check_width(width, w)
-    probability(level, "level")
-    images = prepare_images(images, image_shape=(h, w, c)).reshape(b, h, w, c)  # in [0, 1]
-    left, right = ink_columns(images, level)
+    images = _pixels(images, level)
+    left, right = _ink(images, level)
     empty = jnp.isnan(left)  # read where it is: scale 1, no shift
     scale = jnp.where(empty, 1.0, (right - left + 1) / width)
     shift = jnp.where(empty, 0.0, (left + right) / 2 - (w - 1) / 2)

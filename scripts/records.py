@@ -6,7 +6,9 @@ its models' probabilities) into ``--out/NAME``; the table gives the paper's test
 beside jaxmlp's (a committee: its ensemble, and its models' mean ± std), the epochs, the
 wall time (start-up and evaluation included) and the machine. A recipe named in
 ``--estimate`` instead trains ``--estimate-steps`` steps and states its measured seconds
-per epoch and what its full length would take here.
+per epoch and what its full length would take here. A recipe's folder that exists is
+resumed: a finished run is loaded, not trained again (its figures and the seconds it
+recorded), a stopped one continues, one of other settings stops the table with one line.
 
 With ``--seeds N`` (N > 1) a single-model recipe trains seeds 0 to N−1, one sweep in
 ``independent`` order (each model is the single run of its seed), and its figure is their
@@ -33,7 +35,8 @@ import numpy as np
 
 from jaxmlp import (TTA, Grid, TrainConfig, evaluate_committee, evaluate_ensemble, evaluate_run,
                     load_committee, load_run, train_and_evaluate, train_many)
-from jaxmlp.app._cli import _enable_compilation_cache, _tta_words
+from jaxmlp._errors import DatasetError, RunError
+from jaxmlp.app._cli import _enable_compilation_cache, _in_flags, _Parser, _tta_words
 from jaxmlp._data import load_dataset
 from jaxmlp._recipes import RECIPES
 
@@ -66,24 +69,25 @@ def _train(name: str, config: TrainConfig, out: Path, data, seeds, tta, repeats=
     if not seeds and repeats > 1:
         return _repeated(name, config, out, data, repeats, tta)
     quiet = lambda _: None
-    begin = time.perf_counter()
+    begin, resumed = time.perf_counter(), (out / name).exists()
     if seeds:
         grid = Grid(seeds=tuple(range(seeds)), lrs=(config.lr,), momenta=(config.momentum,))
         result = train_many(config, grid, out / name, order="independent", data=data,
-                            log=quiet)
+                            log=quiet, resume=resumed)
         setting = result["summary"]["settings"][0]
         models = [m["test_acc"] for m in result["summary"]["models"]]
         error = 100 * (1 - setting["ensemble_test_acc"])
         detail = (f"ensemble of {seeds}; models {100 * (1 - np.mean(models)):.2f} ± "
                   f"{100 * np.std(models, ddof=1):.2f}")
-        seconds = time.perf_counter() - begin
+        seconds = _seconds(result, begin, resumed)
         if tta is not None:
             voted = evaluate_ensemble(out / name, data, tta=tta)["test_acc"]
             detail += f"; with TTA {100 * (1 - voted):.2f}%"
     else:
-        result = train_and_evaluate(config, out / name, data=data, log=quiet)
+        result = train_and_evaluate(config, out / name, data=data, log=quiet,
+                                    resume=resumed)
         error, detail = 100 * (1 - result["test_accuracy"]), "one model"
-        seconds = time.perf_counter() - begin
+        seconds = _seconds(result, begin, resumed)
         if tta is not None:
             voted = evaluate_run(load_run(out / name), data, tta)["test_acc"]
             detail += f"; with TTA {100 * (1 - voted):.2f}%"
@@ -93,11 +97,11 @@ def _train(name: str, config: TrainConfig, out: Path, data, seeds, tta, repeats=
 def _repeated(name: str, config: TrainConfig, out: Path, data, repeats: int, tta):
     """A single-model recipe over seeds 0 to ``repeats``−1: the error of their mean
     accuracy, and the detail (± std, min to max, with TTA, and their committee's)."""
-    begin = time.perf_counter()
+    begin, resumed = time.perf_counter(), (out / name).exists()
     grid = Grid(seeds=tuple(range(repeats)), lrs=(config.lr,), momenta=(config.momentum,))
     result = train_many(config, grid, out / name, order="independent", data=data,
-                        log=lambda _: None)
-    seconds = time.perf_counter() - begin
+                        log=lambda _: None, resume=resumed)
+    seconds = _seconds(result, begin, resumed)
     errors = 100 * (1 - np.array([m["test_acc"] for m in result["summary"]["models"]]))
     voted = 100 * (1 - result["summary"]["settings"][0]["ensemble_test_acc"])
     detail = (f"mean ± std of {repeats} seeds: ± {np.std(errors, ddof=1):.2f}, "
@@ -108,6 +112,15 @@ def _repeated(name: str, config: TrainConfig, out: Path, data, repeats: int, tta
         detail += (f"; with TTA {shifted.mean():.2f} ± {np.std(shifted, ddof=1):.2f}%, "
                    f"voting {100 * (1 - report['test_acc']):.2f}%")
     return float(errors.mean()), detail, seconds
+
+
+def _seconds(result: dict, begin: float, resumed: bool) -> float:
+    """The wall time of a recipe trained by this call; of one resumed from its folder, the
+    seconds its records hold (training, evaluation and compilation, every session's)."""
+    if not resumed:
+        return time.perf_counter() - begin
+    return sum(h["epoch_seconds"] + h.get("eval_seconds", 0) + h.get("compile_seconds", 0)
+               for h in result["history"])
 
 
 def _committee(folders: list, data, tta) -> str:
@@ -132,8 +145,7 @@ def _estimate(config: TrainConfig, data, steps: int) -> str:
 
 
 def main(argv=None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipes", default="simard2003,dropout2014,meier2011")
     parser.add_argument("--estimate", default="ciresan2010",
                         help="recipes to time, not to train (comma-separated; '' for none)")
@@ -141,7 +153,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--out", default="runs/records")
     parser.add_argument("--data-dir")
     parser.add_argument("--seeds", type=int, default=1,
-                        help="train each single-model recipe for this many seeds (mean ± std)")
+                        help="train each single-model recipe for this many seeds (mean ± std); "
+                        "a committee's recipe (meier2011) keeps its own count")
     parser.add_argument("--tta", type=int,
                         help="also each model over N random shifts of up to a pixel")
     parser.add_argument("--committee", action="store_true",
@@ -158,6 +171,8 @@ def main(argv=None) -> list[dict]:
         parser.error(_tta_words(str(e)))
     if not 1 <= args.seeds <= 64:
         parser.error(f"--seeds must be in [1, 64], got {args.seeds}")
+    if not 1 <= args.estimate_steps <= 10_000:
+        parser.error(f"--estimate-steps must be in [1, 10000], got {args.estimate_steps}")
     names = [n for n in args.recipes.split(",") if n]
     estimated = [n for n in args.estimate.split(",") if n]
     for name in names + estimated:
@@ -200,6 +215,15 @@ def main(argv=None) -> list[dict]:
     return rows
 
 
+def _main_in_a_line() -> None:
+    """``main()``, a refusal (a folder of other settings, a missing dataset, a full disk)
+    ending it with one line, not a traceback."""
+    try:
+        main()
+    except (ValueError, RunError, DatasetError, OSError) as e:
+        sys.exit(f"records.py: {_in_flags(str(e))}")
+
+
 if __name__ == "__main__":
-    interruptible(main, "records.py", "each recipe's folder keeps its last saved epoch (`jaxmlp "
-                  "train --resume DIR`, or `sweep --resume DIR`, continues it)")
+    interruptible(_main_in_a_line, "records.py", "each recipe's folder keeps its last saved "
+                  "epoch: the same command continues it")

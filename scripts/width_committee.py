@@ -10,9 +10,9 @@ the test images; the mean of their probabilities) and the seed committee's.
 
 Each normalised MNIST is written once as ``--out/mnist-wW.npz`` (a dataset of your own:
 ``jaxmlp train --dataset npz:FILE`` takes it; ``jaxmlp eval`` finds it), each member's run
-as ``--out/wW`` or ``--out/seedS``; a finished member is loaded, not trained again, so an
-interrupted comparison continues where it stopped (an unfinished member's folder: resume
-it with ``jaxmlp train --resume``, or remove it).
+as ``--out/wW`` or ``--out/seedS``; a member's folder that exists is resumed (a finished
+run is loaded, not trained again; a stopped one continues; one of other settings stops
+the comparison with one line), so an interrupted comparison continues where it stopped.
 
 Usage: python scripts/width_committee.py [--recipe speedrun99] [--widths 10,12,14,16,18,20]
          [--out runs/width] [--tta N] [--compute-dtype bfloat16] [--epochs E]
@@ -30,12 +30,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from records import _machine, interruptible  # noqa: E402  (as the records table)
 
-from jaxmlp import (TTA, Dataset, TrainConfig, load_run, predict,  # noqa: E402
+from jaxmlp import (TTA, Dataset, TrainConfig, predict,  # noqa: E402
                     train_and_evaluate, tta_probabilities, width_normalise)
 from jaxmlp._data import load_dataset  # noqa: E402
 from jaxmlp._recipes import RECIPES, recipe_settings  # noqa: E402
 from jaxmlp._checkpoint import write_atomic  # noqa: E402
-from jaxmlp.app._cli import _Parser, _enable_compilation_cache, _tta_words  # noqa: E402
+from jaxmlp._errors import DatasetError, RunError  # noqa: E402
+from jaxmlp.app._cli import (_Parser, _enable_compilation_cache, _in_flags,  # noqa: E402
+                             _tta_words)
 
 CHUNK = 10_000  # images normalised at once (their resampling holds ~14 floats a pixel)
 
@@ -61,14 +63,22 @@ def _dataset_file(data: Dataset, width: float, out: Path) -> Path:
     return path
 
 
+class Refused(Exception):
+    """What stops the comparison before it trains anything wrong: one line."""
+
+
 def _member(config: TrainConfig, folder: Path, data) -> tuple[list, dict]:
-    """``(params, figures)`` of the run in ``folder``: loaded when finished, else trained."""
-    if (folder / "model.npz").exists():
-        run = load_run(folder)
-        return run.params, {"test_acc": run.history[-1]["test_acc"], "loaded": True}
-    begin = time.perf_counter()
-    result = train_and_evaluate(config, folder, data=data, log=lambda _: None)
-    return result["params"], {"test_acc": result["test_accuracy"], "loaded": False,
+    """``(params, figures)`` of the run in ``folder``, trained there; a folder that exists is
+    resumed under the library's rules: a finished run is loaded, not trained again, a
+    stopped one continues, one of other settings is refused (``ValueError``)."""
+    existed, begin = folder.exists(), time.perf_counter()
+    try:
+        result = train_and_evaluate(config, folder, resume=existed, data=data,
+                                    log=lambda _: None)
+    except ValueError as e:
+        raise Refused(f"{folder} holds a run this member cannot continue: "
+                      f"{_in_flags(str(e))}") from None
+    return result["params"], {"test_acc": result["test_accuracy"], "loaded": existed,
                               "train_s": sum(h["epoch_seconds"] for h in result["history"]),
                               "wall_s": time.perf_counter() - begin}
 
@@ -96,14 +106,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--data-dir")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        widths = [float(w) for w in args.widths.split(",")]
-        if not widths or len(set(widths)) < len(widths) or any(
-                not 1 <= w <= 28 for w in widths):
-            raise ValueError
-    except ValueError:
-        parser.error(f"--widths takes different numbers of pixels in [1, 28], comma-separated, "
-                     f"got {args.widths!r}")
+    widths = _widths(parser, args.widths)
     try:
         tta = None if args.tta is None else TTA(args.tta)
     except (ValueError, TypeError) as e:
@@ -113,10 +116,38 @@ def main(argv=None) -> dict:
         settings["compute_dtype"] = args.compute_dtype
     if args.epochs is not None:
         settings["epochs"] = args.epochs
-    if args.quick:
-        settings.pop("epochs", None)
-        settings["steps"] = 20
-    base = TrainConfig(**settings)  # the recipe's rules, checked before anything is written
+    try:  # the recipe's rules, checked before anything is written
+        base = TrainConfig(**settings)
+        if args.quick:  # 20 steps, whatever --epochs says
+            base = TrainConfig(**{k: v for k, v in settings.items() if k != "epochs"},
+                               steps=20)
+    except ValueError as e:
+        parser.error(_in_flags(str(e)))
+    try:
+        return _compare(args, widths, tta, base)
+    except (Refused, RunError, DatasetError, OSError, ValueError) as e:
+        sys.exit(f"width_committee.py: {_in_flags(str(e))}")
+
+
+def _widths(parser, text: str) -> list[float]:
+    """``--widths``: different numbers of pixels in [1, 28] (different as the folders name
+    them: 12 and 12.0000001 are one)."""
+    widths = []
+    for part in text.split(","):
+        try:
+            width = float(part)
+        except ValueError:
+            parser.error(f"--widths takes numbers of pixels, comma-separated: {part!r} is not one")
+        if not 1 <= width <= 28:
+            parser.error(f"--widths takes widths in [1, 28] pixels, got {part}")
+        if f"{width:g}" in (f"{w:g}" for w in widths):
+            parser.error(f"--widths names {width:g} twice")
+        widths.append(width)
+    return widths
+
+
+def _compare(args, widths: list, tta, base: TrainConfig) -> dict:
+    """Trains or loads every member, prints the table, returns its rows."""
     _enable_compilation_cache()
     data = load_dataset("mnist", data_dir=args.data_dir, download=False)
     if args.quick:
@@ -139,7 +170,11 @@ def main(argv=None) -> dict:
         # The run records the file (`npz:…`): `jaxmlp eval` reads the same digits.
         config = dataclasses.replace(
             base, dataset=f"npz:{_dataset_file(data, width, out).resolve()}")
-        member_data = load_dataset(config.dataset)
+        try:
+            member_data = load_dataset(config.dataset)
+        except DatasetError as e:
+            raise Refused(f"{e} (a file this script wrote: remove it to have it written "
+                          f"again)") from None
         if len(member_data.train_labels) != len(data.train_labels):
             sys.exit(f"width_committee.py: {config.dataset[4:]} holds "
                      f"{len(member_data.train_labels)} training images, not "
@@ -179,10 +214,10 @@ def _shown(row: dict) -> str:
 
 
 def _time(row: dict) -> str:
-    return "loaded" if row["loaded"] else f"{row['train_s']:.1f} s ({row['wall_s']:.1f} s wall)"
+    return f"{row['train_s']:.1f} s" + (" (its folder's)" if row["loaded"] else
+                                        f" ({row['wall_s']:.1f} s wall)")
 
 
 if __name__ == "__main__":
-    interruptible(main, "width_committee.py", "every finished member's folder is kept and "
-                  "loaded by the next run; an unfinished one resumes with `jaxmlp train "
-                  "--resume DIR`")
+    interruptible(main, "width_committee.py", "every member's folder is kept: the same "
+                  "command continues where this one stopped")

@@ -339,6 +339,15 @@ def test_records_script_gives_a_single_models_mean_over_seeds(env, monkeypatch, 
     assert f"**{row['error']:.2f}%** (mean ± std of 2 seeds: ± " in line
     assert f"{min(errors):.2f} to {max(errors):.2f}; the 2 voting " in line
     assert "; with TTA " in line and ", voting " in line
+    # Again on the same folder: resumed, so loaded (nothing trained), the same figures.
+    (again,) = records.main(["--quick", "--recipes", "simard2003", "--estimate", "", "--seeds",
+                             "2", "--tta", "1", "--out", str(tmp_path)])
+    assert again["error"] == row["error"] and capsys.readouterr().out.splitlines()[3] == \
+        line.replace(f"{row['seconds'] / 60:.1f} min", f"{again['seconds'] / 60:.1f} min")
+    history = [json.loads(r) for r in
+               (tmp_path / "simard2003" / "metrics.jsonl").read_text().splitlines()]
+    assert again["seconds"] == pytest.approx(sum(
+        h["epoch_seconds"] + h["eval_seconds"] + h["compile_seconds"] for h in history))
     with pytest.raises(SystemExit):
         records.main(["--quick", "--seeds", "0", "--out", str(tmp_path / "no")])
     assert not (tmp_path / "no").exists()
@@ -479,6 +488,26 @@ def test_width_committee_trains_each_width_and_compares_with_seeds(env, monkeypa
     again = wc.main(["--quick", "--widths", "12,18", "--out", str(tmp_path)])
     assert all(r["loaded"] for part in ("widths", "seeds") for r in again[part].values())
     assert again["width_committee"] == rows["width_committee"]
+    capsys.readouterr()
+    # Nothing wrong is loaded or trained: each case one line, naming the folder or file.
+    for args, message in [
+        (["--recipe", "simard2003"], f"{tmp_path / 'seed0'} holds a run this member cannot "
+                                     f"continue: --resume cannot change --batch-size, --lr, "
+                                     f"--augment"),
+        (["--widths", "12,12.0000001"], "--widths names 12 twice"),
+        (["--widths", "12,x"], "--widths takes numbers of pixels, comma-separated: 'x' is not one"),
+        (["--epochs", "0"], "--epochs must be >= 1, got 0")]:
+        with pytest.raises(SystemExit) as e:
+            wc.main(["--quick", *args, "--out", str(tmp_path)])
+        assert message in str(e.value.code) + capsys.readouterr().err
+    (tmp_path / "mnist-w18.npz").write_bytes(b"not a zip")
+    with pytest.raises(SystemExit) as e:
+        wc.main(["--quick", "--widths", "12,18", "--out", str(tmp_path)])
+    assert "mnist-w18.npz" in e.value.code and e.value.code.endswith(
+        "(a file this script wrote: remove it to have it written again)")
+    (tmp_path / "mnist-w18.npz").unlink()  # written again, the same digits
+    assert wc.main(["--quick", "--widths", "12,18", "--out", str(tmp_path)])[
+        "width_committee"] == rows["width_committee"]
     capsys.readouterr()
     # `jaxmlp eval` of a member reads its normalised digits (the file its run records).
     assert cli(["eval", str(tmp_path / "w18")]) == 0

@@ -75,6 +75,20 @@ def test_uint8_pixels_are_scaled_as_everywhere():
                                   np.asarray(width_normalise(images / 255.0, 14)))
 
 
+def test_ink_columns_scale_uint8_and_check_as_width_normalise_does():
+    image = np.zeros((1, 4, 28, 1), np.uint8)
+    image[0, 1, 2] = 10  # 0.04 of full ink: below the default level
+    image[0, 2, 10:15] = 200
+    assert [float(v[0]) for v in ink_columns(image)] == [10, 14]
+    assert [float(v[0]) for v in ink_columns(image, level=0.02)] == [2, 14]
+    for call, message in [(lambda: ink_columns(image, level=-0.1), r"level must be a number "
+                           r"in \[0, 1\)"), (lambda: ink_columns(image, level="0.1"), "level"),
+                          (lambda: ink_columns(image * 1.0), "must already be scaled"),
+                          (lambda: ink_columns(image[0]), r"\(B, H, W, C\)")]:
+        with pytest.raises((ValueError, TypeError), match=message):
+            call()
+
+
 def test_ink_columns_and_an_unchanged_digit():
     image = _bar(slice(12, 16))  # 4 columns, centred at 13.5: the frame's centre
     image[0, 1, 20, 0] = 0.1  # at level, not above it: not ink
