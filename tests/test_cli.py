@@ -430,9 +430,10 @@ def test_a_failed_start_leaves_no_temporary_folder(tmp_path):
 def test_gradcheck_and_toy_refuse_what_would_overflow_or_never_end(capsys):
     for command, message in [
             (["gradcheck", "a", "--seed", "99999999999999999999999"],
-             "seed must be an int in [0, 2**32), got 999… (23 digits)"),
-            (["toy", "--iterations", "10000000"], "iterations must be a positive int below 1001"),
-            (["toy", "--lr", "nan"], "lr must be a finite number")]:
+             "--seed must be an int in [0, 2**32), got 999… (23 digits)"),
+            (["toy", "--iterations", "10000000"], "--iterations must be a positive int below 1001"),
+            (["toy", "--lr", "nan"], "--lr must be a finite number"),
+            (["toy", "--lr", "-inf"], "--lr must be a finite number, got -inf")]:
         assert main(command) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"jaxmlp {command[0]}: error: {message}") and err.count("\n") == 1

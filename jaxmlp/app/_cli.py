@@ -996,6 +996,19 @@ def _in_flags(message: str) -> str:
     return re.sub(r"`(\w+)`", lambda m: flags.get(m[1], m[0]), message)
 
 
+def _argument_as_flag(message: str, command: str) -> str:
+    """A function's argument opens its message unquoted (``lr must be …``: docs/api.md);
+    where ``command`` has a flag for it (``jaxmlp toy --lr``), the line names the flag."""
+    m = re.match(r"error: (\w+) (must|has)", message)
+    if not m:
+        return message
+    commands = next(a for a in _build_parser()._actions
+                    if isinstance(a, argparse._SubParsersAction))
+    flags = {a.dest: a.option_strings[0] for a in commands.choices[command]._actions
+             if a.option_strings and a.option_strings[0].startswith("--")}
+    return message.replace(m[1], flags[m[1]], 1) if m[1] in flags else message
+
+
 def _run(args) -> int:
     from jaxmlp._run import RunWriteError
 
@@ -1015,7 +1028,7 @@ def _run(args) -> int:
 
         lost = lost_process(e)
         message, code = (f"error: {e}", 2) if lost is None else (f"error: {lost}", 1)
-    message = _in_flags(message)
+    message = _argument_as_flag(_in_flags(message), args.command)
     # The folder holds the other kind: its own command resumes it.
     other = {"train": ("a sweep", "sweep"), "sweep": ("a run", "train")}.get(args.command)
     if other and f"already holds {other[0]} (" in message:
