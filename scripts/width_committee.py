@@ -132,7 +132,7 @@ def main(argv=None) -> dict:
 def _widths(parser, text: str) -> list[float]:
     """``--widths``: different numbers of pixels in [1, 28] (different as the folders name
     them: 12 and 12.0000001 are one)."""
-    widths = []
+    widths: list[float] = []
     for part in text.split(","):
         try:
             width = float(part)
