@@ -129,7 +129,7 @@ def parse_augment(spec: str) -> Augmentation:
     return Augmentation(**values)
 
 
-def _check_images(images, name: str = "images") -> tuple:
+def check_image_batch(images, name: str = "images") -> tuple:
     """``images``' shape ``(B, H, W, C)``, each at least 1, else ``ValueError`` naming it."""
     shape = tuple(getattr(images, "shape", ()))
     if not hasattr(images, "shape") or len(shape) != 4 or min(shape) < 1:
@@ -168,7 +168,7 @@ def resample(images: jax.Array, dy: jax.Array, dx: jax.Array) -> jax.Array:
     gather, from a copy of the image whose pixel ``(i, j)`` holds its 2×2 block (faster
     than four gathers on CPU). Whole-pixel displacements read exact pixels.
     """
-    b, h, w, c = _check_images(images)
+    b, h, w, c = check_image_batch(images)
     if tuple(jnp.shape(dy)) != (b, h, w) or tuple(jnp.shape(dx)) != (b, h, w):
         raise ValueError(f"dy and dx must have shape (B, H, W) = {(b, h, w)}, got "
                          f"{tuple(jnp.shape(dy))} and {tuple(jnp.shape(dx))}")
@@ -250,7 +250,7 @@ def elastic_field(key: jax.Array, batch: int, shape, *, sigma: float, alpha: flo
 
 def elastic(key: jax.Array, images: jax.Array, *, sigma: float, alpha: float) -> jax.Array:
     """``images`` ``(B, H, W, C)`` under Simard's elastic distortion; float32."""
-    _check_images(images)
+    check_image_batch(images)
     return resample(images, *elastic_field(key, images.shape[0], images.shape[1:],
                                            sigma=sigma, alpha=alpha))
 
@@ -289,7 +289,7 @@ def _random_affine(key, batch, *, rotation, scale, shear, translation):
 def affine(key: jax.Array, images: jax.Array, *, rotation: float = 0.0, scale: float = 0.0,
            shear: float = 0.0, translation: float = 0.0) -> jax.Array:
     """``images`` ``(B, H, W, C)`` under a random affine map per image; float32."""
-    _check_images(images)
+    check_image_batch(images)
     Augmentation(rotation=rotation, scale=scale, shear=shear, translation=translation)
     matrix, offset = _random_affine(key, images.shape[0], rotation=rotation, scale=scale,
                                     shear=shear, translation=translation)
@@ -302,7 +302,7 @@ def affine(key: jax.Array, images: jax.Array, *, rotation: float = 0.0, scale: f
 def augment(key: jax.Array, images: jax.Array, aug: Optional[Augmentation]) -> jax.Array:
     """``images`` ``(B, H, W, C)`` under ``aug``'s affine map and elastic field, composed
     into one field and one resampling; float32 (``aug`` None or all zero: the images)."""
-    _check_images(images)
+    check_image_batch(images)
     if aug is not None and not isinstance(aug, Augmentation):
         raise TypeError(f"aug must be an Augmentation (parse_augment makes one) or None, got "
                         f"{type(aug).__name__}")

@@ -19,7 +19,7 @@ is. Pure and jittable.
 import jax
 import jax.numpy as jnp
 
-from jaxmlp._augment import _check_images, affine_field, resample
+from jaxmlp._augment import check_image_batch, affine_field, resample
 from jaxmlp._checks import number, probability
 from jaxmlp._errors import Invalid
 from jaxmlp._images import prepare_images
@@ -38,7 +38,7 @@ def check_width(width, frame: int) -> float:
 def _pixels(images, level) -> jax.Array:
     """``images`` ``(B, H, W, C)`` as float32 in [0, 1] (uint8 scaled, as ``prepare_images``
     does everywhere), once ``images`` and ``level`` are checked."""
-    b, h, w, c = _check_images(images)
+    b, h, w, c = check_image_batch(images)
     probability(level, "level")
     return prepare_images(images, image_shape=(h, w, c)).reshape(b, h, w, c)
 
@@ -76,7 +76,7 @@ def width_normalise(images: jax.Array, width: float, *, level: float = 0.1) -> j
         [0, 1).
       TypeError: integer pixels that are not uint8, as ``prepare_images``.
     """
-    b, h, w, _ = _check_images(images)
+    b, h, w, _ = check_image_batch(images)
     width = check_width(width, w)
     images = _pixels(images, level)
     left, right = _ink(images, level)
