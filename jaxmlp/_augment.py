@@ -124,6 +124,8 @@ def parse_augment(spec: str) -> Augmentation:
             raise Invalid(f"augment sets {name} twice")
         try:
             values[name] = _checks.parse_float(value, f"augment {name}")
+        except _checks.TooLarge:
+            raise
         except ValueError:
             raise Invalid(f"augment {name} must be a number", repr(value.strip())) from None
     return Augmentation(**values)

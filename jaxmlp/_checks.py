@@ -42,12 +42,20 @@ def parse_int(text: str, name: str) -> int:
     return int(text)
 
 
+class TooLarge(Invalid):
+    """A number written past what a float holds (``1e400``): ``float()`` would read it as
+    infinity, and a range check would then quote ``inf``, a value no one typed."""
+
+
 def parse_float(text: str, name: str) -> float:
     """``text`` as a float (ASCII: ``0.5``, ``.5``, ``1e-3``; ``inf`` and ``nan`` too, for the
     range checks to name), else ``ValueError`` naming it."""
     if not isinstance(text, str) or not _FLOAT_TEXT.fullmatch(text.strip()):
         raise Invalid(f"{name} must be a number written in ASCII", repr(text)[:60])
-    return float(text)
+    value = float(text)
+    if math.isinf(value) and "inf" not in text.lower():  # 1e400: not what was written
+        raise TooLarge(f"{name} is too large to hold as a number", repr(text.strip())[:60])
+    return value
 
 
 # The most values a function's output may hold: 1 GiB of float32. A larger one is refused

@@ -427,6 +427,24 @@ def test_a_failed_start_leaves_no_temporary_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tfds", "tmp"]
 
 
+def test_a_number_too_large_for_a_float_is_named_as_written(tmp_path, capsys):
+    # float("1e400") is inf: the range checks then quoted "inf", a value no one typed.
+    for command, message in [
+            (["train", "--lr", "1e400"], "argument --lr: '1e400' is too large to hold as a number"),
+            (["toy", "--lr", "-1E400"], "argument --lr: '-1E400' is too large to hold as a number"),
+            (["sweep", "--lr", "0.1,1e400"], "--lr is too large to hold as a number, got '1e400'"),
+            (["train", "--augment", "alpha=1e400"],
+             "augment alpha is too large to hold as a number, got '1e400'"),
+            # inf written as such is a number the range check names
+            (["train", "--lr", "inf"], "--lr must be positive, got inf")]:
+        with pytest.raises(SystemExit) if "argument" in message else _nothing():
+            out = ["--out", str(tmp_path / "never")] if command[0] != "toy" else []
+            assert main([*command, *out]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"jaxmlp {command[0]}: error: {message}") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_gradcheck_and_toy_refuse_what_would_overflow_or_never_end(capsys):
     for command, message in [
             (["gradcheck", "a", "--seed", "99999999999999999999999"],

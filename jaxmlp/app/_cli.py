@@ -45,9 +45,12 @@ def _int(text: str) -> int:
 
 def _float(text: str) -> float:
     """argparse's ``float``, in ASCII only (``_checks.parse_float``)."""
-    from jaxmlp._checks import parse_float
+    from jaxmlp._checks import TooLarge, parse_float
 
-    return parse_float(text, "value")
+    try:
+        return parse_float(text, "value")
+    except TooLarge:  # argparse would say only "invalid float value"
+        raise argparse.ArgumentTypeError(f"{text.strip()!r} is too large to hold as a number")
 
 
 _int.__name__, _float.__name__ = "int", "float"  # argparse: "invalid int value: '١٢'"
@@ -455,10 +458,12 @@ def _parse_seeds(text: str) -> tuple[int, ...]:
 def _parse_floats(text: str, name: str) -> tuple[float, ...]:
     """``--lr`` or ``--momentum`` of a sweep: ``"0.02,0.05,0.1"`` → ``(0.02, 0.05, 0.1)``.
     (The values' rules are ``Grid``'s.)"""
-    from jaxmlp._checks import parse_float
+    from jaxmlp._checks import TooLarge, parse_float
 
     try:
         return tuple(parse_float(t, f"--{name}") for t in str(text).split(","))
+    except TooLarge:
+        raise
     except ValueError:
         raise ValueError(f"--{name} takes numbers separated by commas, got {text!r}") from None
 
