@@ -50,7 +50,7 @@ def _float(text: str) -> float:
     try:
         return parse_float(text, "value")
     except TooLarge:  # argparse would say only "invalid float value"
-        raise argparse.ArgumentTypeError(f"{text.strip()!r} is too large to hold as a number")
+        raise argparse.ArgumentTypeError(f"{text.strip()!r} is too large to hold as a number") from None
 
 
 _int.__name__, _float.__name__ = "int", "float"  # argparse: "invalid int value: '١٢'"
