@@ -50,7 +50,8 @@ def _float(text: str) -> float:
     try:
         return parse_float(text, "value")
     except TooLarge:  # argparse would say only "invalid float value"
-        raise argparse.ArgumentTypeError(f"{text.strip()!r} is too large to hold as a number") from None
+        too_large = f"{text.strip()!r} is too large to hold as a number"
+        raise argparse.ArgumentTypeError(too_large) from None
 
 
 _int.__name__, _float.__name__ = "int", "float"  # argparse: "invalid int value: '١٢'"
