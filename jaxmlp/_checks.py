@@ -207,7 +207,8 @@ def positive_number(value, name: str, *, traced: bool = False) -> float | None:
     are refused); a tracer where ``traced`` allows one (``None``)."""
     v = number(value, name, traced=traced)
     if v is not None and not (v > 0 and abs(v) <= _FLOAT32_MAX and np.float32(v) > 0):
-        raise Invalid(f"{name} must be a positive number", _shown(value) + float32_note(v))
+        within = " within float32's range" if v > 0 else ""  # 1e39 is positive: say why not
+        raise Invalid(f"{name} must be a positive number{within}", _shown(value) + float32_note(v))
     return v
 
 
@@ -259,7 +260,7 @@ def array(value, name: str):
         out = np.asarray(value)
     except (ValueError, TypeError) as e:
         raise TypeError(f"{name} must be an array, got {type(value).__name__} ({e})") from None
-    if out.dtype == object:
+    if out.dtype == object or out.dtype.kind in "USV":  # objects, text, bytes
         raise TypeError(f"{name} must be an array of numbers, got {type(value).__name__}")
     return out
 

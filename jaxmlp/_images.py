@@ -86,6 +86,9 @@ def check_range(images) -> None:
         # On the host: a jax method (np.min calls .min()) would be staged into any trace
         # that is running, as a tracer, though these pixels are concrete.
         pixels = np.asarray(images)
+        if nan := int(np.isnan(pixels).sum()):  # [nan, nan] would say nothing
+            raise ValueError(f"floating images must already be scaled to [0, 1], got NaN in "
+                             f"{nan:,} of {pixels.size:,} pixels")
         lo, hi = float(np.min(pixels)), float(np.max(pixels))
         if not (0.0 <= lo and hi <= 1.0):  # NaN fails too
             raise ValueError(f"floating images must already be scaled to [0, 1], got values in "

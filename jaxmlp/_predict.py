@@ -435,7 +435,12 @@ def _load_npy(path: Path, invert: bool | None = None,
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except Exception as e:  # truncated, not .npy, or pickled objects
-        raise ValueError(f"{path}: not a readable .npy array ({e})") from None
+        why = str(e)
+        if "pickle" in why:  # numpy takes what lacks its magic for a pickle: say which it is
+            with open(path, "rb") as f:
+                why = ("it holds Python objects, which are not read" if f.read(6) == b"\x93NUMPY"
+                       else "not NumPy's .npy format")
+        raise ValueError(f"{path}: not a readable .npy array ({why})") from None
     if not isinstance(array, np.ndarray):  # np.load reads a zip by its content, not its name
         array.close()
         raise ValueError(f"{path}: an .npz archive, not a .npy array")

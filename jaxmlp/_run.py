@@ -228,7 +228,8 @@ def history_to(folder, done: int, models: Optional[int] = None) -> list[dict]:
 
 
 def _holder(folder: Path) -> bool:
-    """Whether another process holds ``folder``'s lock right now."""
+    """Whether another process holds ``folder``'s lock right now (not this one: a run that
+    holds its folder reads the folder's files under its own lock)."""
     try:
         fd = os.open(folder / _LOCK, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
@@ -237,7 +238,7 @@ def _holder(folder: Path) -> bool:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return False
     except BlockingIOError:
-        return True
+        return os.read(fd, 64).decode(errors="replace").strip() != str(os.getpid())
     finally:
         os.close(fd)
 
@@ -300,6 +301,9 @@ class RunFolder:
             raise RunError("`resume` and `overwrite` exclude each other")
         if os.path.exists(path) and not path.is_dir():  # (os.path: a name too long is no error)
             raise RunError(f"{path} is a file, not a run folder: choose another `out`")
+        if path.is_symlink() and not path.exists():  # mkdir would say only "File exists"
+            raise RunError(f"{path} is a symbolic link to {os.readlink(path)}, which does not "
+                           "exist: create that folder, or choose another `out`")
         if resume and not (os.path.lexists(path / CONFIG) or os.path.lexists(path / SWEEP)):
             raise RunError(f"cannot resume {path}: " + (f"it has no {CONFIG} (is it a run folder?)"
                                                       if path.is_dir() else "no such folder"))

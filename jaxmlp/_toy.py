@@ -90,7 +90,11 @@ def trace_text(*, lr: float = 2.0, iterations: int = 2) -> str:
     with jax.enable_x64(True):
         eye = np.eye(2)
         rows = toy_trace(eye, eye, np.zeros((2, 2)), np.zeros(2), lr=lr, iterations=iterations)
-    losses = [float(-np.mean(np.sum(eye * np.log(row["p"]), axis=1))) for row in rows]
+    # −log p_b[y_b], the label's probability alone: Σ_i y_i log p_i would read 0·log 0 as NaN
+    # where a large lr rounds p to exactly 0 and 1 (0·log 0 = 0, as in cross_entropy).
+    with np.errstate(divide="ignore"):  # p_b[y_b] = 0 is J = inf, said as such
+        # (0 − x, not −x: p_b[y_b] = 1 gives J = 0.0, not −0.0; y_b = b here)
+        losses = [float(0.0 - np.mean(np.log(np.diagonal(row["p"])))) for row in rows]
     head = (f"X = {eye.tolist()}, Y = {eye.tolist()} (one-hot), W = {np.zeros((2, 2)).tolist()}, "
             f"b = {np.zeros(2).tolist()}, lr = {lr!r}")
     return _format_trace(rows, head, losses)

@@ -36,7 +36,8 @@ import numpy as np
 from jaxmlp import (TTA, Grid, TrainConfig, evaluate_committee, evaluate_ensemble, evaluate_run,
                     load_committee, load_run, train_and_evaluate, train_many)
 from jaxmlp._errors import DatasetError, RunError
-from jaxmlp.app._cli import _enable_compilation_cache, _in_flags, _Parser, _tta_words
+from jaxmlp.app._cli import (_Parser, _enable_compilation_cache, _in_flags, _int,
+                             _tta_words)
 from jaxmlp._data import load_dataset
 from jaxmlp._recipes import RECIPES
 
@@ -149,13 +150,13 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--recipes", default="simard2003,dropout2014,meier2011")
     parser.add_argument("--estimate", default="ciresan2010",
                         help="recipes to time, not to train (comma-separated; '' for none)")
-    parser.add_argument("--estimate-steps", type=int, default=40)
+    parser.add_argument("--estimate-steps", type=_int, default=40)
     parser.add_argument("--out", default="runs/records")
     parser.add_argument("--data-dir")
-    parser.add_argument("--seeds", type=int, default=1,
+    parser.add_argument("--seeds", type=_int, default=1,
                         help="train each single-model recipe for this many seeds (mean ± std); "
                         "a committee's recipe (meier2011) keeps its own count")
-    parser.add_argument("--tta", type=int,
+    parser.add_argument("--tta", type=_int,
                         help="also each model over N random shifts of up to a pixel")
     parser.add_argument("--committee", action="store_true",
                         help="then every trained recipe's models voting together")

@@ -33,8 +33,8 @@ from records import _machine, interruptible  # noqa: E402  (as the records table
 from jaxmlp import TTA, TrainConfig, train_and_evaluate, tta_probabilities  # noqa: E402
 from jaxmlp._data import load_dataset  # noqa: E402
 from jaxmlp._recipes import RECIPES, recipe_settings  # noqa: E402
-from jaxmlp.app._cli import (_Parser, _enable_compilation_cache, _in_flags,  # noqa: E402
-                             _tta_words)
+from jaxmlp.app._cli import (_Parser, _enable_compilation_cache, _float,  # noqa: E402
+                             _in_flags, _int, _tta_words)
 
 
 # Issue 28's training-time budgets, in seconds: the speedruns', else one MLP's hour.
@@ -65,15 +65,15 @@ def _one(config: TrainConfig, data, tta) -> dict:
 def main(argv=None) -> dict:
     parser = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default="speedrun99", choices=tuple(RECIPES))
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, help="instead of the recipe's")
+    parser.add_argument("--seeds", type=_int, default=5)
+    parser.add_argument("--epochs", type=_int, help="instead of the recipe's")
     parser.add_argument("--compute-dtype", choices=("float32", "bfloat16"),
                         help="instead of the recipe's (bfloat16: where the CPU has AMX)")
-    parser.add_argument("--tta", type=int,
+    parser.add_argument("--tta", type=_int,
                         help="also evaluate over N random shifts of up to a pixel")
-    parser.add_argument("--target", type=float,
+    parser.add_argument("--target", type=_float,
                         help="mean test accuracy (default: the recipe's: 1 - its error)")
-    parser.add_argument("--budget", type=float, help="seconds of training (default: the "
+    parser.add_argument("--budget", type=_float, help="seconds of training (default: the "
                         "recipe's: 10 for speedrun99, 300 for speedrun995, else 3600)")
     parser.add_argument("--data-dir")
     parser.add_argument("--quick", action="store_true")

@@ -12,7 +12,8 @@ Each normalised MNIST is written once as ``--out/mnist-wW.npz`` (a dataset of yo
 ``jaxmlp train --dataset npz:FILE`` takes it; ``jaxmlp eval`` finds it), each member's run
 as ``--out/wW`` or ``--out/seedS``; a member's folder that exists is resumed (a finished
 run is loaded, not trained again; a stopped one continues; one of other settings stops
-the comparison with one line), so an interrupted comparison continues where it stopped.
+the comparison with one line), so an interrupted comparison continues where it stopped,
+in its folder: a member records its digits' full path, so a moved folder does not continue.
 
 Usage: python scripts/width_committee.py [--recipe speedrun99] [--widths 10,12,14,16,18,20]
          [--out runs/width] [--tta N] [--compute-dtype bfloat16] [--epochs E]
@@ -21,6 +22,7 @@ Usage: python scripts/width_committee.py [--recipe speedrun99] [--widths 10,12,1
 import argparse
 import dataclasses
 import datetime
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,9 +37,11 @@ from jaxmlp import (TTA, Dataset, TrainConfig, predict,  # noqa: E402
 from jaxmlp._data import load_dataset  # noqa: E402
 from jaxmlp._recipes import RECIPES, recipe_settings  # noqa: E402
 from jaxmlp._checkpoint import write_atomic  # noqa: E402
+from jaxmlp._checks import parse_float  # noqa: E402
 from jaxmlp._errors import DatasetError, RunError  # noqa: E402
+from jaxmlp._run import read_config  # noqa: E402
 from jaxmlp.app._cli import (_Parser, _enable_compilation_cache, _in_flags,  # noqa: E402
-                             _tta_words)
+                             _int, _tta_words)
 
 CHUNK = 10_000  # images normalised at once (their resampling holds ~14 floats a pixel)
 
@@ -76,6 +80,13 @@ def _member(config: TrainConfig, folder: Path, data) -> tuple[list, dict]:
         result = train_and_evaluate(config, folder, resume=existed, data=data,
                                     log=lambda _: None)
     except ValueError as e:
+        saved = read_config(folder) if (folder / "config.json").is_file() else None
+        if saved and saved.dataset != config.dataset and (
+                Path(saved.dataset).name == Path(config.dataset).name):  # the folder moved
+            raise Refused(f"{folder} was trained on {saved.dataset[4:]}: a member records its "
+                          "digits' full path, so a comparison continues only in the folder it "
+                          "was made in (move it back, or start again with another --out)"
+                          ) from None
         raise Refused(f"{folder} holds a run this member cannot continue: "
                       f"{_in_flags(str(e))}") from None
     return result["params"], {"test_acc": result["test_accuracy"], "loaded": existed,
@@ -100,9 +111,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--widths", default="10,12,14,16,18,20",
                         help="the widths in pixels, comma-separated (the originals are added)")
     parser.add_argument("--out", default="runs/width")
-    parser.add_argument("--tta", type=int, help="each member over N random shifts too")
+    parser.add_argument("--tta", type=_int, help="each member over N random shifts too")
     parser.add_argument("--compute-dtype", choices=("float32", "bfloat16"))
-    parser.add_argument("--epochs", type=int, help="instead of the recipe's")
+    parser.add_argument("--epochs", type=_int, help="instead of the recipe's")
     parser.add_argument("--data-dir")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
@@ -135,7 +146,7 @@ def _widths(parser, text: str) -> list[float]:
     widths: list[float] = []
     for part in text.split(","):
         try:
-            width = float(part)
+            width = parse_float(part, "--widths")
         except ValueError:
             parser.error(f"--widths takes numbers of pixels, comma-separated: {part!r} is not one")
         if not 1 <= width <= 28:
@@ -156,6 +167,11 @@ def _compare(args, widths: list, tta, base: TrainConfig) -> dict:
                              test_images=data.test_images[:1000],
                              test_labels=data.test_labels[:1000])
     out = Path(args.out)
+    if os.path.lexists(out) and not out.is_dir():
+        raise Refused(f"--out {out} is a file, not a folder")
+    if any(os.path.lexists(out / f) for f in ("config.json", "sweep.json")):
+        raise Refused(f"--out {out} holds a jaxmlp run, not a width comparison: choose "
+                      "another folder")
     out.mkdir(parents=True, exist_ok=True)
     shape, labels = data.info.image_shape, np.asarray(data.test_labels)
     print(f"# width committee, {args.recipe}, {datetime.date.today()}, {_machine()}"

@@ -10,6 +10,7 @@ the compiled code is never checked here, and compiling is most of a tiny benchma
 import importlib.util
 import json
 import math
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -513,3 +514,38 @@ def test_width_committee_trains_each_width_and_compares_with_seeds(env, monkeypa
     assert cli(["eval", str(tmp_path / "w18")]) == 0
     assert json.loads((tmp_path / "w18" / "eval.json").read_text())["test_acc"] == \
         pytest.approx(rows["widths"]["18"]["test_acc"], abs=1e-3)
+    # Found by a fresh-eyes test: a moved comparison said only "cannot change --dataset"; an
+    # --out that is a file gave "[Errno 17] File exists"; a run's folder was written into.
+    moved = tmp_path.parent / f"{tmp_path.name}-moved"
+    shutil.copytree(tmp_path, moved)
+    (tmp_path / "file").write_text("x")
+    for out, message in [
+            (moved, f"{moved / 'w12'} was trained on {(tmp_path / 'mnist-w12.npz').resolve()}: "
+                    "a member records its digits' full path, so a comparison continues only in "
+                    "the folder it was made in (move it back, or start again with another --out)"),
+            (tmp_path / "file", f"--out {tmp_path / 'file'} is a file, not a folder"),
+            (tmp_path / "w18", f"--out {tmp_path / 'w18'} holds a jaxmlp run, not a width "
+                               "comparison: choose another folder")]:
+        listed = sorted(moved.rglob("*"))
+        with pytest.raises(SystemExit) as e:
+            wc.main(["--quick", "--widths", "12,18", "--out", str(out)])
+        assert e.value.code == f"width_committee.py: {message}"
+        assert sorted(moved.rglob("*")) == listed
+
+
+def test_stacked_dots_times_each_matmul_one_and_stacked(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    spec = importlib.util.spec_from_file_location("stacked_dots",
+                                                  ROOT / "scripts" / "stacked_dots.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.main(["--k", "2", "--batch", "4", "--width", "8", "--rounds", "1"])
+    assert [(r["dtype"], r["dot"]) for r in rows] == [
+        (d, n) for d in ("bfloat16", "float32") for n in ("x @ W", "δ @ Wᵀ", "xᵀ @ δ")]
+    assert all(0 < r[k] < 10 for r in rows for k in ("one", "stacked"))
+    out = capsys.readouterr().out
+    assert "K = 2, batch 4, 8 × 8" in out and out.count("\n|---|") == 1
+    assert f"{rows[2]['stacked'] / 2 / rows[2]['one']:.2f}x |" in out  # the ratio is per model
+    with pytest.raises(SystemExit):
+        module.main(["--width", "0"])
+    assert "--width must be in [1, 8192], got 0" in capsys.readouterr().err

@@ -436,7 +436,10 @@ def test_a_number_too_large_for_a_float_is_named_as_written(tmp_path, capsys):
             (["train", "--augment", "alpha=1e400"],
              "augment alpha is too large to hold as a number, got '1e400'"),
             # inf written as such is a number the range check names
-            (["train", "--lr", "inf"], "--lr must be positive, got inf")]:
+            (["train", "--lr", "inf"], "--lr must be positive, got inf"),
+            # a float64 past float32's range: positive, but not a number training can hold
+            (["toy", "--lr", "1e308"], "--lr must be a positive number within float32's range, "
+                                       "got 1e+308 (inf as a float32")]:
         with pytest.raises(SystemExit) if "argument" in message else _nothing():
             out = ["--out", str(tmp_path / "never")] if command[0] != "toy" else []
             assert main([*command, *out]) == 2

@@ -26,7 +26,8 @@ from jaxmlp._data import (MNIST, Dataset, DatasetError, DatasetInfo, DatasetNotF
                          _prepared_info, check_dataset, check_name, _dataset_info, load_dataset,
                          with_validation)
 from jaxmlp._metrics import evaluate
-from jaxmlp._run import load_model
+from jaxmlp._errors import RunError
+from jaxmlp._run import load_model, read_sweep
 from jaxmlp._trainer import train_and_evaluate
 
 N = 48  # examples in each mocked split
@@ -640,6 +641,12 @@ def test_a_wrong_folder_or_name_gets_a_hint(served_runs, tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+    # The API too: the run's own lock on the folder is not "another process" (it said so).
+    config = read_sweep(root / "sweep")[0]
+    with pytest.raises(RunError, match=r"sweep is not a run folder: it has no config.json "
+                                       r"\(it holds a sweep"):
+        train_and_evaluate(config, root / "sweep", resume=True, log=lambda _: None)
+    assert not (root / "sweep" / ".lock").exists()
     with pytest.raises(DatasetError, match=r"got values in \[0, 229.5\]"):
         Dataset.from_arrays(np.linspace(0, 229.5, 36).reshape(4, 3, 3), [0, 1, 2, 1],
                             np.zeros((2, 3, 3), np.uint8), [1, 0])

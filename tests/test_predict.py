@@ -265,6 +265,7 @@ def _bad_files(tmp_path):
     np.save(tmp_path / "ints.npy", np.zeros((2, 784), np.int64))
     np.save(tmp_path / "ok.npy", np.zeros((2, 784), np.uint8))
     (tmp_path / "cut.npy").write_bytes((tmp_path / "ok.npy").read_bytes()[:200])
+    (tmp_path / "text.npy").write_text("0 0 0\n")  # numpy reads what lacks its magic as a pickle
     np.savez(tmp_path / "archive.npz", images=np.zeros((2, 784), np.uint8))
     (tmp_path / "archive.npz").rename(tmp_path / "archive.npy")
     (tmp_path / "folder.png").mkdir()
@@ -274,7 +275,9 @@ def _bad_files(tmp_path):
         "noise.png": (ValueError, "not a readable PNG/JPEG image"),
         "notes.txt": (ValueError, r"unknown file type '.txt'; expected .png, .jpg, .jpeg or .npy"),
         "shape.npy": (ValueError, r"images must have shape"),
-        "objects.npy": (ValueError, "not a readable .npy array"),
+        "objects.npy": (ValueError, r"not a readable .npy array \(it holds Python objects, "
+                                    r"which are not read\)$"),
+        "text.npy": (ValueError, r"not a readable .npy array \(not NumPy's .npy format\)$"),
         "range.npy": (ValueError, r"must already be scaled to \[0, 1\]"),
         "ints.npy": (ValueError, "must be uint8 .* got dtype int64$"),  # not int32
         "cut.npy": (ValueError, "not a readable .npy array"),
@@ -345,6 +348,14 @@ def test_predict_errors():
     bad[4, 3] = 2.0  # in the last, padded chunk: padding adds no values of its own
     with pytest.raises(ValueError, match=r"must already be scaled to \[0, 1\], got values in \[0.5, 2\]"):
         predict(params, bad, arch, chunk_size=2)
+    # Found by a fresh-eyes test: "got values in [nan, nan]" and, for a string, "got ()".
+    bad[4, 3], bad[0, 0] = np.nan, np.nan
+    with pytest.raises(ValueError, match=r"scaled to \[0, 1\], got NaN in 2 of 3,920 pixels$"):
+        predict(params, bad, arch)
+    for text in ("x", b"x"):
+        with pytest.raises(TypeError, match=f"^images must be an array of numbers, got "
+                                            f"{type(text).__name__}$"):
+            predict(params, text, arch)
     with pytest.raises(TypeError, match="must be uint8"):
         predict(params, np.zeros((2, 784), np.int32), arch)
     with pytest.raises(TypeError, match="got dtype int64$"):  # its own, not x64-off's int32

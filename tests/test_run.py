@@ -93,8 +93,11 @@ def test_second_writer_is_stopped_and_stale_locks_are_taken_over(done, tmp_path,
         fresh = tmp_path / "fresh"
         fresh.mkdir()
         with RunFolder.open(fresh):  # a new run, still in its first epoch
+            # ... of another process: this one's own lock is its own (a run reads its folder
+            # under its lock), so the lock file names another pid, as another process's would.
+            (fresh / _LOCK).write_text("4242")
             code, err = _train(capsys, "--resume", str(fresh))
-            assert code == 2 and "is in use by another jaxmlp process" in err
+            assert code == 2 and "is in use by another jaxmlp process (pid 4242)" in err
     # A killed process's lock file stays behind but holds no lock: it is stale, taken over.
     (done / _LOCK).write_text("999999")
     assert _train(capsys, "--resume", str(done), "--steps", "120")[0] == 0
@@ -184,6 +187,13 @@ def test_unusable_run_files_are_named(done, capsys):
         load_run(done)
     code, err = _train(capsys, *QUICK, "--out", str(done / "config.json"))
     assert code == 2 and "config.json is a file, not a run folder" in err
+    # A link to nothing: mkdir said only "cannot write to …: File exists", with status 1.
+    (done.parent / "dangling").symlink_to(done.parent / "nothing")
+    code, err = _train(capsys, *QUICK, "--out", str(done.parent / "dangling"))
+    assert code == 2 and err.endswith(
+        f"dangling is a symbolic link to {done.parent / 'nothing'}, which does not exist: "
+        "create that folder, or choose another --out\n")
+    assert not (done.parent / "nothing").exists()
 
 
 def _jaxmlp(args, env, **kw):

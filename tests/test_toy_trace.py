@@ -87,6 +87,21 @@ def seed_computation(iterations, lr=2.0):
     return rows
 
 
+def test_a_large_lr_gives_the_loss_of_the_logits_not_nan():
+    # Found by a fresh-eyes test: lr 2000 rounds p to exactly [[1, 0], [0, 1]], and
+    # Σ y log p read 0·log 0 as NaN (J = nan, two RuntimeWarnings). J is the cross-entropy
+    # of the logits z = ±s: log(1 + e^{−2s}), which float64 rounds to 0 past s ≈ 19.
+    proc = subprocess.run([sys.executable, "-W", "error", "-m", "jaxmlp", "toy", "--lr", "2000",
+                           "--iterations", "3"], capture_output=True, text=True, check=True)
+    assert proc.stderr == ""
+    js = [float(line.split(" = ")[1]) for line in proc.stdout.splitlines()
+          if line.startswith("J = ")]
+    with np.errstate(over="ignore"):  # σ(−1000) = 1/(1 + e^1000) = 0
+        s = [row["z"][0][0] for row in closed_form(3, lr=2000)]
+    assert s[1] == pytest.approx(500.0) and js == [np.log(2.0), 0.0, 0.0]
+    assert js == [float(np.logaddexp(0, -2 * t)) for t in s]
+
+
 def test_seed_table_is_gradient_ascent():
     for got, seed in zip(seed_computation(2), SEED, strict=True):
         for name, value in seed.items():

@@ -66,7 +66,12 @@ class _Failure(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (the usage itself is for ``--help``)."""
+    """argparse, but a usage error is one line (the usage itself is for ``--help``), and a
+    value that starts like a negative number reaches its flag (``_negative_values``)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = _negative_values(self, list(sys.argv[1:] if args is None else args))
+        return super().parse_known_args(args, namespace)
 
     def error(self, message):
         # `train --lr 0.1,0.2`: a list is a sweep's (its --lr, --momentum and --seeds).
@@ -261,10 +266,10 @@ _NEGATIVE = re.compile(r"-(\.?[0-9]|inf|nan)", re.IGNORECASE)  # -inf, -NaN: flo
 
 
 def _options(parser: argparse.ArgumentParser) -> list:
-    """Every command's options (argparse actions with option strings)."""
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return [a for command in commands.choices.values() for a in command._actions
-            if a.option_strings]
+    """The parser's options and every command's (argparse actions with option strings)."""
+    commands = [c for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+                for c in a.choices.values()]
+    return [a for p in (parser, *commands) for a in p._actions if a.option_strings]
 
 
 def _negative_values(parser, argv: list) -> list:
@@ -284,7 +289,7 @@ def _negative_values(parser, argv: list) -> list:
 def _parse(argv):
     """``args``; a flag unknown to a subcommand is reported in that subcommand's usage."""
     parser = _build_parser()
-    argv = _negative_values(parser, list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
     if extra:
         commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
