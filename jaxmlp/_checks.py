@@ -10,8 +10,10 @@ it would need a host round trip, and cannot be done while tracing).
 """
 import functools
 import math
+import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Literal, overload
 
 import jax
@@ -33,6 +35,14 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
 _FLOAT_TEXT = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
                          r"|inf|infinity|nan)", re.IGNORECASE)
+
+
+def path(value, name: str, what: str) -> Path:
+    """``value`` as a ``Path`` where it is a ``str`` or ``os.PathLike``, else ``WrongType``:
+    "``name`` must be ``what`` (a str or path), got int"."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise WrongType(f"{name} must be {what} (a str or path)", type(value).__name__)
+    return Path(value)
 
 
 def parse_int(text: str, name: str) -> int:

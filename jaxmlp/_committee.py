@@ -11,11 +11,11 @@ probabilities (each over ``tta`` distortions too, when given):
 """
 import hashlib
 import os
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from jaxmlp import _checks
 from jaxmlp._arch import Arch
 from jaxmlp._config import TrainConfig
 from jaxmlp._data import DatasetInfo
@@ -57,7 +57,8 @@ def load_committee(folders) -> Committee:
 
     if isinstance(folders, (str, os.PathLike)) or not hasattr(folders, "__iter__"):
         raise TypeError("folders must be a list of run or sweep folders")
-    folders = [Path(f) for f in folders]
+    folders = [_checks.path(f, f"folders[{i}]", "a run or sweep folder")
+               for i, f in enumerate(folders)]
     if not folders or len(folders) > MAX_MEMBERS:
         raise RunError(f"a committee takes 1 to {MAX_MEMBERS} run folders, got {len(folders)}")
     seen = set()

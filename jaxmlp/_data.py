@@ -583,6 +583,9 @@ def _load_npz(name: str, path: Path) -> Dataset:
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise DatasetError(f"{path} is not a readable .npz of arrays ({type(e).__name__}: "
                            f"{str(e)[:120]})") from None
+    except Exception:  # a damaged .npy header: numpy's parser raises tokenize's errors too
+        raise DatasetError(f"{path} is not a readable .npz of arrays (an array's header is "
+                           "damaged)") from None
     return _from_own_arrays(path, f"{NPZ}{path.resolve()}", *loaded)
 
 
@@ -599,7 +602,7 @@ def _load_folder(name: str, root: Path, cache_root: Path, use_cache: bool) -> Da
     """``folder:DIR`` (``name``; ``root`` its folder) as a ``Dataset``; from the cache when
     no file changed since it was decoded (``jaxmlp/_image_folder.py``)."""
     classes, files = _image_folder.listing(root, name)
-    cache = cache_root / f"folder-{_image_folder.digest(root.resolve(), files)}.npz"
+    cache = cache_root / f"folder-{_image_folder.digest(root, files)}.npz"
     if use_cache and os.path.lexists(cache) and (cached := read_cache(cache, name)) is not None:
         return cached
     arrays = _image_folder.decode(files)

@@ -70,14 +70,28 @@ def listing(root: Path, name: str) -> tuple[list[str], dict]:
 
 
 def digest(root: Path, files: dict) -> str:
-    """Every file's place, size and modification time: the cache's key."""
-    h = hashlib.sha256(str(root).encode())
+    """Every file's place, size and modification time: the cache's key. ``root`` as the
+    files were listed from it (relative, or through a link, as given): they are named
+    relative to it, and the folder by where it really is."""
+    h = hashlib.sha256(str(root.resolve()).encode())
     for split in _SPLITS:
         for path, label in files[split]:
             st = path.stat()
             h.update(f"\0{path.relative_to(root)}\0{label}\0{st.st_size}\0{st.st_mtime_ns}"
                      .encode())
     return h.hexdigest()[:24]
+
+
+def eight_bit(image):
+    """A Pillow ``image`` of 16-bit grey (modes ``I;16…``, and ``I``, as Pillow may read a
+    16-bit PNG) as 8-bit ``L``, 0–65535 scaled to 0–255 and rounded: ``convert("L")`` would
+    clip every level above 255 to white. Other modes as they are."""
+    from PIL import Image
+
+    if image.mode.startswith("I;16") or image.mode == "I":
+        grey = np.clip(np.rint(np.asarray(image.convert("I"), np.float64) / 257), 0, 255)
+        return Image.fromarray(grey.astype(np.uint8), "L")
+    return image
 
 
 def decode(files: dict) -> dict:
@@ -98,7 +112,7 @@ def decode(files: dict) -> dict:
             raise DatasetError(f"{path} is {other[0]}×{other[1]} pixels, but a folder "
                                f"dataset's images share one size ({size[0]}×{size[1]}, as "
                                f"{first})")
-        if mode not in _GREY:
+        if mode not in _GREY and not mode.startswith("I;16"):  # I;16B, I;16L too
             channels = 3
     if size[0] * size[1] > MAX_PIXELS:
         raise DatasetError(f"{first} is {size[0]}×{size[1]} pixels, more than the "
@@ -112,7 +126,7 @@ def decode(files: dict) -> dict:
         for i, (path, _) in enumerate(files[split]):
             try:
                 with Image.open(path) as im:
-                    pixels = np.asarray(im.convert("L" if channels == 1 else "RGB"))
+                    pixels = np.asarray(eight_bit(im).convert("L" if channels == 1 else "RGB"))
                 images[i] = pixels.reshape(size[1], size[0], channels)
             except Exception as e:
                 raise DatasetError(f"{path} is not a readable image ({type(e).__name__})") from None

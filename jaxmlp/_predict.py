@@ -1,11 +1,11 @@
 """Predictions from a trained network, and image files turned into network inputs.
 
 ``predict`` gives class probabilities for images in any form ``prepare_images`` takes.
-``_load_image`` turns a PNG or JPEG (any size or mode) into a network input: for MNIST-shaped
-models (28×28, one channel) a white-on-black digit made the way MNIST itself was made, for
-any other image shape a plain resize (see ``_load_image``); ``load_inputs`` reads a list of
-PNG/JPEG/``.npy`` files into one batch with a name per row; ``top_k`` picks the likeliest
-classes.
+``_load_image`` turns an image file (PNG, JPEG, BMP, GIF, WebP; any size or mode) into a
+network input: for MNIST-shaped models (28×28, one channel) a white-on-black digit made the
+way MNIST itself was made, for any other image shape a plain resize (see ``_load_image``);
+``load_inputs`` reads a list of image and ``.npy`` files into one batch with a name per row;
+``top_k`` picks the likeliest classes.
 """
 import contextlib
 import functools
@@ -20,6 +20,7 @@ from jaxmlp import _checks
 from jaxmlp._checks import positive_int
 from jaxmlp._arch import parse_arch
 from jaxmlp._data import MNIST
+from jaxmlp._image_folder import SUFFIXES, eight_bit
 from jaxmlp._images import check_image_shape, check_images, image_forms, prepare_images
 from jaxmlp._mlp import Params, forward
 from jaxmlp._softmax import softmax
@@ -36,7 +37,7 @@ def digit_pipeline(info) -> bool:
     """Whether photos for a model of ``info`` (a ``DatasetInfo``) are cut out and centred as
     MNIST digits (``_load_image``'s ``digits``), rather than only resized."""
     return tuple(info.image_shape) == _MNIST_SHAPE and info.name.split("/")[0] in _HANDWRITING
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_IMAGE_SUFFIXES = SUFFIXES  # what a folder dataset reads, predict reads
 # Image files are read reduced so that their longer side is at most this many pixels: the
 # digit ends up 20 px tall, so more detail only costs time and memory (read whole, a
 # 108-megapixel JPEG took 12 s and 2.7 GB; reduced, 0.3 s).
@@ -171,7 +172,7 @@ def _reading(path: Path):
         raise ValueError(f"{path}: image too large: over {limit:.0f} megapixels, "
                          "Pillow's limit against decompression bombs") from None
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError... on bad files
-        raise ValueError(f"{path}: not a readable PNG/JPEG image ({e})") from None
+        raise ValueError(f"{path}: not a readable image ({e})") from None
 
 
 def _open(path: Path):
@@ -228,9 +229,7 @@ def _read_resized(path: Path, image_shape: tuple[int, int, int]) -> np.ndarray:
             image = ImageOps.exif_transpose(image)
         except Exception:  # EXIF that Pillow cannot parse: the pixels are still fine
             image.load()
-        if image.mode.startswith("I;16") or image.mode == "I":  # 16-bit grey: scale, not clip
-            grey = np.clip(np.rint(np.asarray(image.convert("I"), np.float64) / 257), 0, 255)
-            image = Image.fromarray(grey.astype(np.uint8), "L")
+        image = eight_bit(image)  # 16-bit grey: scaled, not clipped
         if _has_alpha(image):  # transparent pixels composited onto white
             rgba = image.convert("RGBA")
             image = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -355,7 +354,8 @@ def _normalise(digit: np.ndarray) -> np.ndarray:
 
 def _load_image(path, *, invert: bool | None = None, image_shape=_MNIST_SHAPE,
                digits: bool | None = None) -> np.ndarray:
-    """A PNG or JPEG as one input of a model taking ``image_shape`` images.
+    """An image file (PNG, JPEG, BMP, GIF, WebP) as one input of a model taking
+    ``image_shape`` images.
 
     With ``digits`` (by default: for ``image_shape`` ``(28, 28, 1)``; ``digit_pipeline``
     says it for a dataset: MNIST, EMNIST, KMNIST, not Fashion-MNIST) an MNIST image: 28×28
@@ -435,7 +435,7 @@ def _load_npy(path: Path, invert: bool | None = None,
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except Exception as e:  # truncated, not .npy, or pickled objects
-        why = str(e)
+        why = str(e) if isinstance(e, (ValueError, OSError)) else "its header is damaged"
         if "pickle" in why:  # numpy takes what lacks its magic for a pickle: say which it is
             with open(path, "rb") as f:
                 why = ("it holds Python objects, which are not read" if f.read(6) == b"\x93NUMPY"
@@ -481,7 +481,8 @@ def _paths(paths) -> list:
 
 def load_inputs(paths, *, invert: bool | None = None, image_shape=_MNIST_SHAPE,
                 digits: bool | None = None) -> tuple[np.ndarray, list[str]]:
-    """Reads PNG/JPEG images and ``.npy`` arrays into one batch, naming every row.
+    """Reads image files (PNG, JPEG, BMP, GIF, WebP) and ``.npy`` arrays into one batch,
+    naming every row.
 
     Args:
       paths: files. A ``.png``/``.jpg``/``.jpeg`` gives one row (``_load_image``), named by
@@ -524,7 +525,7 @@ def load_inputs(paths, *, invert: bool | None = None, image_shape=_MNIST_SHAPE,
             block_names = [str(path)]
         else:
             raise ValueError(f"{path}: unknown file type {suffix or '(no extension)'!r}; "
-                             f"expected .png, .jpg, .jpeg or .npy")
+                             f"expected {', '.join(_IMAGE_SUFFIXES)} or .npy")
         blocks.append(images)
         names.extend(block_names)
     return np.concatenate(blocks), names

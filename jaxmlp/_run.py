@@ -27,6 +27,7 @@ from typing import NamedTuple, Optional
 import jax
 import numpy as np
 
+from jaxmlp import _checks
 from jaxmlp._errors import RunError, without_value
 from jaxmlp._files import read_bytes
 from jaxmlp._arch import MAX_UNITS, Arch, parse_arch, weight_shapes
@@ -467,7 +468,9 @@ def check_new_file(path, *, overwrite: bool = False) -> Path:
     folder, nothing is there unless ``overwrite`` (a link there counts: it would be
     replaced, never followed), no folder above it is a file, and none is a run's or a
     sweep's folder. Checked before any work, so a refusal costs nothing."""
-    text = str(path)
+    _checks.path(path, "path", "a file to write")
+    _checks.flag(overwrite, "overwrite")
+    text = str(path)  # as given: Path("sub/") would drop the "/" that says "a folder"
     path = Path(path)
     if not text.strip() or text.endswith(("/", os.sep)) or path.name in ("", ".", ".."):
         raise RunError(f"{text!r} names no file to write")
@@ -618,9 +621,7 @@ def load_model(path) -> tuple[Arch, list[dict], DatasetInfo]:
     Only the arrays a model needs are read, each once its header shows the shape the
     architecture implies (``checkpoint.Npz``). A model saved before datasets were recorded
     is an MNIST model."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a model.npz (a str or path), got {type(path).__name__}")
-    return _read_model(path, weights=True)
+    return _read_model(_checks.path(path, "path", "a model.npz"), weights=True)
 
 
 def read_model_info(path) -> tuple[Arch, DatasetInfo]:
@@ -807,9 +808,7 @@ def load_run(folder, model: Optional[int] = None) -> Run:
     Raises:
       RunError: the folder or one of its files is missing or unusable (the message names it).
     """
-    if not isinstance(folder, (str, os.PathLike)):
-        raise TypeError(f"folder must be a run folder (a str or path), got {type(folder).__name__}")
-    folder = Path(folder)
+    folder = _checks.path(folder, "folder", "a run folder")
     if model is not None and type(model) is not int:  # "1" or True: not an index
         raise RunError(f"model must be an integer index, got {model!r}")
     if is_sweep(folder):
@@ -932,10 +931,7 @@ def load_ensemble(folder, setting: Optional[int] = None) -> Ensemble:
       RunError: not a sweep's folder, no such setting, no summary yet (``setting=None``),
         every member diverged, or a file is missing or unusable (the message names it).
     """
-    if not isinstance(folder, (str, os.PathLike)):
-        raise TypeError(f"folder must be a sweep's folder (a str or path), got "
-                        f"{type(folder).__name__}")
-    folder = Path(folder)
+    folder = _checks.path(folder, "folder", "a sweep's folder")
     if not is_sweep(folder):
         raise RunError(f"{folder} holds no sweep: an ensemble is a sweep's setting's seeds")
     sweep = read_sweep_with_info(folder)

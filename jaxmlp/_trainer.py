@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmlp import _checks
 from jaxmlp._arch import summary
 from jaxmlp._checkpoint import checkpoint_state
 from jaxmlp._config import ORDERS, Grid, TrainConfig
@@ -313,8 +314,8 @@ def _check_call(config, grid, out, order, data, log, resume, overwrite, progress
         raise TypeError(f"config must be a jaxmlp.TrainConfig, got {type(config).__name__}")
     if grid is not None and not isinstance(grid, Grid):  # a Grid checked its values too
         raise TypeError(f"grid must be a jaxmlp.Grid, got {type(grid).__name__}")
-    if out is not None and not isinstance(out, (str, os.PathLike)):
-        raise TypeError(f"out must be a folder (a str or path), got {type(out).__name__}")
+    if out is not None:
+        _checks.path(out, "out", "a folder")
     if out is not None and not str(out).strip():
         raise ValueError("out must name a folder, got an empty string")
     if order not in ORDERS:

@@ -20,7 +20,7 @@ import numpy as np
 from jaxmlp import _checks
 from jaxmlp._arch import parse_arch
 from jaxmlp._augment import Augmentation, augment, parse_augment
-from jaxmlp._images import check_images, check_range, prepare_images
+from jaxmlp._images import check_image_shape, check_images, check_range, prepare_images
 from jaxmlp._mlp import Params, forward
 from jaxmlp._softmax import softmax
 
@@ -106,9 +106,9 @@ def tta_probabilities(params: Params, images, arch, tta: TTA, *, image_shape,
     if not isinstance(tta, TTA):
         raise TypeError(f"tta must be a jaxmlp.TTA, got {type(tta).__name__}")
     aug = tta.distortion
-    image_shape = tuple(int(d) for d in image_shape)
+    image_shape = check_image_shape(image_shape)
     images = _checks.array(images, "images")
-    check_images(images, in_dim=params[0]["w"].shape[0])
+    check_images(images, in_dim=params[0]["w"].shape[0], image_shape=image_shape)
     if isinstance(images, np.ndarray):
         check_range(images)
     images, root = jnp.asarray(images), jax.random.key(tta.seed)

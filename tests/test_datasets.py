@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import urllib.parse
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -601,11 +602,22 @@ def test_a_bad_npz_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys)
     np.savez(tmp_path / "short.npz", x_train=x, y_train=y[:3], x_test=x, y_test=y)
     (tmp_path / "text.npz").write_text("not a zip")
     (tmp_path / "folder.npz").mkdir()
+    # A damaged .npy header inside a sound zip: numpy's parser raised tokenize's TokenError,
+    # which reached the user as a traceback (found by a fresh-eyes test).
+    with zipfile.ZipFile(tmp_path / "good.npz") as good, \
+            zipfile.ZipFile(tmp_path / "header.npz", "w") as damaged:
+        for member in good.namelist():
+            data = good.read(member)
+            at = data.find(b"{'descr'")
+            damaged.writestr(member, data[:at] + b"X" * 30 + data[at + 30:]
+                             if member == "x_train.npy" else data)
     for name, message in [
             ("half.npz", "half.npz has no x_test, y_test: an npz dataset holds x_train, y_train, "
                          "x_test, y_test"),
             ("objects.npz", "objects.npz is not a readable .npz of arrays (ValueError"),
             ("text.npz", "text.npz is not a readable .npz of arrays (BadZipFile"),
+            ("header.npz", "header.npz is not a readable .npz of arrays (an array's header is "
+                           "damaged)"),
             ("folder.npz", "folder.npz is a folder, not an .npz file"),
             # An array's problem is named by the file too, as the file's own problems are.
             ("short.npz", f"error: {tmp_path / 'short.npz'}: y_train must be (4,) integer labels"),
@@ -709,6 +721,31 @@ def test_a_folder_of_images_is_its_arrays_and_is_cached(tmp_path, channels, monk
         "L" if channels == 1 else "RGB").save(changed)
     third = jaxmlp._data.load_dataset(name, cache_dir=tmp_path / "cache")
     assert decoded == [1] and third.train_images[0].sum() == 0 != data.train_images[0].sum()
+
+
+def test_a_folder_of_16_bit_images_by_a_relative_or_linked_name(tmp_path, monkeypatch):
+    # Found by a fresh-eyes test: 16-bit grey PNGs were clipped to white (1000 of 65535 read
+    # as 255), and load_dataset("folder:RELATIVE") raised pathlib's "is not in the subpath".
+    from PIL import Image
+
+    root = tmp_path / "deep"
+    levels = np.array([[0, 1000, 30000], [65535, 257 * 100, 128]], np.uint16)  # 7×5 images
+    for split, n in (("train", 4), ("test", 2)):
+        for i in range(n):
+            folder = root / split / f"c{i % 2}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((7, 5), levels.flat[i], np.uint16)).save(folder / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "link").symlink_to(root)
+    for name in ("folder:deep", f"folder:{root}", "folder:link"):
+        data = jaxmlp._data.load_dataset(name, cache_dir=tmp_path / "cache")
+        assert data.info.image_shape == (7, 5, 1), name
+        # c0 holds images 0 and 2, c1 images 1 and 3 (files sorted within each class)
+        np.testing.assert_array_equal(data.train_images[:, 0], [0, 117, 4, 255])
+        np.testing.assert_array_equal(data.test_images[:, 0], [0, 4])
+    assert [round(v / 257) for v in (0, 30000, 1000, 65535)] == [0, 117, 4, 255]
+    # One folder, one cache entry, whichever name reached it.
+    assert len(list((tmp_path / "cache").glob("folder-*.npz"))) == 1
 
 
 def test_a_grey_folder_with_one_colour_image_becomes_rgb(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from conftest import SERVED_ARCH
 
 import jaxmlp
-from jaxmlp import ACTIVATIONS, RunError, export, load_run, predict
+from jaxmlp import ACTIVATIONS, RunError, export, load_committee, load_run, predict
 from jaxmlp.app._cli import main
 
 
@@ -79,6 +79,17 @@ def test_the_api_refuses_what_it_cannot_write(served_runs, tmp_path, monkeypatch
     (tmp_path / "there").write_text("x")
     with pytest.raises(RunError, match="exists"):
         export(run, tmp_path / "there")
+    # Found by a fresh-eyes test: pathlib's "expected str, bytes or os.PathLike object", and
+    # overwrite="yes" taken as true (it would replace "there").
+    with pytest.raises(TypeError, match=r"^path must be a file to write \(a str or path\), "
+                                        r"got NoneType$"):
+        export(run, None)
+    with pytest.raises(TypeError, match=r"^overwrite must be True or False, got 'yes'$"):
+        export(run, tmp_path / "there", overwrite="yes")
+    assert (tmp_path / "there").read_text() == "x"
+    with pytest.raises(TypeError, match=r"^folders\[1\] must be a run or sweep folder \(a str or "
+                                        r"path\), got NoneType$"):
+        load_committee([root / "one", None])
     monkeypatch.setitem(sys.modules, "onnx", None)  # not installed
     with pytest.raises(ValueError, match=r"needs the onnx package \(pip install onnx\)"):
         export(run, tmp_path / "m.onnx")

@@ -266,18 +266,22 @@ def _bad_files(tmp_path):
     np.save(tmp_path / "ok.npy", np.zeros((2, 784), np.uint8))
     (tmp_path / "cut.npy").write_bytes((tmp_path / "ok.npy").read_bytes()[:200])
     (tmp_path / "text.npy").write_text("0 0 0\n")  # numpy reads what lacks its magic as a pickle
+    ok = (tmp_path / "ok.npy").read_bytes()
+    at = ok.find(b"{'descr'")
+    (tmp_path / "header.npy").write_bytes(ok[:at] + b"X" * 30 + ok[at + 30:])  # tokenize's error
     np.savez(tmp_path / "archive.npz", images=np.zeros((2, 784), np.uint8))
     (tmp_path / "archive.npz").rename(tmp_path / "archive.npy")
     (tmp_path / "folder.png").mkdir()
     return {
         "missing.png": (FileNotFoundError, "no such file"),
-        "truncated.png": (ValueError, "not a readable PNG/JPEG image"),
-        "noise.png": (ValueError, "not a readable PNG/JPEG image"),
-        "notes.txt": (ValueError, r"unknown file type '.txt'; expected .png, .jpg, .jpeg or .npy"),
+        "truncated.png": (ValueError, "not a readable image"),
+        "noise.png": (ValueError, "not a readable image"),
+        "notes.txt": (ValueError, r"unknown file type '.txt'; expected .png, .jpg, .jpeg, .bmp, .gif, .webp or .npy"),
         "shape.npy": (ValueError, r"images must have shape"),
         "objects.npy": (ValueError, r"not a readable .npy array \(it holds Python objects, "
                                     r"which are not read\)$"),
         "text.npy": (ValueError, r"not a readable .npy array \(not NumPy's .npy format\)$"),
+        "header.npy": (ValueError, r"not a readable .npy array \(its header is damaged\)$"),
         "range.npy": (ValueError, r"must already be scaled to \[0, 1\]"),
         "ints.npy": (ValueError, "must be uint8 .* got dtype int64$"),  # not int32
         "cut.npy": (ValueError, "not a readable .npy array"),
@@ -301,7 +305,7 @@ def test_load_image_errors_name_the_file(tmp_path):
     _bad_files(tmp_path)
     with pytest.raises(FileNotFoundError, match="missing.png: no such file"):
         _load_image(tmp_path / "missing.png")
-    with pytest.raises(ValueError, match="truncated.png: not a readable PNG/JPEG image"):
+    with pytest.raises(ValueError, match="truncated.png: not a readable image"):
         _load_image(tmp_path / "truncated.png")
     with pytest.raises(ValueError, match="no input files given"):
         load_inputs([])
@@ -586,13 +590,20 @@ def test_load_image_plain_conversion_details(tmp_path):
     # 16-bit grey is scaled to 8 bits, not clipped at 255.
     Image.fromarray(np.full((16, 16), 100 * 257, np.uint16)).save(tmp_path / "deep.png")
     assert (_load_image(tmp_path / "deep.png", image_shape=(16, 16, 1)) == 100).all()
+    # Every format a folder dataset reads, predict reads (it refused .webp, .bmp and .gif).
+    for suffix in (".bmp", ".gif", ".webp"):
+        Image.fromarray(np.full((16, 16), 100, np.uint8)).save(tmp_path / f"grey{suffix}",
+                                                               **({"lossless": True} if
+                                                                  suffix == ".webp" else {}))
+        batch, names = load_inputs([tmp_path / f"grey{suffix}"], image_shape=(16, 16, 1))
+        assert names == [str(tmp_path / f"grey{suffix}")] and (batch * 255 == 100).all()
     # The digit pipeline only for MNIST's shape, given or by default.
     white_on_black = _save(_digit(), tmp_path / "one.png")
     np.testing.assert_array_equal(_load_image(white_on_black, image_shape=(28, 28, 1)),
                                   _load_image(white_on_black))
     assert _load_image(white_on_black, image_shape=(28, 28, 1)).reshape(28, 28)[0].max() == 0
     # Errors: the file named as for MNIST; channel counts Pillow cannot give.
-    with pytest.raises(ValueError, match="noise.png: not a readable PNG/JPEG image"):
+    with pytest.raises(ValueError, match="noise.png: not a readable image"):
         (tmp_path / "noise.png").write_bytes(np.random.default_rng(0).bytes(2000))
         _load_image(tmp_path / "noise.png", image_shape=CIFAR)
     with pytest.raises(FileNotFoundError, match="missing.png: no such file"):

@@ -75,6 +75,11 @@ def test_runs_are_listed_newest_first_with_their_model_s_accuracies(site):
     best = json.loads((root / "grid" / "sweep" / "summary.json").read_text())["best"]
     assert sweep["kind"] == "sweep" and sweep["models"] == 4 and sweep["val_acc"] is None
     assert sweep["test_acc"] == best["ensemble_test_acc"]
+    # docs/serve.md names every field a row has, and no other (it named two that were not).
+    page = (Path(__file__).parents[1] / "docs" / "serve.md").read_text()
+    row = re.search(r'`GET /api/runs` \| `\{"root", "runs": \[\{(.*?)\}\]\}`', page)[1]
+    documented = set(re.findall(r'"(\w+)"', row))
+    assert set(one) | {"models"} == documented and set(sweep) <= documented
 
 
 def test_a_run_is_its_config_history_and_evaluation(site):
@@ -213,6 +218,30 @@ def test_a_post_without_a_length_is_refused(site):
         s.sendall(b"POST /api/predict?path=one HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                   b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
         assert s.recv(200).startswith(b"HTTP/1.1 411")
+
+
+def _raw(port: int, request: bytes) -> bytes:
+    """Everything the server answers to ``request``, sent as it is, until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(4096):
+            answer += chunk
+    return answer
+
+
+def test_ambiguous_or_malformed_requests_get_a_400_with_a_status_line(site):
+    # Found by a fresh-eyes test: two Content-Lengths were taken (the first), and a request
+    # line too malformed to name its version got a bare JSON body, HTTP/0.9's answer.
+    answer = _raw(site[1], b"POST /api/predict?path=one HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                           b"Content-Type: application/json\r\nContent-Length: 2\r\n"
+                           b"Content-Length: 5000\r\n\r\n{}")
+    assert answer.startswith(b"HTTP/1.1 400 ") and answer.endswith(
+        b'{"error": "a request has at most one Content-Length"}')
+    for line in (b"GARBAGE", b"GET / HTTP/9.9", b"GET / HTTP/x.y z"):
+        answer = _raw(site[1], line + b"\r\n\r\n")
+        assert re.match(rb"HTTP/1\.[01] (400|505) ", answer), (line, answer[:80])
+        assert b"\r\n\r\n{\"error\": " in answer
 
 
 def test_only_requests_addressed_to_this_server_are_answered(site):

@@ -29,6 +29,21 @@ def _by_hand(params, images, arch, tta: TTA):
     return np.asarray(total / (tta.n + 1))
 
 
+@pytest.mark.parametrize("image_shape, message", [
+    ((28, 27, 1), r"image_shape \(28, 27, 1\) has 756 pixels, but in_dim is 784"),
+    (None, r"image_shape must be \(height, width, channels\), three positive ints, got None"),
+    ((28, 28), r"image_shape must be \(height, width, channels\), three positive ints, got "
+               r"\(28, 28\)"),
+])
+def test_tta_names_a_wrong_image_shape(image_shape, message):
+    # Found by a fresh-eyes test: numpy's reshape error, "NoneType is not iterable", or a
+    # message about the images instead.
+    params = init_params(jax.random.key(1), ARCH, 784)
+    with pytest.raises(ValueError, match=message):
+        tta_probabilities(params, np.zeros((2, 784), np.uint8), ARCH, TTA(2),
+                          image_shape=image_shape)
+
+
 def test_tta_is_the_mean_over_the_image_and_its_distortions_whatever_the_chunks():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (7, 784), dtype=np.uint8)

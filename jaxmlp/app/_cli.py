@@ -3,7 +3,7 @@
     jaxmlp train [flags]              train an MLP (MNIST, or --dataset) into a run folder
     jaxmlp sweep [flags]              train seeds × learning rates × momenta at once
     jaxmlp eval RUN                   re-evaluate a run's model on the test split
-    jaxmlp predict RUN FILE...        classify PNG/JPEG images or .npy arrays
+    jaxmlp predict RUN FILE...        classify images or .npy arrays
     jaxmlp gradcheck ARCH             hand backward pass vs jax.grad, float64
     jaxmlp augment SPEC               draw training images beside their distortions
     jaxmlp serve [DIR]                a local web page: runs, live curves, draw a digit
@@ -190,7 +190,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_data_flags(en)
 
     pr = commands.add_parser("predict", allow_abbrev=False,
-                             help="classify images (PNG/JPEG) or .npy arrays")
+                             help="classify images (PNG, JPEG, BMP, GIF, WebP) or .npy arrays")
     pr.add_argument("run", metavar="RUN", help="a run folder")
     pr.add_argument("--model", type=_int, metavar="I", help="model I of a sweep's folder")
     _add_ensemble_flags(pr)

@@ -180,6 +180,9 @@ class _DeadlineReader(io.RawIOBase):
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the page polls every second
+    # A request line too malformed to name its version is answered with a status line and
+    # headers all the same: HTTP/0.9's bare body would leave the client without the 400.
+    default_request_version = "HTTP/1.0"
     timeout = 30  # seconds an answer may take to be sent to a client that reads it slowly
     server_version = "jaxmlp"
     site: _Site  # set on the subclass make_server makes
@@ -327,6 +330,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         kind = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if kind != "application/json":
             raise _HttpError(415, "send the pixels as application/json")
+        if len(self.headers.get_all("Content-Length") or ()) > 1:  # which one? (RFC 9112 6.3)
+            self.close_connection = True  # its body, of unknown length, is never read
+            raise _HttpError(400, "a request has at most one Content-Length")
         length = self.headers.get("Content-Length")
         if length is None or not re.fullmatch(r"[0-9]{1,18}", length):  # ASCII: not "²"
             raise _HttpError(411, "a POST needs a Content-Length")
