@@ -238,6 +238,12 @@ def test_ambiguous_or_malformed_requests_get_a_400_with_a_status_line(site):
                            b"Content-Length: 5000\r\n\r\n{}")
     assert answer.startswith(b"HTTP/1.1 400 ") and answer.endswith(
         b'{"error": "a request has at most one Content-Length"}')
+    # A raw UTF-8 "é" in the query is "é" again, as its %-escape is (it was echoed "Ã©").
+    for path in ("/api/run?path=caf\u00e9".encode(), b"/api/run?path=caf%C3%A9"):
+        answer = _raw(site[1], b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               b"Connection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 404 ") and answer.endswith(
+            b'{"error": "no run \'caf\\u00e9\' here"}'), answer[-80:]  # JSON's escape of é
     for line in (b"GARBAGE", b"GET / HTTP/9.9", b"GET / HTTP/x.y z"):
         answer = _raw(site[1], line + b"\r\n\r\n")
         assert re.match(rb"HTTP/1\.[01] (400|505) ", answer), (line, answer[:80])

@@ -221,7 +221,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _answer(self, route, head=False):
         try:
             self._check_host()
-            url = urllib.parse.urlsplit(self.path)
+            # http.server reads the request line as latin-1: raw UTF-8 bytes (a client that
+            # sent "é" unescaped) are decoded again as UTF-8, as %-escapes are.
+            url = urllib.parse.urlsplit(
+                self.path.encode("latin-1", "replace").decode("utf-8", "replace"))
             query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
             status, kind, body, extra = route(urllib.parse.unquote(url.path), query)
         except _HttpError as e:
