@@ -29,6 +29,7 @@ import os
 import platform
 import sys
 import time
+from typing import NoReturn
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ import numpy as np
 from jaxmlp import (TTA, Grid, TrainConfig, evaluate_committee, evaluate_ensemble, evaluate_run,
                     load_committee, load_run, train_and_evaluate, train_many)
 from jaxmlp._errors import DatasetError, RunError
+from jaxmlp._run import RunWriteError
 from jaxmlp.app._cli import (_Parser, _enable_compilation_cache, _in_flags, _int,
                              _tta_words)
 from jaxmlp._data import load_dataset
@@ -54,6 +56,13 @@ def _machine() -> str:
     device = jax.devices()[0]
     where = cpu if device.platform == "cpu" else device.device_kind
     return f"{where}, {os.cpu_count()} cores, jax {jax.__version__} on {device.platform}"
+
+
+def end_in_a_line(script: str, e: Exception) -> NoReturn:
+    """Ends ``script`` as ``jaxmlp`` ends a command: one line naming the problem, status 1
+    where writing failed (a full disk: ``RunWriteError``), else 2 (what it refuses)."""
+    print(f"{script}: {_in_flags(str(e))}", file=sys.stderr)
+    sys.exit(1 if isinstance(e, RunWriteError) else 2)
 
 
 def interruptible(main, script: str, kept: str) -> None:
@@ -222,7 +231,7 @@ def _main_in_a_line() -> None:
     try:
         main()
     except (ValueError, RunError, DatasetError, OSError) as e:
-        sys.exit(f"records.py: {_in_flags(str(e))}")
+        end_in_a_line("records.py", e)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from records import _machine, interruptible  # noqa: E402  (as the records table)
+from records import _machine, end_in_a_line, interruptible  # noqa: E402  (as records.py)
 
 from jaxmlp import (TTA, Dataset, TrainConfig, predict,  # noqa: E402
                     train_and_evaluate, tta_probabilities, width_normalise)
@@ -137,7 +137,7 @@ def main(argv=None) -> dict:
     try:
         return _compare(args, widths, tta, base)
     except (Refused, RunError, DatasetError, OSError, ValueError) as e:
-        sys.exit(f"width_committee.py: {_in_flags(str(e))}")
+        end_in_a_line("width_committee.py", e)
 
 
 def _widths(parser, text: str) -> list[float]:
@@ -192,9 +192,9 @@ def _compare(args, widths: list, tta, base: TrainConfig) -> dict:
             raise Refused(f"{e} (a file this script wrote: remove it to have it written "
                           f"again)") from None
         if len(member_data.train_labels) != len(data.train_labels):
-            sys.exit(f"width_committee.py: {config.dataset[4:]} holds "
-                     f"{len(member_data.train_labels)} training images, not "
-                     f"{len(data.train_labels)}: another comparison's (choose another --out)")
+            raise Refused(f"{config.dataset[4:]} holds {len(member_data.train_labels)} "
+                          f"training images, not {len(data.train_labels)}: another "
+                          "comparison's (choose another --out)")
         members.append((f"width {width:g}", f"{width:g}", config, member_data, f"w{width:g}"))
     members += [(f"originals, seed {seed}", str(seed), dataclasses.replace(base, seed=seed), data,
                  f"seed{seed}") for seed in range(1, len(widths) + 1)]

@@ -352,6 +352,17 @@ def test_records_script_gives_a_single_models_mean_over_seeds(env, monkeypatch, 
     with pytest.raises(SystemExit):
         records.main(["--quick", "--seeds", "0", "--out", str(tmp_path / "no")])
     assert not (tmp_path / "no").exists()
+    capsys.readouterr()
+    # Without --seeds, the folder of seeds is refused in one line, status 2 (found by a
+    # fresh-eyes test: it said "in use by another jaxmlp process", naming its own pid).
+    monkeypatch.setattr(sys, "argv", ["records.py", "--quick", "--recipes", "simard2003",
+                                      "--estimate", "", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as e:
+        records._main_in_a_line()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and err.startswith(
+        f"records.py: {tmp_path / 'simard2003'} is not a run folder: it has no config.json (it "
+        "holds a sweep"), err
 
 
 def test_precision_benchmark_reports_both_dtypes_and_the_cpu(benchmark, tmp_path, capsys):
@@ -500,12 +511,14 @@ def test_width_committee_trains_each_width_and_compares_with_seeds(env, monkeypa
         (["--epochs", "0"], "--epochs must be >= 1, got 0")]:
         with pytest.raises(SystemExit) as e:
             wc.main(["--quick", *args, "--out", str(tmp_path)])
-        assert message in str(e.value.code) + capsys.readouterr().err
+        err = capsys.readouterr().err  # one line, status 2, as jaxmlp ends a refusal
+        assert e.value.code == 2 and message in err and err.count("\n") == 1, err
     (tmp_path / "mnist-w18.npz").write_bytes(b"not a zip")
     with pytest.raises(SystemExit) as e:
         wc.main(["--quick", "--widths", "12,18", "--out", str(tmp_path)])
-    assert "mnist-w18.npz" in e.value.code and e.value.code.endswith(
-        "(a file this script wrote: remove it to have it written again)")
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "mnist-w18.npz" in err and err.endswith(
+        "(a file this script wrote: remove it to have it written again)\n")
     (tmp_path / "mnist-w18.npz").unlink()  # written again, the same digits
     assert wc.main(["--quick", "--widths", "12,18", "--out", str(tmp_path)])[
         "width_committee"] == rows["width_committee"]
@@ -529,7 +542,7 @@ def test_width_committee_trains_each_width_and_compares_with_seeds(env, monkeypa
         listed = sorted(moved.rglob("*"))
         with pytest.raises(SystemExit) as e:
             wc.main(["--quick", "--widths", "12,18", "--out", str(out)])
-        assert e.value.code == f"width_committee.py: {message}"
+        assert (e.value.code, capsys.readouterr().err) == (2, f"width_committee.py: {message}\n")
         assert sorted(moved.rglob("*")) == listed
 
 
