@@ -29,8 +29,8 @@ import os
 import platform
 import sys
 import time
-from typing import NoReturn
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 

@@ -39,7 +39,7 @@ from jaxmlp._recipes import RECIPES, recipe_settings  # noqa: E402
 from jaxmlp._checkpoint import write_atomic  # noqa: E402
 from jaxmlp._checks import parse_float  # noqa: E402
 from jaxmlp._errors import DatasetError, RunError  # noqa: E402
-from jaxmlp._run import read_config  # noqa: E402
+from jaxmlp._run import CONFIG, SWEEP, read_config  # noqa: E402
 from jaxmlp.app._cli import (_Parser, _enable_compilation_cache, _in_flags,  # noqa: E402
                              _int, _tta_words)
 
@@ -80,7 +80,7 @@ def _member(config: TrainConfig, folder: Path, data) -> tuple[list, dict]:
         result = train_and_evaluate(config, folder, resume=existed, data=data,
                                     log=lambda _: None)
     except ValueError as e:
-        saved = read_config(folder) if (folder / "config.json").is_file() else None
+        saved = read_config(folder) if (folder / CONFIG).is_file() else None
         if saved and saved.dataset != config.dataset and (
                 Path(saved.dataset).name == Path(config.dataset).name):  # the folder moved
             raise Refused(f"{folder} was trained on {saved.dataset[4:]}: a member records its "
@@ -169,7 +169,7 @@ def _compare(args, widths: list, tta, base: TrainConfig) -> dict:
     out = Path(args.out)
     if os.path.lexists(out) and not out.is_dir():
         raise Refused(f"--out {out} is a file, not a folder")
-    if any(os.path.lexists(out / f) for f in ("config.json", "sweep.json")):
+    if any(os.path.lexists(out / f) for f in (CONFIG, SWEEP)):
         raise Refused(f"--out {out} holds a jaxmlp run, not a width comparison: choose "
                       "another folder")
     out.mkdir(parents=True, exist_ok=True)
